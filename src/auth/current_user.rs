@@ -1,0 +1,108 @@
+//! The signed-in user, loaded once per request, and the role gates in front of routes.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::Method;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::auth::session;
+use crate::domain::Role;
+use crate::store::users;
+use crate::web::AppError;
+
+/// The account behind this request, checked active on every request.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+}
+
+impl CurrentUser {
+    pub fn is_administrator(&self) -> bool {
+        self.role.allows(Role::Administrator)
+    }
+
+    pub fn can_contribute(&self) -> bool {
+        self.role.allows(Role::Contributor)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        parts
+            .extensions
+            .get::<CurrentUser>()
+            .cloned()
+            .ok_or(AppError::SignInRequired { next: None })
+    }
+}
+
+/// Lets signed-in, active accounts through; anyone else goes to the sign-in page, and a
+/// deactivated account's session ends.
+pub async fn require_sign_in(
+    State(state): State<AppState>,
+    session: Session,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    let return_to = (request.method() == Method::GET)
+        .then(|| {
+            request
+                .uri()
+                .path_and_query()
+                .map(|pq| pq.as_str().to_owned())
+        })
+        .flatten();
+    let Some(user_id) = session::user_id(&session).await? else {
+        return Err(AppError::SignInRequired { next: return_to });
+    };
+    let user = match users::find_by_id(state.db.pool(), user_id).await? {
+        Some(user) if user.is_active() => user,
+        _ => {
+            session::sign_out(&session).await?;
+            return Err(AppError::SignInRequired { next: return_to });
+        }
+    };
+    request.extensions_mut().insert(CurrentUser {
+        id: user.id,
+        email: user.email,
+        name: user.name,
+        role: user.role,
+    });
+    Ok(next.run(request).await)
+}
+
+pub async fn require_administrator(
+    user: CurrentUser,
+    request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    require(user, Role::Administrator, request, next).await
+}
+
+pub async fn require_contributor(
+    user: CurrentUser,
+    request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    require(user, Role::Contributor, request, next).await
+}
+
+async fn require(
+    user: CurrentUser,
+    role: Role,
+    request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    if !user.role.allows(role) {
+        return Err(AppError::Forbidden);
+    }
+    Ok(next.run(request).await)
+}

@@ -1,0 +1,191 @@
+//! Settings: flags and environment variables parsed once into checked values.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use url::Url;
+
+use crate::crypto::SecretKey;
+use crate::db::DatabaseUrl;
+use crate::domain::{EmailAddress, NewPassword};
+
+/// What `serve` accepts, each flag also readable from the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// `sqlite:` or `postgres:` URL; by default a SQLite file in the data folder.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Folder for the default database and the generated secret key.
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Address and port the console listens on.
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
+    pub bind_addr: SocketAddr,
+    /// The URL people use to reach the console (base of OAuth redirect URIs).
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// 32-byte key (64 hex digits or base64) that encrypts secrets at rest.
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Make sure this administrator exists at start-up (with ADMIN_PASSWORD).
+    #[arg(long, env = "ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// Password for a newly created ADMIN_EMAIL account.
+    #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Minutes without a request after which a session ends.
+    #[arg(long, env = "SESSION_IDLE_MINUTES", default_value_t = 480)]
+    pub session_idle_minutes: u32,
+    /// Failed sign-ins for one account from one address before sign-in is paused.
+    #[arg(long, env = "SIGN_IN_MAX_FAILURES", default_value_t = 5)]
+    pub sign_in_max_failures: u32,
+    /// How long sign-in stays paused after too many failures.
+    #[arg(long, env = "SIGN_IN_LOCKOUT_MINUTES", default_value_t = 15)]
+    pub sign_in_lockout_minutes: u32,
+    /// Argon2id memory cost in KiB (OWASP's 19 MiB by default).
+    #[arg(long, env = "PASSWORD_HASH_MEMORY_KIB", default_value_t = 19_456)]
+    pub password_hash_memory_kib: u32,
+    /// Argon2id iterations.
+    #[arg(long, env = "PASSWORD_HASH_ITERATIONS", default_value_t = 2)]
+    pub password_hash_iterations: u32,
+}
+
+/// The administrator named by ADMIN_EMAIL and ADMIN_PASSWORD.
+#[derive(Debug, Clone)]
+pub struct BootstrapAdmin {
+    pub email: EmailAddress,
+    pub password: NewPassword,
+}
+
+/// Password hashing cost; tests use cheap values, production the defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct HashCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SignInThrottle {
+    pub max_failures: u32,
+    pub lockout: Duration,
+}
+
+/// Checked settings for one console process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub data_dir: PathBuf,
+    pub bind_addr: SocketAddr,
+    /// None: derived from the address actually bound.
+    pub public_url: Option<Url>,
+    /// None: read from, or generated into, `data_dir/secret.key`.
+    pub secret_key: Option<SecretKey>,
+    pub admin: Option<BootstrapAdmin>,
+    pub session_idle: Duration,
+    pub sign_in_throttle: SignInThrottle,
+    pub hash_cost: HashCost,
+}
+
+impl Settings {
+    pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
+        let database_url = match args.database_url {
+            Some(url) => DatabaseUrl::parse(&url).context("DATABASE_URL")?,
+            None => DatabaseUrl::sqlite_file(&args.data_dir.join("export-destinations.db")),
+        };
+        let public_url = args
+            .public_url
+            .as_deref()
+            .map(parse_public_url)
+            .transpose()?;
+        let secret_key = args
+            .secret_key
+            .as_deref()
+            .map(SecretKey::parse)
+            .transpose()
+            .context("SECRET_KEY")?;
+        let admin = match (args.admin_email, args.admin_password) {
+            (None, None) => None,
+            (Some(email), Some(password)) => Some(BootstrapAdmin {
+                email: EmailAddress::parse(&email).context("ADMIN_EMAIL")?,
+                password: NewPassword::parse(password).context("ADMIN_PASSWORD")?,
+            }),
+            _ => bail!("ADMIN_EMAIL and ADMIN_PASSWORD must be given together"),
+        };
+        if args.session_idle_minutes == 0 {
+            bail!("SESSION_IDLE_MINUTES must be at least 1");
+        }
+        if args.sign_in_max_failures == 0 {
+            bail!("SIGN_IN_MAX_FAILURES must be at least 1");
+        }
+        Ok(Self {
+            database_url,
+            data_dir: args.data_dir,
+            bind_addr: args.bind_addr,
+            public_url,
+            secret_key,
+            admin,
+            session_idle: Duration::from_secs(u64::from(args.session_idle_minutes) * 60),
+            sign_in_throttle: SignInThrottle {
+                max_failures: args.sign_in_max_failures,
+                lockout: Duration::from_secs(u64::from(args.sign_in_lockout_minutes) * 60),
+            },
+            hash_cost: HashCost {
+                memory_kib: args.password_hash_memory_kib,
+                iterations: args.password_hash_iterations,
+            },
+        })
+    }
+}
+
+fn parse_public_url(raw: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(raw).with_context(|| format!("PUBLIC_URL {raw:?} is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        bail!("PUBLIC_URL must be an http:// or https:// URL with a host, got {raw:?}");
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["export-destinations"];
+        argv.extend_from_slice(extra);
+        crate::cli::Cli::try_parse_from(argv).unwrap().serve
+    }
+
+    #[test]
+    fn no_configuration_means_a_sqlite_file_under_data() {
+        let settings = Settings::from_args(args(&[])).unwrap();
+        assert!(settings.database_url.is_sqlite());
+        assert!(
+            settings
+                .database_url
+                .as_str()
+                .contains("data/export-destinations.db")
+        );
+        assert_eq!(settings.bind_addr.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn admin_email_without_password_is_refused() {
+        let err = Settings::from_args(args(&["--admin-email", "a@example.com"])).unwrap_err();
+        assert!(err.to_string().contains("together"));
+    }
+
+    #[test]
+    fn a_public_url_must_be_http() {
+        let err = Settings::from_args(args(&["--public-url", "ftp://x"])).unwrap_err();
+        assert!(err.to_string().contains("http"));
+    }
+
+    #[test]
+    fn an_unknown_database_scheme_is_refused() {
+        let err = Settings::from_args(args(&["--database-url", "mysql://x"])).unwrap_err();
+        assert!(format!("{err:#}").contains("sqlite: or postgres:"));
+    }
+}

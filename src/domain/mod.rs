@@ -1,0 +1,11 @@
+//! Values that cross a trust boundary, parsed once into types that cannot hold bad data.
+
+mod email;
+mod password;
+mod person_name;
+mod role;
+
+pub use email::{EmailAddress, EmailError};
+pub use password::{NewPassword, PasswordError};
+pub use person_name::PersonName;
+pub use role::Role;

@@ -1,0 +1,47 @@
+//! A person's name as shown in the console.
+
+use std::fmt;
+
+/// 1 to 100 characters, trimmed, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonName(String);
+
+impl PersonName {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err("the name is required");
+        }
+        if name.chars().count() > 100 {
+            return Err("the name must have at most 100 characters");
+        }
+        if name.chars().any(char::is_control) {
+            return Err("the name cannot contain control characters");
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PersonName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(PersonName::parse("  Ada  ").unwrap().as_str(), "Ada");
+        assert!(PersonName::parse("").is_err());
+        assert!(PersonName::parse(&"x".repeat(101)).is_err());
+        assert!(PersonName::parse("a\u{7}b").is_err());
+        assert!(PersonName::parse(&"é".repeat(100)).is_ok());
+    }
+}

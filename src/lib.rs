@@ -1,0 +1,16 @@
+//! export-destinations: a self-hosted console that exports segments of unified customer
+//! profiles into Mailchimp audiences.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod store;
+pub mod telemetry;
+pub mod web;
+
+pub use app::App;
+pub use config::Settings;

@@ -1,0 +1,17 @@
+use clap::Parser;
+use export_destinations::cli::{Cli, Command};
+use export_destinations::{App, Settings, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init();
+    match cli.into_command() {
+        Command::Serve(args) => {
+            let settings = Settings::from_args(args)?;
+            let app = App::build(settings).await?;
+            tracing::info!("console ready: open {}", app.public_url());
+            app.run_until_stopped().await
+        }
+    }
+}

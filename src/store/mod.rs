@@ -1,0 +1,11 @@
+//! All SQL lives here, one module per aggregate. Functions take an executor so that
+//! handlers decide what runs in one transaction.
+
+pub mod sign_in_failures;
+pub mod users;
+
+/// True when a database error is a unique-constraint violation (on either backend).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}

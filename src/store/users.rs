@@ -1,0 +1,181 @@
+//! Console accounts.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+
+use crate::db::now_millis;
+use crate::domain::{EmailAddress, PersonName, Role};
+
+/// One console account as stored.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub password_hash: String,
+    pub created_at: i64,
+    pub last_sign_in_at: Option<i64>,
+    pub deactivated_at: Option<i64>,
+}
+
+impl User {
+    pub fn is_active(&self) -> bool {
+        self.deactivated_at.is_none()
+    }
+}
+
+/// What creating an account needs; the hash is computed before the transaction starts.
+pub struct NewUser<'a> {
+    pub email: &'a EmailAddress,
+    pub name: &'a PersonName,
+    pub role: Role,
+    pub password_hash: &'a str,
+}
+
+const COLUMNS: &str =
+    "id, email, name, role, password_hash, created_at, last_sign_in_at, deactivated_at";
+
+fn from_row(row: AnyRow) -> Result<User, sqlx::Error> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        role: role
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+        password_hash: row.try_get("password_hash")?,
+        created_at: row.try_get("created_at")?,
+        last_sign_in_at: row.try_get("last_sign_in_at")?,
+        deactivated_at: row.try_get("deactivated_at")?,
+    })
+}
+
+pub async fn count<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(db)
+        .await
+}
+
+pub async fn find_by_email<'e>(
+    db: impl Executor<'e, Database = Any>,
+    email: &EmailAddress,
+) -> sqlx::Result<Option<User>> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE email = $1"))
+        .bind(email.as_str())
+        .try_map(from_row)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn find_by_id<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<Option<User>> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
+        .bind(id)
+        .try_map(from_row)
+        .fetch_optional(db)
+        .await
+}
+
+/// Every account, administrators first, then by name.
+pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<User>> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM users \
+         ORDER BY deactivated_at IS NOT NULL, \
+         CASE role WHEN 'administrator' THEN 0 WHEN 'contributor' THEN 1 ELSE 2 END, \
+         lower(name), id"
+    ))
+    .try_map(from_row)
+    .fetch_all(db)
+    .await
+}
+
+/// Inserts an account; a taken address comes back as a unique violation.
+pub async fn insert<'e>(
+    db: impl Executor<'e, Database = Any>,
+    user: NewUser<'_>,
+) -> sqlx::Result<i64> {
+    let now = now_millis();
+    sqlx::query_scalar(
+        "INSERT INTO users (email, name, role, password_hash, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+    )
+    .bind(user.email.as_str())
+    .bind(user.name.as_str())
+    .bind(user.role.as_str())
+    .bind(user.password_hash)
+    .bind(now)
+    .fetch_one(db)
+    .await
+}
+
+/// Records that this account created the first administrator; fails if one already did.
+pub async fn claim_first_admin<'e>(
+    db: impl Executor<'e, Database = Any>,
+    user_id: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO first_admin_claim (id, user_id, claimed_at) VALUES (1, $1, $2)")
+        .bind(user_id)
+        .bind(now_millis())
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+pub async fn set_role<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    role: Role,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE id = $3")
+        .bind(role.as_str())
+        .bind(now_millis())
+        .bind(id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// Deactivates (with the time) or reactivates (with None) an account.
+pub async fn set_deactivated<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    deactivated_at: Option<i64>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET deactivated_at = $1, updated_at = $2 WHERE id = $3")
+        .bind(deactivated_at)
+        .bind(now_millis())
+        .bind(id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+pub async fn record_sign_in<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET last_sign_in_at = $1 WHERE id = $2")
+        .bind(now_millis())
+        .bind(id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// Active administrators other than `except`.
+pub async fn count_other_active_admins<'e>(
+    db: impl Executor<'e, Database = Any>,
+    except: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM users \
+         WHERE role = 'administrator' AND deactivated_at IS NULL AND id <> $1",
+    )
+    .bind(except)
+    .fetch_one(db)
+    .await
+}

@@ -1,0 +1,86 @@
+//! HTTP: one router per feature, merged here behind sessions, CSRF checks, role gates,
+//! security headers, body limits and request tracing.
+
+mod assets;
+mod auth_pages;
+mod destinations;
+mod error;
+pub mod format;
+mod health;
+pub mod page;
+mod users;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{from_fn, from_fn_with_state};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::SessionManagerLayer;
+
+pub use auth_pages::HOME;
+pub use error::AppError;
+
+use crate::app::AppState;
+use crate::auth::csrf::verify_csrf;
+use crate::auth::session_store::DbSessionStore;
+use crate::auth::{require_administrator, require_sign_in};
+
+/// Largest request body the console reads.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
+     frame-ancestors 'none'; form-action 'self'";
+
+pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Router {
+    let administrators = users::router().route_layer(from_fn(require_administrator));
+    let signed_in = Router::new()
+        .merge(destinations::router())
+        .merge(administrators)
+        .route_layer(from_fn_with_state(state.clone(), require_sign_in));
+    let pages = Router::new()
+        .merge(auth_pages::router())
+        .merge(signed_in)
+        .layer(from_fn(verify_csrf))
+        .layer(sessions);
+    let https = state.public_url.scheme() == "https";
+    let router = Router::new()
+        .merge(health::router())
+        .merge(assets::router())
+        .merge(pages)
+        .fallback(|| async { AppError::NotFound })
+        .with_state(state);
+    let router = if https {
+        router.layer(header_layer(
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ))
+    } else {
+        router
+    };
+    router
+        .layer(header_layer(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header_layer(header::REFERRER_POLICY, "same-origin"))
+        .layer(header_layer(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ))
+        .layer(header_layer(
+            HeaderName::from_static("permissions-policy"),
+            "camera=(), microphone=(), geolocation=()",
+        ))
+        .layer(header_layer(header::CACHE_CONTROL, "no-store"))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            // The path only: query strings can carry OAuth codes and state.
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
+}
+
+fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+}
