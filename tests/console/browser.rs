@@ -1,0 +1,191 @@
+//! Real-browser tests in headless Chromium through chromedriver. They need
+//! `/usr/bin/chromium` and `/usr/bin/chromedriver`, so they are ignored by a plain
+//! `cargo test` and run by `cargo test -- --ignored` (as `.ci/run` does).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, spawn_app};
+
+/// A chromedriver process, killed on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_browser() -> (Driver, Client) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("/usr/bin/chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed (apt-get install chromium chromium-driver)");
+    let profile = tempfile::tempdir().unwrap();
+    let driver = Driver {
+        child,
+        port,
+        _profile: profile,
+    };
+    let url = format!("http://127.0.0.1:{}", driver.port);
+    for _ in 0..100 {
+        if reqwest::get(format!("{url}/status")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,900",
+                format!("--user-data-dir={}", driver._profile.path().display()),
+            ]
+        }),
+    );
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&url)
+        .await
+        .expect("a Chromium session");
+    (driver, client)
+}
+
+fn screenshot_path(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{name}.png"))
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(screenshot_path(name), png).unwrap();
+}
+
+async fn fill(browser: &Client, name: &str, value: &str) {
+    browser
+        .find(Locator::Css(&format!("[name=\"{name}\"]")))
+        .await
+        .unwrap()
+        .send_keys(value)
+        .await
+        .unwrap();
+}
+
+async fn wait_for_path(browser: &Client, path: &str) {
+    for _ in 0..100 {
+        if browser.current_url().await.unwrap().path() == path {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the browser never reached {path}: {}",
+        browser.current_url().await.unwrap()
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and chromedriver; run with --ignored"]
+async fn a_newcomer_creates_the_first_administrator_signs_in_and_sees_export_destinations() {
+    let app = spawn_app().await;
+    let (_driver, browser) = start_browser().await;
+
+    browser.goto(&app.url("/")).await.unwrap();
+    wait_for_path(&browser, "/setup").await;
+    fill(&browser, "name", "Ada Lovelace").await;
+    fill(&browser, "email", "ada@example.com").await;
+    fill(&browser, "password", PASSWORD).await;
+    fill(&browser, "password_confirmation", PASSWORD).await;
+    screenshot(&browser, "01-first-administrator").await;
+    browser
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/admin/export-destinations").await;
+
+    // Sign out, then sign in again through the form.
+    browser
+        .find(Locator::LinkText("Export destinations"))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::XPath("//button[text()='Sign out']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/sign-in").await;
+    fill(&browser, "email", "ada@example.com").await;
+    fill(&browser, "password", PASSWORD).await;
+    screenshot(&browser, "02-sign-in").await;
+    browser
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/admin/export-destinations").await;
+
+    let heading = browser
+        .find(Locator::Css("main h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(heading, "Export destinations");
+    let current = browser
+        .find(Locator::Css("nav a[aria-current=page]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(current, "Export destinations");
+    let who = browser
+        .find(Locator::Css(".topbar .user"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(who, "Ada Lovelace · Administrator");
+    // The stylesheet loaded (same origin, allowed by the CSP): the sidebar is laid out.
+    let width = browser
+        .execute(
+            "return getComputedStyle(document.querySelector('nav.sidebar')).width",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(width, json!("220px"));
+    screenshot(&browser, "03-export-destinations").await;
+    browser.close().await.unwrap();
+}

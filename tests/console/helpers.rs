@@ -1,0 +1,224 @@
+//! Spawns the real console on port 0 with a fresh database per test (a SQLite file, or a
+//! new PostgreSQL database when TEST_DATABASE_URL is set) and talks to it over HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use export_destinations::config::{HashCost, SignInThrottle};
+use export_destinations::crypto::SecretKey;
+use export_destinations::db::DatabaseUrl;
+use export_destinations::domain::{EmailAddress, NewPassword, PersonName, Role};
+use export_destinations::store::users;
+use export_destinations::{App, Settings, app::AppState};
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::redirect::Policy;
+use sqlx::Connection;
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const MAX_FAILURES: u32 = 3;
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    pub jar: Arc<Jar>,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+/// A client that keeps cookies and follows no redirects, as a careful browser test would.
+pub fn new_client() -> (reqwest::Client, Arc<Jar>) {
+    let jar = Arc::new(Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    (client, jar)
+}
+
+async fn fresh_database_url(dir: &std::path::Path) -> DatabaseUrl {
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        return DatabaseUrl::sqlite_file(&dir.join("test.db"));
+    };
+    let name = format!(
+        "t_{}",
+        export_destinations::crypto::random_token()[..16].to_lowercase()
+    )
+    .replace('-', "_");
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("TEST_DATABASE_URL reachable");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(&name);
+    DatabaseUrl::parse(url.as_str()).unwrap()
+}
+
+pub fn test_settings(dir: &std::path::Path, database_url: DatabaseUrl) -> Settings {
+    Settings {
+        database_url,
+        data_dir: dir.to_path_buf(),
+        bind_addr: "127.0.0.1:0".parse().unwrap(),
+        public_url: None,
+        secret_key: Some(SecretKey::generate()),
+        admin: None,
+        session_idle: Duration::from_secs(3600),
+        sign_in_throttle: SignInThrottle {
+            max_failures: MAX_FAILURES,
+            lockout: Duration::from_secs(15 * 60),
+        },
+        hash_cost: HashCost {
+            memory_kib: 64,
+            iterations: 1,
+        },
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        export_destinations::telemetry::init();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(dir.path()).await;
+    let mut settings = test_settings(dir.path(), database_url);
+    configure(&mut settings);
+    let app = App::build(settings).await.expect("the console starts");
+    let base = format!("http://{}", app.local_addr());
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped());
+    let (client, jar) = new_client();
+    TestApp {
+        base,
+        state,
+        client,
+        jar,
+        _dir: Arc::new(dir),
+    }
+}
+
+impl TestApp {
+    /// Another browser (its own cookies) on the same console.
+    pub fn another_client(&self) -> TestApp {
+        let (client, jar) = new_client();
+        TestApp {
+            base: self.base.clone(),
+            state: self.state.clone(),
+            client,
+            jar,
+            _dir: self._dir.clone(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_html(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.text().await.unwrap()
+    }
+
+    /// Posts a form as-is (no CSRF token added).
+    pub async fn post_raw(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts a form with the CSRF token from the page at `from`, as the browser would.
+    pub async fn post_form(
+        &self,
+        from: &str,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let token = csrf_token(&self.get_html(from).await);
+        let mut fields = form.to_vec();
+        fields.push(("csrf_token", &token));
+        self.post_raw(path, &fields).await
+    }
+
+    /// The session cookie's value, if the client holds one.
+    pub fn session_cookie(&self) -> Option<String> {
+        let header = self.jar.cookies(&self.base.parse().unwrap())?;
+        header
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .find_map(|c| c.strip_prefix("export_destinations_session="))
+            .map(str::to_owned)
+    }
+
+    pub async fn create_user(&self, email: &str, role: Role) -> i64 {
+        let hash = self
+            .state
+            .hasher
+            .hash(&NewPassword::parse(PASSWORD.into()).unwrap())
+            .await
+            .unwrap();
+        let email = EmailAddress::parse(email).unwrap();
+        let name = PersonName::parse(email.as_str().split('@').next().unwrap()).unwrap();
+        users::insert(
+            self.state.db.pool(),
+            users::NewUser {
+                email: &email,
+                name: &name,
+                role,
+                password_hash: &hash,
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_form(
+            "/sign-in",
+            "/sign-in",
+            &[("email", email), ("password", password), ("next", "")],
+        )
+        .await
+    }
+
+    /// Creates an account with `role` and signs this client in as it.
+    pub async fn signed_in_as(&self, email: &str, role: Role) -> i64 {
+        let id = self.create_user(email, role).await;
+        let response = self.sign_in(email, PASSWORD).await;
+        assert_eq!(response.status(), 303, "signing in as {email}");
+        id
+    }
+}
+
+/// The CSRF token in a page's first form.
+pub fn csrf_token(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("the page has a CSRF token") + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end].to_owned()
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .expect("a redirect")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}

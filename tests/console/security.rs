@@ -1,0 +1,89 @@
+use export_destinations::domain::Role;
+
+use crate::helpers::{PASSWORD, spawn_app};
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = spawn_app().await;
+    app.create_user("ada@example.com", Role::Administrator)
+        .await;
+    for path in ["/sign-in", "/no-such-page", "/static/app.css", "/healthz"] {
+        let response = app.get(path).await;
+        let headers = response.headers();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert!(headers.contains_key("referrer-policy"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_pages_get_a_404_page() {
+    let app = spawn_app().await;
+    let response = app.get("/no-such-page").await;
+    assert_eq!(response.status(), 404);
+    assert!(response.text().await.unwrap().contains("Page not found"));
+}
+
+#[tokio::test]
+async fn oversized_request_bodies_are_refused() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let response = app
+        .client
+        .post(app.url("/admin/users"))
+        .form(&[("name", huge.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}
+
+#[tokio::test]
+async fn markup_in_a_user_name_is_shown_as_text() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    app.post_form(
+        "/admin/users",
+        "/admin/users",
+        &[
+            ("name", "<script>alert(1)</script>"),
+            ("email", "x@example.com"),
+            ("role", "viewer"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    let html = app.get_html("/admin/users").await;
+    assert!(!html.contains("<script>alert(1)</script>"));
+    assert!(
+        html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || html.contains("&lt;script&gt;")
+    );
+}
+
+#[tokio::test]
+async fn static_assets_are_served_from_the_console_itself() {
+    let app = spawn_app().await;
+    let css = app.get("/static/app.css").await;
+    assert_eq!(css.status(), 200);
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    let html = app.get_html("/setup").await;
+    assert!(
+        !html.contains("https://"),
+        "nothing is loaded from another site"
+    );
+}
