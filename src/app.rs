@@ -17,6 +17,8 @@ use crate::config::{BootstrapAdmin, Settings};
 use crate::crypto::SecretKey;
 use crate::db::Db;
 use crate::domain::{PersonName, Role};
+use crate::mailchimp::{self, Endpoints, OAuthApp};
+use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::users;
 
 /// Shared by every handler; cheap to clone.
@@ -27,6 +29,9 @@ pub struct AppState {
     pub secret_key: SecretKey,
     pub settings: Arc<Settings>,
     pub public_url: Url,
+    pub mailchimp: Endpoints,
+    /// The built-in sandbox, when no Mailchimp OAuth app is configured.
+    pub sandbox: Option<Sandbox>,
 }
 
 /// A console ready to serve: bound, migrated, with its state.
@@ -39,8 +44,7 @@ pub struct App {
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+        create_private_dir(&settings.data_dir)?;
         let db = Db::connect(&settings.database_url).await?;
         db.migrate().await?;
         let secret_key = match &settings.secret_key {
@@ -68,12 +72,15 @@ impl App {
             .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
                 settings.session_idle.as_secs() as i64,
             )));
+        let (mailchimp, sandbox) = mailchimp_endpoints(&settings, &public_url)?;
         let state = AppState {
             db,
             hasher,
             secret_key,
             settings: Arc::new(settings),
             public_url,
+            mailchimp,
+            sandbox,
         };
         let router = crate::web::router(state.clone(), session_layer);
         Ok(Self {
@@ -115,6 +122,82 @@ impl App {
         tracing::info!("console stopped");
         served.context("serving HTTP")
     }
+}
+
+/// The data folder holds the database and the key: readable by the owner only when the
+/// console creates it.
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// Real Mailchimp when an OAuth app is configured; otherwise the built-in sandbox, mounted
+/// under `/sandbox/` and reached through the same URLs a real Mailchimp would have.
+fn mailchimp_endpoints(
+    settings: &Settings,
+    public_url: &Url,
+) -> anyhow::Result<(Endpoints, Option<Sandbox>)> {
+    let redirect_uri = mailchimp::join(public_url, mailchimp::CALLBACK_PATH);
+    let configured = &settings.mailchimp;
+    if let Some(app) = &configured.app {
+        let oauth_base = match &configured.oauth_base_url {
+            Some(url) => url.clone(),
+            None => Url::parse(mailchimp::DEFAULT_OAUTH_BASE)?,
+        };
+        let endpoints = Endpoints {
+            app: app.clone(),
+            oauth_base,
+            api_base_template: configured
+                .api_base_template
+                .clone()
+                .unwrap_or_else(|| mailchimp::DEFAULT_API_BASE.to_owned()),
+            redirect_uri,
+            is_sandbox: false,
+        };
+        return Ok((endpoints, None));
+    }
+    let sandbox_base = mailchimp::join(public_url, "sandbox/");
+    let app = OAuthApp {
+        client_id: "export-destinations-console".into(),
+        client_secret: crate::crypto::random_token(),
+    };
+    let config = SandboxConfig {
+        clients: vec![crate::sandbox::store::OAuthClient {
+            client_id: app.client_id.clone(),
+            client_secret: app.client_secret.clone(),
+            name: "export-destinations".into(),
+            redirect_uri: Some(redirect_uri.to_string()),
+        }],
+        state_file: Some(settings.data_dir.join("sandbox.json")),
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::new(config, sandbox_base.clone())?;
+    {
+        let mut store = sandbox.store();
+        if !store
+            .api_keys
+            .values()
+            .any(|owner| owner == crate::sandbox::store::DEFAULT_ACCOUNT)
+        {
+            store.issue_api_key(crate::sandbox::store::DEFAULT_ACCOUNT);
+        }
+    }
+    let endpoints = Endpoints {
+        app,
+        oauth_base: sandbox_base.clone(),
+        api_base_template: sandbox_base.as_str().trim_end_matches('/').to_owned(),
+        redirect_uri,
+        is_sandbox: true,
+    };
+    Ok((endpoints, Some(sandbox)))
 }
 
 fn default_public_url(local: SocketAddr) -> anyhow::Result<Url> {
@@ -164,7 +247,8 @@ async fn ensure_admin(
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::config::ServeArgs;
+use crate::sandbox::standalone::SandboxArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the web console (the default when no command is given).
     Serve(ServeArgs),
+    /// Run the Mailchimp sandbox on its own (OAuth and Marketing API 3.0).
+    Sandbox(SandboxArgs),
 }
 
 impl Cli {

@@ -50,6 +50,27 @@ pub struct ServeArgs {
     /// Argon2id iterations.
     #[arg(long, env = "PASSWORD_HASH_ITERATIONS", default_value_t = 2)]
     pub password_hash_iterations: u32,
+    /// Client ID of your Mailchimp OAuth app; unset: the built-in sandbox stands in.
+    #[arg(long, env = "MAILCHIMP_CLIENT_ID")]
+    pub mailchimp_client_id: Option<String>,
+    /// Client secret of your Mailchimp OAuth app.
+    #[arg(long, env = "MAILCHIMP_CLIENT_SECRET", hide_env_values = true)]
+    pub mailchimp_client_secret: Option<String>,
+    /// Base URL of Mailchimp's OAuth endpoints.
+    #[arg(long, env = "MAILCHIMP_OAUTH_BASE_URL")]
+    pub mailchimp_oauth_base_url: Option<String>,
+    /// Base URL of the Marketing API for API keys; `{dc}` becomes the key's data centre.
+    #[arg(long, env = "MAILCHIMP_API_BASE_URL")]
+    pub mailchimp_api_base_url: Option<String>,
+}
+
+/// How the console reaches Mailchimp, as configured. With no OAuth app, the console
+/// mounts its built-in sandbox and uses that.
+#[derive(Debug, Clone, Default)]
+pub struct MailchimpSettings {
+    pub app: Option<crate::mailchimp::OAuthApp>,
+    pub oauth_base_url: Option<Url>,
+    pub api_base_template: Option<String>,
 }
 
 /// The administrator named by ADMIN_EMAIL and ADMIN_PASSWORD.
@@ -86,6 +107,7 @@ pub struct Settings {
     pub session_idle: Duration,
     pub sign_in_throttle: SignInThrottle,
     pub hash_cost: HashCost,
+    pub mailchimp: MailchimpSettings,
 }
 
 impl Settings {
@@ -119,6 +141,30 @@ impl Settings {
         if args.sign_in_max_failures == 0 {
             bail!("SIGN_IN_MAX_FAILURES must be at least 1");
         }
+        let app = match (args.mailchimp_client_id, args.mailchimp_client_secret) {
+            (None, None) => None,
+            (Some(client_id), Some(client_secret))
+                if !client_id.trim().is_empty() && !client_secret.trim().is_empty() =>
+            {
+                Some(crate::mailchimp::OAuthApp {
+                    client_id: client_id.trim().to_owned(),
+                    client_secret: client_secret.trim().to_owned(),
+                })
+            }
+            _ => bail!("MAILCHIMP_CLIENT_ID and MAILCHIMP_CLIENT_SECRET must be given together"),
+        };
+        let oauth_base_url = args
+            .mailchimp_oauth_base_url
+            .as_deref()
+            .map(|raw| parse_http_url(raw, "MAILCHIMP_OAUTH_BASE_URL"))
+            .transpose()?;
+        let api_base_template = args
+            .mailchimp_api_base_url
+            .map(|raw| {
+                parse_http_url(&raw.replace("{dc}", "dc"), "MAILCHIMP_API_BASE_URL")?;
+                Ok::<_, anyhow::Error>(raw.trim_end_matches('/').to_owned())
+            })
+            .transpose()?;
         Ok(Self {
             database_url,
             data_dir: args.data_dir,
@@ -135,14 +181,23 @@ impl Settings {
                 memory_kib: args.password_hash_memory_kib,
                 iterations: args.password_hash_iterations,
             },
+            mailchimp: MailchimpSettings {
+                app,
+                oauth_base_url,
+                api_base_template,
+            },
         })
     }
 }
 
 fn parse_public_url(raw: &str) -> anyhow::Result<Url> {
-    let url = Url::parse(raw).with_context(|| format!("PUBLIC_URL {raw:?} is not a URL"))?;
+    parse_http_url(raw, "PUBLIC_URL")
+}
+
+fn parse_http_url(raw: &str, name: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(raw).with_context(|| format!("{name} {raw:?} is not a URL"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        bail!("PUBLIC_URL must be an http:// or https:// URL with a host, got {raw:?}");
+        bail!("{name} must be an http:// or https:// URL with a host, got {raw:?}");
     }
     Ok(url)
 }
@@ -181,6 +236,31 @@ mod tests {
     fn a_public_url_must_be_http() {
         let err = Settings::from_args(args(&["--public-url", "ftp://x"])).unwrap_err();
         assert!(err.to_string().contains("http"));
+    }
+
+    #[test]
+    fn a_mailchimp_client_id_needs_its_secret() {
+        let err = Settings::from_args(args(&["--mailchimp-client-id", "123"])).unwrap_err();
+        assert!(err.to_string().contains("together"));
+        let ok = Settings::from_args(args(&[
+            "--mailchimp-client-id",
+            "123",
+            "--mailchimp-client-secret",
+            "s",
+            "--mailchimp-api-base-url",
+            "http://127.0.0.1:9090/",
+        ]))
+        .unwrap();
+        assert_eq!(
+            ok.mailchimp.api_base_template.as_deref(),
+            Some("http://127.0.0.1:9090")
+        );
+    }
+
+    #[test]
+    fn with_no_mailchimp_app_the_sandbox_stands_in() {
+        let settings = Settings::from_args(args(&[])).unwrap();
+        assert!(settings.mailchimp.app.is_none());
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod mailchimp;
+pub mod sandbox;
 pub mod store;
 pub mod telemetry;
 pub mod web;

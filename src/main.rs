@@ -1,5 +1,7 @@
 use clap::Parser;
+use export_destinations::app::shutdown_signal;
 use export_destinations::cli::{Cli, Command};
+use export_destinations::sandbox::standalone::RunningSandbox;
 use export_destinations::{App, Settings, telemetry};
 
 #[tokio::main]
@@ -12,6 +14,13 @@ async fn main() -> anyhow::Result<()> {
             let app = App::build(settings).await?;
             tracing::info!("console ready: open {}", app.public_url());
             app.run_until_stopped().await
+        }
+        Command::Sandbox(args) => {
+            let bind = args.bind;
+            let public_url = args.public_url.clone();
+            let running = RunningSandbox::bind(args.into_config()?, bind, public_url).await?;
+            running.announce();
+            running.serve(shutdown_signal()).await
         }
     }
 }

@@ -81,6 +81,18 @@ fn valid_domain(domain: &str) -> bool {
             .is_some_and(|tld| tld.chars().count() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()))
 }
 
+/// Mailchimp's subscriber hash: the MD5 hex digest of the lower-cased address.
+pub fn subscriber_hash(email: &str) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(email.trim().to_lowercase().as_bytes()))
+}
+
+impl EmailAddress {
+    pub fn subscriber_hash(&self) -> String {
+        subscriber_hash(&self.0)
+    }
+}
+
 impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -140,6 +152,21 @@ mod tests {
     fn overlong_addresses_are_refused() {
         let raw = format!("{}@example.com", "a".repeat(250));
         assert_eq!(EmailAddress::parse(&raw), Err(EmailError::TooLong));
+    }
+
+    #[test]
+    fn the_subscriber_hash_is_the_md5_of_the_lower_cased_address() {
+        // The example from Mailchimp's documentation of subscriber hashes.
+        assert_eq!(
+            subscriber_hash("Urist.McVankab@freddiesjokes.com"),
+            "62eeb292278cc15f5817cb78f7790b08"
+        );
+        assert_eq!(
+            EmailAddress::parse("URIST.MCVANKAB@freddiesjokes.com")
+                .unwrap()
+                .subscriber_hash(),
+            "62eeb292278cc15f5817cb78f7790b08"
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Values that cross a trust boundary, parsed once into types that cannot hold bad data.
 
 mod email;
+mod member_status;
 mod password;
 mod person_name;
 mod role;
 
-pub use email::{EmailAddress, EmailError};
+pub use email::{EmailAddress, EmailError, subscriber_hash};
+pub use member_status::MemberStatus;
 pub use password::{NewPassword, PasswordError};
 pub use person_name::PersonName;
 pub use role::Role;

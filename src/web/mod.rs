@@ -46,12 +46,18 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .layer(from_fn(verify_csrf))
         .layer(sessions);
     let https = state.public_url.scheme() == "https";
-    let router = Router::new()
+    let sandbox = state.sandbox.clone();
+    let mut router = Router::new()
         .merge(health::router())
         .merge(assets::router())
         .merge(pages)
         .fallback(|| async { AppError::NotFound })
         .with_state(state);
+    if let Some(sandbox) = sandbox {
+        // The sandbox stands for another site: it has no console session, CSRF tokens or
+        // roles of its own, exactly as Mailchimp would not.
+        router = router.nest("/sandbox", sandbox.router());
+    }
     let router = if https {
         router.layer(header_layer(
             header::STRICT_TRANSPORT_SECURITY,

@@ -75,6 +75,7 @@ pub fn test_settings(dir: &std::path::Path, database_url: DatabaseUrl) -> Settin
             memory_kib: 64,
             iterations: 1,
         },
+        mailchimp: Default::default(),
     }
 }
 

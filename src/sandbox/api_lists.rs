@@ -1,0 +1,225 @@
+//! `/3.0/ping`, audiences (`/lists`) and batch subscribe (`POST /lists/{id}`).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::sandbox::Sandbox;
+use crate::sandbox::audience::{ExistingPolicy, MemberWrite, Written};
+use crate::sandbox::json::{self, ApiJson, Caller, paging};
+use crate::sandbox::problem::{FieldError, Problem};
+
+/// Mailchimp's limit on members in one batch-subscribe call.
+pub const MAX_BATCH: usize = 500;
+
+pub fn router() -> Router<Sandbox> {
+    Router::new()
+        .route("/ping", get(ping))
+        .route("/lists", get(lists).post(create_list))
+        .route("/lists/{list_id}", get(list).post(batch_subscribe))
+}
+
+async fn ping(_caller: Caller) -> Json<Value> {
+    Json(json!({ "health_status": "Everything's Chimpy!" }))
+}
+
+async fn lists(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let (count, offset) = paging(query.get("count"), query.get("offset"))?;
+    let store = sandbox.store();
+    let mine: Vec<_> = store
+        .audiences
+        .values()
+        .filter(|a| a.account_id == caller.account_id)
+        .collect();
+    let lists: Vec<Value> = mine
+        .iter()
+        .skip(offset)
+        .take(count)
+        .map(|a| json::audience(a))
+        .collect();
+    Ok(Json(json!({
+        "lists": lists,
+        "total_items": mine.len(),
+        "constraints": { "may_create": true, "max_instances": 100, "current_total_instances": mine.len() },
+        "_links": [],
+    })))
+}
+
+#[derive(Deserialize)]
+struct NewList {
+    name: Option<String>,
+    contact: Option<Value>,
+    permission_reminder: Option<String>,
+    campaign_defaults: Option<CampaignDefaults>,
+    email_type_option: Option<bool>,
+    #[serde(default)]
+    double_optin: bool,
+}
+
+#[derive(Deserialize)]
+struct CampaignDefaults {
+    from_name: Option<String>,
+    from_email: Option<String>,
+}
+
+async fn create_list(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewList>,
+) -> Result<Json<Value>, Problem> {
+    let mut errors = Vec::new();
+    let mut missing = |present: bool, field: &str| {
+        if !present {
+            errors.push(FieldError {
+                field: field.into(),
+                message: "This value should not be blank.".into(),
+            });
+        }
+    };
+    let name = body.name.as_deref().map(str::trim).unwrap_or_default();
+    missing(!name.is_empty(), "name");
+    missing(
+        body.contact.as_ref().is_some_and(Value::is_object),
+        "contact",
+    );
+    missing(
+        body.permission_reminder
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty()),
+        "permission_reminder",
+    );
+    missing(body.campaign_defaults.is_some(), "campaign_defaults");
+    missing(body.email_type_option.is_some(), "email_type_option");
+    if !errors.is_empty() {
+        return Err(Problem::invalid_fields(errors));
+    }
+    sandbox.work(0).await;
+    let now = json::now();
+    let mut store = sandbox.store();
+    let id = store.create_audience(&caller.account_id, name, &now);
+    let audience = store.audiences.get_mut(&id).expect("just created");
+    audience.permission_reminder = body.permission_reminder.unwrap_or_default();
+    audience.double_optin = body.double_optin;
+    if let Some(defaults) = body.campaign_defaults {
+        audience.from_name = defaults.from_name.unwrap_or_default();
+        audience.from_email = defaults.from_email.unwrap_or_default();
+    }
+    Ok(Json(json::audience(audience)))
+}
+
+async fn list(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path(list_id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    sandbox.work(0).await;
+    let mut store = sandbox.store();
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    Ok(Json(json::audience(audience)))
+}
+
+#[derive(Deserialize)]
+struct BatchBody {
+    members: Vec<BatchMember>,
+    #[serde(default)]
+    update_existing: bool,
+}
+
+#[derive(Deserialize)]
+struct BatchMember {
+    #[serde(default)]
+    email_address: String,
+    status: Option<String>,
+    #[serde(default)]
+    merge_fields: serde_json::Map<String, Value>,
+    email_type: Option<String>,
+    language: Option<String>,
+    vip: Option<bool>,
+}
+
+async fn batch_subscribe(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path(list_id): Path<String>,
+    ApiJson(body): ApiJson<BatchBody>,
+) -> Result<Json<Value>, Problem> {
+    if body.members.len() > MAX_BATCH {
+        return Err(Problem::field(
+            "members",
+            format!(
+                "A batch can add or update at most {MAX_BATCH} members; this one has {}.",
+                body.members.len()
+            ),
+        ));
+    }
+    sandbox.store().audience_mut(&caller.account_id, &list_id)?;
+    sandbox.work(body.members.len()).await;
+    let now = json::now();
+    let mut store = sandbox.store();
+    let mut web_id = store.next_web_id;
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let policy = if body.update_existing {
+        ExistingPolicy::Update
+    } else {
+        ExistingPolicy::Report
+    };
+    let (mut created, mut updated, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for item in body.members {
+        let status = match item.status.as_deref().map(str::parse) {
+            Some(Ok(status)) => status,
+            Some(Err(_)) | None => {
+                errors.push(json!({
+                    "email_address": item.email_address,
+                    "error": "The status must be one of subscribed, unsubscribed, cleaned, pending or transactional.",
+                    "error_code": "ERROR_GENERIC",
+                    "field": "status",
+                    "field_message": "This value should not be blank.",
+                }));
+                continue;
+            }
+        };
+        let write = MemberWrite {
+            email_address: item.email_address.clone(),
+            status: Some(status),
+            merge_fields: item.merge_fields,
+            email_type: item.email_type,
+            language: item.language,
+            vip: item.vip,
+            ..MemberWrite::default()
+        };
+        match audience.write_member(write, policy, &mut web_id, &now) {
+            Ok((hash, written)) => {
+                let member = json::member(audience, &hash, &audience.members[&hash]);
+                match written {
+                    Written::Created => created.push(member),
+                    Written::Updated => updated.push(member),
+                }
+            }
+            Err(error) => errors.push(json!({
+                "email_address": item.email_address,
+                "error": error.detail,
+                "error_code": error.code,
+                "field": error.field,
+                "field_message": error.field_message,
+            })),
+        }
+    }
+    store.next_web_id = web_id;
+    Ok(Json(json!({
+        "total_created": created.len(),
+        "total_updated": updated.len(),
+        "error_count": errors.len(),
+        "new_members": created,
+        "updated_members": updated,
+        "errors": errors,
+        "_links": [],
+    })))
+}

@@ -1,0 +1,310 @@
+//! Tags (static segments) and merge fields of an audience.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::sandbox::Sandbox;
+use crate::sandbox::audience::MergeField;
+use crate::sandbox::json::{self, ApiJson, Caller, paging};
+use crate::sandbox::problem::Problem;
+
+/// Mailchimp's limit on members added or removed in one segment call.
+pub const MAX_SEGMENT_BATCH: usize = 500;
+
+pub fn router() -> Router<Sandbox> {
+    Router::new()
+        .route(
+            "/lists/{list_id}/segments",
+            get(segments).post(create_segment),
+        )
+        .route(
+            "/lists/{list_id}/segments/{segment_id}",
+            get(segment).post(batch_segment),
+        )
+        .route(
+            "/lists/{list_id}/merge-fields",
+            get(merge_fields).post(create_merge_field),
+        )
+}
+
+async fn segments(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path(list_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let (count, offset) = paging(query.get("count"), query.get("offset"))?;
+    if let Some(kind) = query.get("type") {
+        if !["saved", "static", "fuzzy"].contains(&kind.as_str()) {
+            return Err(Problem::field(
+                "type",
+                "type must be saved, static or fuzzy.",
+            ));
+        }
+    }
+    let only_other_kinds = query.get("type").is_some_and(|t| t != "static");
+    sandbox.work(0).await;
+    let mut store = sandbox.store();
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let all: Vec<Value> = if only_other_kinds {
+        Vec::new()
+    } else {
+        audience
+            .segments
+            .values()
+            .map(|s| json::segment(audience, s))
+            .collect()
+    };
+    Ok(Json(json!({
+        "segments": all.iter().skip(offset).take(count).collect::<Vec<_>>(),
+        "list_id": audience.id,
+        "total_items": all.len(),
+        "_links": [],
+    })))
+}
+
+#[derive(Deserialize)]
+struct NewSegment {
+    #[serde(default)]
+    name: String,
+    static_segment: Option<Vec<String>>,
+}
+
+async fn create_segment(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path(list_id): Path<String>,
+    ApiJson(body): ApiJson<NewSegment>,
+) -> Result<Json<Value>, Problem> {
+    let Some(emails) = body.static_segment else {
+        return Err(Problem::field(
+            "static_segment",
+            "The sandbox creates static segments (tags) only: give static_segment, even empty.",
+        ));
+    };
+    sandbox.work(emails.len()).await;
+    let now = json::now();
+    let mut store = sandbox.store();
+    store.next_segment_id += 1;
+    let id = store.next_segment_id;
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    audience.create_segment(id, &body.name, &now)?;
+    for email in &emails {
+        audience.set_tag(id, email, true, &now);
+    }
+    Ok(Json(json::segment(audience, &audience.segments[&id])))
+}
+
+async fn segment(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path((list_id, segment_id)): Path<(String, u64)>,
+) -> Result<Json<Value>, Problem> {
+    sandbox.work(0).await;
+    let mut store = sandbox.store();
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let segment = audience
+        .segments
+        .get(&segment_id)
+        .ok_or_else(Problem::not_found)?;
+    Ok(Json(json::segment(audience, segment)))
+}
+
+#[derive(Deserialize)]
+struct SegmentBatch {
+    #[serde(default)]
+    members_to_add: Vec<String>,
+    #[serde(default)]
+    members_to_remove: Vec<String>,
+}
+
+async fn batch_segment(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path((list_id, segment_id)): Path<(String, u64)>,
+    ApiJson(body): ApiJson<SegmentBatch>,
+) -> Result<Json<Value>, Problem> {
+    for (field, list) in [
+        ("members_to_add", &body.members_to_add),
+        ("members_to_remove", &body.members_to_remove),
+    ] {
+        if list.len() > MAX_SEGMENT_BATCH {
+            return Err(Problem::field(
+                field,
+                format!(
+                    "At most {MAX_SEGMENT_BATCH} members can be given; {} were.",
+                    list.len()
+                ),
+            ));
+        }
+    }
+    {
+        let mut store = sandbox.store();
+        let audience = store.audience_mut(&caller.account_id, &list_id)?;
+        audience
+            .segments
+            .get(&segment_id)
+            .ok_or_else(Problem::not_found)?;
+    }
+    sandbox
+        .work(body.members_to_add.len() + body.members_to_remove.len())
+        .await;
+    let now = json::now();
+    let mut store = sandbox.store();
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let (mut added, mut removed, mut not_found) = (Vec::new(), Vec::new(), Vec::new());
+    for (emails, add) in [
+        (&body.members_to_add, true),
+        (&body.members_to_remove, false),
+    ] {
+        for email in emails {
+            if audience.set_tag(segment_id, email, add, &now) {
+                let hash = crate::domain::subscriber_hash(email);
+                let member = json::member(audience, &hash, &audience.members[&hash]);
+                if add {
+                    added.push(member)
+                } else {
+                    removed.push(member)
+                }
+            } else {
+                not_found.push(email.clone());
+            }
+        }
+    }
+    let errors: Vec<Value> = if not_found.is_empty() {
+        Vec::new()
+    } else {
+        vec![json!({
+            "email_addresses": not_found,
+            "error": "Email addresses do not belong to this audience, so they were ignored.",
+        })]
+    };
+    Ok(Json(json!({
+        "members_added": added,
+        "members_removed": removed,
+        "errors": errors,
+        "total_added": added.len(),
+        "total_removed": removed.len(),
+        "error_count": not_found.len(),
+        "_links": [],
+    })))
+}
+
+async fn merge_fields(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path(list_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let (count, offset) = paging(query.get("count"), query.get("offset"))?;
+    sandbox.work(0).await;
+    let mut store = sandbox.store();
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let fields: Vec<Value> = audience
+        .merge_fields
+        .iter()
+        .skip(offset)
+        .take(count)
+        .map(|f| json::merge_field(audience, f))
+        .collect();
+    Ok(Json(json!({
+        "merge_fields": fields,
+        "list_id": audience.id,
+        "total_items": audience.merge_fields.len(),
+        "_links": [],
+    })))
+}
+
+const MERGE_TYPES: [&str; 11] = [
+    "text", "number", "address", "phone", "date", "url", "imageurl", "radio", "dropdown",
+    "birthday", "zip",
+];
+
+#[derive(Deserialize)]
+struct NewMergeField {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    tag: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    default_value: String,
+    #[serde(default)]
+    public: bool,
+}
+
+async fn create_merge_field(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path(list_id): Path<String>,
+    ApiJson(body): ApiJson<NewMergeField>,
+) -> Result<Json<Value>, Problem> {
+    let name = body
+        .name
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_owned();
+    if name.is_empty() {
+        return Err(Problem::field("name", "This value should not be blank."));
+    }
+    let kind = body.kind.unwrap_or_default();
+    if !MERGE_TYPES.contains(&kind.as_str()) {
+        return Err(Problem::field(
+            "type",
+            format!("type must be one of {}.", MERGE_TYPES.join(", ")),
+        ));
+    }
+    let tag = match body.tag {
+        Some(tag) => tag.trim().to_uppercase(),
+        None => name
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(10)
+            .collect::<String>()
+            .to_uppercase(),
+    };
+    if tag.is_empty()
+        || tag.chars().count() > 10
+        || !tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(Problem::field(
+            "tag",
+            "A merge tag has 1 to 10 letters, digits or underscores.",
+        ));
+    }
+    sandbox.work(0).await;
+    let mut store = sandbox.store();
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    if audience.merge_fields.iter().any(|f| f.tag == tag) {
+        return Err(Problem::invalid(format!(
+            "A merge field with the tag \"{tag}\" already exists."
+        )));
+    }
+    let merge_id = audience
+        .merge_fields
+        .iter()
+        .map(|f| f.merge_id)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let field = MergeField {
+        merge_id,
+        tag,
+        name,
+        kind,
+        required: body.required,
+        default_value: body.default_value,
+        public: body.public,
+        display_order: merge_id + 1,
+    };
+    let json = json::merge_field(audience, &field);
+    audience.merge_fields.push(field);
+    Ok(Json(json))
+}

@@ -1,0 +1,489 @@
+//! One sandbox audience (a Mailchimp "list") and Mailchimp's rules for changing it:
+//! case-insensitive addresses, status only for new members, compliance states, forgotten
+//! contacts, merge-field validation and tags.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::{EmailAddress, MemberStatus, subscriber_hash};
+use crate::sandbox::problem::Problem;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MergeField {
+    pub merge_id: u64,
+    pub tag: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub required: bool,
+    pub default_value: String,
+    pub public: bool,
+    pub display_order: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Member {
+    pub email_address: String,
+    pub status: MemberStatus,
+    pub merge_fields: BTreeMap<String, Value>,
+    pub tags: BTreeSet<u64>,
+    pub email_type: String,
+    pub language: String,
+    pub vip: bool,
+    pub web_id: u64,
+    pub timestamp_signup: String,
+    pub last_changed: String,
+    /// How many write requests have touched this member: lets tests prove that an
+    /// acknowledged batch was not sent twice.
+    pub writes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Segment {
+    pub id: u64,
+    pub name: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub members: HashSet<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Audience {
+    pub id: String,
+    pub web_id: u64,
+    pub account_id: String,
+    pub name: String,
+    pub date_created: String,
+    pub double_optin: bool,
+    pub from_name: String,
+    pub from_email: String,
+    pub permission_reminder: String,
+    pub members: HashMap<String, Member>,
+    pub merge_fields: Vec<MergeField>,
+    pub segments: BTreeMap<u64, Segment>,
+    /// Hashes of permanently deleted contacts: they cannot be added again by the API.
+    pub forgotten: HashSet<String>,
+}
+
+/// Why one member write was refused: Mailchimp's title, its message, and the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberError {
+    pub title: &'static str,
+    pub detail: String,
+    pub code: &'static str,
+    pub field: String,
+    pub field_message: String,
+}
+
+impl MemberError {
+    fn new(title: &'static str, detail: String) -> Self {
+        Self {
+            title,
+            detail,
+            code: "ERROR_GENERIC",
+            field: String::new(),
+            field_message: String::new(),
+        }
+    }
+
+    pub fn into_problem(self) -> Problem {
+        let mut problem = Problem::invalid(self.detail);
+        problem.title = self.title;
+        if !self.field.is_empty() {
+            problem.errors.push(crate::sandbox::problem::FieldError {
+                field: self.field,
+                message: self.field_message,
+            });
+        }
+        problem
+    }
+}
+
+/// Domains reserved for documentation and testing (RFC 2606 and RFC 6761): Mailchimp
+/// refuses addresses there as fake, and so does the sandbox.
+pub fn looks_fake(email: &EmailAddress) -> bool {
+    let domain = email.domain();
+    matches!(domain, "example.com" | "example.net" | "example.org")
+        || [".test", ".example", ".invalid", ".localhost"]
+            .iter()
+            .any(|suffix| domain.ends_with(suffix))
+}
+
+/// Parses an address as Mailchimp would accept it.
+pub fn check_email(raw: &str) -> Result<EmailAddress, MemberError> {
+    let email = EmailAddress::parse(raw).map_err(|_| {
+        let mut error = MemberError::new(
+            "Invalid Resource",
+            format!("{raw} looks fake or invalid, please enter a real email address."),
+        );
+        error.field = "email_address".into();
+        error.field_message = "Please provide a valid email address.".into();
+        error
+    })?;
+    if looks_fake(&email) {
+        return Err(MemberError::new(
+            "Invalid Resource",
+            format!("{raw} looks fake or invalid, please enter a real email address."),
+        ));
+    }
+    Ok(email)
+}
+
+/// A write to one member: what the request asked for.
+#[derive(Debug, Clone, Default)]
+pub struct MemberWrite {
+    pub email_address: String,
+    /// `status` of batch items and PATCH/PUT: applied to existing members too.
+    pub status: Option<MemberStatus>,
+    /// PUT's `status_if_new`: applied only when the member is created.
+    pub status_if_new: Option<MemberStatus>,
+    pub merge_fields: serde_json::Map<String, Value>,
+    pub email_type: Option<String>,
+    pub language: Option<String>,
+    pub vip: Option<bool>,
+    pub skip_merge_validation: bool,
+}
+
+/// What happened to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    Updated,
+}
+
+/// How an existing member is treated by a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistingPolicy {
+    /// Batch subscribe with `update_existing` and PUT: update.
+    Update,
+    /// Batch subscribe without `update_existing`: report ERROR_CONTACT_EXISTS.
+    Report,
+    /// POST /members: 400 "Member Exists".
+    Refuse,
+    /// PATCH: the member must exist.
+    MustExist,
+}
+
+impl Audience {
+    pub fn new(id: String, web_id: u64, account_id: String, name: String, now: &str) -> Self {
+        let field = |merge_id: u64, tag: &str, name: &str, kind: &str| MergeField {
+            merge_id,
+            tag: tag.into(),
+            name: name.into(),
+            kind: kind.into(),
+            required: false,
+            default_value: String::new(),
+            public: false,
+            display_order: merge_id + 1,
+        };
+        Self {
+            id,
+            web_id,
+            account_id,
+            name,
+            date_created: now.to_owned(),
+            double_optin: false,
+            from_name: "Sandbox".into(),
+            from_email: "news@sandbox.mailchimp.local".into(),
+            permission_reminder: "You signed up on our website.".into(),
+            members: HashMap::new(),
+            merge_fields: vec![
+                field(1, "FNAME", "First Name", "text"),
+                field(2, "LNAME", "Last Name", "text"),
+                field(3, "ADDRESS", "Address", "address"),
+                field(4, "PHONE", "Phone Number", "phone"),
+            ],
+            segments: BTreeMap::new(),
+            forgotten: HashSet::new(),
+        }
+    }
+
+    pub fn count(&self, status: MemberStatus) -> usize {
+        self.members.values().filter(|m| m.status == status).count()
+    }
+
+    /// Applies one member write under Mailchimp's rules.
+    pub fn write_member(
+        &mut self,
+        write: MemberWrite,
+        existing: ExistingPolicy,
+        web_id: &mut u64,
+        now: &str,
+    ) -> Result<(String, Written), MemberError> {
+        let email = check_email(&write.email_address)?;
+        let hash = email.subscriber_hash();
+        if self.forgotten.contains(&hash) {
+            return Err(MemberError::new(
+                "Forgotten Email Not Subscribed",
+                format!(
+                    "{} was permanently deleted and cannot be re-imported. The contact must \
+                     re-subscribe to get back on the list.",
+                    write.email_address
+                ),
+            ));
+        }
+        let present = self
+            .members
+            .get(&hash)
+            .is_some_and(|m| m.status != MemberStatus::Archived);
+        if present {
+            match existing {
+                ExistingPolicy::Report => {
+                    let mut error = MemberError::new(
+                        "Member Exists",
+                        format!(
+                            "{} is already a list member. Use PUT to insert or update list members.",
+                            write.email_address
+                        ),
+                    );
+                    error.code = "ERROR_CONTACT_EXISTS";
+                    return Err(error);
+                }
+                ExistingPolicy::Refuse => {
+                    return Err(MemberError::new(
+                        "Member Exists",
+                        format!(
+                            "{} is already a list member. Use PUT to insert or update list members.",
+                            write.email_address
+                        ),
+                    ));
+                }
+                ExistingPolicy::Update | ExistingPolicy::MustExist => {}
+            }
+        } else if existing == ExistingPolicy::MustExist {
+            return Err(MemberError::new(
+                "Resource Not Found",
+                "The requested resource could not be found.".into(),
+            ));
+        }
+        let merge_fields =
+            self.check_merge_fields(&write.merge_fields, !present, write.skip_merge_validation)?;
+        if present {
+            let member = self.members.get_mut(&hash).expect("present");
+            if let Some(status) = write.status {
+                check_settable(status)?;
+                if member.status.is_compliance_state() && status.is_opt_in() {
+                    return Err(MemberError::new(
+                        "Member In Compliance State",
+                        format!(
+                            "{} is in a compliance state due to unsubscribe, bounce, or \
+                             compliance review and cannot be subscribed.",
+                            write.email_address
+                        ),
+                    ));
+                }
+                member.status = status;
+            }
+            member.merge_fields.extend(merge_fields);
+            apply_details(member, &write);
+            member.last_changed = now.to_owned();
+            member.writes += 1;
+            return Ok((hash, Written::Updated));
+        }
+        let Some(status) = write.status.or(write.status_if_new) else {
+            let mut error = MemberError::new(
+                "Invalid Resource",
+                "The resource submitted could not be validated. For field-specific details, \
+                 see the 'errors' array."
+                    .into(),
+            );
+            error.field = "status_if_new".into();
+            error.field_message = "This value should not be blank.".into();
+            return Err(error);
+        };
+        check_settable(status)?;
+        let previous = self.members.remove(&hash);
+        *web_id += 1;
+        let mut member = Member {
+            email_address: write.email_address.trim().to_owned(),
+            status,
+            merge_fields: previous.map(|p| p.merge_fields).unwrap_or_default(),
+            tags: BTreeSet::new(),
+            email_type: "html".into(),
+            language: String::new(),
+            vip: false,
+            web_id: *web_id,
+            timestamp_signup: now.to_owned(),
+            last_changed: now.to_owned(),
+            writes: 1,
+        };
+        member.merge_fields.extend(merge_fields);
+        apply_details(&mut member, &write);
+        self.members.insert(hash.clone(), member);
+        Ok((hash, Written::Created))
+    }
+
+    fn check_merge_fields(
+        &self,
+        given: &serde_json::Map<String, Value>,
+        is_new: bool,
+        skip_validation: bool,
+    ) -> Result<BTreeMap<String, Value>, MemberError> {
+        let invalid = |tag: &str, message: String| {
+            let mut error =
+                MemberError::new("Invalid Resource", "Your merge fields were invalid.".into());
+            error.field = tag.to_owned();
+            error.field_message = message;
+            error
+        };
+        let mut accepted = BTreeMap::new();
+        for (tag, value) in given {
+            let Some(field) = self.merge_fields.iter().find(|f| f.tag == *tag) else {
+                return Err(invalid(
+                    tag,
+                    format!("Merge field {tag} does not exist in this audience."),
+                ));
+            };
+            let ok = match (field.kind.as_str(), value) {
+                (_, Value::Null) => true,
+                ("number", Value::Number(_)) => true,
+                ("number", Value::String(s)) => s.is_empty() || s.trim().parse::<f64>().is_ok(),
+                ("address", Value::Object(_) | Value::String(_)) => true,
+                (_, Value::String(s)) => s.chars().count() <= 255,
+                _ => false,
+            };
+            if !ok {
+                return Err(invalid(
+                    tag,
+                    format!("Please enter a valid {} value.", field.kind),
+                ));
+            }
+            accepted.insert(tag.clone(), value.clone());
+        }
+        if is_new && !skip_validation {
+            for field in self.merge_fields.iter().filter(|f| f.required) {
+                let blank = match given.get(&field.tag) {
+                    None | Some(Value::Null) => true,
+                    Some(Value::String(s)) => s.trim().is_empty(),
+                    _ => false,
+                };
+                if blank && field.default_value.is_empty() {
+                    return Err(invalid(&field.tag, "Please enter a value".into()));
+                }
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// Archives a member (DELETE): they leave the audience's counts but keep their data.
+    pub fn archive(&mut self, hash: &str, now: &str) -> Result<(), Problem> {
+        let member = self
+            .members
+            .get_mut(hash)
+            .filter(|m| m.status != MemberStatus::Archived)
+            .ok_or_else(Problem::not_found)?;
+        member.status = MemberStatus::Archived;
+        member.last_changed = now.to_owned();
+        for segment in self.segments.values_mut() {
+            segment.members.remove(hash);
+        }
+        member.tags.clear();
+        Ok(())
+    }
+
+    /// Erases a member for good; the address can never be added again by the API.
+    pub fn delete_permanently(&mut self, hash: &str) -> Result<(), Problem> {
+        self.members.remove(hash).ok_or_else(Problem::not_found)?;
+        for segment in self.segments.values_mut() {
+            segment.members.remove(hash);
+        }
+        self.forgotten.insert(hash.to_owned());
+        Ok(())
+    }
+
+    pub fn segment_by_name(&self, name: &str) -> Option<u64> {
+        self.segments
+            .values()
+            .find(|s| s.name == name)
+            .map(|s| s.id)
+    }
+
+    /// Creates a tag (static segment); names are unique within an audience.
+    pub fn create_segment(&mut self, id: u64, name: &str, now: &str) -> Result<u64, Problem> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(Problem::field(
+                "name",
+                "A tag name needs 1 to 100 characters.",
+            ));
+        }
+        if self.segment_by_name(name).is_some() {
+            return Err(Problem::invalid(format!(
+                "A tag named \"{name}\" already exists."
+            )));
+        }
+        self.segments.insert(
+            id,
+            Segment {
+                id,
+                name: name.to_owned(),
+                created_at: now.to_owned(),
+                updated_at: now.to_owned(),
+                members: HashSet::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Tags (`add`) or untags a present member; false when the address is not on the audience.
+    pub fn set_tag(&mut self, segment_id: u64, email: &str, add: bool, now: &str) -> bool {
+        let hash = subscriber_hash(email);
+        let Some(member) = self
+            .members
+            .get_mut(&hash)
+            .filter(|m| m.status != MemberStatus::Archived)
+        else {
+            return false;
+        };
+        let Some(segment) = self.segments.get_mut(&segment_id) else {
+            return false;
+        };
+        if add {
+            member.tags.insert(segment_id);
+            segment.members.insert(hash);
+        } else {
+            member.tags.remove(&segment_id);
+            segment.members.remove(&hash);
+        }
+        segment.updated_at = now.to_owned();
+        true
+    }
+
+    pub fn tag_names(&self, member: &Member) -> Vec<(u64, String)> {
+        member
+            .tags
+            .iter()
+            .filter_map(|id| self.segments.get(id).map(|s| (*id, s.name.clone())))
+            .collect()
+    }
+}
+
+fn check_settable(status: MemberStatus) -> Result<(), MemberError> {
+    if status == MemberStatus::Archived {
+        let mut error = MemberError::new(
+            "Invalid Resource",
+            "The resource submitted could not be validated. For field-specific details, see \
+             the 'errors' array."
+                .into(),
+        );
+        error.field = "status".into();
+        error.field_message =
+            "archived is not a status that can be set; DELETE archives a member.".into();
+        return Err(error);
+    }
+    Ok(())
+}
+
+fn apply_details(member: &mut Member, write: &MemberWrite) {
+    if let Some(kind) = &write.email_type {
+        member.email_type = kind.clone();
+    }
+    if let Some(language) = &write.language {
+        member.language = language.clone();
+    }
+    if let Some(vip) = write.vip {
+        member.vip = vip;
+    }
+}

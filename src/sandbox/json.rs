@@ -1,0 +1,226 @@
+//! Mailchimp's response shapes for the sandbox's objects, the request-body extractor
+//! and the caller extractor, all answering errors as problem+json.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::domain::MemberStatus;
+use crate::sandbox::Sandbox;
+use crate::sandbox::audience::{Audience, Member, MergeField, Segment};
+use crate::sandbox::problem::Problem;
+use crate::sandbox::store::Credential;
+
+/// Now, in the ISO 8601 form Mailchimp uses ("2026-11-29T18:40:00+00:00").
+pub fn now() -> String {
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::now_utc());
+    now.format(&Rfc3339)
+        .map(|s| s.replace('Z', "+00:00"))
+        .unwrap_or_default()
+}
+
+/// A JSON request body; malformed bodies get Mailchimp's 400, unknown fields are ignored.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Sandbox> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &Sandbox) -> Result<Self, Problem> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| Problem::invalid(format!("The request body could not be read: {e}")))?;
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            Problem::invalid(format!(
+                "The request body could not be parsed as the expected JSON: {e}"
+            ))
+        })
+    }
+}
+
+/// The account behind a Marketing API call (401 when the credential is unknown).
+pub struct Caller {
+    pub account_id: String,
+}
+
+impl FromRequestParts<Sandbox> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, sandbox: &Sandbox) -> Result<Self, Problem> {
+        let credential = Credential::from_header(
+            parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let account_id = sandbox.store().authenticate(&credential)?;
+        Ok(Self { account_id })
+    }
+}
+
+pub fn member(audience: &Audience, hash: &str, member: &Member) -> Value {
+    let mut merge_fields = serde_json::Map::new();
+    for field in &audience.merge_fields {
+        let value = member
+            .merge_fields
+            .get(&field.tag)
+            .cloned()
+            .unwrap_or_else(|| {
+                if field.kind == "number" {
+                    json!(null)
+                } else {
+                    json!("")
+                }
+            });
+        merge_fields.insert(field.tag.clone(), value);
+    }
+    let text = |tag: &str| {
+        member
+            .merge_fields
+            .get(tag)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let full_name = format!("{} {}", text("FNAME"), text("LNAME"))
+        .trim()
+        .to_owned();
+    let tags: Vec<Value> = audience
+        .tag_names(member)
+        .into_iter()
+        .map(|(id, name)| json!({ "id": id, "name": name }))
+        .collect();
+    let opted_in = matches!(member.status, MemberStatus::Subscribed);
+    json!({
+        "id": hash,
+        "email_address": member.email_address,
+        "unique_email_id": &hash[..10],
+        "contact_id": hash,
+        "full_name": full_name,
+        "web_id": member.web_id,
+        "email_type": member.email_type,
+        "status": member.status,
+        "merge_fields": merge_fields,
+        "interests": {},
+        "stats": { "avg_open_rate": 0, "avg_click_rate": 0 },
+        "ip_signup": "",
+        "timestamp_signup": member.timestamp_signup,
+        "ip_opt": "",
+        "timestamp_opt": if opted_in { member.timestamp_signup.as_str() } else { "" },
+        "member_rating": 2,
+        "last_changed": member.last_changed,
+        "language": member.language,
+        "vip": member.vip,
+        "email_client": "",
+        "source": "API - Generic",
+        "tags_count": tags.len(),
+        "tags": tags,
+        "list_id": audience.id,
+        "_links": [],
+    })
+}
+
+pub fn audience(audience: &Audience) -> Value {
+    let count = |status| audience.count(status) as u64;
+    json!({
+        "id": audience.id,
+        "web_id": audience.web_id,
+        "name": audience.name,
+        "contact": {
+            "company": "Sandbox", "address1": "1 Sandbox Way", "address2": "", "city": "Atlanta",
+            "state": "GA", "zip": "30308", "country": "US", "phone": ""
+        },
+        "permission_reminder": audience.permission_reminder,
+        "use_archive_bar": true,
+        "campaign_defaults": {
+            "from_name": audience.from_name, "from_email": audience.from_email,
+            "subject": "", "language": "en"
+        },
+        "notify_on_subscribe": "",
+        "notify_on_unsubscribe": "",
+        "date_created": audience.date_created,
+        "list_rating": 0,
+        "email_type_option": false,
+        "subscribe_url_short": "",
+        "subscribe_url_long": "",
+        "beamer_address": "",
+        "visibility": "prv",
+        "double_optin": audience.double_optin,
+        "has_welcome": false,
+        "marketing_permissions": false,
+        "modules": [],
+        "stats": {
+            "member_count": count(MemberStatus::Subscribed),
+            "unsubscribe_count": count(MemberStatus::Unsubscribed),
+            "cleaned_count": count(MemberStatus::Cleaned),
+            "member_count_since_send": count(MemberStatus::Subscribed),
+            "unsubscribe_count_since_send": count(MemberStatus::Unsubscribed),
+            "cleaned_count_since_send": count(MemberStatus::Cleaned),
+            "total_contacts": audience.members.values().filter(|m| m.status != MemberStatus::Archived).count(),
+            "campaign_count": 0,
+            "merge_field_count": audience.merge_fields.len(),
+            "avg_sub_rate": 0, "avg_unsub_rate": 0, "target_sub_rate": 0,
+            "open_rate": 0, "click_rate": 0,
+            "last_sub_date": "", "last_unsub_date": "", "campaign_last_sent": ""
+        },
+        "_links": [],
+    })
+}
+
+pub fn segment(audience: &Audience, segment: &Segment) -> Value {
+    json!({
+        "id": segment.id,
+        "name": segment.name,
+        "member_count": segment.members.len(),
+        "type": "static",
+        "created_at": segment.created_at,
+        "updated_at": segment.updated_at,
+        "options": { "match": "any", "conditions": [] },
+        "list_id": audience.id,
+        "_links": [],
+    })
+}
+
+pub fn merge_field(audience: &Audience, field: &MergeField) -> Value {
+    json!({
+        "merge_id": field.merge_id,
+        "tag": field.tag,
+        "name": field.name,
+        "type": field.kind,
+        "required": field.required,
+        "default_value": field.default_value,
+        "public": field.public,
+        "display_order": field.display_order,
+        "options": {},
+        "help_text": "",
+        "list_id": audience.id,
+        "_links": [],
+    })
+}
+
+/// `count` and `offset` query values with Mailchimp's bounds (count ≤ 1000).
+pub fn paging(count: Option<&String>, offset: Option<&String>) -> Result<(usize, usize), Problem> {
+    let count = match count {
+        None => 10,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|c| (1..=1000).contains(c))
+            .ok_or_else(|| {
+                Problem::field("count", "count must be a whole number from 1 to 1000.")
+            })?,
+    };
+    let offset = match offset {
+        None => 0,
+        Some(raw) => raw
+            .parse::<usize>()
+            .map_err(|_| Problem::field("offset", "offset must be a whole number."))?,
+    };
+    Ok((count, offset))
+}

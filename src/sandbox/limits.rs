@@ -1,0 +1,210 @@
+//! Mailchimp's limits and failures, modelled: at most N requests in flight per credential
+//! (the next gets 429), a latency per call and per member, and seeded random faults.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rand::Rng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+
+use crate::sandbox::Sandbox;
+use crate::sandbox::problem::Problem;
+use crate::sandbox::store::Credential;
+
+/// Counters a benchmark or test reads back.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// API calls answered (including refused ones).
+    pub calls: u64,
+    /// Calls refused for exceeding the connection limit.
+    pub rejected_429: u64,
+    /// Calls failed on purpose by fault injection.
+    pub faults_injected: u64,
+    /// Sum of the modelled time of every call that did its work, in milliseconds.
+    pub modelled_busy_ms: f64,
+    /// The most calls of one credential in flight at once.
+    pub peak_in_flight: usize,
+    /// Calls by method and route, e.g. "POST /lists/{list_id}".
+    pub calls_by_route: BTreeMap<String, u64>,
+}
+
+pub struct Limits {
+    in_flight: Mutex<HashMap<String, usize>>,
+    faults: Mutex<StdRng>,
+    stats: Mutex<Stats>,
+    writes: AtomicU64,
+}
+
+impl Limits {
+    pub fn new(faults: StdRng) -> Self {
+        Self {
+            in_flight: Mutex::new(HashMap::new()),
+            faults: Mutex::new(faults),
+            stats: Mutex::new(Stats::default()),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Changes so far (for saving the state only when it changed).
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    fn with_stats(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// Holds one connection slot of a credential until dropped.
+struct Slot<'a> {
+    limits: &'a Limits,
+    key: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .limits
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+enum Fault {
+    Status(StatusCode, &'static str, &'static str),
+    Hang,
+}
+
+pub async fn limit_and_fault(
+    State(sandbox): State<Sandbox>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limits = &sandbox.inner.limits;
+    let config = sandbox.config();
+    let route = format!(
+        "{} {}",
+        request.method(),
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().replace("{id}", "{list_id}"))
+            .unwrap_or_else(|| request.uri().path().to_owned())
+    );
+    limits.with_stats(|s| {
+        s.calls += 1;
+        *s.calls_by_route.entry(route).or_default() += 1;
+    });
+    let credential = Credential::from_header(
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let _slot = match credential.limit_key() {
+        Some(key) => {
+            let mut map = limits.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let count = map.entry(key.to_owned()).or_default();
+            if *count >= config.max_connections {
+                drop(map);
+                limits.with_stats(|s| s.rejected_429 += 1);
+                return too_many(config.max_connections);
+            }
+            *count += 1;
+            let current = *count;
+            drop(map);
+            limits.with_stats(|s| s.peak_in_flight = s.peak_in_flight.max(current));
+            Some(Slot {
+                limits,
+                key: key.to_owned(),
+            })
+        }
+        None => None,
+    };
+    if request.method() != Method::GET {
+        limits.writes.fetch_add(1, Ordering::Relaxed);
+    }
+    match roll_fault(limits, config.fault_rate) {
+        Some(Fault::Status(status, title, detail)) => {
+            limits.with_stats(|s| s.faults_injected += 1);
+            Problem::new(status, title, detail).into_response()
+        }
+        Some(Fault::Hang) => {
+            limits.with_stats(|s| s.faults_injected += 1);
+            // The work is done but the answer comes too late: the client has given up.
+            let response = next.run(request).await;
+            tokio::time::sleep(config.hang).await;
+            response
+        }
+        None => next.run(request).await,
+    }
+}
+
+fn roll_fault(limits: &Limits, rate: f64) -> Option<Fault> {
+    if rate <= 0.0 {
+        return None;
+    }
+    let mut rng = limits.faults.lock().unwrap_or_else(|p| p.into_inner());
+    if rng.r#gen::<f64>() >= rate {
+        return None;
+    }
+    Some(match rng.gen_range(0..4) {
+        0 => Fault::Status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "An unexpected internal error has occurred. Please contact Support for more information.",
+        ),
+        1 => Fault::Status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "This service is temporarily unavailable. Please try again later.",
+        ),
+        2 => Fault::Status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too Many Requests",
+            "You have exceeded the limit of 10 simultaneous connections.",
+        ),
+        _ => Fault::Hang,
+    })
+}
+
+fn too_many(max: usize) -> Response {
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too Many Requests",
+        format!("You have exceeded the limit of {max} simultaneous connections."),
+    )
+    .into_response()
+}
+
+impl Sandbox {
+    /// Spends the modelled time of a call that handles `members` members.
+    pub async fn work(&self, members: usize) {
+        let config = self.config();
+        let time = config.latency + config.per_member * members as u32;
+        self.inner
+            .limits
+            .with_stats(|s| s.modelled_busy_ms += time.as_secs_f64() * 1000.0);
+        if time > Duration::ZERO {
+            tokio::time::sleep(time).await;
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The built-in Mailchimp sandbox: a real HTTP server that speaks Mailchimp's OAuth and a
+//! subset of the Marketing API 3.0 with Mailchimp's rules, limits and faults. The console
+//! reaches it exactly as it reaches Mailchimp, through base URLs.
+
+mod api_lists;
+mod api_members;
+mod api_segments;
+pub mod audience;
+mod json;
+mod limits;
+mod oauth;
+mod pages;
+pub mod problem;
+pub mod standalone;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use url::Url;
+
+pub use limits::Stats;
+use store::{OAuthClient, Store};
+
+/// How the sandbox behaves; the defaults are an ideal, instant Mailchimp.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Requests in flight per credential before 429 (Mailchimp: 10).
+    pub max_connections: usize,
+    /// Modelled time of every API call.
+    pub latency: Duration,
+    /// Modelled extra time per member in a batch call.
+    pub per_member: Duration,
+    /// Share of API calls that fail (500, 503, 429) or hang.
+    pub fault_rate: f64,
+    /// How long a hanging call holds its response (past the client's timeout).
+    pub hang: Duration,
+    /// Seeds audience ids and the fault sequence.
+    pub seed: u64,
+    /// Data centre named in API keys and metadata.
+    pub dc: String,
+    /// API keys of the default account.
+    pub api_keys: Vec<String>,
+    /// OAuth apps allowed to ask for access.
+    pub clients: Vec<OAuthClient>,
+    /// Where the state is kept between runs (None: in memory only).
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            latency: Duration::ZERO,
+            per_member: Duration::ZERO,
+            fault_rate: 0.0,
+            hang: Duration::from_secs(130),
+            seed: 1,
+            dc: "us1".into(),
+            api_keys: Vec::new(),
+            clients: Vec::new(),
+            state_file: None,
+        }
+    }
+}
+
+/// A running sandbox's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SandboxConfig,
+    /// The sandbox's own external address, e.g. `http://127.0.0.1:9090/` or
+    /// `http://127.0.0.1:8080/sandbox/`: metadata's `api_endpoint` and page links use it.
+    base_url: Url,
+    store: Mutex<Store>,
+    limits: limits::Limits,
+    /// Proves that a form post on the sandbox's pages came from those pages.
+    page_token: String,
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig, base_url: Url) -> anyhow::Result<Self> {
+        let now = json::now();
+        let mut store = match &config.state_file {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(path)?;
+                serde_json::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("sandbox state {}: {e}", path.display()))?
+            }
+            _ => Store::demo(config.seed, &config.dc, &now),
+        };
+        for key in &config.api_keys {
+            store
+                .api_keys
+                .insert(key.clone(), store::DEFAULT_ACCOUNT.into());
+        }
+        for client in &config.clients {
+            store.register_client(client.clone());
+        }
+        let faults = StdRng::seed_from_u64(config.seed);
+        let base_url = if base_url.path().ends_with('/') {
+            base_url
+        } else {
+            let mut url = base_url;
+            url.set_path(&format!("{}/", url.path()));
+            url
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                limits: limits::Limits::new(faults),
+                config,
+                base_url,
+                store: Mutex::new(store),
+                page_token: crate::crypto::random_token(),
+            }),
+        })
+    }
+
+    /// The HTTP routes: OAuth, the Marketing API under `/3.0`, and the sandbox's pages.
+    pub fn router(&self) -> Router {
+        let api = api_lists::router()
+            .merge(api_members::router())
+            .merge(api_segments::router())
+            .layer(from_fn_with_state(self.clone(), limits::limit_and_fault));
+        Router::new()
+            .nest("/3.0", api)
+            .merge(oauth::router())
+            .merge(pages::router())
+            .with_state(self.clone())
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base_url
+    }
+
+    /// The path prefix of the sandbox's pages, without a trailing slash ("" at the root).
+    pub fn base_path(&self) -> String {
+        self.inner.base_url.path().trim_end_matches('/').to_owned()
+    }
+
+    /// Locks the state; every change happens under this lock, so each request is atomic.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.inner
+            .store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn page_token(&self) -> &str {
+        &self.inner.page_token
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.inner.limits.stats()
+    }
+
+    /// Writes the state to the configured file, if any (atomically: temp file + rename).
+    pub fn save(&self) -> anyhow::Result<()> {
+        let Some(path) = &self.inner.config.state_file else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec(&*self.store())?;
+        let temp = path.with_extension("tmp");
+        std::fs::write(&temp, json)?;
+        std::fs::rename(&temp, path)?;
+        Ok(())
+    }
+
+    /// Saves the state every few seconds while it changes; runs until the task is dropped.
+    pub async fn autosave(self) {
+        if self.inner.config.state_file.is_none() {
+            return;
+        }
+        let mut last = self.inner.limits.writes();
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let now = self.inner.limits.writes();
+            if now != last {
+                last = now;
+                if let Err(err) = self.save() {
+                    tracing::warn!(error = %err, "saving the sandbox state");
+                }
+            }
+        }
+    }
+}
