@@ -23,7 +23,8 @@ pub fn router() -> Router<Sandbox> {
         .route("/lists/{list_id}", get(list).post(batch_subscribe))
 }
 
-async fn ping(_caller: Caller) -> Json<Value> {
+async fn ping(State(sandbox): State<Sandbox>, _caller: Caller) -> Json<Value> {
+    sandbox.work(0).await;
     Json(json!({ "health_status": "Everything's Chimpy!" }))
 }
 
@@ -197,7 +198,7 @@ async fn batch_subscribe(
         };
         match audience.write_member(write, policy, &mut web_id, &now) {
             Ok((hash, written)) => {
-                let member = json::member(audience, &hash, &audience.members[&hash]);
+                let member = json::member_summary(audience, &hash, &audience.members[&hash]);
                 match written {
                     Written::Created => created.push(member),
                     Written::Updated => updated.push(member),

@@ -165,7 +165,7 @@ async fn batch_segment(
         for email in emails {
             if audience.set_tag(segment_id, email, add, &now) {
                 let hash = crate::domain::subscriber_hash(email);
-                let member = json::member(audience, &hash, &audience.members[&hash]);
+                let member = json::member_summary(audience, &hash, &audience.members[&hash]);
                 if add {
                     added.push(member)
                 } else {

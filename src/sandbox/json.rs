@@ -64,6 +64,17 @@ impl FromRequestParts<Sandbox> for Caller {
     }
 }
 
+/// A member as batch and segment responses list them (no name, source or web id).
+pub fn member_summary(audience: &Audience, hash: &str, member: &Member) -> Value {
+    let mut value = self::member(audience, hash, member);
+    if let Some(object) = value.as_object_mut() {
+        for key in ["full_name", "source", "web_id"] {
+            object.remove(key);
+        }
+    }
+    value
+}
+
 pub fn member(audience: &Audience, hash: &str, member: &Member) -> Value {
     let mut merge_fields = serde_json::Map::new();
     for field in &audience.merge_fields {

@@ -106,7 +106,12 @@ pub async fn limit_and_fault(
         request
             .extensions()
             .get::<MatchedPath>()
-            .map(|p| p.as_str().replace("{id}", "{list_id}"))
+            .map(|p| {
+                let path = p.as_str();
+                path.find("/3.0/")
+                    .map_or(path, |at| &path[at + 4..])
+                    .to_owned()
+            })
             .unwrap_or_else(|| request.uri().path().to_owned())
     );
     limits.with_stats(|s| {

@@ -2,6 +2,7 @@
 
 use askama::Template;
 use axum::Router;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -17,11 +18,14 @@ pub fn router() -> Router<AppState> {
 #[template(path = "destinations/list.html")]
 struct DestinationsPage {
     ctx: PageContext,
+    /// Mailchimp is the built-in sandbox (no Mailchimp OAuth app is configured).
+    sandbox: bool,
 }
 
-async fn list(ctx: PageContext) -> Result<Response, AppError> {
+async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
     let page = DestinationsPage {
         ctx: ctx.at(Nav::ExportDestinations),
+        sandbox: state.mailchimp.is_sandbox,
     };
     Ok(render(&page)?.into_response())
 }

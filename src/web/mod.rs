@@ -56,7 +56,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
     if let Some(sandbox) = sandbox {
         // The sandbox stands for another site: it has no console session, CSRF tokens or
         // roles of its own, exactly as Mailchimp would not.
-        router = router.nest("/sandbox", sandbox.router());
+        router = router.nest_service("/sandbox", sandbox.router());
     }
     let router = if https {
         router.layer(header_layer(

@@ -7,6 +7,7 @@ mod first_admin;
 mod health;
 mod helpers;
 mod roles;
+mod sandbox;
 mod security;
 mod sign_in;
 mod users;

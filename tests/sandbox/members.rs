@@ -1,0 +1,320 @@
+use export_destinations::domain::subscriber_hash;
+use serde_json::json;
+
+use crate::helpers::{problem_title, spawn_sandbox};
+
+#[tokio::test]
+async fn put_applies_status_if_new_only_to_new_members() {
+    let sb = spawn_sandbox().await;
+    let path = |email: &str| {
+        format!(
+            "/lists/{}/members/{}",
+            sb.newsletter,
+            subscriber_hash(email)
+        )
+    };
+    let (status, created) = sb
+        .put(
+            &path("new@northwind.io"),
+            json!({ "email_address": "new@northwind.io", "status_if_new": "pending" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["status"], "pending");
+
+    sb.batch(
+        json!([{ "email_address": "left@northwind.io", "status": "unsubscribed" }]),
+        false,
+    )
+    .await;
+    let (status, updated) = sb
+        .put(
+            &path("left@northwind.io"),
+            json!({ "email_address": "left@northwind.io", "status_if_new": "subscribed", "merge_fields": { "FNAME": "Lee" } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        updated["status"], "unsubscribed",
+        "an existing member keeps their status"
+    );
+    assert_eq!(updated["merge_fields"]["FNAME"], "Lee");
+}
+
+#[tokio::test]
+async fn put_with_subscribed_on_an_unsubscribed_member_is_member_in_compliance_state() {
+    let sb = spawn_sandbox().await;
+    sb.batch(
+        json!([{ "email_address": "left@northwind.io", "status": "unsubscribed" }]),
+        false,
+    )
+    .await;
+    let (status, body) = sb
+        .put(
+            &format!(
+                "/lists/{}/members/{}",
+                sb.newsletter,
+                subscriber_hash("left@northwind.io")
+            ),
+            json!({ "email_address": "left@northwind.io", "status": "subscribed" }),
+        )
+        .await;
+    assert_eq!(
+        problem_title(status, &body, 400),
+        "Member In Compliance State"
+    );
+    assert_eq!(
+        sb.member("left@northwind.io").await.1["status"],
+        "unsubscribed"
+    );
+}
+
+#[tokio::test]
+async fn put_of_a_new_member_needs_status_if_new() {
+    let sb = spawn_sandbox().await;
+    let (status, body) = sb
+        .put(
+            &format!(
+                "/lists/{}/members/{}",
+                sb.newsletter,
+                subscriber_hash("a@northwind.io")
+            ),
+            json!({ "email_address": "a@northwind.io" }),
+        )
+        .await;
+    assert_eq!(problem_title(status, &body, 400), "Invalid Resource");
+    assert_eq!(body["errors"][0]["field"], "status_if_new");
+}
+
+#[tokio::test]
+async fn put_checks_the_hash_against_the_address() {
+    let sb = spawn_sandbox().await;
+    let (status, _) = sb
+        .put(
+            &format!(
+                "/lists/{}/members/{}",
+                sb.newsletter,
+                subscriber_hash("someone.else@northwind.io")
+            ),
+            json!({ "email_address": "a@northwind.io", "status_if_new": "subscribed" }),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn posting_an_existing_member_is_member_exists() {
+    let sb = spawn_sandbox().await;
+    let path = format!("/lists/{}/members", sb.newsletter);
+    let body = json!({ "email_address": "a@northwind.io", "status": "subscribed" });
+    assert_eq!(sb.post(&path, body.clone()).await.0, 200);
+    let (status, problem) = sb
+        .post(
+            &path,
+            json!({ "email_address": "A@northwind.io", "status": "subscribed" }),
+        )
+        .await;
+    assert_eq!(problem_title(status, &problem, 400), "Member Exists");
+}
+
+#[tokio::test]
+async fn patch_changes_an_existing_member_and_404s_otherwise() {
+    let sb = spawn_sandbox().await;
+    sb.batch(
+        json!([{ "email_address": "a@northwind.io", "status": "subscribed" }]),
+        false,
+    )
+    .await;
+    let path = |email: &str| {
+        format!(
+            "/lists/{}/members/{}",
+            sb.newsletter,
+            subscriber_hash(email)
+        )
+    };
+    let (status, body) = sb
+        .patch(
+            &path("a@northwind.io"),
+            json!({ "merge_fields": { "LNAME": "Byron" } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["merge_fields"]["LNAME"], "Byron");
+    let (status, body) = sb
+        .patch(&path("ghost@northwind.io"), json!({ "merge_fields": {} }))
+        .await;
+    assert_eq!(problem_title(status, &body, 404), "Resource Not Found");
+}
+
+#[tokio::test]
+async fn delete_archives_a_member() {
+    let sb = spawn_sandbox().await;
+    sb.batch(
+        json!([{ "email_address": "a@northwind.io", "status": "subscribed" }]),
+        false,
+    )
+    .await;
+    let (status, _) = sb
+        .delete(&format!(
+            "/lists/{}/members/{}",
+            sb.newsletter,
+            subscriber_hash("a@northwind.io")
+        ))
+        .await;
+    assert_eq!(status, 204);
+    let (_, list) = sb.get(&format!("/lists/{}/members", sb.newsletter)).await;
+    assert_eq!(list["total_items"], 0);
+    let (_, archived) = sb
+        .get(&format!("/lists/{}/members?status=archived", sb.newsletter))
+        .await;
+    assert_eq!(archived["total_items"], 1);
+    assert_eq!(sb.member("a@northwind.io").await.1["status"], "archived");
+}
+
+#[tokio::test]
+async fn a_permanently_deleted_address_cannot_be_added_again() {
+    let sb = spawn_sandbox().await;
+    sb.batch(
+        json!([{ "email_address": "gone@northwind.io", "status": "subscribed" }]),
+        false,
+    )
+    .await;
+    let hash = subscriber_hash("gone@northwind.io");
+    let (status, _) = sb
+        .post(
+            &format!(
+                "/lists/{}/members/{hash}/actions/delete-permanent",
+                sb.newsletter
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(sb.member("gone@northwind.io").await.0, 404);
+    let (status, body) = sb
+        .put(
+            &format!("/lists/{}/members/{hash}", sb.newsletter),
+            json!({ "email_address": "gone@northwind.io", "status_if_new": "subscribed" }),
+        )
+        .await;
+    assert_eq!(
+        problem_title(status, &body, 400),
+        "Forgotten Email Not Subscribed"
+    );
+    let batch = sb
+        .batch(
+            json!([{ "email_address": "Gone@northwind.io", "status": "subscribed" }]),
+            true,
+        )
+        .await;
+    assert!(
+        batch["errors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("permanently deleted")
+    );
+}
+
+#[tokio::test]
+async fn members_are_paged_and_filtered_by_status() {
+    let sb = spawn_sandbox().await;
+    let members: Vec<_> = (0..25)
+        .map(|i| json!({ "email_address": format!("p{i:02}@northwind.io"), "status": if i % 5 == 0 { "unsubscribed" } else { "subscribed" } }))
+        .collect();
+    sb.batch(json!(members), false).await;
+    let (_, page) = sb
+        .get(&format!(
+            "/lists/{}/members?count=10&offset=20",
+            sb.newsletter
+        ))
+        .await;
+    assert_eq!(page["total_items"], 25);
+    let emails: Vec<&str> = page["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["email_address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        emails,
+        [
+            "p20@northwind.io",
+            "p21@northwind.io",
+            "p22@northwind.io",
+            "p23@northwind.io",
+            "p24@northwind.io"
+        ]
+    );
+    let (_, default) = sb.get(&format!("/lists/{}/members", sb.newsletter)).await;
+    assert_eq!(
+        default["members"].as_array().unwrap().len(),
+        10,
+        "count defaults to 10"
+    );
+    let (_, unsubscribed) = sb
+        .get(&format!(
+            "/lists/{}/members?status=unsubscribed&count=1000",
+            sb.newsletter
+        ))
+        .await;
+    assert_eq!(unsubscribed["total_items"], 5);
+    let (status, body) = sb
+        .get(&format!("/lists/{}/members?count=1001", sb.newsletter))
+        .await;
+    assert_eq!(problem_title(status, &body, 400), "Invalid Resource");
+}
+
+#[tokio::test]
+async fn merge_fields_are_validated_against_the_audience() {
+    let sb = spawn_sandbox().await;
+    let body = sb
+        .batch(json!([{ "email_address": "a@northwind.io", "status": "subscribed", "merge_fields": { "NOSUCH": "x" } }]), true)
+        .await;
+    assert_eq!(body["errors"][0]["field"], "NOSUCH");
+    assert_eq!(
+        body["errors"][0]["error"],
+        "Your merge fields were invalid."
+    );
+
+    let (status, _) = sb
+        .post(
+            &format!("/lists/{}/merge-fields", sb.newsletter),
+            json!({ "name": "Loyalty tier", "type": "text", "tag": "TIER", "required": true }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let body = sb
+        .batch(
+            json!([{ "email_address": "b@northwind.io", "status": "subscribed" }]),
+            true,
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["field"], "TIER",
+        "a required field must be given for new members"
+    );
+
+    let (status, _) = sb
+        .put(
+            &format!(
+                "/lists/{}/members/{}?skip_merge_validation=true",
+                sb.newsletter,
+                subscriber_hash("b@northwind.io")
+            ),
+            json!({ "email_address": "b@northwind.io", "status_if_new": "subscribed" }),
+        )
+        .await;
+    assert_eq!(status, 200, "skip_merge_validation lets it through");
+
+    let (status, _) = sb
+        .post(
+            &format!("/lists/{}/merge-fields", sb.newsletter),
+            json!({ "name": "Points", "type": "number", "tag": "POINTS" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let body = sb
+        .batch(json!([{ "email_address": "b@northwind.io", "status": "subscribed", "merge_fields": { "POINTS": "lots" } }]), true)
+        .await;
+    assert_eq!(body["errors"][0]["field"], "POINTS");
+}
