@@ -50,6 +50,8 @@ pub struct SandboxConfig {
     pub clients: Vec<OAuthClient>,
     /// Where the state is kept between runs (None: in memory only).
     pub state_file: Option<PathBuf>,
+    /// How long an OAuth code can be exchanged (Mailchimp's are short-lived).
+    pub code_lifetime: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -65,6 +67,7 @@ impl Default for SandboxConfig {
             api_keys: Vec::new(),
             clients: Vec::new(),
             state_file: None,
+            code_lifetime: Duration::from_secs(60),
         }
     }
 }

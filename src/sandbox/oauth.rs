@@ -2,7 +2,7 @@
 //! never-expiring tokens, and the metadata call that names the data centre.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -17,9 +17,6 @@ use url::Url;
 use crate::sandbox::Sandbox;
 use crate::sandbox::pages::{PageError, check_page_token};
 use crate::sandbox::store::{AuthCode, Credential, PendingConsent, Token};
-
-/// Codes are good for this long, once.
-const CODE_LIFETIME: Duration = Duration::from_secs(60);
 
 pub fn router() -> Router<Sandbox> {
     Router::new()
@@ -129,7 +126,7 @@ async fn decide(
                     client_id: pending.client_id,
                     account_id,
                     redirect_uri: pending.redirect_uri.clone(),
-                    expires_at: Instant::now() + CODE_LIFETIME,
+                    expires_at: Instant::now() + sandbox.config().code_lifetime,
                 },
             );
             pairs.append_pair("code", &code);
@@ -213,7 +210,7 @@ async fn token(
             "The code is unknown or was already used.",
         );
     };
-    if code.expires_at < Instant::now() {
+    if code.expires_at <= Instant::now() {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_grant",

@@ -101,6 +101,7 @@ impl SandboxArgs {
             api_keys: self.api_keys,
             clients,
             state_file: self.state_file,
+            ..SandboxConfig::default()
         })
     }
 }
@@ -208,5 +209,70 @@ mod tests {
         assert!(check_api_key("0123456789abcdef-us6").is_err());
         assert!(check_api_key("0123456789abcdef0123456789abcdef").is_err());
         assert!(check_api_key("0123456789abcdef0123456789abcdeg-us6").is_err());
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn config(args: &[&str]) -> anyhow::Result<crate::sandbox::SandboxConfig> {
+        let mut argv = vec!["export-destinations", "sandbox"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.into_command() {
+            Command::Sandbox(args) => args.into_config(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn the_sandbox_command_takes_its_limits_and_faults_from_flags() {
+        let config = config(&[
+            "--api-key",
+            "0123456789abcdef0123456789abcdef-us6",
+            "--oauth-client",
+            "app:secret",
+            "--max-connections",
+            "10",
+            "--latency-ms",
+            "150",
+            "--per-member-us",
+            "1000",
+            "--fault-rate",
+            "0.05",
+            "--seed",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(config.dc, "us6");
+        assert_eq!(config.latency.as_millis(), 150);
+        assert_eq!(config.per_member.as_micros(), 1000);
+        assert_eq!(config.clients[0].client_id, "app");
+        assert_eq!(config.seed, 9);
+    }
+
+    #[test]
+    fn bad_sandbox_flags_are_refused_with_a_reason() {
+        assert!(
+            config(&["--fault-rate", "1.5"])
+                .unwrap_err()
+                .to_string()
+                .contains("between 0 and 1")
+        );
+        assert!(
+            config(&["--api-key", "short-us1"])
+                .unwrap_err()
+                .to_string()
+                .contains("32 hex")
+        );
+        assert!(
+            config(&["--oauth-client", "no-secret"])
+                .unwrap_err()
+                .to_string()
+                .contains("CLIENT_ID:CLIENT_SECRET")
+        );
+        assert!(config(&["--max-connections", "0"]).is_err());
     }
 }

@@ -9,3 +9,4 @@ mod members;
 mod oauth;
 mod pages;
 mod segments;
+mod state;

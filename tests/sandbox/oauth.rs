@@ -182,3 +182,16 @@ async fn disconnecting_the_app_revokes_its_tokens() {
         "API Key Invalid"
     );
 }
+
+#[tokio::test]
+async fn an_expired_code_is_refused() {
+    let sb = crate::helpers::spawn_with(export_destinations::sandbox::SandboxConfig {
+        code_lifetime: std::time::Duration::ZERO,
+        ..Default::default()
+    })
+    .await;
+    let code = query(&sb.consent("allow", DEFAULT_ACCOUNT, "s").await, "code").unwrap();
+    let (status, body) = sb.exchange(&code, CLIENT_SECRET, REDIRECT).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error_description"], "The code has expired.");
+}

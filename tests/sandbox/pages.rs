@@ -87,3 +87,25 @@ async fn the_inspection_view_counts_writes_per_member() {
         .unwrap();
     assert_eq!(stats["calls_by_route"]["POST /lists/{list_id}"], 2);
 }
+
+#[tokio::test]
+#[ignore = "needs python3 with Mailchimp's mailchimp-marketing package (bash .ci/run installs it)"]
+async fn mailchimps_python_client_library_works_against_the_sandbox() {
+    let sb = spawn_sandbox().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/official_python_client.py"
+    );
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .env("SANDBOX_API", format!("{}/3.0", sb.base))
+        .env("SANDBOX_KEY", &sb.key)
+        .env("SANDBOX_LIST", &sb.newsletter)
+        .output()
+        .await
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}
