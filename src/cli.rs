@@ -1,8 +1,11 @@
-//! The command line: `export-destinations [serve]` and, as the console grows, its other tools.
+//! The command line: `export-destinations [serve]`, the sandbox, and the data tools.
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::ServeArgs;
+use crate::config::{DbArgs, ServeArgs};
+use crate::domain::FieldType;
 use crate::sandbox::standalone::SandboxArgs;
 
 #[derive(Debug, Parser)]
@@ -26,6 +29,78 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run the Mailchimp sandbox on its own (OAuth and Marketing API 3.0).
     Sandbox(SandboxArgs),
+    /// Import data into the console.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Load deterministic demo profiles and segments.
+    DemoData(DemoDataArgs),
+    /// List or refresh segments.
+    #[command(subcommand)]
+    Segments(SegmentsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import profiles from a CSV file whose first line names the columns.
+    Profiles(ImportProfilesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportProfilesArgs {
+    /// The CSV file (UTF-8, with or without a BOM).
+    pub file: PathBuf,
+    /// The column holding the customer ID (default: CustomerId, customer_id or ID).
+    #[arg(long)]
+    pub id_column: Option<String>,
+    /// The type of a new field, as FIELD=TYPE (text, email, number, date, boolean); repeatable.
+    #[arg(long = "type", value_parser = parse_field_type)]
+    pub types: Vec<(String, FieldType)>,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+fn parse_field_type(raw: &str) -> Result<(String, FieldType), String> {
+    let (field, kind) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("expected FIELD=TYPE, got {raw:?}"))?;
+    Ok((field.trim().to_owned(), kind.parse()?))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoDataArgs {
+    /// How many profiles to write.
+    #[arg(long, default_value_t = 20_000)]
+    pub profiles: u64,
+    /// Seed of the generator: the same seed writes the same profiles.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How many of the six demo segments to create.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(0..=6))]
+    pub segments: u8,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SegmentsCommand {
+    /// List segments with their member counts.
+    List(DbOnly),
+    /// Refresh segments (all, or those named).
+    Refresh(RefreshArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DbOnly {
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RefreshArgs {
+    /// Segment names; none means every segment.
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 impl Cli {

@@ -11,15 +11,43 @@ use crate::crypto::SecretKey;
 use crate::db::DatabaseUrl;
 use crate::domain::{EmailAddress, NewPassword};
 
-/// What `serve` accepts, each flag also readable from the environment.
+/// Where the console's data lives; shared by `serve` and the data commands.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ServeArgs {
+pub struct DbArgs {
     /// `sqlite:` or `postgres:` URL; by default a SQLite file in the data folder.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
     /// Folder for the default database and the generated secret key.
     #[arg(long, env = "DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+}
+
+impl DbArgs {
+    pub fn database_url(&self) -> anyhow::Result<DatabaseUrl> {
+        match &self.database_url {
+            Some(url) => DatabaseUrl::parse(url).context("DATABASE_URL"),
+            None => Ok(DatabaseUrl::sqlite_file(
+                &self.data_dir.join("export-destinations.db"),
+            )),
+        }
+    }
+
+    /// Connects and brings the schema up to date.
+    pub async fn connect(&self) -> anyhow::Result<crate::db::Db> {
+        let db = crate::db::Db::connect(&self.database_url()?).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+}
+
+/// What `serve` accepts, each flag also readable from the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Load demo profiles and segments into an empty database at start-up.
+    #[arg(long, env = "DEMO_DATA", default_value_t = true, action = clap::ArgAction::Set)]
+    pub demo_data: bool,
     /// Address and port the console listens on.
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub bind_addr: SocketAddr,
@@ -98,6 +126,8 @@ pub struct SignInThrottle {
 pub struct Settings {
     pub database_url: DatabaseUrl,
     pub data_dir: PathBuf,
+    /// Load demo profiles and segments when the database has none.
+    pub demo_data: bool,
     pub bind_addr: SocketAddr,
     /// None: derived from the address actually bound.
     pub public_url: Option<Url>,
@@ -112,10 +142,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
-        let database_url = match args.database_url {
-            Some(url) => DatabaseUrl::parse(&url).context("DATABASE_URL")?,
-            None => DatabaseUrl::sqlite_file(&args.data_dir.join("export-destinations.db")),
-        };
+        let database_url = args.db.database_url()?;
         let public_url = args
             .public_url
             .as_deref()
@@ -167,7 +194,8 @@ impl Settings {
             .transpose()?;
         Ok(Self {
             database_url,
-            data_dir: args.data_dir,
+            data_dir: args.db.data_dir,
+            demo_data: args.demo_data,
             bind_addr: args.bind_addr,
             public_url,
             secret_key,

@@ -4,12 +4,15 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod mailchimp;
+pub mod profiles;
 pub mod sandbox;
+pub mod segments;
 pub mod store;
 pub mod telemetry;
 pub mod web;

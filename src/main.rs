@@ -1,6 +1,7 @@
 use clap::Parser;
 use export_destinations::app::shutdown_signal;
-use export_destinations::cli::{Cli, Command};
+use export_destinations::cli::{Cli, Command, ImportCommand};
+use export_destinations::commands;
 use export_destinations::sandbox::standalone::RunningSandbox;
 use export_destinations::{App, Settings, telemetry};
 
@@ -22,5 +23,8 @@ async fn main() -> anyhow::Result<()> {
             running.announce();
             running.serve(shutdown_signal()).await
         }
+        Command::Import(ImportCommand::Profiles(args)) => commands::import_profiles(args).await,
+        Command::DemoData(args) => commands::demo_data(args).await,
+        Command::Segments(command) => commands::segments(command).await,
     }
 }

@@ -1,12 +1,15 @@
 //! Values that cross a trust boundary, parsed once into types that cannot hold bad data.
 
 mod email;
+pub mod field;
 mod member_status;
 mod password;
 mod person_name;
 mod role;
+pub mod segment_rules;
 
 pub use email::{EmailAddress, EmailError, subscriber_hash};
+pub use field::{FieldName, FieldType};
 pub use member_status::MemberStatus;
 pub use password::{NewPassword, PasswordError};
 pub use person_name::PersonName;

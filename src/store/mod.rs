@@ -1,6 +1,10 @@
 //! All SQL lives here, one module per aggregate. Functions take an executor so that
 //! handlers decide what runs in one transaction.
 
+pub mod fields;
+pub mod imports;
+pub mod profiles;
+pub mod segments;
 pub mod sign_in_failures;
 pub mod users;
 

@@ -1,0 +1,149 @@
+//! What the data commands do: import, demo data, segments. Each prints a report a person
+//! can act on and fails with a clear message.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::{DemoDataArgs, ImportProfilesArgs, RefreshArgs, SegmentsCommand};
+use crate::profiles::{ImportOptions, demo, import_file};
+use crate::segments::{RefreshOutcome, refresh};
+use crate::store::segments;
+
+fn bar(len: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let template = format!(
+        "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{per_sec}}, {{eta}} left)"
+    );
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+pub async fn import_profiles(args: ImportProfilesArgs) -> anyhow::Result<()> {
+    let db = args.db.connect().await?;
+    let size = std::fs::metadata(&args.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?
+        .len();
+    let progress = bar(size, "bytes");
+    let on_progress = |_rows: u64, bytes: u64| progress.set_position(bytes);
+    let options = ImportOptions {
+        id_column: args.id_column,
+        types: args.types.into_iter().collect(),
+    };
+    let name = args
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let outcome = import_file(&db, &args.file, &name, options, None, &on_progress).await?;
+    progress.finish_and_clear();
+    let totals = &outcome.totals;
+    if let Some(error) = &totals.error {
+        bail!(
+            "{} was not imported; nothing was changed. {error}",
+            args.file.display()
+        );
+    }
+    println!(
+        "Imported {}: {} rows read, {} created, {} updated, {} rejected.",
+        args.file.display(),
+        totals.rows_read,
+        totals.created,
+        totals.updated,
+        totals.rejected
+    );
+    for (name, field_type) in &totals.new_fields {
+        println!("New field {name} ({field_type}).");
+    }
+    for rejection in &totals.rejections {
+        println!(
+            "Line {}: rejected ({}): {}",
+            rejection.line, rejection.customer_id, rejection.reason
+        );
+    }
+    if totals.rejected as usize > totals.rejections.len() {
+        println!(
+            "… and {} more rejected rows.",
+            totals.rejected as usize - totals.rejections.len()
+        );
+    }
+    Ok(())
+}
+
+pub async fn demo_data(args: DemoDataArgs) -> anyhow::Result<()> {
+    let db = args.db.connect().await?;
+    let progress = bar(args.profiles, "profiles");
+    let on_progress = |rows: u64, _bytes: u64| progress.set_position(rows);
+    let totals = demo::load(
+        &db,
+        args.profiles,
+        args.seed,
+        args.segments as usize,
+        &on_progress,
+    )
+    .await?;
+    progress.finish_and_clear();
+    println!(
+        "Demo data: {} profiles created, {} updated.",
+        totals.created, totals.updated
+    );
+    print_refresh(&refresh(&db, None).await?);
+    Ok(())
+}
+
+pub async fn segments(command: SegmentsCommand) -> anyhow::Result<()> {
+    match command {
+        SegmentsCommand::List(args) => {
+            let db = args.db.connect().await?;
+            for segment in segments::list(db.pool()).await? {
+                println!(
+                    "{:>10}  {}  (last refresh: {})",
+                    segment.member_count,
+                    segment.name,
+                    crate::web::format::optional_timestamp(segment.last_refreshed_at)
+                );
+            }
+            Ok(())
+        }
+        SegmentsCommand::Refresh(RefreshArgs { names, db }) => {
+            let db = db.connect().await?;
+            let all = segments::list(db.pool()).await?;
+            let mut ids = Vec::new();
+            for name in &names {
+                match all.iter().find(|s| &s.name == name) {
+                    Some(segment) => ids.push(segment.id),
+                    None => bail!("there is no segment named {name:?}"),
+                }
+            }
+            let report = refresh(&db, (!names.is_empty()).then_some(ids.as_slice())).await?;
+            print_refresh(&report);
+            Ok(())
+        }
+    }
+}
+
+fn print_refresh(report: &crate::segments::RefreshReport) {
+    println!(
+        "Refreshed segments over {} profiles in {} ms:",
+        report.profiles_scanned, report.duration_ms
+    );
+    for (name, outcome) in &report.segments {
+        match outcome {
+            RefreshOutcome::Refreshed {
+                members,
+                unmatched_ids,
+                ..
+            } if *unmatched_ids > 0 => {
+                println!("{members:>10}  {name}  ({unmatched_ids} listed IDs have no profile)")
+            }
+            RefreshOutcome::Refreshed { members, .. } => println!("{members:>10}  {name}"),
+            RefreshOutcome::Invalid(errors) => {
+                println!("{:>10}  {name}: not refreshed: {}", "-", errors.join(" "))
+            }
+        }
+    }
+}

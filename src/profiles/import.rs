@@ -1,0 +1,400 @@
+//! CSV import of profiles. The header row names the fields; one column is the customer ID;
+//! types come from the catalogue, from the caller, or are inferred from the first rows.
+//! The file is streamed, never held whole.
+//!
+//! A bad **row** (wrong number of columns, no customer ID, a value that does not fit its
+//! field's type) is rejected alone and reported with its line number and reason; the other
+//! rows are imported. A bad **file** (not UTF-8, no header, no ID column, repeated column
+//! names, a quote that never closes) imports nothing, and says why.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::db::Db;
+use crate::domain::{FieldName, FieldType, field};
+use crate::profiles::writer::{self, Batch, Message, Progress, Totals};
+use crate::store::fields::{self as catalogue, Field};
+use crate::store::imports::Rejection;
+use crate::store::profiles::ProfileWrite;
+
+const BATCH_ROWS: usize = 500;
+/// Rows read before types of new fields are inferred.
+const SAMPLE_ROWS: usize = 1000;
+const MAX_CUSTOMER_ID_CHARS: usize = 200;
+/// Headers taken as the customer ID column when none is named (compared loosely).
+const ID_HEADERS: [&str; 3] = ["customerid", "id", "customer"];
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// The column holding the customer ID; by default CustomerId, customer_id or ID.
+    pub id_column: Option<String>,
+    /// Types for new fields, overriding inference.
+    pub types: HashMap<String, FieldType>,
+}
+
+/// The result of one import, as recorded under `id`.
+#[derive(Debug, Clone)]
+pub struct ImportOutcome {
+    pub id: i64,
+    pub totals: Totals,
+}
+
+/// Imports a CSV file; the outcome's `error` is set when the file was refused whole.
+pub async fn import_file(
+    db: &Db,
+    path: &Path,
+    file_name: &str,
+    options: ImportOptions,
+    imported_by: Option<i64>,
+    progress: Progress<'_>,
+) -> anyhow::Result<ImportOutcome> {
+    let file = std::fs::File::open(path)?;
+    import_reader(db, file, file_name, options, imported_by, progress).await
+}
+
+pub async fn import_reader<R: Read + Send + 'static>(
+    db: &Db,
+    reader: R,
+    file_name: &str,
+    options: ImportOptions,
+    imported_by: Option<i64>,
+    progress: Progress<'_>,
+) -> anyhow::Result<ImportOutcome> {
+    let known = catalogue::list(db.pool()).await?;
+    let (sender, receiver) = mpsc::channel(4);
+    let parser = tokio::task::spawn_blocking(move || {
+        if let Err(reason) = parse(reader, &known, &options, &sender) {
+            let _ = sender.blocking_send(Message::Failed(reason));
+        }
+    });
+    let (id, totals) = writer::write(db, receiver, file_name, imported_by, progress).await?;
+    parser.await?;
+    Ok(ImportOutcome { id, totals })
+}
+
+struct Column {
+    name: String,
+    field_type: FieldType,
+}
+
+fn parse<R: Read>(
+    reader: R,
+    known: &[Field],
+    options: &ImportOptions,
+    out: &mpsc::Sender<Message>,
+) -> Result<(), String> {
+    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let raw_headers = csv.byte_headers().map_err(describe)?.clone();
+    if raw_headers.is_empty() || raw_headers.iter().all(|h| h.is_empty()) {
+        return Err("The file is empty: its first line must name the columns.".into());
+    }
+    let mut names = Vec::new();
+    for raw in raw_headers.iter() {
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| "Line 1 is not UTF-8 text: save the file as UTF-8 (with or without a BOM) and import it again.".to_owned())?;
+        let name = FieldName::parse(text).map_err(|e| format!("Line 1: {e}."))?;
+        names.push(name.as_str().to_owned());
+    }
+    let mut seen = HashSet::new();
+    for name in &names {
+        if !seen.insert(name.to_lowercase()) {
+            return Err(format!("Line 1: the column {name:?} appears twice."));
+        }
+    }
+    let id_index = id_column(&names, options.id_column.as_deref())?;
+
+    // Read a sample to infer the types of new fields.
+    let mut sample = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    while sample.len() < SAMPLE_ROWS {
+        match read_record(&mut csv, &mut record, names.len())? {
+            Some(row) => sample.push(row),
+            None => break,
+        }
+    }
+    let known_types: HashMap<&str, FieldType> = known
+        .iter()
+        .map(|f| (f.name.as_str(), f.field_type))
+        .collect();
+    let mut columns = Vec::new();
+    let mut new_fields = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if i == id_index {
+            columns.push(None);
+            continue;
+        }
+        let field_type = match (known_types.get(name.as_str()), options.types.get(name)) {
+            (Some(t), _) => *t,
+            (None, Some(t)) => *t,
+            (None, None) => infer(
+                name,
+                sample
+                    .iter()
+                    .filter_map(|(_, cells, _)| cells.get(i).map(String::as_str)),
+            ),
+        };
+        if !known_types.contains_key(name.as_str()) {
+            new_fields.push((name.clone(), field_type));
+        }
+        columns.push(Some(Column {
+            name: name.clone(),
+            field_type,
+        }));
+    }
+    let primary_email = known
+        .iter()
+        .find(|f| f.field_type == FieldType::Email)
+        .map(|f| f.name.clone())
+        .or_else(|| {
+            new_fields
+                .iter()
+                .find(|(_, t)| *t == FieldType::Email)
+                .map(|(n, _)| n.clone())
+        });
+    let email_index = primary_email
+        .as_ref()
+        .and_then(|email| names.iter().position(|n| n == email));
+    send(
+        out,
+        Message::Header {
+            new_fields,
+            sets_email_key: email_index.is_some(),
+        },
+    )?;
+
+    let mut batch = Batch::default();
+    let mut batch_ids = HashSet::new();
+    let mut handle =
+        |(line, cells, bytes): (u64, Vec<String>, u64), batch: &mut Batch| -> Result<(), String> {
+            match to_profile(line, &cells, id_index, &columns, email_index, names.len()) {
+                Ok(profile) => {
+                    if !batch_ids.insert(profile.customer_id.clone()) {
+                        // The same ID twice in one batch: write what came before first.
+                        send(out, Message::Batch(std::mem::take(batch)))?;
+                        batch_ids.clear();
+                        batch_ids.insert(profile.customer_id.clone());
+                    }
+                    batch.rows.push(profile);
+                }
+                Err(rejection) => batch.rejections.push(rejection),
+            }
+            batch.rows_read += 1;
+            batch.bytes_read = bytes;
+            if batch.rows.len() + batch.rejections.len() >= BATCH_ROWS {
+                send(out, Message::Batch(std::mem::take(batch)))?;
+                batch_ids.clear();
+            }
+            Ok(())
+        };
+    for row in sample {
+        handle(row, &mut batch)?;
+    }
+    while let Some(row) = read_record(&mut csv, &mut record, names.len())? {
+        handle(row, &mut batch)?;
+    }
+    if batch.rows_read > 0 {
+        send(out, Message::Batch(batch))?;
+    }
+    Ok(())
+}
+
+fn send(out: &mpsc::Sender<Message>, message: Message) -> Result<(), String> {
+    // The writer stopped (it failed and said why): stop reading.
+    out.blocking_send(message)
+        .map_err(|_| "The import was stopped.".to_owned())
+}
+
+/// The next record as (line, cells, bytes read so far); file-level problems are errors.
+fn read_record<R: Read>(
+    csv: &mut csv::Reader<R>,
+    record: &mut csv::ByteRecord,
+    columns: usize,
+) -> Result<Option<(u64, Vec<String>, u64)>, String> {
+    let more = csv.read_byte_record(record).map_err(describe)?;
+    if !more {
+        return Ok(None);
+    }
+    let line = record.position().map_or(0, |p| p.line());
+    let mut cells = Vec::with_capacity(record.len());
+    for cell in record.iter() {
+        let text = std::str::from_utf8(cell).map_err(|_| {
+            format!("Line {line} is not UTF-8 text: save the file as UTF-8 (with or without a BOM) and import it again.")
+        })?;
+        cells.push(text.to_owned());
+    }
+    // A quote that never closes swallows the rest of the file into one field: refuse the
+    // file rather than lose the rows after it.
+    if cells.len() != columns && cells.iter().any(|c| c.contains('\n')) && csv.is_done() {
+        return Err(format!(
+            "Line {line}: a quoted value starts here and never ends. Check the quotes on that line."
+        ));
+    }
+    Ok(Some((line, cells, csv.position().byte())))
+}
+
+fn to_profile(
+    line: u64,
+    cells: &[String],
+    id_index: usize,
+    columns: &[Option<Column>],
+    email_index: Option<usize>,
+    expected: usize,
+) -> Result<ProfileWrite, Rejection> {
+    let raw_id = cells
+        .get(id_index)
+        .map(|s| s.trim())
+        .unwrap_or_default()
+        .to_owned();
+    let reject = |reason: String| Rejection {
+        line,
+        customer_id: raw_id.clone(),
+        reason,
+    };
+    if cells.len() != expected {
+        return Err(reject(format!(
+            "The row has {} values; the header names {expected} columns.",
+            cells.len()
+        )));
+    }
+    if raw_id.is_empty() {
+        return Err(reject("The customer ID is empty.".into()));
+    }
+    if raw_id.chars().count() > MAX_CUSTOMER_ID_CHARS {
+        return Err(reject(format!(
+            "The customer ID is longer than {MAX_CUSTOMER_ID_CHARS} characters."
+        )));
+    }
+    let mut attributes = Map::new();
+    for (cell, column) in cells.iter().zip(columns) {
+        let Some(column) = column else { continue };
+        let value = column
+            .field_type
+            .parse_cell(cell)
+            .map_err(|reason| reject(format!("{}: {reason}.", column.name)))?;
+        attributes.insert(column.name.clone(), value);
+    }
+    let email_key = email_index
+        .and_then(|i| cells.get(i))
+        .map(|e| e.trim().to_lowercase())
+        .filter(|e| !e.is_empty());
+    Ok(ProfileWrite {
+        customer_id: raw_id.clone(),
+        attributes: Value::Object(attributes).to_string(),
+        email_key,
+    })
+}
+
+fn id_column(names: &[String], named: Option<&str>) -> Result<usize, String> {
+    if let Some(named) = named {
+        return names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(named.trim()))
+            .ok_or_else(|| format!("There is no column named {named:?} for the customer ID."));
+    }
+    let loose = |s: &str| {
+        s.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_lowercase()
+    };
+    ID_HEADERS
+        .iter()
+        .find_map(|wanted| names.iter().position(|n| loose(n) == *wanted))
+        .ok_or_else(|| {
+            "No column holds the customer ID: call it CustomerId (or ID), or name the column to use.".to_owned()
+        })
+}
+
+/// A new field's type from its name and sample values.
+pub fn infer<'a>(name: &str, values: impl Iterator<Item = &'a str>) -> FieldType {
+    let values: Vec<&str> = values.map(str::trim).filter(|v| !v.is_empty()).collect();
+    if name.to_lowercase().contains("email") {
+        return FieldType::Email;
+    }
+    if values.is_empty() {
+        return FieldType::Text;
+    }
+    let all = |test: &dyn Fn(&str) -> bool| values.iter().all(|v| test(v));
+    let words = |v: &str| !v.chars().all(|c| c.is_ascii_digit());
+    if all(&|v| field::parse_bool(v).is_some()) && values.iter().any(|v| words(v)) {
+        return FieldType::Boolean;
+    }
+    if all(&|v| field::parse_number(v).is_some()) {
+        return FieldType::Number;
+    }
+    if all(&|v| field::parse_date(v).is_some()) {
+        return FieldType::Date;
+    }
+    if values.iter().filter(|v| v.contains('@')).count() * 10 >= values.len() * 8 {
+        return FieldType::Email;
+    }
+    FieldType::Text
+}
+
+fn describe(err: csv::Error) -> String {
+    match err.kind() {
+        csv::ErrorKind::Utf8 { pos, .. } => format!(
+            "Line {} is not UTF-8 text: save the file as UTF-8 (with or without a BOM) and import it again.",
+            pos.as_ref().map(|p| p.line()).unwrap_or(1)
+        ),
+        csv::ErrorKind::Io(e) => format!("The file could not be read: {e}."),
+        _ => format!("The file is not valid CSV: {err}."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_inferred_from_names_and_values() {
+        assert_eq!(infer("WorkEmail", ["", "x"].into_iter()), FieldType::Email);
+        assert_eq!(
+            infer("Age", ["31", "42.5", ""].into_iter()),
+            FieldType::Number
+        );
+        assert_eq!(
+            infer("Since", ["2020-01-01", "2021-12-31"].into_iter()),
+            FieldType::Date
+        );
+        assert_eq!(
+            infer("OptIn", ["true", "false", "yes"].into_iter()),
+            FieldType::Boolean
+        );
+        assert_eq!(
+            infer("Flag", ["1", "0"].into_iter()),
+            FieldType::Number,
+            "0/1 alone read as numbers"
+        );
+        assert_eq!(
+            infer(
+                "Contact",
+                ["a@x.io", "b@y.io", "c@z.io", "d@w.io", "oops"].into_iter()
+            ),
+            FieldType::Email
+        );
+        assert_eq!(infer("City", ["Berlin", "42"].into_iter()), FieldType::Text);
+        assert_eq!(infer("Empty", std::iter::empty()), FieldType::Text);
+    }
+
+    #[test]
+    fn the_id_column_is_found_by_its_usual_names_or_named() {
+        let names: Vec<String> = ["Email", "Customer_ID", "Name"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(id_column(&names, None), Ok(1));
+        assert_eq!(id_column(&names, Some("name")), Ok(2));
+        assert!(
+            id_column(&names, Some("Nope"))
+                .unwrap_err()
+                .contains("no column named")
+        );
+        let none: Vec<String> = vec!["Email".into()];
+        assert!(id_column(&none, None).unwrap_err().contains("CustomerId"));
+    }
+}

@@ -1,0 +1,6 @@
+//! Segments: evaluating rules over every profile, previews, and refreshes that publish
+//! new membership atomically.
+
+mod refresh;
+
+pub use refresh::{RefreshOutcome, RefreshReport, preview_count, refresh, scan};

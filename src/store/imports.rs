@@ -1,0 +1,113 @@
+//! Reports of profile imports, kept so that a person can come back to what was rejected.
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+
+/// One rejected row: where it was, whose it was, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub line: u64,
+    pub customer_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportRecord {
+    pub id: i64,
+    pub file_name: String,
+    pub succeeded: bool,
+    pub error: Option<String>,
+    pub rows_read: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub rejected: i64,
+    pub rejections: Vec<Rejection>,
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+pub struct NewImport<'a> {
+    pub file_name: &'a str,
+    pub error: Option<&'a str>,
+    pub rows_read: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub rejected: u64,
+    pub rejections: &'a [Rejection],
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub imported_by: Option<i64>,
+}
+
+pub async fn insert<'e>(
+    db: impl Executor<'e, Database = Any>,
+    import: NewImport<'_>,
+) -> sqlx::Result<i64> {
+    let rejections = serde_json::to_string(import.rejections).unwrap_or_else(|_| "[]".into());
+    sqlx::query_scalar(
+        "INSERT INTO profile_imports (file_name, status, error, rows_read, created, updated, rejected, \
+         rejections, started_at, finished_at, imported_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+    )
+    .bind(import.file_name)
+    .bind(if import.error.is_some() { "failed" } else { "succeeded" })
+    .bind(import.error)
+    .bind(import.rows_read as i64)
+    .bind(import.created as i64)
+    .bind(import.updated as i64)
+    .bind(import.rejected as i64)
+    .bind(rejections)
+    .bind(import.started_at)
+    .bind(import.finished_at)
+    .bind(import.imported_by)
+    .fetch_one(db)
+    .await
+}
+
+fn from_row(row: AnyRow) -> sqlx::Result<ImportRecord> {
+    let status: String = row.try_get("status")?;
+    let rejections: String = row.try_get("rejections")?;
+    Ok(ImportRecord {
+        id: row.try_get("id")?,
+        file_name: row.try_get("file_name")?,
+        succeeded: status == "succeeded",
+        error: row.try_get("error")?,
+        rows_read: row.try_get("rows_read")?,
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+        rejected: row.try_get("rejected")?,
+        rejections: serde_json::from_str(&rejections).unwrap_or_default(),
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+const COLUMNS: &str = "id, file_name, status, error, rows_read, created, updated, rejected, rejections, \
+                       started_at, finished_at";
+
+pub async fn find<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<Option<ImportRecord>> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM profile_imports WHERE id = $1"
+    ))
+    .bind(id)
+    .try_map(from_row)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn recent<'e>(
+    db: impl Executor<'e, Database = Any>,
+    limit: i64,
+) -> sqlx::Result<Vec<ImportRecord>> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM profile_imports ORDER BY id DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .try_map(from_row)
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,181 @@
+//! Unified customer profiles: attributes as a JSON object per customer ID.
+
+use std::collections::HashSet;
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use crate::db::Backend;
+
+/// One profile as an import writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileWrite {
+    pub customer_id: String,
+    /// A JSON object of the columns this write carries.
+    pub attributes: String,
+    pub email_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub id: i64,
+    pub customer_id: String,
+    pub attributes: String,
+    pub email_key: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn from_row(row: AnyRow) -> sqlx::Result<Profile> {
+    Ok(Profile {
+        id: row.try_get("id")?,
+        customer_id: row.try_get("customer_id")?,
+        attributes: row.try_get("attributes")?,
+        email_key: row.try_get("email_key")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+const COLUMNS: &str = "id, customer_id, attributes, email_key, created_at, updated_at";
+
+fn placeholders(start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Which of these customer IDs already have a profile.
+pub async fn existing(
+    conn: &mut AnyConnection,
+    customer_ids: &[&str],
+) -> sqlx::Result<HashSet<String>> {
+    if customer_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let sql = format!(
+        "SELECT customer_id FROM profiles WHERE customer_id IN ({})",
+        placeholders(1, customer_ids.len())
+    );
+    let mut query = sqlx::query_scalar::<_, String>(&sql);
+    for id in customer_ids {
+        query = query.bind(*id);
+    }
+    Ok(query.fetch_all(conn).await?.into_iter().collect())
+}
+
+/// Inserts or updates profiles; an update merges the given attributes into the stored
+/// ones (a null clears one). `sets_email_key`: the write carries the primary email field.
+/// Customer IDs must be distinct within one call.
+pub async fn upsert(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    rows: &[ProfileWrite],
+    sets_email_key: bool,
+    now: i64,
+) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let values = (0..rows.len())
+        .map(|i| {
+            format!(
+                "({}, ${}, ${})",
+                placeholders(i * 3 + 1, 3),
+                rows.len() * 3 + 1,
+                rows.len() * 3 + 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let merged = match backend {
+        Backend::Sqlite => "json_patch(profiles.attributes, excluded.attributes)",
+        Backend::Postgres => {
+            "jsonb_strip_nulls(profiles.attributes::jsonb || excluded.attributes::jsonb)::text"
+        }
+    };
+    let email = if sets_email_key {
+        "excluded.email_key"
+    } else {
+        "profiles.email_key"
+    };
+    let sql = format!(
+        "INSERT INTO profiles (customer_id, attributes, email_key, created_at, updated_at) VALUES {values} \
+         ON CONFLICT (customer_id) DO UPDATE SET attributes = {merged}, email_key = {email}, \
+         updated_at = excluded.updated_at"
+    );
+    let mut query = sqlx::query(&sql);
+    for row in rows {
+        query = query
+            .bind(&row.customer_id)
+            .bind(&row.attributes)
+            .bind(row.email_key.as_deref());
+    }
+    query.bind(now).execute(conn).await.map(drop)
+}
+
+pub async fn count<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM profiles")
+        .fetch_one(db)
+        .await
+}
+
+pub async fn find<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<Option<Profile>> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM profiles WHERE id = $1"))
+        .bind(id)
+        .try_map(from_row)
+        .fetch_optional(db)
+        .await
+}
+
+/// Which way a page of profiles goes from a cursor.
+#[derive(Debug, Clone, Copy)]
+pub enum Cursor {
+    First,
+    After(i64),
+    Before(i64),
+}
+
+/// A page of profiles in id order, optionally those whose customer ID or email starts
+/// with `search` (case-insensitive for email). Keyset paging keeps every page fast.
+pub async fn page<'e>(
+    db: impl Executor<'e, Database = Any>,
+    search: Option<&str>,
+    cursor: Cursor,
+    limit: i64,
+) -> sqlx::Result<Vec<Profile>> {
+    let (cursor_sql, order) = match cursor {
+        Cursor::First => ("", "ASC"),
+        Cursor::After(_) => ("AND id > $3", "ASC"),
+        Cursor::Before(_) => ("AND id < $3", "DESC"),
+    };
+    let search_sql = if search.is_some() {
+        // Prefix ranges use the indexes on both backends.
+        "AND ((customer_id >= $1 AND customer_id < $1 || '\u{10ffff}') \
+              OR (email_key >= lower($1) AND email_key < lower($1) || '\u{10ffff}'))"
+    } else {
+        "AND $1 = $1"
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM profiles WHERE 1 = 1 {search_sql} {cursor_sql} ORDER BY id {order} LIMIT $2"
+    );
+    let cursor_value = match cursor {
+        Cursor::First => 0,
+        Cursor::After(id) | Cursor::Before(id) => id,
+    };
+    let mut query = sqlx::query(&sql)
+        .bind(search.unwrap_or_default())
+        .bind(limit);
+    if !matches!(cursor, Cursor::First) {
+        query = query.bind(cursor_value);
+    }
+    let mut rows = query.try_map(from_row).fetch_all(db).await?;
+    if matches!(cursor, Cursor::Before(_)) {
+        rows.reverse();
+    }
+    Ok(rows)
+}

@@ -1,0 +1,308 @@
+//! Segments and their materialised membership. Membership is written under a new
+//! generation and published by switching the segment's generation in one short
+//! transaction, so readers see the old membership until the new one is complete.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use crate::db::now_millis;
+use crate::domain::segment_rules::SegmentRules;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Definition {
+    Rules(SegmentRules),
+    /// A list of customer IDs (kept in `segment_static_ids`).
+    Static,
+}
+
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub id: i64,
+    pub name: String,
+    pub definition: Definition,
+    pub generation: i64,
+    pub member_count: i64,
+    pub last_refreshed_at: Option<i64>,
+    pub last_refresh_ms: Option<i64>,
+    pub unmatched_ids: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, name, kind, definition, generation, member_count, last_refreshed_at, \
+                       last_refresh_ms, unmatched_ids, created_at, updated_at";
+
+fn from_row(row: AnyRow) -> sqlx::Result<Segment> {
+    let kind: String = row.try_get("kind")?;
+    let definition = if kind == "static" {
+        Definition::Static
+    } else {
+        let text: Option<String> = row.try_get("definition")?;
+        Definition::Rules(
+            serde_json::from_str(text.as_deref().unwrap_or("{}"))
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        )
+    };
+    Ok(Segment {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        definition,
+        generation: row.try_get("generation")?,
+        member_count: row.try_get("member_count")?,
+        last_refreshed_at: row.try_get("last_refreshed_at")?,
+        last_refresh_ms: row.try_get("last_refresh_ms")?,
+        unmatched_ids: row.try_get("unmatched_ids")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn columns(definition: &Definition) -> (&'static str, Option<String>) {
+    match definition {
+        Definition::Rules(rules) => ("rules", serde_json::to_string(rules).ok()),
+        Definition::Static => ("static", None),
+    }
+}
+
+pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<Segment>> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM segments ORDER BY lower(name), id"
+    ))
+    .try_map(from_row)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn find<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<Option<Segment>> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM segments WHERE id = $1"))
+        .bind(id)
+        .try_map(from_row)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn find_by_name<'e>(
+    db: impl Executor<'e, Database = Any>,
+    name: &str,
+) -> sqlx::Result<Option<Segment>> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM segments WHERE name = $1"))
+        .bind(name)
+        .try_map(from_row)
+        .fetch_optional(db)
+        .await
+}
+
+/// Creates a segment; a taken name comes back as a unique violation.
+pub async fn create<'e>(
+    db: impl Executor<'e, Database = Any>,
+    name: &str,
+    definition: &Definition,
+) -> sqlx::Result<i64> {
+    let (kind, text) = columns(definition);
+    let now = now_millis();
+    sqlx::query_scalar(
+        "INSERT INTO segments (name, kind, definition, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $4) RETURNING id",
+    )
+    .bind(name)
+    .bind(kind)
+    .bind(text)
+    .bind(now)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn update<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    name: &str,
+    definition: &Definition,
+) -> sqlx::Result<()> {
+    let (kind, text) = columns(definition);
+    sqlx::query(
+        "UPDATE segments SET name = $1, kind = $2, definition = $3, updated_at = $4 WHERE id = $5",
+    )
+    .bind(name)
+    .bind(kind)
+    .bind(text)
+    .bind(now_millis())
+    .bind(id)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+pub async fn delete(conn: &mut AnyConnection, id: i64) -> sqlx::Result<()> {
+    // Both backends cascade, but SQLite only with foreign keys on: delete explicitly.
+    sqlx::query("DELETE FROM segment_members WHERE segment_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM segment_static_ids WHERE segment_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM segments WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+}
+
+/// Replaces a static segment's list of customer IDs.
+pub async fn set_static_ids(
+    conn: &mut AnyConnection,
+    id: i64,
+    customer_ids: &[String],
+) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM segment_static_ids WHERE segment_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    for chunk in customer_ids.chunks(400) {
+        let values = (0..chunk.len())
+            .map(|i| format!("($1, ${})", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO segment_static_ids (segment_id, customer_id) VALUES {values} ON CONFLICT DO NOTHING"
+        );
+        let mut query = sqlx::query(&sql).bind(id);
+        for customer_id in chunk {
+            query = query.bind(customer_id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The profiles a static segment lists, and how many listed IDs have no profile.
+pub async fn static_members<'e, E>(db: E, id: i64) -> sqlx::Result<(Vec<i64>, i64)>
+where
+    E: Executor<'e, Database = Any> + Copy,
+{
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT p.id FROM segment_static_ids s JOIN profiles p ON p.customer_id = s.customer_id \
+         WHERE s.segment_id = $1 ORDER BY p.id",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?;
+    let listed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM segment_static_ids WHERE segment_id = $1")
+            .bind(id)
+            .fetch_one(db)
+            .await?;
+    Ok((ids.clone(), listed - ids.len() as i64))
+}
+
+/// Writes membership rows under `generation`; invisible until published.
+pub async fn write_generation(
+    conn: &mut AnyConnection,
+    segment_id: i64,
+    generation: i64,
+    profile_ids: &[i64],
+) -> sqlx::Result<()> {
+    for chunk in profile_ids.chunks(500) {
+        let values = (0..chunk.len())
+            .map(|i| format!("($1, $2, ${})", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO segment_members (segment_id, generation, profile_id) VALUES {values} \
+             ON CONFLICT DO NOTHING"
+        );
+        let mut query = sqlx::query(&sql).bind(segment_id).bind(generation);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// What a refresh found for one segment.
+pub struct Published {
+    pub generation: i64,
+    pub member_count: i64,
+    pub unmatched_ids: i64,
+    pub duration_ms: i64,
+}
+
+/// Makes `generation` the membership readers see, then drops older generations.
+pub async fn publish(
+    conn: &mut AnyConnection,
+    segment_id: i64,
+    published: &Published,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE segments SET generation = $1, member_count = $2, unmatched_ids = $3, \
+         last_refreshed_at = $4, last_refresh_ms = $5 WHERE id = $6",
+    )
+    .bind(published.generation)
+    .bind(published.member_count)
+    .bind(published.unmatched_ids)
+    .bind(now_millis())
+    .bind(published.duration_ms)
+    .bind(segment_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM segment_members WHERE segment_id = $1 AND generation <> $2")
+        .bind(segment_id)
+        .bind(published.generation)
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+}
+
+/// One member as a segment page lists it.
+#[derive(Debug, Clone)]
+pub struct MemberRow {
+    pub profile_id: i64,
+    pub customer_id: String,
+    pub email_key: Option<String>,
+}
+
+/// A page of the published members of a segment, in profile order.
+pub async fn members<'e>(
+    db: impl Executor<'e, Database = Any>,
+    segment_id: i64,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<MemberRow>> {
+    sqlx::query(
+        "SELECT p.id, p.customer_id, p.email_key FROM segment_members m \
+         JOIN segments s ON s.id = m.segment_id AND s.generation = m.generation \
+         JOIN profiles p ON p.id = m.profile_id \
+         WHERE m.segment_id = $1 AND m.profile_id > $2 ORDER BY m.profile_id LIMIT $3",
+    )
+    .bind(segment_id)
+    .bind(after)
+    .bind(limit)
+    .try_map(|row: AnyRow| {
+        Ok(MemberRow {
+            profile_id: row.try_get("id")?,
+            customer_id: row.try_get("customer_id")?,
+            email_key: row.try_get("email_key")?,
+        })
+    })
+    .fetch_all(db)
+    .await
+}
+
+/// The names of the segments a profile belongs to (as published).
+pub async fn of_profile<'e>(
+    db: impl Executor<'e, Database = Any>,
+    profile_id: i64,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT s.name FROM segment_members m JOIN segments s ON s.id = m.segment_id AND s.generation = m.generation \
+         WHERE m.profile_id = $1 ORDER BY lower(s.name)",
+    )
+    .bind(profile_id)
+    .fetch_all(db)
+    .await
+}
