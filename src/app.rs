@@ -55,6 +55,9 @@ impl App {
         if let Some(admin) = &settings.admin {
             ensure_admin(&db, &hasher, admin).await?;
         }
+        if settings.demo_data {
+            load_demo_data(&db).await?;
+        }
         let sessions = DbSessionStore::connect(&settings.database_url).await?;
         let listener = TcpListener::bind(settings.bind_addr)
             .await
@@ -122,6 +125,22 @@ impl App {
         tracing::info!("console stopped");
         served.context("serving HTTP")
     }
+}
+
+/// Demo profiles: enough for the demo to have something to export.
+pub const DEMO_PROFILES: u64 = 20_000;
+
+/// A console with no profiles and no import yet gets the demo profiles and segments.
+async fn load_demo_data(db: &Db) -> anyhow::Result<()> {
+    let empty = crate::store::profiles::count(db.pool()).await? == 0
+        && crate::store::imports::recent(db.pool(), 1).await?.is_empty();
+    if !empty {
+        return Ok(());
+    }
+    tracing::info!("loading {DEMO_PROFILES} demo profiles and six segments (DEMO_DATA=false turns this off)");
+    crate::profiles::demo::load(db, DEMO_PROFILES, 1, 6, &|_, _| {}).await?;
+    crate::segments::refresh(db, None).await?;
+    Ok(())
 }
 
 /// The data folder holds the database and the key: readable by the owner only when the

@@ -17,6 +17,9 @@ pub enum AppError {
     SignInRequired { next: Option<String> },
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A request the console cannot act on; the message says why and is shown as is.
+    #[error("bad request: {0}")]
+    BadRequest(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -82,6 +85,7 @@ impl IntoResponse for AppError {
                 "Too much data",
                 "The request was larger than the console accepts.",
             ),
+            AppError::BadRequest(message) => (StatusCode::BAD_REQUEST, "That did not work", message.as_str()),
             AppError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",

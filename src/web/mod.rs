@@ -8,13 +8,14 @@ mod error;
 pub mod format;
 mod health;
 pub mod page;
+mod profiles;
+mod segments;
 mod users;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{from_fn, from_fn_with_state};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::SessionManagerLayer;
@@ -27,7 +28,7 @@ use crate::auth::csrf::verify_csrf;
 use crate::auth::session_store::DbSessionStore;
 use crate::auth::{require_administrator, require_sign_in};
 
-/// Largest request body the console reads.
+/// Largest request body the console reads, but for file uploads (which set their own).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
@@ -37,6 +38,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
 pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Router {
     let administrators = users::router().route_layer(from_fn(require_administrator));
     let signed_in = Router::new()
+        .merge(profiles::router())
+        .merge(segments::router())
         .merge(destinations::router())
         .merge(administrators)
         .route_layer(from_fn_with_state(state.clone(), require_sign_in));
@@ -80,7 +83,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
             "camera=(), microphone=(), geolocation=()",
         ))
         .layer(header_layer(header::CACHE_CONTROL, "no-store"))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             // The path only: query strings can carry OAuth codes and state.
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path())

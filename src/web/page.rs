@@ -13,6 +13,8 @@ use crate::web::AppError;
 /// The navigation entry a page belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
+    Profiles,
+    Segments,
     ExportDestinations,
     Users,
 }
@@ -33,6 +35,8 @@ impl PageContext {
     /// The navigation entry to highlight, as the template names it.
     pub fn nav_name(&self) -> &'static str {
         match self.nav {
+            Nav::Profiles => "profiles",
+            Nav::Segments => "segments",
             Nav::ExportDestinations => "export-destinations",
             Nav::Users => "users",
         }

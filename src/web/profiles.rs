@@ -1,0 +1,217 @@
+//! Data > Profiles: the paged, searchable list, a profile's page, CSV upload and import reports.
+
+use askama::Template;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::Value;
+use std::io::Write;
+
+use crate::app::AppState;
+use crate::auth::{CurrentUser, require_contributor};
+use crate::profiles::{ImportOptions, import_file};
+use crate::store::imports::{self, ImportRecord};
+use crate::store::profiles::{self, Cursor};
+use crate::store::{fields, segments};
+use crate::web::page::{Nav, PageContext, render};
+use crate::web::{AppError, format};
+
+const PAGE_SIZE: i64 = 50;
+/// The largest CSV file the upload accepts.
+pub const MAX_UPLOAD_BYTES: usize = 1024 * 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    let read = Router::new()
+        .route("/data/profiles", get(list))
+        .route("/data/profiles/{id}", get(show))
+        .route("/data/imports/{id}", get(report));
+    let write = Router::new()
+        .route(
+            "/data/profiles/import",
+            post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
+        .route_layer(axum::middleware::from_fn(require_contributor));
+    read.merge(write)
+}
+
+struct Row {
+    id: i64,
+    customer_id: String,
+    name: String,
+    email: String,
+    updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "data/profiles.html")]
+struct ProfilesPage {
+    ctx: PageContext,
+    total: i64,
+    search: String,
+    rows: Vec<Row>,
+    previous: Option<i64>,
+    next: Option<i64>,
+    imports: Vec<ImportRecord>,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+    after: Option<i64>,
+    before: Option<i64>,
+}
+
+fn text(attributes: &serde_json::Map<String, Value>, field: &str) -> String {
+    match attributes.get(field) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+async fn list(State(state): State<AppState>, ctx: PageContext, Query(query): Query<ListQuery>) -> Result<Response, AppError> {
+    let pool = state.db.pool();
+    let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let cursor = match (query.after, query.before) {
+        (Some(after), _) => Cursor::After(after),
+        (None, Some(before)) => Cursor::Before(before),
+        _ => Cursor::First,
+    };
+    // One more than a page tells whether there is a next one.
+    let mut found = profiles::page(pool, search, cursor, PAGE_SIZE + 1).await?;
+    let more = found.len() as i64 > PAGE_SIZE;
+    if more {
+        match cursor {
+            Cursor::Before(_) => {
+                found.remove(0);
+            }
+            _ => {
+                found.pop();
+            }
+        }
+    }
+    let rows: Vec<Row> = found
+        .into_iter()
+        .map(|p| {
+            let attributes: serde_json::Map<String, Value> = serde_json::from_str(&p.attributes).unwrap_or_default();
+            let name = format!("{} {}", text(&attributes, "FirstName"), text(&attributes, "LastName")).trim().to_owned();
+            Row {
+                id: p.id,
+                customer_id: p.customer_id,
+                name,
+                email: p.email_key.unwrap_or_default(),
+                updated: format::timestamp(p.updated_at),
+            }
+        })
+        .collect();
+    let (previous, next) = match cursor {
+        Cursor::First => (None, more.then(|| rows.last().map(|r| r.id)).flatten()),
+        Cursor::After(_) => (rows.first().map(|r| r.id), more.then(|| rows.last().map(|r| r.id)).flatten()),
+        Cursor::Before(_) => (more.then(|| rows.first().map(|r| r.id)).flatten(), rows.last().map(|r| r.id)),
+    };
+    let page = ProfilesPage {
+        ctx: ctx.at(Nav::Profiles),
+        total: profiles::count(pool).await?,
+        search: search.unwrap_or_default().to_owned(),
+        rows,
+        previous,
+        next,
+        imports: imports::recent(pool, 5).await?,
+    };
+    Ok(render(&page)?.into_response())
+}
+
+#[derive(Template)]
+#[template(path = "data/profile.html")]
+struct ProfilePage {
+    ctx: PageContext,
+    customer_id: String,
+    values: Vec<(String, String, String)>,
+    segments: Vec<String>,
+    created: String,
+    updated: String,
+}
+
+async fn show(State(state): State<AppState>, ctx: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
+    let pool = state.db.pool();
+    let profile = profiles::find(pool, id).await?.ok_or(AppError::NotFound)?;
+    let attributes: serde_json::Map<String, Value> = serde_json::from_str(&profile.attributes).unwrap_or_default();
+    let values = fields::list(pool)
+        .await?
+        .into_iter()
+        .map(|f| {
+            let value = text(&attributes, &f.name);
+            (f.name, f.field_type.to_string(), value)
+        })
+        .collect();
+    let page = ProfilePage {
+        ctx: ctx.at(Nav::Profiles),
+        customer_id: profile.customer_id,
+        values,
+        segments: segments::of_profile(pool, id).await?,
+        created: format::timestamp(profile.created_at),
+        updated: format::timestamp(profile.updated_at),
+    };
+    Ok(render(&page)?.into_response())
+}
+
+/// Streams the uploaded file to a temporary file, then imports it.
+async fn upload(State(state): State<AppState>, user: CurrentUser, mut form: Multipart) -> Result<Response, AppError> {
+    let mut file = tempfile::NamedTempFile::new().map_err(anyhow::Error::from)?;
+    let mut file_name = None;
+    let mut options = ImportOptions::default();
+    let bad = |message: String| AppError::BadRequest(message);
+    while let Some(mut field) = form.next_field().await.map_err(|e| bad(format!("The upload could not be read: {e}")))? {
+        match field.name() {
+            Some("file") => {
+                file_name = Some(field.file_name().unwrap_or("upload.csv").to_owned());
+                while let Some(chunk) = field.chunk().await.map_err(|e| bad(format!("The upload could not be read: {e}")))? {
+                    file.write_all(&chunk).map_err(anyhow::Error::from)?;
+                }
+            }
+            Some("id_column") => {
+                let value = field.text().await.map_err(|e| bad(e.to_string()))?;
+                options.id_column = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+            }
+            _ => {}
+        }
+    }
+    let Some(file_name) = file_name.filter(|_| file.as_file().metadata().map(|m| m.len() > 0).unwrap_or(false)) else {
+        return Err(bad("Choose a CSV file to import.".into()));
+    };
+    file.flush().map_err(anyhow::Error::from)?;
+    let outcome = import_file(&state.db, file.path(), &file_name, options, Some(user.id), &|_, _| {}).await?;
+    tracing::info!(
+        user_id = user.id,
+        import_id = outcome.id,
+        created = outcome.totals.created,
+        updated = outcome.totals.updated,
+        rejected = outcome.totals.rejected,
+        "profiles imported"
+    );
+    Ok(Redirect::to(&format!("/data/imports/{}", outcome.id)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "data/import.html")]
+struct ImportPage {
+    ctx: PageContext,
+    import: ImportRecord,
+    started: String,
+    seconds: String,
+    more_rejected: i64,
+}
+
+async fn report(State(state): State<AppState>, ctx: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
+    let import = imports::find(state.db.pool(), id).await?.ok_or(AppError::NotFound)?;
+    let page = ImportPage {
+        ctx: ctx.at(Nav::Profiles),
+        started: format::timestamp(import.started_at),
+        seconds: format!("{:.1}", (import.finished_at - import.started_at) as f64 / 1000.0),
+        more_rejected: import.rejected - import.rejections.len() as i64,
+        import,
+    };
+    Ok(render(&page)?.into_response())
+}
