@@ -133,11 +133,15 @@ pub const DEMO_PROFILES: u64 = 20_000;
 /// A console with no profiles and no import yet gets the demo profiles and segments.
 async fn load_demo_data(db: &Db) -> anyhow::Result<()> {
     let empty = crate::store::profiles::count(db.pool()).await? == 0
-        && crate::store::imports::recent(db.pool(), 1).await?.is_empty();
+        && crate::store::imports::recent(db.pool(), 1)
+            .await?
+            .is_empty();
     if !empty {
         return Ok(());
     }
-    tracing::info!("loading {DEMO_PROFILES} demo profiles and six segments (DEMO_DATA=false turns this off)");
+    tracing::info!(
+        "loading {DEMO_PROFILES} demo profiles and six segments (DEMO_DATA=false turns this off)"
+    );
     crate::profiles::demo::load(db, DEMO_PROFILES, 1, 6, &|_, _| {}).await?;
     crate::segments::refresh(db, None).await?;
     Ok(())

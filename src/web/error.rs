@@ -85,7 +85,11 @@ impl IntoResponse for AppError {
                 "Too much data",
                 "The request was larger than the console accepts.",
             ),
-            AppError::BadRequest(message) => (StatusCode::BAD_REQUEST, "That did not work", message.as_str()),
+            AppError::BadRequest(message) => (
+                StatusCode::BAD_REQUEST,
+                "That did not work",
+                message.as_str(),
+            ),
             AppError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",

@@ -1,10 +1,10 @@
 //! Data > Profiles: the paged, searchable list, a profile's page, CSV upload and import reports.
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::Value;
 use std::io::Write;
@@ -71,7 +71,11 @@ fn text(attributes: &serde_json::Map<String, Value>, field: &str) -> String {
     }
 }
 
-async fn list(State(state): State<AppState>, ctx: PageContext, Query(query): Query<ListQuery>) -> Result<Response, AppError> {
+async fn list(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, AppError> {
     let pool = state.db.pool();
     let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let cursor = match (query.after, query.before) {
@@ -95,8 +99,15 @@ async fn list(State(state): State<AppState>, ctx: PageContext, Query(query): Que
     let rows: Vec<Row> = found
         .into_iter()
         .map(|p| {
-            let attributes: serde_json::Map<String, Value> = serde_json::from_str(&p.attributes).unwrap_or_default();
-            let name = format!("{} {}", text(&attributes, "FirstName"), text(&attributes, "LastName")).trim().to_owned();
+            let attributes: serde_json::Map<String, Value> =
+                serde_json::from_str(&p.attributes).unwrap_or_default();
+            let name = format!(
+                "{} {}",
+                text(&attributes, "FirstName"),
+                text(&attributes, "LastName")
+            )
+            .trim()
+            .to_owned();
             Row {
                 id: p.id,
                 customer_id: p.customer_id,
@@ -108,8 +119,14 @@ async fn list(State(state): State<AppState>, ctx: PageContext, Query(query): Que
         .collect();
     let (previous, next) = match cursor {
         Cursor::First => (None, more.then(|| rows.last().map(|r| r.id)).flatten()),
-        Cursor::After(_) => (rows.first().map(|r| r.id), more.then(|| rows.last().map(|r| r.id)).flatten()),
-        Cursor::Before(_) => (more.then(|| rows.first().map(|r| r.id)).flatten(), rows.last().map(|r| r.id)),
+        Cursor::After(_) => (
+            rows.first().map(|r| r.id),
+            more.then(|| rows.last().map(|r| r.id)).flatten(),
+        ),
+        Cursor::Before(_) => (
+            more.then(|| rows.first().map(|r| r.id)).flatten(),
+            rows.last().map(|r| r.id),
+        ),
     };
     let page = ProfilesPage {
         ctx: ctx.at(Nav::Profiles),
@@ -134,10 +151,15 @@ struct ProfilePage {
     updated: String,
 }
 
-async fn show(State(state): State<AppState>, ctx: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
+async fn show(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
     let pool = state.db.pool();
     let profile = profiles::find(pool, id).await?.ok_or(AppError::NotFound)?;
-    let attributes: serde_json::Map<String, Value> = serde_json::from_str(&profile.attributes).unwrap_or_default();
+    let attributes: serde_json::Map<String, Value> =
+        serde_json::from_str(&profile.attributes).unwrap_or_default();
     let values = fields::list(pool)
         .await?
         .into_iter()
@@ -158,16 +180,28 @@ async fn show(State(state): State<AppState>, ctx: PageContext, Path(id): Path<i6
 }
 
 /// Streams the uploaded file to a temporary file, then imports it.
-async fn upload(State(state): State<AppState>, user: CurrentUser, mut form: Multipart) -> Result<Response, AppError> {
+async fn upload(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    mut form: Multipart,
+) -> Result<Response, AppError> {
     let mut file = tempfile::NamedTempFile::new().map_err(anyhow::Error::from)?;
     let mut file_name = None;
     let mut options = ImportOptions::default();
     let bad = |message: String| AppError::BadRequest(message);
-    while let Some(mut field) = form.next_field().await.map_err(|e| bad(format!("The upload could not be read: {e}")))? {
+    while let Some(mut field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("The upload could not be read: {e}")))?
+    {
         match field.name() {
             Some("file") => {
                 file_name = Some(field.file_name().unwrap_or("upload.csv").to_owned());
-                while let Some(chunk) = field.chunk().await.map_err(|e| bad(format!("The upload could not be read: {e}")))? {
+                while let Some(chunk) = field
+                    .chunk()
+                    .await
+                    .map_err(|e| bad(format!("The upload could not be read: {e}")))?
+                {
                     file.write_all(&chunk).map_err(anyhow::Error::from)?;
                 }
             }
@@ -178,11 +212,19 @@ async fn upload(State(state): State<AppState>, user: CurrentUser, mut form: Mult
             _ => {}
         }
     }
-    let Some(file_name) = file_name.filter(|_| file.as_file().metadata().map(|m| m.len() > 0).unwrap_or(false)) else {
+    let Some(file_name) = file_name else {
         return Err(bad("Choose a CSV file to import.".into()));
     };
     file.flush().map_err(anyhow::Error::from)?;
-    let outcome = import_file(&state.db, file.path(), &file_name, options, Some(user.id), &|_, _| {}).await?;
+    let outcome = import_file(
+        &state.db,
+        file.path(),
+        &file_name,
+        options,
+        Some(user.id),
+        &|_, _| {},
+    )
+    .await?;
     tracing::info!(
         user_id = user.id,
         import_id = outcome.id,
@@ -204,12 +246,21 @@ struct ImportPage {
     more_rejected: i64,
 }
 
-async fn report(State(state): State<AppState>, ctx: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
-    let import = imports::find(state.db.pool(), id).await?.ok_or(AppError::NotFound)?;
+async fn report(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let import = imports::find(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let page = ImportPage {
         ctx: ctx.at(Nav::Profiles),
         started: format::timestamp(import.started_at),
-        seconds: format!("{:.1}", (import.finished_at - import.started_at) as f64 / 1000.0),
+        seconds: format!(
+            "{:.1}",
+            (import.finished_at - import.started_at) as f64 / 1000.0
+        ),
         more_rejected: import.rejected - import.rejections.len() as i64,
         import,
     };

@@ -57,8 +57,14 @@ struct SegmentsPage {
 }
 
 fn duration(ms: Option<i64>) -> String {
-    ms.map(|ms| if ms < 1000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1000.0) })
-        .unwrap_or_default()
+    ms.map(|ms| {
+        if ms < 1000 {
+            format!("{ms} ms")
+        } else {
+            format!("{:.1} s", ms as f64 / 1000.0)
+        }
+    })
+    .unwrap_or_default()
 }
 
 async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
@@ -66,7 +72,11 @@ async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Respons
         .await?
         .into_iter()
         .map(|s| SegmentRow {
-            kind: if s.definition == Definition::Static { "Static list" } else { "Rules" },
+            kind: if s.definition == Definition::Static {
+                "Static list"
+            } else {
+                "Rules"
+            },
             refreshed: format::optional_timestamp(s.last_refreshed_at),
             duration: duration(s.last_refresh_ms),
             id: s.id,
@@ -75,7 +85,11 @@ async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Respons
             unmatched: s.unmatched_ids,
         })
         .collect();
-    Ok(render(&SegmentsPage { ctx: ctx.at(Nav::Segments), rows })?.into_response())
+    Ok(render(&SegmentsPage {
+        ctx: ctx.at(Nav::Segments),
+        rows,
+    })?
+    .into_response())
 }
 
 #[derive(Template)]
@@ -108,17 +122,25 @@ async fn show(
             rules
                 .conditions
                 .iter()
-                .map(|c| if c.op.needs_value() { format!("{} {} {}", c.field, c.op.label(), c.value) } else { format!("{} {}", c.field, c.op.label()) })
+                .map(|c| {
+                    if c.op.needs_value() {
+                        format!("{} {} {}", c.field, c.op.label(), c.value)
+                    } else {
+                        format!("{} {}", c.field, c.op.label())
+                    }
+                })
                 .collect(),
             rules.match_ == Match::All,
         ),
         Definition::Static => (Vec::new(), true),
     };
     let mut members = segments::members(pool, id, query.after.unwrap_or(0), 51).await?;
-    let next = (members.len() > 50).then(|| {
-        members.pop();
-        members.last().map(|m| m.profile_id)
-    }).flatten();
+    let next = (members.len() > 50)
+        .then(|| {
+            members.pop();
+            members.last().map(|m| m.profile_id)
+        })
+        .flatten();
     let page = SegmentPage {
         ctx: ctx.at(Nav::Segments),
         refreshed: format::optional_timestamp(segment.last_refreshed_at),
@@ -160,7 +182,11 @@ async fn builder(
     errors: Vec<String>,
     preview: Option<usize>,
 ) -> Result<RuleBuilderPage, AppError> {
-    let fields = fields::list(state.db.pool()).await?.into_iter().map(|f| (f.name, f.field_type)).collect();
+    let fields = fields::list(state.db.pool())
+        .await?
+        .into_iter()
+        .map(|f| (f.name, f.field_type))
+        .collect();
     Ok(RuleBuilderPage {
         ctx: ctx.at(Nav::Segments),
         action,
@@ -184,7 +210,13 @@ struct BuilderForm {
 
 impl BuilderForm {
     fn parse(pairs: Vec<(String, String)>) -> Self {
-        let get = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default();
+        let get = |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
         let mut indexes: Vec<usize> = pairs
             .iter()
             .filter_map(|(k, _)| k.strip_prefix("field_").and_then(|n| n.parse().ok()))
@@ -193,9 +225,18 @@ impl BuilderForm {
         indexes.dedup();
         let rows = indexes
             .into_iter()
-            .map(|i| RuleRow { field: get(&format!("field_{i}")), op: get(&format!("op_{i}")), value: get(&format!("value_{i}")) })
+            .map(|i| RuleRow {
+                field: get(&format!("field_{i}")),
+                op: get(&format!("op_{i}")),
+                value: get(&format!("value_{i}")),
+            })
             .collect();
-        Self { name: get("name"), match_any: get("match") == "any", rows, action: get("action") }
+        Self {
+            name: get("name"),
+            match_any: get("match") == "any",
+            rows,
+            action: get("action"),
+        }
     }
 
     fn from_rules(name: &str, rules: &SegmentRules) -> Self {
@@ -205,7 +246,11 @@ impl BuilderForm {
             rows: rules
                 .conditions
                 .iter()
-                .map(|c| RuleRow { field: c.field.clone(), op: c.op.as_str().into(), value: c.value.clone() })
+                .map(|c| RuleRow {
+                    field: c.field.clone(),
+                    op: c.op.as_str().into(),
+                    value: c.value.clone(),
+                })
                 .collect(),
             action: String::new(),
         }
@@ -216,12 +261,23 @@ impl BuilderForm {
         let mut conditions = Vec::new();
         for (i, row) in self.rows.iter().enumerate() {
             match row.op.parse::<Operator>() {
-                Ok(op) => conditions.push(Condition { field: row.field.clone(), op, value: row.value.trim().to_owned() }),
+                Ok(op) => conditions.push(Condition {
+                    field: row.field.clone(),
+                    op,
+                    value: row.value.trim().to_owned(),
+                }),
                 Err(_) => errors.push(format!("Condition {}: choose an operator.", i + 1)),
             }
         }
         if errors.is_empty() {
-            Ok(SegmentRules { match_: if self.match_any { Match::Any } else { Match::All }, conditions })
+            Ok(SegmentRules {
+                match_: if self.match_any {
+                    Match::Any
+                } else {
+                    Match::All
+                },
+                conditions,
+            })
         } else {
             Err(errors)
         }
@@ -229,22 +285,55 @@ impl BuilderForm {
 }
 
 fn blank_row() -> RuleRow {
-    RuleRow { field: String::new(), op: Operator::Equals.as_str().into(), value: String::new() }
+    RuleRow {
+        field: String::new(),
+        op: Operator::Equals.as_str().into(),
+        value: String::new(),
+    }
 }
 
 async fn new_form(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
-    let form = BuilderForm { name: String::new(), match_any: false, rows: vec![blank_row()], action: String::new() };
-    let page = builder(&state, ctx, "/data/segments/new".into(), form, Vec::new(), None).await?;
+    let form = BuilderForm {
+        name: String::new(),
+        match_any: false,
+        rows: vec![blank_row()],
+        action: String::new(),
+    };
+    let page = builder(
+        &state,
+        ctx,
+        "/data/segments/new".into(),
+        form,
+        Vec::new(),
+        None,
+    )
+    .await?;
     Ok(render(&page)?.into_response())
 }
 
-async fn edit_form(State(state): State<AppState>, ctx: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
-    let segment = segments::find(state.db.pool(), id).await?.ok_or(AppError::NotFound)?;
+async fn edit_form(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let segment = segments::find(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let Definition::Rules(rules) = &segment.definition else {
-        return Err(AppError::BadRequest("A static segment is changed by uploading its list again.".into()));
+        return Err(AppError::BadRequest(
+            "A static segment is changed by uploading its list again.".into(),
+        ));
     };
     let form = BuilderForm::from_rules(&segment.name, rules);
-    let page = builder(&state, ctx, format!("/data/segments/{id}/edit"), form, Vec::new(), None).await?;
+    let page = builder(
+        &state,
+        ctx,
+        format!("/data/segments/{id}/edit"),
+        form,
+        Vec::new(),
+        None,
+    )
+    .await?;
     Ok(render(&page)?.into_response())
 }
 
@@ -264,7 +353,9 @@ async fn submit_edit(
     Path(id): Path<i64>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
-    segments::find(state.db.pool(), id).await?.ok_or(AppError::NotFound)?;
+    segments::find(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     submit(state, ctx, session, Some(id), BuilderForm::parse(pairs)).await
 }
 
@@ -276,16 +367,28 @@ async fn submit(
     id: Option<i64>,
     mut form: BuilderForm,
 ) -> Result<Response, AppError> {
-    let action_url = id.map_or("/data/segments/new".to_owned(), |id| format!("/data/segments/{id}/edit"));
+    let action_url = id.map_or("/data/segments/new".to_owned(), |id| {
+        format!("/data/segments/{id}/edit")
+    });
     if form.action == "add" {
         form.rows.push(blank_row());
-        return Ok(render(&builder(&state, ctx, action_url, form, Vec::new(), None).await?)?.into_response());
+        return Ok(
+            render(&builder(&state, ctx, action_url, form, Vec::new(), None).await?)?
+                .into_response(),
+        );
     }
-    if let Some(index) = form.action.strip_prefix("remove:").and_then(|n| n.parse::<usize>().ok()) {
+    if let Some(index) = form
+        .action
+        .strip_prefix("remove:")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
         if index < form.rows.len() {
             form.rows.remove(index);
         }
-        return Ok(render(&builder(&state, ctx, action_url, form, Vec::new(), None).await?)?.into_response());
+        return Ok(
+            render(&builder(&state, ctx, action_url, form, Vec::new(), None).await?)?
+                .into_response(),
+        );
     }
     let rules = match form.rules() {
         Ok(rules) => rules,
@@ -297,21 +400,40 @@ async fn submit(
         Err(errors) => return invalid(&state, ctx, action_url, form, errors).await,
     };
     if form.action != "save" {
-        return Ok(render(&builder(&state, ctx, action_url, form, Vec::new(), Some(count)).await?)?.into_response());
+        return Ok(render(
+            &builder(&state, ctx, action_url, form, Vec::new(), Some(count)).await?,
+        )?
+        .into_response());
     }
     let name = form.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
-        return invalid(&state, ctx, action_url, form, vec!["Name: a segment needs a name of 1 to 100 characters.".into()]).await;
+        return invalid(
+            &state,
+            ctx,
+            action_url,
+            form,
+            vec!["Name: a segment needs a name of 1 to 100 characters.".into()],
+        )
+        .await;
     }
     let definition = Definition::Rules(rules);
     let saved = match id {
-        Some(id) => segments::update(state.db.pool(), id, &name, &definition).await.map(|_| id),
+        Some(id) => segments::update(state.db.pool(), id, &name, &definition)
+            .await
+            .map(|_| id),
         None => segments::create(state.db.pool(), &name, &definition).await,
     };
     let id = match saved {
         Ok(id) => id,
         Err(err) if db_store::is_unique_violation(&err) => {
-            return invalid(&state, ctx, action_url, form, vec![format!("Name: a segment named “{name}” already exists.")]).await;
+            return invalid(
+                &state,
+                ctx,
+                action_url,
+                form,
+                vec![format!("Name: a segment named “{name}” already exists.")],
+            )
+            .await;
         }
         Err(err) => return Err(err.into()),
     };
@@ -321,7 +443,14 @@ async fn submit(
         RefreshOutcome::Invalid(_) => None,
     });
     tracing::info!(user_id = ctx.user.id, segment_id = id, "segment saved");
-    session::set_flash(&session, format!("Saved “{name}” and refreshed it: {} members.", members.unwrap_or(0))).await?;
+    session::set_flash(
+        &session,
+        format!(
+            "Saved “{name}” and refreshed it: {} members.",
+            members.unwrap_or(0)
+        ),
+    )
+    .await?;
     Ok(Redirect::to(&format!("/data/segments/{id}")).into_response())
 }
 
@@ -336,8 +465,15 @@ async fn invalid(
     Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
 }
 
-async fn delete(State(state): State<AppState>, user: CurrentUser, session: Session, Path(id): Path<i64>) -> Result<Redirect, AppError> {
-    let segment = segments::find(state.db.pool(), id).await?.ok_or(AppError::NotFound)?;
+async fn delete(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    session: Session,
+    Path(id): Path<i64>,
+) -> Result<Redirect, AppError> {
+    let segment = segments::find(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let mut tx = state.db.pool().begin().await?;
     segments::delete(&mut tx, id).await?;
     tx.commit().await?;
@@ -346,14 +482,23 @@ async fn delete(State(state): State<AppState>, user: CurrentUser, session: Sessi
     Ok(Redirect::to("/data/segments"))
 }
 
-async fn refresh_all(State(state): State<AppState>, session: Session) -> Result<Redirect, AppError> {
+async fn refresh_all(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Redirect, AppError> {
     let report = refresh(&state.db, None).await?;
     session::set_flash(&session, summary(&report)).await?;
     Ok(Redirect::to("/data/segments"))
 }
 
-async fn refresh_one(State(state): State<AppState>, session: Session, Path(id): Path<i64>) -> Result<Redirect, AppError> {
-    segments::find(state.db.pool(), id).await?.ok_or(AppError::NotFound)?;
+async fn refresh_one(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+) -> Result<Redirect, AppError> {
+    segments::find(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let report = refresh(&state.db, Some(&[id])).await?;
     session::set_flash(&session, summary(&report)).await?;
     Ok(Redirect::to("/data/segments"))
@@ -364,12 +509,17 @@ fn summary(report: &crate::segments::RefreshReport) -> String {
         .segments
         .iter()
         .filter_map(|(name, o)| match o {
-            RefreshOutcome::Invalid(errors) => Some(format!("“{name}” was not refreshed: {}", errors.join(" "))),
+            RefreshOutcome::Invalid(errors) => {
+                Some(format!("“{name}” was not refreshed: {}", errors.join(" ")))
+            }
             RefreshOutcome::Refreshed { .. } => None,
         })
         .collect();
     let done = report.segments.len() - invalid.len();
-    let mut text = format!("Refreshed {done} segment(s) in {}.", duration(Some(report.duration_ms)));
+    let mut text = format!(
+        "Refreshed {done} segment(s) in {}.",
+        duration(Some(report.duration_ms))
+    );
     for line in invalid {
         text.push(' ');
         text.push_str(&line);
@@ -384,7 +534,10 @@ struct StaticFormPage {
 }
 
 async fn static_form(ctx: PageContext) -> Result<Response, AppError> {
-    Ok(render(&StaticFormPage { ctx: ctx.at(Nav::Segments) })?.into_response())
+    Ok(render(&StaticFormPage {
+        ctx: ctx.at(Nav::Segments),
+    })?
+    .into_response())
 }
 
 /// A static segment from a CSV of customer IDs: the first column, a header line optional.
@@ -397,10 +550,27 @@ async fn create_static(
     let bad = |m: String| AppError::BadRequest(m);
     let mut name = String::new();
     let mut content = Vec::new();
-    while let Some(field) = form.next_field().await.map_err(|e| bad(format!("The upload could not be read: {e}")))? {
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("The upload could not be read: {e}")))?
+    {
         match field.name() {
-            Some("name") => name = field.text().await.map_err(|e| bad(e.to_string()))?.trim().to_owned(),
-            Some("file") => content = field.bytes().await.map_err(|e| bad(e.to_string()))?.to_vec(),
+            Some("name") => {
+                name = field
+                    .text()
+                    .await
+                    .map_err(|e| bad(e.to_string()))?
+                    .trim()
+                    .to_owned()
+            }
+            Some("file") => {
+                content = field
+                    .bytes()
+                    .await
+                    .map_err(|e| bad(e.to_string()))?
+                    .to_vec()
+            }
             _ => {}
         }
     }
@@ -414,18 +584,36 @@ async fn create_static(
     let mut tx = state.db.pool().begin().await?;
     let id = match segments::create(&mut *tx, &name, &Definition::Static).await {
         Ok(id) => id,
-        Err(err) if db_store::is_unique_violation(&err) => return Err(bad(format!("A segment named “{name}” already exists."))),
+        Err(err) if db_store::is_unique_violation(&err) => {
+            return Err(bad(format!("A segment named “{name}” already exists.")));
+        }
         Err(err) => return Err(err.into()),
     };
     segments::set_static_ids(&mut tx, id, &ids).await?;
     tx.commit().await?;
     let report = refresh(&state.db, Some(&[id])).await?;
-    tracing::info!(user_id = user.id, segment_id = id, ids = ids.len(), "static segment created");
+    tracing::info!(
+        user_id = user.id,
+        segment_id = id,
+        ids = ids.len(),
+        "static segment created"
+    );
     let message = match report.segments.first() {
-        Some((_, RefreshOutcome::Refreshed { members, unmatched_ids, .. })) if *unmatched_ids > 0 => {
-            format!("Created “{name}”: {members} members; {unmatched_ids} listed IDs have no profile.")
+        Some((
+            _,
+            RefreshOutcome::Refreshed {
+                members,
+                unmatched_ids,
+                ..
+            },
+        )) if *unmatched_ids > 0 => {
+            format!(
+                "Created “{name}”: {members} members; {unmatched_ids} listed IDs have no profile."
+            )
         }
-        Some((_, RefreshOutcome::Refreshed { members, .. })) => format!("Created “{name}”: {members} members."),
+        Some((_, RefreshOutcome::Refreshed { members, .. })) => {
+            format!("Created “{name}”: {members} members.")
+        }
         _ => format!("Created “{name}”."),
     };
     session::set_flash(&session, message).await?;
@@ -434,13 +622,24 @@ async fn create_static(
 
 /// Customer IDs from the first column of a CSV; a first line naming the column is skipped.
 fn customer_ids(content: &[u8]) -> Result<Vec<String>, String> {
-    let text = std::str::from_utf8(content).map_err(|_| "The file is not UTF-8 text.".to_owned())?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let text =
+        std::str::from_utf8(content).map_err(|_| "The file is not UTF-8 text.".to_owned())?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
     let mut ids = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| format!("The file is not valid CSV: {e}"))?;
-        let id = record.get(0).unwrap_or_default().trim().trim_start_matches('\u{feff}').trim().to_owned();
-        let looks_like_header = i == 0 && ["customerid", "customer_id", "id"].contains(&id.to_lowercase().as_str());
+        let id = record
+            .get(0)
+            .unwrap_or_default()
+            .trim()
+            .trim_start_matches('\u{feff}')
+            .trim()
+            .to_owned();
+        let looks_like_header =
+            i == 0 && ["customerid", "customer_id", "id"].contains(&id.to_lowercase().as_str());
         if !id.is_empty() && !looks_like_header {
             ids.push(id);
         }

@@ -224,3 +224,34 @@ pub fn location(response: &reqwest::Response) -> String {
         .unwrap()
         .to_owned()
 }
+
+impl TestApp {
+    /// Uploads a CSV file through Data > Profiles, as the page's form does.
+    pub async fn upload_profiles(
+        &self,
+        name: &str,
+        content: impl Into<Vec<u8>>,
+        id_column: &str,
+    ) -> reqwest::Response {
+        let token = csrf_token(&self.get_html("/data/profiles").await);
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(content.into()).file_name(name.to_owned()),
+            )
+            .text("id_column", id_column.to_owned());
+        self.client
+            .post(self.url(&format!("/data/profiles/import?csrf_token={token}")))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Uploads and follows the redirect to the import report; returns its HTML.
+    pub async fn import_report(&self, name: &str, content: impl Into<Vec<u8>>) -> String {
+        let response = self.upload_profiles(name, content, "").await;
+        assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
+        self.get_html(&location(&response)).await
+    }
+}

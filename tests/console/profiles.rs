@@ -1,0 +1,278 @@
+use export_destinations::domain::{FieldType, Role};
+use export_destinations::store::{fields, profiles};
+
+use crate::helpers::{location, spawn_app};
+
+const GOOD: &str = "CustomerId,FirstName,EmailAddress,Age,Joined,OptIn\n\
+                    C1,Ada,Ada@Northwind.io,36,2020-01-05,true\n\
+                    C2,José,jose@northwind.io,41,2021-03-01,false\n";
+
+#[tokio::test]
+async fn an_import_reports_every_rejected_row_with_its_line_and_reason_and_imports_the_rest() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Contributor).await;
+    let first = app
+        .import_report("first.csv", format!("\u{feff}{GOOD}"))
+        .await;
+    assert!(first.contains("Imported: 2 created, 0 updated."), "{first}");
+    let pool = app.state.db.pool();
+    let catalogue = fields::as_catalogue(&fields::list(pool).await.unwrap());
+    assert_eq!(
+        catalogue["EmailAddress"],
+        FieldType::Email,
+        "the BOM did not stick to the header"
+    );
+    assert_eq!(catalogue["Age"], FieldType::Number);
+    assert_eq!(catalogue["Joined"], FieldType::Date);
+    assert_eq!(catalogue["OptIn"], FieldType::Boolean);
+    assert!(
+        !catalogue.contains_key("CustomerId"),
+        "the ID column is the profile's key, not a field"
+    );
+
+    let csv = "CustomerId,FirstName,EmailAddress,Age,Joined\n\
+               C1,Ada,ada@northwind.io,36,2020-01-05\n\
+               C2,Bob,bob@northwind.io,forty,2020-01-05\n\
+               ,Nobody,x@northwind.io,20,2020-01-05\n\
+               C4,Short,row@northwind.io\n\
+               C5,Eve,not-an-email,29,2020-13-45\n\
+               C6,Zoë,zoe@northwind.io,,\n\
+               C1,Ada,ada@northwind.io,37,2020-01-05\n";
+    let html = app.import_report("people.csv", csv).await;
+    assert!(
+        html.contains("Imported: 1 created, 2 updated, 4 rejected."),
+        "{html}"
+    );
+    let quoted = |s: &str| s.replace('"', "&#34;");
+    assert!(
+        html.contains(&quoted(
+            "<td>3</td><td>C2</td><td>Age: \"forty\" is not a number.</td>"
+        )),
+        "{html}"
+    );
+    assert!(html.contains("<td>4</td><td></td><td>The customer ID is empty.</td>"));
+    assert!(html.contains(
+        "<td>5</td><td>C4</td><td>The row has 3 values; the header names 5 columns.</td>"
+    ));
+    assert!(html.contains(&quoted(
+        "<td>6</td><td>C5</td><td>Joined: \"2020-13-45\" is not a date (YYYY-MM-DD).</td>"
+    )));
+    assert_eq!(
+        profiles::count(pool).await.unwrap(),
+        3,
+        "C1, C2 and C6; C5's bad row added nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_utf8_imports_nothing_and_says_why() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Contributor).await;
+    let mut csv = b"CustomerId,Name\nC1,Ada\nC2,".to_vec();
+    csv.extend_from_slice(&[0xff, 0xfe, b'\n']);
+    let html = app.import_report("latin1.csv", csv).await;
+    assert!(html.contains("The file was not imported; nothing was changed."));
+    assert!(html.contains("Line 3 is not UTF-8 text"));
+    assert_eq!(
+        profiles::count(app.state.db.pool()).await.unwrap(),
+        0,
+        "not even line 2"
+    );
+}
+
+#[tokio::test]
+async fn malformed_files_are_refused_whole_with_a_clear_reason() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Contributor).await;
+    let cases = [
+        (
+            "Email,Name\na@b.io,Ada\n",
+            "No column holds the customer ID",
+        ),
+        (
+            "CustomerId,Name,name\nC1,a,b\n",
+            "the column \"name\" appears twice",
+        ),
+        ("", "The file is empty"),
+        (
+            "CustomerId,Name\nC1,Ada\nC2,\"never closed\nC3,Eve\n",
+            "a quoted value starts here and never ends",
+        ),
+    ];
+    for (csv, reason) in cases {
+        let html = app.import_report("bad.csv", csv).await;
+        assert!(html.contains("nothing was changed"), "{csv:?}");
+        assert!(
+            html.contains(&reason.replace('"', "&#34;"))
+                || html.contains(&reason.replace('"', "&quot;")),
+            "{csv:?}: {html}"
+        );
+    }
+    assert_eq!(profiles::count(app.state.db.pool()).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_named_id_column_is_used() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Contributor).await;
+    let response = app
+        .upload_profiles("x.csv", "Ref,Email\nR-1,a@northwind.io\n", "Ref")
+        .await;
+    let html = app.get_html(&location(&response)).await;
+    assert!(html.contains("1 created"), "{html}");
+    let response = app
+        .upload_profiles("x.csv", "Ref,Email\nR-1,a@northwind.io\n", "Nope")
+        .await;
+    let html = app.get_html(&location(&response)).await;
+    assert!(
+        html.contains("There is no column named &#34;Nope&#34;")
+            || html.contains("There is no column named &quot;Nope&quot;"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn importing_again_updates_by_customer_id_and_keeps_other_fields() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Contributor).await;
+    app.import_report("a.csv", GOOD).await;
+    let html = app
+        .import_report("b.csv", "CustomerId,Age,City\nC1,37,Berlin\nC3,,Paris\n")
+        .await;
+    assert!(html.contains("1 created, 1 updated"), "{html}");
+    let page = app.get_html("/data/profiles?q=C1").await;
+    let id = page
+        .split("/data/profiles/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let profile = app.get_html(&format!("/data/profiles/{id}")).await;
+    assert!(profile.contains("<td>37</td>"), "the new age");
+    assert!(
+        profile.contains("<td>Ada</td>"),
+        "the first name from the first file is kept"
+    );
+    assert!(profile.contains("<td>Berlin</td>"));
+}
+
+#[tokio::test]
+async fn profiles_are_searched_by_customer_id_or_email_and_paged() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Viewer).await;
+    let mut csv = String::from("CustomerId,EmailAddress\n");
+    for i in 0..120 {
+        csv.push_str(&format!("K{i:03},person{i}@northwind.io\n"));
+    }
+    csv.push_str("Z1,Special.Person@Fabrikam.io\n");
+    export_destinations::profiles::import::import_reader(
+        &app.state.db,
+        std::io::Cursor::new(csv.into_bytes()),
+        "seed.csv",
+        Default::default(),
+        None,
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let first = app.get_html("/data/profiles").await;
+    assert!(first.contains("121 in all"));
+    assert!(first.contains(">K000<") && first.contains(">K049<") && !first.contains(">K050<"));
+    let next = first
+        .split("after=")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let second = app
+        .get_html(&format!("/data/profiles?q=&after={next}"))
+        .await;
+    assert!(second.contains(">K050<") && second.contains("Previous"));
+    let by_email = app.get_html("/data/profiles?q=special.PERSON").await;
+    assert!(by_email.contains(">Z1<") && !by_email.contains(">K000<"));
+    let by_id = app.get_html("/data/profiles?q=K11").await;
+    assert!(by_id.contains(">K110<") && by_id.contains(">K119<") && !by_id.contains(">K000<"));
+    let none = app.get_html("/data/profiles?q=nobody").await;
+    assert!(none.contains("No profile"));
+}
+
+#[tokio::test]
+async fn viewers_browse_profiles_but_cannot_import() {
+    let app = spawn_app().await;
+    app.signed_in_as("viewer@example.com", Role::Viewer).await;
+    let html = app.get_html("/data/profiles").await;
+    assert!(!html.contains("Import profiles"));
+    let response = app.upload_profiles("x.csv", GOOD, "").await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(profiles::count(app.state.db.pool()).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_upload_without_its_csrf_token_is_refused() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Contributor).await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(GOOD.as_bytes().to_vec()).file_name("x.csv"),
+    );
+    let response = app
+        .client
+        .post(app.url("/data/profiles/import"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn the_command_line_import_prints_the_report_and_fails_on_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.csv");
+    std::fs::write(&good, "CustomerId,Age\nC1,3\nC2,x\n").unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "Name\nAda\n").unwrap();
+    let run = |file: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_export-destinations"))
+            .args(["import", "profiles"])
+            .arg(file)
+            .args(["--type", "Age=number", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let ok = run(&good);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("2 rows read, 1 created, 0 updated, 1 rejected."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Line 3: rejected (C2): Age: \"x\" is not a number."),
+        "{stdout}"
+    );
+    let failed = run(&bad);
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("No column holds the customer ID"));
+}
+
+#[tokio::test]
+async fn a_new_console_loads_demo_profiles_and_segments() {
+    let app = crate::helpers::spawn_app_with(|s| s.demo_data = true).await;
+    let pool = app.state.db.pool();
+    assert_eq!(profiles::count(pool).await.unwrap(), 20_000);
+    let segments = export_destinations::store::segments::list(pool)
+        .await
+        .unwrap();
+    assert_eq!(segments.len(), 6);
+    assert!(
+        segments
+            .iter()
+            .all(|s| s.member_count > 0 && s.last_refreshed_at.is_some())
+    );
+}
