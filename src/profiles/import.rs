@@ -139,9 +139,11 @@ fn parse<R: Read>(
             (None, Some(t)) => *t,
             (None, None) => infer(
                 name,
+                // Rows of the wrong shape are rejected: their values say nothing of a column.
                 sample
                     .iter()
-                    .filter_map(|(_, cells, _)| cells.get(i).map(String::as_str)),
+                    .filter(|(_, cells, _)| cells.len() == names.len())
+                    .map(|(_, cells, _)| cells[i].as_str()),
             ),
         };
         if !known_types.contains_key(name.as_str()) {

@@ -93,6 +93,51 @@ async fn fill(browser: &Client, name: &str, value: &str) {
         .unwrap();
 }
 
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn select(browser: &Client, name: &str, value: &str) {
+    browser
+        .find(Locator::Css(&format!("select[name=\"{name}\"]")))
+        .await
+        .unwrap()
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
+async fn text_of(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Signs a new account with `role` in through the sign-in form.
+async fn sign_in(
+    app: &crate::helpers::TestApp,
+    browser: &Client,
+    email: &str,
+    role: export_destinations::domain::Role,
+) {
+    app.create_user(email, role).await;
+    browser.goto(&app.url("/sign-in")).await.unwrap();
+    fill(browser, "email", email).await;
+    fill(browser, "password", PASSWORD).await;
+    click(browser, "button[type=submit]").await;
+    wait_for_path(browser, "/admin/export-destinations").await;
+}
+
 async fn wait_for_path(browser: &Client, path: &str) {
     for _ in 0..100 {
         if browser.current_url().await.unwrap().path() == path {
@@ -119,13 +164,7 @@ async fn a_newcomer_creates_the_first_administrator_signs_in_and_sees_export_des
     fill(&browser, "password", PASSWORD).await;
     fill(&browser, "password_confirmation", PASSWORD).await;
     screenshot(&browser, "01-first-administrator").await;
-    browser
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "button[type=submit]").await;
     wait_for_path(&browser, "/admin/export-destinations").await;
 
     // Sign out, then sign in again through the form.
@@ -144,13 +183,7 @@ async fn a_newcomer_creates_the_first_administrator_signs_in_and_sees_export_des
     fill(&browser, "email", "ada@example.com").await;
     fill(&browser, "password", PASSWORD).await;
     screenshot(&browser, "02-sign-in").await;
-    browser
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "button[type=submit]").await;
     wait_for_path(&browser, "/admin/export-destinations").await;
 
     let heading = browser
@@ -187,5 +220,132 @@ async fn a_newcomer_creates_the_first_administrator_signs_in_and_sees_export_des
         .unwrap();
     assert_eq!(width, json!("220px"));
     screenshot(&browser, "03-export-destinations").await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and chromedriver; run with --ignored"]
+async fn a_contributor_imports_profiles_and_builds_a_segment_with_the_rule_builder() {
+    let app = spawn_app().await;
+    let (_driver, browser) = start_browser().await;
+    sign_in(
+        &app,
+        &browser,
+        "grace@example.com",
+        export_destinations::domain::Role::Contributor,
+    )
+    .await;
+
+    // Import a CSV through the upload form.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("customers.csv");
+    std::fs::write(
+        &csv,
+        "CustomerId,FirstName,EmailAddress,Spend,Country\nP1,Ada,ada@northwind.io,1200,Germany\n\
+         P2,Bob,bob@fabrikam.io,80,France\nP3,Zoë,zoe@northwind.io,450,Germany\nP4,,no-email,Spain\n",
+    )
+    .unwrap();
+    browser.goto(&app.url("/data/profiles")).await.unwrap();
+    browser
+        .find(Locator::Css("input[type=file]"))
+        .await
+        .unwrap()
+        .send_keys(&csv.display().to_string())
+        .await
+        .unwrap();
+    screenshot(&browser, "04-profiles-import").await;
+    click(&browser, "form[enctype] button[type=submit]").await;
+    for _ in 0..100 {
+        if browser
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .starts_with("/data/imports/")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        text_of(&browser, "p.flash").await,
+        "Imported: 3 created, 0 updated, 1 rejected."
+    );
+    screenshot(&browser, "05-import-report").await;
+
+    // Build a segment: two conditions, drop one, preview, save.
+    browser.goto(&app.url("/data/segments")).await.unwrap();
+    browser
+        .find(Locator::LinkText("New segment"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/data/segments/new").await;
+    fill(&browser, "name", "German customers").await;
+    select(&browser, "field_0", "Country").await;
+    select(&browser, "op_0", "equals").await;
+    fill(&browser, "value_0", "germany").await;
+    click(&browser, "button[value=add]").await;
+    browser
+        .wait()
+        .for_element(Locator::Css("select[name=field_1]"))
+        .await
+        .unwrap();
+    select(&browser, "field_1", "Spend").await;
+    select(&browser, "op_1", "greater_than").await;
+    fill(&browser, "value_1", "1000").await;
+    click(&browser, "button[value=preview]").await;
+    let count = browser
+        .wait()
+        .for_element(Locator::Css("p.count"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(count, "1 profiles match now.");
+    click(&browser, "button[value='remove:1']").await;
+    browser
+        .wait()
+        .for_element(Locator::Css("input[name=value_0]"))
+        .await
+        .unwrap();
+    assert!(
+        browser
+            .find(Locator::Css("select[name=field_1]"))
+            .await
+            .is_err(),
+        "the second condition is gone"
+    );
+    click(&browser, "button[value=preview]").await;
+    let count = browser
+        .wait()
+        .for_element(Locator::Css("p.count"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(count, "2 profiles match now.");
+    screenshot(&browser, "06-rule-builder").await;
+    click(&browser, "button[value=save]").await;
+    for _ in 0..100 {
+        let path = browser.current_url().await.unwrap().path().to_owned();
+        if path.starts_with("/data/segments/") && path != "/data/segments/new" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        text_of(&browser, "p.flash").await,
+        "Saved “German customers” and refreshed it: 2 members."
+    );
+    let members = text_of(&browser, "main table.grid tbody").await;
+    assert!(members.contains("P1") && members.contains("P3") && !members.contains("P2"));
+    screenshot(&browser, "07-segment").await;
+    browser.goto(&app.url("/data/segments")).await.unwrap();
+    screenshot(&browser, "08-segments").await;
     browser.close().await.unwrap();
 }
