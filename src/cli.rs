@@ -37,6 +37,30 @@ pub enum Command {
     /// List or refresh segments.
     #[command(subcommand)]
     Segments(SegmentsCommand),
+    /// Measure the console at scale; prints the figures BENCHMARKS.md records.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Import a demo CSV into a fresh database, refresh segments, time the data pages.
+    Data(BenchDataArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchDataArgs {
+    /// How many profiles.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub profiles: u64,
+    /// How many demo segments (up to 6).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(0..=6))]
+    pub segments: u8,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// An empty database to use instead of a fresh SQLite file (e.g. PostgreSQL).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

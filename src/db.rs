@@ -6,7 +6,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::ConnectOptions;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 /// Which database a URL names.
@@ -112,7 +113,11 @@ impl Db {
                     Ok(())
                 })
             })
-            .connect(url.as_str())
+            .connect_with(
+                // A segment refresh scans every profile in one statement: that is not slow.
+                AnyConnectOptions::from_str(url.as_str())?
+                    .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(60)),
+            )
             .await
             .context("connecting to the database")?;
         Ok(Self { pool, backend })
@@ -132,6 +137,22 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Refreshes the planner's statistics after a bulk change: PostgreSQL plans badly on
+    /// stale statistics; SQLite's planner needs none for the console's indexed queries.
+    pub async fn analyze(&self, tables: &[&str]) -> anyhow::Result<()> {
+        match self.backend {
+            Backend::Postgres => {
+                for table in tables {
+                    sqlx::query(&format!("ANALYZE {table}"))
+                        .execute(&self.pool)
+                        .await?;
+                }
+            }
+            Backend::Sqlite => {}
+        }
+        Ok(())
     }
 
     /// True when the database answers a trivial query.

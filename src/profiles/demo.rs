@@ -239,6 +239,33 @@ fn profile(n: u64, rng: &mut StdRng, earlier_emails: &mut Vec<String>) -> Profil
     }
 }
 
+/// Writes `count` demo profiles as a CSV file (CustomerId, then the demo fields).
+pub fn write_csv(path: &std::path::Path, count: u64, seed: u64) -> anyhow::Result<()> {
+    let mut out = csv::Writer::from_path(path)?;
+    let mut header = vec!["CustomerId"];
+    header.extend(FIELDS.iter().map(|(name, _)| *name));
+    out.write_record(&header)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut earlier = Vec::new();
+    let mut row = Vec::with_capacity(header.len());
+    for n in 1..=count {
+        let profile = profile(n, &mut rng, &mut earlier);
+        let attributes: Map<String, Value> = serde_json::from_str(&profile.attributes)?;
+        row.clear();
+        row.push(profile.customer_id);
+        for (name, _) in FIELDS {
+            row.push(match attributes.get(*name) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            });
+        }
+        out.write_record(&row)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// Writes `count` demo profiles (replacing demo profiles of the same IDs), creates the
 /// demo segments that are missing (the first `segments`), and returns the import totals.
 pub async fn load(

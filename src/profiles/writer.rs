@@ -106,6 +106,7 @@ pub async fn write(
         }
     }
     tx.commit().await?;
+    db.analyze(&["profiles"]).await?;
     let id = record(db, file_name, &totals, started_at, imported_by).await?;
     Ok((id, totals))
 }

@@ -137,6 +137,7 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
             },
         ));
     }
+    db.analyze(&["segment_members"]).await?;
     Ok(RefreshReport {
         profiles_scanned: scanned,
         segments: outcomes,

@@ -275,9 +275,10 @@ pub async fn members<'e>(
 ) -> sqlx::Result<Vec<MemberRow>> {
     sqlx::query(
         "SELECT p.id, p.customer_id, p.email_key FROM segment_members m \
-         JOIN segments s ON s.id = m.segment_id AND s.generation = m.generation \
          JOIN profiles p ON p.id = m.profile_id \
-         WHERE m.segment_id = $1 AND m.profile_id > $2 ORDER BY m.profile_id LIMIT $3",
+         WHERE m.segment_id = $1 AND m.generation = (SELECT generation FROM segments WHERE id = $1) \
+           AND m.profile_id > $2 \
+         ORDER BY m.profile_id LIMIT $3",
     )
     .bind(segment_id)
     .bind(after)
@@ -299,8 +300,10 @@ pub async fn of_profile<'e>(
     profile_id: i64,
 ) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
-        "SELECT s.name FROM segment_members m JOIN segments s ON s.id = m.segment_id AND s.generation = m.generation \
-         WHERE m.profile_id = $1 ORDER BY lower(s.name)",
+        // One primary-key probe per segment: there is no index on profile_id alone.
+        "SELECT s.name FROM segments s WHERE EXISTS (SELECT 1 FROM segment_members m \
+         WHERE m.segment_id = s.id AND m.generation = s.generation AND m.profile_id = $1) \
+         ORDER BY lower(s.name)",
     )
     .bind(profile_id)
     .fetch_all(db)

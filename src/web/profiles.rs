@@ -205,6 +205,10 @@ async fn upload(
                     file.write_all(&chunk).map_err(anyhow::Error::from)?;
                 }
             }
+            Some("types") => {
+                let value = field.text().await.map_err(|e| bad(e.to_string()))?;
+                options.types = parse_types(&value).map_err(bad)?;
+            }
             Some("id_column") => {
                 let value = field.text().await.map_err(|e| bad(e.to_string()))?;
                 options.id_column = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
@@ -234,6 +238,25 @@ async fn upload(
         "profiles imported"
     );
     Ok(Redirect::to(&format!("/data/imports/{}", outcome.id)).into_response())
+}
+
+/// "Age=number, Joined=date": types for new columns, overriding inference.
+fn parse_types(
+    raw: &str,
+) -> Result<std::collections::HashMap<String, crate::domain::FieldType>, String> {
+    raw.split([',', '\n'])
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, kind) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("Column types: write COLUMN=TYPE, got “{pair}”."))?;
+            let kind = kind
+                .parse()
+                .map_err(|e: String| format!("Column types: {e}."))?;
+            Ok((name.trim().to_owned(), kind))
+        })
+        .collect()
 }
 
 #[derive(Template)]

@@ -27,7 +27,10 @@ pub fn router() -> Router<AppState> {
     let write = Router::new()
         .route("/data/segments/new", get(new_form).post(submit_new))
         .route("/data/segments/{id}/edit", get(edit_form).post(submit_edit))
-        .route("/data/segments/{id}/delete", post(delete))
+        .route(
+            "/data/segments/{id}/delete",
+            get(confirm_delete).post(delete),
+        )
         .route("/data/segments/refresh", post(refresh_all))
         .route("/data/segments/{id}/refresh", post(refresh_one))
         .route("/data/segments/new-static", get(static_form))
@@ -463,6 +466,28 @@ async fn invalid(
 ) -> Result<Response, AppError> {
     let page = builder(state, ctx, action_url, form, errors, None).await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "data/segment_delete.html")]
+struct DeletePage {
+    ctx: PageContext,
+    segment: Segment,
+}
+
+async fn confirm_delete(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let segment = segments::find(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(render(&DeletePage {
+        ctx: ctx.at(Nav::Segments),
+        segment,
+    })?
+    .into_response())
 }
 
 async fn delete(

@@ -276,3 +276,28 @@ async fn a_new_console_loads_demo_profiles_and_segments() {
             .all(|s| s.member_count > 0 && s.last_refreshed_at.is_some())
     );
 }
+
+#[tokio::test]
+async fn column_types_given_on_the_upload_form_override_inference() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Contributor).await;
+    let token = crate::helpers::csrf_token(&app.get_html("/data/profiles").await);
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"CustomerId,Code\nC1,0042\nC2,x\n".to_vec())
+                .file_name("t.csv"),
+        )
+        .text("types", "Code=number");
+    let response = app
+        .client
+        .post(app.url(&format!("/data/profiles/import?csrf_token={token}")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let html = app.get_html(&location(&response)).await;
+    assert!(html.contains("1 created, 0 updated, 1 rejected"), "{html}");
+    let catalogue = fields::as_catalogue(&fields::list(app.state.db.pool()).await.unwrap());
+    assert_eq!(catalogue["Code"], FieldType::Number);
+}

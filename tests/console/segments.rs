@@ -351,7 +351,11 @@ async fn a_segment_can_be_edited_and_deleted() {
     assert_eq!(response.status(), 303);
     let page = app.get_html(&path).await;
     assert!(page.contains("<h1>Germany</h1>") && page.contains(">P1<") && page.contains(">P4<"));
-    let deleted = app.post_form(&path, &format!("{path}/delete"), &[]).await;
+    let confirm = app.get_html(&format!("{path}/delete")).await;
+    assert!(confirm.contains("Delete “Germany”?") && confirm.contains("cannot be undone"));
+    let deleted = app
+        .post_form(&format!("{path}/delete"), &format!("{path}/delete"), &[])
+        .await;
     assert_eq!(location(&deleted), "/data/segments");
     assert_eq!(app.get(&path).await.status(), 404);
 }
