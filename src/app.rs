@@ -30,6 +30,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub public_url: Url,
     pub mailchimp: Endpoints,
+    /// Calls to Mailchimp (or the sandbox) over HTTP.
+    pub mailchimp_client: mailchimp::client::Client,
     /// The built-in sandbox, when no Mailchimp OAuth app is configured.
     pub sandbox: Option<Sandbox>,
 }
@@ -83,6 +85,7 @@ impl App {
             settings: Arc::new(settings),
             public_url,
             mailchimp,
+            mailchimp_client: mailchimp::client::Client::new(),
             sandbox,
         };
         let router = crate::web::router(state.clone(), session_layer);

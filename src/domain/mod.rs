@@ -1,5 +1,6 @@
 //! Values that cross a trust boundary, parsed once into types that cannot hold bad data.
 
+pub mod destination;
 mod email;
 pub mod field;
 mod member_status;

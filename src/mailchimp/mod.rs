@@ -2,6 +2,9 @@
 //! OAuth app the console signs in as. The client code never knows whether the far end
 //! is Mailchimp or the sandbox.
 
+pub mod client;
+pub mod oauth;
+
 use std::fmt;
 
 use url::Url;

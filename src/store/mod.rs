@@ -1,6 +1,8 @@
 //! All SQL lives here, one module per aggregate. Functions take an executor so that
 //! handlers decide what runs in one transaction.
 
+pub mod audit;
+pub mod destinations;
 pub mod fields;
 pub mod imports;
 pub mod profiles;

@@ -1,17 +1,37 @@
-//! Admin > Export destinations: where exports to Mailchimp are set up and run.
+//! Admin > Export destinations: the list, the Add destination area, and Remove.
 
 use askama::Template;
-use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use axum::{Form, Router};
+use serde::Deserialize;
+use tower_sessions::Session;
 
 use crate::app::AppState;
-use crate::web::AppError;
+use crate::auth::session;
+use crate::store::audit;
+use crate::store::destinations::{self, Destination};
 use crate::web::page::{Nav, PageContext, render};
+use crate::web::setup::{actor, load};
+use crate::web::{AppError, format};
 
+/// What every signed-in person may see.
 pub fn router() -> Router<AppState> {
     Router::new().route("/admin/export-destinations", get(list))
+}
+
+/// What only administrators may do.
+pub fn admin_router() -> Router<AppState> {
+    Router::new().route(
+        "/admin/export-destinations/{id}/remove",
+        get(confirm_remove).post(remove),
+    )
+}
+
+struct Row {
+    destination: Destination,
+    created: String,
 }
 
 #[derive(Template)]
@@ -20,12 +40,94 @@ struct DestinationsPage {
     ctx: PageContext,
     /// Mailchimp is the built-in sandbox (no Mailchimp OAuth app is configured).
     sandbox: bool,
+    rows: Vec<Row>,
+    drafts: Vec<Row>,
 }
 
 async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
+    let (active, drafts): (Vec<_>, Vec<_>) = destinations::list(state.db.pool())
+        .await?
+        .into_iter()
+        .map(|d| Row {
+            created: format::timestamp(d.created_at),
+            destination: d,
+        })
+        .partition(|r| r.destination.active);
+    // A draft is its owner's business until it is saved.
+    let drafts = drafts
+        .into_iter()
+        .filter(|r| r.destination.owner_id == ctx.user.id && ctx.user.is_administrator())
+        .collect();
     let page = DestinationsPage {
         ctx: ctx.at(Nav::ExportDestinations),
         sandbox: state.mailchimp.is_sandbox,
+        rows: active,
+        drafts,
     };
     Ok(render(&page)?.into_response())
+}
+
+#[derive(Template)]
+#[template(path = "destinations/remove.html")]
+struct RemovePage {
+    ctx: PageContext,
+    destination: Destination,
+}
+
+async fn confirm_remove(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let destination = load(&state, &ctx.user, id).await?;
+    Ok(render(&RemovePage {
+        ctx: ctx.at(Nav::ExportDestinations),
+        destination,
+    })?
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct RemoveForm {
+    #[serde(default)]
+    in_mailchimp: String,
+}
+
+/// Removes a destination: its stored credential goes with it.
+async fn remove(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    session: Session,
+    Path(id): Path<i64>,
+    Form(form): Form<RemoveForm>,
+) -> Result<Redirect, AppError> {
+    let destination = load(&state, &ctx.user, id).await?;
+    if form.in_mailchimp != "leave" {
+        return Err(AppError::BadRequest(
+            "Choose what happens in Mailchimp.".into(),
+        ));
+    }
+    let mut tx = state.db.pool().begin().await?;
+    destinations::delete(&mut tx, id).await?;
+    audit::record(
+        &mut *tx,
+        &actor(&ctx.user),
+        "remove",
+        Some(id),
+        &destination.display_name,
+        "members left as they are in Mailchimp; credential deleted",
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        user_id = ctx.user.id,
+        destination_id = id,
+        "destination removed"
+    );
+    session::set_flash(
+        &session,
+        format!("Removed “{}”. Its Mailchimp credential is deleted; the audience's members are as they were.", destination.display_name),
+    )
+    .await?;
+    Ok(Redirect::to("/admin/export-destinations"))
 }

@@ -2,7 +2,9 @@
 //! security headers, body limits and request tracing.
 
 mod assets;
+mod audit;
 mod auth_pages;
+mod configure;
 mod destinations;
 mod error;
 pub mod format;
@@ -10,6 +12,7 @@ mod health;
 pub mod page;
 mod profiles;
 mod segments;
+mod setup;
 mod users;
 
 use axum::Router;
@@ -31,12 +34,22 @@ use crate::auth::{require_administrator, require_sign_in};
 /// Largest request body the console reads, but for file uploads (which set their own).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
-     frame-ancestors 'none'; form-action 'self'";
+/// The CSP; forms may also be sent on to Mailchimp's OAuth site (the "Authenticate with
+/// Mailchimp" form redirects there).
+fn content_security_policy(oauth_origin: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self' {oauth_origin}"
+    )
+}
 
 pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Router {
-    let administrators = users::router().route_layer(from_fn(require_administrator));
+    let administrators = users::router()
+        .merge(setup::router())
+        .merge(configure::router())
+        .merge(destinations::admin_router())
+        .merge(audit::router())
+        .route_layer(from_fn(require_administrator));
     let signed_in = Router::new()
         .merge(profiles::router())
         .merge(segments::router())
@@ -49,6 +62,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .layer(from_fn(verify_csrf))
         .layer(sessions);
     let https = state.public_url.scheme() == "https";
+    let csp = content_security_policy(&state.mailchimp.oauth_base.origin().ascii_serialization());
     let sandbox = state.sandbox.clone();
     let mut router = Router::new()
         .merge(health::router())
@@ -70,7 +84,10 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         router
     };
     router
-        .layer(header_layer(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_str(&csp).expect("an origin is a valid header value"),
+        ))
         .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header_layer(header::REFERRER_POLICY, "same-origin"))

@@ -17,6 +17,7 @@ pub enum Nav {
     Segments,
     ExportDestinations,
     Users,
+    AuditLog,
 }
 
 pub struct PageContext {
@@ -39,6 +40,7 @@ impl PageContext {
             Nav::Segments => "segments",
             Nav::ExportDestinations => "export-destinations",
             Nav::Users => "users",
+            Nav::AuditLog => "audit-log",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod browser;
 mod csrf;
+mod destinations;
 mod first_admin;
 mod health;
 mod helpers;
@@ -13,3 +14,4 @@ mod security;
 mod segments;
 mod sign_in;
 mod users;
+mod wizard;

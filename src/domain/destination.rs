@@ -1,0 +1,162 @@
+//! What an export destination is made of, parsed from what an administrator types.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The version of the data-privacy notice an administrator agrees to; recorded with the
+/// consent so that a later change of wording is traceable.
+pub const CONSENT_VERSION: &str = "2026-11-1";
+
+/// A destination's name: 1 to 100 characters, trimmed, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err("Display name: give the destination a name.".into());
+        }
+        if name.chars().count() > 100 {
+            return Err("Display name: at most 100 characters.".into());
+        }
+        if name.chars().any(char::is_control) {
+            return Err("Display name: no control characters.".into());
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Mailchimp audience ID (what Mailchimp calls a list ID, e.g. `a1b2c3d4e5`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudienceId(String);
+
+impl AudienceId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let id = raw.trim();
+        if id.is_empty() {
+            return Err("Audience ID: enter the ID of your Mailchimp audience.".into());
+        }
+        if !(5..=20).contains(&id.len()) || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(
+                "Audience ID: an audience ID is letters and digits only, like a1b2c3d4e5 (in Mailchimp: \
+                 Audience > Settings > Audience name and defaults)."
+                    .into(),
+            );
+        }
+        Ok(Self(id.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A Mailchimp API key: 32 hex digits, a dash, the data centre. Debug never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let key = raw.trim();
+        let valid = key.split_once('-').is_some_and(|(hex, dc)| {
+            hex.len() == 32
+                && hex.chars().all(|c| c.is_ascii_hexdigit())
+                && !dc.is_empty()
+                && dc.len() <= 10
+                && dc.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+        if !valid {
+            return Err(
+                "API key: a Mailchimp API key looks like 0123456789abcdef0123456789abcdef-us6."
+                    .into(),
+            );
+        }
+        Ok(Self(key.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(redacted)")
+    }
+}
+
+/// The status a new member gets; existing members keep theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewMemberStatus {
+    Subscribed,
+    Pending,
+}
+
+impl NewMemberStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NewMemberStatus::Subscribed => "subscribed",
+            NewMemberStatus::Pending => "pending",
+        }
+    }
+}
+
+impl FromStr for NewMemberStatus {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw {
+            "subscribed" => Ok(Self::Subscribed),
+            "pending" => Ok(Self::Pending),
+            _ => Err("Status for new members: choose subscribed or pending.".into()),
+        }
+    }
+}
+
+/// The most profiles one destination may export (the brief's limit).
+pub const MAX_EXPORT_PROFILES: i64 = 1_000_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_are_required_and_bounded() {
+        assert_eq!(
+            DisplayName::parse("  Newsletter  ").unwrap().as_str(),
+            "Newsletter"
+        );
+        assert!(DisplayName::parse(" ").is_err());
+        assert!(DisplayName::parse(&"x".repeat(101)).is_err());
+        assert!(DisplayName::parse(&"é".repeat(100)).is_ok());
+    }
+
+    #[test]
+    fn audience_ids_are_letters_and_digits() {
+        assert_eq!(
+            AudienceId::parse(" A1B2C3D4E5 ").unwrap().as_str(),
+            "a1b2c3d4e5"
+        );
+        assert!(AudienceId::parse("").is_err());
+        assert!(AudienceId::parse("abc").is_err());
+        assert!(AudienceId::parse("a1b2c3d4e5/../x").is_err());
+    }
+
+    #[test]
+    fn api_keys_have_mailchimps_shape_and_never_show_in_debug() {
+        let key = ApiKey::parse("0123456789abcdef0123456789abcdef-us6").unwrap();
+        assert_eq!(format!("{key:?}"), "ApiKey(redacted)");
+        assert!(ApiKey::parse("0123456789abcdef-us6").is_err());
+        assert!(ApiKey::parse("0123456789abcdef0123456789abcdef").is_err());
+    }
+}

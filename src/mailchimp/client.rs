@@ -1,0 +1,269 @@
+//! Typed calls to Mailchimp's Marketing API and OAuth metadata, with Mailchimp's errors
+//! (problem+json) sorted into what a caller can act on.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::mailchimp::Endpoints;
+
+/// Mailchimp's own clients wait 120 s for an answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How a destination signs its API calls.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    OAuth(String),
+    ApiKey(String),
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::OAuth(_) => f.write_str("OAuth(redacted)"),
+            Credential::ApiKey(_) => f.write_str("ApiKey(redacted)"),
+        }
+    }
+}
+
+/// A Marketing API base (e.g. `https://us6.api.mailchimp.com`) and a credential for it.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub api_base: String,
+    pub credential: Credential,
+}
+
+/// What kind of failure a call met, for deciding what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 401: the token or key is wrong or was revoked.
+    Unauthorized,
+    /// 403: this account may not use the resource.
+    Forbidden,
+    /// 404: no such audience, member or segment.
+    NotFound,
+    /// 429: too many connections; slow down and retry.
+    Throttled,
+    /// 5xx, timeouts, connection failures: retry later.
+    Transient,
+    /// Any other 4xx: the request itself is wrong; retrying will not help.
+    Invalid,
+}
+
+/// A failed call: Mailchimp's title and detail, or what went wrong on the way.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{title}: {detail}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub status: Option<u16>,
+    pub title: String,
+    pub detail: String,
+}
+
+impl ApiError {
+    fn from_status(status: StatusCode, body: &str) -> Self {
+        let problem: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let text = |key: &str| problem.get(key).and_then(Value::as_str).map(str::to_owned);
+        let kind = match status.as_u16() {
+            401 => ErrorKind::Unauthorized,
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::NotFound,
+            429 => ErrorKind::Throttled,
+            500..=599 => ErrorKind::Transient,
+            _ => ErrorKind::Invalid,
+        };
+        Self {
+            kind,
+            status: Some(status.as_u16()),
+            title: text("title")
+                .or_else(|| text("error"))
+                .unwrap_or_else(|| status.to_string()),
+            detail: text("detail")
+                .or_else(|| text("error_description"))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn transport(err: reqwest::Error) -> Self {
+        Self {
+            kind: ErrorKind::Transient,
+            status: None,
+            title: if err.is_timeout() {
+                "Timed out".into()
+            } else {
+                "Connection failed".into()
+            },
+            // Without the URL: it can carry a data centre, never a secret, but stay terse.
+            detail: err.without_url().to_string(),
+        }
+    }
+}
+
+/// `/oauth2/metadata`: which Mailchimp account a token belongs to and where its API is.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Metadata {
+    pub dc: String,
+    pub api_endpoint: String,
+    pub accountname: String,
+    #[serde(default)]
+    pub login: Option<Login>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Login {
+    #[serde(default)]
+    pub login_email: Option<String>,
+}
+
+/// What the console needs to know of an audience.
+#[derive(Debug, Clone)]
+pub struct AudienceInfo {
+    pub id: String,
+    pub name: String,
+    pub member_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeField {
+    pub tag: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub required: bool,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Client {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("export-destinations/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a TLS-capable HTTP client");
+        Self { http }
+    }
+
+    /// The underlying HTTP client (for the OAuth code exchange).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub async fn metadata(&self, endpoints: &Endpoints, token: &str) -> Result<Metadata, ApiError> {
+        let response = self
+            .http
+            .get(endpoints.metadata_url())
+            .header("Authorization", format!("OAuth {token}"))
+            .send()
+            .await
+            .map_err(ApiError::transport)?;
+        read(response).await
+    }
+
+    /// Sends one Marketing API call and reads its JSON answer.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        connection: &Connection,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, ApiError> {
+        let url = format!("{}/3.0{path}", connection.api_base.trim_end_matches('/'));
+        let mut request = self.http.request(method, url);
+        request = match &connection.credential {
+            Credential::OAuth(token) => request.bearer_auth(token),
+            Credential::ApiKey(key) => request.basic_auth("export-destinations", Some(key)),
+        };
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(ApiError::transport)?;
+        read(response).await
+    }
+
+    pub async fn audience(
+        &self,
+        connection: &Connection,
+        list_id: &str,
+    ) -> Result<AudienceInfo, ApiError> {
+        let list: Value = self
+            .call(
+                connection,
+                Method::GET,
+                &format!("/lists/{list_id}?fields=id,name,stats.member_count"),
+                None,
+            )
+            .await?;
+        Ok(AudienceInfo {
+            id: list["id"].as_str().unwrap_or(list_id).to_owned(),
+            name: list["name"].as_str().unwrap_or_default().to_owned(),
+            member_count: list["stats"]["member_count"].as_i64().unwrap_or(0),
+        })
+    }
+
+    pub async fn merge_fields(
+        &self,
+        connection: &Connection,
+        list_id: &str,
+    ) -> Result<Vec<MergeField>, ApiError> {
+        #[derive(Deserialize)]
+        struct Page {
+            merge_fields: Vec<MergeField>,
+        }
+        let page: Page = self
+            .call(
+                connection,
+                Method::GET,
+                &format!("/lists/{list_id}/merge-fields?count=1000"),
+                None,
+            )
+            .await?;
+        Ok(page.merge_fields)
+    }
+
+    pub async fn create_merge_field(
+        &self,
+        connection: &Connection,
+        list_id: &str,
+        name: &str,
+        kind: &str,
+    ) -> Result<MergeField, ApiError> {
+        let body = serde_json::json!({ "name": name, "type": kind });
+        self.call(
+            connection,
+            Method::POST,
+            &format!("/lists/{list_id}/merge-fields"),
+            Some(&body),
+        )
+        .await
+    }
+}
+
+async fn read<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ApiError> {
+    let status = response.status();
+    let body = response.text().await.map_err(ApiError::transport)?;
+    if !status.is_success() {
+        return Err(ApiError::from_status(status, &body));
+    }
+    serde_json::from_str(&body).map_err(|e| ApiError {
+        kind: ErrorKind::Transient,
+        status: Some(status.as_u16()),
+        title: "Unreadable answer".into(),
+        detail: format!("Mailchimp's answer could not be read: {e}"),
+    })
+}

@@ -1,0 +1,292 @@
+//! Export destinations: drafts while being set up, active once saved.
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use crate::db::now_millis;
+
+/// One merge field filled from one profile field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldMapping {
+    pub tag: String,
+    pub field: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub id: i64,
+    pub display_name: String,
+    pub active: bool,
+    pub owner_id: i64,
+    pub consent_version: Option<String>,
+    pub consent_at: Option<i64>,
+    pub audience_id: String,
+    pub audience_name: Option<String>,
+    pub audience_members: Option<i64>,
+    pub auth_method: Option<String>,
+    pub credential_sealed: Option<String>,
+    pub api_base: Option<String>,
+    pub mailchimp_account: Option<String>,
+    pub authenticated_at: Option<i64>,
+    pub export_user_id: Option<i64>,
+    pub email_field: Option<String>,
+    pub field_mappings: Vec<FieldMapping>,
+    pub new_member_status: String,
+    pub configured_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Destination {
+    pub fn is_authenticated(&self) -> bool {
+        self.credential_sealed.is_some() && self.api_base.is_some()
+    }
+
+    /// Every connect step of the set-up is done: Next may be taken.
+    pub fn is_connected(&self) -> bool {
+        self.consent_at.is_some() && self.is_authenticated() && self.export_user_id.is_some()
+    }
+}
+
+const COLUMNS: &str = "id, display_name, status, owner_id, consent_version, consent_at, audience_id, \
+    audience_name, audience_members, auth_method, credential_sealed, api_base, mailchimp_account, \
+    authenticated_at, export_user_id, email_field, field_mappings, new_member_status, configured_at, \
+    created_at, updated_at";
+
+fn from_row(row: AnyRow) -> sqlx::Result<Destination> {
+    let status: String = row.try_get("status")?;
+    let mappings: String = row.try_get("field_mappings")?;
+    Ok(Destination {
+        id: row.try_get("id")?,
+        display_name: row.try_get("display_name")?,
+        active: status == "active",
+        owner_id: row.try_get("owner_id")?,
+        consent_version: row.try_get("consent_version")?,
+        consent_at: row.try_get("consent_at")?,
+        audience_id: row.try_get("audience_id")?,
+        audience_name: row.try_get("audience_name")?,
+        audience_members: row.try_get("audience_members")?,
+        auth_method: row.try_get("auth_method")?,
+        credential_sealed: row.try_get("credential_sealed")?,
+        api_base: row.try_get("api_base")?,
+        mailchimp_account: row.try_get("mailchimp_account")?,
+        authenticated_at: row.try_get("authenticated_at")?,
+        export_user_id: row.try_get("export_user_id")?,
+        email_field: row.try_get("email_field")?,
+        field_mappings: serde_json::from_str(&mappings).unwrap_or_default(),
+        new_member_status: row.try_get("new_member_status")?,
+        configured_at: row.try_get("configured_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<Destination>> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM destinations ORDER BY lower(display_name), id"
+    ))
+    .try_map(from_row)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn find<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<Option<Destination>> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM destinations WHERE id = $1"))
+        .bind(id)
+        .try_map(from_row)
+        .fetch_optional(db)
+        .await
+}
+
+/// Starts a draft with its name, consent and audience; a taken name is a unique violation.
+pub async fn create_draft<'e>(
+    db: impl Executor<'e, Database = Any>,
+    display_name: &str,
+    audience_id: &str,
+    owner_id: i64,
+    consent_version: &str,
+) -> sqlx::Result<i64> {
+    let now = now_millis();
+    sqlx::query_scalar(
+        "INSERT INTO destinations (display_name, kind, status, owner_id, consent_version, consent_at, consent_by, \
+         audience_id, created_at, updated_at) VALUES ($1, 'mailchimp', 'draft', $2, $3, $4, $2, $5, $4, $4) RETURNING id",
+    )
+    .bind(display_name)
+    .bind(owner_id)
+    .bind(consent_version)
+    .bind(now)
+    .bind(audience_id)
+    .fetch_one(db)
+    .await
+}
+
+/// Changes a draft's name and audience (which drops any authentication made for it).
+pub async fn update_connect<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    display_name: &str,
+    audience_id: &str,
+    user_id: i64,
+    consent_version: &str,
+) -> sqlx::Result<()> {
+    let now = now_millis();
+    sqlx::query(
+        "UPDATE destinations SET display_name = $1, consent_version = $2, consent_at = $3, consent_by = $4, \
+         credential_sealed = CASE WHEN audience_id = $5 THEN credential_sealed ELSE NULL END, \
+         api_base = CASE WHEN audience_id = $5 THEN api_base ELSE NULL END, \
+         audience_id = $5, updated_at = $3 WHERE id = $6",
+    )
+    .bind(display_name)
+    .bind(consent_version)
+    .bind(now)
+    .bind(user_id)
+    .bind(audience_id)
+    .bind(id)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// What authenticating with Mailchimp found.
+pub struct Authentication<'a> {
+    pub method: &'a str,
+    pub credential_sealed: &'a str,
+    pub api_base: &'a str,
+    pub account: &'a str,
+    pub audience_name: &'a str,
+    pub audience_members: i64,
+    pub by: i64,
+}
+
+pub async fn set_authentication<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    auth: &Authentication<'_>,
+) -> sqlx::Result<()> {
+    let now = now_millis();
+    sqlx::query(
+        "UPDATE destinations SET auth_method = $1, credential_sealed = $2, api_base = $3, mailchimp_account = $4, \
+         audience_name = $5, audience_members = $6, authenticated_at = $7, authenticated_by = $8, updated_at = $7 \
+         WHERE id = $9",
+    )
+    .bind(auth.method)
+    .bind(auth.credential_sealed)
+    .bind(auth.api_base)
+    .bind(auth.account)
+    .bind(auth.audience_name)
+    .bind(auth.audience_members)
+    .bind(now)
+    .bind(auth.by)
+    .bind(id)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+pub async fn set_export_user<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    user_id: i64,
+) -> sqlx::Result<()> {
+    let now = now_millis();
+    sqlx::query("UPDATE destinations SET export_user_id = $1, export_user_at = $2, updated_at = $2 WHERE id = $3")
+        .bind(user_id)
+        .bind(now)
+        .bind(id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// The data matching and segments of a destination; saving makes a draft active.
+pub struct Configuration<'a> {
+    pub display_name: &'a str,
+    pub email_field: &'a str,
+    pub field_mappings: &'a [FieldMapping],
+    pub segment_ids: &'a [i64],
+    pub new_member_status: &'a str,
+}
+
+pub async fn save_configuration(
+    conn: &mut AnyConnection,
+    id: i64,
+    config: &Configuration<'_>,
+) -> sqlx::Result<()> {
+    let now = now_millis();
+    sqlx::query(
+        "UPDATE destinations SET display_name = $1, email_field = $2, field_mappings = $3, new_member_status = $4, \
+         status = 'active', configured_at = COALESCE(configured_at, $5), updated_at = $5 WHERE id = $6",
+    )
+    .bind(config.display_name)
+    .bind(config.email_field)
+    .bind(serde_json::to_string(config.field_mappings).unwrap_or_else(|_| "[]".into()))
+    .bind(config.new_member_status)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM destination_segments WHERE destination_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    for segment_id in config.segment_ids {
+        sqlx::query(
+            "INSERT INTO destination_segments (destination_id, segment_id) VALUES ($1, $2)",
+        )
+        .bind(id)
+        .bind(*segment_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn segment_ids<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT segment_id FROM destination_segments WHERE destination_id = $1 ORDER BY segment_id",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await
+}
+
+/// How many distinct profiles the segments hold now (a profile in several counts once).
+pub async fn distinct_profiles<'e>(
+    db: impl Executor<'e, Database = Any>,
+    segment_ids: &[i64],
+) -> sqlx::Result<i64> {
+    if segment_ids.is_empty() {
+        return Ok(0);
+    }
+    let list = segment_ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    sqlx::query_scalar(&format!(
+        "SELECT COUNT(DISTINCT m.profile_id) FROM segment_members m JOIN segments s \
+         ON s.id = m.segment_id AND s.generation = m.generation WHERE m.segment_id IN ({list})"
+    ))
+    .fetch_one(db)
+    .await
+}
+
+/// Deletes a destination with its credential and segment choices.
+pub async fn delete(conn: &mut AnyConnection, id: i64) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM destination_segments WHERE destination_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM destinations WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+}

@@ -1,0 +1,416 @@
+//! Configure (after Next) and Edit: Data matching (the email field and merge fields from
+//! profile fields, via Add attribute), the segments to export (at most 1,000,000 profiles),
+//! the status for new members, and Save. Saving never runs an export.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::auth::session;
+use crate::domain::FieldType;
+use crate::domain::destination::{DisplayName, MAX_EXPORT_PROFILES, NewMemberStatus};
+use crate::mailchimp::client::{Connection, Credential, MergeField};
+use crate::store::audit;
+use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
+use crate::store::{self as db_store, fields, segments};
+use crate::web::AppError;
+use crate::web::page::{Nav, PageContext, render};
+use crate::web::setup::{actor, load};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/admin/export-destinations/{id}/configure",
+            get(show).post(submit),
+        )
+        .route(
+            "/admin/export-destinations/{id}/edit",
+            get(show).post(submit),
+        )
+        .route(
+            "/admin/export-destinations/{id}/merge-fields",
+            post(create_merge_field),
+        )
+}
+
+/// The form as typed (kept on errors).
+struct ConfigForm {
+    display_name: String,
+    email_field: String,
+    mappings: Vec<FieldMapping>,
+    segment_ids: Vec<i64>,
+    new_member_status: String,
+    action: String,
+}
+
+#[derive(Template)]
+#[template(path = "destinations/configure.html")]
+struct ConfigurePage {
+    ctx: PageContext,
+    destination: Destination,
+    form: ConfigForm,
+    email_fields: Vec<(String, FieldType)>,
+    other_fields: Vec<(String, FieldType)>,
+    merge_fields: Vec<MergeField>,
+    merge_fields_error: Option<String>,
+    segments: Vec<(i64, String, i64)>,
+    errors: Vec<String>,
+    max_profiles: i64,
+}
+
+/// The destination's connection, opened with the console's key.
+pub fn connection(state: &AppState, destination: &Destination) -> Result<Connection, AppError> {
+    let sealed = destination
+        .credential_sealed
+        .as_deref()
+        .ok_or_else(|| AppError::BadRequest("The destination is not authenticated.".into()))?;
+    let secret = state.secret_key.open(sealed)?;
+    let credential = match destination.auth_method.as_deref() {
+        Some("api_key") => Credential::ApiKey(secret),
+        _ => Credential::OAuth(secret),
+    };
+    Ok(Connection {
+        api_base: destination.api_base.clone().unwrap_or_default(),
+        credential,
+    })
+}
+
+async fn page(
+    state: &AppState,
+    ctx: PageContext,
+    destination: Destination,
+    form: ConfigForm,
+    errors: Vec<String>,
+) -> Result<ConfigurePage, AppError> {
+    let catalogue = fields::list(state.db.pool()).await?;
+    let (email_fields, other_fields): (Vec<_>, Vec<_>) = catalogue
+        .into_iter()
+        .map(|f| (f.name, f.field_type))
+        .partition(|(_, t)| *t == FieldType::Email);
+    let (merge_fields, merge_fields_error) = match connection(state, &destination) {
+        Ok(connection) => match state
+            .mailchimp_client
+            .merge_fields(&connection, &destination.audience_id)
+            .await
+        {
+            Ok(fields) => (fields, None),
+            Err(err) => (
+                Vec::new(),
+                Some(format!(
+                    "The audience's merge fields could not be read: {err}."
+                )),
+            ),
+        },
+        Err(_) => (
+            Vec::new(),
+            Some("Authenticate with Mailchimp to read the audience's merge fields.".into()),
+        ),
+    };
+    let segments = segments::list(state.db.pool())
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.name, s.member_count))
+        .collect();
+    Ok(ConfigurePage {
+        ctx: ctx.at(Nav::ExportDestinations),
+        destination,
+        form,
+        email_fields,
+        other_fields,
+        merge_fields,
+        merge_fields_error,
+        segments,
+        errors,
+        max_profiles: MAX_EXPORT_PROFILES,
+    })
+}
+
+async fn show(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+    session: Session,
+) -> Result<Response, AppError> {
+    let destination = load(&state, &ctx.user, id).await?;
+    if !destination.is_connected() {
+        session::set_flash(
+            &session,
+            "Finish the connect steps first: Next is available once each is done.",
+        )
+        .await?;
+        return Ok(Redirect::to(&format!("/admin/export-destinations/{id}/setup")).into_response());
+    }
+    let mut mappings = destination.field_mappings.clone();
+    if mappings.is_empty() && !destination.active {
+        mappings.push(FieldMapping {
+            tag: "FNAME".into(),
+            field: String::new(),
+        });
+    }
+    let form = ConfigForm {
+        display_name: destination.display_name.clone(),
+        email_field: destination.email_field.clone().unwrap_or_default(),
+        mappings,
+        segment_ids: destinations::segment_ids(state.db.pool(), id).await?,
+        new_member_status: destination.new_member_status.clone(),
+        action: String::new(),
+    };
+    Ok(render(&page(&state, ctx, destination, form, Vec::new()).await?)?.into_response())
+}
+
+fn parse_form(pairs: Vec<(String, String)>) -> ConfigForm {
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let mut indexes: Vec<usize> = pairs
+        .iter()
+        .filter_map(|(k, _)| k.strip_prefix("map_tag_").and_then(|n| n.parse().ok()))
+        .collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    ConfigForm {
+        display_name: get("display_name"),
+        email_field: get("email_field"),
+        mappings: indexes
+            .into_iter()
+            .map(|i| FieldMapping {
+                tag: get(&format!("map_tag_{i}")),
+                field: get(&format!("map_field_{i}")),
+            })
+            .collect(),
+        segment_ids: pairs
+            .iter()
+            .filter(|(k, _)| k == "segment")
+            .filter_map(|(_, v)| v.parse().ok())
+            .collect(),
+        new_member_status: get("new_member_status"),
+        action: get("action"),
+    }
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    session: Session,
+    Path(id): Path<i64>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    let destination = load(&state, &ctx.user, id).await?;
+    if !destination.is_connected() {
+        return Err(AppError::BadRequest(
+            "Finish the connect steps before configuring the destination.".into(),
+        ));
+    }
+    let mut form = parse_form(pairs);
+    if form.action == "add_attribute" {
+        let used: Vec<&str> = form.mappings.iter().map(|m| m.tag.as_str()).collect();
+        let next = ["FNAME", "LNAME"]
+            .into_iter()
+            .find(|t| !used.contains(t))
+            .unwrap_or("");
+        form.mappings.push(FieldMapping {
+            tag: next.into(),
+            field: String::new(),
+        });
+        return Ok(
+            render(&page(&state, ctx, destination, form, Vec::new()).await?)?.into_response(),
+        );
+    }
+    if let Some(i) = form
+        .action
+        .strip_prefix("remove_attribute:")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        if i < form.mappings.len() {
+            form.mappings.remove(i);
+        }
+        return Ok(
+            render(&page(&state, ctx, destination, form, Vec::new()).await?)?.into_response(),
+        );
+    }
+    let errors = validate(&state, &form).await?;
+    let name = DisplayName::parse(&form.display_name);
+    let status = form.new_member_status.parse::<NewMemberStatus>();
+    let (Ok(name), Ok(status), true) = (name, status, errors.is_empty()) else {
+        let mut errors = errors;
+        if let Err(e) = DisplayName::parse(&form.display_name) {
+            errors.insert(0, e);
+        }
+        if let Err(e) = form.new_member_status.parse::<NewMemberStatus>() {
+            errors.push(e);
+        }
+        let page = page(&state, ctx, destination, form, errors).await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
+    };
+    let mappings: Vec<FieldMapping> = form
+        .mappings
+        .iter()
+        .filter(|m| !m.tag.is_empty() && !m.field.is_empty())
+        .cloned()
+        .collect();
+    let config = Configuration {
+        display_name: name.as_str(),
+        email_field: &form.email_field,
+        field_mappings: &mappings,
+        segment_ids: &form.segment_ids,
+        new_member_status: status.as_str(),
+    };
+    let mut tx = state.db.pool().begin().await?;
+    match destinations::save_configuration(&mut tx, id, &config).await {
+        Ok(()) => {}
+        Err(err) if db_store::is_unique_violation(&err) => {
+            drop(tx);
+            let errors = vec![format!(
+                "Display name: a destination named “{name}” already exists."
+            )];
+            let page = page(&state, ctx, destination, form, errors).await?;
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
+        }
+        Err(err) => return Err(err.into()),
+    }
+    let action = if destination.active { "edit" } else { "save" };
+    let details = format!(
+        "email field {}; merge fields {}; {} segment(s); new members {}",
+        form.email_field,
+        mappings
+            .iter()
+            .map(|m| format!("{}={}", m.tag, m.field))
+            .collect::<Vec<_>>()
+            .join(", "),
+        form.segment_ids.len(),
+        status.as_str()
+    );
+    audit::record(
+        &mut *tx,
+        &actor(&ctx.user),
+        action,
+        Some(id),
+        name.as_str(),
+        &details,
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        user_id = ctx.user.id,
+        destination_id = id,
+        action,
+        "destination saved"
+    );
+    session::set_flash(
+        &session,
+        format!("Saved “{name}”. Saving does not run an export: choose Export on its row when you are ready."),
+    )
+    .await?;
+    Ok(Redirect::to("/admin/export-destinations").into_response())
+}
+
+/// What a person must fix before saving.
+async fn validate(state: &AppState, form: &ConfigForm) -> Result<Vec<String>, AppError> {
+    let mut errors = Vec::new();
+    let catalogue = fields::as_catalogue(&fields::list(state.db.pool()).await?);
+    if !catalogue.contains_key(&form.email_field) {
+        errors.push(
+            "Email: choose the profile field that holds the customer's email address.".into(),
+        );
+    }
+    let mut tags = Vec::new();
+    for mapping in &form.mappings {
+        if mapping.tag.is_empty() && mapping.field.is_empty() {
+            continue;
+        }
+        if mapping.tag.is_empty() || !catalogue.contains_key(&mapping.field) {
+            errors.push(format!(
+                "Attribute {}: choose both a Mailchimp field and a profile field.",
+                mapping.tag
+            ));
+        } else if tags.contains(&mapping.tag) {
+            errors.push(format!(
+                "Attribute {}: each Mailchimp field can be filled from one profile field only.",
+                mapping.tag
+            ));
+        }
+        tags.push(mapping.tag.clone());
+    }
+    if form.segment_ids.is_empty() {
+        errors.push("Segments: choose at least one segment to export.".into());
+    }
+    let total = destinations::distinct_profiles(state.db.pool(), &form.segment_ids).await?;
+    if total > MAX_EXPORT_PROFILES {
+        errors.push(format!(
+            "Segments: the selected segments hold {total} profiles; at most {MAX_EXPORT_PROFILES} can be exported \
+             to Mailchimp. Choose fewer segments."
+        ));
+    }
+    Ok(errors)
+}
+
+#[derive(Deserialize)]
+struct NewMergeField {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: String,
+}
+
+/// Creates a merge field the audience lacks, then comes back to the form.
+async fn create_merge_field(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    session: Session,
+    Path(id): Path<i64>,
+    Form(input): Form<NewMergeField>,
+) -> Result<Response, AppError> {
+    let destination = load(&state, &ctx.user, id).await?;
+    let back = if destination.active {
+        format!("/admin/export-destinations/{id}/edit")
+    } else {
+        format!("/admin/export-destinations/{id}/configure")
+    };
+    let name = input.name.trim();
+    if name.is_empty()
+        || name.chars().count() > 100
+        || !["text", "number", "date"].contains(&input.kind.as_str())
+    {
+        session::set_flash(
+            &session,
+            "A new merge field needs a name and a type (text, number or date).",
+        )
+        .await?;
+        return Ok(Redirect::to(&back).into_response());
+    }
+    let connection = connection(&state, &destination)?;
+    let message = match state
+        .mailchimp_client
+        .create_merge_field(&connection, &destination.audience_id, name, &input.kind)
+        .await
+    {
+        Ok(field) => {
+            audit::record(
+                state.db.pool(),
+                &actor(&ctx.user),
+                "create merge field",
+                Some(id),
+                &destination.display_name,
+                &format!("{} ({})", field.tag, field.name),
+            )
+            .await?;
+            format!(
+                "Created the merge field {} ({}) in the audience.",
+                field.tag, field.name
+            )
+        }
+        Err(err) => format!("Mailchimp did not create the merge field: {err}."),
+    };
+    session::set_flash(&session, message).await?;
+    Ok(Redirect::to(&back).into_response())
+}

@@ -1,0 +1,682 @@
+//! Set up: the connect steps of the brief, in order: display name, data-privacy consent,
+//! audience ID and Connect; Authenticate with Mailchimp (OAuth, or an API key); Add
+//! yourself as export user; Next. A half-finished set-up is a draft its owner can resume.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::auth::{CurrentUser, session};
+use crate::domain::destination::{ApiKey, AudienceId, CONSENT_VERSION, DisplayName};
+use crate::mailchimp::client::{Connection, Credential, ErrorKind};
+use crate::mailchimp::oauth;
+use crate::store::audit::{self, Actor};
+use crate::store::destinations::{self, Authentication, Destination};
+use crate::store::{self as db_store, users};
+use crate::web::page::{Nav, PageContext, render};
+use crate::web::{AppError, format};
+
+const OAUTH_SESSION_KEY: &str = "oauth.mailchimp";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/export-destinations/mailchimp/new", get(new_page))
+        .route("/admin/export-destinations/mailchimp", post(create))
+        .route("/admin/export-destinations/{id}/setup", get(setup_page))
+        .route(
+            "/admin/export-destinations/{id}/connect",
+            post(update_connect),
+        )
+        .route(
+            "/admin/export-destinations/{id}/authenticate",
+            post(authenticate),
+        )
+        .route("/admin/export-destinations/{id}/api-key", post(use_api_key))
+        .route(
+            "/admin/export-destinations/{id}/export-user",
+            post(export_user),
+        )
+        .route("/admin/export-destinations/{id}/discard", post(discard))
+        .route("/oauth/mailchimp/callback", get(callback))
+}
+
+pub fn actor(user: &CurrentUser) -> Actor<'_> {
+    Actor {
+        user_id: user.id,
+        email: &user.email,
+    }
+}
+
+/// A destination this administrator may work on: any active one, or their own draft.
+/// Another person's draft is as good as absent.
+pub async fn load(state: &AppState, user: &CurrentUser, id: i64) -> Result<Destination, AppError> {
+    let destination = destinations::find(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if !destination.active && destination.owner_id != user.id {
+        return Err(AppError::NotFound);
+    }
+    Ok(destination)
+}
+
+#[derive(Default)]
+struct ConnectForm {
+    display_name: String,
+    audience_id: String,
+    consent: bool,
+}
+
+#[derive(Template)]
+#[template(path = "destinations/setup.html")]
+struct SetupPage {
+    ctx: PageContext,
+    form: ConnectForm,
+    errors: Vec<String>,
+    destination: Option<Destination>,
+    export_user_name: Option<String>,
+    authenticated_at: String,
+    sandbox: bool,
+    key_error: Option<String>,
+    password_error: Option<String>,
+}
+
+impl SetupPage {
+    fn connect_action(&self) -> String {
+        match &self.destination {
+            Some(d) => format!("/admin/export-destinations/{}/connect", d.id),
+            None => "/admin/export-destinations/mailchimp".into(),
+        }
+    }
+
+    fn step_done(&self, step: &str) -> bool {
+        match (&self.destination, step) {
+            (Some(_), "connect") => true,
+            (Some(d), "authenticate") => d.is_authenticated(),
+            (Some(d), "export-user") => d.export_user_id.is_some(),
+            (Some(d), "next") => d.is_connected(),
+            _ => false,
+        }
+    }
+}
+
+async fn page(
+    state: &AppState,
+    ctx: PageContext,
+    destination: Option<Destination>,
+) -> Result<SetupPage, AppError> {
+    let export_user_name = match destination.as_ref().and_then(|d| d.export_user_id) {
+        Some(id) => users::find_by_id(state.db.pool(), id)
+            .await?
+            .map(|u| u.name),
+        None => None,
+    };
+    let form = destination
+        .as_ref()
+        .map(|d| ConnectForm {
+            display_name: d.display_name.clone(),
+            audience_id: d.audience_id.clone(),
+            consent: d.consent_at.is_some(),
+        })
+        .unwrap_or_default();
+    Ok(SetupPage {
+        ctx: ctx.at(Nav::ExportDestinations),
+        form,
+        errors: Vec::new(),
+        authenticated_at: format::optional_timestamp(
+            destination.as_ref().and_then(|d| d.authenticated_at),
+        ),
+        destination,
+        export_user_name,
+        sandbox: state.mailchimp.is_sandbox,
+        key_error: None,
+        password_error: None,
+    })
+}
+
+async fn new_page(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
+    Ok(render(&page(&state, ctx, None).await?)?.into_response())
+}
+
+async fn setup_page(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let destination = load(&state, &ctx.user, id).await?;
+    Ok(render(&page(&state, ctx, Some(destination)).await?)?.into_response())
+}
+
+#[derive(Deserialize)]
+struct ConnectInput {
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    audience_id: String,
+    consent: Option<String>,
+}
+
+fn parse_connect(input: &ConnectInput) -> Result<(DisplayName, AudienceId), Vec<String>> {
+    let name = DisplayName::parse(&input.display_name);
+    let audience = AudienceId::parse(&input.audience_id);
+    let mut errors = Vec::new();
+    if let Err(e) = &name {
+        errors.push(e.clone());
+    }
+    if input.consent.as_deref() != Some("yes") {
+        errors.push("Data privacy and compliance: select I agree to continue.".into());
+    }
+    if let Err(e) = &audience {
+        errors.push(e.clone());
+    }
+    match (name, audience) {
+        (Ok(name), Ok(audience)) if errors.is_empty() => Ok((name, audience)),
+        _ => Err(errors),
+    }
+}
+
+async fn refuse(
+    state: &AppState,
+    ctx: PageContext,
+    destination: Option<Destination>,
+    input: ConnectInput,
+    errors: Vec<String>,
+) -> Result<Response, AppError> {
+    let mut page = page(state, ctx, destination).await?;
+    page.form = ConnectForm {
+        display_name: input.display_name,
+        audience_id: input.audience_id,
+        consent: input.consent.is_some(),
+    };
+    page.errors = errors;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
+}
+
+/// Connect: records the name, the consent (who, when, which notice) and the audience.
+async fn create(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Form(input): Form<ConnectInput>,
+) -> Result<Response, AppError> {
+    let (name, audience) = match parse_connect(&input) {
+        Ok(parsed) => parsed,
+        Err(errors) => return refuse(&state, ctx, None, input, errors).await,
+    };
+    let mut tx = state.db.pool().begin().await?;
+    let id = match destinations::create_draft(
+        &mut *tx,
+        name.as_str(),
+        audience.as_str(),
+        ctx.user.id,
+        CONSENT_VERSION,
+    )
+    .await
+    {
+        Ok(id) => id,
+        Err(err) if db_store::is_unique_violation(&err) => {
+            drop(tx);
+            let message = format!("Display name: a destination named “{name}” already exists.");
+            return refuse(&state, ctx, None, input, vec![message]).await;
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let who = actor(&ctx.user);
+    audit::record(
+        &mut *tx,
+        &who,
+        "consent",
+        Some(id),
+        name.as_str(),
+        &format!("agreed to notice {CONSENT_VERSION}"),
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        &who,
+        "connect",
+        Some(id),
+        name.as_str(),
+        &format!("audience {}", audience.as_str()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/admin/export-destinations/{id}/setup")).into_response())
+}
+
+async fn update_connect(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+    Form(input): Form<ConnectInput>,
+) -> Result<Response, AppError> {
+    let destination = load(&state, &ctx.user, id).await?;
+    if destination.active {
+        return Err(AppError::BadRequest(
+            "Changing the audience means a new destination: set up another one.".into(),
+        ));
+    }
+    let (name, audience) = match parse_connect(&input) {
+        Ok(parsed) => parsed,
+        Err(errors) => return refuse(&state, ctx, Some(destination), input, errors).await,
+    };
+    let mut tx = state.db.pool().begin().await?;
+    match destinations::update_connect(
+        &mut *tx,
+        id,
+        name.as_str(),
+        audience.as_str(),
+        ctx.user.id,
+        CONSENT_VERSION,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(err) if db_store::is_unique_violation(&err) => {
+            drop(tx);
+            let message = format!("Display name: a destination named “{name}” already exists.");
+            return refuse(&state, ctx, Some(destination), input, vec![message]).await;
+        }
+        Err(err) => return Err(err.into()),
+    }
+    audit::record(
+        &mut *tx,
+        &actor(&ctx.user),
+        "connect",
+        Some(id),
+        name.as_str(),
+        &format!("audience {}", audience.as_str()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/admin/export-destinations/{id}/setup")).into_response())
+}
+
+/// What the callback needs to trust: a state made here, for this destination and person.
+#[derive(Serialize, Deserialize)]
+struct PendingOAuth {
+    state: String,
+    destination_id: i64,
+    user_id: i64,
+}
+
+/// Authenticate with Mailchimp: off to Mailchimp's consent page with a one-time state.
+async fn authenticate(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    session: Session,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    load(&state, &user, id).await?;
+    let (url, csrf) = oauth::authorize_url(&state.mailchimp)?;
+    let pending = PendingOAuth {
+        state: csrf,
+        destination_id: id,
+        user_id: user.id,
+    };
+    session.insert(OAUTH_SESSION_KEY, pending).await?;
+    Ok(Redirect::to(url.as_str()).into_response())
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "destinations/oauth_problem.html")]
+struct ProblemPage {
+    ctx: PageContext,
+    title: String,
+    message: String,
+    back: Option<String>,
+}
+
+fn problem(
+    ctx: PageContext,
+    status: StatusCode,
+    title: &str,
+    message: String,
+    back: Option<String>,
+) -> Result<Response, AppError> {
+    let page = ProblemPage {
+        ctx: ctx.at(Nav::ExportDestinations),
+        title: title.into(),
+        message,
+        back,
+    };
+    Ok((status, render(&page)?).into_response())
+}
+
+/// Back from Mailchimp: the state is checked (and used up) before anything else.
+async fn callback(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    session: Session,
+    Query(query): Query<CallbackQuery>,
+) -> Result<Response, AppError> {
+    let pending: Option<PendingOAuth> = session.remove(OAUTH_SESSION_KEY).await?;
+    let valid = match (&pending, &query.state) {
+        (Some(p), Some(s)) => {
+            crate::crypto::constant_time_eq(&p.state, s) && p.user_id == ctx.user.id
+        }
+        _ => false,
+    };
+    let Some(pending) = pending.filter(|_| valid) else {
+        tracing::warn!(
+            user_id = ctx.user.id,
+            "Mailchimp callback with a missing, forged or used state"
+        );
+        return problem(
+            ctx,
+            StatusCode::BAD_REQUEST,
+            "This sign-in to Mailchimp cannot be used",
+            "It was not started from this console by you, or it was already used. Nothing was changed. \
+             Start again with Authenticate with Mailchimp."
+                .into(),
+            Some("/admin/export-destinations".into()),
+        );
+    };
+    let id = pending.destination_id;
+    let back = Some(setup_or_edit(&state, id).await?);
+    let destination = load(&state, &ctx.user, id).await?;
+    if query.error.is_some() || query.code.is_none() {
+        return problem(
+            ctx,
+            StatusCode::BAD_REQUEST,
+            "Mailchimp access was not granted",
+            "Mailchimp said access was denied, so the destination is not connected. You can try again.".into(),
+            back,
+        );
+    }
+    let code = query.code.unwrap_or_default();
+    let client = &state.mailchimp_client;
+    let token = match oauth::exchange(&state.mailchimp, client.http(), &code).await {
+        Ok(token) => token,
+        Err(err) => {
+            tracing::warn!(error = %err, "Mailchimp code exchange failed");
+            return problem(
+                ctx,
+                StatusCode::BAD_GATEWAY,
+                "Mailchimp did not complete the sign-in",
+                format!("{err}. Try again."),
+                back,
+            );
+        }
+    };
+    let metadata = match client.metadata(&state.mailchimp, &token).await {
+        Ok(m) => m,
+        Err(err) => {
+            return problem(
+                ctx,
+                StatusCode::BAD_GATEWAY,
+                "Mailchimp did not say which account this is",
+                format!("{err}."),
+                back,
+            );
+        }
+    };
+    let connection = Connection {
+        api_base: metadata.api_endpoint.clone(),
+        credential: Credential::OAuth(token.clone()),
+    };
+    match verify_audience(
+        &state,
+        &ctx,
+        &destination,
+        &connection,
+        &metadata.accountname,
+        "oauth",
+        &token,
+    )
+    .await?
+    {
+        Ok(()) => Ok(
+            Redirect::to(back.as_deref().unwrap_or("/admin/export-destinations")).into_response(),
+        ),
+        Err((status, title, message)) => problem(ctx, status, title, message, back),
+    }
+}
+
+async fn setup_or_edit(state: &AppState, id: i64) -> Result<String, AppError> {
+    let active = destinations::find(state.db.pool(), id)
+        .await?
+        .is_some_and(|d| d.active);
+    Ok(if active {
+        format!("/admin/export-destinations/{id}/edit")
+    } else {
+        format!("/admin/export-destinations/{id}/setup")
+    })
+}
+
+type Refusal = (StatusCode, &'static str, String);
+
+/// Reads the audience with the new credential; only then is the credential stored.
+async fn verify_audience(
+    state: &AppState,
+    ctx: &PageContext,
+    destination: &Destination,
+    connection: &Connection,
+    account: &str,
+    method: &str,
+    secret: &str,
+) -> Result<Result<(), Refusal>, AppError> {
+    let audience = match state
+        .mailchimp_client
+        .audience(connection, &destination.audience_id)
+        .await
+    {
+        Ok(audience) => audience,
+        Err(err) => {
+            let refusal = match err.kind {
+                ErrorKind::NotFound => (
+                    StatusCode::NOT_FOUND,
+                    "Mailchimp has no audience with this ID",
+                    format!(
+                        "The Mailchimp account {account} has no audience {}. Check the audience ID (in Mailchimp: \
+                         Audience > Settings > Audience name and defaults) and connect again.",
+                        destination.audience_id
+                    ),
+                ),
+                ErrorKind::Forbidden => (
+                    StatusCode::FORBIDDEN,
+                    "This Mailchimp account cannot use the audience",
+                    format!(
+                        "The account {account} may not use audience {}. Sign in to Mailchimp with the account that \
+                         owns the audience.",
+                        destination.audience_id
+                    ),
+                ),
+                ErrorKind::Unauthorized => (
+                    StatusCode::UNAUTHORIZED,
+                    "Mailchimp refused the credential",
+                    format!("{err}."),
+                ),
+                _ => (
+                    StatusCode::BAD_GATEWAY,
+                    "Mailchimp could not be reached",
+                    format!("{err}. Try again."),
+                ),
+            };
+            return Ok(Err(refusal));
+        }
+    };
+    let sealed = state.secret_key.seal(secret);
+    let mut tx = state.db.pool().begin().await?;
+    let auth = Authentication {
+        method,
+        credential_sealed: &sealed,
+        api_base: &connection.api_base,
+        account,
+        audience_name: &audience.name,
+        audience_members: audience.member_count,
+        by: ctx.user.id,
+    };
+    destinations::set_authentication(&mut *tx, destination.id, &auth).await?;
+    let details = format!(
+        "{method}: account {account}, audience “{}” ({})",
+        audience.name, audience.id
+    );
+    audit::record(
+        &mut *tx,
+        &actor(&ctx.user),
+        "authenticate",
+        Some(destination.id),
+        &destination.display_name,
+        &details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Ok(()))
+}
+
+#[derive(Deserialize)]
+struct ApiKeyInput {
+    #[serde(default)]
+    api_key: String,
+}
+
+/// The alternative to OAuth: a Mailchimp API key, checked against the audience.
+async fn use_api_key(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+    Form(input): Form<ApiKeyInput>,
+) -> Result<Response, AppError> {
+    let destination = load(&state, &ctx.user, id).await?;
+    let key = match ApiKey::parse(&input.api_key) {
+        Ok(key) => key,
+        Err(message) => return refuse_key(&state, message, ctx, destination).await,
+    };
+    let Some(api_base) = state.mailchimp.api_base_for_key(key.expose()) else {
+        return refuse_key(
+            &state,
+            "API key: it names no data centre.".into(),
+            ctx,
+            destination,
+        )
+        .await;
+    };
+    let connection = Connection {
+        api_base,
+        credential: Credential::ApiKey(key.expose().to_owned()),
+    };
+    let dc = key
+        .expose()
+        .rsplit('-')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    match verify_audience(
+        &state,
+        &ctx,
+        &destination,
+        &connection,
+        &format!("(API key, {dc})"),
+        "api_key",
+        key.expose(),
+    )
+    .await?
+    {
+        Ok(()) => Ok(Redirect::to(&setup_or_edit(&state, id).await?).into_response()),
+        Err((_, title, message)) => {
+            refuse_key(&state, format!("{title}. {message}"), ctx, destination).await
+        }
+    }
+}
+
+async fn refuse_key(
+    state: &AppState,
+    message: String,
+    ctx: PageContext,
+    destination: Destination,
+) -> Result<Response, AppError> {
+    let mut page = page(state, ctx, Some(destination)).await?;
+    page.key_error = Some(message);
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
+}
+
+#[derive(Deserialize)]
+struct PasswordInput {
+    #[serde(default)]
+    password: String,
+}
+
+/// Add yourself as export user: re-entering one's own password proves it is them.
+async fn export_user(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+    Form(input): Form<PasswordInput>,
+) -> Result<Response, AppError> {
+    let destination = load(&state, &ctx.user, id).await?;
+    let me = users::find_by_id(state.db.pool(), ctx.user.id)
+        .await?
+        .ok_or(AppError::SignInRequired { next: None })?;
+    if !state
+        .hasher
+        .verify(input.password, Some(me.password_hash))
+        .await
+    {
+        tracing::warn!(
+            user_id = me.id,
+            destination_id = id,
+            "export user: wrong password"
+        );
+        let mut page = page(&state, ctx, Some(destination)).await?;
+        page.password_error = Some("That is not your console password.".into());
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
+    }
+    let mut tx = state.db.pool().begin().await?;
+    destinations::set_export_user(&mut *tx, id, me.id).await?;
+    audit::record(
+        &mut *tx,
+        &actor(&ctx.user),
+        "export user",
+        Some(id),
+        &destination.display_name,
+        &format!("{} is the export user", me.email),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&setup_or_edit(&state, id).await?).into_response())
+}
+
+/// Discards a draft (its owner only).
+async fn discard(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    session: Session,
+    Path(id): Path<i64>,
+) -> Result<Redirect, AppError> {
+    let destination = load(&state, &user, id).await?;
+    if destination.active {
+        return Err(AppError::BadRequest(
+            "Only a draft can be discarded; remove a saved destination instead.".into(),
+        ));
+    }
+    let mut tx = state.db.pool().begin().await?;
+    destinations::delete(&mut tx, id).await?;
+    audit::record(
+        &mut *tx,
+        &actor(&user),
+        "discard draft",
+        Some(id),
+        &destination.display_name,
+        "",
+    )
+    .await?;
+    tx.commit().await?;
+    session::set_flash(
+        &session,
+        format!("Discarded the draft “{}”.", destination.display_name),
+    )
+    .await?;
+    Ok(Redirect::to("/admin/export-destinations"))
+}
