@@ -21,6 +21,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "image/svg+xml",
         include_str!("../../static/favicon.svg"),
     ),
+    (
+        "destinations.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/destinations.js"),
+    ),
 ];
 
 pub fn router() -> Router<AppState> {

@@ -349,3 +349,152 @@ async fn a_contributor_imports_profiles_and_builds_a_segment_with_the_rule_build
     screenshot(&browser, "08-segments").await;
     browser.close().await.unwrap();
 }
+
+async fn click_button(browser: &Client, text: &str) {
+    browser
+        .find(Locator::XPath(&format!(
+            "//button[normalize-space()='{text}'] | //a[normalize-space()='{text}']"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("no button {text:?}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn wait_for_text(browser: &Client, css: &str, text: &str) {
+    for _ in 0..100 {
+        if let Ok(element) = browser.find(Locator::Css(css)).await {
+            if element.text().await.unwrap_or_default().contains(text) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{css} never showed {text:?}: {}",
+        browser.source().await.unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and chromedriver; run with --ignored"]
+async fn an_administrator_clicks_through_the_whole_mailchimp_set_up() {
+    let app = spawn_app().await;
+    crate::wizard::seed(&app).await;
+    let audience = crate::wizard::audience(&app, "Newsletter subscribers");
+    let (_driver, browser) = start_browser().await;
+    sign_in(
+        &app,
+        &browser,
+        "ada@example.com",
+        export_destinations::domain::Role::Administrator,
+    )
+    .await;
+
+    // Admin > Export destinations > Mailchimp > Set up.
+    browser
+        .goto(&app.url("/admin/export-destinations"))
+        .await
+        .unwrap();
+    screenshot(&browser, "10-destinations-empty").await;
+    click_button(&browser, "Set up").await;
+    wait_for_path(&browser, "/admin/export-destinations/mailchimp/new").await;
+    fill(&browser, "display_name", "Newsletter export").await;
+    click(&browser, "input[name=consent]").await;
+    fill(&browser, "audience_id", &audience).await;
+    screenshot(&browser, "11-connect").await;
+    click_button(&browser, "Connect").await;
+    wait_for_text(&browser, "#authenticate h2", "Authenticate with Mailchimp").await;
+
+    // Authenticate with Mailchimp: the sandbox's consent page, then back.
+    click_button(&browser, "Authenticate with Mailchimp").await;
+    wait_for_text(
+        &browser,
+        "h1",
+        "Sandbox Mailchimp: allow export-destinations to access your account?",
+    )
+    .await;
+    screenshot(&browser, "12-mailchimp-consent").await;
+    click_button(&browser, "Allow").await;
+    wait_for_text(
+        &browser,
+        "#authenticate .ok",
+        "Connected to Sandbox Marketing",
+    )
+    .await;
+    screenshot(&browser, "13-authenticated").await;
+
+    // Add yourself as export user, then Next.
+    fill(&browser, "password", PASSWORD).await;
+    click_button(&browser, "Add yourself as export user").await;
+    wait_for_text(&browser, "#export-user .ok", "is the export user").await;
+    screenshot(&browser, "14-export-user").await;
+    click(&browser, "a#next").await;
+    wait_for_text(&browser, "main h2", "Data matching").await;
+
+    // Data matching, Add attribute, segments with a live total, Save.
+    select(&browser, "email_field", "EmailAddress").await;
+    select(&browser, "map_tag_0", "FNAME").await;
+    select(&browser, "map_field_0", "FirstName").await;
+    click_button(&browser, "Add attribute").await;
+    browser
+        .wait()
+        .for_element(Locator::Css("select[name=map_tag_1]"))
+        .await
+        .unwrap();
+    select(&browser, "email_field", "EmailAddress").await;
+    select(&browser, "map_tag_1", "LNAME").await;
+    select(&browser, "map_field_1", "LastName").await;
+    click(&browser, "input[name=segment]").await;
+    wait_for_text(
+        &browser,
+        "#segment-total",
+        "1 segment(s) chosen: up to 2 profiles.",
+    )
+    .await;
+    screenshot(&browser, "15-data-matching").await;
+    click_button(&browser, "Save").await;
+    wait_for_path(&browser, "/admin/export-destinations").await;
+    wait_for_text(&browser, "p.flash", "Saving does not run an export").await;
+    let row = text_of(&browser, "#destinations tbody tr").await;
+    assert!(
+        row.contains("Newsletter export") && row.contains("Newsletter subscribers"),
+        "{row}"
+    );
+    screenshot(&browser, "16-destination-saved").await;
+
+    // Edit, then remove.
+    browser
+        .find(Locator::LinkText("Edit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "main h2", "Data matching").await;
+    let name = browser
+        .find(Locator::Css("input[name=display_name]"))
+        .await
+        .unwrap();
+    name.clear().await.unwrap();
+    name.send_keys("Newsletter (Germany)").await.unwrap();
+    click_button(&browser, "Save").await;
+    wait_for_text(&browser, "#destinations tbody tr", "Newsletter (Germany)").await;
+    browser
+        .find(Locator::LinkText("Remove"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "h1", "Remove “Newsletter (Germany)”?").await;
+    screenshot(&browser, "17-remove").await;
+    click_button(&browser, "Remove").await;
+    wait_for_text(&browser, "p.flash", "Removed “Newsletter (Germany)”").await;
+    assert!(
+        browser.find(Locator::Css("#destinations")).await.is_err(),
+        "the list is empty again"
+    );
+    browser.close().await.unwrap();
+}

@@ -87,3 +87,41 @@ async fn static_assets_are_served_from_the_console_itself() {
         "nothing is loaded from another site"
     );
 }
+
+#[tokio::test]
+async fn every_static_file_a_template_names_is_served() {
+    fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for piece in text.split("/static/").skip(1) {
+                    let name: String = piece
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+                        .collect();
+                    found.push(name);
+                }
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/templates")),
+        &mut files,
+    );
+    files.sort();
+    files.dedup();
+    assert!(files.contains(&"destinations.js".to_owned()), "{files:?}");
+    let app = spawn_app().await;
+    for file in files.iter().filter(|f| *f != "sandbox.css") {
+        assert_eq!(
+            app.get(&format!("/static/{file}")).await.status(),
+            200,
+            "{file}"
+        );
+    }
+    assert_eq!(app.get("/sandbox/static/sandbox.css").await.status(), 200);
+}
