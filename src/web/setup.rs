@@ -87,6 +87,10 @@ struct SetupPage {
 }
 
 impl SetupPage {
+    fn is_active(&self) -> bool {
+        self.destination.as_ref().is_some_and(|d| d.active)
+    }
+
     fn connect_action(&self) -> String {
         match &self.destination {
             Some(d) => format!("/admin/export-destinations/{}/connect", d.id),

@@ -932,3 +932,47 @@ mod against_a_fake_mailchimp {
         );
     }
 }
+
+#[tokio::test]
+async fn a_merge_field_the_audience_lacks_can_be_created_from_the_configure_page() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let setup = connect(&app, "Tiers", &audience(&app, "Customers")).await;
+    authenticate(&app, &setup).await;
+    wizard::add_export_user(&app, &setup).await;
+    let id = id_of(&setup);
+    let configure = format!("/admin/export-destinations/{id}/configure");
+    let response = app
+        .post_form(
+            &configure,
+            &format!("/admin/export-destinations/{id}/merge-fields"),
+            &[("name", "Loyalty tier"), ("kind", "text")],
+        )
+        .await;
+    assert_eq!(location(&response), configure);
+    let page = app.get_html(&configure).await;
+    assert!(
+        page.contains("Created the merge field LOYALTYTIE (Loyalty tier) in the audience."),
+        "{page}"
+    );
+    assert!(
+        page.contains("Loyalty tier (LOYALTYTIE)"),
+        "it is offered for Add attribute"
+    );
+}
+
+#[tokio::test]
+async fn the_setup_page_of_a_saved_destination_does_not_offer_another_audience() {
+    let app = spawn_app().await;
+    let segment = seed(&app).await;
+    app.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let id = wizard::complete(&app, segment).await;
+    let page = app
+        .get_html(&format!("/admin/export-destinations/{id}/setup"))
+        .await;
+    assert!(page.contains("Changing the audience means a new"));
+    assert!(!page.contains("name=\"audience_id\""));
+    assert!(page.contains("Authenticate again"));
+}
