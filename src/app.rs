@@ -34,6 +34,8 @@ pub struct AppState {
     pub mailchimp_client: mailchimp::client::Client,
     /// The built-in sandbox, when no Mailchimp OAuth app is configured.
     pub sandbox: Option<Sandbox>,
+    /// Executes export runs (the worker in this process uses the same engine).
+    pub engine: crate::export::Engine,
 }
 
 /// A console ready to serve: bound, migrated, with its state.
@@ -79,11 +81,17 @@ impl App {
             )));
         let (mailchimp, sandbox) = mailchimp_endpoints(&settings, &public_url)?;
         let state = AppState {
-            db,
+            db: db.clone(),
             hasher,
-            secret_key,
+            secret_key: secret_key.clone(),
             settings: Arc::new(settings),
             public_url,
+            engine: crate::export::Engine {
+                db: db.clone(),
+                key: secret_key.clone(),
+                client: mailchimp::client::Client::new(),
+                limiters: crate::export::Limiters::default(),
+            },
             mailchimp,
             mailchimp_client: mailchimp::client::Client::new(),
             sandbox,
@@ -118,6 +126,8 @@ impl App {
                 .clone()
                 .continuously_delete_expired(tokio::time::Duration::from_secs(3600)),
         );
+        let worker =
+            tokio::spawn(crate::export::worker::Worker::new(self.state.engine.clone()).run());
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -125,6 +135,8 @@ impl App {
             .with_graceful_shutdown(shutdown_signal())
             .await;
         cleanup.abort();
+        // A run cut short here keeps its lease until it expires; then any worker resumes it.
+        worker.abort();
         tracing::info!("console stopped");
         served.context("serving HTTP")
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod export;
 pub mod mailchimp;
 pub mod profiles;
 pub mod sandbox;

@@ -26,6 +26,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../static/destinations.js"),
     ),
+    (
+        "run.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/run.js"),
+    ),
 ];
 
 pub fn router() -> Router<AppState> {

@@ -32,6 +32,8 @@ pub fn admin_router() -> Router<AppState> {
 struct Row {
     destination: Destination,
     created: String,
+    last_status: String,
+    last_export: String,
 }
 
 #[derive(Template)]
@@ -45,12 +47,22 @@ struct DestinationsPage {
 }
 
 async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
+    let latest = crate::store::runs::latest_finished(state.db.pool()).await?;
     let (active, drafts): (Vec<_>, Vec<_>) = destinations::list(state.db.pool())
         .await?
         .into_iter()
-        .map(|d| Row {
-            created: format::timestamp(d.created_at),
-            destination: d,
+        .map(|d| {
+            let last = latest.iter().find(|(id, _, _)| *id == d.id);
+            Row {
+                created: format::timestamp(d.created_at),
+                last_status: last
+                    .map(|(_, s, _)| capitalise(s))
+                    .unwrap_or_else(|| "Ready".into()),
+                last_export: last
+                    .map(|(_, _, at)| format::timestamp(*at))
+                    .unwrap_or_else(|| "Never".into()),
+                destination: d,
+            }
         })
         .partition(|r| r.destination.active);
     // A draft is its owner's business until it is saved.
@@ -65,6 +77,14 @@ async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Respons
         drafts,
     };
     Ok(render(&page)?.into_response())
+}
+
+fn capitalise(status: &str) -> String {
+    let mut chars = status.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 #[derive(Template)]

@@ -11,6 +11,7 @@ pub mod format;
 mod health;
 pub mod page;
 mod profiles;
+mod runs;
 mod segments;
 mod setup;
 mod users;
@@ -54,6 +55,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(profiles::router())
         .merge(segments::router())
         .merge(destinations::router())
+        .merge(runs::router())
         .merge(administrators)
         .route_layer(from_fn_with_state(state.clone(), require_sign_in));
     let pages = Router::new()

@@ -4,6 +4,7 @@
 mod browser;
 mod csrf;
 mod destinations;
+mod exports;
 mod first_admin;
 mod health;
 mod helpers;

@@ -1,0 +1,112 @@
+//! The background worker: claims queued runs (or runs whose holder's lease expired) and
+//! executes them, renewing its lease while it works. Two console processes on one
+//! PostgreSQL never execute the same run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use crate::export::Engine;
+use crate::store::runs::{self, RunStatus};
+
+/// How long a claim holds without a heartbeat.
+pub const LEASE_MS: i64 = 60_000;
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub struct Worker {
+    engine: Engine,
+    owner: String,
+}
+
+impl Worker {
+    pub fn new(engine: Engine) -> Self {
+        let owner = format!("worker-{}", &crate::crypto::random_token()[..12]);
+        Self { engine, owner }
+    }
+
+    /// Claims and executes one run; None when there was nothing to do.
+    pub async fn try_execute_next(&self) -> anyhow::Result<Option<i64>> {
+        let pool = self.engine.db.pool();
+        let Some(run) = runs::claim_next(pool, &self.owner, LEASE_MS).await? else {
+            return Ok(None);
+        };
+        let run_id = run.id;
+        let span = tracing::info_span!(
+            "export run",
+            run_id = run.id,
+            destination_id = run.destination_id
+        );
+        self.execute(run).instrument(span).await?;
+        Ok(Some(run_id))
+    }
+
+    async fn execute(&self, run: runs::Run) -> anyhow::Result<()> {
+        let pool = self.engine.db.pool();
+        tracing::info!("export run started");
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let (pool, owner, lost, id) = (pool.clone(), self.owner.clone(), lost.clone(), run.id);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    match runs::heartbeat(&pool, id, &owner, LEASE_MS).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lost.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        Err(err) => tracing::warn!(error = %err, "renewing the run's lease"),
+                    }
+                }
+            })
+        };
+        let result = self.engine.execute(&run, &lost).await;
+        heartbeat.abort();
+        match result {
+            Ok(outcome) => {
+                runs::finish(pool, run.id, outcome.status, outcome.message.as_deref()).await?;
+                tracing::info!(status = outcome.status.as_str(), "export run finished");
+            }
+            Err(err) if lost.load(Ordering::Relaxed) => {
+                tracing::warn!(error = %err, "export run lost its lease; another worker resumes it");
+            }
+            Err(err) => {
+                tracing::error!(error = format!("{err:#}"), "export run failed");
+                runs::finish(
+                    pool,
+                    run.id,
+                    RunStatus::Failure,
+                    Some(&format!("The export stopped: {err}")),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Works until the process stops, polling for runs when idle.
+    pub async fn run(self) {
+        loop {
+            match self.try_execute_next().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => tokio::time::sleep(Duration::from_millis(250)).await,
+                Err(err) => {
+                    tracing::error!(error = format!("{err:#}"), "the export worker hit an error");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+
+    /// Runs until no run is waiting (for tests and the command line).
+    pub async fn drain(&self) -> anyhow::Result<usize> {
+        let mut done = 0;
+        while self.try_execute_next().await?.is_some() {
+            done += 1;
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,90 @@
+//! What each destination last put into Mailchimp, per address: the delta's memory, and
+//! the record of contacts Mailchimp refused for good.
+
+use std::collections::HashMap;
+
+use futures::TryStreamExt;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use crate::db::now_millis;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub customer_id: String,
+    pub email: String,
+    pub content_hash: String,
+    pub status: String,
+    pub tags: Vec<String>,
+    pub permanent_skip: Option<String>,
+}
+
+/// Every entry of a destination, by subscriber hash.
+pub async fn load(pool: &AnyPool, destination_id: i64) -> sqlx::Result<HashMap<String, Entry>> {
+    let mut rows = sqlx::query(
+        "SELECT email_hash, customer_id, email, content_hash, status, tags, permanent_skip FROM export_ledger WHERE destination_id = $1",
+    )
+    .bind(destination_id)
+    .fetch(pool);
+    let mut entries = HashMap::new();
+    while let Some(row) = rows.try_next().await? {
+        let tags: String = row.try_get("tags")?;
+        entries.insert(
+            row.try_get("email_hash")?,
+            Entry {
+                customer_id: row.try_get("customer_id")?,
+                email: row.try_get("email")?,
+                content_hash: row.try_get("content_hash")?,
+                status: row.try_get("status")?,
+                tags: serde_json::from_str(&tags).unwrap_or_default(),
+                permanent_skip: row.try_get("permanent_skip")?,
+            },
+        );
+    }
+    Ok(entries)
+}
+
+/// Writes entries (one statement per chunk).
+pub async fn upsert(
+    conn: &mut AnyConnection,
+    destination_id: i64,
+    entries: &[(String, Entry)],
+) -> sqlx::Result<()> {
+    let now = now_millis();
+    for chunk in entries.chunks(150) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                let b = i * 7;
+                format!(
+                    "($1, ${}, ${}, ${}, ${}, ${}, ${}, ${}, $2)",
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO export_ledger (destination_id, email_hash, customer_id, email, content_hash, status, tags, permanent_skip, updated_at) \
+             VALUES {values} ON CONFLICT (destination_id, email_hash) DO UPDATE SET customer_id = excluded.customer_id, email = excluded.email, \
+             content_hash = excluded.content_hash, status = excluded.status, tags = excluded.tags, \
+             permanent_skip = excluded.permanent_skip, updated_at = excluded.updated_at"
+        );
+        let mut query = sqlx::query(&sql).bind(destination_id).bind(now);
+        for (hash, entry) in chunk {
+            query = query
+                .bind(hash)
+                .bind(&entry.customer_id)
+                .bind(&entry.email)
+                .bind(&entry.content_hash)
+                .bind(&entry.status)
+                .bind(serde_json::to_string(&entry.tags).unwrap_or_else(|_| "[]".into()))
+                .bind(entry.permanent_skip.as_deref());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! Per-member results of export runs, for the CSV a person downloads.
+
+use futures::Stream;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberResult {
+    pub customer_id: String,
+    pub email: String,
+    pub outcome: &'static str,
+    pub title: String,
+    pub detail: String,
+}
+
+pub async fn insert(
+    conn: &mut AnyConnection,
+    run_id: i64,
+    results: &[MemberResult],
+) -> sqlx::Result<()> {
+    for chunk in results.chunks(200) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "($1, ${}, ${}, ${}, ${}, ${})",
+                    i * 5 + 2,
+                    i * 5 + 3,
+                    i * 5 + 4,
+                    i * 5 + 5,
+                    i * 5 + 6
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO export_results (run_id, customer_id, email, outcome, title, detail) VALUES {values}"
+        );
+        let mut query = sqlx::query(&sql).bind(run_id);
+        for r in chunk {
+            query = query
+                .bind(&r.customer_id)
+                .bind(&r.email)
+                .bind(r.outcome)
+                .bind(&r.title)
+                .bind(&r.detail);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A run's results as rows of (customer ID, email, outcome, title, detail).
+pub fn stream(pool: &AnyPool, run_id: i64) -> impl Stream<Item = sqlx::Result<[String; 5]>> + '_ {
+    use futures::StreamExt;
+    sqlx::query("SELECT customer_id, email, outcome, title, detail FROM export_results WHERE run_id = $1 ORDER BY customer_id")
+        .bind(run_id)
+        .fetch(pool)
+        .map(|row| {
+            let row = row?;
+            Ok([row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?])
+        })
+}
+
+/// Customer IDs that already have a result in this run (a resumed run does not repeat them).
+pub async fn recorded(
+    pool: &AnyPool,
+    run_id: i64,
+) -> sqlx::Result<std::collections::HashSet<String>> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT customer_id FROM export_results WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?;
+    Ok(ids.into_iter().collect())
+}

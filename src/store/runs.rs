@@ -1,0 +1,322 @@
+//! Export runs: queued, claimed under a lease, counted as they go, finished.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use crate::db::now_millis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    Processing,
+    Successful,
+    Skipped,
+    Failure,
+    Canceled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Processing => "processing",
+            RunStatus::Successful => "successful",
+            RunStatus::Skipped => "skipped",
+            RunStatus::Failure => "failure",
+            RunStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "Queued",
+            RunStatus::Processing => "Processing",
+            RunStatus::Successful => "Successful",
+            RunStatus::Skipped => "Skipped",
+            RunStatus::Failure => "Failure",
+            RunStatus::Canceled => "Canceled",
+        }
+    }
+
+    fn parse(raw: &str) -> Self {
+        match raw {
+            "queued" => RunStatus::Queued,
+            "processing" => RunStatus::Processing,
+            "successful" => RunStatus::Successful,
+            "skipped" => RunStatus::Skipped,
+            "canceled" => RunStatus::Canceled,
+            _ => RunStatus::Failure,
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Processing)
+    }
+}
+
+/// Counts a run adds up as it goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub total: i64,
+    pub sent: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub skipped: i64,
+    pub failed: i64,
+    pub tag_changes: i64,
+    pub calls: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub id: i64,
+    pub destination_id: i64,
+    pub status: RunStatus,
+    pub full_resync: bool,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub cancel_requested: bool,
+    pub counters: Counters,
+    pub message: Option<String>,
+}
+
+const COLUMNS: &str = "id, destination_id, status, full_resync, created_at, started_at, finished_at, cancel_requested, \
+    total, sent, created, updated, unchanged, skipped, failed, tag_changes, calls, message";
+
+fn from_row(row: AnyRow) -> sqlx::Result<Run> {
+    let status: String = row.try_get("status")?;
+    Ok(Run {
+        id: row.try_get("id")?,
+        destination_id: row.try_get("destination_id")?,
+        status: RunStatus::parse(&status),
+        full_resync: row.try_get::<i64, _>("full_resync")? != 0,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        counters: Counters {
+            total: row.try_get("total")?,
+            sent: row.try_get("sent")?,
+            created: row.try_get("created")?,
+            updated: row.try_get("updated")?,
+            unchanged: row.try_get("unchanged")?,
+            skipped: row.try_get("skipped")?,
+            failed: row.try_get("failed")?,
+            tag_changes: row.try_get("tag_changes")?,
+            calls: row.try_get("calls")?,
+        },
+        message: row.try_get("message")?,
+    })
+}
+
+/// Queues a run, unless the destination already has one queued or in progress: then a
+/// Skipped run records the attempt. Returns the new run's id and status.
+pub async fn enqueue(
+    conn: &mut AnyConnection,
+    destination_id: i64,
+    full: bool,
+    by: Option<i64>,
+) -> sqlx::Result<(i64, RunStatus)> {
+    let busy: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM export_runs WHERE destination_id = $1 AND status IN ('queued', 'processing')",
+    )
+    .bind(destination_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let now = now_millis();
+    let (status, message, finished) = if busy > 0 {
+        (
+            RunStatus::Skipped,
+            Some("Another export of this destination was still queued or running."),
+            Some(now),
+        )
+    } else {
+        (RunStatus::Queued, None, None)
+    };
+    let id = sqlx::query_scalar(
+        "INSERT INTO export_runs (destination_id, status, full_resync, requested_by, created_at, finished_at, message) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(destination_id)
+    .bind(status.as_str())
+    .bind(i64::from(full))
+    .bind(by)
+    .bind(now)
+    .bind(finished)
+    .bind(message)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((id, status))
+}
+
+pub async fn find<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> sqlx::Result<Option<Run>> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM export_runs WHERE id = $1"))
+        .bind(id)
+        .try_map(from_row)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn for_destination<'e>(
+    db: impl Executor<'e, Database = Any>,
+    destination_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Run>> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM export_runs WHERE destination_id = $1 ORDER BY id DESC LIMIT $2"
+    ))
+    .bind(destination_id)
+    .bind(limit)
+    .try_map(from_row)
+    .fetch_all(db)
+    .await
+}
+
+/// Claims the oldest queued run, or one whose holder's lease ran out (a crashed worker).
+pub async fn claim_next<'e>(
+    db: impl Executor<'e, Database = Any>,
+    owner: &str,
+    lease_ms: i64,
+) -> sqlx::Result<Option<Run>> {
+    let now = now_millis();
+    // The outer condition repeats the inner one: of two workers racing for a run, the
+    // second re-checks it after the first's update and claims nothing.
+    sqlx::query(&format!(
+        "UPDATE export_runs SET status = 'processing', lease_owner = $1, lease_expires_at = $2, \
+         started_at = COALESCE(started_at, $3) \
+         WHERE id = (SELECT id FROM export_runs WHERE status = 'queued' \
+                     OR (status = 'processing' AND lease_expires_at < $3) ORDER BY id LIMIT 1) \
+           AND (status = 'queued' OR (status = 'processing' AND lease_expires_at < $3)) \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(owner)
+    .bind(now + lease_ms)
+    .bind(now)
+    .try_map(from_row)
+    .fetch_optional(db)
+    .await
+}
+
+/// Extends the lease; false when the run is no longer this worker's.
+pub async fn heartbeat<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    owner: &str,
+    lease_ms: i64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE export_runs SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'processing'",
+    )
+    .bind(now_millis() + lease_ms)
+    .bind(id)
+    .bind(owner)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn add<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    delta: &Counters,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE export_runs SET total = total + $1, sent = sent + $2, created = created + $3, updated = updated + $4, \
+         unchanged = unchanged + $5, skipped = skipped + $6, failed = failed + $7, tag_changes = tag_changes + $8, \
+         calls = calls + $9 WHERE id = $10",
+    )
+    .bind(delta.total)
+    .bind(delta.sent)
+    .bind(delta.created)
+    .bind(delta.updated)
+    .bind(delta.unchanged)
+    .bind(delta.skipped)
+    .bind(delta.failed)
+    .bind(delta.tag_changes)
+    .bind(delta.calls)
+    .bind(id)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// Starts the counts afresh (a resumed run recounts from its plan).
+pub async fn reset_counters<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE export_runs SET total = 0, sent = 0, created = 0, updated = 0, unchanged = 0, skipped = 0, failed = 0, \
+         tag_changes = 0, calls = 0 WHERE id = $1",
+    )
+    .bind(id)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+pub async fn finish<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    status: RunStatus,
+    message: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE export_runs SET status = $1, message = $2, finished_at = $3, lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = $4",
+    )
+    .bind(status.as_str())
+    .bind(message)
+    .bind(now_millis())
+    .bind(id)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// Asks a run to stop; a queued run stops at once.
+pub async fn request_cancel<'e, E>(db: E, id: i64) -> sqlx::Result<()>
+where
+    E: Executor<'e, Database = Any> + Copy,
+{
+    sqlx::query("UPDATE export_runs SET cancel_requested = 1 WHERE id = $1 AND status IN ('queued', 'processing')")
+        .bind(id)
+        .execute(db)
+        .await?;
+    sqlx::query(
+        "UPDATE export_runs SET status = 'canceled', finished_at = $1, message = 'Canceled before it started.' \
+         WHERE id = $2 AND status = 'queued'",
+    )
+    .bind(now_millis())
+    .bind(id)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+pub async fn cancel_requested<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<bool> {
+    let flag: i64 = sqlx::query_scalar("SELECT cancel_requested FROM export_runs WHERE id = $1")
+        .bind(id)
+        .fetch_one(db)
+        .await?;
+    Ok(flag != 0)
+}
+
+/// The latest finished run of each destination (a Skipped request does not count):
+/// (destination id, status, finished at).
+pub async fn latest_finished<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<Vec<(i64, String, i64)>> {
+    sqlx::query_as(
+        "SELECT r.destination_id, r.status, r.finished_at FROM export_runs r \
+         WHERE r.id = (SELECT MAX(id) FROM export_runs x WHERE x.destination_id = r.destination_id \
+           AND x.finished_at IS NOT NULL AND x.status <> 'skipped')",
+    )
+    .fetch_all(db)
+    .await
+}

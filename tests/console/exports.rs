@@ -1,0 +1,715 @@
+use std::time::Duration;
+
+use export_destinations::domain::Role;
+use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
+use export_destinations::sandbox::SandboxConfig;
+use export_destinations::sandbox::standalone::RunningSandbox;
+use export_destinations::store::destinations::{self, Authentication, Configuration, FieldMapping};
+use export_destinations::store::runs::{self, Run, RunStatus};
+use export_destinations::store::segments::{self, Definition};
+use serde_json::Value;
+
+use crate::helpers::{TestApp, location, spawn_app_with};
+
+/// A console whose Mailchimp is a standalone sandbox (reached by API key), so that the
+/// sandbox's limits and faults can be set per test.
+struct World {
+    app: TestApp,
+    sandbox: export_destinations::sandbox::Sandbox,
+    sandbox_base: String,
+    audience: String,
+    key: String,
+}
+
+async fn world(config: SandboxConfig) -> World {
+    let running = RunningSandbox::bind(config, "127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let sandbox = running.sandbox.clone();
+    let sandbox_base = format!("http://{}", running.addr);
+    tokio::spawn(running.serve(std::future::pending()));
+    let (key, audience) = {
+        let store = sandbox.store();
+        let key = store.api_keys.keys().next().unwrap().clone();
+        let audience = store
+            .audiences
+            .values()
+            .find(|a| a.name == "Newsletter subscribers")
+            .unwrap()
+            .id
+            .clone();
+        (key, audience)
+    };
+    let base = sandbox_base.clone();
+    let app = spawn_app_with(move |settings| {
+        settings.mailchimp = export_destinations::config::MailchimpSettings {
+            app: Some(export_destinations::mailchimp::OAuthApp {
+                client_id: "unused".into(),
+                client_secret: "unused".into(),
+            }),
+            oauth_base_url: Some(base.parse().unwrap()),
+            api_base_template: Some(base.clone()),
+        };
+    })
+    .await;
+    World {
+        app,
+        sandbox,
+        sandbox_base,
+        audience,
+        key,
+    }
+}
+
+async fn import(app: &TestApp, csv: &str) {
+    export_destinations::profiles::import::import_reader(
+        &app.state.db,
+        std::io::Cursor::new(csv.as_bytes().to_vec()),
+        "people.csv",
+        Default::default(),
+        None,
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+}
+
+async fn segment(app: &TestApp, name: &str, field: &str, value: &str) -> i64 {
+    let rules = SegmentRules {
+        match_: Match::All,
+        conditions: vec![Condition {
+            field: field.into(),
+            op: Operator::Equals,
+            value: value.into(),
+        }],
+    };
+    segments::create(app.state.db.pool(), name, &Definition::Rules(rules))
+        .await
+        .unwrap()
+}
+
+async fn refresh(app: &TestApp) {
+    export_destinations::segments::refresh(&app.state.db, None)
+        .await
+        .unwrap();
+}
+
+/// A saved destination for the sandbox audience, made through the stores.
+async fn destination(w: &World, segment_ids: &[i64], status: &str) -> i64 {
+    let pool = w.app.state.db.pool();
+    let owner = w
+        .app
+        .create_user(
+            &format!("owner{}@example.com", segment_ids.len()),
+            Role::Administrator,
+        )
+        .await;
+    let id = destinations::create_draft(pool, "Newsletter", &w.audience, owner, "v")
+        .await
+        .unwrap();
+    let sealed = w.app.state.secret_key.seal(&w.key);
+    let auth = Authentication {
+        method: "api_key",
+        credential_sealed: &sealed,
+        api_base: &w.sandbox_base,
+        account: "Sandbox",
+        audience_name: "Newsletter subscribers",
+        audience_members: 0,
+        by: owner,
+    };
+    destinations::set_authentication(pool, id, &auth)
+        .await
+        .unwrap();
+    destinations::set_export_user(pool, id, owner)
+        .await
+        .unwrap();
+    let mappings = [FieldMapping {
+        tag: "FNAME".into(),
+        field: "FirstName".into(),
+    }];
+    let config = Configuration {
+        display_name: "Newsletter",
+        email_field: "Email",
+        field_mappings: &mappings,
+        segment_ids,
+        new_member_status: status,
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    destinations::save_configuration(&mut conn, id, &config)
+        .await
+        .unwrap();
+    id
+}
+
+/// Queues a run and waits for the console's worker to finish it.
+async fn export(w: &World, destination: i64, full: bool) -> Run {
+    let mut conn = w.app.state.db.pool().acquire().await.unwrap();
+    let (id, _) = runs::enqueue(&mut conn, destination, full, None)
+        .await
+        .unwrap();
+    drop(conn);
+    wait(w, id).await
+}
+
+async fn wait(w: &World, id: i64) -> Run {
+    for _ in 0..1200 {
+        let run = runs::find(w.app.state.db.pool(), id)
+            .await
+            .unwrap()
+            .unwrap();
+        if run.status.is_finished() {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run = runs::find(w.app.state.db.pool(), id)
+        .await
+        .unwrap()
+        .unwrap();
+    panic!("run {id} did not finish: {run:?}");
+}
+
+/// The sandbox audience as (email, status, FNAME, tags).
+fn audience(w: &World) -> Vec<(String, String, String, Vec<String>)> {
+    let store = w.sandbox.store();
+    let list = &store.audiences[&w.audience];
+    let mut members: Vec<_> = list
+        .members
+        .values()
+        .map(|m| {
+            let mut tags: Vec<String> = list.tag_names(m).into_iter().map(|(_, n)| n).collect();
+            tags.sort();
+            (
+                m.email_address.to_lowercase(),
+                m.status.as_str().to_owned(),
+                m.merge_fields
+                    .get("FNAME")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                tags,
+            )
+        })
+        .collect();
+    members.sort();
+    members
+}
+
+fn writes(w: &World, email: &str) -> u64 {
+    let store = w.sandbox.store();
+    store.audiences[&w.audience].members[&export_destinations::domain::subscriber_hash(email)]
+        .writes
+}
+
+const PEOPLE: &str = "CustomerId,FirstName,Email,Country\n\
+                      P1,Ada,ada@northwind.io,Germany\n\
+                      P2,Bob,bob@fabrikam.io,France\n\
+                      P3,Zoë,zoe@northwind.io,Germany\n\
+                      P4,Nobody,,Germany\n\
+                      P5,Broken,not-an-address,Germany\n\
+                      P6,Ada Again,ADA@northwind.io,Germany\n";
+
+#[tokio::test]
+async fn a_first_export_puts_segment_members_into_the_audience_tagged_and_reports_bad_rows() {
+    let w = world(SandboxConfig::default()).await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    let run = export(&w, id, false).await;
+    assert_eq!(run.status, RunStatus::Successful, "{:?}", run.message);
+    assert_eq!(
+        (
+            run.counters.total,
+            run.counters.created,
+            run.counters.skipped
+        ),
+        (5, 2, 3)
+    );
+    let tags = vec!["Germany".to_owned(), "export-destinations".to_owned()];
+    assert_eq!(
+        audience(&w),
+        vec![
+            (
+                "ada@northwind.io".into(),
+                "subscribed".into(),
+                "Ada".into(),
+                tags.clone()
+            ),
+            (
+                "zoe@northwind.io".into(),
+                "subscribed".into(),
+                "Zoë".into(),
+                tags
+            ),
+        ]
+    );
+    // The per-member CSV tells the truth about every member.
+    w.app.signed_in_as("viewer@example.com", Role::Viewer).await;
+    let csv = w
+        .app
+        .get(&format!("/admin/export-runs/{}/members.csv", run.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.starts_with("customer_id,email,outcome,title,detail\n"));
+    assert!(csv.contains("P1,ada@northwind.io,created,,"));
+    assert!(csv.contains("P4,,skipped,No email address,"));
+    assert!(csv.contains("P5,not-an-address,skipped,Invalid email address,"));
+    assert!(csv.contains(
+        "P6,ADA@northwind.io,skipped,Repeated email address,Customer P1 has the same address"
+    ));
+}
+
+#[tokio::test]
+async fn a_second_export_sends_nothing_and_a_changed_member_is_sent() {
+    let w = world(SandboxConfig::default()).await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    export(&w, id, false).await;
+    let calls_before = w
+        .sandbox
+        .stats()
+        .calls_by_route
+        .get("POST /lists/{list_id}")
+        .copied()
+        .unwrap_or(0);
+    let second = export(&w, id, false).await;
+    assert_eq!(second.status, RunStatus::Successful);
+    assert_eq!(
+        (
+            second.counters.sent,
+            second.counters.unchanged,
+            second.counters.tag_changes
+        ),
+        (0, 2, 0)
+    );
+    let calls_after = w
+        .sandbox
+        .stats()
+        .calls_by_route
+        .get("POST /lists/{list_id}")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(calls_before, calls_after, "no batch was sent");
+    assert_eq!(writes(&w, "ada@northwind.io"), 1);
+
+    import(&w.app, "CustomerId,FirstName\nP1,Augusta\n").await;
+    let third = export(&w, id, false).await;
+    assert_eq!(
+        (
+            third.counters.sent,
+            third.counters.updated,
+            third.counters.unchanged
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(audience(&w)[0].2, "Augusta");
+    assert_eq!(
+        writes(&w, "zoe@northwind.io"),
+        1,
+        "the unchanged member was not sent again"
+    );
+
+    let full = export(&w, id, true).await;
+    assert_eq!(full.counters.sent, 2, "a full resync sends everyone");
+}
+
+#[tokio::test]
+async fn a_member_who_leaves_a_segment_loses_its_tag_but_stays_owned() {
+    let w = world(SandboxConfig::default()).await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    export(&w, id, false).await;
+    import(&w.app, "CustomerId,Country\nP3,France\n").await;
+    refresh(&w.app).await;
+    let run = export(&w, id, false).await;
+    assert_eq!(run.status, RunStatus::Successful);
+    assert_eq!(run.counters.tag_changes, 1, "{run:?}");
+    let members = audience(&w);
+    assert_eq!(members[1].0, "zoe@northwind.io");
+    assert_eq!(
+        members[1].3,
+        vec!["export-destinations".to_owned()],
+        "Germany tag removed"
+    );
+    assert_eq!(
+        members[0].3,
+        vec!["Germany".to_owned(), "export-destinations".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn unsubscribed_and_cleaned_contacts_are_never_subscribed_again() {
+    let w = world(SandboxConfig::default()).await;
+    // Already in the audience before the console's first export.
+    {
+        let client = reqwest::Client::new();
+        let body = serde_json::json!({ "members": [
+            { "email_address": "ada@northwind.io", "status": "unsubscribed" },
+            { "email_address": "zoe@northwind.io", "status": "cleaned" }
+        ]});
+        client
+            .post(format!("{}/3.0/lists/{}", w.sandbox_base, w.audience))
+            .basic_auth("x", Some(&w.key))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    }
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    let run = export(&w, id, false).await;
+    assert_eq!(run.status, RunStatus::Successful);
+    let members = audience(&w);
+    assert_eq!(members[0].1, "unsubscribed");
+    assert_eq!(members[1].1, "cleaned");
+    assert_eq!(
+        members[0].2, "Ada",
+        "their fields are kept up to date, their status is not touched"
+    );
+
+    // Someone unsubscribes after being exported: the next export sends their old status,
+    // Mailchimp refuses it, and the console never tries again.
+    let w2 = world(SandboxConfig::default()).await;
+    import(&w2.app, PEOPLE).await;
+    let germany = segment(&w2.app, "Germany", "Country", "Germany").await;
+    refresh(&w2.app).await;
+    let id = destination(&w2, &[germany], "subscribed").await;
+    export(&w2, id, false).await;
+    {
+        let mut store = w2.sandbox.store();
+        let list = store.audiences.get_mut(&w2.audience).unwrap();
+        let member = list
+            .members
+            .get_mut(&export_destinations::domain::subscriber_hash(
+                "ada@northwind.io",
+            ))
+            .unwrap();
+        member.status = export_destinations::domain::MemberStatus::Unsubscribed;
+    }
+    import(&w2.app, "CustomerId,FirstName\nP1,Augusta\n").await;
+    let run = export(&w2, id, false).await;
+    assert_eq!(audience(&w2)[0].1, "unsubscribed");
+    assert_eq!(run.counters.skipped, 3 + 1);
+    let writes_before = writes(&w2, "ada@northwind.io");
+    import(&w2.app, "CustomerId,FirstName\nP1,Ada\n").await;
+    let run = export(&w2, id, false).await;
+    assert_eq!(
+        writes(&w2, "ada@northwind.io"),
+        writes_before,
+        "not retried"
+    );
+    w2.app
+        .signed_in_as("viewer@example.com", Role::Viewer)
+        .await;
+    let csv = w2
+        .app
+        .get(&format!("/admin/export-runs/{}/members.csv", run.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.contains("P1,ada@northwind.io,skipped,Member In Compliance State"),
+        "{csv}"
+    );
+}
+
+#[tokio::test]
+async fn new_members_get_the_destinations_status() {
+    let w = world(SandboxConfig::default()).await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "pending").await;
+    export(&w, id, false).await;
+    assert!(audience(&w).iter().all(|m| m.1 == "pending"));
+}
+
+#[tokio::test]
+async fn with_faults_injected_the_audience_still_ends_exactly_right() {
+    let w = world(SandboxConfig {
+        fault_rate: 0.05,
+        seed: 3,
+        hang: Duration::from_millis(300),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let mut csv = String::from("CustomerId,FirstName,Email,Country\n");
+    for i in 0..10000 {
+        csv.push_str(&format!(
+            "C{i},Name{i},person{i}@northwind.io,{}\n",
+            if i % 3 == 0 { "Germany" } else { "France" }
+        ));
+    }
+    import(&w.app, &csv).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    let france = segment(&w.app, "France", "Country", "France").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany, france], "subscribed").await;
+    let mut run = export(&w, id, false).await;
+    // A call that failed after every retry leaves its members for the next export.
+    for _ in 0..3 {
+        if run.counters.failed == 0 && run.status == RunStatus::Successful {
+            break;
+        }
+        run = export(&w, id, false).await;
+    }
+    assert_eq!(run.status, RunStatus::Successful, "{:?}", run.message);
+    assert!(
+        w.sandbox.stats().faults_injected > 0,
+        "faults were injected"
+    );
+    let members = audience(&w);
+    assert_eq!(members.len(), 10000);
+    for (email, status, _, tags) in &members {
+        let i: usize = email
+            .trim_start_matches("person")
+            .split('@')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let expected = if i % 3 == 0 { "Germany" } else { "France" };
+        assert_eq!(status, "subscribed");
+        assert_eq!(
+            tags,
+            &vec![expected.to_owned(), "export-destinations".to_owned()],
+            "{email}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_ten_connections_and_latency_the_exporter_never_trips_a_429() {
+    let w = world(SandboxConfig {
+        max_connections: 10,
+        latency: Duration::from_millis(40),
+        per_member: Duration::from_micros(20),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let mut csv = String::from("CustomerId,FirstName,Email,Country\n");
+    for i in 0..6000 {
+        csv.push_str(&format!(
+            "C{i},N{i},p{i}@northwind.io,{}\n",
+            ["Germany", "France", "Spain"][i % 3]
+        ));
+    }
+    import(&w.app, &csv).await;
+    let a = segment(&w.app, "Germany", "Country", "Germany").await;
+    let b = segment(&w.app, "France", "Country", "France").await;
+    let c = segment(&w.app, "Spain", "Country", "Spain").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[a, b, c], "subscribed").await;
+    let run = export(&w, id, false).await;
+    assert_eq!(run.status, RunStatus::Successful);
+    assert_eq!(run.counters.created, 6000);
+    let stats = w.sandbox.stats();
+    assert_eq!(stats.rejected_429, 0, "{stats:?}");
+    assert!(
+        stats.peak_in_flight > 1 && stats.peak_in_flight <= 10,
+        "calls ran side by side within the limit: {}",
+        stats.peak_in_flight
+    );
+}
+
+#[tokio::test]
+async fn a_run_over_a_million_profiles_fails_before_sending_anything() {
+    let w = world(SandboxConfig::default()).await;
+    import(&w.app, PEOPLE).await;
+    let pool = w.app.state.db.pool();
+    let big = segment(&w.app, "Big", "Country", "Germany").await;
+    sqlx::query(
+        "INSERT INTO segment_members (segment_id, generation, profile_id) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000001) SELECT $1, 1, i FROM n",
+    )
+    .bind(big)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE segments SET generation = 1 WHERE id = $1")
+        .bind(big)
+        .execute(pool)
+        .await
+        .unwrap();
+    let id = destination(&w, &[big], "subscribed").await;
+    let run = export(&w, id, false).await;
+    assert_eq!(run.status, RunStatus::Failure);
+    assert!(
+        run.message
+            .unwrap()
+            .contains("hold 1000001 profiles; at most 1000000")
+    );
+    assert!(
+        !w.sandbox
+            .stats()
+            .calls_by_route
+            .contains_key("POST /lists/{list_id}"),
+        "nothing was sent"
+    );
+}
+
+#[tokio::test]
+async fn export_from_the_page_queues_a_run_and_a_second_request_is_skipped() {
+    let w = world(SandboxConfig {
+        latency: Duration::from_millis(300),
+        ..SandboxConfig::default()
+    })
+    .await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    w.app
+        .signed_in_as("contributor@example.com", Role::Contributor)
+        .await;
+    let response = w
+        .app
+        .post_form(
+            "/admin/export-destinations",
+            &format!("/admin/export-destinations/{id}/export"),
+            &[],
+        )
+        .await;
+    let run_page = location(&response);
+    assert!(run_page.starts_with("/admin/export-runs/"));
+    let again = w
+        .app
+        .post_form(
+            "/admin/export-destinations",
+            &format!("/admin/export-destinations/{id}/export"),
+            &[],
+        )
+        .await;
+    let second = location(&again);
+    let second_id: i64 = second.rsplit('/').next().unwrap().parse().unwrap();
+    let skipped = runs::find(w.app.state.db.pool(), second_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        skipped.status,
+        RunStatus::Skipped,
+        "one run per destination at a time"
+    );
+    let first_id: i64 = run_page.rsplit('/').next().unwrap().parse().unwrap();
+    let done = wait(&w, first_id).await;
+    assert_eq!(done.status, RunStatus::Successful);
+    let page = w.app.get_html(&run_page).await;
+    assert!(page.contains("Successful"));
+    let progress: Value = w
+        .app
+        .get(&format!("{run_page}/progress.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(progress["created"], 2);
+    assert_eq!(progress["finished"], true);
+    let history = w
+        .app
+        .get_html(&format!("/admin/export-destinations/{id}/runs"))
+        .await;
+    assert!(history.contains("Successful") && history.contains("Skipped"));
+    let list = w.app.get_html("/admin/export-destinations").await;
+    assert!(list.contains("<td>Successful</td>"));
+}
+
+#[tokio::test]
+async fn viewers_cannot_start_or_cancel_exports() {
+    let w = world(SandboxConfig::default()).await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    w.app.signed_in_as("viewer@example.com", Role::Viewer).await;
+    let list = w.app.get_html("/admin/export-destinations").await;
+    assert!(!list.contains("/export\""), "no Export button for a Viewer");
+    let token = crate::helpers::csrf_token(&list);
+    assert_eq!(
+        w.app
+            .post_raw(
+                &format!("/admin/export-destinations/{id}/export"),
+                &[("csrf_token", &token)]
+            )
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        w.app
+            .post_raw(
+                "/admin/export-destinations/export-all",
+                &[("csrf_token", &token)]
+            )
+            .await
+            .status(),
+        403
+    );
+    let runs = runs::for_destination(w.app.state.db.pool(), id, 10)
+        .await
+        .unwrap();
+    assert!(runs.is_empty());
+}
+
+#[tokio::test]
+async fn a_queued_run_can_be_canceled_and_a_running_one_stops_between_calls() {
+    let w = world(SandboxConfig {
+        latency: Duration::from_millis(300),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let mut csv = String::from("CustomerId,FirstName,Email,Country\n");
+    for i in 0..20000 {
+        csv.push_str(&format!("C{i},N{i},p{i}@northwind.io,Germany\n"));
+    }
+    import(&w.app, &csv).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    let mut conn = w.app.state.db.pool().acquire().await.unwrap();
+    let (run_id, _) = runs::enqueue(&mut conn, id, false, None).await.unwrap();
+    drop(conn);
+    // Let it start, then cancel.
+    for _ in 0..200 {
+        if runs::find(w.app.state.db.pool(), run_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .counters
+            .sent
+            > 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    runs::request_cancel(w.app.state.db.pool(), run_id)
+        .await
+        .unwrap();
+    let run = wait(&w, run_id).await;
+    assert_eq!(run.status, RunStatus::Canceled);
+    let in_audience = audience(&w).len() as i64;
+    assert!(
+        in_audience > 0 && in_audience < 20000,
+        "stopped part way: {in_audience}"
+    );
+    assert_eq!(
+        run.counters.sent, in_audience,
+        "the counts match what Mailchimp has"
+    );
+    // The next export completes the rest without sending the first part again.
+    let next = export(&w, id, false).await;
+    assert_eq!(next.status, RunStatus::Successful);
+    assert_eq!(next.counters.unchanged, in_audience);
+    assert_eq!(audience(&w).len(), 20000);
+}
