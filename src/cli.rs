@@ -37,9 +37,32 @@ pub enum Command {
     /// List or refresh segments.
     #[command(subcommand)]
     Segments(SegmentsCommand),
+    /// Run exports from a terminal.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Measure the console at scale; prints the figures BENCHMARKS.md records.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Export one destination now (by display name or id), with a progress bar.
+    Run(ExportRunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportRunArgs {
+    /// The destination's display name or id.
+    pub destination: String,
+    /// Send every member, not only what changed since the last export.
+    #[arg(long)]
+    pub full: bool,
+    /// The console's secret key (default: the one kept in the data folder).
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{DemoDataArgs, ImportProfilesArgs, RefreshArgs, SegmentsCommand};
+use crate::cli::{DemoDataArgs, ExportRunArgs, ImportProfilesArgs, RefreshArgs, SegmentsCommand};
 use crate::profiles::{ImportOptions, demo, import_file};
 use crate::segments::{RefreshOutcome, refresh};
 use crate::store::segments;
@@ -146,4 +146,90 @@ fn print_refresh(report: &crate::segments::RefreshReport) {
             }
         }
     }
+}
+
+/// `export run DESTINATION [--full]`: the same engine as the console, in this process.
+pub async fn export_run(args: ExportRunArgs) -> anyhow::Result<()> {
+    use crate::store::{destinations, runs};
+    let db = args.db.connect().await?;
+    let key = match &args.secret_key {
+        Some(raw) => crate::crypto::SecretKey::parse(raw)?,
+        None => crate::crypto::SecretKey::load_or_generate(&args.db.data_dir.join("secret.key"))?,
+    };
+    let all = destinations::list(db.pool()).await?;
+    let Some(destination) = all
+        .iter()
+        .filter(|d| d.active)
+        .find(|d| d.display_name == args.destination || d.id.to_string() == args.destination)
+    else {
+        bail!("there is no saved destination named {:?}", args.destination);
+    };
+    let engine = crate::export::Engine {
+        db: db.clone(),
+        key,
+        client: crate::mailchimp::client::Client::new(),
+        limiters: crate::export::Limiters::default(),
+    };
+    let worker = crate::export::worker::Worker::new(engine);
+    // Queued and claimed in one transaction: no console's worker can take it in between.
+    let mut tx = db.pool().begin().await?;
+    let (run_id, status) = runs::enqueue(&mut tx, destination.id, args.full, None).await?;
+    if status != runs::RunStatus::Queued {
+        bail!(
+            "“{}” is already exporting; try again when that run ends",
+            destination.display_name
+        );
+    }
+    let run = runs::claim(
+        &mut *tx,
+        run_id,
+        worker.owner(),
+        crate::export::worker::LEASE_MS,
+    )
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("the run could not be claimed"))?;
+    tx.commit().await?;
+    let progress = bar(0, "members");
+    let watch = {
+        let (pool, progress) = (db.pool().clone(), progress.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok(Some(run)) = runs::find(&pool, run_id).await {
+                    let c = run.counters;
+                    progress.set_length(c.total.max(0) as u64);
+                    progress
+                        .set_position((c.sent + c.unchanged + c.skipped + c.failed).max(0) as u64);
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let executed = worker.execute_claimed(run).await;
+    watch.abort();
+    progress.finish_and_clear();
+    executed?;
+    let run = runs::find(db.pool(), run_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the run vanished"))?;
+    let c = run.counters;
+    println!(
+        "{}: {} members; {} sent ({} created, {} updated), {} unchanged, {} skipped, {} failed; {} tag changes in {} calls.",
+        run.status.label(),
+        c.total,
+        c.sent,
+        c.created,
+        c.updated,
+        c.unchanged,
+        c.skipped,
+        c.failed,
+        c.tag_changes,
+        c.calls
+    );
+    if let Some(message) = &run.message {
+        println!("{message}");
+    }
+    if run.status != runs::RunStatus::Successful {
+        bail!("the export did not succeed");
+    }
+    Ok(())
 }

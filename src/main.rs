@@ -1,6 +1,6 @@
 use clap::Parser;
 use export_destinations::app::shutdown_signal;
-use export_destinations::cli::{BenchCommand, Cli, Command, ImportCommand};
+use export_destinations::cli::{BenchCommand, Cli, Command, ExportCommand, ImportCommand};
 use export_destinations::commands;
 use export_destinations::sandbox::standalone::RunningSandbox;
 use export_destinations::{App, Settings, telemetry};
@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Import(ImportCommand::Profiles(args)) => commands::import_profiles(args).await,
         Command::DemoData(args) => commands::demo_data(args).await,
         Command::Segments(command) => commands::segments(command).await,
+        Command::Export(ExportCommand::Run(args)) => commands::export_run(args).await,
         Command::Bench(BenchCommand::Data(args)) => export_destinations::bench::data(args).await,
     }
 }

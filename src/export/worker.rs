@@ -43,6 +43,21 @@ impl Worker {
         Ok(Some(run_id))
     }
 
+    /// This worker's name, as leases record it.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Executes a run this worker has claimed (the command line's `export run`).
+    pub async fn execute_claimed(&self, run: runs::Run) -> anyhow::Result<()> {
+        let span = tracing::info_span!(
+            "export run",
+            run_id = run.id,
+            destination_id = run.destination_id
+        );
+        self.execute(run).instrument(span).await
+    }
+
     async fn execute(&self, run: runs::Run) -> anyhow::Result<()> {
         let pool = self.engine.db.pool();
         tracing::info!("export run started");

@@ -199,6 +199,27 @@ pub async fn claim_next<'e>(
     .await
 }
 
+/// Claims one queued run by id (the command line runs the run it queued).
+pub async fn claim<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    owner: &str,
+    lease_ms: i64,
+) -> sqlx::Result<Option<Run>> {
+    let now = now_millis();
+    sqlx::query(&format!(
+        "UPDATE export_runs SET status = 'processing', lease_owner = $1, lease_expires_at = $2, \
+         started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued' RETURNING {COLUMNS}"
+    ))
+    .bind(owner)
+    .bind(now + lease_ms)
+    .bind(now)
+    .bind(id)
+    .try_map(from_row)
+    .fetch_optional(db)
+    .await
+}
+
 /// Extends the lease; false when the run is no longer this worker's.
 pub async fn heartbeat<'e>(
     db: impl Executor<'e, Database = Any>,

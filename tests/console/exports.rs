@@ -22,6 +22,13 @@ struct World {
 }
 
 async fn world(config: SandboxConfig) -> World {
+    world_with(config, |_| {}).await
+}
+
+async fn world_with(
+    config: SandboxConfig,
+    configure: impl FnOnce(&mut export_destinations::Settings) + Send + 'static,
+) -> World {
     let running = RunningSandbox::bind(config, "127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();
@@ -50,6 +57,7 @@ async fn world(config: SandboxConfig) -> World {
             oauth_base_url: Some(base.parse().unwrap()),
             api_base_template: Some(base.clone()),
         };
+        configure(settings);
     })
     .await;
     World {
@@ -712,4 +720,77 @@ async fn a_queued_run_can_be_canceled_and_a_running_one_stops_between_calls() {
     assert_eq!(next.status, RunStatus::Successful);
     assert_eq!(next.counters.unchanged, in_audience);
     assert_eq!(audience(&w).len(), 20000);
+}
+
+#[tokio::test]
+async fn the_command_line_runs_an_export_with_the_same_engine() {
+    let w = world_with(SandboxConfig::default(), |s| s.secret_key = None).await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    destination(&w, &[germany], "subscribed").await;
+    let settings = &w.app.state.settings;
+    // Asynchronously: the sandbox answering the command lives in this test's runtime.
+    let run = |name: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_export-destinations"))
+            .args(["export", "run", name, "--data-dir"])
+            .arg(&settings.data_dir)
+            .args(["--database-url", settings.database_url.as_str()])
+            .env_remove("SECRET_KEY")
+            .output()
+    };
+    let output = run("Newsletter").await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "Successful: 5 members; 2 sent (2 created, 0 updated), 0 unchanged, 3 skipped, 0 failed"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(audience(&w).len(), 2);
+    let missing = run("Nope").await.unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("there is no saved destination named \"Nope\"")
+    );
+}
+
+#[tokio::test]
+async fn a_run_whose_worker_died_is_resumed_and_sends_nothing_twice() {
+    let w = world(SandboxConfig::default()).await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    let first = export(&w, id, false).await;
+    assert_eq!(first.counters.created, 2);
+    // A run claimed by a worker that then died: its lease has run out.
+    import(&w.app, "CustomerId,FirstName\nP1,Augusta\n").await;
+    let pool = w.app.state.db.pool();
+    let mut conn = pool.acquire().await.unwrap();
+    let (run_id, _) = runs::enqueue(&mut conn, id, false, None).await.unwrap();
+    drop(conn);
+    sqlx::query("UPDATE export_runs SET status = 'processing', lease_owner = 'dead', lease_expires_at = 1, started_at = 1 WHERE id = $1")
+        .bind(run_id)
+        .execute(pool)
+        .await
+        .unwrap();
+    let run = wait(&w, run_id).await;
+    assert_eq!(
+        run.status,
+        RunStatus::Successful,
+        "another worker took it over"
+    );
+    assert_eq!((run.counters.sent, run.counters.unchanged), (1, 1));
+    assert_eq!(
+        writes(&w, "zoe@northwind.io"),
+        1,
+        "what Mailchimp acknowledged before is not sent again"
+    );
 }
