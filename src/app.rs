@@ -126,8 +126,9 @@ impl App {
                 .clone()
                 .continuously_delete_expired(tokio::time::Duration::from_secs(3600)),
         );
-        let worker =
-            tokio::spawn(crate::export::worker::Worker::new(self.state.engine.clone()).run());
+        let worker = crate::export::worker::Worker::new(self.state.engine.clone());
+        let owner = worker.owner().to_owned();
+        let worker = tokio::spawn(worker.run());
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -135,8 +136,11 @@ impl App {
             .with_graceful_shutdown(shutdown_signal())
             .await;
         cleanup.abort();
-        // A run cut short here keeps its lease until it expires; then any worker resumes it.
+        // A run cut short here is resumed by the next worker, at once.
         worker.abort();
+        if let Err(err) = crate::store::runs::release(self.state.db.pool(), &owner).await {
+            tracing::warn!(error = %err, "releasing the export worker's leases");
+        }
         tracing::info!("console stopped");
         served.context("serving HTTP")
     }

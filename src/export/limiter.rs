@@ -67,8 +67,11 @@ where
             {
                 let base = 200u64 * 2u64.pow(attempt.min(6));
                 let jitter = rand::thread_rng().gen_range(0..=base / 2);
-                tracing::debug!(attempt, error = %err, "retrying a Mailchimp call");
-                tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+                let backoff = Duration::from_millis(base + jitter);
+                // Mailchimp's own word on when to come back wins over our guess.
+                let wait = err.retry_after.map_or(backoff, |asked| asked.max(backoff));
+                tracing::debug!(attempt, error = %err, ?wait, "retrying a Mailchimp call");
+                tokio::time::sleep(wait).await;
             }
             Err(err) => return Err(err),
         }

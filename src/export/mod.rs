@@ -4,7 +4,7 @@
 //! claims runs under a lease.
 
 mod engine;
-mod limiter;
+pub mod limiter;
 mod plan;
 pub mod worker;
 

@@ -62,6 +62,8 @@ pub struct ApiError {
     pub status: Option<u16>,
     pub title: String,
     pub detail: String,
+    /// How long Mailchimp asked the caller to wait (a `Retry-After` header), if it did.
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -85,6 +87,7 @@ impl ApiError {
             detail: text("detail")
                 .or_else(|| text("error_description"))
                 .unwrap_or_default(),
+            retry_after: None,
         }
     }
 
@@ -99,6 +102,7 @@ impl ApiError {
             },
             // Without the URL: it can carry a data centre, never a secret, but stay terse.
             detail: err.without_url().to_string(),
+            retry_after: None,
         }
     }
 }
@@ -256,14 +260,23 @@ impl Client {
 
 async fn read<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ApiError> {
     let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
     let body = response.text().await.map_err(ApiError::transport)?;
     if !status.is_success() {
-        return Err(ApiError::from_status(status, &body));
+        let mut error = ApiError::from_status(status, &body);
+        error.retry_after = retry_after;
+        return Err(error);
     }
     serde_json::from_str(&body).map_err(|e| ApiError {
         kind: ErrorKind::Transient,
         status: Some(status.as_u16()),
         title: "Unreadable answer".into(),
         detail: format!("Mailchimp's answer could not be read: {e}"),
+        retry_after: None,
     })
 }

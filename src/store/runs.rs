@@ -220,6 +220,16 @@ pub async fn claim<'e>(
     .await
 }
 
+/// Gives up a worker's leases at once (at shutdown), so the next worker resumes its runs
+/// without waiting for them to expire.
+pub async fn release<'e>(db: impl Executor<'e, Database = Any>, owner: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE export_runs SET lease_expires_at = 0 WHERE lease_owner = $1 AND status = 'processing'")
+        .bind(owner)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
 /// Extends the lease; false when the run is no longer this worker's.
 pub async fn heartbeat<'e>(
     db: impl Executor<'e, Database = Any>,

@@ -9,6 +9,7 @@ mod first_admin;
 mod health;
 mod helpers;
 mod profiles;
+mod retries;
 mod roles;
 mod sandbox;
 mod security;

@@ -1,0 +1,98 @@
+//! The Mailchimp client's retry policy, against a fake Mailchimp.
+
+use std::time::{Duration, Instant};
+
+use export_destinations::export::limiter::with_retries;
+use export_destinations::mailchimp::client::{Client, Connection, Credential, ErrorKind};
+use reqwest::Method;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn connection(mock: &MockServer) -> Connection {
+    Connection {
+        api_base: mock.uri(),
+        credential: Credential::ApiKey("0123456789abcdef0123456789abcdef-us1".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_the_time_mailchimp_asks_for() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/ping"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .set_body_json(serde_json::json!({"title": "Too Many Requests"})),
+        )
+        .up_to_n_times(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/ping"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"health_status": "Everything's Chimpy!"})),
+        )
+        .mount(&mock)
+        .await;
+    let client = Client::new();
+    let connection = connection(&mock);
+    let started = Instant::now();
+    let (answer, attempts) = with_retries(&Semaphore::new(10), || {
+        client.call::<Value>(&connection, Method::GET, "/ping", None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer["health_status"], "Everything's Chimpy!");
+    assert_eq!(attempts, 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited as asked: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_a_bad_request_never_is() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/ping"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/3.0/ping"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
+        .mount(&mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/3.0/lists/x"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(serde_json::json!({"title": "Invalid Resource", "detail": "bad"})),
+        )
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let client = Client::new();
+    let connection = connection(&mock);
+    let semaphore = Semaphore::new(10);
+    let (_, attempts) = with_retries(&semaphore, || {
+        client.call::<Value>(&connection, Method::GET, "/ping", None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(attempts, 3);
+    let body = serde_json::json!({});
+    let err = with_retries(&semaphore, || {
+        client.call::<Value>(&connection, Method::POST, "/lists/x", Some(&body))
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Invalid);
+    assert_eq!(err.title, "Invalid Resource");
+}
