@@ -3,8 +3,9 @@ CREATE TABLE destinations (
     id                  INTEGER PRIMARY KEY,
     display_name        TEXT    NOT NULL UNIQUE,
     kind                TEXT    NOT NULL CHECK (kind IN ('mailchimp')),
-    -- draft: set-up not finished; active: saved and exportable.
-    status              TEXT    NOT NULL CHECK (status IN ('draft', 'active')),
+    -- draft: set-up not finished; active: saved and exportable; removing: a clean-up in
+    -- Mailchimp runs before the destination is deleted.
+    status              TEXT    NOT NULL CHECK (status IN ('draft', 'active', 'removing')),
     owner_id            INTEGER NOT NULL REFERENCES users (id),
     consent_version     TEXT,
     consent_at          INTEGER,

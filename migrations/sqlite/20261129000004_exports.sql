@@ -2,6 +2,8 @@
 CREATE TABLE export_runs (
     id               INTEGER PRIMARY KEY,
     destination_id   INTEGER NOT NULL REFERENCES destinations (id) ON DELETE CASCADE,
+    -- export, or a clean-up that runs when a destination is removed.
+    kind             TEXT NOT NULL DEFAULT 'export' CHECK (kind IN ('export', 'remove_tags', 'archive_members')),
     status           TEXT NOT NULL CHECK (status IN ('queued', 'processing', 'successful', 'skipped', 'failure', 'canceled')),
     full_resync      INTEGER NOT NULL DEFAULT 0,
     requested_by     INTEGER REFERENCES users (id),

@@ -272,6 +272,12 @@ async fn read<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, Api
         error.retry_after = retry_after;
         return Err(error);
     }
+    // 204 No Content (DELETE, tag updates) reads as JSON null.
+    let body = if body.trim().is_empty() {
+        "null".to_owned()
+    } else {
+        body
+    };
     serde_json::from_str(&body).map_err(|e| ApiError {
         kind: ErrorKind::Transient,
         status: Some(status.as_u16()),

@@ -18,6 +18,8 @@ pub struct Destination {
     pub id: i64,
     pub display_name: String,
     pub active: bool,
+    /// Removal was asked for; a clean-up in Mailchimp runs first.
+    pub removing: bool,
     pub owner_id: i64,
     pub consent_version: Option<String>,
     pub consent_at: Option<i64>,
@@ -61,6 +63,7 @@ fn from_row(row: AnyRow) -> sqlx::Result<Destination> {
         id: row.try_get("id")?,
         display_name: row.try_get("display_name")?,
         active: status == "active",
+        removing: status == "removing",
         owner_id: row.try_get("owner_id")?,
         consent_version: row.try_get("consent_version")?,
         consent_at: row.try_get("consent_at")?,
@@ -276,6 +279,16 @@ pub async fn distinct_profiles<'e>(
     ))
     .fetch_one(db)
     .await
+}
+
+/// Hides a destination while its removal clean-up runs.
+pub async fn mark_removing<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE destinations SET status = 'removing', updated_at = $1 WHERE id = $2")
+        .bind(now_millis())
+        .bind(id)
+        .execute(db)
+        .await
+        .map(drop)
 }
 
 /// Deletes a destination with its credential and segment choices.

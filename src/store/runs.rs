@@ -54,6 +54,34 @@ impl RunStatus {
     }
 }
 
+/// What a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Export,
+    /// Removal clean-up: take this destination's tags off its members.
+    RemoveTags,
+    /// Removal clean-up: archive the members this destination added.
+    ArchiveMembers,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Export => "export",
+            RunKind::RemoveTags => "remove_tags",
+            RunKind::ArchiveMembers => "archive_members",
+        }
+    }
+
+    fn parse(raw: &str) -> Self {
+        match raw {
+            "remove_tags" => RunKind::RemoveTags,
+            "archive_members" => RunKind::ArchiveMembers,
+            _ => RunKind::Export,
+        }
+    }
+}
+
 /// Counts a run adds up as it goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -72,6 +100,7 @@ pub struct Counters {
 pub struct Run {
     pub id: i64,
     pub destination_id: i64,
+    pub kind: RunKind,
     pub status: RunStatus,
     pub full_resync: bool,
     pub created_at: i64,
@@ -82,14 +111,16 @@ pub struct Run {
     pub message: Option<String>,
 }
 
-const COLUMNS: &str = "id, destination_id, status, full_resync, created_at, started_at, finished_at, cancel_requested, \
+const COLUMNS: &str = "id, destination_id, kind, status, full_resync, created_at, started_at, finished_at, cancel_requested, \
     total, sent, created, updated, unchanged, skipped, failed, tag_changes, calls, message";
 
 fn from_row(row: AnyRow) -> sqlx::Result<Run> {
     let status: String = row.try_get("status")?;
+    let kind: String = row.try_get("kind")?;
     Ok(Run {
         id: row.try_get("id")?,
         destination_id: row.try_get("destination_id")?,
+        kind: RunKind::parse(&kind),
         status: RunStatus::parse(&status),
         full_resync: row.try_get::<i64, _>("full_resync")? != 0,
         created_at: row.try_get("created_at")?,
@@ -149,6 +180,41 @@ pub async fn enqueue(
     .fetch_one(&mut *conn)
     .await?;
     Ok((id, status))
+}
+
+/// Queues a removal clean-up (it runs whatever else is queued for the destination).
+pub async fn enqueue_cleanup(
+    conn: &mut AnyConnection,
+    destination_id: i64,
+    kind: RunKind,
+    by: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO export_runs (destination_id, kind, status, requested_by, created_at) \
+         VALUES ($1, $2, 'queued', $3, $4) RETURNING id",
+    )
+    .bind(destination_id)
+    .bind(kind.as_str())
+    .bind(by)
+    .bind(now_millis())
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Asks every queued or running run of a destination to stop.
+pub async fn cancel_all<'e, E>(db: E, destination_id: i64) -> sqlx::Result<()>
+where
+    E: Executor<'e, Database = Any> + Copy,
+{
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM export_runs WHERE destination_id = $1 AND status IN ('queued', 'processing')")
+            .bind(destination_id)
+            .fetch_all(db)
+            .await?;
+    for id in ids {
+        request_cancel(db, id).await?;
+    }
+    Ok(())
 }
 
 pub async fn find<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> sqlx::Result<Option<Run>> {

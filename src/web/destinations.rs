@@ -12,6 +12,7 @@ use crate::app::AppState;
 use crate::auth::session;
 use crate::store::audit;
 use crate::store::destinations::{self, Destination};
+use crate::store::runs::{self, RunKind};
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::setup::{actor, load};
 use crate::web::{AppError, format};
@@ -64,6 +65,7 @@ async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Respons
                 destination: d,
             }
         })
+        .filter(|r| !r.destination.removing)
         .partition(|r| r.destination.active);
     // A draft is its owner's business until it is saved.
     let drafts = drafts
@@ -113,7 +115,9 @@ struct RemoveForm {
     in_mailchimp: String,
 }
 
-/// Removes a destination: its stored credential goes with it.
+/// Removes a destination: at once when Mailchimp is left as it is; otherwise after a
+/// clean-up run (its tags taken off, or the members it added archived). Running exports
+/// are canceled; the stored credential goes with the destination.
 async fn remove(
     State(state): State<AppState>,
     ctx: PageContext,
@@ -122,32 +126,65 @@ async fn remove(
     Form(form): Form<RemoveForm>,
 ) -> Result<Redirect, AppError> {
     let destination = load(&state, &ctx.user, id).await?;
-    if form.in_mailchimp != "leave" {
-        return Err(AppError::BadRequest(
-            "Choose what happens in Mailchimp.".into(),
-        ));
-    }
-    let mut tx = state.db.pool().begin().await?;
-    destinations::delete(&mut tx, id).await?;
-    audit::record(
-        &mut *tx,
-        &actor(&ctx.user),
-        "remove",
-        Some(id),
-        &destination.display_name,
-        "members left as they are in Mailchimp; credential deleted",
-    )
-    .await?;
+    let cleanup = match form.in_mailchimp.as_str() {
+        "leave" => None,
+        "remove_tags" => Some(RunKind::RemoveTags),
+        "archive_members" => Some(RunKind::ArchiveMembers),
+        _ => {
+            return Err(AppError::BadRequest(
+                "Choose what happens in Mailchimp.".into(),
+            ));
+        }
+    };
+    let pool = state.db.pool();
+    runs::cancel_all(pool, id).await?;
+    let mut tx = pool.begin().await?;
+    let message = match cleanup {
+        None => {
+            destinations::delete(&mut tx, id).await?;
+            audit::record(
+                &mut *tx,
+                &actor(&ctx.user),
+                "remove",
+                Some(id),
+                &destination.display_name,
+                "members left as they are in Mailchimp; credential deleted",
+            )
+            .await?;
+            format!(
+                "Removed “{}”. Its Mailchimp credential is deleted; the audience's members are as they were.",
+                destination.display_name
+            )
+        }
+        Some(kind) => {
+            destinations::mark_removing(&mut *tx, id).await?;
+            runs::enqueue_cleanup(&mut tx, id, kind, ctx.user.id).await?;
+            let what = if kind == RunKind::RemoveTags {
+                "taking its tags off the members"
+            } else {
+                "archiving the members it added"
+            };
+            audit::record(
+                &mut *tx,
+                &actor(&ctx.user),
+                "remove",
+                Some(id),
+                &destination.display_name,
+                &format!("clean-up queued: {what}"),
+            )
+            .await?;
+            format!(
+                "Removing “{}”: {what} in Mailchimp first. Then the destination and its credential are deleted; the audit log records the result.",
+                destination.display_name
+            )
+        }
+    };
     tx.commit().await?;
     tracing::info!(
         user_id = ctx.user.id,
         destination_id = id,
-        "destination removed"
+        "destination removal requested"
     );
-    session::set_flash(
-        &session,
-        format!("Removed “{}”. Its Mailchimp credential is deleted; the audience's members are as they were.", destination.display_name),
-    )
-    .await?;
+    session::set_flash(&session, message).await?;
     Ok(Redirect::to("/admin/export-destinations"))
 }

@@ -504,26 +504,51 @@ async fn an_administrator_clicks_through_the_whole_mailchimp_set_up() {
 async fn a_contributor_starts_an_export_and_watches_it_reach_successful() {
     let app = spawn_app().await;
     let segment = crate::wizard::seed(&app).await;
-    app.signed_in_as("ada@example.com", export_destinations::domain::Role::Administrator).await;
+    app.signed_in_as(
+        "ada@example.com",
+        export_destinations::domain::Role::Administrator,
+    )
+    .await;
     crate::wizard::complete(&app, segment).await;
     let (_driver, browser) = start_browser().await;
-    sign_in(&app, &browser, "grace@example.com", export_destinations::domain::Role::Contributor).await;
-    browser.goto(&app.url("/admin/export-destinations")).await.unwrap();
+    sign_in(
+        &app,
+        &browser,
+        "grace@example.com",
+        export_destinations::domain::Role::Contributor,
+    )
+    .await;
+    browser
+        .goto(&app.url("/admin/export-destinations"))
+        .await
+        .unwrap();
     click_button(&browser, "Export").await;
     wait_for_text(&browser, "#run-status", "Successful").await;
     assert_eq!(text_of(&browser, "#run-created").await, "2");
     assert_eq!(text_of(&browser, "#run-total").await, "2");
     screenshot(&browser, "18-export-run").await;
-    browser.find(Locator::LinkText("Download per-member results (CSV)")).await.unwrap();
-    browser.goto(&app.url("/admin/export-destinations")).await.unwrap();
+    browser
+        .find(Locator::LinkText("Download per-member results (CSV)"))
+        .await
+        .unwrap();
+    browser
+        .goto(&app.url("/admin/export-destinations"))
+        .await
+        .unwrap();
     let row = text_of(&browser, "#destinations tbody tr").await;
     assert!(row.contains("Successful"), "{row}");
     screenshot(&browser, "19-destination-exported").await;
     // The members arrived in the sandbox audience, tagged by segment.
     let audience = crate::wizard::audience(&app, "Newsletter subscribers");
-    browser.goto(&app.url(&format!("/sandbox/audiences/{audience}"))).await.unwrap();
+    browser
+        .goto(&app.url(&format!("/sandbox/audiences/{audience}")))
+        .await
+        .unwrap();
     let tags = text_of(&browser, "main").await;
-    assert!(tags.contains("Germany (2)") && tags.contains("export-destinations (2)"), "{tags}");
+    assert!(
+        tags.contains("Germany (2)") && tags.contains("export-destinations (2)"),
+        "{tags}"
+    );
     screenshot(&browser, "20-sandbox-audience").await;
     browser.close().await.unwrap();
 }

@@ -794,3 +794,85 @@ async fn a_run_whose_worker_died_is_resumed_and_sends_nothing_twice() {
         "what Mailchimp acknowledged before is not sent again"
     );
 }
+
+async fn remove_with(w: &World, id: i64, choice: &str) {
+    w.app
+        .signed_in_as("remover@example.com", Role::Administrator)
+        .await;
+    let page = format!("/admin/export-destinations/{id}/remove");
+    let response = w
+        .app
+        .post_form(&page, &page, &[("in_mailchimp", choice)])
+        .await;
+    assert_eq!(location(&response), "/admin/export-destinations");
+    for _ in 0..600 {
+        if destinations::find(w.app.state.db.pool(), id)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the destination was never removed");
+}
+
+#[tokio::test]
+async fn removing_with_tags_taken_off_leaves_members_but_not_our_tags() {
+    let w = world(SandboxConfig::default()).await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    export(&w, id, false).await;
+    remove_with(&w, id, "remove_tags").await;
+    let members = audience(&w);
+    assert_eq!(members.len(), 2);
+    assert!(
+        members
+            .iter()
+            .all(|m| m.1 == "subscribed" && m.3.is_empty()),
+        "{members:?}"
+    );
+    let log = w.app.get_html("/admin/audit-log").await;
+    assert!(
+        log.contains("4 tags taken off in Mailchimp; 0 could not be; credential deleted"),
+        "{log}"
+    );
+    let credentials: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM destinations")
+        .fetch_one(w.app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(credentials, 0);
+}
+
+#[tokio::test]
+async fn removing_with_archive_archives_only_the_members_this_destination_added() {
+    let w = world(SandboxConfig::default()).await;
+    // Someone this console never exported.
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({ "members": [{ "email_address": "other@contoso-post.net", "status": "subscribed" }] });
+    client
+        .post(format!("{}/3.0/lists/{}", w.sandbox_base, w.audience))
+        .basic_auth("x", Some(&w.key))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    export(&w, id, false).await;
+    remove_with(&w, id, "archive_members").await;
+    let members = audience(&w);
+    let status = |email: &str| members.iter().find(|m| m.0 == email).unwrap().1.clone();
+    assert_eq!(status("ada@northwind.io"), "archived");
+    assert_eq!(status("zoe@northwind.io"), "archived");
+    assert_eq!(
+        status("other@contoso-post.net"),
+        "subscribed",
+        "a contact from elsewhere is not touched"
+    );
+}
