@@ -507,7 +507,7 @@ impl Engine {
     async fn read_statuses(
         &self,
         connection: &Connection,
-        semaphore: &tokio::sync::Semaphore,
+        semaphore: &limiter::AccountLimit,
         list: &str,
         wanted: &HashSet<&str>,
         counters: &mut Counters,
@@ -633,7 +633,7 @@ impl Engine {
         run: &Run,
         destination: &Destination,
         connection: &Connection,
-        semaphore: &tokio::sync::Semaphore,
+        semaphore: &limiter::AccountLimit,
         segment_names: &[String],
         wanted: &HashMap<&str, &Record>,
         ledger: &mut HashMap<String, Entry>,

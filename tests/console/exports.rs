@@ -876,3 +876,36 @@ async fn removing_with_archive_archives_only_the_members_this_destination_added(
         "a contact from elsewhere is not touched"
     );
 }
+
+#[tokio::test]
+async fn export_all_queues_every_saved_destination() {
+    let w = world(SandboxConfig::default()).await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    w.app
+        .signed_in_as("contributor@example.com", Role::Contributor)
+        .await;
+    let response = w
+        .app
+        .post_form(
+            "/admin/export-destinations",
+            "/admin/export-destinations/export-all",
+            &[],
+        )
+        .await;
+    assert_eq!(location(&response), "/admin/export-destinations");
+    assert!(
+        w.app
+            .get_html("/admin/export-destinations")
+            .await
+            .contains("Queued 1 export(s).")
+    );
+    let run = runs::for_destination(w.app.state.db.pool(), id, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(wait(&w, run.id).await.status, RunStatus::Successful);
+    assert_eq!(audience(&w).len(), 2);
+}

@@ -2,11 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use export_destinations::export::limiter::with_retries;
+use export_destinations::export::limiter::{AccountLimit, with_retries};
 use export_destinations::mailchimp::client::{Client, Connection, Credential, ErrorKind};
 use reqwest::Method;
 use serde_json::Value;
-use tokio::sync::Semaphore;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -41,7 +40,7 @@ async fn a_429_is_retried_after_the_time_mailchimp_asks_for() {
     let client = Client::new();
     let connection = connection(&mock);
     let started = Instant::now();
-    let (answer, attempts) = with_retries(&Semaphore::new(10), || {
+    let (answer, attempts) = with_retries(&AccountLimit::new(10), || {
         client.call::<Value>(&connection, Method::GET, "/ping", None)
     })
     .await
@@ -80,7 +79,7 @@ async fn server_errors_are_retried_and_a_bad_request_never_is() {
         .await;
     let client = Client::new();
     let connection = connection(&mock);
-    let semaphore = Semaphore::new(10);
+    let semaphore = AccountLimit::new(10);
     let (_, attempts) = with_retries(&semaphore, || {
         client.call::<Value>(&connection, Method::GET, "/ping", None)
     })
