@@ -909,3 +909,37 @@ async fn export_all_queues_every_saved_destination() {
     assert_eq!(wait(&w, run.id).await.status, RunStatus::Successful);
     assert_eq!(audience(&w).len(), 2);
 }
+
+#[tokio::test]
+async fn two_workers_never_claim_the_same_run() {
+    let w = world(SandboxConfig::default()).await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    let pool = w.app.state.db.pool();
+    // A run stuck with an expired lease, so that claiming is a race between the two.
+    let mut conn = pool.acquire().await.unwrap();
+    let (run_id, _) = runs::enqueue(&mut conn, id, false, None).await.unwrap();
+    drop(conn);
+    for round in 0..20 {
+        sqlx::query("UPDATE export_runs SET status = 'processing', lease_owner = 'dead', lease_expires_at = 1 WHERE id = $1")
+            .bind(run_id)
+            .execute(pool)
+            .await
+            .unwrap();
+        let (a, b) = tokio::join!(
+            runs::claim_next(pool, "a", 600_000),
+            runs::claim_next(pool, "b", 600_000)
+        );
+        let claimed = [a.unwrap(), b.unwrap()]
+            .into_iter()
+            .flatten()
+            .filter(|r| r.id == run_id)
+            .count();
+        assert!(
+            claimed <= 1,
+            "round {round}: both workers claimed run {run_id}"
+        );
+    }
+}
