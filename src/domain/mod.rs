@@ -7,6 +7,7 @@ mod member_status;
 mod password;
 mod person_name;
 mod role;
+pub mod schedule;
 pub mod segment_rules;
 
 pub use email::{EmailAddress, EmailError, subscriber_hash};
