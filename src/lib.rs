@@ -14,6 +14,7 @@ pub mod export;
 pub mod mailchimp;
 pub mod profiles;
 pub mod sandbox;
+pub mod schedule;
 pub mod segments;
 pub mod store;
 pub mod telemetry;

@@ -30,7 +30,13 @@ pub struct ScheduleSpec {
 
 impl ScheduleSpec {
     /// Parses what the form sends; every problem is named.
-    pub fn parse(enabled: bool, frequency: &str, days: &[String], times: &str, time_zone: &str) -> Result<Self, Vec<String>> {
+    pub fn parse(
+        enabled: bool,
+        frequency: &str,
+        days: &[String],
+        times: &str,
+        time_zone: &str,
+    ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let weekly = match frequency {
             "daily" => false,
@@ -40,15 +46,28 @@ impl ScheduleSpec {
                 false
             }
         };
-        let days: Vec<String> = DAYS.iter().map(|(k, _)| (*k).to_owned()).filter(|k| days.contains(k)).collect();
+        let days: Vec<String> = DAYS
+            .iter()
+            .map(|(k, _)| (*k).to_owned())
+            .filter(|k| days.contains(k))
+            .collect();
         if weekly && days.is_empty() {
             errors.push("Days: choose at least one day for a weekly refresh.".to_owned());
         }
         let mut parsed = Vec::new();
-        for time in times.split([',', ' ']).map(str::trim).filter(|t| !t.is_empty()) {
-            match time.split_once(':').and_then(|(h, m)| Some((h.parse::<u8>().ok()?, m.parse::<u8>().ok()?))) {
+        for time in times
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            match time
+                .split_once(':')
+                .and_then(|(h, m)| Some((h.parse::<u8>().ok()?, m.parse::<u8>().ok()?)))
+            {
                 Some((h, m)) if h < 24 && m < 60 && time.len() <= 5 => parsed.push((h, m)),
-                _ => errors.push(format!("Times: “{time}” is not a time such as 06:00 or 18:30.")),
+                _ => errors.push(format!(
+                    "Times: “{time}” is not a time such as 06:00 or 18:30."
+                )),
             }
         }
         parsed.sort_unstable();
@@ -58,20 +77,37 @@ impl ScheduleSpec {
         }
         let tz = time_zone.trim().parse::<Tz>();
         if tz.is_err() {
-            errors.push(format!("Time zone: “{}” is not a time zone such as Europe/Berlin or UTC.", time_zone.trim()));
+            errors.push(format!(
+                "Time zone: “{}” is not a time zone such as Europe/Berlin or UTC.",
+                time_zone.trim()
+            ));
         }
         match (tz, errors.is_empty()) {
-            (Ok(time_zone), true) => Ok(Self { enabled, weekly, days, times: parsed, time_zone }),
+            (Ok(time_zone), true) => Ok(Self {
+                enabled,
+                weekly,
+                days,
+                times: parsed,
+                time_zone,
+            }),
             _ => Err(errors),
         }
     }
 
     pub fn times_text(&self) -> String {
-        self.times.iter().map(|(h, m)| format!("{h:02}:{m:02}")).collect::<Vec<_>>().join(", ")
+        self.times
+            .iter()
+            .map(|(h, m)| format!("{h:02}:{m:02}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn crons(&self) -> Vec<Cron> {
-        let days = if self.weekly { self.days.join(",").to_uppercase() } else { "*".to_owned() };
+        let days = if self.weekly {
+            self.days.join(",").to_uppercase()
+        } else {
+            "*".to_owned()
+        };
         self.times
             .iter()
             .filter_map(|(h, m)| format!("{m} {h} * * {days}").parse::<Cron>().ok())
@@ -102,7 +138,11 @@ mod tests {
         ScheduleSpec::parse(true, frequency, &days, times, tz).unwrap()
     }
 
-    fn occurrences(spec: &ScheduleSpec, from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    fn occurrences(
+        spec: &ScheduleSpec,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Vec<DateTime<Utc>> {
         let mut found = Vec::new();
         let mut at = from;
         while let Some(next) = spec.next_after(at) {
@@ -120,8 +160,15 @@ mod tests {
         let s = spec("daily", &[], "06:00, 18:30", "Europe/Berlin");
         let from = Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap();
         let next = s.next_after(from).unwrap();
-        assert_eq!(next, Utc.with_ymd_and_hms(2026, 7, 1, 4, 0, 0).unwrap(), "06:00 in Berlin summer time");
-        assert_eq!(s.next_after(next).unwrap(), Utc.with_ymd_and_hms(2026, 7, 1, 16, 30, 0).unwrap());
+        assert_eq!(
+            next,
+            Utc.with_ymd_and_hms(2026, 7, 1, 4, 0, 0).unwrap(),
+            "06:00 in Berlin summer time"
+        );
+        assert_eq!(
+            s.next_after(next).unwrap(),
+            Utc.with_ymd_and_hms(2026, 7, 1, 16, 30, 0).unwrap()
+        );
     }
 
     #[test]
@@ -129,7 +176,10 @@ mod tests {
         let s = spec("weekly", &["mon", "thu"], "07:00", "UTC");
         let from = Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap(); // a Monday
         let found = occurrences(&s, from, from + chrono::Duration::days(7));
-        let days: Vec<String> = found.iter().map(|t| t.format("%a %d").to_string()).collect();
+        let days: Vec<String> = found
+            .iter()
+            .map(|t| t.format("%a %d").to_string())
+            .collect();
         assert_eq!(days, ["Mon 30", "Thu 03"]);
     }
 
@@ -140,7 +190,11 @@ mod tests {
         let from = Utc.with_ymd_and_hms(2027, 3, 27, 12, 0, 0).unwrap();
         let until = Utc.with_ymd_and_hms(2027, 3, 29, 12, 0, 0).unwrap();
         let found = occurrences(&s, from, until);
-        assert_eq!(found.len(), 2, "once on the 28th and once on the 29th: {found:?}");
+        assert_eq!(
+            found.len(),
+            2,
+            "once on the 28th and once on the 29th: {found:?}"
+        );
         assert_eq!(found[0].date_naive().to_string(), "2027-03-28");
     }
 
@@ -151,12 +205,17 @@ mod tests {
         let from = Utc.with_ymd_and_hms(2026, 10, 24, 12, 0, 0).unwrap();
         let until = Utc.with_ymd_and_hms(2026, 10, 26, 12, 0, 0).unwrap();
         let found = occurrences(&s, from, until);
-        assert_eq!(found.len(), 2, "once on the 25th and once on the 26th: {found:?}");
+        assert_eq!(
+            found.len(),
+            2,
+            "once on the 25th and once on the 26th: {found:?}"
+        );
     }
 
     #[test]
     fn bad_schedules_name_every_problem() {
-        let errors = ScheduleSpec::parse(true, "weekly", &[], "25:00, 6am", "Mars/Olympus").unwrap_err();
+        let errors =
+            ScheduleSpec::parse(true, "weekly", &[], "25:00, 6am", "Mars/Olympus").unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].contains("at least one day"));
         assert!(errors[1].contains("“25:00”"));

@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod profiles;
 pub mod results;
 pub mod runs;
+pub mod schedule;
 pub mod segments;
 pub mod sign_in_failures;
 pub mod users;

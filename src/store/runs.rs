@@ -225,6 +225,20 @@ pub async fn find<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> sqlx::R
         .await
 }
 
+/// The latest runs of every destination.
+pub async fn recent<'e>(
+    db: impl Executor<'e, Database = Any>,
+    limit: i64,
+) -> sqlx::Result<Vec<Run>> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM export_runs ORDER BY id DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .try_map(from_row)
+    .fetch_all(db)
+    .await
+}
+
 pub async fn for_destination<'e>(
     db: impl Executor<'e, Database = Any>,
     destination_id: i64,

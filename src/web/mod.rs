@@ -14,6 +14,7 @@ mod profiles;
 mod runs;
 mod segments;
 mod setup;
+mod system;
 mod users;
 
 use axum::Router;
@@ -56,6 +57,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(segments::router())
         .merge(destinations::router())
         .merge(runs::router())
+        .merge(system::router())
         .merge(administrators)
         .route_layer(from_fn_with_state(state.clone(), require_sign_in));
     let pages = Router::new()

@@ -18,6 +18,8 @@ pub enum Nav {
     ExportDestinations,
     Users,
     AuditLog,
+    Schedule,
+    Status,
 }
 
 pub struct PageContext {
@@ -41,6 +43,8 @@ impl PageContext {
             Nav::ExportDestinations => "export-destinations",
             Nav::Users => "users",
             Nav::AuditLog => "audit-log",
+            Nav::Schedule => "schedule",
+            Nav::Status => "status",
         }
     }
 }

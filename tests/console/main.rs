@@ -12,6 +12,7 @@ mod profiles;
 mod retries;
 mod roles;
 mod sandbox;
+mod schedule;
 mod security;
 mod segments;
 mod sign_in;

@@ -1,0 +1,204 @@
+//! System > Schedule (the scheduled refresh) and System > Status (recent refreshes and runs).
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::auth::{require_administrator, session};
+use crate::domain::schedule::{DAYS, ScheduleSpec};
+use crate::store::audit;
+use crate::store::schedule::{self, RefreshRun};
+use crate::web::page::{Nav, PageContext, render};
+use crate::web::setup::actor;
+use crate::web::{AppError, format};
+
+pub fn router() -> Router<AppState> {
+    let read = Router::new().route("/system/status", get(status));
+    let admin = Router::new()
+        .route("/system/schedule", get(schedule_page).post(save))
+        .route_layer(axum::middleware::from_fn(require_administrator));
+    read.merge(admin)
+}
+
+struct ScheduleForm {
+    enabled: bool,
+    weekly: bool,
+    days: Vec<String>,
+    times: String,
+    time_zone: String,
+}
+
+#[derive(Template)]
+#[template(path = "system/schedule.html")]
+struct SchedulePage {
+    ctx: PageContext,
+    form: ScheduleForm,
+    days: [(&'static str, &'static str); 7],
+    next_run: String,
+    errors: Vec<String>,
+}
+
+async fn page(
+    state: &AppState,
+    ctx: PageContext,
+    form: Option<ScheduleForm>,
+    errors: Vec<String>,
+) -> Result<SchedulePage, AppError> {
+    let row = schedule::load(state.db.pool()).await?;
+    let next_run = match crate::schedule::next_run(&row) {
+        Some(at) => format!("Next refresh: {}.", format::timestamp(at)),
+        None => "The scheduled refresh is off.".into(),
+    };
+    let form = form.unwrap_or(ScheduleForm {
+        enabled: row.enabled,
+        weekly: row.frequency == "weekly",
+        days: row.days,
+        times: row.times,
+        time_zone: row.time_zone,
+    });
+    Ok(SchedulePage {
+        ctx: ctx.at(Nav::Schedule),
+        form,
+        days: DAYS,
+        next_run,
+        errors,
+    })
+}
+
+async fn schedule_page(
+    State(state): State<AppState>,
+    ctx: PageContext,
+) -> Result<Response, AppError> {
+    Ok(render(&page(&state, ctx, None, Vec::new()).await?)?.into_response())
+}
+
+async fn save(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    session: Session,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let days: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "day")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let enabled = get("enabled") == "yes";
+    let form = ScheduleForm {
+        enabled,
+        weekly: get("frequency") == "weekly",
+        days: days.clone(),
+        times: get("times"),
+        time_zone: get("time_zone"),
+    };
+    let spec = match ScheduleSpec::parse(
+        enabled,
+        &get("frequency"),
+        &days,
+        &form.times,
+        &form.time_zone,
+    ) {
+        Ok(spec) => spec,
+        Err(errors) => {
+            let page = page(&state, ctx, Some(form), errors).await?;
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
+        }
+    };
+    let mut tx = state.db.pool().begin().await?;
+    schedule::save(&mut *tx, &spec, ctx.user.id).await?;
+    let details = if spec.enabled {
+        format!(
+            "{} at {} ({}){}",
+            if spec.weekly { "weekly" } else { "daily" },
+            spec.times_text(),
+            spec.time_zone.name(),
+            if spec.weekly {
+                format!(" on {}", spec.days.join(", "))
+            } else {
+                String::new()
+            }
+        )
+    } else {
+        "off".into()
+    };
+    audit::record(
+        &mut *tx,
+        &actor(&ctx.user),
+        "schedule",
+        None,
+        "Scheduled refresh",
+        &details,
+    )
+    .await?;
+    tx.commit().await?;
+    session::set_flash(&session, format!("Saved the schedule: {details}.")).await?;
+    Ok(Redirect::to("/system/schedule").into_response())
+}
+
+struct RefreshRow {
+    run: RefreshRun,
+    started: String,
+}
+
+struct ExportRow {
+    id: i64,
+    destination: String,
+    status: &'static str,
+    started: String,
+}
+
+#[derive(Template)]
+#[template(path = "system/status.html")]
+struct StatusPage {
+    ctx: PageContext,
+    refreshes: Vec<RefreshRow>,
+    exports: Vec<ExportRow>,
+}
+
+async fn status(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
+    let pool = state.db.pool();
+    let refreshes = schedule::recent_refreshes(pool, 20)
+        .await?
+        .into_iter()
+        .map(|run| RefreshRow {
+            started: format::timestamp(run.started_at),
+            run,
+        })
+        .collect();
+    let names: std::collections::HashMap<i64, String> = crate::store::destinations::list(pool)
+        .await?
+        .into_iter()
+        .map(|d| (d.id, d.display_name))
+        .collect();
+    let exports = crate::store::runs::recent(pool, 30)
+        .await?
+        .into_iter()
+        .map(|run| ExportRow {
+            id: run.id,
+            destination: names
+                .get(&run.destination_id)
+                .cloned()
+                .unwrap_or_else(|| "(removed)".into()),
+            status: run.status.label(),
+            started: format::optional_timestamp(run.started_at.or(Some(run.created_at))),
+        })
+        .collect();
+    Ok(render(&StatusPage {
+        ctx: ctx.at(Nav::Status),
+        refreshes,
+        exports,
+    })?
+    .into_response())
+}
