@@ -37,12 +37,33 @@ pub enum Command {
     /// List or refresh segments.
     #[command(subcommand)]
     Segments(SegmentsCommand),
+    /// Personal API tokens.
+    #[command(subcommand)]
+    ApiToken(ApiTokenCommand),
     /// Run exports from a terminal.
     #[command(subcommand)]
     Export(ExportCommand),
     /// Measure the console at scale; prints the figures BENCHMARKS.md records.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiTokenCommand {
+    /// Create a token for a user and print it (the only time it is shown).
+    Create(ApiTokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApiTokenArgs {
+    /// The user's email address.
+    #[arg(long)]
+    pub email: String,
+    /// What the token is for.
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{DemoDataArgs, ExportRunArgs, ImportProfilesArgs, RefreshArgs, SegmentsCommand};
+use crate::cli::{
+    ApiTokenArgs, DemoDataArgs, ExportRunArgs, ImportProfilesArgs, RefreshArgs, SegmentsCommand,
+};
 use crate::profiles::{ImportOptions, demo, import_file};
 use crate::segments::{RefreshOutcome, refresh};
 use crate::store::segments;
@@ -231,5 +233,29 @@ pub async fn export_run(args: ExportRunArgs) -> anyhow::Result<()> {
     if run.status != runs::RunStatus::Successful {
         bail!("the export did not succeed");
     }
+    Ok(())
+}
+
+/// `api-token create --email USER --name NAME`: prints the token once.
+pub async fn api_token_create(args: ApiTokenArgs) -> anyhow::Result<()> {
+    let db = args.db.connect().await?;
+    let email = crate::domain::EmailAddress::parse(&args.email)
+        .map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+    let name = args.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        bail!("--name: say what the token is for, in 1 to 100 characters");
+    }
+    let Some(user) = crate::store::users::find_by_email(db.pool(), &email)
+        .await?
+        .filter(|u| u.is_active())
+    else {
+        bail!("there is no active user {email}");
+    };
+    let token = crate::store::api_tokens::create(db.pool(), user.id, name).await?;
+    println!("{token}");
+    eprintln!(
+        "This token acts as {email} ({}). It is not shown again.",
+        user.role
+    );
     Ok(())
 }

@@ -1,6 +1,8 @@
 use clap::Parser;
 use export_destinations::app::shutdown_signal;
-use export_destinations::cli::{BenchCommand, Cli, Command, ExportCommand, ImportCommand};
+use export_destinations::cli::{
+    ApiTokenCommand, BenchCommand, Cli, Command, ExportCommand, ImportCommand,
+};
 use export_destinations::commands;
 use export_destinations::sandbox::standalone::RunningSandbox;
 use export_destinations::{App, Settings, telemetry};
@@ -27,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
         Command::DemoData(args) => commands::demo_data(args).await,
         Command::Segments(command) => commands::segments(command).await,
         Command::Export(ExportCommand::Run(args)) => commands::export_run(args).await,
+        Command::ApiToken(ApiTokenCommand::Create(args)) => commands::api_token_create(args).await,
         Command::Bench(BenchCommand::Data(args)) => export_destinations::bench::data(args).await,
     }
 }

@@ -15,6 +15,7 @@ mod runs;
 mod segments;
 mod setup;
 mod system;
+mod tokens;
 mod users;
 
 use axum::Router;
@@ -58,6 +59,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(destinations::router())
         .merge(runs::router())
         .merge(system::router())
+        .merge(tokens::router())
         .merge(administrators)
         .route_layer(from_fn_with_state(state.clone(), require_sign_in));
     let pages = Router::new()
@@ -66,6 +68,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .layer(from_fn(verify_csrf))
         .layer(sessions);
     let https = state.public_url.scheme() == "https";
+    let api = crate::api::router(state.clone());
     let csp = content_security_policy(&state.mailchimp.oauth_base.origin().ascii_serialization());
     let sandbox = state.sandbox.clone();
     let mut router = Router::new()
@@ -73,7 +76,8 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(assets::router())
         .merge(pages)
         .fallback(|| async { AppError::NotFound })
-        .with_state(state);
+        .with_state(state)
+        .merge(api);
     if let Some(sandbox) = sandbox {
         // The sandbox stands for another site: it has no console session, CSRF tokens or
         // roles of its own, exactly as Mailchimp would not.

@@ -20,6 +20,7 @@ pub enum Nav {
     AuditLog,
     Schedule,
     Status,
+    ApiTokens,
 }
 
 pub struct PageContext {
@@ -45,6 +46,7 @@ impl PageContext {
             Nav::AuditLog => "audit-log",
             Nav::Schedule => "schedule",
             Nav::Status => "status",
+            Nav::ApiTokens => "api-tokens",
         }
     }
 }

@@ -1,0 +1,310 @@
+//! `/api/v1/destinations`: list, read, create (the API-key path of the set-up, with the
+//! same checks and the same records), and start a run.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{ApiUser, FieldError, Problem, run_json};
+use crate::app::AppState;
+use crate::domain::Role;
+use crate::domain::destination::{
+    ApiKey, AudienceId, CONSENT_VERSION, DisplayName, MAX_EXPORT_PROFILES, NewMemberStatus,
+};
+use crate::mailchimp::client::{Connection, Credential, ErrorKind};
+use crate::store::audit::{self, Actor};
+use crate::store::destinations::{self, Authentication, Configuration, Destination, FieldMapping};
+use crate::store::{fields, runs, segments};
+
+fn destination_json(d: &Destination, segment_ids: &[i64]) -> Value {
+    json!({
+        "id": d.id,
+        "display_name": d.display_name,
+        "type": "mailchimp",
+        "status": if d.active { "active" } else if d.removing { "removing" } else { "draft" },
+        "audience_id": d.audience_id,
+        "audience_name": d.audience_name,
+        "email_field": d.email_field,
+        "merge_fields": d.field_mappings,
+        "segment_ids": segment_ids,
+        "new_member_status": d.new_member_status,
+        "created_at": d.created_at,
+    })
+}
+
+pub async fn list(State(state): State<AppState>, _user: ApiUser) -> Result<Json<Value>, Problem> {
+    let pool = state.db.pool();
+    let mut out = Vec::new();
+    for d in destinations::list(pool)
+        .await?
+        .into_iter()
+        .filter(|d| d.active)
+    {
+        let ids = destinations::segment_ids(pool, d.id).await?;
+        out.push(destination_json(&d, &ids));
+    }
+    Ok(Json(json!({ "destinations": out })))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, Problem> {
+    let pool = state.db.pool();
+    let d = destinations::find(pool, id)
+        .await?
+        .filter(|d| d.active)
+        .ok_or_else(Problem::not_found)?;
+    let ids = destinations::segment_ids(pool, id).await?;
+    Ok(Json(destination_json(&d, &ids)))
+}
+
+#[derive(Deserialize)]
+pub struct NewDestination {
+    display_name: Option<String>,
+    consent: Option<bool>,
+    audience_id: Option<String>,
+    api_key: Option<String>,
+    email_field: Option<String>,
+    #[serde(default)]
+    merge_fields: Vec<FieldMapping>,
+    #[serde(default)]
+    segment_ids: Vec<i64>,
+    new_member_status: Option<String>,
+}
+
+fn field(name: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: name.into(),
+        message: message.into(),
+    }
+}
+
+/// Every field is checked before anything is written or sent.
+pub async fn create(
+    State(state): State<AppState>,
+    user: ApiUser,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    user.require(Role::Administrator)?;
+    let input: NewDestination = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            format!("The body is not the expected JSON: {e}"),
+        )
+    })?;
+    let pool = state.db.pool();
+    let mut errors = Vec::new();
+    let name = DisplayName::parse(input.display_name.as_deref().unwrap_or_default())
+        .map_err(|e| errors.push(field("display_name", e)))
+        .ok();
+    if input.consent != Some(true) {
+        errors.push(field("consent", "Agree to the data-privacy notice (consent: true): this sends personal data to Mailchimp."));
+    }
+    let audience = AudienceId::parse(input.audience_id.as_deref().unwrap_or_default())
+        .map_err(|e| errors.push(field("audience_id", e)))
+        .ok();
+    let key = ApiKey::parse(input.api_key.as_deref().unwrap_or_default())
+        .map_err(|e| errors.push(field("api_key", e)))
+        .ok();
+    let catalogue = fields::as_catalogue(&fields::list(pool).await?);
+    let email_field = input.email_field.clone().unwrap_or_default();
+    if !catalogue.contains_key(&email_field) {
+        errors.push(field(
+            "email_field",
+            "Name the profile field that holds the email address.",
+        ));
+    }
+    for (i, m) in input.merge_fields.iter().enumerate() {
+        if m.tag.trim().is_empty() || !catalogue.contains_key(&m.field) {
+            errors.push(field(
+                &format!("merge_fields[{i}]"),
+                "Give a merge tag and an existing profile field.",
+            ));
+        }
+    }
+    if input.segment_ids.is_empty() {
+        errors.push(field("segment_ids", "Choose at least one segment."));
+    }
+    for id in &input.segment_ids {
+        if segments::find(pool, *id).await?.is_none() {
+            errors.push(field("segment_ids", format!("There is no segment {id}.")));
+        }
+    }
+    let total = destinations::distinct_profiles(pool, &input.segment_ids).await?;
+    if total > MAX_EXPORT_PROFILES {
+        errors.push(field(
+            "segment_ids",
+            format!(
+                "The segments hold {total} profiles; at most {MAX_EXPORT_PROFILES} can be exported."
+            ),
+        ));
+    }
+    let status = input
+        .new_member_status
+        .as_deref()
+        .unwrap_or("subscribed")
+        .parse::<NewMemberStatus>()
+        .map_err(|e| errors.push(field("new_member_status", e)))
+        .ok();
+    let (Some(name), Some(audience), Some(key), Some(status), true) =
+        (name, audience, key, status, errors.is_empty())
+    else {
+        return Err(Problem::invalid(errors));
+    };
+    let Some(api_base) = state.mailchimp.api_base_for_key(key.expose()) else {
+        return Err(Problem::invalid(vec![field(
+            "api_key",
+            "The key names no data centre.",
+        )]));
+    };
+    let connection = Connection {
+        api_base: api_base.clone(),
+        credential: Credential::ApiKey(key.expose().to_owned()),
+    };
+    let info = match state
+        .mailchimp_client
+        .audience(&connection, audience.as_str())
+        .await
+    {
+        Ok(info) => info,
+        Err(err) => {
+            let message = match err.kind {
+                ErrorKind::NotFound => "Mailchimp has no audience with this ID.".to_owned(),
+                ErrorKind::Forbidden => {
+                    "This Mailchimp account cannot use the audience.".to_owned()
+                }
+                ErrorKind::Unauthorized => "Mailchimp refused the API key.".to_owned(),
+                _ => format!("Mailchimp could not be reached: {err}."),
+            };
+            let target = if err.kind == ErrorKind::Unauthorized {
+                "api_key"
+            } else {
+                "audience_id"
+            };
+            return Err(Problem::invalid(vec![field(target, message)]));
+        }
+    };
+    let sealed = state.secret_key.seal(key.expose());
+    let actor = Actor {
+        user_id: user.id,
+        email: &user.email,
+    };
+    let mut tx = pool.begin().await?;
+    let id = match destinations::create_draft(
+        &mut *tx,
+        name.as_str(),
+        audience.as_str(),
+        user.id,
+        CONSENT_VERSION,
+    )
+    .await
+    {
+        Ok(id) => id,
+        Err(err) if crate::store::is_unique_violation(&err) => {
+            return Err(Problem::invalid(vec![field(
+                "display_name",
+                format!("A destination named “{name}” already exists."),
+            )]));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let dc = key
+        .expose()
+        .rsplit('-')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let account = format!("(API key, {dc})");
+    let auth = Authentication {
+        method: "api_key",
+        credential_sealed: &sealed,
+        api_base: &api_base,
+        account: &account,
+        audience_name: &info.name,
+        audience_members: info.member_count,
+        by: user.id,
+    };
+    destinations::set_authentication(&mut *tx, id, &auth).await?;
+    destinations::set_export_user(&mut *tx, id, user.id).await?;
+    let config = Configuration {
+        display_name: name.as_str(),
+        email_field: &email_field,
+        field_mappings: &input.merge_fields,
+        segment_ids: &input.segment_ids,
+        new_member_status: status.as_str(),
+    };
+    destinations::save_configuration(&mut tx, id, &config).await?;
+    for (action, details) in [
+        (
+            "consent",
+            format!("agreed to notice {CONSENT_VERSION} (API)"),
+        ),
+        ("connect", format!("audience {}", audience.as_str())),
+        (
+            "authenticate",
+            format!("api_key: audience “{}” ({})", info.name, info.id),
+        ),
+        ("export user", format!("{} is the export user", user.email)),
+        (
+            "save",
+            format!(
+                "created through the API with {} segment(s)",
+                input.segment_ids.len()
+            ),
+        ),
+    ] {
+        audit::record(&mut *tx, &actor, action, Some(id), name.as_str(), &details).await?;
+    }
+    tx.commit().await?;
+    let d = destinations::find(pool, id)
+        .await?
+        .ok_or_else(Problem::not_found)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(destination_json(&d, &input.segment_ids)),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, Default)]
+pub struct RunRequest {
+    #[serde(default)]
+    full: bool,
+}
+
+pub async fn start_run(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    user.require(Role::Contributor)?;
+    let request: RunRequest = if body.is_empty() {
+        RunRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                format!("The body is not the expected JSON: {e}"),
+            )
+        })?
+    };
+    destinations::find(state.db.pool(), id)
+        .await?
+        .filter(|d| d.active)
+        .ok_or_else(Problem::not_found)?;
+    let mut conn = state.db.pool().acquire().await?;
+    let (run_id, _) = runs::enqueue(&mut conn, id, request.full, Some(user.id)).await?;
+    drop(conn);
+    let run = runs::find(state.db.pool(), run_id)
+        .await?
+        .ok_or_else(Problem::not_found)?;
+    Ok((StatusCode::ACCEPTED, Json(run_json(&run))).into_response())
+}

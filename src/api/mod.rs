@@ -1,0 +1,270 @@
+//! The automation API (`/api/v1`): JSON for scripts and CI pipelines, authenticated by
+//! personal API tokens (`Authorization: Bearer edt_…`) that carry their user's role. No
+//! session and no cookies, so no CSRF; errors are problem+json naming the field at fault.
+
+mod destinations;
+mod openapi;
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::domain::Role;
+use crate::store::{api_tokens, runs, segments, users};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route(
+            "/api/v1/destinations",
+            get(destinations::list).post(destinations::create),
+        )
+        .route("/api/v1/destinations/{id}", get(destinations::show))
+        .route(
+            "/api/v1/destinations/{id}/runs",
+            post(destinations::start_run),
+        )
+        .route("/api/v1/runs/{id}", get(run))
+        .route("/api/v1/runs/{id}/members.csv", get(members_csv))
+        .route("/api/v1/segments", get(list_segments))
+        .route("/api/v1/segments/refresh", post(refresh_segments))
+        .with_state(state)
+}
+
+/// An API error: `application/problem+json`, with the field at fault when there is one.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: String,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: "about:blank",
+            title: title.into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// 422 naming each field at fault.
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        Self {
+            errors,
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid request",
+                "Some fields are not right; see errors.",
+            )
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            "There is no such resource.",
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, Json(&self)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+impl From<sqlx::Error> for Problem {
+    fn from(err: sqlx::Error) -> Self {
+        tracing::error!(error = %err, "API request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "The request could not be completed.",
+        )
+    }
+}
+
+impl From<anyhow::Error> for Problem {
+    fn from(err: anyhow::Error) -> Self {
+        tracing::error!(error = format!("{err:#}"), "API request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "The request could not be completed.",
+        )
+    }
+}
+
+/// The account behind a token, checked active on every call.
+#[derive(Debug, Clone)]
+pub struct ApiUser {
+    pub id: i64,
+    pub email: String,
+    pub role: Role,
+}
+
+impl ApiUser {
+    pub fn require(&self, role: Role) -> Result<(), Problem> {
+        if self.role.allows(role) {
+            Ok(())
+        } else {
+            Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "This needs the {role} role; the token's user is {}.",
+                    self.role
+                ),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for ApiUser {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let unauthorized =
+            |detail: &str| Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail);
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                unauthorized("Send a personal API token as Authorization: Bearer <token>.")
+            })?;
+        let pool = state.db.pool();
+        let user_id = api_tokens::user_of(pool, token)
+            .await?
+            .ok_or_else(|| unauthorized("The token is unknown or was revoked."))?;
+        let user = users::find_by_id(pool, user_id)
+            .await?
+            .filter(|u| u.is_active())
+            .ok_or_else(|| unauthorized("The token's user is deactivated."))?;
+        Ok(Self {
+            id: user.id,
+            email: user.email,
+            role: user.role,
+        })
+    }
+}
+
+pub fn run_json(run: &runs::Run) -> Value {
+    let c = run.counters;
+    json!({
+        "id": run.id,
+        "destination_id": run.destination_id,
+        "status": run.status.label(),
+        "full": run.full_resync,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "counts": {
+            "total": c.total, "sent": c.sent, "created": c.created, "updated": c.updated,
+            "unchanged": c.unchanged, "skipped": c.skipped, "failed": c.failed, "tag_changes": c.tag_changes
+        },
+        "message": run.message,
+    })
+}
+
+async fn run(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, Problem> {
+    let run = runs::find(state.db.pool(), id)
+        .await?
+        .ok_or_else(Problem::not_found)?;
+    Ok(Json(run_json(&run)))
+}
+
+async fn members_csv(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    Path(id): Path<i64>,
+) -> Result<Response, Problem> {
+    use futures::StreamExt;
+    runs::find(state.db.pool(), id)
+        .await?
+        .ok_or_else(Problem::not_found)?;
+    let rows: Vec<[String; 5]> = crate::store::results::stream(state.db.pool(), id)
+        .filter_map(|r| async move { r.ok() })
+        .collect()
+        .await;
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let _ = writer.write_record(["customer_id", "email", "outcome", "title", "detail"]);
+    for row in &rows {
+        let _ = writer.write_record(row);
+    }
+    let body = writer.into_inner().unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
+}
+
+async fn list_segments(
+    State(state): State<AppState>,
+    _user: ApiUser,
+) -> Result<Json<Value>, Problem> {
+    let segments: Vec<Value> = segments::list(state.db.pool())
+        .await?
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.id, "name": s.name, "member_count": s.member_count,
+                "last_refreshed_at": s.last_refreshed_at,
+                "kind": if s.definition == segments::Definition::Static { "static" } else { "rules" },
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "segments": segments })))
+}
+
+async fn refresh_segments(
+    State(state): State<AppState>,
+    user: ApiUser,
+) -> Result<Json<Value>, Problem> {
+    user.require(Role::Contributor)?;
+    let report = crate::segments::refresh(&state.db, None).await?;
+    let refreshed: Vec<Value> = report
+        .segments
+        .iter()
+        .map(|(name, outcome)| match outcome {
+            crate::segments::RefreshOutcome::Refreshed { members, .. } => {
+                json!({ "name": name, "member_count": members })
+            }
+            crate::segments::RefreshOutcome::Invalid(errors) => {
+                json!({ "name": name, "errors": errors })
+            }
+        })
+        .collect();
+    Ok(Json(
+        json!({ "profiles_scanned": report.profiles_scanned, "duration_ms": report.duration_ms, "segments": refreshed }),
+    ))
+}

@@ -1,0 +1,573 @@
+use std::time::Duration;
+
+use export_destinations::domain::Role;
+use export_destinations::store::{api_tokens, users};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+use crate::wizard::{audience, seed};
+
+async fn token(app: &TestApp, email: &str, role: Role) -> String {
+    let id = app.create_user(email, role).await;
+    api_tokens::create(app.state.db.pool(), id, "tests")
+        .await
+        .unwrap()
+}
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, app.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn sandbox_key(app: &TestApp) -> String {
+    app.state
+        .sandbox
+        .clone()
+        .unwrap()
+        .store()
+        .api_keys
+        .keys()
+        .next()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn calls_without_a_valid_token_get_401_problem_json() {
+    let app = spawn_app().await;
+    let (status, body) = call(&app, reqwest::Method::GET, "/api/v1/segments", None, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["title"], "Unauthorized");
+    let (status, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/segments",
+        Some("edt_wrong"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let valid = token(&app, "viewer@example.com", Role::Viewer).await;
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::GET,
+            "/api/v1/segments",
+            Some(&valid),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let user = users::find_by_email(
+        app.state.db.pool(),
+        &export_destinations::domain::EmailAddress::parse("viewer@example.com").unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    users::set_deactivated(app.state.db.pool(), user.id, Some(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::GET,
+            "/api/v1/segments",
+            Some(&valid),
+            None
+        )
+        .await
+        .0,
+        401,
+        "a deactivated user's token stops working"
+    );
+}
+
+#[tokio::test]
+async fn a_script_creates_a_destination_runs_an_export_and_reads_the_results() {
+    let app = spawn_app().await;
+    let segment = seed(&app).await;
+    let admin = token(&app, "ci@example.com", Role::Administrator).await;
+    let body = json!({
+        "display_name": "From CI", "consent": true, "audience_id": audience(&app, "Newsletter subscribers"),
+        "api_key": sandbox_key(&app), "email_field": "EmailAddress",
+        "merge_fields": [{ "tag": "FNAME", "field": "FirstName" }], "segment_ids": [segment], "new_member_status": "subscribed"
+    });
+    let (status, destination) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/destinations",
+        Some(&admin),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{destination}");
+    assert_eq!(destination["audience_name"], "Newsletter subscribers");
+    let id = destination["id"].as_i64().unwrap();
+    let (_, list) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/destinations",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(list["destinations"][0]["display_name"], "From CI");
+
+    let (status, run) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/destinations/{id}/runs"),
+        Some(&admin),
+        Some(json!({ "full": false })),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let run_id = run["id"].as_i64().unwrap();
+    let mut finished = Value::Null;
+    for _ in 0..200 {
+        let (_, run) = call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/api/v1/runs/{run_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+        if run["finished_at"].is_number() {
+            finished = run;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(finished["status"], "Successful", "{finished}");
+    assert_eq!(finished["counts"]["created"], 2);
+    let csv = reqwest::Client::new()
+        .get(app.url(&format!("/api/v1/runs/{run_id}/members.csv")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.starts_with("customer_id,email,outcome,title,detail")
+            && csv.contains("P1,ada@northwind.io,created")
+    );
+    let log = export_destinations::store::audit::recent(app.state.db.pool(), 10)
+        .await
+        .unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == "consent" && e.details.contains("(API)")),
+        "the same records as the wizard"
+    );
+}
+
+#[tokio::test]
+async fn bad_bodies_get_400_or_422_naming_the_fields() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let admin = token(&app, "ci@example.com", Role::Administrator).await;
+    let response = reqwest::Client::new()
+        .post(app.url("/api/v1/destinations"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{ nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
+    let (status, problem) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/destinations",
+        Some(&admin),
+        Some(json!({ "display_name": "", "consent": false, "audience_id": "bad id", "api_key": "x", "email_field": "Nope", "segment_ids": [] })),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "display_name",
+        "consent",
+        "audience_id",
+        "api_key",
+        "email_field",
+        "segment_ids",
+    ] {
+        assert!(
+            fields.contains(&expected),
+            "{expected} missing from {fields:?}"
+        );
+    }
+    let (status, problem) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/destinations",
+        Some(&admin),
+        Some(json!({ "display_name": "x", "consent": true, "audience_id": "0000000000", "api_key": sandbox_key(&app), "email_field": "EmailAddress", "segment_ids": [1] })),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(problem["errors"][0]["field"], "audience_id");
+    assert!(
+        export_destinations::store::destinations::list(app.state.db.pool())
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn tokens_carry_their_users_role() {
+    let app = spawn_app().await;
+    let segment = seed(&app).await;
+    let viewer = token(&app, "viewer@example.com", Role::Viewer).await;
+    let contributor = token(&app, "contributor@example.com", Role::Contributor).await;
+    let body = json!({ "display_name": "x", "consent": true, "audience_id": "a1b2c3d4e5", "api_key": sandbox_key(&app), "email_field": "EmailAddress", "segment_ids": [segment] });
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/destinations",
+            Some(&viewer),
+            Some(body.clone())
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/destinations",
+            Some(&contributor),
+            Some(body)
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/segments/refresh",
+            Some(&viewer),
+            None
+        )
+        .await
+        .0,
+        403
+    );
+    let (status, refreshed) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/segments/refresh",
+        Some(&contributor),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(refreshed["segments"][0]["member_count"], 2);
+}
+
+/// Every property of `value` is declared by `schema` with a fitting type.
+fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => schema,
+    };
+    let ok = match (schema.get("type").and_then(Value::as_str), value) {
+        (_, Value::Null) => {
+            schema.get("nullable") == Some(&Value::Bool(true)) || schema.get("type").is_none()
+        }
+        (None, _) => true,
+        (Some("object"), Value::Object(_))
+        | (Some("array"), Value::Array(_))
+        | (Some("string"), Value::String(_)) => true,
+        (Some("integer"), Value::Number(n)) => n.is_i64(),
+        (Some("boolean"), Value::Bool(_)) => true,
+        _ => false,
+    };
+    if !ok {
+        errors.push(format!("{at}: {value} does not fit {schema}"));
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (k, v) in map {
+                    match props.get(k) {
+                        Some(s) => conforms(doc, s, v, &format!("{at}.{k}"), errors),
+                        None => errors.push(format!("{at}.{k} is not in the description")),
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    conforms(doc, s, v, &format!("{at}[{i}]"), errors);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn responses_match_the_served_openapi_description() {
+    let app = spawn_app().await;
+    let segment = seed(&app).await;
+    let admin = token(&app, "ci@example.com", Role::Administrator).await;
+    let (status, doc) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/openapi.json",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let body = json!({ "display_name": "Spec", "consent": true, "audience_id": audience(&app, "Customers"), "api_key": sandbox_key(&app), "email_field": "EmailAddress", "segment_ids": [segment] });
+    let (_, created) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/destinations",
+        Some(&admin),
+        Some(body),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let (_, run) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/destinations/{id}/runs"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let (_, problem) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/destinations/999",
+        Some(&admin),
+        None,
+    )
+    .await;
+    let responses = [
+        (
+            "/api/v1/destinations",
+            "get",
+            "200",
+            call(
+                &app,
+                reqwest::Method::GET,
+                "/api/v1/destinations",
+                Some(&admin),
+                None,
+            )
+            .await
+            .1,
+        ),
+        ("/api/v1/destinations", "post", "201", created.clone()),
+        (
+            "/api/v1/destinations/{id}",
+            "get",
+            "200",
+            call(
+                &app,
+                reqwest::Method::GET,
+                &format!("/api/v1/destinations/{id}"),
+                Some(&admin),
+                None,
+            )
+            .await
+            .1,
+        ),
+        ("/api/v1/destinations/{id}", "get", "404", problem),
+        ("/api/v1/destinations/{id}/runs", "post", "202", run.clone()),
+        (
+            "/api/v1/runs/{id}",
+            "get",
+            "200",
+            call(
+                &app,
+                reqwest::Method::GET,
+                &format!("/api/v1/runs/{}", run["id"]),
+                Some(&admin),
+                None,
+            )
+            .await
+            .1,
+        ),
+        (
+            "/api/v1/segments",
+            "get",
+            "200",
+            call(
+                &app,
+                reqwest::Method::GET,
+                "/api/v1/segments",
+                Some(&admin),
+                None,
+            )
+            .await
+            .1,
+        ),
+    ];
+    let mut errors = Vec::new();
+    for (path, method, code, body) in &responses {
+        let response = &doc["paths"][path][method]["responses"][code];
+        let schema = response["content"]["application/json"]["schema"]
+            .as_object()
+            .or_else(|| response["content"]["application/problem+json"]["schema"].as_object())
+            .unwrap_or_else(|| panic!("{method} {path} {code} is not described"));
+        conforms(
+            &doc,
+            &Value::Object(schema.clone()),
+            body,
+            &format!("{method} {path} {code}"),
+            &mut errors,
+        );
+    }
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[tokio::test]
+async fn tokens_are_made_on_the_api_tokens_page_shown_once_and_revocable() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Contributor).await;
+    let response = app
+        .post_form(
+            "/admin/api-tokens",
+            "/admin/api-tokens",
+            &[("name", "CI pipeline")],
+        )
+        .await;
+    let html = response.text().await.unwrap();
+    let marker = "id=\"new-token\"";
+    assert!(html.contains(marker) && html.contains("it is not shown again"));
+    let start = html.find("value=\"edt_").unwrap() + 7;
+    let token = html[start..start + html[start..].find('"').unwrap()].to_owned();
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::GET,
+            "/api/v1/segments",
+            Some(&token),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let page = app.get_html("/admin/api-tokens").await;
+    assert!(!page.contains(&token), "never shown again");
+    assert!(page.contains("CI pipeline") && page.contains(&token[..10]));
+    let id: i64 = sqlx::query_scalar("SELECT id FROM api_tokens")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    app.post_form(
+        "/admin/api-tokens",
+        &format!("/admin/api-tokens/{id}/revoke"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::GET,
+            "/api/v1/segments",
+            Some(&token),
+            None
+        )
+        .await
+        .0,
+        401
+    );
+    let stored: String = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
+        .fetch_optional(app.state.db.pool())
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(!stored.contains(&token[4..]), "only a digest is kept");
+}
+
+#[tokio::test]
+async fn the_command_line_creates_a_token_that_works() {
+    let app = spawn_app().await;
+    app.create_user("ops@example.com", Role::Contributor).await;
+    let settings = &app.state.settings;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_export-destinations"))
+        .args([
+            "api-token",
+            "create",
+            "--email",
+            "OPS@example.com",
+            "--name",
+            "deploy",
+            "--database-url",
+            settings.database_url.as_str(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(token.starts_with("edt_"));
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::GET,
+            "/api/v1/destinations",
+            Some(&token),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+}
