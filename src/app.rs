@@ -129,7 +129,11 @@ impl App {
         let worker = crate::export::worker::Worker::new(self.state.engine.clone());
         let owner = worker.owner().to_owned();
         let worker = tokio::spawn(worker.run());
-        let scheduler = tokio::spawn(crate::schedule::run(self.state.db.clone()));
+        let scheduler = self
+            .state
+            .settings
+            .scheduler
+            .then(|| tokio::spawn(crate::schedule::run(self.state.db.clone())));
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -139,7 +143,9 @@ impl App {
         cleanup.abort();
         // A run cut short here is resumed by the next worker, at once.
         worker.abort();
-        scheduler.abort();
+        if let Some(scheduler) = scheduler {
+            scheduler.abort();
+        }
         if let Err(err) = crate::store::runs::release(self.state.db.pool(), &owner).await {
             tracing::warn!(error = %err, "releasing the export worker's leases");
         }

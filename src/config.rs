@@ -128,6 +128,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Load demo profiles and segments when the database has none.
     pub demo_data: bool,
+    /// Run the scheduled refresh in this process (tests drive it themselves).
+    pub scheduler: bool,
     pub bind_addr: SocketAddr,
     /// None: derived from the address actually bound.
     pub public_url: Option<Url>,
@@ -196,6 +198,7 @@ impl Settings {
             database_url,
             data_dir: args.db.data_dir,
             demo_data: args.demo_data,
+            scheduler: true,
             bind_addr: args.bind_addr,
             public_url,
             secret_key,
