@@ -126,7 +126,10 @@ impl App {
                 .clone()
                 .continuously_delete_expired(tokio::time::Duration::from_secs(3600)),
         );
-        let worker = crate::export::worker::Worker::new(self.state.engine.clone());
+        let worker = crate::export::worker::Worker::with_lease(
+            self.state.engine.clone(),
+            self.state.settings.export_lease.as_millis() as i64,
+        );
         let owner = worker.owner().to_owned();
         let worker = tokio::spawn(worker.run());
         let scheduler = self

@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// Argon2id iterations.
     #[arg(long, env = "PASSWORD_HASH_ITERATIONS", default_value_t = 2)]
     pub password_hash_iterations: u32,
+    /// Seconds an export worker's claim on a run lasts without a heartbeat; after a crash
+    /// another worker resumes the run once it expires.
+    #[arg(long, env = "EXPORT_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(2..))]
+    pub export_lease_seconds: u32,
     /// Client ID of your Mailchimp OAuth app; unset: the built-in sandbox stands in.
     #[arg(long, env = "MAILCHIMP_CLIENT_ID")]
     pub mailchimp_client_id: Option<String>,
@@ -130,6 +134,8 @@ pub struct Settings {
     pub demo_data: bool,
     /// Run the scheduled refresh in this process (tests drive it themselves).
     pub scheduler: bool,
+    /// How long an export worker's claim lasts without a heartbeat.
+    pub export_lease: Duration,
     pub bind_addr: SocketAddr,
     /// None: derived from the address actually bound.
     pub public_url: Option<Url>,
@@ -199,6 +205,7 @@ impl Settings {
             data_dir: args.db.data_dir,
             demo_data: args.demo_data,
             scheduler: true,
+            export_lease: Duration::from_secs(u64::from(args.export_lease_seconds)),
             bind_addr: args.bind_addr,
             public_url,
             secret_key,

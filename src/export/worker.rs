@@ -11,26 +11,35 @@ use tracing::Instrument;
 use crate::export::Engine;
 use crate::store::runs::{self, RunStatus};
 
-/// How long a claim holds without a heartbeat.
+/// How long a claim holds without a heartbeat, by default.
 pub const LEASE_MS: i64 = 60_000;
-const HEARTBEAT: Duration = Duration::from_secs(15);
 
 #[derive(Clone)]
 pub struct Worker {
     engine: Engine,
     owner: String,
+    lease_ms: i64,
 }
 
 impl Worker {
     pub fn new(engine: Engine) -> Self {
+        Self::with_lease(engine, LEASE_MS)
+    }
+
+    /// A worker whose claims last `lease_ms` without a heartbeat (renewed every quarter).
+    pub fn with_lease(engine: Engine, lease_ms: i64) -> Self {
         let owner = format!("worker-{}", &crate::crypto::random_token()[..12]);
-        Self { engine, owner }
+        Self {
+            engine,
+            owner,
+            lease_ms: lease_ms.max(1_000),
+        }
     }
 
     /// Claims and executes one run; None when there was nothing to do.
     pub async fn try_execute_next(&self) -> anyhow::Result<Option<i64>> {
         let pool = self.engine.db.pool();
-        let Some(run) = runs::claim_next(pool, &self.owner, LEASE_MS).await? else {
+        let Some(run) = runs::claim_next(pool, &self.owner, self.lease_ms).await? else {
             return Ok(None);
         };
         let run_id = run.id;
@@ -63,11 +72,17 @@ impl Worker {
         tracing::info!("export run started");
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = {
-            let (pool, owner, lost, id) = (pool.clone(), self.owner.clone(), lost.clone(), run.id);
+            let (pool, owner, lost, id, lease_ms) = (
+                pool.clone(),
+                self.owner.clone(),
+                lost.clone(),
+                run.id,
+                self.lease_ms,
+            );
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(HEARTBEAT).await;
-                    match runs::heartbeat(&pool, id, &owner, LEASE_MS).await {
+                    tokio::time::sleep(Duration::from_millis(lease_ms as u64 / 4)).await;
+                    match runs::heartbeat(&pool, id, &owner, lease_ms).await {
                         Ok(true) => {}
                         Ok(false) => {
                             lost.store(true, Ordering::Relaxed);

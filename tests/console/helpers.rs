@@ -64,6 +64,7 @@ pub fn test_settings(dir: &std::path::Path, database_url: DatabaseUrl) -> Settin
         data_dir: dir.to_path_buf(),
         demo_data: false,
         scheduler: false,
+        export_lease: Duration::from_secs(60),
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         secret_key: Some(SecretKey::generate()),

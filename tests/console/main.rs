@@ -3,6 +3,7 @@
 
 mod api;
 mod browser;
+mod crash;
 mod csrf;
 mod destinations;
 mod exports;
