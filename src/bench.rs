@@ -154,3 +154,253 @@ async fn page_timings(db: &crate::db::Db) -> anyhow::Result<()> {
 fn cleanup(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `bench export`: a sandbox process with Mailchimp's limits (10 connections, latency per
+/// call and per member), a fresh database of demo profiles, then a full first export, a
+/// re-export with nothing changed, one with 1 % changed, and a naive exporter for contrast.
+pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
+    use crate::export::worker::Worker;
+    use crate::export::{Engine, Limiters};
+    use crate::store::destinations::{self, Authentication, Configuration, FieldMapping};
+    use crate::store::runs;
+    use tokio::io::AsyncBufReadExt;
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef-us1";
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut sandbox = tokio::process::Command::new(std::env::current_exe()?)
+        .args([
+            "sandbox",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--api-key",
+            KEY,
+            "--max-connections",
+            "10",
+        ])
+        .args([
+            "--latency-ms",
+            &args.latency_ms.to_string(),
+            "--per-member-us",
+            &args.per_member_us.to_string(),
+        ])
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(sandbox.stdout.take().expect("piped")).lines();
+    let mut audience = String::new();
+    while let Some(line) = lines.next_line().await? {
+        if let Some(id) = line.strip_prefix("Audience \"Newsletter subscribers\": ") {
+            audience = id.trim().to_owned();
+            break;
+        }
+    }
+    anyhow::ensure!(!audience.is_empty(), "the sandbox did not start");
+    println!(
+        "bench export: {} profiles, {} segments; sandbox: 10 connections, {} ms per call + {} µs per member",
+        args.profiles, args.segments, args.latency_ms, args.per_member_us
+    );
+
+    let db = crate::config::DbArgs {
+        database_url: None,
+        data_dir: dir.path().to_path_buf(),
+    }
+    .connect()
+    .await?;
+    let started = Instant::now();
+    demo::load(&db, args.profiles, 1, args.segments as usize, &|_, _| {}).await?;
+    refresh(&db, None).await?;
+    println!(
+        "prepared {} profiles in {:.1} s",
+        args.profiles,
+        started.elapsed().as_secs_f64()
+    );
+
+    let hash = "x";
+    let owner: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, name, role, password_hash, created_at, updated_at) VALUES ('bench@example.com', 'Bench', 'administrator', $1, 0, 0) RETURNING id",
+    )
+    .bind(hash)
+    .fetch_one(db.pool())
+    .await?;
+    let key = crate::crypto::SecretKey::generate();
+    let id = destinations::create_draft(db.pool(), "Bench", &audience, owner, "bench").await?;
+    let sealed = key.seal(KEY);
+    let auth = Authentication {
+        method: "api_key",
+        credential_sealed: &sealed,
+        api_base: &base,
+        account: "bench",
+        audience_name: "Newsletter subscribers",
+        audience_members: 0,
+        by: owner,
+    };
+    destinations::set_authentication(db.pool(), id, &auth).await?;
+    destinations::set_export_user(db.pool(), id, owner).await?;
+    let segment_ids: Vec<i64> = segments::list(db.pool())
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let mappings = [
+        FieldMapping {
+            tag: "FNAME".into(),
+            field: "FirstName".into(),
+        },
+        FieldMapping {
+            tag: "LNAME".into(),
+            field: "LastName".into(),
+        },
+    ];
+    let config = Configuration {
+        display_name: "Bench",
+        email_field: "EmailAddress",
+        field_mappings: &mappings,
+        segment_ids: &segment_ids,
+        new_member_status: "subscribed",
+    };
+    let mut conn = db.pool().acquire().await?;
+    destinations::save_configuration(&mut conn, id, &config).await?;
+    drop(conn);
+    let engine = Engine {
+        db: db.clone(),
+        key,
+        client: crate::mailchimp::client::Client::new(),
+        limiters: Limiters::default(),
+    };
+    let worker = Worker::new(engine);
+    let http = reqwest::Client::new();
+    let stats = || async {
+        let stats: serde_json::Value = http
+            .get(format!("{base}/inspect/stats.json"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok::<_, anyhow::Error>(stats)
+    };
+    let run_once = |full: bool| {
+        let worker = worker.clone();
+        let db = db.clone();
+        async move {
+            let mut tx = db.pool().begin().await?;
+            let (run_id, _) = runs::enqueue(&mut tx, id, full, None).await?;
+            let run = runs::claim(&mut *tx, run_id, worker.owner(), 60_000)
+                .await?
+                .expect("claimed");
+            tx.commit().await?;
+            let started = Instant::now();
+            worker.execute_claimed(run).await?;
+            let elapsed = started.elapsed().as_secs_f64();
+            let run = runs::find(db.pool(), run_id).await?.expect("run");
+            Ok::<_, anyhow::Error>((run, elapsed))
+        }
+    };
+
+    // 1. The full first export.
+    let before = stats().await?;
+    let (run, seconds) = run_once(false).await?;
+    let after = stats().await?;
+    let busy_ms = after["modelled_busy_ms"].as_f64().unwrap_or(0.0)
+        - before["modelled_busy_ms"].as_f64().unwrap_or(0.0);
+    let calls = after["calls"].as_u64().unwrap_or(0) - before["calls"].as_u64().unwrap_or(0);
+    let c = run.counters;
+    let memberships: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM segment_members m JOIN segments s ON s.id = m.segment_id AND s.generation = m.generation",
+    )
+    .fetch_one(db.pool())
+    .await?;
+    let members = c.created + c.updated;
+    let minimum = (members as f64 / 500.0).ceil() as i64 // upserts
+        + (members as f64 / 500.0).ceil() as i64 // the ownership tag
+        + segment_ids.len() as i64 // each tag at least one call
+        + (memberships as f64 / 500.0).ceil() as i64;
+    let first_rate = members as f64 / seconds;
+    println!(
+        "full export: {:?} in {seconds:.1} s = {first_rate:.0} members/s",
+        run.status
+    );
+    println!(
+        "  members {}: created {}, skipped {} (bad or repeated addresses), failed {}",
+        c.total, c.created, c.skipped, c.failed
+    );
+    println!(
+        "  calls made {calls} (console counted {}), minimum about {minimum}: {:.3} x",
+        c.calls,
+        calls as f64 / minimum as f64
+    );
+    println!(
+        "  ratio to provider ceiling: {:.2} (modelled busy {:.0} s / (10 x {seconds:.1} s))",
+        busy_ms / 1000.0 / (10.0 * seconds),
+        busy_ms / 1000.0
+    );
+    println!(
+        "  sandbox 429s: {}; peak RSS of this process: {}",
+        after["rejected_429"],
+        mib(peak_rss_mib())
+    );
+
+    // 2. Nothing changed.
+    let (run, seconds) = run_once(false).await?;
+    println!(
+        "re-export, nothing changed: {seconds:.1} s ({} unchanged, {} sent)",
+        run.counters.unchanged, run.counters.sent
+    );
+
+    // 3. One profile in a hundred changed.
+    sqlx::query(match db.backend() {
+        crate::db::Backend::Sqlite => "UPDATE profiles SET attributes = json_set(attributes, '$.FirstName', 'Changed') WHERE id % 100 = 0",
+        crate::db::Backend::Postgres => "UPDATE profiles SET attributes = jsonb_set(attributes::jsonb, '{FirstName}', '\"Changed\"')::text WHERE id % 100 = 0",
+    })
+    .execute(db.pool())
+    .await?;
+    let (run, seconds) = run_once(false).await?;
+    println!(
+        "re-export, 1 % changed: {seconds:.1} s ({} sent, {} unchanged)",
+        run.counters.sent, run.counters.unchanged
+    );
+    println!(
+        "peak RSS of this process over the whole run: {}",
+        mib(peak_rss_mib())
+    );
+
+    // 4. A naive exporter: one PUT per member and one tag call per member, 10 at a time.
+    let sample = args.naive_sample as usize;
+    let started = Instant::now();
+    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(10));
+    let mut tasks = Vec::new();
+    for i in 0..sample {
+        let (http, base, audience, semaphore) = (
+            http.clone(),
+            base.clone(),
+            audience.clone(),
+            semaphore.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire().await;
+            let email = format!("naive{i}@northwind-mail.com");
+            let hash = crate::domain::subscriber_hash(&email);
+            let put = serde_json::json!({ "email_address": email, "status_if_new": "subscribed", "merge_fields": { "FNAME": "N" } });
+            let _ = http.put(format!("{base}/3.0/lists/{audience}/members/{hash}")).basic_auth("x", Some(KEY)).json(&put).send().await;
+            let tags = serde_json::json!({ "tags": [{ "name": "naive", "status": "active" }] });
+            let _ = http.post(format!("{base}/3.0/lists/{audience}/members/{hash}/tags")).basic_auth("x", Some(KEY)).json(&tags).send().await;
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let naive_rate = sample as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "naive exporter (one call per member and per tag, 10 at a time): {naive_rate:.0} members/s on {sample} members"
+    );
+    println!(
+        "speed-up of the exporter over the naive one: {:.0} x",
+        first_rate / naive_rate
+    );
+    sandbox.start_kill()?;
+    Ok(())
+}

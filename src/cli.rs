@@ -90,6 +90,27 @@ pub struct ExportRunArgs {
 pub enum BenchCommand {
     /// Import a demo CSV into a fresh database, refresh segments, time the data pages.
     Data(BenchDataArgs),
+    /// Export demo profiles to a sandbox process with Mailchimp's realistic limits.
+    Export(BenchExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchExportArgs {
+    /// How many profiles.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub profiles: u64,
+    /// How many demo segments (1 to 6).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(1..=6))]
+    pub segments: u8,
+    /// Modelled milliseconds per call (Mailchimp's realistic profile: 150).
+    #[arg(long, default_value_t = 150)]
+    pub latency_ms: u64,
+    /// Modelled microseconds per member in a call (realistic: 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub per_member_us: u64,
+    /// Members the naive one-call-per-member exporter is timed on.
+    #[arg(long, default_value_t = 2000)]
+    pub naive_sample: u64,
 }
 
 #[derive(Debug, clap::Args)]

@@ -30,6 +30,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Segments(command) => commands::segments(command).await,
         Command::Export(ExportCommand::Run(args)) => commands::export_run(args).await,
         Command::ApiToken(ApiTokenCommand::Create(args)) => commands::api_token_create(args).await,
+        Command::Bench(BenchCommand::Export(args)) => {
+            export_destinations::bench::export(args).await
+        }
         Command::Bench(BenchCommand::Data(args)) => export_destinations::bench::data(args).await,
     }
 }
