@@ -62,6 +62,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(tokens::router())
         .merge(administrators)
         .route_layer(from_fn_with_state(state.clone(), require_sign_in));
+    let sandbox_sessions = sessions.clone();
     let pages = Router::new()
         .merge(auth_pages::router())
         .merge(signed_in)
@@ -79,9 +80,15 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .with_state(state)
         .merge(api);
     if let Some(sandbox) = sandbox {
-        // The sandbox stands for another site: it has no console session, CSRF tokens or
-        // roles of its own, exactly as Mailchimp would not.
-        router = router.nest_service("/sandbox", sandbox.router());
+        // The sandbox stands for another site: no console CSRF tokens or roles, exactly as
+        // Mailchimp would not. Its pages show the audiences' members, though, so only people
+        // signed in to this console see them; its API and token calls (made by programs,
+        // with their own credentials) are open, as Mailchimp's are.
+        let guarded = Router::new()
+            .nest_service("/sandbox", sandbox.router())
+            .layer(from_fn(sandbox_pages_need_sign_in))
+            .layer(sandbox_sessions);
+        router = router.merge(guarded);
     }
     let router = if https {
         router.layer(header_layer(
@@ -113,6 +120,31 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
             // The path only: query strings can carry OAuth codes and state.
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
         }))
+}
+
+async fn sandbox_pages_need_sign_in(
+    session: tower_sessions::Session,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    let for_programs = path.starts_with("/sandbox/3.0/")
+        || path == "/sandbox/oauth2/token"
+        || path == "/sandbox/oauth2/metadata"
+        || path.starts_with("/sandbox/static/");
+    let signed_in = crate::auth::session::user_id(&session)
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    if for_programs || signed_in {
+        return next.run(request).await;
+    }
+    use axum::response::IntoResponse;
+    AppError::SignInRequired {
+        next: Some(path.to_owned()),
+    }
+    .into_response()
 }
 
 fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

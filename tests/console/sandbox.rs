@@ -7,6 +7,15 @@ async fn with_no_mailchimp_app_configured_the_console_serves_the_sandbox() {
     let app = spawn_app().await;
     assert!(app.state.mailchimp.is_sandbox);
     let sandbox = app.state.sandbox.clone().expect("the built-in sandbox");
+    let anonymous = app.get("/sandbox/").await;
+    assert_eq!(
+        anonymous.status(),
+        303,
+        "its pages show members: only for people signed in"
+    );
+    assert!(crate::helpers::location(&anonymous).starts_with("/sign-in"));
+    assert_eq!(app.get("/sandbox/inspect/stats.json").await.status(), 303);
+    app.signed_in_as("viewer@example.com", Role::Viewer).await;
     let html = app.get_html("/sandbox/").await;
     assert!(html.contains("Sandbox Mailchimp"));
     assert!(html.contains("Newsletter subscribers"));
@@ -43,7 +52,10 @@ async fn the_console_reaches_its_sandbox_through_mailchimp_shaped_urls() {
         endpoints.api_base_for_key(key).unwrap(),
         app.url("/sandbox")
     );
-    // The sandbox accepts the console's own app at the consent page.
+    // The sandbox accepts the console's own app at the consent page (shown to people
+    // signed in to the console, who are the ones sent there).
+    app.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
     let consent = app
         .client
         .get(app.url("/sandbox/oauth2/authorize"))
