@@ -211,20 +211,10 @@ async fn members_csv(
     _user: ApiUser,
     Path(id): Path<i64>,
 ) -> Result<Response, Problem> {
-    use futures::StreamExt;
     runs::find(state.db.pool(), id)
         .await?
         .ok_or_else(Problem::not_found)?;
-    let rows: Vec<[String; 5]> = crate::store::results::stream(state.db.pool(), id)
-        .filter_map(|r| async move { r.ok() })
-        .collect()
-        .await;
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let _ = writer.write_record(["customer_id", "email", "outcome", "title", "detail"]);
-    for row in &rows {
-        let _ = writer.write_record(row);
-    }
-    let body = writer.into_inner().unwrap_or_default();
+    let body = crate::store::results::csv(state.db.pool(), id).await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
 }
 

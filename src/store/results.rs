@@ -1,6 +1,5 @@
 //! Per-member results of export runs, for the CSV a person downloads.
 
-use futures::Stream;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,16 +47,27 @@ pub async fn insert(
     Ok(())
 }
 
-/// A run's results as rows of (customer ID, email, outcome, title, detail).
-pub fn stream(pool: &AnyPool, run_id: i64) -> impl Stream<Item = sqlx::Result<[String; 5]>> + '_ {
-    use futures::StreamExt;
-    sqlx::query("SELECT customer_id, email, outcome, title, detail FROM export_results WHERE run_id = $1 ORDER BY customer_id")
-        .bind(run_id)
-        .fetch(pool)
-        .map(|row| {
-            let row = row?;
-            Ok([row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?])
-        })
+/// A run's per-member results as CSV: customer_id, email, outcome, title, detail.
+pub async fn csv(pool: &AnyPool, run_id: i64) -> anyhow::Result<Vec<u8>> {
+    use futures::TryStreamExt;
+    let mut writer = ::csv::Writer::from_writer(Vec::new());
+    writer.write_record(["customer_id", "email", "outcome", "title", "detail"])?;
+    let mut rows = sqlx::query(
+        "SELECT customer_id, email, outcome, title, detail FROM export_results WHERE run_id = $1 ORDER BY customer_id",
+    )
+    .bind(run_id)
+    .fetch(pool);
+    while let Some(row) = rows.try_next().await? {
+        let fields: [String; 5] = [
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
+        ];
+        writer.write_record(&fields)?;
+    }
+    Ok(writer.into_inner()?)
 }
 
 /// Customer IDs that already have a result in this run (a resumed run does not repeat them).

@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::auth::session;
 use crate::domain::FieldType;
 use crate::domain::destination::{DisplayName, MAX_EXPORT_PROFILES, NewMemberStatus};
-use crate::mailchimp::client::{Connection, Credential, MergeField};
+use crate::mailchimp::client::MergeField;
 use crate::store::audit;
 use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
 use crate::store::{self as db_store, fields, segments};
@@ -64,23 +64,6 @@ struct ConfigurePage {
     max_profiles: i64,
 }
 
-/// The destination's connection, opened with the console's key.
-pub fn connection(state: &AppState, destination: &Destination) -> Result<Connection, AppError> {
-    let sealed = destination
-        .credential_sealed
-        .as_deref()
-        .ok_or_else(|| AppError::BadRequest("The destination is not authenticated.".into()))?;
-    let secret = state.secret_key.open(sealed)?;
-    let credential = match destination.auth_method.as_deref() {
-        Some("api_key") => Credential::ApiKey(secret),
-        _ => Credential::OAuth(secret),
-    };
-    Ok(Connection {
-        api_base: destination.api_base.clone().unwrap_or_default(),
-        credential,
-    })
-}
-
 async fn page(
     state: &AppState,
     ctx: PageContext,
@@ -93,7 +76,7 @@ async fn page(
         .into_iter()
         .map(|f| (f.name, f.field_type))
         .partition(|(_, t)| *t == FieldType::Email);
-    let (merge_fields, merge_fields_error) = match connection(state, &destination) {
+    let (merge_fields, merge_fields_error) = match state.engine.connection(&destination) {
         Ok(connection) => match state
             .mailchimp_client
             .merge_fields(&connection, &destination.audience_id)
@@ -388,7 +371,7 @@ async fn create_merge_field(
         .await?;
         return Ok(Redirect::to(&back).into_response());
     }
-    let connection = connection(&state, &destination)?;
+    let connection = state.engine.connection(&destination)?;
     let message = match state
         .mailchimp_client
         .create_merge_field(&connection, &destination.audience_id, name, &input.kind)

@@ -2,13 +2,11 @@
 //! page shows live progress; history per destination; per-member results as CSV; cancel.
 
 use askama::Template;
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
@@ -266,12 +264,7 @@ async fn members_csv(
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
     load_run(&state, id).await?;
-    let pool = state.db.pool().clone();
-    let header = futures::stream::once(async {
-        Ok::<_, std::io::Error>("customer_id,email,outcome,title,detail\n".to_owned())
-    });
-    let rows = async_stream_rows(pool, id);
-    let body = Body::from_stream(header.chain(rows));
+    let body = results::csv(state.db.pool(), id).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -283,34 +276,4 @@ async fn members_csv(
         body,
     )
         .into_response())
-}
-
-fn async_stream_rows(
-    pool: sqlx::AnyPool,
-    run_id: i64,
-) -> impl futures::Stream<Item = Result<String, std::io::Error>> {
-    futures::stream::unfold(
-        None,
-        move |state: Option<std::vec::IntoIter<[String; 5]>>| {
-            let pool = pool.clone();
-            async move {
-                let mut rows = match state {
-                    Some(rows) => rows,
-                    None => {
-                        let all: Vec<[String; 5]> = results::stream(&pool, run_id)
-                            .filter_map(|r| async move { r.ok() })
-                            .collect()
-                            .await;
-                        all.into_iter()
-                    }
-                };
-                let row = rows.next()?;
-                let mut writer = csv::Writer::from_writer(Vec::new());
-                let _ = writer.write_record(&row);
-                let line =
-                    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default();
-                Some((Ok(line), Some(rows)))
-            }
-        },
-    )
 }
