@@ -1,13 +1,15 @@
 //! The export engine: plan (segments → member records, bad rows reported), diff against the
 //! ledger, execute within Mailchimp's limits (batch upserts that never change an existing
-//! member's status, then tag adds and removals), with durable progress and a worker that
+//! member's status, with tag adds and removals overlapping them), with durable progress and a worker that
 //! claims runs under a lease.
 
 mod engine;
+mod exporter;
 pub mod limiter;
 mod plan;
+mod state;
 pub mod worker;
 
 pub use engine::{Engine, OWNERSHIP_TAG};
 pub use limiter::Limiters;
-pub use plan::{Plan, Record, plan};
+pub use plan::{PlanReader, Record};

@@ -88,3 +88,31 @@ pub async fn upsert(
     }
     Ok(())
 }
+
+/// Sets the tags of some of a destination's entries (by subscriber hash) to one JSON list.
+pub async fn set_tags(
+    conn: &mut AnyConnection,
+    destination_id: i64,
+    tags_json: &str,
+    hashes: &[String],
+) -> sqlx::Result<()> {
+    let now = now_millis();
+    for chunk in hashes.chunks(500) {
+        let list = (0..chunk.len())
+            .map(|i| format!("${}", i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE export_ledger SET tags = $1, updated_at = $2 WHERE destination_id = $3 AND email_hash IN ({list})"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(tags_json)
+            .bind(now)
+            .bind(destination_id);
+        for hash in chunk {
+            query = query.bind(hash);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}

@@ -11,6 +11,7 @@ pub struct MemberResult {
     pub detail: String,
 }
 
+/// Records results; a customer who already has one in this run keeps the first.
 pub async fn insert(
     conn: &mut AnyConnection,
     run_id: i64,
@@ -31,7 +32,8 @@ pub async fn insert(
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "INSERT INTO export_results (run_id, customer_id, email, outcome, title, detail) VALUES {values}"
+            "INSERT INTO export_results (run_id, customer_id, email, outcome, title, detail) VALUES {values} \
+             ON CONFLICT (run_id, customer_id) DO NOTHING"
         );
         let mut query = sqlx::query(&sql).bind(run_id);
         for r in chunk {
@@ -68,17 +70,4 @@ pub async fn csv(pool: &AnyPool, run_id: i64) -> anyhow::Result<Vec<u8>> {
         writer.write_record(&fields)?;
     }
     Ok(writer.into_inner()?)
-}
-
-/// Customer IDs that already have a result in this run (a resumed run does not repeat them).
-pub async fn recorded(
-    pool: &AnyPool,
-    run_id: i64,
-) -> sqlx::Result<std::collections::HashSet<String>> {
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT customer_id FROM export_results WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_all(pool)
-            .await?;
-    Ok(ids.into_iter().collect())
 }
