@@ -205,29 +205,67 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         args.profiles, args.segments, args.latency_ms, args.per_member_us
     );
 
-    let db = crate::config::DbArgs {
-        database_url: None,
-        data_dir: dir.path().to_path_buf(),
-    }
-    .connect()
-    .await?;
+    // The profiles are prepared by another process, so this one's memory is the console's.
     let started = Instant::now();
-    demo::load(&db, args.profiles, 1, args.segments as usize, &|_, _| {}).await?;
-    refresh(&db, None).await?;
+    let prepared = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["demo-data", "--seed", "1", "--data-dir"])
+        .arg(dir.path())
+        .args(["--profiles", &args.profiles.to_string()])
+        .args(["--segments", &args.segments.to_string()])
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await?;
+    anyhow::ensure!(
+        prepared.success(),
+        "the demo profiles could not be prepared"
+    );
     println!(
-        "prepared {} profiles in {:.1} s",
+        "prepared {} profiles in {:.1} s (in another process)",
         args.profiles,
         started.elapsed().as_secs_f64()
     );
 
-    let hash = "x";
-    let owner: i64 = sqlx::query_scalar(
-        "INSERT INTO users (email, name, role, password_hash, created_at, updated_at) VALUES ('bench@example.com', 'Bench', 'administrator', $1, 0, 0) RETURNING id",
-    )
-    .bind(hash)
-    .fetch_one(db.pool())
-    .await?;
+    // The console itself, on that database: pages, worker, everything.
     let key = crate::crypto::SecretKey::generate();
+    let password = "bench-password-1234";
+    let settings = crate::config::Settings {
+        database_url: crate::config::DbArgs {
+            database_url: None,
+            data_dir: dir.path().to_path_buf(),
+        }
+        .database_url()?,
+        data_dir: dir.path().to_path_buf(),
+        demo_data: false,
+        scheduler: false,
+        export_lease: std::time::Duration::from_secs(60),
+        bind_addr: "127.0.0.1:0".parse()?,
+        public_url: None,
+        secret_key: Some(key.clone()),
+        admin: Some(crate::config::BootstrapAdmin {
+            email: crate::domain::EmailAddress::parse("bench@example.com")
+                .map_err(anyhow::Error::msg)?,
+            password: crate::domain::NewPassword::parse(password.into())
+                .map_err(anyhow::Error::msg)?,
+        }),
+        session_idle: std::time::Duration::from_secs(3600),
+        sign_in_throttle: crate::config::SignInThrottle {
+            max_failures: 10,
+            lockout: std::time::Duration::from_secs(60),
+        },
+        hash_cost: crate::config::HashCost {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+        },
+        mailchimp: Default::default(),
+    };
+    let console = crate::app::App::build(settings).await?;
+    let console_base = format!("http://{}", console.local_addr());
+    let db = console.state().db.clone();
+    tokio::spawn(console.run_until_stopped());
+    let owner: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'bench@example.com'")
+        .fetch_one(db.pool())
+        .await?;
     let id = destinations::create_draft(db.pool(), "Bench", &audience, owner, "bench").await?;
     let sealed = key.seal(KEY);
     let auth = Authentication {
@@ -283,12 +321,15 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
             .await?;
         Ok::<_, anyhow::Error>(stats)
     };
+    let current_run = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
     let run_once = |full: bool| {
         let worker = worker.clone();
         let db = db.clone();
+        let current_run = current_run.clone();
         async move {
             let mut tx = db.pool().begin().await?;
             let (run_id, _) = runs::enqueue(&mut tx, id, full, None).await?;
+            current_run.store(run_id, std::sync::atomic::Ordering::Relaxed);
             let run = runs::claim(&mut *tx, run_id, worker.owner(), 60_000)
                 .await?
                 .expect("claimed");
@@ -301,10 +342,19 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         }
     };
 
-    // 1. The full first export.
+    // 1. The full first export, with people watching the console's pages meanwhile.
+    let cookie = sign_in(&http, &console_base, "bench@example.com", password).await?;
+    let load = PageLoad::start(
+        &http,
+        &console_base,
+        &cookie,
+        current_run.clone(),
+        args.page_rps,
+    );
     let before = stats().await?;
     let (run, seconds) = run_once(false).await?;
     let after = stats().await?;
+    let pages = load.stop().await;
     let busy_ms = after["modelled_busy_ms"].as_f64().unwrap_or(0.0)
         - before["modelled_busy_ms"].as_f64().unwrap_or(0.0);
     let calls = after["calls"].as_u64().unwrap_or(0) - before["calls"].as_u64().unwrap_or(0);
@@ -339,10 +389,24 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         busy_ms / 1000.0
     );
     println!(
-        "  sandbox 429s: {}; peak RSS of this process: {}",
+        "  sandbox 429s: {}; peak RSS of the console process: {}",
         after["rejected_429"],
         mib(peak_rss_mib())
     );
+    for (name, mut times) in pages {
+        times.sort_unstable();
+        let at = |q: f64| {
+            times
+                .get(((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        println!(
+            "  page under load, {name}: {} requests, p50 {:.1} ms, p99 {:.1} ms",
+            times.len(),
+            at(0.5),
+            at(0.99)
+        );
+    }
 
     // 2. Nothing changed.
     let (run, seconds) = run_once(false).await?;
@@ -403,4 +467,126 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
     );
     sandbox.start_kill()?;
     Ok(())
+}
+
+/// Signs in like a browser; returns the session cookie (`name=value`).
+async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    fn cookie_of(response: &reqwest::Response) -> Option<String> {
+        response
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("export_destinations_session="))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+    }
+    let page = http.get(format!("{base}/sign-in")).send().await?;
+    let cookie = cookie_of(&page).unwrap_or_default();
+    let html = page.text().await?;
+    let marker = "name=\"csrf_token\" value=\"";
+    let token = html
+        .split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .ok_or_else(|| anyhow::anyhow!("the sign-in page has no CSRF token"))?;
+    let answer = http
+        .post(format!("{base}/sign-in"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .form(&[
+            ("email", email),
+            ("password", password),
+            ("csrf_token", token),
+        ])
+        .send()
+        .await?;
+    anyhow::ensure!(
+        answer.status().is_redirection(),
+        "signing in failed: {}",
+        answer.status()
+    );
+    cookie_of(&answer).ok_or_else(|| anyhow::anyhow!("signing in set no session cookie"))
+}
+
+/// A steady stream of page requests (the destinations list and the running export's
+/// progress, as people watching the console make them), timed one by one.
+struct PageLoad {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(&'static str, Vec<std::time::Duration>)>>,
+}
+
+impl PageLoad {
+    fn start(
+        http: &reqwest::Client,
+        base: &str,
+        cookie: &str,
+        run: std::sync::Arc<std::sync::atomic::AtomicI64>,
+        per_second: u32,
+    ) -> Self {
+        use std::sync::atomic::Ordering;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for name in ["destinations list", "run progress"] {
+            let (http, base, cookie, run, done) = (
+                http.clone(),
+                base.to_owned(),
+                cookie.to_owned(),
+                run.clone(),
+                done.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut times = Vec::new();
+                let every = std::time::Duration::from_secs_f64(1.0 / f64::from(per_second.max(1)));
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                while !done.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let path = if name == "destinations list" {
+                        "/admin/export-destinations".to_owned()
+                    } else {
+                        format!(
+                            "/admin/export-runs/{}/progress.json",
+                            run.load(Ordering::Relaxed)
+                        )
+                    };
+                    let started = Instant::now();
+                    let ok = match http
+                        .get(format!("{base}{path}"))
+                        .header(reqwest::header::COOKIE, &cookie)
+                        .send()
+                        .await
+                    {
+                        Ok(response) => {
+                            let ok = response.status().is_success();
+                            ok && response.bytes().await.is_ok()
+                        }
+                        Err(_) => false,
+                    };
+                    if ok {
+                        times.push(started.elapsed());
+                    } else {
+                        tracing::warn!(path, "a page request failed under load");
+                    }
+                }
+                (name, times)
+            }));
+        }
+        Self { done, tasks }
+    }
+
+    async fn stop(self) -> Vec<(&'static str, Vec<std::time::Duration>)> {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut all = Vec::new();
+        for task in self.tasks {
+            if let Ok(result) = task.await {
+                all.push(result);
+            }
+        }
+        all
+    }
 }

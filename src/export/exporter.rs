@@ -15,6 +15,7 @@ use futures::TryStreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::Row;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::domain::destination::NewMemberStatus;
@@ -68,8 +69,22 @@ enum Job {
     },
 }
 
-/// A finished call: the job back, and Mailchimp's answer (`None`: not sent, the run stopped).
-type Done = (Job, Result<(Option<Value>, u32), ApiError>);
+/// A finished call: the job back, Mailchimp's answer (`None`: not sent, the run stopped),
+/// and the permit that lets another call go out once this answer is recorded.
+type Done = (
+    Job,
+    Result<(Option<Value>, u32), ApiError>,
+    Option<OwnedSemaphorePermit>,
+);
+
+/// Aborts a background task when its owner is done with it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// A member with tag calls in flight: the tags it has now, and how many calls are pending.
 struct Live {
@@ -90,6 +105,9 @@ struct Exporter<'a> {
     connection: Connection,
     limit: Arc<AccountLimit>,
     halted: Arc<AtomicBool>,
+    /// Calls sent whose answers are not yet recorded: at most one per connection, so a
+    /// crash can make the next run resend no more than the calls that were in flight.
+    recording: Arc<Semaphore>,
     index: Index,
     ownership: u16,
     new_status: String,
@@ -144,7 +162,7 @@ impl Engine {
             .filter(|f| f.kind == "number")
             .map(|f| f.tag.clone())
             .collect();
-        let mut reader = match PlanReader::open(&self.db, &destination, &number_tags).await {
+        let reader = match PlanReader::open(&self.db, &destination, &number_tags).await {
             Ok(reader) => reader,
             Err(PlanError::TooMany(n)) => return Ok(failure(PlanError::TooMany(n).to_string())),
             Err(PlanError::Other(err)) => return Err(err),
@@ -186,6 +204,7 @@ impl Engine {
             connection,
             limit,
             halted: Arc::new(AtomicBool::new(false)),
+            recording: Arc::new(Semaphore::new(PER_ACCOUNT)),
             index,
             ownership,
             new_status,
@@ -199,11 +218,12 @@ impl Engine {
             counters: Counters::default(),
             halt: None,
         };
-        let planned = exporter.pump(&mut reader, stop).await?;
-        if planned != reader.total {
+        let expected = reader.total;
+        let planned = exporter.pump(reader, stop).await?;
+        if planned != expected {
             // Segments were refreshed during the run: count what the plan really held.
             let delta = Counters {
-                total: planned - reader.total,
+                total: planned - expected,
                 ..Counters::default()
             };
             runs::add(pool, run.id, &delta).await?;
@@ -240,7 +260,20 @@ impl Engine {
 impl Exporter<'_> {
     /// Keeps the account's connections busy until the plan is done and every call answered.
     /// Returns how many profiles the plan held.
-    async fn pump(&mut self, reader: &mut PlanReader, stop: &AtomicBool) -> anyhow::Result<i64> {
+    async fn pump(&mut self, reader: PlanReader, stop: &AtomicBool) -> anyhow::Result<i64> {
+        // The plan is read ahead by its own task, a chunk or two at a time.
+        let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel(2);
+        let producer = tokio::spawn(async move {
+            let mut reader = reader;
+            loop {
+                let next = reader.next_chunk().await;
+                let last = !matches!(next, Ok(Some(_)));
+                if chunks_tx.send(next).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+        let _stop_producer = AbortOnDrop(producer);
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut planned = 0i64;
         let mut plan_done = false;
@@ -256,15 +289,7 @@ impl Exporter<'_> {
                     let take = self.upserts.len().min(BATCH);
                     let batch: Vec<Outgoing> = self.upserts.drain(..take).collect();
                     self.launch(&mut tasks, Job::Upsert(batch)).await;
-                } else if !plan_done {
-                    match reader.next_chunk().await? {
-                        Some(chunk) => {
-                            planned += (chunk.records.len() + chunk.rejected.len()) as i64;
-                            self.take_chunk(chunk.records, chunk.rejected).await?;
-                        }
-                        None => plan_done = true,
-                    }
-                } else if self.upserts_in_flight > 0 {
+                } else if !plan_done || self.upserts_in_flight > 0 {
                     break;
                 } else if !leavers_done {
                     self.leavers().await?;
@@ -275,12 +300,24 @@ impl Exporter<'_> {
                     break;
                 }
             }
-            match tasks.join_next().await {
-                None if self.halt.is_some() || (plan_done && leavers_done) => break,
-                None => continue,
-                Some(done) => {
-                    let (job, result) = done?;
+            let wants_chunk = self.halt.is_none() && !plan_done && tasks.len() < QUEUED_CALLS;
+            if tasks.is_empty() && !wants_chunk {
+                break;
+            }
+            tokio::select! {
+                chunk = chunks.recv(), if wants_chunk => match chunk {
+                    Some(Ok(Some(chunk))) => {
+                        planned += (chunk.records.len() + chunk.rejected.len()) as i64;
+                        self.take_chunk(chunk.records, chunk.rejected).await?;
+                    }
+                    Some(Ok(None)) | None => plan_done = true,
+                    Some(Err(err)) => return Err(err),
+                },
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    let (job, result, recorded) = done?;
                     self.finish(job, result).await?;
+                    // Only now may another call go out (see `recording`).
+                    drop(recorded);
                 }
             }
         }
@@ -562,18 +599,20 @@ impl Exporter<'_> {
         if path.is_empty() {
             let only_removals = matches!(&job, Job::Tag { add, .. } if add.is_empty());
             let answer = only_removals.then_some(Value::Null);
-            tasks.spawn(async move { (job, Ok((answer, 0))) });
+            tasks.spawn(async move { (job, Ok((answer, 0)), None) });
             return;
         }
-        let (client, connection, limit, halted) = (
+        let (client, connection, limit, halted, recording) = (
             self.engine.client.clone(),
             self.connection.clone(),
             self.limit.clone(),
             self.halted.clone(),
+            self.recording.clone(),
         );
         tasks.spawn(async move {
+            let permit = recording.acquire_owned().await.ok();
             let result = call(&client, &connection, &limit, &halted, &path, &body).await;
-            (job, result)
+            (job, result, permit)
         });
     }
 
