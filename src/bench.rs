@@ -12,8 +12,13 @@ use crate::store::segments::{self, Definition};
 
 /// Peak resident memory of this process so far, in MiB (Linux; None elsewhere).
 pub fn peak_rss_mib() -> Option<f64> {
+    rss_mib("VmHWM:")
+}
+
+/// A line of this process's memory status (`VmHWM:` peak, `VmRSS:` now), in MiB.
+fn rss_mib(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
@@ -327,7 +332,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         let db = db.clone();
         let current_run = current_run.clone();
         async move {
-            let mut tx = db.pool().begin().await?;
+            let mut tx = crate::db::begin_write(db.pool()).await?;
             let (run_id, _) = runs::enqueue(&mut tx, id, full, None).await?;
             current_run.store(run_id, std::sync::atomic::Ordering::Relaxed);
             let run = runs::claim(&mut *tx, run_id, worker.owner(), 60_000)
@@ -343,13 +348,21 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
     };
 
     // 1. The full first export, with people watching the console's pages meanwhile.
-    let cookie = sign_in(&http, &console_base, "bench@example.com", password).await?;
+    // A browser that does not follow redirects: a page that sends it to sign in fails.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let cookie = sign_in(&browser, &console_base, "bench@example.com", password).await?;
     let load = PageLoad::start(
-        &http,
+        &browser,
         &console_base,
         &cookie,
         current_run.clone(),
         args.page_rps,
+    );
+    println!(
+        "console process before the export: {} resident",
+        mib(rss_mib("VmRSS:"))
     );
     let before = stats().await?;
     let (run, seconds) = run_once(false).await?;

@@ -174,7 +174,7 @@ pub async fn export_run(args: ExportRunArgs) -> anyhow::Result<()> {
     };
     let worker = crate::export::worker::Worker::new(engine);
     // Queued and claimed in one transaction: no console's worker can take it in between.
-    let mut tx = db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(db.pool()).await?;
     let (run_id, status) = runs::enqueue(&mut tx, destination.id, args.full, None).await?;
     if status != runs::RunStatus::Queued {
         bail!(

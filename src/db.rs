@@ -191,3 +191,20 @@ mod tests {
         assert_eq!(url.sqlite_path(), None);
     }
 }
+
+/// Starts a transaction that will write. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`): a transaction that reads and then writes would otherwise fail with
+/// "database is locked" the moment another connection had written in between; this way
+/// writers wait their turn (up to the busy timeout) instead.
+pub async fn begin_write(pool: &AnyPool) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+    if pool
+        .connect_options()
+        .database_url
+        .scheme()
+        .starts_with("sqlite")
+    {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        pool.begin().await
+    }
+}

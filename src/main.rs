@@ -7,6 +7,12 @@ use export_destinations::commands;
 use export_destinations::sandbox::standalone::RunningSandbox;
 use export_destinations::{App, Settings, telemetry};
 
+/// glibc's allocator keeps a heap per thread, and every SQLite connection has its own
+/// thread: freed memory piled up per heap (a 1,000,000-member export peaked at 296 MiB).
+/// mimalloc returns it, so the console's memory follows what it actually holds.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -195,7 +195,7 @@ pub async fn create(
         user_id: user.id,
         email: &user.email,
     };
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let id = match destinations::create_draft(
         &mut *tx,
         name.as_str(),

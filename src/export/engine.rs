@@ -15,7 +15,6 @@ use crate::export::limiter::{self, Limiters, PER_ACCOUNT};
 use crate::export::plan::Record;
 use crate::mailchimp::client::{ApiError, Client, Connection, Credential, ErrorKind};
 use crate::store::destinations::{self, Destination};
-use crate::store::ledger::{self, Entry};
 use crate::store::results::MemberResult;
 use crate::store::runs::{Counters, Run, RunKind, RunStatus};
 
@@ -128,105 +127,129 @@ impl Engine {
         };
         let semaphore = self.limiters.for_connection(&connection);
         let list = &destination.audience_id;
-        let ledger = ledger::load(pool, destination.id).await?;
-        let ours: Vec<(&String, &Entry)> = ledger
-            .iter()
-            .filter(|(_, e)| e.permanent_skip.is_none() && !e.content_hash.is_empty())
-            .collect();
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM export_ledger WHERE destination_id = $1 AND permanent_skip IS NULL AND content_hash <> ''",
+        )
+        .bind(destination.id)
+        .fetch_one(pool)
+        .await?;
         let mut delta = Counters {
-            total: ours.len() as i64,
+            total,
             ..Counters::default()
         };
         let mut problems = 0usize;
-        match kind {
-            RunKind::RemoveTags => {
-                let tags_path = format!("/lists/{list}/segments?type=static&count=1000");
-                let (page, attempts) = match limiter::with_retries(&semaphore, || {
-                    self.client
-                        .call::<Value>(&connection, Method::GET, &tags_path, None)
-                })
-                .await
-                {
-                    Ok(answer) => answer,
-                    Err(err) => return Ok(failure(fatal_message(&err))),
-                };
-                delta.calls += i64::from(attempts);
-                let ids: HashMap<String, u64> = page["segments"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["id"].as_u64()?)))
-                    .collect();
-                let mut by_tag: HashMap<&str, Vec<&str>> = HashMap::new();
-                for (_, entry) in &ours {
-                    for tag in &entry.tags {
-                        by_tag
-                            .entry(tag.as_str())
-                            .or_default()
-                            .push(entry.email.as_str());
+        let tag_ids: HashMap<String, u64> = if kind == RunKind::RemoveTags {
+            let tags_path = format!("/lists/{list}/segments?type=static&count=1000");
+            let (page, attempts) = match limiter::with_retries(&semaphore, || {
+                self.client
+                    .call::<Value>(&connection, Method::GET, &tags_path, None)
+            })
+            .await
+            {
+                Ok(answer) => answer,
+                Err(err) => return Ok(failure(fatal_message(&err))),
+            };
+            delta.calls += i64::from(attempts);
+            page["segments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["id"].as_u64()?)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        // The ledger is read a page at a time and each call leaves as soon as it is full:
+        // memory stays flat however many members the destination added.
+        let mut by_tag: HashMap<String, Vec<String>> = HashMap::new();
+        let mut calls: Vec<(Method, String, Option<Value>, usize)> = Vec::new();
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let mut after = String::new();
+        let mut exhausted = false;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                anyhow::bail!("the run's lease was lost; another worker will resume it");
+            }
+            while calls.is_empty() && !exhausted {
+                let page: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT email_hash, email, tags FROM export_ledger WHERE destination_id = $1 \
+                     AND permanent_skip IS NULL AND content_hash <> '' AND email_hash > $2 ORDER BY email_hash LIMIT 1000",
+                )
+                .bind(destination.id)
+                .bind(&after)
+                .fetch_all(pool)
+                .await?;
+                exhausted = page.len() < 1000;
+                if let Some((hash, _, _)) = page.last() {
+                    after = hash.clone();
+                }
+                for (hash, email, tags) in page {
+                    if kind == RunKind::RemoveTags {
+                        let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
+                        for tag in tags {
+                            let waiting = by_tag.entry(tag.clone()).or_default();
+                            waiting.push(email.clone());
+                            if waiting.len() == BATCH {
+                                let emails = std::mem::take(waiting);
+                                calls.extend(tag_removal(&tag_ids, list, &tag, emails));
+                            }
+                        }
+                    } else {
+                        // Mailchimp archives one member per call.
+                        calls.push((
+                            Method::DELETE,
+                            format!("/lists/{list}/members/{hash}"),
+                            None,
+                            1,
+                        ));
                     }
                 }
-                for (tag, emails) in by_tag {
-                    let Some(id) = ids.get(tag) else { continue };
-                    for chunk in emails.chunks(BATCH) {
-                        if stop.load(Ordering::Relaxed) {
-                            anyhow::bail!(
-                                "the run's lease was lost; another worker will resume it"
-                            );
-                        }
-                        let body = json!({ "members_to_remove": chunk });
-                        let path = format!("/lists/{list}/segments/{id}");
-                        match limiter::with_retries(&semaphore, || {
-                            self.client
-                                .call::<Value>(&connection, Method::POST, &path, Some(&body))
-                        })
-                        .await
-                        {
-                            Ok((_, attempts)) => {
-                                delta.calls += i64::from(attempts);
-                                delta.tag_changes += chunk.len() as i64;
-                            }
-                            Err(err) => {
-                                tracing::warn!(tag, error = %err, "a tag could not be removed");
-                                problems += chunk.len();
-                            }
-                        }
+                if exhausted {
+                    for (tag, emails) in by_tag.drain() {
+                        calls.extend(tag_removal(&tag_ids, list, &tag, emails));
                     }
                 }
             }
-            _ => {
-                // Mailchimp archives one member per call: at most PER_ACCOUNT at a time.
-                let calls: Vec<_> = ours
-                    .iter()
-                    .map(|(hash, _)| {
-                        let path = format!("/lists/{list}/members/{hash}");
-                        let (connection, semaphore) = (&connection, &semaphore);
-                        async move {
-                            limiter::with_retries(semaphore, || {
-                                self.client
-                                    .call::<Value>(connection, Method::DELETE, &path, None)
-                            })
-                            .await
-                        }
+            while in_flight.len() < PER_ACCOUNT {
+                let Some((method, path, body, members)) = calls.pop() else {
+                    break;
+                };
+                let (connection, semaphore) = (&connection, &semaphore);
+                in_flight.push(async move {
+                    let result = limiter::with_retries(semaphore, || {
+                        self.client
+                            .call::<Value>(connection, method.clone(), &path, body.as_ref())
                     })
-                    .collect();
-                let mut in_flight = futures::stream::iter(calls).buffer_unordered(PER_ACCOUNT);
-                while let Some(result) = in_flight.next().await {
-                    match result {
-                        Ok((_, attempts)) => {
-                            delta.calls += i64::from(attempts);
-                            delta.sent += 1;
-                        }
-                        // Already gone from the audience: nothing left to archive.
-                        Err(err) if err.kind == ErrorKind::NotFound => delta.sent += 1,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "a member could not be archived");
-                            problems += 1;
-                        }
+                    .await;
+                    (result, members)
+                });
+            }
+            let Some((result, members)) = in_flight.next().await else {
+                if calls.is_empty() && exhausted {
+                    break;
+                }
+                continue;
+            };
+            match result {
+                Ok((_, attempts)) => {
+                    delta.calls += i64::from(attempts);
+                    if kind == RunKind::RemoveTags {
+                        delta.tag_changes += members as i64;
+                    } else {
+                        delta.sent += 1;
                     }
+                }
+                // Already gone from the audience: nothing left to archive.
+                Err(err) if err.kind == ErrorKind::NotFound && kind != RunKind::RemoveTags => {
+                    delta.sent += 1
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "a clean-up call failed");
+                    problems += members;
                 }
             }
         }
+        drop(in_flight);
         let what = if kind == RunKind::RemoveTags {
             "tags taken off"
         } else {
@@ -240,7 +263,7 @@ impl Engine {
         let details =
             format!("{done} {what} in Mailchimp; {problems} could not be; credential deleted");
         let by = run_requester(pool, run.id).await?;
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::db::begin_write(pool).await?;
         destinations::delete(&mut tx, destination.id).await?;
         if let Some((user_id, email)) = &by {
             let actor = crate::store::audit::Actor {
@@ -264,6 +287,23 @@ impl Engine {
             message: Some(details),
         })
     }
+}
+
+/// The call that takes one tag off some members (none if the audience lacks the tag).
+fn tag_removal(
+    tag_ids: &HashMap<String, u64>,
+    list: &str,
+    tag: &str,
+    emails: Vec<String>,
+) -> Option<(Method, String, Option<Value>, usize)> {
+    let id = tag_ids.get(tag)?;
+    let members = emails.len();
+    Some((
+        Method::POST,
+        format!("/lists/{list}/segments/{id}"),
+        Some(json!({ "members_to_remove": emails })),
+        members,
+    ))
 }
 
 /// Who asked for a run: (user id, email).

@@ -73,9 +73,35 @@ enum Job {
 /// and the permit that lets another call go out once this answer is recorded.
 type Done = (
     Job,
-    Result<(Option<Value>, u32), ApiError>,
+    Result<(Option<Answer>, u32), ApiError>,
     Option<OwnedSemaphorePermit>,
 );
+
+/// What the console reads from a batch-subscribe or tag answer (Mailchimp sends whole
+/// member records back; only these fields are kept).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Answer {
+    new_members: Vec<Answered>,
+    updated_members: Vec<Answered>,
+    errors: Vec<Refusal>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Answered {
+    email_address: String,
+    status: Option<String>,
+}
+
+/// A batch error names one address, a tag error several.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Refusal {
+    email_address: String,
+    email_addresses: Vec<String>,
+    error: String,
+}
 
 /// Aborts a background task when its owner is done with it.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -189,7 +215,12 @@ impl Engine {
         runs::reset_counters(pool, run.id).await?;
         counters.total = reader.total;
         runs::add(pool, run.id, &counters).await?;
+        let started = std::time::Instant::now();
         let mut index = Index::load(pool, destination.id).await?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "the ledger's index was loaded"
+        );
         let ownership = index.tag_names.intern(OWNERSHIP_TAG);
         let new_status = destination
             .new_member_status
@@ -219,7 +250,12 @@ impl Engine {
             halt: None,
         };
         let expected = reader.total;
+        let started = std::time::Instant::now();
         let planned = exporter.pump(reader, stop).await?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "the run's calls are done"
+        );
         if planned != expected {
             // Segments were refreshed during the run: count what the plan really held.
             let delta = Counters {
@@ -268,6 +304,13 @@ impl Exporter<'_> {
             loop {
                 let next = reader.next_chunk().await;
                 let last = !matches!(next, Ok(Some(_)));
+                if last {
+                    tracing::debug!(
+                        reading_ms = reader.reading.as_millis() as u64,
+                        mapping_ms = reader.mapping.as_millis() as u64,
+                        "the plan was read"
+                    );
+                }
                 if chunks_tx.send(next).await.is_err() || last {
                     break;
                 }
@@ -394,7 +437,7 @@ impl Exporter<'_> {
             }
         }
         let pool = self.engine.db.pool();
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::db::begin_write(pool).await?;
         results::insert(&mut tx, self.run.id, &rejected).await?;
         runs::add(&mut *tx, self.run.id, &delta).await?;
         tx.commit().await?;
@@ -598,7 +641,7 @@ impl Exporter<'_> {
         };
         if path.is_empty() {
             let only_removals = matches!(&job, Job::Tag { add, .. } if add.is_empty());
-            let answer = only_removals.then_some(Value::Null);
+            let answer = only_removals.then(Answer::default);
             tasks.spawn(async move { (job, Ok((answer, 0)), None) });
             return;
         }
@@ -647,11 +690,11 @@ impl Exporter<'_> {
     async fn finish(
         &mut self,
         job: Job,
-        result: Result<(Option<Value>, u32), ApiError>,
+        result: Result<(Option<Answer>, u32), ApiError>,
     ) -> anyhow::Result<()> {
         let mut delta = std::mem::take(&mut self.counters);
         let pool = self.engine.db.pool();
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::db::begin_write(pool).await?;
         match job {
             Job::Upsert(batch) => {
                 self.upserts_in_flight -= 1;
@@ -712,9 +755,9 @@ impl Exporter<'_> {
                 // Addresses Mailchimp ignored (not in the audience) did not change.
                 let ignored: HashSet<String> = answered
                     .iter()
-                    .flat_map(|r| r["errors"].as_array().cloned().unwrap_or_default())
-                    .flat_map(|e| e["email_addresses"].as_array().cloned().unwrap_or_default())
-                    .filter_map(|e| e.as_str().map(str::to_lowercase))
+                    .flat_map(|r| &r.errors)
+                    .flat_map(|e| &e.email_addresses)
+                    .map(|e| e.to_lowercase())
                     .collect();
                 let mut by_set: HashMap<u32, Vec<String>> = HashMap::new();
                 for (members, adding) in [(&add, true), (&remove, false)] {
@@ -759,7 +802,7 @@ impl Exporter<'_> {
     fn acknowledge(
         &mut self,
         batch: Vec<Outgoing>,
-        response: &Value,
+        response: &Answer,
         delta: &mut Counters,
         entries: &mut Vec<(String, Entry)>,
         member_results: &mut Vec<MemberResult>,
@@ -785,16 +828,19 @@ impl Exporter<'_> {
                 .collect(),
             permanent_skip: refused,
         };
-        for (key, outcome) in [("new_members", "created"), ("updated_members", "updated")] {
-            for member in response[key].as_array().into_iter().flatten() {
-                let email = member["email_address"].as_str().unwrap_or_default();
-                let Some(hash) = hash_of(&crate::domain::subscriber_hash(email)) else {
+        for (members, outcome) in [
+            (&response.new_members, "created"),
+            (&response.updated_members, "updated"),
+        ] {
+            for member in members {
+                let Some(hash) = hash_of(&crate::domain::subscriber_hash(&member.email_address))
+                else {
                     continue;
                 };
                 let Some(o) = by_hash.remove(&hash) else {
                     continue;
                 };
-                let status = member["status"].as_str().unwrap_or(&o.status);
+                let status = member.status.as_deref().unwrap_or(&o.status);
                 entries.push((hex_of(hash), entry(&o, status, None)));
                 member_results.push(result_of(&o.record, outcome, "", ""));
                 delta.sent += 1;
@@ -813,15 +859,14 @@ impl Exporter<'_> {
                 ));
             }
         }
-        for error in response["errors"].as_array().into_iter().flatten() {
-            let email = error["email_address"].as_str().unwrap_or_default();
-            let Some(hash) = hash_of(&crate::domain::subscriber_hash(email)) else {
+        for error in &response.errors {
+            let Some(hash) = hash_of(&crate::domain::subscriber_hash(&error.email_address)) else {
                 continue;
             };
             let Some(o) = by_hash.remove(&hash) else {
                 continue;
             };
-            let detail = error["error"].as_str().unwrap_or_default().to_owned();
+            let detail = error.error.clone();
             let (title, permanent) = classify(&detail);
             if permanent {
                 let status = if self.index.contains(hash) {
@@ -858,13 +903,13 @@ async fn call(
     halted: &AtomicBool,
     path: &str,
     body: &Value,
-) -> Result<(Option<Value>, u32), ApiError> {
+) -> Result<(Option<Answer>, u32), ApiError> {
     limiter::with_retries(limit, || async {
         if halted.load(Ordering::Relaxed) {
             return Ok(None);
         }
         client
-            .call::<Value>(connection, Method::POST, path, Some(body))
+            .call::<Answer>(connection, Method::POST, path, Some(body))
             .await
             .map(Some)
     })

@@ -125,6 +125,8 @@ pub struct Index {
 impl Index {
     pub async fn load(pool: &AnyPool, destination_id: i64) -> anyhow::Result<Self> {
         let mut index = Index::default();
+        // Members share a few tag lists: each distinct list is decoded once.
+        let mut lists: HashMap<String, u32> = HashMap::new();
         let mut rows = sqlx::query(
             "SELECT email_hash, content_hash, status, tags, permanent_skip FROM export_ledger WHERE destination_id = $1",
         )
@@ -136,13 +138,20 @@ impl Index {
             };
             let content = hash_of(row.try_get::<&str, _>(1)?).unwrap_or(0);
             let status = index.statuses.intern(row.try_get::<&str, _>(2)?);
-            let names: Vec<String> =
-                serde_json::from_str(row.try_get::<&str, _>(3)?).unwrap_or_default();
-            let tags = names
-                .iter()
-                .map(|n| index.tag_names.intern(n))
-                .collect::<Vec<_>>();
-            let tags = index.tag_sets.intern(tags);
+            let list: &str = row.try_get(3)?;
+            let tags = match lists.get(list) {
+                Some(tags) => *tags,
+                None => {
+                    let names: Vec<String> = serde_json::from_str(list).unwrap_or_default();
+                    let tags = names
+                        .iter()
+                        .map(|n| index.tag_names.intern(n))
+                        .collect::<Vec<_>>();
+                    let tags = index.tag_sets.intern(tags);
+                    lists.insert(list.to_owned(), tags);
+                    tags
+                }
+            };
             let refused = row
                 .try_get::<Option<&str>, _>(4)?
                 .map(|title| index.statuses.intern(title));

@@ -58,7 +58,7 @@ pub async fn write(
 ) -> anyhow::Result<(i64, Totals)> {
     let started_at = now_millis();
     let mut totals = Totals::default();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(db.pool()).await?;
     let mut sets_email_key = false;
     while let Some(message) = messages.recv().await {
         match message {

@@ -154,10 +154,10 @@ async fn publish(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let generation = segment.generation + 1;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(db.pool()).await?;
     segments::write_generation(&mut tx, segment.id, generation, members).await?;
     tx.commit().await?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(db.pool()).await?;
     let published = Published {
         generation,
         member_count: members.len() as i64,

@@ -1,10 +1,7 @@
 //! What each destination last put into Mailchimp, per address: the delta's memory, and
 //! the record of contacts Mailchimp refused for good.
 
-use std::collections::HashMap;
-
-use futures::TryStreamExt;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::AnyConnection;
 
 use crate::db::now_millis;
 
@@ -16,31 +13,6 @@ pub struct Entry {
     pub status: String,
     pub tags: Vec<String>,
     pub permanent_skip: Option<String>,
-}
-
-/// Every entry of a destination, by subscriber hash.
-pub async fn load(pool: &AnyPool, destination_id: i64) -> sqlx::Result<HashMap<String, Entry>> {
-    let mut rows = sqlx::query(
-        "SELECT email_hash, customer_id, email, content_hash, status, tags, permanent_skip FROM export_ledger WHERE destination_id = $1",
-    )
-    .bind(destination_id)
-    .fetch(pool);
-    let mut entries = HashMap::new();
-    while let Some(row) = rows.try_next().await? {
-        let tags: String = row.try_get("tags")?;
-        entries.insert(
-            row.try_get("email_hash")?,
-            Entry {
-                customer_id: row.try_get("customer_id")?,
-                email: row.try_get("email")?,
-                content_hash: row.try_get("content_hash")?,
-                status: row.try_get("status")?,
-                tags: serde_json::from_str(&tags).unwrap_or_default(),
-                permanent_skip: row.try_get("permanent_skip")?,
-            },
-        );
-    }
-    Ok(entries)
 }
 
 /// Writes entries (one statement per chunk).

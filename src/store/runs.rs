@@ -150,11 +150,19 @@ pub async fn enqueue(
     full: bool,
     by: Option<i64>,
 ) -> sqlx::Result<(i64, RunStatus)> {
+    use sqlx::Connection;
+    // Locks the destination's row first (a write on either database), so two requests at
+    // once cannot both find nothing running and both queue a run.
+    let mut tx = conn.begin().await?;
+    sqlx::query("UPDATE destinations SET updated_at = updated_at WHERE id = $1")
+        .bind(destination_id)
+        .execute(&mut *tx)
+        .await?;
     let busy: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM export_runs WHERE destination_id = $1 AND status IN ('queued', 'processing')",
     )
     .bind(destination_id)
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut *tx)
     .await?;
     let now = now_millis();
     let (status, message, finished) = if busy > 0 {
@@ -177,8 +185,9 @@ pub async fn enqueue(
     .bind(now)
     .bind(finished)
     .bind(message)
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok((id, status))
 }
 

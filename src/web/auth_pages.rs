@@ -239,7 +239,7 @@ async fn setup(
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
     };
     let hash = state.hasher.hash(&password).await?;
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.db.pool()).await?;
     let new_user = users::NewUser {
         email: &email,
         name: &name,

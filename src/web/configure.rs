@@ -248,7 +248,7 @@ async fn submit(
         segment_ids: &form.segment_ids,
         new_member_status: status.as_str(),
     };
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.db.pool()).await?;
     match destinations::save_configuration(&mut tx, id, &config).await {
         Ok(()) => {}
         Err(err) if db_store::is_unique_violation(&err) => {

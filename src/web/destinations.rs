@@ -138,7 +138,7 @@ async fn remove(
     };
     let pool = state.db.pool();
     runs::cancel_all(pool, id).await?;
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let message = match cleanup {
         None => {
             destinations::delete(&mut tx, id).await?;

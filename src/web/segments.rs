@@ -499,7 +499,7 @@ async fn delete(
     let segment = segments::find(state.db.pool(), id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.db.pool()).await?;
     segments::delete(&mut tx, id).await?;
     tx.commit().await?;
     tracing::info!(user_id = user.id, segment_id = id, "segment deleted");
@@ -606,7 +606,7 @@ async fn create_static(
     if ids.is_empty() {
         return Err(bad("The file lists no customer IDs.".into()));
     }
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.db.pool()).await?;
     let id = match segments::create(&mut *tx, &name, &Definition::Static).await {
         Ok(id) => id,
         Err(err) if db_store::is_unique_violation(&err) => {

@@ -211,7 +211,7 @@ async fn create(
         Ok(parsed) => parsed,
         Err(errors) => return refuse(&state, ctx, None, input, errors).await,
     };
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.db.pool()).await?;
     let id = match destinations::create_draft(
         &mut *tx,
         name.as_str(),
@@ -268,7 +268,7 @@ async fn update_connect(
         Ok(parsed) => parsed,
         Err(errors) => return refuse(&state, ctx, Some(destination), input, errors).await,
     };
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.db.pool()).await?;
     match destinations::update_connect(
         &mut *tx,
         id,
@@ -512,7 +512,7 @@ async fn verify_audience(
         }
     };
     let sealed = state.secret_key.seal(secret);
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.db.pool()).await?;
     let auth = Authentication {
         method,
         credential_sealed: &sealed,
@@ -637,7 +637,7 @@ async fn export_user(
         page.password_error = Some("That is not your console password.".into());
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
     }
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.db.pool()).await?;
     destinations::set_export_user(&mut *tx, id, me.id).await?;
     audit::record(
         &mut *tx,
@@ -665,7 +665,7 @@ async fn discard(
             "Only a draft can be discarded; remove a saved destination instead.".into(),
         ));
     }
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.db.pool()).await?;
     destinations::delete(&mut tx, id).await?;
     audit::record(
         &mut *tx,

@@ -116,7 +116,7 @@ async fn save(
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
         }
     };
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.db.pool()).await?;
     schedule::save(&mut *tx, &spec, ctx.user.id).await?;
     let details = if spec.enabled {
         format!(
