@@ -173,6 +173,23 @@ pub fn now_millis() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
 }
 
+/// Starts a transaction that will write. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`): a transaction that reads and then writes would otherwise fail with
+/// "database is locked" the moment another connection had written in between; this way
+/// writers wait their turn (up to the busy timeout) instead.
+pub async fn begin_write(pool: &AnyPool) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+    if pool
+        .connect_options()
+        .database_url
+        .scheme()
+        .starts_with("sqlite")
+    {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        pool.begin().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,22 +206,5 @@ mod tests {
         let url = DatabaseUrl::parse("postgres://a:b@h:5432/d").unwrap();
         assert_eq!(url.backend(), Backend::Postgres);
         assert_eq!(url.sqlite_path(), None);
-    }
-}
-
-/// Starts a transaction that will write. On SQLite it takes the write lock at once
-/// (`BEGIN IMMEDIATE`): a transaction that reads and then writes would otherwise fail with
-/// "database is locked" the moment another connection had written in between; this way
-/// writers wait their turn (up to the busy timeout) instead.
-pub async fn begin_write(pool: &AnyPool) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
-    if pool
-        .connect_options()
-        .database_url
-        .scheme()
-        .starts_with("sqlite")
-    {
-        pool.begin_with("BEGIN IMMEDIATE").await
-    } else {
-        pool.begin().await
     }
 }
