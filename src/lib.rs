@@ -13,6 +13,7 @@ pub mod db;
 pub mod domain;
 pub mod export;
 pub mod mailchimp;
+pub mod memory;
 pub mod profiles;
 pub mod sandbox;
 pub mod schedule;

@@ -9,12 +9,14 @@ use export_destinations::{App, Settings, telemetry};
 
 /// glibc's allocator keeps a heap per thread, and every SQLite connection has its own
 /// thread: freed memory piled up per heap (a 1,000,000-member export peaked at 296 MiB).
-/// mimalloc returns it, so the console's memory follows what it actually holds.
+/// mimalloc, built without transparent huge pages and told to return freed memory at once,
+/// keeps the console's memory close to what it actually holds (`BENCHMARKS.md`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    export_destinations::memory::return_freed_memory_at_once();
     let cli = Cli::parse();
     telemetry::init();
     match cli.into_command() {

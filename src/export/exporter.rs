@@ -23,7 +23,7 @@ use crate::export::engine::{
     Engine, OWNERSHIP_TAG, Outcome, classify, failure, fatal_message, is_fatal, result_of,
 };
 use crate::export::limiter::{self, AccountLimit, PER_ACCOUNT};
-use crate::export::plan::{Hash, PlanError, PlanReader, Record, hash_of, hex_of};
+use crate::export::plan::{Chunk, Hash, PlanError, PlanReader, Record, hash_of, hex_of};
 use crate::export::state::{Index, NO_TAGS};
 use crate::mailchimp::client::{ApiError, Client, Connection};
 use crate::store::destinations::Destination;
@@ -101,6 +101,33 @@ struct Refusal {
     email_address: String,
     email_addresses: Vec<String>,
     error: String,
+}
+
+/// Reads the plan in its own task, a chunk or two ahead of the run.
+fn read_ahead(
+    mut reader: PlanReader,
+) -> (
+    tokio::sync::mpsc::Receiver<anyhow::Result<Option<Chunk>>>,
+    AbortOnDrop,
+) {
+    let (chunks_tx, chunks) = tokio::sync::mpsc::channel(2);
+    let producer = tokio::spawn(async move {
+        loop {
+            let next = reader.next_chunk().await;
+            let last = !matches!(next, Ok(Some(_)));
+            if last {
+                tracing::debug!(
+                    reading_ms = reader.reading.as_millis() as u64,
+                    mapping_ms = reader.mapping.as_millis() as u64,
+                    "the plan was read"
+                );
+            }
+            if chunks_tx.send(next).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    (chunks, AbortOnDrop(producer))
 }
 
 /// Aborts a background task when its owner is done with it.
@@ -215,8 +242,11 @@ impl Engine {
         runs::reset_counters(pool, run.id).await?;
         counters.total = reader.total;
         runs::add(pool, run.id, &counters).await?;
+        let expected = reader.total;
+        // The plan is read ahead while the ledger's index loads.
+        let (chunks, _reading) = read_ahead(reader);
         let started = std::time::Instant::now();
-        let mut index = Index::load(pool, destination.id).await?;
+        let mut index = Index::load(pool, self.db.backend(), destination.id).await?;
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
             "the ledger's index was loaded"
@@ -249,9 +279,8 @@ impl Engine {
             counters: Counters::default(),
             halt: None,
         };
-        let expected = reader.total;
         let started = std::time::Instant::now();
-        let planned = exporter.pump(reader, stop).await?;
+        let planned = exporter.pump(chunks, stop).await?;
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
             "the run's calls are done"
@@ -296,27 +325,11 @@ impl Engine {
 impl Exporter<'_> {
     /// Keeps the account's connections busy until the plan is done and every call answered.
     /// Returns how many profiles the plan held.
-    async fn pump(&mut self, reader: PlanReader, stop: &AtomicBool) -> anyhow::Result<i64> {
-        // The plan is read ahead by its own task, a chunk or two at a time.
-        let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel(2);
-        let producer = tokio::spawn(async move {
-            let mut reader = reader;
-            loop {
-                let next = reader.next_chunk().await;
-                let last = !matches!(next, Ok(Some(_)));
-                if last {
-                    tracing::debug!(
-                        reading_ms = reader.reading.as_millis() as u64,
-                        mapping_ms = reader.mapping.as_millis() as u64,
-                        "the plan was read"
-                    );
-                }
-                if chunks_tx.send(next).await.is_err() || last {
-                    break;
-                }
-            }
-        });
-        let _stop_producer = AbortOnDrop(producer);
+    async fn pump(
+        &mut self,
+        mut chunks: tokio::sync::mpsc::Receiver<anyhow::Result<Option<Chunk>>>,
+        stop: &AtomicBool,
+    ) -> anyhow::Result<i64> {
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut planned = 0i64;
         let mut plan_done = false;

@@ -83,6 +83,33 @@ pub struct PlanReader {
     /// Time spent in the database and in mapping, for the debug log.
     pub reading: std::time::Duration,
     pub mapping: std::time::Duration,
+    /// The next range's rows, being read (its upper bound and the reading task).
+    ahead: Option<(i64, tokio::task::JoinHandle<anyhow::Result<Rows>>)>,
+}
+
+/// A range's profiles: row ID, customer ID, attributes, and their segments (comma-separated).
+type Rows = Vec<(i64, String, String, String)>;
+
+/// The profiles in a range of row IDs that are in any of the segments, one row each with
+/// its segments (one row per profile keeps the rows the driver carries to a minimum).
+async fn fetch(db: Db, segment_list: String, after: i64, upto: i64) -> anyhow::Result<Rows> {
+    let segments = match db.backend() {
+        crate::db::Backend::Sqlite => "group_concat(m.segment_id)",
+        crate::db::Backend::Postgres => "string_agg(m.segment_id::text, ',')",
+    };
+    let sql = format!(
+        "SELECT p.id, p.customer_id, p.attributes, g.segments FROM \
+         (SELECT m.profile_id, {segments} AS segments FROM segment_members m \
+          JOIN segments s ON s.id = m.segment_id AND s.generation = m.generation \
+          WHERE m.segment_id IN ({segment_list}) AND m.profile_id > $1 AND m.profile_id <= $2 \
+          GROUP BY m.profile_id) g \
+         JOIN profiles p ON p.id = g.profile_id ORDER BY p.id"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(after)
+        .bind(upto)
+        .fetch_all(db.pool())
+        .await?)
 }
 
 impl PlanReader {
@@ -141,6 +168,7 @@ impl PlanReader {
             seen: HashMap::with_capacity(total.clamp(0, MAX_EXPORT_PROFILES) as usize),
             reading: Default::default(),
             mapping: Default::default(),
+            ahead: None,
         })
     }
 
@@ -155,32 +183,22 @@ impl PlanReader {
     pub async fn next_chunk(&mut self) -> anyhow::Result<Option<Chunk>> {
         while self.after < self.last {
             let upto = (self.after + CHUNK_IDS).min(self.last);
-            let members = format!(
-                "FROM segment_members m JOIN segments s ON s.id = m.segment_id AND s.generation = m.generation \
-                 WHERE m.segment_id IN ({}) AND m.profile_id > $1 AND m.profile_id <= $2",
-                self.segment_list
-            );
             let started = std::time::Instant::now();
-            // Who is in which segment, then each of those profiles once.
-            let memberships: Vec<(i64, i64)> = sqlx::query_as(&format!(
-                "SELECT m.profile_id, m.segment_id {members} ORDER BY m.profile_id, m.segment_id"
-            ))
-            .bind(self.after)
-            .bind(upto)
-            .fetch_all(self.db.pool())
-            .await?;
-            let profiles: Vec<(i64, String, String)> = if memberships.is_empty() {
-                Vec::new()
-            } else {
-                sqlx::query_as(&format!(
-                    "SELECT id, customer_id, attributes FROM profiles \
-                     WHERE id IN (SELECT m.profile_id {members}) ORDER BY id"
-                ))
-                .bind(self.after)
-                .bind(upto)
-                .fetch_all(self.db.pool())
-                .await?
+            let profiles = match self.ahead.take() {
+                Some((ahead_upto, fetching)) if ahead_upto == upto => fetching.await??,
+                _ => fetch(self.db.clone(), self.segment_list.clone(), self.after, upto).await?,
             };
+            // The next range is read while this one is mapped.
+            if upto < self.last {
+                let next = (upto + CHUNK_IDS).min(self.last);
+                let fetching = tokio::spawn(fetch(
+                    self.db.clone(),
+                    self.segment_list.clone(),
+                    upto,
+                    next,
+                ));
+                self.ahead = Some((next, fetching));
+            }
             self.reading += started.elapsed();
             self.after = upto;
             if profiles.is_empty() {
@@ -189,20 +207,12 @@ impl PlanReader {
             let started = std::time::Instant::now();
             let mut chunk = Chunk::default();
             let mut repeats: Vec<(usize, i64)> = Vec::new();
-            let mut memberships = memberships.into_iter().peekable();
-            for (profile_id, customer_id, attributes) in profiles {
-                let mut tags = BTreeSet::new();
-                while let Some((member, segment_id)) = memberships.peek() {
-                    if *member > profile_id {
-                        break;
-                    }
-                    if *member == profile_id {
-                        if let Some(name) = self.names.get(segment_id) {
-                            tags.insert(name.clone());
-                        }
-                    }
-                    memberships.next();
-                }
+            for (profile_id, customer_id, attributes, segments) in profiles {
+                let tags: BTreeSet<String> = segments
+                    .split(',')
+                    .filter_map(|id| self.names.get(&id.trim().parse::<i64>().ok()?))
+                    .cloned()
+                    .collect();
                 self.map(
                     &mut chunk,
                     &mut repeats,

@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use futures::TryStreamExt;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use crate::export::plan::{Hash, hash_of};
 
@@ -123,48 +122,83 @@ pub struct Index {
 }
 
 impl Index {
-    pub async fn load(pool: &AnyPool, destination_id: i64) -> anyhow::Result<Self> {
+    /// Loads a destination's ledger. Rows come packed, 10,000 entries to a database row
+    /// (fields split by the unit separator, entries by the record separator, neither of
+    /// which hashes, statuses, titles or JSON text contain): moving a million small rows
+    /// one by one through the driver costs seconds, moving a hundred large ones does not.
+    pub async fn load(
+        pool: &AnyPool,
+        backend: crate::db::Backend,
+        destination_id: i64,
+    ) -> anyhow::Result<Self> {
+        const PAGE: i64 = 10_000;
+        let (pack, unit, record) = match backend {
+            crate::db::Backend::Sqlite => ("group_concat", "char(31)", "char(30)"),
+            crate::db::Backend::Postgres => ("string_agg", "chr(31)", "chr(30)"),
+        };
+        let sql = format!(
+            "SELECT {pack}(email_hash || {unit} || content_hash || {unit} || status || {unit} \
+             || COALESCE(permanent_skip, '') || {unit} || tags, {record}), MAX(email_hash) FROM \
+             (SELECT email_hash, content_hash, status, permanent_skip, tags FROM export_ledger \
+              WHERE destination_id = $1 AND email_hash > $2 ORDER BY email_hash LIMIT {PAGE}) page"
+        );
         let mut index = Index::default();
         // Members share a few tag lists: each distinct list is decoded once.
         let mut lists: HashMap<String, u32> = HashMap::new();
-        let mut rows = sqlx::query(
-            "SELECT email_hash, content_hash, status, tags, permanent_skip FROM export_ledger WHERE destination_id = $1",
-        )
-        .bind(destination_id)
-        .fetch(pool);
-        while let Some(row) = rows.try_next().await? {
-            let Some(hash) = hash_of(row.try_get::<&str, _>(0)?) else {
-                continue;
+        let mut after = String::new();
+        loop {
+            let (packed, last): (Option<String>, Option<String>) = sqlx::query_as(&sql)
+                .bind(destination_id)
+                .bind(&after)
+                .fetch_one(pool)
+                .await?;
+            let (Some(packed), Some(last)) = (packed, last) else {
+                break;
             };
-            let content = hash_of(row.try_get::<&str, _>(1)?).unwrap_or(0);
-            let status = index.statuses.intern(row.try_get::<&str, _>(2)?);
-            let list: &str = row.try_get(3)?;
-            let tags = match lists.get(list) {
-                Some(tags) => *tags,
-                None => {
-                    let names: Vec<String> = serde_json::from_str(list).unwrap_or_default();
-                    let tags = names
-                        .iter()
-                        .map(|n| index.tag_names.intern(n))
-                        .collect::<Vec<_>>();
-                    let tags = index.tag_sets.intern(tags);
-                    lists.insert(list.to_owned(), tags);
-                    tags
-                }
-            };
-            let refused = row
-                .try_get::<Option<&str>, _>(4)?
-                .map(|title| index.statuses.intern(title));
-            index.slots.push(Slot {
-                hash,
-                content: if refused.is_some() { 0 } else { content },
-                tags,
-                status,
-                refused,
-                planned: false,
-            });
+            for entry in packed.split('\u{1e}') {
+                let mut fields = entry.splitn(5, '\u{1f}');
+                let (Some(hash), Some(content), Some(status), Some(refused), Some(list)) = (
+                    fields.next(),
+                    fields.next(),
+                    fields.next(),
+                    fields.next(),
+                    fields.next(),
+                ) else {
+                    continue;
+                };
+                let Some(hash) = hash_of(hash) else {
+                    continue;
+                };
+                let status = index.statuses.intern(status);
+                let tags = match lists.get(list) {
+                    Some(tags) => *tags,
+                    None => {
+                        let names: Vec<String> = serde_json::from_str(list).unwrap_or_default();
+                        let tags = names
+                            .iter()
+                            .map(|n| index.tag_names.intern(n))
+                            .collect::<Vec<_>>();
+                        let tags = index.tag_sets.intern(tags);
+                        lists.insert(list.to_owned(), tags);
+                        tags
+                    }
+                };
+                let refused = (!refused.is_empty()).then(|| index.statuses.intern(refused));
+                index.slots.push(Slot {
+                    hash,
+                    content: if refused.is_some() {
+                        0
+                    } else {
+                        hash_of(content).unwrap_or(0)
+                    },
+                    tags,
+                    status,
+                    refused,
+                    planned: false,
+                });
+            }
+            after = last;
         }
-        drop(rows);
         index.slots.sort_unstable_by_key(|s| s.hash);
         Ok(index)
     }
