@@ -372,16 +372,29 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         - before["modelled_busy_ms"].as_f64().unwrap_or(0.0);
     let calls = after["calls"].as_u64().unwrap_or(0) - before["calls"].as_u64().unwrap_or(0);
     let c = run.counters;
-    let memberships: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM segment_members m JOIN segments s ON s.id = m.segment_id AND s.generation = m.generation",
-    )
-    .fetch_one(db.pool())
-    .await?;
     let members = c.created + c.updated;
-    let minimum = (members as f64 / 500.0).ceil() as i64 // upserts
-        + (members as f64 / 500.0).ceil() as i64 // the ownership tag
-        + segment_ids.len() as i64 // each tag at least one call
-        + (memberships as f64 / 500.0).ceil() as i64;
+    // The least the work needs: the upserts, one add call per 500 members for each tag
+    // (counted from what the members carry now), four status reads (every status but the
+    // new-member one, each at least one page), the merge-field and tag lists, and creating
+    // each tag once.
+    let mut names: Vec<String> = segments::list(db.pool())
+        .await?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    names.push(crate::export::OWNERSHIP_TAG.to_owned());
+    let mut tag_calls = 0i64;
+    for name in &names {
+        let carried: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM export_ledger WHERE destination_id = $1 AND tags LIKE $2",
+        )
+        .bind(id)
+        .bind(format!("%{}%", serde_json::to_string(name)?))
+        .fetch_one(db.pool())
+        .await?;
+        tag_calls += (carried + 499) / 500;
+    }
+    let minimum = (members + 499) / 500 + tag_calls + 4 + 2 + names.len() as i64;
     let first_rate = members as f64 / seconds;
     println!(
         "full export: {:?} in {seconds:.1} s = {first_rate:.0} members/s",
@@ -559,13 +572,13 @@ impl PageLoad {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while !done.load(Ordering::Relaxed) {
                     tick.tick().await;
+                    let run = run.load(Ordering::Relaxed);
                     let path = if name == "destinations list" {
                         "/admin/export-destinations".to_owned()
+                    } else if run == 0 {
+                        continue; // the run is not queued yet
                     } else {
-                        format!(
-                            "/admin/export-runs/{}/progress.json",
-                            run.load(Ordering::Relaxed)
-                        )
+                        format!("/admin/export-runs/{run}/progress.json")
                     };
                     let started = Instant::now();
                     let ok = match http
