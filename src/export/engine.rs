@@ -94,6 +94,41 @@ impl Engine {
         })
     }
 
+    /// The audience's tags (static segments) by name, every page of them; and the calls made.
+    pub(crate) async fn static_tags(
+        &self,
+        connection: &Connection,
+        limit: &limiter::AccountLimit,
+        list: &str,
+    ) -> Result<(HashMap<String, u64>, i64), ApiError> {
+        let mut tags = HashMap::new();
+        let (mut calls, mut offset) = (0i64, 0usize);
+        loop {
+            let path = format!(
+                "/lists/{list}/segments?type=static&count=1000&offset={offset}&fields=segments.id,segments.name,total_items"
+            );
+            let (page, attempts) = limiter::with_retries(limit, || {
+                self.client
+                    .call::<Value>(connection, Method::GET, &path, None)
+            })
+            .await?;
+            calls += i64::from(attempts);
+            let found = page["segments"].as_array().map_or(0, Vec::len);
+            tags.extend(
+                page["segments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["id"].as_u64()?))),
+            );
+            offset += found;
+            let total = page["total_items"].as_u64().unwrap_or(0) as usize;
+            if found == 0 || offset >= total {
+                return Ok((tags, calls));
+            }
+        }
+    }
+
     /// Runs an export or a removal clean-up; `stop` is raised when the run's lease is lost.
     pub async fn execute(&self, run: &Run, stop: &AtomicBool) -> anyhow::Result<Outcome> {
         match run.kind {
@@ -139,23 +174,13 @@ impl Engine {
         };
         let mut problems = 0usize;
         let tag_ids: HashMap<String, u64> = if kind == RunKind::RemoveTags {
-            let tags_path = format!("/lists/{list}/segments?type=static&count=1000");
-            let (page, attempts) = match limiter::with_retries(&semaphore, || {
-                self.client
-                    .call::<Value>(&connection, Method::GET, &tags_path, None)
-            })
-            .await
-            {
-                Ok(answer) => answer,
+            match self.static_tags(&connection, &semaphore, list).await {
+                Ok((tags, calls)) => {
+                    delta.calls += calls;
+                    tags
+                }
                 Err(err) => return Ok(failure(fatal_message(&err))),
-            };
-            delta.calls += i64::from(attempts);
-            page["segments"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["id"].as_u64()?)))
-                .collect()
+            }
         } else {
             HashMap::new()
         };

@@ -221,23 +221,13 @@ impl Engine {
             Err(PlanError::Other(err)) => return Err(err),
         };
         // Existing tags by name.
-        let tags_path = format!("/lists/{list}/segments?type=static&count=1000");
-        let (page, attempts) = match limiter::with_retries(&limit, || {
-            self.client
-                .call::<Value>(&connection, Method::GET, &tags_path, None)
-        })
-        .await
-        {
-            Ok(answer) => answer,
+        let tag_ids = match self.static_tags(&connection, &limit, &list).await {
+            Ok((tags, calls)) => {
+                counters.calls += calls;
+                tags
+            }
             Err(err) => return Ok(failure(fatal_message(&err))),
         };
-        counters.calls += i64::from(attempts);
-        let tag_ids = page["segments"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["id"].as_u64()?)))
-            .collect();
 
         runs::reset_counters(pool, run.id).await?;
         counters.total = reader.total;

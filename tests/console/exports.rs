@@ -353,6 +353,52 @@ async fn a_member_who_leaves_a_segment_loses_its_tag_but_stays_owned() {
 }
 
 #[tokio::test]
+async fn tags_past_the_first_thousand_of_the_audience_are_found_not_made_again() {
+    let w = world(SandboxConfig::default()).await;
+    // An audience with 1,000 other tags; "Germany" is the 1,001st, on the second page.
+    let client = reqwest::Client::new();
+    for name in (0..1000)
+        .map(|i| format!("Campaign {i}"))
+        .chain(["Germany".to_owned()])
+    {
+        let created = client
+            .post(format!(
+                "{}/3.0/lists/{}/segments",
+                w.sandbox_base, w.audience
+            ))
+            .basic_auth("x", Some(&w.key))
+            .json(&serde_json::json!({ "name": name, "static_segment": [] }))
+            .send()
+            .await
+            .unwrap();
+        assert!(created.status().is_success(), "{name}");
+    }
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    let run = export(&w, id, false).await;
+    assert_eq!(run.status, RunStatus::Successful, "{run:?}");
+    let members = audience(&w);
+    assert_eq!(
+        members[0].3,
+        vec!["Germany".to_owned(), "export-destinations".to_owned()]
+    );
+    let store = w.sandbox.store();
+    let list = store
+        .audiences
+        .values()
+        .find(|a| a.id == w.audience)
+        .unwrap();
+    let named_germany = list
+        .segments
+        .values()
+        .filter(|s| s.name == "Germany")
+        .count();
+    assert_eq!(named_germany, 1, "the existing tag is used, not made again");
+}
+
+#[tokio::test]
 async fn unsubscribed_and_cleaned_contacts_are_never_subscribed_again() {
     let w = world(SandboxConfig::default()).await;
     // Already in the audience before the console's first export.
