@@ -44,8 +44,8 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     }
 }
 
-/// Lets signed-in, active accounts through; anyone else goes to the sign-in page, and a
-/// deactivated account's session ends.
+/// Lets signed-in, active accounts through; anyone else goes to the sign-in page, and the
+/// session of a deactivated account, or of one whose password changed since, ends.
 pub async fn require_sign_in(
     State(state): State<AppState>,
     session: Session,
@@ -63,8 +63,10 @@ pub async fn require_sign_in(
     let Some(user_id) = session::user_id(&session).await? else {
         return Err(AppError::SignInRequired { next: return_to });
     };
+    let opened_with = session::password_changed_at(&session).await?;
     let user = match users::find_by_id(state.db.pool(), user_id).await? {
-        Some(user) if user.is_active() => user,
+        // A password changed since this session began ends it.
+        Some(user) if user.is_active() && user.password_changed_at <= opened_with => user,
         _ => {
             session::sign_out(&session).await?;
             return Err(AppError::SignInRequired { next: return_to });

@@ -5,15 +5,18 @@ use tower_sessions::Session;
 use crate::crypto::random_token;
 
 const USER_ID: &str = "auth.user_id";
+const PASSWORD_AT: &str = "auth.password_changed_at";
 const CSRF_TOKEN: &str = "csrf.token";
 const FLASH: &str = "ui.flash";
 
 type Result<T> = std::result::Result<T, tower_sessions::session::Error>;
 
-/// Signs `user_id` in: a new session id (against fixation) and a new CSRF token.
-pub async fn sign_in(session: &Session, user_id: i64) -> Result<()> {
+/// Signs `user_id` in: a new session id (against fixation) and a new CSRF token. The
+/// session remembers which password it was opened with (`password_changed_at`).
+pub async fn sign_in(session: &Session, user_id: i64, password_changed_at: i64) -> Result<()> {
     session.cycle_id().await?;
     session.insert(USER_ID, user_id).await?;
+    session.insert(PASSWORD_AT, password_changed_at).await?;
     session.insert(CSRF_TOKEN, random_token()).await?;
     Ok(())
 }
@@ -25,6 +28,11 @@ pub async fn sign_out(session: &Session) -> Result<()> {
 
 pub async fn user_id(session: &Session) -> Result<Option<i64>> {
     session.get(USER_ID).await
+}
+
+/// When the password this session was opened with was set (0 for sessions from before).
+pub async fn password_changed_at(session: &Session) -> Result<i64> {
+    Ok(session.get(PASSWORD_AT).await?.unwrap_or(0))
 }
 
 /// This session's CSRF token, created on first use.

@@ -4,7 +4,7 @@ pub mod destination;
 mod email;
 pub mod field;
 mod member_status;
-mod password;
+pub mod password;
 mod person_name;
 mod role;
 pub mod schedule;

@@ -17,6 +17,8 @@ pub struct User {
     pub created_at: i64,
     pub last_sign_in_at: Option<i64>,
     pub deactivated_at: Option<i64>,
+    /// When the password last changed (0: never since the account was made).
+    pub password_changed_at: i64,
 }
 
 impl User {
@@ -33,8 +35,7 @@ pub struct NewUser<'a> {
     pub password_hash: &'a str,
 }
 
-const COLUMNS: &str =
-    "id, email, name, role, password_hash, created_at, last_sign_in_at, deactivated_at";
+const COLUMNS: &str = "id, email, name, role, password_hash, created_at, last_sign_in_at, deactivated_at, password_changed_at";
 
 fn from_row(row: AnyRow) -> Result<User, sqlx::Error> {
     let role: String = row.try_get("role")?;
@@ -49,6 +50,7 @@ fn from_row(row: AnyRow) -> Result<User, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         last_sign_in_at: row.try_get("last_sign_in_at")?,
         deactivated_at: row.try_get("deactivated_at")?,
+        password_changed_at: row.try_get("password_changed_at")?,
     })
 }
 
@@ -176,6 +178,26 @@ pub async fn count_other_active_admins<'e>(
          WHERE role = 'administrator' AND deactivated_at IS NULL AND id <> $1",
     )
     .bind(except)
+    .fetch_one(db)
+    .await
+}
+
+/// Replaces an account's password; returns the time it changed (sessions from before end).
+pub async fn set_password<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    password_hash: &str,
+) -> sqlx::Result<i64> {
+    // Strictly later than any earlier change, even within one millisecond.
+    let now = now_millis();
+    sqlx::query_scalar(
+        "UPDATE users SET password_hash = $1, \
+         password_changed_at = CASE WHEN password_changed_at >= $2 THEN password_changed_at + 1 ELSE $2 END, \
+         updated_at = $2 WHERE id = $3 RETURNING password_changed_at",
+    )
+    .bind(password_hash)
+    .bind(now)
+    .bind(id)
     .fetch_one(db)
     .await
 }

@@ -121,7 +121,7 @@ async fn sign_in(
         Some(user) if verified && user.is_active() => {
             sign_in_failures::clear(pool, &key).await?;
             users::record_sign_in(pool, user.id).await?;
-            session::sign_in(&session, user.id).await?;
+            session::sign_in(&session, user.id, user.password_changed_at).await?;
             tracing::info!(user_id = user.id, "signed in");
             Ok(Redirect::to(safe_next(Some(&form.next))).into_response())
         }
@@ -252,7 +252,7 @@ async fn setup(
         return Err(AppError::NotFound);
     }
     tx.commit().await?;
-    session::sign_in(&session, user_id).await?;
+    session::sign_in(&session, user_id, 0).await?;
     session::set_flash(
         &session,
         format!("Welcome, {name}. You are this console's first administrator."),

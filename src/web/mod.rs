@@ -1,6 +1,7 @@
 //! HTTP: one router per feature, merged here behind sessions, CSRF checks, role gates,
 //! security headers, body limits and request tracing.
 
+mod account;
 mod assets;
 mod audit;
 mod auth_pages;
@@ -60,6 +61,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(runs::router())
         .merge(system::router())
         .merge(tokens::router())
+        .merge(account::router())
         .merge(administrators)
         .route_layer(from_fn_with_state(state.clone(), require_sign_in));
     let sandbox_sessions = sessions.clone();

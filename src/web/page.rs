@@ -21,6 +21,7 @@ pub enum Nav {
     Schedule,
     Status,
     ApiTokens,
+    Account,
 }
 
 pub struct PageContext {
@@ -47,6 +48,7 @@ impl PageContext {
             Nav::Schedule => "schedule",
             Nav::Status => "status",
             Nav::ApiTokens => "api-tokens",
+            Nav::Account => "account",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Black-box tests of the console over HTTP, on SQLite by default and on PostgreSQL when
 //! TEST_DATABASE_URL is set.
 
+mod account;
 mod api;
 mod browser;
 mod crash;

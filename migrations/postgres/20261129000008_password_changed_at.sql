@@ -1,0 +1,2 @@
+-- When each account's password last changed: sessions signed in before it end.
+ALTER TABLE users ADD COLUMN password_changed_at BIGINT NOT NULL DEFAULT 0;
