@@ -220,6 +220,30 @@ async fn a_newcomer_creates_the_first_administrator_signs_in_and_sees_export_des
         .unwrap();
     assert_eq!(width, json!("220px"));
     screenshot(&browser, "03-export-destinations").await;
+
+    // Change password, from the top bar: shown white on the bar's blue, like Sign out.
+    let color = browser
+        .execute(
+            "return getComputedStyle(document.querySelector('.topbar a.link')).color",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(color, json!("rgb(255, 255, 255)"));
+    browser
+        .find(Locator::LinkText("Change password"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/account/password").await;
+    fill(&browser, "current", PASSWORD).await;
+    fill(&browser, "new", "a much longer passphrase").await;
+    fill(&browser, "confirm", "a much longer passphrase").await;
+    click(&browser, "main button[type=submit]").await;
+    wait_for_text(&browser, "p.flash", "Your password was changed").await;
+    screenshot(&browser, "03b-password-changed").await;
     browser.close().await.unwrap();
 }
 
