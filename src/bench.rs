@@ -206,8 +206,16 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
     }
     anyhow::ensure!(!audience.is_empty(), "the sandbox did not start");
     println!(
-        "bench export: {} profiles, {} segments; sandbox: 10 connections, {} ms per call + {} µs per member",
-        args.profiles, args.segments, args.latency_ms, args.per_member_us
+        "bench export: {} profiles, {} segments on {}; sandbox: 10 connections, {} ms per call + {} µs per member",
+        args.profiles,
+        args.segments,
+        if args.database_url.is_some() {
+            "the given database"
+        } else {
+            "a fresh SQLite file"
+        },
+        args.latency_ms,
+        args.per_member_us
     );
 
     // The profiles are prepared by another process, so this one's memory is the console's.
@@ -217,6 +225,11 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         .arg(dir.path())
         .args(["--profiles", &args.profiles.to_string()])
         .args(["--segments", &args.segments.to_string()])
+        .args(
+            args.database_url
+                .iter()
+                .flat_map(|url| ["--database-url", url.as_str()]),
+        )
         .env_remove("DATABASE_URL")
         .stdout(std::process::Stdio::null())
         .status()
@@ -236,7 +249,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
     let password = "bench-password-1234";
     let settings = crate::config::Settings {
         database_url: crate::config::DbArgs {
-            database_url: None,
+            database_url: args.database_url.clone(),
             data_dir: dir.path().to_path_buf(),
         }
         .database_url()?,

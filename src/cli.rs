@@ -114,6 +114,9 @@ pub struct BenchExportArgs {
     /// Requests per second to each of the two pages timed during the full export.
     #[arg(long, default_value_t = 10)]
     pub page_rps: u32,
+    /// An empty database to use instead of a fresh SQLite file (e.g. PostgreSQL).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
