@@ -83,8 +83,13 @@ fn valid_domain(domain: &str) -> bool {
 
 /// Mailchimp's subscriber hash: the MD5 hex digest of the lower-cased address.
 pub fn subscriber_hash(email: &str) -> String {
+    format!("{:032x}", subscriber_digest(email))
+}
+
+/// The subscriber hash as a number (what the exporter keeps per address, without hex).
+pub fn subscriber_digest(email: &str) -> u128 {
     use md5::{Digest, Md5};
-    hex::encode(Md5::digest(email.trim().to_lowercase().as_bytes()))
+    u128::from_be_bytes(Md5::digest(email.trim().to_lowercase().as_bytes()).into())
 }
 
 impl EmailAddress {

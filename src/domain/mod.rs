@@ -10,7 +10,7 @@ mod role;
 pub mod schedule;
 pub mod segment_rules;
 
-pub use email::{EmailAddress, EmailError, subscriber_hash};
+pub use email::{EmailAddress, EmailError, subscriber_digest, subscriber_hash};
 pub use field::{FieldName, FieldType};
 pub use member_status::MemberStatus;
 pub use password::{NewPassword, PasswordError};

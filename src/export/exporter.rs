@@ -494,9 +494,7 @@ impl Exporter<'_> {
                 let members = page["members"].as_array().map_or(&[][..], Vec::as_slice);
                 for member in members {
                     let email = member["email_address"].as_str().unwrap_or_default();
-                    let Some(hash) = hash_of(&crate::domain::subscriber_hash(email)) else {
-                        continue;
-                    };
+                    let hash = crate::domain::subscriber_digest(email);
                     if !self.index.contains(hash) {
                         statuses.insert(hash, code);
                     }
@@ -836,10 +834,7 @@ impl Exporter<'_> {
             (&response.updated_members, "updated"),
         ] {
             for member in members {
-                let Some(hash) = hash_of(&crate::domain::subscriber_hash(&member.email_address))
-                else {
-                    continue;
-                };
+                let hash = crate::domain::subscriber_digest(&member.email_address);
                 let Some(o) = by_hash.remove(&hash) else {
                     continue;
                 };
@@ -863,9 +858,7 @@ impl Exporter<'_> {
             }
         }
         for error in &response.errors {
-            let Some(hash) = hash_of(&crate::domain::subscriber_hash(&error.email_address)) else {
-                continue;
-            };
+            let hash = crate::domain::subscriber_digest(&error.email_address);
             let Some(o) = by_hash.remove(&hash) else {
                 continue;
             };

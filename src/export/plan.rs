@@ -172,13 +172,6 @@ impl PlanReader {
         })
     }
 
-    /// The names of the destination's segments, sorted.
-    pub fn segment_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.names.values().cloned().collect();
-        names.sort();
-        names
-    }
-
     /// The next chunk, or `None` when every profile has been read.
     pub async fn next_chunk(&mut self) -> anyhow::Result<Option<Chunk>> {
         while self.after < self.last {
@@ -302,7 +295,7 @@ impl PlanReader {
                 return;
             }
         };
-        let hash = hash_of(&email.subscriber_hash()).expect("an MD5 digest is 32 hex digits");
+        let hash = crate::domain::subscriber_digest(email.as_str());
         if let Some(first) = self.seen.get(&hash.to_be_bytes()) {
             repeats.push((chunk.rejected.len(), i64::from(*first)));
             chunk
@@ -415,6 +408,10 @@ mod tests {
         let hex = crate::domain::subscriber_hash("Urist.McVankab@freddiesjokes.com");
         assert_eq!(hex, "62eeb292278cc15f5817cb78f7790b08");
         let hash = hash_of(&hex).unwrap();
+        assert_eq!(
+            crate::domain::subscriber_digest(" Urist.McVankab@freddiesjokes.com"),
+            hash
+        );
         assert_eq!(hex_of(hash), hex);
         assert_eq!(hash_of("not hex"), None);
         assert_eq!(hex_of(1), "00000000000000000000000000000001");
