@@ -269,6 +269,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         session_idle: std::time::Duration::from_secs(3600),
         sign_in_throttle: crate::config::SignInThrottle {
             max_failures: 10,
+            account_max_failures: 100,
             lockout: std::time::Duration::from_secs(60),
         },
         hash_cost: crate::config::HashCost {

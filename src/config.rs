@@ -69,7 +69,11 @@ pub struct ServeArgs {
     /// Failed sign-ins for one account from one address before sign-in is paused.
     #[arg(long, env = "SIGN_IN_MAX_FAILURES", default_value_t = 5)]
     pub sign_in_max_failures: u32,
-    /// How long sign-in stays paused after too many failures.
+    /// Failed password checks for one account from all addresses together (but those it
+    /// signed in from before) before its password checks pause.
+    #[arg(long, env = "SIGN_IN_ACCOUNT_MAX_FAILURES", default_value_t = 20)]
+    pub sign_in_account_max_failures: u32,
+    /// The window failures are counted in; a pause lasts at most this long.
     #[arg(long, env = "SIGN_IN_LOCKOUT_MINUTES", default_value_t = 15)]
     pub sign_in_lockout_minutes: u32,
     /// Argon2id memory cost in KiB (OWASP's 19 MiB by default).
@@ -121,7 +125,11 @@ pub struct HashCost {
 
 #[derive(Debug, Clone, Copy)]
 pub struct SignInThrottle {
+    /// Password checks for one account from one client address, per window.
     pub max_failures: u32,
+    /// Password checks for one account from addresses it never signed in from, per window.
+    pub account_max_failures: u32,
+    /// The window; a pause ends when the window that filled up ends.
     pub lockout: Duration,
 }
 
@@ -176,6 +184,12 @@ impl Settings {
         if args.sign_in_max_failures == 0 {
             bail!("SIGN_IN_MAX_FAILURES must be at least 1");
         }
+        if args.sign_in_account_max_failures < args.sign_in_max_failures {
+            bail!("SIGN_IN_ACCOUNT_MAX_FAILURES must be at least SIGN_IN_MAX_FAILURES");
+        }
+        if args.sign_in_lockout_minutes == 0 {
+            bail!("SIGN_IN_LOCKOUT_MINUTES must be at least 1");
+        }
         let app = match (args.mailchimp_client_id, args.mailchimp_client_secret) {
             (None, None) => None,
             (Some(client_id), Some(client_secret))
@@ -213,6 +227,7 @@ impl Settings {
             session_idle: Duration::from_secs(u64::from(args.session_idle_minutes) * 60),
             sign_in_throttle: SignInThrottle {
                 max_failures: args.sign_in_max_failures,
+                account_max_failures: args.sign_in_account_max_failures,
                 lockout: Duration::from_secs(u64::from(args.sign_in_lockout_minutes) * 60),
             },
             hash_cost: HashCost {

@@ -5,6 +5,7 @@ pub mod current_user;
 pub mod password;
 pub mod session;
 pub mod session_store;
+pub mod throttle;
 
 pub use current_user::{CurrentUser, require_administrator, require_contributor, require_sign_in};
 pub use password::PasswordHasher;

@@ -2,6 +2,7 @@
 //! configuration so tests can be fast without a different code path.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use argon2::password_hash::{PasswordHash, PasswordVerifier, SaltString, rand_core::OsRng};
@@ -20,6 +21,8 @@ struct Inner {
     /// Verified against when an account does not exist, so that a wrong address and a
     /// wrong password take the same time.
     dummy_hash: String,
+    /// Passwords verified since start, for the status of the throttle in front of it.
+    verifications: AtomicU64,
 }
 
 impl PasswordHasher {
@@ -29,7 +32,11 @@ impl PasswordHasher {
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy_hash = hash_with(&argon, "a password nobody has")?;
         Ok(Self {
-            inner: Arc::new(Inner { argon, dummy_hash }),
+            inner: Arc::new(Inner {
+                argon,
+                dummy_hash,
+                verifications: AtomicU64::new(0),
+            }),
         })
     }
 
@@ -41,8 +48,14 @@ impl PasswordHasher {
             .context("password hashing task")?
     }
 
+    /// How many passwords were verified since start (every throttled check ends here).
+    pub fn verifications(&self) -> u64 {
+        self.inner.verifications.load(Ordering::Relaxed)
+    }
+
     /// True when `candidate` matches `hash`; with no hash, spends the same time and says no.
     pub async fn verify(&self, candidate: String, hash: Option<String>) -> bool {
+        self.inner.verifications.fetch_add(1, Ordering::Relaxed);
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let (hash, real) = match &hash {

@@ -7,23 +7,19 @@ use std::str::FromStr;
 /// consent so that a later change of wording is traceable.
 pub const CONSENT_VERSION: &str = "2026-11-1";
 
-/// A destination's name: 1 to 100 characters, trimmed, no control characters.
+/// A destination's name: 1 to 100 characters, trimmed, in NFC, no invisible characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayName(String);
 
 impl DisplayName {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err("Display name: give the destination a name.".into());
+        match super::text::clean_name(raw, 100) {
+            Ok(name) => Ok(Self(name)),
+            Err(super::text::NameError::Empty) => {
+                Err("Display name: give the destination a name.".into())
+            }
+            Err(err) => Err(format!("Display name: {err}.")),
         }
-        if name.chars().count() > 100 {
-            return Err("Display name: at most 100 characters.".into());
-        }
-        if name.chars().any(char::is_control) {
-            return Err("Display name: no control characters.".into());
-        }
-        Ok(Self(name.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -48,13 +48,16 @@ impl FieldType {
             FieldType::Text | FieldType::Email => Ok(Value::String(cell.to_owned())),
             FieldType::Number => parse_number(cell)
                 .map(number_value)
-                .ok_or_else(|| format!("{cell:?} is not a number")),
-            FieldType::Date => parse_date(cell)
-                .map(Value::String)
-                .ok_or_else(|| format!("{cell:?} is not a date (YYYY-MM-DD)")),
+                .ok_or_else(|| format!("{:?} is not a number", super::text::excerpt(cell))),
+            FieldType::Date => parse_date(cell).map(Value::String).ok_or_else(|| {
+                format!(
+                    "{:?} is not a date (YYYY-MM-DD)",
+                    super::text::excerpt(cell)
+                )
+            }),
             FieldType::Boolean => parse_bool(cell)
                 .map(Value::Bool)
-                .ok_or_else(|| format!("{cell:?} is not true or false")),
+                .ok_or_else(|| format!("{:?} is not true or false", super::text::excerpt(cell))),
         }
     }
 }
@@ -98,7 +101,10 @@ impl FromStr for FieldType {
             .into_iter()
             .find(|t| t.as_str() == raw.trim().to_ascii_lowercase())
             .ok_or_else(|| {
-                format!("{raw:?} is not a field type (text, email, number, date, boolean)")
+                format!(
+                    "{:?} is not a field type (text, email, number, date, boolean)",
+                    super::text::excerpt(raw)
+                )
             })
     }
 }
@@ -115,19 +121,16 @@ pub struct FieldName(String);
 
 impl FieldName {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let name = raw.trim().trim_start_matches('\u{feff}').trim();
-        if name.is_empty() {
-            return Err("a column has no name".into());
-        }
-        if name.chars().count() > 100 {
-            return Err(format!(
-                "the column name {name:?} is longer than 100 characters"
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(format!("the column name {name:?} has control characters"));
-        }
-        Ok(Self(name.to_owned()))
+        let raw = raw.trim().trim_start_matches('\u{feff}');
+        super::text::clean_name(raw, 100)
+            .map(Self)
+            .map_err(|err| match err {
+                super::text::NameError::Empty => "a column has no name".to_owned(),
+                err => format!(
+                    "the column name “{}” is not accepted: {err}",
+                    super::text::excerpt(raw.trim())
+                ),
+            })
     }
 
     pub fn as_str(&self) -> &str {

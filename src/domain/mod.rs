@@ -9,6 +9,7 @@ mod person_name;
 mod role;
 pub mod schedule;
 pub mod segment_rules;
+pub mod text;
 
 pub use email::{EmailAddress, EmailError, subscriber_digest, subscriber_hash};
 pub use field::{FieldName, FieldType};

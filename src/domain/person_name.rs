@@ -2,23 +2,21 @@
 
 use std::fmt;
 
-/// 1 to 100 characters, trimmed, no control characters.
+/// 1 to 100 characters, trimmed, in NFC, no invisible characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonName(String);
 
 impl PersonName {
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err("the name is required");
-        }
-        if name.chars().count() > 100 {
-            return Err("the name must have at most 100 characters");
-        }
-        if name.chars().any(char::is_control) {
-            return Err("the name cannot contain control characters");
-        }
-        Ok(Self(name.to_owned()))
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        super::text::clean_name(raw, 100)
+            .map(Self)
+            .map_err(|err| match err {
+                super::text::NameError::Empty => "the name is required".to_owned(),
+                super::text::NameError::TooLong { .. } => {
+                    "the name must have at most 100 characters".to_owned()
+                }
+                err => format!("the name is not accepted: {err}"),
+            })
     }
 
     pub fn as_str(&self) -> &str {

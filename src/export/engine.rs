@@ -16,7 +16,7 @@ use crate::export::plan::Record;
 use crate::mailchimp::client::{ApiError, Client, Connection, Credential, ErrorKind};
 use crate::store::destinations::{self, Destination};
 use crate::store::results::MemberResult;
-use crate::store::runs::{Counters, Run, RunKind, RunStatus};
+use crate::store::runs::{self, Counters, Run, RunKind, RunStatus};
 
 /// Every member this console manages carries this tag, so clean-ups touch only them.
 pub const OWNERSHIP_TAG: &str = "export-destinations";
@@ -195,6 +195,18 @@ impl Engine {
             if stop.load(Ordering::Relaxed) {
                 anyhow::bail!("the run's lease was lost; another worker will resume it");
             }
+            if calls.is_empty() && !exhausted && runs::cancel_requested(pool, run.id).await? {
+                // Calls in flight are let finish; nothing new leaves. The destination stays,
+                // marked as removal stopped, for an administrator to retry or remove.
+                while in_flight.next().await.is_some() {}
+                return Ok(Outcome {
+                    status: RunStatus::Canceled,
+                    message: Some(
+                        "Clean-up canceled: the destination is kept; retry the clean-up or remove it without one."
+                            .into(),
+                    ),
+                });
+            }
             while calls.is_empty() && !exhausted {
                 let page: Vec<(String, String, String)> = sqlx::query_as(
                     "SELECT email_hash, email, tags FROM export_ledger WHERE destination_id = $1 \
@@ -285,6 +297,13 @@ impl Engine {
         } else {
             delta.sent
         };
+        if problems > 0 {
+            // A clean-up that did not finish keeps the destination (and its credential) so
+            // it can be retried; nothing is deleted behind the administrator's back.
+            return Ok(failure(format!(
+                "Clean-up incomplete: {done} {what} in Mailchimp, {problems} could not be. The destination is kept; retry the clean-up or remove it without one."
+            )));
+        }
         let details =
             format!("{done} {what} in Mailchimp; {problems} could not be; credential deleted");
         let by = run_requester(pool, run.id).await?;

@@ -27,6 +27,8 @@ const BATCH_ROWS: usize = 500;
 /// Rows read before types of new fields are inferred.
 const SAMPLE_ROWS: usize = 1000;
 const MAX_CUSTOMER_ID_CHARS: usize = 200;
+/// The longest value one cell may hold; a longer one rejects its row.
+pub const MAX_CELL_CHARS: usize = 10_000;
 /// Headers taken as the customer ID column when none is named (compared loosely).
 const ID_HEADERS: [&str; 3] = ["customerid", "id", "customer"];
 
@@ -99,6 +101,10 @@ fn parse<R: Read>(
     if raw_headers.is_empty() || raw_headers.iter().all(|h| h.is_empty()) {
         return Err("The file is empty: its first line must name the columns.".into());
     }
+    // Counted before any name is read: a header of 100,000 columns is refused at once.
+    if raw_headers.len() > catalogue::MAX_FIELDS + 1 {
+        return Err(too_many_fields(raw_headers.len() - 1, known.len()));
+    }
     let mut names = Vec::new();
     for raw in raw_headers.iter() {
         let text = std::str::from_utf8(raw)
@@ -109,7 +115,10 @@ fn parse<R: Read>(
     let mut seen = HashSet::new();
     for name in &names {
         if !seen.insert(name.to_lowercase()) {
-            return Err(format!("Line 1: the column {name:?} appears twice."));
+            return Err(format!(
+                "Line 1: the column {:?} appears twice.",
+                crate::domain::text::excerpt(name)
+            ));
         }
     }
     let id_index = id_column(&names, options.id_column.as_deref())?;
@@ -153,6 +162,9 @@ fn parse<R: Read>(
             name: name.clone(),
             field_type,
         }));
+    }
+    if known.len() + new_fields.len() > catalogue::MAX_FIELDS {
+        return Err(too_many_fields(new_fields.len(), known.len()));
     }
     let primary_email = known
         .iter()
@@ -224,6 +236,14 @@ fn parse<R: Read>(
     Ok(())
 }
 
+fn too_many_fields(new: usize, existing: usize) -> String {
+    format!(
+        "Line 1: the file would add {new} fields to the {existing} there are; the console keeps at most {} fields. \
+         Nothing was imported: remove columns you do not need, or delete unused fields under Data > Fields.",
+        catalogue::MAX_FIELDS
+    )
+}
+
 /// Counts the double quotes that pass through.
 struct QuoteCounter<R> {
     inner: R,
@@ -280,7 +300,12 @@ fn to_profile(
         .to_owned();
     let reject = |reason: String| Rejection {
         line,
-        customer_id: raw_id.clone(),
+        // A report repeats an over-long ID only in part.
+        customer_id: if raw_id.chars().count() > MAX_CUSTOMER_ID_CHARS {
+            crate::domain::text::excerpt(&raw_id)
+        } else {
+            raw_id.clone()
+        },
         reason,
     };
     if cells.len() != expected {
@@ -300,6 +325,12 @@ fn to_profile(
     let mut attributes = Map::new();
     for (cell, column) in cells.iter().zip(columns) {
         let Some(column) = column else { continue };
+        if cell.chars().count() > MAX_CELL_CHARS {
+            return Err(reject(format!(
+                "{}: the value is longer than {MAX_CELL_CHARS} characters.",
+                column.name
+            )));
+        }
         let value = column
             .field_type
             .parse_cell(cell)
@@ -322,7 +353,12 @@ fn id_column(names: &[String], named: Option<&str>) -> Result<usize, String> {
         return names
             .iter()
             .position(|n| n.eq_ignore_ascii_case(named.trim()))
-            .ok_or_else(|| format!("There is no column named {named:?} for the customer ID."));
+            .ok_or_else(|| {
+                format!(
+                    "There is no column named {:?} for the customer ID.",
+                    crate::domain::text::excerpt(named)
+                )
+            });
     }
     let loose = |s: &str| {
         s.chars()

@@ -69,6 +69,21 @@ pub async fn write(
                 for (name, field_type) in &new_fields {
                     fields::add(&mut *tx, name, *field_type).await?;
                 }
+                // Another import may have added fields since the file's header was read.
+                let count = fields::count(&mut *tx).await?;
+                if count > fields::MAX_FIELDS as i64 {
+                    tx.rollback().await?;
+                    let failed = Totals {
+                        error: Some(format!(
+                            "Line 1: the console keeps at most {} fields and this file would make {count}. \
+                             Nothing was imported: remove columns you do not need, or delete unused fields under Data > Fields.",
+                            fields::MAX_FIELDS
+                        )),
+                        ..Totals::default()
+                    };
+                    let id = record(db, file_name, &failed, started_at, imported_by).await?;
+                    return Ok((id, failed));
+                }
                 totals.new_fields = new_fields;
                 sets_email_key = sets;
             }

@@ -60,3 +60,103 @@ pub async fn add<'e>(
 pub fn primary_email(fields: &[Field]) -> Option<&Field> {
     fields.iter().find(|f| f.field_type == FieldType::Email)
 }
+
+/// The most fields the catalogue holds: every page that lists fields stays readable, and a
+/// file with thousands of columns is refused instead of adding them for good.
+pub const MAX_FIELDS: usize = 500;
+
+pub async fn count<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM profile_fields")
+        .fetch_one(db)
+        .await
+}
+
+/// What uses a field: segments whose rules name it, destinations that read it, and the
+/// profile search (the first email field). A field in use cannot be deleted.
+pub async fn usage(
+    pool: &sqlx::AnyPool,
+    fields: &[Field],
+    field: &Field,
+) -> sqlx::Result<Vec<String>> {
+    let mut uses = Vec::new();
+    if primary_email(fields).is_some_and(|f| f.id == field.id) {
+        uses.push("profile search by email (the first email field)".to_owned());
+    }
+    for segment in crate::store::segments::list(pool).await? {
+        if let crate::store::segments::Definition::Rules(rules) = &segment.definition {
+            if rules.conditions.iter().any(|c| c.field == field.name) {
+                uses.push(format!("segment “{}”", segment.name));
+            }
+        }
+    }
+    for destination in crate::store::destinations::list(pool).await? {
+        let reads = destination.email_field.as_deref() == Some(field.name.as_str())
+            || destination
+                .field_mappings
+                .iter()
+                .any(|m| m.field == field.name);
+        if reads {
+            uses.push(format!("destination “{}”", destination.display_name));
+        }
+    }
+    Ok(uses)
+}
+
+pub async fn find<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<Option<Field>> {
+    Ok(list(db).await?.into_iter().find(|f| f.id == id))
+}
+
+/// Deletes a field from the catalogue and its value from every profile, in one transaction.
+pub async fn delete(db: &crate::db::Db, field: &Field) -> anyhow::Result<()> {
+    let mut tx = crate::db::begin_write(db.pool()).await?;
+    sqlx::query("DELETE FROM profile_fields WHERE id = $1")
+        .bind(field.id)
+        .execute(&mut *tx)
+        .await?;
+    match db.backend() {
+        crate::db::Backend::Postgres => {
+            sqlx::query(
+                "UPDATE profiles SET attributes = (attributes::jsonb - $1)::text \
+                 WHERE jsonb_exists(attributes::jsonb, $1)",
+            )
+            .bind(&field.name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        crate::db::Backend::Sqlite => {
+            // A JSON path names the key; every character but the quote can stand in it
+            // as it is, and a name with a quote is rewritten profile by profile.
+            if field.name.contains('"') {
+                let rows: Vec<(i64, String)> =
+                    sqlx::query_as("SELECT id, attributes FROM profiles")
+                        .fetch_all(&mut *tx)
+                        .await?;
+                for (id, attributes) in rows {
+                    let mut value: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(&attributes)?;
+                    if value.remove(&field.name).is_some() {
+                        sqlx::query("UPDATE profiles SET attributes = $1 WHERE id = $2")
+                            .bind(serde_json::Value::Object(value).to_string())
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            } else {
+                let path = format!("$.\"{}\"", field.name);
+                sqlx::query(
+                    "UPDATE profiles SET attributes = json_remove(attributes, $1) \
+                     WHERE json_type(attributes, $1) IS NOT NULL",
+                )
+                .bind(&path)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -440,3 +440,18 @@ pub async fn latest_finished<'e>(
     .fetch_all(db)
     .await
 }
+
+/// The latest removal clean-up of a destination, if one was ever queued.
+pub async fn latest_cleanup<'e>(
+    db: impl Executor<'e, Database = Any>,
+    destination_id: i64,
+) -> sqlx::Result<Option<Run>> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM export_runs WHERE destination_id = $1 AND kind <> 'export' \
+         ORDER BY id DESC LIMIT 1"
+    ))
+    .bind(destination_id)
+    .try_map(from_row)
+    .fetch_optional(db)
+    .await
+}

@@ -3,7 +3,9 @@
 //! session of the account ends.
 
 use askama::Template;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -13,6 +15,7 @@ use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::auth::session;
+use crate::auth::throttle::{self, Reentered};
 use crate::domain::NewPassword;
 use crate::domain::password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use crate::store::{audit, users};
@@ -63,6 +66,7 @@ struct Change {
 
 async fn change(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
     ctx: PageContext,
     Form(input): Form<Change>,
@@ -72,15 +76,37 @@ async fn change(
         .await?
         .ok_or(AppError::NotFound)?;
     let mut errors = Vec::new();
-    let current_ok = state
-        .hasher
-        .verify(input.current, Some(user.password_hash.clone()))
-        .await;
-    if !current_ok {
-        errors.push((
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    match throttle::reenter(
+        pool,
+        state.settings.sign_in_throttle,
+        &state.hasher,
+        &user.email,
+        user.password_hash.clone(),
+        input.current,
+        peer.ip(),
+    )
+    .await?
+    {
+        Reentered::Right => {}
+        Reentered::Wrong => errors.push((
             "current",
             "Current password: this is not your password.".to_owned(),
-        ));
+        )),
+        Reentered::Paused { remaining_ms } => {
+            tracing::warn!(
+                user_id = user.id,
+                "change password: paused after wrong passwords"
+            );
+            status = StatusCode::TOO_MANY_REQUESTS;
+            errors.push((
+                "current",
+                format!(
+                    "Current password: too many wrong passwords, so password checks are paused; {}.",
+                    throttle::try_again_in(remaining_ms)
+                ),
+            ));
+        }
     }
     let new = match NewPassword::parse(input.new.clone()) {
         Ok(password) => Some(password),
@@ -102,7 +128,7 @@ async fn change(
             min: MIN_PASSWORD_CHARS,
             max: MAX_PASSWORD_CHARS,
         };
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
+        return Ok((status, render(&page)?).into_response());
     };
     let hash = state.hasher.hash(&new).await?;
     let mut tx = crate::db::begin_write(pool).await?;

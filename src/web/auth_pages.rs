@@ -13,9 +13,9 @@ use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::auth::session;
-use crate::db::now_millis;
+use crate::auth::throttle::{self, Admission};
 use crate::domain::{EmailAddress, NewPassword, PersonName, Role};
-use crate::store::{sign_in_failures, users};
+use crate::store::users;
 use crate::web::AppError;
 use crate::web::page::render;
 
@@ -86,12 +86,6 @@ async fn sign_in(
     Form(form): Form<SignInForm>,
 ) -> Result<Response, AppError> {
     let pool = state.db.pool();
-    let throttle = state.settings.sign_in_throttle;
-    let lockout_ms = throttle.lockout.as_millis() as i64;
-    // Failures count per account and client address, so one attacker cannot lock
-    // everyone else out of an account.
-    let key = format!("{}|{}", form.email.trim().to_lowercase(), peer.ip());
-    let now = now_millis();
     let csrf_token = session::csrf_token(&session).await?;
     let refuse = |status: StatusCode, error: String| -> Result<Response, AppError> {
         let page = SignInPage {
@@ -102,10 +96,22 @@ async fn sign_in(
         };
         Ok((status, render(&page)?).into_response())
     };
-    if let Some(until) = sign_in_failures::locked_until(pool, &key, now).await? {
-        tracing::warn!(ip = %peer.ip(), "sign-in refused: paused after repeated failures");
-        return refuse(StatusCode::TOO_MANY_REQUESTS, locked_message(until - now));
-    }
+    // Counted before the password is checked (one atomic step in the database), so a
+    // burst of guesses checks no more passwords than the limit.
+    let attempt = match throttle::admit(
+        pool,
+        state.settings.sign_in_throttle,
+        &form.email,
+        peer.ip(),
+    )
+    .await?
+    {
+        Admission::Check(attempt) => attempt,
+        Admission::Paused { remaining_ms } => {
+            tracing::warn!(ip = %peer.ip(), "sign-in refused: paused after repeated failures");
+            return refuse(StatusCode::TOO_MANY_REQUESTS, locked_message(remaining_ms));
+        }
+    };
     let user = match EmailAddress::parse(&form.email) {
         Ok(email) => users::find_by_email(pool, &email).await?,
         Err(_) => None,
@@ -119,39 +125,38 @@ async fn sign_in(
         .await;
     match user {
         Some(user) if verified && user.is_active() => {
-            sign_in_failures::clear(pool, &key).await?;
+            attempt.succeeded(pool).await?;
             users::record_sign_in(pool, user.id).await?;
             session::sign_in(&session, user.id, user.password_changed_at).await?;
             tracing::info!(user_id = user.id, "signed in");
             Ok(Redirect::to(safe_next(Some(&form.next))).into_response())
         }
         Some(user) if verified => {
+            attempt.succeeded(pool).await?;
             tracing::info!(user_id = user.id, "sign-in refused: account deactivated");
             refuse(
                 StatusCode::FORBIDDEN,
                 "This account has been deactivated. Ask an administrator to reactivate it.".into(),
             )
         }
-        _ => {
-            let failures = sign_in_failures::record_failure(pool, &key, now, lockout_ms).await?;
-            if failures >= i64::from(throttle.max_failures) {
-                sign_in_failures::lock(pool, &key, now + lockout_ms).await?;
+        _ => match attempt.failed() {
+            Some(remaining_ms) => {
                 tracing::warn!(ip = %peer.ip(), "sign-in paused after repeated failures");
-                return refuse(StatusCode::TOO_MANY_REQUESTS, locked_message(lockout_ms));
+                refuse(StatusCode::TOO_MANY_REQUESTS, locked_message(remaining_ms))
             }
-            refuse(
+            None => refuse(
                 StatusCode::UNAUTHORIZED,
                 "The email address or password is not right.".into(),
-            )
-        }
+            ),
+        },
     }
 }
 
 fn locked_message(remaining_ms: i64) -> String {
-    let minutes = (remaining_ms + 59_999) / 60_000;
-    let minutes = minutes.max(1);
-    let unit = if minutes == 1 { "minute" } else { "minutes" };
-    format!("Too many failed sign-in attempts. Sign-in is paused; try again in {minutes} {unit}.")
+    format!(
+        "Too many failed sign-in attempts. Sign-in is paused; {}.",
+        throttle::try_again_in(remaining_ms)
+    )
 }
 
 /// A relative path on this console, or the home page: never another site.

@@ -45,6 +45,8 @@ struct ConfigForm {
     email_field: String,
     mappings: Vec<FieldMapping>,
     segment_ids: Vec<i64>,
+    /// Chosen segment values that are not segment IDs (never silently dropped).
+    unreadable_segments: usize,
     new_member_status: String,
     action: String,
 }
@@ -141,6 +143,7 @@ async fn show(
         email_field: destination.email_field.clone().unwrap_or_default(),
         mappings,
         segment_ids: destinations::segment_ids(state.db.pool(), id).await?,
+        unreadable_segments: 0,
         new_member_status: destination.new_member_status.clone(),
         action: String::new(),
     };
@@ -176,6 +179,10 @@ fn parse_form(pairs: Vec<(String, String)>) -> ConfigForm {
             .filter(|(k, _)| k == "segment")
             .filter_map(|(_, v)| v.parse().ok())
             .collect(),
+        unreadable_segments: pairs
+            .iter()
+            .filter(|(k, v)| k == "segment" && v.parse::<i64>().is_err())
+            .count(),
         new_member_status: get("new_member_status"),
         action: get("action"),
     }
@@ -327,6 +334,25 @@ async fn validate(state: &AppState, form: &ConfigForm) -> Result<Vec<String>, Ap
     if form.segment_ids.is_empty() {
         errors.push("Segments: choose at least one segment to export.".into());
     }
+    if form.unreadable_segments > 0 {
+        errors.push("Segments: a chosen segment is not one of this console's segments.".into());
+    }
+    let mut distinct = form.segment_ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != form.segment_ids.len() {
+        errors.push("Segments: a segment is chosen more than once; choose each once.".into());
+    }
+    let known: std::collections::HashSet<i64> = segments::list(state.db.pool())
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    if let Some(missing) = distinct.iter().find(|id| !known.contains(id)) {
+        errors.push(format!(
+            "Segments: segment {missing} does not exist (it may have just been deleted); choose the segments again."
+        ));
+    }
     let total = destinations::distinct_profiles(state.db.pool(), &form.segment_ids).await?;
     if total > MAX_EXPORT_PROFILES {
         errors.push(format!(
@@ -359,11 +385,9 @@ async fn create_merge_field(
     } else {
         format!("/admin/export-destinations/{id}/configure")
     };
-    let name = input.name.trim();
-    if name.is_empty()
-        || name.chars().count() > 100
-        || !["text", "number", "date"].contains(&input.kind.as_str())
-    {
+    let cleaned = crate::domain::text::clean_name(&input.name, 100);
+    let name = cleaned.as_deref().unwrap_or_default();
+    if cleaned.is_err() || !["text", "number", "date"].contains(&input.kind.as_str()) {
         session::set_flash(
             &session,
             "A new merge field needs a name and a type (text, number or date).",

@@ -37,6 +37,46 @@ struct Row {
     last_export: String,
 }
 
+/// A destination whose removal was asked for: its clean-up in Mailchimp is running, or
+/// stopped (canceled or failed) and waits for an administrator to retry it or remove the
+/// destination without one.
+struct RemovalRow {
+    destination: Destination,
+    removal: Removal,
+}
+
+pub(crate) struct Removal {
+    /// The latest clean-up run, if one was ever queued.
+    run_id: Option<i64>,
+    /// Its status, as the run's page shows it.
+    status: &'static str,
+    /// Queued or processing: the destination is deleted when it ends.
+    running: bool,
+    /// Why it stopped, when it did.
+    message: String,
+}
+
+impl Removal {
+    pub(crate) async fn of(state: &AppState, destination_id: i64) -> Result<Self, AppError> {
+        Ok(
+            match runs::latest_cleanup(state.db.pool(), destination_id).await? {
+                Some(run) => Removal {
+                    run_id: Some(run.id),
+                    status: run.status.label(),
+                    running: !run.status.is_finished(),
+                    message: run.message.unwrap_or_default(),
+                },
+                None => Removal {
+                    run_id: None,
+                    status: "Stopped",
+                    running: false,
+                    message: "No clean-up is queued.".into(),
+                },
+            },
+        )
+    }
+}
+
 #[derive(Template)]
 #[template(path = "destinations/list.html")]
 struct DestinationsPage {
@@ -45,12 +85,16 @@ struct DestinationsPage {
     sandbox: bool,
     rows: Vec<Row>,
     drafts: Vec<Row>,
+    removals: Vec<RemovalRow>,
 }
 
 async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
     let latest = crate::store::runs::latest_finished(state.db.pool()).await?;
-    let (active, drafts): (Vec<_>, Vec<_>) = destinations::list(state.db.pool())
+    let (removing, others): (Vec<_>, Vec<_>) = destinations::list(state.db.pool())
         .await?
+        .into_iter()
+        .partition(|d| d.removing);
+    let (active, drafts): (Vec<_>, Vec<_>) = others
         .into_iter()
         .map(|d| {
             let last = latest.iter().find(|(id, _, _)| *id == d.id);
@@ -65,18 +109,25 @@ async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Respons
                 destination: d,
             }
         })
-        .filter(|r| !r.destination.removing)
         .partition(|r| r.destination.active);
     // A draft is its owner's business until it is saved.
     let drafts = drafts
         .into_iter()
         .filter(|r| r.destination.owner_id == ctx.user.id && ctx.user.is_administrator())
         .collect();
+    let mut removals = Vec::with_capacity(removing.len());
+    for destination in removing {
+        removals.push(RemovalRow {
+            removal: Removal::of(&state, destination.id).await?,
+            destination,
+        });
+    }
     let page = DestinationsPage {
         ctx: ctx.at(Nav::ExportDestinations),
         sandbox: state.mailchimp.is_sandbox,
         rows: active,
         drafts,
+        removals,
     };
     Ok(render(&page)?.into_response())
 }
@@ -94,6 +145,26 @@ fn capitalise(status: &str) -> String {
 struct RemovePage {
     ctx: PageContext,
     destination: Destination,
+    /// Set when a removal was asked for before.
+    removal: Option<Removal>,
+    /// A clean-up is running: nothing to choose until it ends or is canceled.
+    running: bool,
+}
+
+/// A saved destination, or one being removed (any administrator may see to it).
+async fn load_for_removal(
+    state: &AppState,
+    ctx: &PageContext,
+    id: i64,
+) -> Result<(Destination, Option<Removal>), AppError> {
+    let destination = destinations::find(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if destination.removing {
+        let removal = Removal::of(state, id).await?;
+        return Ok((destination, Some(removal)));
+    }
+    Ok((load(state, &ctx.user, id).await?, None))
 }
 
 async fn confirm_remove(
@@ -101,10 +172,12 @@ async fn confirm_remove(
     ctx: PageContext,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let destination = load(&state, &ctx.user, id).await?;
+    let (destination, removal) = load_for_removal(&state, &ctx, id).await?;
     Ok(render(&RemovePage {
         ctx: ctx.at(Nav::ExportDestinations),
         destination,
+        running: removal.as_ref().is_some_and(|r| r.running),
+        removal,
     })?
     .into_response())
 }
@@ -125,7 +198,12 @@ async fn remove(
     Path(id): Path<i64>,
     Form(form): Form<RemoveForm>,
 ) -> Result<Redirect, AppError> {
-    let destination = load(&state, &ctx.user, id).await?;
+    let (destination, removal) = load_for_removal(&state, &ctx, id).await?;
+    if removal.as_ref().is_some_and(|r| r.running) {
+        return Err(AppError::Conflict(
+            "A clean-up for this destination is running. Cancel it on its run's page first, or wait for it to end.".into(),
+        ));
+    }
     let cleanup = match form.in_mailchimp.as_str() {
         "leave" => None,
         "remove_tags" => Some(RunKind::RemoveTags),

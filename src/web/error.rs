@@ -20,6 +20,9 @@ pub enum AppError {
     /// A request the console cannot act on; the message says why and is shown as is.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The request is fine but the thing it acts on is not in a state that allows it.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -90,6 +93,7 @@ impl IntoResponse for AppError {
                 "That did not work",
                 message.as_str(),
             ),
+            AppError::Conflict(message) => (StatusCode::CONFLICT, "Not now", message.as_str()),
             AppError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",

@@ -8,8 +8,10 @@ mod auth_pages;
 mod configure;
 mod destinations;
 mod error;
+mod fields;
 pub mod format;
 mod health;
+mod limits;
 pub mod page;
 mod profiles;
 mod runs;
@@ -53,9 +55,11 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(configure::router())
         .merge(destinations::admin_router())
         .merge(audit::router())
+        .merge(fields::admin_router())
         .route_layer(from_fn(require_administrator));
     let signed_in = Router::new()
         .merge(profiles::router())
+        .merge(fields::router())
         .merge(segments::router())
         .merge(destinations::router())
         .merge(runs::router())
@@ -69,7 +73,8 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(auth_pages::router())
         .merge(signed_in)
         .layer(from_fn(verify_csrf))
-        .layer(sessions);
+        .layer(sessions)
+        .layer(from_fn(limits::bounded_forms));
     let https = state.public_url.scheme() == "https";
     let api = crate::api::router(state.clone());
     let csp = content_security_policy(&state.mailchimp.oauth_base.origin().ascii_serialization());

@@ -14,6 +14,7 @@ use crate::web::AppError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Profiles,
+    Fields,
     Segments,
     ExportDestinations,
     Users,
@@ -41,6 +42,7 @@ impl PageContext {
     pub fn nav_name(&self) -> &'static str {
         match self.nav {
             Nav::Profiles => "profiles",
+            Nav::Fields => "fields",
             Nav::Segments => "segments",
             Nav::ExportDestinations => "export-destinations",
             Nav::Users => "users",

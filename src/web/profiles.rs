@@ -15,6 +15,7 @@ use crate::profiles::{ImportOptions, import_file};
 use crate::store::imports::{self, ImportRecord};
 use crate::store::profiles::{self, Cursor};
 use crate::store::{fields, segments};
+use crate::web::limits::{MAX_FIELD_CHARS, multipart_text};
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
 
@@ -179,6 +180,9 @@ async fn show(
     Ok(render(&page)?.into_response())
 }
 
+/// The longest file name an upload may have (most file systems' limit).
+const MAX_FILE_NAME_CHARS: usize = 255;
+
 /// Streams the uploaded file to a temporary file, then imports it.
 async fn upload(
     State(state): State<AppState>,
@@ -196,7 +200,13 @@ async fn upload(
     {
         match field.name() {
             Some("file") => {
-                file_name = Some(field.file_name().unwrap_or("upload.csv").to_owned());
+                let name = field.file_name().unwrap_or("upload.csv");
+                if name.chars().count() > MAX_FILE_NAME_CHARS {
+                    return Err(bad(format!(
+                        "The file's name is longer than {MAX_FILE_NAME_CHARS} characters; rename it and upload it again."
+                    )));
+                }
+                file_name = Some(name.to_owned());
                 while let Some(chunk) = field
                     .chunk()
                     .await
@@ -206,11 +216,13 @@ async fn upload(
                 }
             }
             Some("types") => {
-                let value = field.text().await.map_err(|e| bad(e.to_string()))?;
+                let value = multipart_text(&mut field, MAX_FIELD_CHARS)
+                    .await
+                    .map_err(bad)?;
                 options.types = parse_types(&value).map_err(bad)?;
             }
             Some("id_column") => {
-                let value = field.text().await.map_err(|e| bad(e.to_string()))?;
+                let value = multipart_text(&mut field, 100).await.map_err(bad)?;
                 options.id_column = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
             }
             _ => {}
@@ -248,9 +260,12 @@ fn parse_types(
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
-            let (name, kind) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("Column types: write COLUMN=TYPE, got “{pair}”."))?;
+            let (name, kind) = pair.split_once('=').ok_or_else(|| {
+                format!(
+                    "Column types: write COLUMN=TYPE, got “{}”.",
+                    crate::domain::text::excerpt(pair)
+                )
+            })?;
             let kind = kind
                 .parse()
                 .map_err(|e: String| format!("Column types: {e}."))?;

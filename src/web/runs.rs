@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::auth::{CurrentUser, require_contributor, session};
 use crate::store::destinations::{self, Destination};
 use crate::store::results;
-use crate::store::runs::{self, Run, RunStatus};
+use crate::store::runs::{self, Run, RunKind, RunStatus};
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
 
@@ -247,7 +247,12 @@ async fn cancel(
     session: Session,
     Path(id): Path<i64>,
 ) -> Result<Redirect, AppError> {
-    load_run(&state, id).await?;
+    let run = load_run(&state, id).await?;
+    // A removal clean-up decides whether a destination and its credential go: only an
+    // administrator, who asked for it, may stop it halfway.
+    if run.kind != RunKind::Export && !user.is_administrator() {
+        return Err(AppError::Forbidden);
+    }
     runs::request_cancel(state.db.pool(), id).await?;
     tracing::info!(user_id = user.id, run_id = id, "export cancel requested");
     session::set_flash(

@@ -408,17 +408,10 @@ async fn submit(
         )?
         .into_response());
     }
-    let name = form.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        return invalid(
-            &state,
-            ctx,
-            action_url,
-            form,
-            vec!["Name: a segment needs a name of 1 to 100 characters.".into()],
-        )
-        .await;
-    }
+    let name = match segment_name(&form.name) {
+        Ok(name) => name,
+        Err(message) => return invalid(&state, ctx, action_url, form, vec![message]).await,
+    };
     let definition = Definition::Rules(rules);
     let saved = match id {
         Some(id) => segments::update(state.db.pool(), id, &name, &definition)
@@ -575,19 +568,16 @@ async fn create_static(
     let bad = |m: String| AppError::BadRequest(m);
     let mut name = String::new();
     let mut content = Vec::new();
-    while let Some(field) = form
+    while let Some(mut field) = form
         .next_field()
         .await
         .map_err(|e| bad(format!("The upload could not be read: {e}")))?
     {
         match field.name() {
             Some("name") => {
-                name = field
-                    .text()
+                name = crate::web::limits::multipart_text(&mut field, 1_000)
                     .await
-                    .map_err(|e| bad(e.to_string()))?
-                    .trim()
-                    .to_owned()
+                    .map_err(bad)?
             }
             Some("file") => {
                 content = field
@@ -599,9 +589,7 @@ async fn create_static(
             _ => {}
         }
     }
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(bad("A segment needs a name of 1 to 100 characters.".into()));
-    }
+    let name = segment_name(&name).map_err(bad)?;
     let ids = customer_ids(&content).map_err(bad)?;
     if ids.is_empty() {
         return Err(bad("The file lists no customer IDs.".into()));
@@ -643,6 +631,16 @@ async fn create_static(
     };
     session::set_flash(&session, message).await?;
     Ok(Redirect::to(&format!("/data/segments/{id}")).into_response())
+}
+
+/// A segment's name as stored (NFC, no invisible characters), or what is wrong with it.
+fn segment_name(raw: &str) -> Result<String, String> {
+    crate::domain::text::clean_name(raw, 100).map_err(|err| match err {
+        crate::domain::text::NameError::Empty | crate::domain::text::NameError::TooLong { .. } => {
+            "Name: a segment needs a name of 1 to 100 characters.".to_owned()
+        }
+        err => format!("Name: {err}."),
+    })
 }
 
 /// Customer IDs from the first column of a CSV; a first line naming the column is skipped.

@@ -3,7 +3,7 @@
 //! yourself as export user; Next. A half-finished set-up is a draft its owner can resume.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use crate::app::AppState;
+use crate::auth::throttle::{self, Reentered};
 use crate::auth::{CurrentUser, session};
 use crate::domain::destination::{ApiKey, AudienceId, CONSENT_VERSION, DisplayName};
 use crate::mailchimp::client::{Connection, Credential, ErrorKind};
@@ -615,6 +616,7 @@ struct PasswordInput {
 /// Add yourself as export user: re-entering one's own password proves it is them.
 async fn export_user(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     ctx: PageContext,
     Path(id): Path<i64>,
     Form(input): Form<PasswordInput>,
@@ -623,19 +625,39 @@ async fn export_user(
     let me = users::find_by_id(state.db.pool(), ctx.user.id)
         .await?
         .ok_or(AppError::SignInRequired { next: None })?;
-    if !state
-        .hasher
-        .verify(input.password, Some(me.password_hash))
-        .await
+    let refusal = match throttle::reenter(
+        state.db.pool(),
+        state.settings.sign_in_throttle,
+        &state.hasher,
+        &me.email,
+        me.password_hash,
+        input.password,
+        peer.ip(),
+    )
+    .await?
     {
+        Reentered::Right => None,
+        Reentered::Wrong => Some((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "That is not your console password.".to_owned(),
+        )),
+        Reentered::Paused { remaining_ms } => Some((
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many wrong passwords, so password checks are paused; {}.",
+                throttle::try_again_in(remaining_ms)
+            ),
+        )),
+    };
+    if let Some((status, message)) = refusal {
         tracing::warn!(
             user_id = me.id,
             destination_id = id,
             "export user: wrong password"
         );
         let mut page = page(&state, ctx, Some(destination)).await?;
-        page.password_error = Some("That is not your console password.".into());
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
+        page.password_error = Some(message);
+        return Ok((status, render(&page)?).into_response());
     }
     let mut tx = crate::db::begin_write(state.db.pool()).await?;
     destinations::set_export_user(&mut *tx, id, me.id).await?;

@@ -69,18 +69,18 @@ async fn create(
     ctx: PageContext,
     Form(input): Form<NewToken>,
 ) -> Result<Response, AppError> {
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        let page = page(
-            &state,
-            ctx,
-            None,
-            Some("Name: say what the token is for, in 1 to 100 characters.".into()),
-        )
-        .await?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
-    }
-    let token = api_tokens::create(state.db.pool(), ctx.user.id, name).await?;
+    let name = match crate::domain::text::clean_name(&input.name, 100) {
+        Ok(name) => name,
+        Err(err) => {
+            let message = match err {
+                crate::domain::text::NameError::Invisible(_) => format!("Name: {err}."),
+                _ => "Name: say what the token is for, in 1 to 100 characters.".to_owned(),
+            };
+            let page = page(&state, ctx, None, Some(message)).await?;
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
+        }
+    };
+    let token = api_tokens::create(state.db.pool(), ctx.user.id, &name).await?;
     tracing::info!(user_id = ctx.user.id, "API token created");
     // Shown in this response only: the page is not cached (no-store) and the token is not kept.
     Ok(render(&page(&state, ctx, Some(token), None).await?)?.into_response())

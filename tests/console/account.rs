@@ -2,7 +2,7 @@
 
 use export_destinations::domain::Role;
 
-use crate::helpers::{PASSWORD, spawn_app};
+use crate::helpers::{MAX_FAILURES, PASSWORD, spawn_app};
 
 const NEW: &str = "a much longer passphrase";
 
@@ -147,4 +147,62 @@ async fn changing_a_password_needs_the_forms_csrf_token_and_is_audited() {
     assert_eq!(done.status(), 303);
     let log = app.get_html("/admin/audit-log").await;
     assert!(log.contains("changed password"), "{log}");
+}
+
+#[tokio::test]
+async fn guessing_the_current_password_is_throttled_like_sign_in_even_in_parallel() {
+    let app = spawn_app().await;
+    app.signed_in_as("vic@example.com", Role::Viewer).await;
+    let token = crate::helpers::csrf_token(&app.get_html("/account/password").await);
+    let before = app.state.hasher.verifications();
+    let guesses = (0..20).map(|i| {
+        let client = app.client.clone();
+        let url = app.url("/account/password");
+        let token = token.clone();
+        tokio::spawn(async move {
+            let guess = format!("guess number {i}");
+            client
+                .post(url)
+                .form(&[
+                    ("current", guess.as_str()),
+                    ("new", NEW),
+                    ("confirm", NEW),
+                    ("csrf_token", &token),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    });
+    let statuses: Vec<u16> = futures::future::join_all(guesses)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        app.state.hasher.verifications() - before <= u64::from(MAX_FAILURES),
+        "at most {MAX_FAILURES} passwords checked: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 422 || *s == 429),
+        "{statuses:?}"
+    );
+    // Paused now: even the right current password changes nothing.
+    let right = app
+        .post_form(
+            "/account/password",
+            "/account/password",
+            &[("current", PASSWORD), ("new", NEW), ("confirm", NEW)],
+        )
+        .await;
+    assert_eq!(right.status(), 429);
+    assert!(right.text().await.unwrap().contains("try again in"));
+    let fresh = app.another_client();
+    assert_eq!(
+        fresh.sign_in("vic@example.com", NEW).await.status(),
+        429,
+        "sign-in from this address is paused as well"
+    );
 }

@@ -444,6 +444,48 @@ async fn the_export_user_must_re_enter_their_own_password() {
 }
 
 #[tokio::test]
+async fn re_entering_the_password_for_export_user_counts_towards_the_sign_in_limit() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let setup = connect(&app, "Password", &audience(&app, "Customers")).await;
+    let id = id_of(&setup);
+    let path = format!("/admin/export-destinations/{id}/export-user");
+    for attempt in 1..crate::helpers::MAX_FAILURES {
+        let wrong = app
+            .post_form(&setup, &path, &[("password", "not my password")])
+            .await;
+        assert_eq!(wrong.status(), 422, "attempt {attempt}");
+    }
+    let last = app
+        .post_form(&setup, &path, &[("password", "not my password")])
+        .await;
+    assert_eq!(last.status(), 429);
+    let before = app.state.hasher.verifications();
+    let right = app
+        .post_form(&setup, &path, &[("password", PASSWORD)])
+        .await;
+    assert_eq!(right.status(), 429, "paused, even for the right password");
+    let html = right.text().await.unwrap();
+    assert!(html.contains("try again in 15 minutes"), "{html}");
+    assert_eq!(app.state.hasher.verifications(), before, "nothing checked");
+    assert!(
+        destinations::find(app.state.db.pool(), id)
+            .await
+            .unwrap()
+            .unwrap()
+            .export_user_id
+            .is_none()
+    );
+    // The same account's sign-in from this address is paused too.
+    let browser = app.another_client();
+    assert_eq!(
+        browser.sign_in("ada@example.com", PASSWORD).await.status(),
+        429
+    );
+}
+
+#[tokio::test]
 async fn configure_is_closed_until_every_connect_step_is_done() {
     let app = spawn_app().await;
     app.signed_in_as("ada@example.com", Role::Administrator)

@@ -989,3 +989,170 @@ async fn two_workers_never_claim_the_same_run() {
         );
     }
 }
+
+/// Asks for a removal with a clean-up from the page, as `admin`, and returns the clean-up run.
+async fn ask_removal(w: &World, admin: &TestApp, id: i64, choice: &str) -> Run {
+    let page = format!("/admin/export-destinations/{id}/remove");
+    let response = admin
+        .post_form(&page, &page, &[("in_mailchimp", choice)])
+        .await;
+    assert_eq!(location(&response), "/admin/export-destinations");
+    runs::latest_cleanup(w.app.state.db.pool(), id)
+        .await
+        .unwrap()
+        .expect("a clean-up run is queued")
+}
+
+#[tokio::test]
+async fn only_an_administrator_cancels_a_clean_up_and_a_canceled_one_leaves_the_destination_to_retry_or_remove()
+ {
+    let w = world(SandboxConfig {
+        latency: Duration::from_millis(1500),
+        ..SandboxConfig::default()
+    })
+    .await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    export(&w, id, false).await;
+
+    let admin = w.app.another_client();
+    admin
+        .signed_in_as("admin@example.com", Role::Administrator)
+        .await;
+    let contributor = w.app.another_client();
+    contributor
+        .signed_in_as("carla@example.com", Role::Contributor)
+        .await;
+    let cleanup = ask_removal(&w, &admin, id, "remove_tags").await;
+
+    // While it runs, the destination is listed as being removed, not hidden.
+    let list = contributor.get_html("/admin/export-destinations").await;
+    assert!(
+        list.contains("Being removed") && list.contains("Newsletter"),
+        "{list}"
+    );
+    let run_page = contributor
+        .get_html(&format!("/admin/export-runs/{}", cleanup.id))
+        .await;
+    assert!(
+        !run_page.contains("id=\"cancel-form\""),
+        "no Cancel for a Contributor"
+    );
+    let refused = contributor
+        .post_form(
+            "/admin/export-destinations",
+            &format!("/admin/export-runs/{}/cancel", cleanup.id),
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    assert!(
+        !runs::find(w.app.state.db.pool(), cleanup.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_requested
+    );
+    // A second removal while the clean-up runs is refused with a reason.
+    let page = format!("/admin/export-destinations/{id}/remove");
+    let html = admin.get_html(&page).await;
+    assert!(html.contains("id=\"removal-running\"") && !html.contains("name=\"in_mailchimp\""));
+    let again = admin
+        .post_form(
+            "/admin/export-destinations",
+            &page,
+            &[("in_mailchimp", "leave")],
+        )
+        .await;
+    assert_eq!(again.status(), 409);
+
+    let canceled = admin
+        .post_form(
+            &format!("/admin/export-runs/{}", cleanup.id),
+            &format!("/admin/export-runs/{}/cancel", cleanup.id),
+            &[],
+        )
+        .await;
+    assert_eq!(canceled.status(), 303);
+    let run = wait(&w, cleanup.id).await;
+    assert_eq!(run.status, RunStatus::Canceled);
+
+    // The destination and its credential are kept, visibly, with the choice to go on.
+    let kept = destinations::find(w.app.state.db.pool(), id)
+        .await
+        .unwrap()
+        .expect("a canceled clean-up deletes nothing");
+    assert!(kept.removing && kept.credential_sealed.is_some());
+    let list = admin.get_html("/admin/export-destinations").await;
+    assert!(list.contains("Removal stopped"), "{list}");
+    assert!(list.contains(&format!("href=\"/admin/export-destinations/{id}/remove\"")));
+    let html = admin.get_html(&page).await;
+    assert!(html.contains("id=\"removal-stopped\"") && html.contains("name=\"in_mailchimp\""));
+
+    // Removing it without a clean-up now deletes it and its credential.
+    let gone = admin
+        .post_form(&page, &page, &[("in_mailchimp", "leave")])
+        .await;
+    assert_eq!(location(&gone), "/admin/export-destinations");
+    assert!(
+        destinations::find(w.app.state.db.pool(), id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_failed_clean_up_keeps_the_destination_and_a_retry_finishes_the_removal() {
+    let w = world(SandboxConfig::default()).await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    export(&w, id, false).await;
+    // Mailchimp stops accepting the destination's key.
+    let account = w.sandbox.store().api_keys.remove(&w.key).unwrap();
+
+    let admin = w.app.another_client();
+    admin
+        .signed_in_as("admin@example.com", Role::Administrator)
+        .await;
+    let cleanup = ask_removal(&w, &admin, id, "archive_members").await;
+    let run = wait(&w, cleanup.id).await;
+    assert_eq!(run.status, RunStatus::Failure, "{run:?}");
+    let kept = destinations::find(w.app.state.db.pool(), id)
+        .await
+        .unwrap()
+        .expect("a failed clean-up deletes nothing");
+    assert!(kept.credential_sealed.is_some());
+    assert!(
+        audience(&w).iter().all(|m| m.1 == "subscribed"),
+        "nothing was archived"
+    );
+    let list = admin.get_html("/admin/export-destinations").await;
+    assert!(list.contains("Removal stopped"), "{list}");
+
+    // The key works again: a retry archives the members and removes the destination.
+    w.sandbox.store().api_keys.insert(w.key.clone(), account);
+    let retry = ask_removal(&w, &admin, id, "archive_members").await;
+    assert_ne!(retry.id, cleanup.id);
+    // A successful clean-up deletes the destination, and its runs with it.
+    let mut removed = false;
+    for _ in 0..600 {
+        if destinations::find(w.app.state.db.pool(), id)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            removed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(removed, "the retried clean-up removed the destination");
+    assert!(audience(&w).iter().all(|m| m.1 == "archived"));
+    let log = admin.get_html("/admin/audit-log").await;
+    assert!(log.contains("2 members archived in Mailchimp"), "{log}");
+}

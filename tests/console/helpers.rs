@@ -16,6 +16,7 @@ use sqlx::Connection;
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const MAX_FAILURES: u32 = 3;
+pub const ACCOUNT_MAX_FAILURES: u32 = 7;
 
 pub struct TestApp {
     pub base: String,
@@ -72,6 +73,7 @@ pub fn test_settings(dir: &std::path::Path, database_url: DatabaseUrl) -> Settin
         session_idle: Duration::from_secs(3600),
         sign_in_throttle: SignInThrottle {
             max_failures: MAX_FAILURES,
+            account_max_failures: ACCOUNT_MAX_FAILURES,
             lockout: Duration::from_secs(15 * 60),
         },
         hash_cost: HashCost {
@@ -112,6 +114,26 @@ impl TestApp {
     /// Another browser (its own cookies) on the same console.
     pub fn another_client(&self) -> TestApp {
         let (client, jar) = new_client();
+        TestApp {
+            base: self.base.clone(),
+            state: self.state.clone(),
+            client,
+            jar,
+            _dir: self._dir.clone(),
+        }
+    }
+
+    /// Another browser whose connections come from `ip` (a loopback address such as
+    /// 127.0.0.2), as a person elsewhere on the network would be.
+    pub fn client_from(&self, ip: std::net::IpAddr) -> TestApp {
+        let jar = Arc::new(Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(Policy::none())
+            .local_address(ip)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
         TestApp {
             base: self.base.clone(),
             state: self.state.clone(),

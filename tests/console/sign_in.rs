@@ -1,6 +1,8 @@
 use export_destinations::domain::Role;
 
-use crate::helpers::{MAX_FAILURES, PASSWORD, location, new_client, spawn_app};
+use crate::helpers::{
+    ACCOUNT_MAX_FAILURES, MAX_FAILURES, PASSWORD, csrf_token, location, new_client, spawn_app,
+};
 
 #[tokio::test]
 async fn the_right_password_signs_in_and_lands_on_export_destinations() {
@@ -200,4 +202,141 @@ async fn a_deactivated_account_cannot_sign_in() {
     let response = app.sign_in("gone@example.com", PASSWORD).await;
     assert_eq!(response.status(), 403);
     assert!(response.text().await.unwrap().contains("deactivated"));
+}
+
+/// Each attempt comes from its own browser with its own form token, all at once.
+async fn parallel_sign_ins(
+    app: &crate::helpers::TestApp,
+    attempts: Vec<(&'static str, &'static str)>,
+) -> Vec<(u16, String)> {
+    let mut prepared = Vec::new();
+    for (email, password) in attempts {
+        let browser = app.another_client();
+        let token = csrf_token(&browser.get_html("/sign-in").await);
+        prepared.push((browser, token, email, password));
+    }
+    let tasks = prepared
+        .into_iter()
+        .map(|(browser, token, email, password)| {
+            tokio::spawn(async move {
+                let response = browser
+                    .post_raw(
+                        "/sign-in",
+                        &[
+                            ("email", email),
+                            ("password", password),
+                            ("next", ""),
+                            ("csrf_token", &token),
+                        ],
+                    )
+                    .await;
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap())
+            })
+        });
+    futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_burst_of_parallel_wrong_sign_ins_checks_no_more_passwords_than_the_limit() {
+    let app = spawn_app().await;
+    app.create_user("ada@example.com", Role::Administrator)
+        .await;
+    let before = app.state.hasher.verifications();
+    let mut attempts = vec![("ada@example.com", "wrong password!"); 40];
+    // The right password in the middle of the burst gets no special treatment.
+    attempts.insert(20, ("ada@example.com", PASSWORD));
+    let results = parallel_sign_ins(&app, attempts).await;
+    let checked = app.state.hasher.verifications() - before;
+    assert!(
+        checked <= u64::from(MAX_FAILURES),
+        "{checked} passwords were checked; the limit is {MAX_FAILURES}"
+    );
+    let refused = results.iter().filter(|(status, _)| *status == 429).count();
+    assert!(refused >= 41 - MAX_FAILURES as usize, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter(|(status, _)| *status == 429)
+            .all(|(_, html)| html.contains("try again in 15 minutes"))
+    );
+    // The burst used up the window: the right password now waits too.
+    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 429);
+}
+
+#[tokio::test]
+async fn guesses_from_many_addresses_meet_an_account_wide_ceiling_that_spares_known_addresses() {
+    let app = spawn_app().await;
+    app.create_user("ada@example.com", Role::Administrator)
+        .await;
+    // Ada signs in from her usual address (127.0.0.1), then signs out.
+    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 303);
+    app.post_form("/admin/export-destinations", "/sign-out", &[])
+        .await;
+    let before = app.state.hasher.verifications();
+    // Guesses from other addresses, each staying under the per-address limit.
+    let mut guesses = 0;
+    for host in 2u8.. {
+        let attacker = app.client_from(std::net::IpAddr::from([127, 0, 0, host]));
+        for _ in 1..MAX_FAILURES {
+            let response = attacker.sign_in("ada@example.com", "wrong password!").await;
+            guesses += 1;
+            if guesses < ACCOUNT_MAX_FAILURES {
+                assert_eq!(response.status(), 401, "guess {guesses}");
+            } else {
+                assert_eq!(response.status(), 429, "guess {guesses}");
+            }
+        }
+        if guesses >= ACCOUNT_MAX_FAILURES + 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        app.state.hasher.verifications() - before,
+        u64::from(ACCOUNT_MAX_FAILURES),
+        "guesses past the account-wide ceiling are not checked"
+    );
+    // A new address is paused, and told for how long ...
+    let newcomer = app.client_from(std::net::IpAddr::from([127, 0, 0, 200]));
+    let paused = newcomer.sign_in("ada@example.com", PASSWORD).await;
+    assert_eq!(paused.status(), 429);
+    assert!(
+        paused
+            .text()
+            .await
+            .unwrap()
+            .contains("try again in 15 minutes")
+    );
+    // ... but Ada, where she signed in before, is not locked out by the attack.
+    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 303);
+}
+
+#[tokio::test]
+async fn a_right_password_starts_the_address_count_again() {
+    let app = spawn_app().await;
+    app.create_user("ada@example.com", Role::Administrator)
+        .await;
+    for _ in 1..MAX_FAILURES {
+        assert_eq!(
+            app.sign_in("ada@example.com", "wrong password!")
+                .await
+                .status(),
+            401
+        );
+    }
+    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 303);
+    app.post_form("/admin/export-destinations", "/sign-out", &[])
+        .await;
+    for _ in 1..MAX_FAILURES {
+        assert_eq!(
+            app.sign_in("ada@example.com", "wrong password!")
+                .await
+                .status(),
+            401
+        );
+    }
 }
