@@ -9,6 +9,7 @@ mod csrf;
 mod destinations;
 mod exports;
 mod first_admin;
+mod hardening;
 mod health;
 mod helpers;
 mod profiles;
