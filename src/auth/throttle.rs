@@ -36,6 +36,7 @@ pub struct Attempt {
     pub last_allowed: bool,
     /// When the window of this check ends (ms since epoch).
     window_ends_at: i64,
+    window_ms: i64,
 }
 
 /// Whether a password may be checked now.
@@ -70,7 +71,7 @@ pub async fn admit(
     if count > i64::from(limits.max_failures) {
         tx.rollback().await?;
         return Ok(Admission::Paused {
-            remaining_ms: started + window_ms - now,
+            remaining_ms: (started + window_ms - now).clamp(0, window_ms),
         });
     }
     let mut last_allowed = count == i64::from(limits.max_failures);
@@ -84,7 +85,9 @@ pub async fn admit(
         if count > i64::from(limits.account_max_failures) {
             tx.rollback().await?;
             return Ok(Admission::Paused {
-                remaining_ms: started + window_ms - now,
+                // Another request may have started the window a moment "after" this one's
+                // clock was read: never more than a window.
+                remaining_ms: (started + window_ms - now).clamp(0, window_ms),
             });
         }
         if count == i64::from(limits.account_max_failures) {
@@ -101,6 +104,7 @@ pub async fn admit(
         address,
         last_allowed,
         window_ends_at,
+        window_ms,
     }))
 }
 
@@ -121,7 +125,7 @@ impl Attempt {
     /// allowed, if this one used up the window.
     pub fn failed(self) -> Option<i64> {
         self.last_allowed
-            .then(|| (self.window_ends_at - now_millis()).max(0))
+            .then(|| (self.window_ends_at - now_millis()).clamp(0, self.window_ms))
     }
 }
 

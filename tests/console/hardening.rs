@@ -326,10 +326,7 @@ async fn the_edit_form_with_a_segment_twice_or_unknown_says_so_and_keeps_the_cho
             vec![segment.as_str(), "987654"],
             "segment 987654 does not exist",
         ),
-        (
-            vec![segment.as_str(), "abc"],
-            "is not one of this console",
-        ),
+        (vec![segment.as_str(), "abc"], "is not one of this console"),
     ] {
         let token = csrf_token(&app.get_html(&page).await);
         let mut form = vec![
