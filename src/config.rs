@@ -280,6 +280,30 @@ mod tests {
     }
 
     #[test]
+    fn the_password_check_limits_have_defaults_and_are_checked() {
+        let settings = Settings::from_args(args(&[])).unwrap();
+        let throttle = settings.sign_in_throttle;
+        assert_eq!(
+            (throttle.max_failures, throttle.account_max_failures),
+            (5, 20)
+        );
+        assert_eq!(throttle.lockout, Duration::from_secs(15 * 60));
+        let settings = Settings::from_args(args(&[
+            "--sign-in-account-max-failures",
+            "50",
+            "--sign-in-lockout-minutes",
+            "5",
+        ]))
+        .unwrap();
+        assert_eq!(settings.sign_in_throttle.account_max_failures, 50);
+        assert_eq!(settings.sign_in_throttle.lockout, Duration::from_secs(300));
+        let err = Settings::from_args(args(&["--sign-in-account-max-failures", "3"])).unwrap_err();
+        assert!(err.to_string().contains("at least SIGN_IN_MAX_FAILURES"));
+        let err = Settings::from_args(args(&["--sign-in-lockout-minutes", "0"])).unwrap_err();
+        assert!(err.to_string().contains("SIGN_IN_LOCKOUT_MINUTES"));
+    }
+
+    #[test]
     fn admin_email_without_password_is_refused() {
         let err = Settings::from_args(args(&["--admin-email", "a@example.com"])).unwrap_err();
         assert!(err.to_string().contains("together"));

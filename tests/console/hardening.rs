@@ -356,3 +356,42 @@ async fn the_edit_form_with_a_segment_twice_or_unknown_says_so_and_keeps_the_cho
         assert_eq!(stored.display_name, "Newsletter export", "nothing saved");
     }
 }
+
+#[tokio::test]
+async fn a_cell_over_ten_thousand_characters_rejects_its_row_only() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let csv = format!(
+        "CustomerId,Note\nP1,{}\nP2,{}\n",
+        "n".repeat(10_000),
+        "m".repeat(10_001)
+    );
+    let html = app.import_report("notes.csv", csv).await;
+    assert!(
+        html.contains("Note: the value is longer than 10000 characters."),
+        "{}",
+        &html[..html.len().min(4000)]
+    );
+    assert!(!html.contains(&"m".repeat(100)));
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM profiles")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "the row within the limit is imported");
+}
+
+#[tokio::test]
+async fn api_token_names_follow_the_name_rules() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Contributor).await;
+    let response = app
+        .post_form(
+            "/admin/api-tokens",
+            "/admin/api-tokens",
+            &[("name", "CI\u{2066}pipeline")],
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.unwrap().contains("U+2066"));
+}

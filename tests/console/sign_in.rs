@@ -340,3 +340,33 @@ async fn a_right_password_starts_the_address_count_again() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_address_last_used_more_than_30_days_ago_is_no_longer_spared() {
+    let app = spawn_app().await;
+    app.create_user("ada@example.com", Role::Administrator)
+        .await;
+    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 303);
+    app.post_form("/admin/export-destinations", "/sign-out", &[])
+        .await;
+    let long_ago = export_destinations::db::now_millis() - 31 * 24 * 60 * 60 * 1000;
+    sqlx::query("UPDATE sign_in_known_addresses SET last_seen_at = $1")
+        .bind(long_ago)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    // Guesses from elsewhere fill the account-wide ceiling ...
+    let mut guesses = 0;
+    for host in 2u8.. {
+        let attacker = app.client_from(std::net::IpAddr::from([127, 0, 0, host]));
+        for _ in 1..MAX_FAILURES {
+            attacker.sign_in("ada@example.com", "wrong password!").await;
+            guesses += 1;
+        }
+        if guesses >= ACCOUNT_MAX_FAILURES {
+            break;
+        }
+    }
+    // ... and now count for the old address too.
+    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 429);
+}
