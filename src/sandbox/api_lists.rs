@@ -132,6 +132,9 @@ struct BatchBody {
     members: Vec<BatchMember>,
     #[serde(default)]
     update_existing: bool,
+    /// Replace each member's tags with the item's `tags` (only with `update_existing`).
+    #[serde(default)]
+    sync_tags: bool,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +147,32 @@ struct BatchMember {
     email_type: Option<String>,
     language: Option<String>,
     vip: Option<bool>,
+    /// Tag names: added to the member, new or existing (Mailchimp's release of 2022-01-24);
+    /// tags the audience lacks are created.
+    tags: Option<Vec<String>>,
+}
+
+/// Mailchimp's limit on a tag's name.
+pub const MAX_TAG_CHARS: usize = 100;
+
+/// The item's tag names, trimmed, or why one is refused.
+fn tag_names(tags: &[String]) -> Result<Vec<String>, String> {
+    let mut names = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let name = tag.trim();
+        if name.is_empty() {
+            return Err("A tag name cannot be empty.".into());
+        }
+        if name.chars().count() > MAX_TAG_CHARS {
+            return Err(format!(
+                "A tag name can have at most {MAX_TAG_CHARS} characters."
+            ));
+        }
+        if !names.iter().any(|n: &String| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
 }
 
 async fn batch_subscribe(
@@ -161,11 +190,18 @@ async fn batch_subscribe(
             ),
         ));
     }
+    if body.sync_tags && !body.update_existing {
+        return Err(Problem::field(
+            "sync_tags",
+            "sync_tags replaces existing members' tags, so it needs update_existing: true.",
+        ));
+    }
     sandbox.store().audience_mut(&caller.account_id, &list_id)?;
     sandbox.work(body.members.len()).await;
     let now = json::now();
     let mut store = sandbox.store();
     let mut web_id = store.next_web_id;
+    let mut segment_id = store.next_segment_id;
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
     let policy = if body.update_existing {
         ExistingPolicy::Update
@@ -187,6 +223,19 @@ async fn batch_subscribe(
                 continue;
             }
         };
+        let tags = match item.tags.as_deref().map(tag_names).transpose() {
+            Ok(tags) => tags,
+            Err(message) => {
+                errors.push(json!({
+                    "email_address": item.email_address,
+                    "error": message,
+                    "error_code": "ERROR_GENERIC",
+                    "field": "tags",
+                    "field_message": message,
+                }));
+                continue;
+            }
+        };
         let write = MemberWrite {
             email_address: item.email_address.clone(),
             status: Some(status),
@@ -198,6 +247,28 @@ async fn batch_subscribe(
         };
         match audience.write_member(write, policy, &mut web_id, &now) {
             Ok((hash, written)) => {
+                let email = audience.members[&hash].email_address.clone();
+                if body.sync_tags {
+                    let keep: Vec<u64> = tags
+                        .iter()
+                        .flatten()
+                        .filter_map(|name| audience.segment_by_name(name))
+                        .collect();
+                    let current: Vec<u64> = audience.members[&hash].tags.iter().copied().collect();
+                    for id in current.into_iter().filter(|id| !keep.contains(id)) {
+                        audience.set_tag(id, &email, false, &now);
+                    }
+                }
+                for name in tags.iter().flatten() {
+                    let id = match audience.segment_by_name(name) {
+                        Some(id) => id,
+                        None => {
+                            segment_id += 1;
+                            audience.create_segment(segment_id, name, &now)?
+                        }
+                    };
+                    audience.set_tag(id, &email, true, &now);
+                }
                 let member = json::member_summary(audience, &hash, &audience.members[&hash]);
                 match written {
                     Written::Created => created.push(member),
@@ -214,6 +285,7 @@ async fn batch_subscribe(
         }
     }
     store.next_web_id = web_id;
+    store.next_segment_id = segment_id;
     Ok(Json(json!({
         "total_created": created.len(),
         "total_updated": updated.len(),

@@ -54,4 +54,18 @@ check(members["total_items"] == 2, "two members listed")
 tagged = [m["email_address"] for m in members["members"] if m["tags_count"] == 1]
 check(sorted(tagged) == ["ada@northwind.io", "lee@northwind.io"], "both tagged: %s" % tagged)
 
+# Tags travel in the batch itself, for new and existing members; a missing tag is created.
+result = client.lists.batch_list_members(list_id, {
+    "members": [
+        {"email_address": "ada@northwind.io", "status": "subscribed", "tags": ["VIP", "From Python"]},
+        {"email_address": "zoe@northwind.io", "status": "subscribed", "tags": ["VIP"]},
+    ],
+    "update_existing": True,
+})
+check(result["total_created"] == 1 and result["total_updated"] == 1, "batch with tags: %s" % json.dumps(result))
+ada = client.lists.get_list_member(list_id, hashlib.md5(b"ada@northwind.io").hexdigest())
+check(sorted(t["name"] for t in ada["tags"]) == ["From Python", "VIP"], "ada's tags: %s" % ada["tags"])
+zoe = client.lists.get_list_member(list_id, hashlib.md5(b"zoe@northwind.io").hexdigest())
+check([t["name"] for t in zoe["tags"]] == ["VIP"], "zoe's tags: %s" % zoe["tags"])
+
 print("official Python client: all checks passed")

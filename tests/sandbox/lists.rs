@@ -234,3 +234,121 @@ async fn malformed_json_is_a_400_problem() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["title"], "Invalid Resource");
 }
+
+/// The member's tag names, sorted.
+async fn tags_of(sb: &crate::helpers::TestSandbox, email: &str) -> Vec<String> {
+    let (_, member) = sb.member(email).await;
+    let mut names: Vec<String> = member["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn batch_tags_are_added_to_new_and_existing_members_and_missing_tags_are_created() {
+    let sb = spawn_sandbox().await;
+    sb.batch(
+        json!([{ "email_address": "ada@northwind.io", "status": "subscribed" }]),
+        true,
+    )
+    .await;
+    let (_, tags_before) = sb.get(&format!("/lists/{}/segments", sb.newsletter)).await;
+    assert_eq!(tags_before["total_items"], 0);
+    let answer = sb
+        .batch(
+            json!([
+                { "email_address": "ada@northwind.io", "status": "subscribed", "tags": ["Germany", "VIP"] },
+                { "email_address": "zoe@northwind.io", "status": "subscribed", "tags": ["Germany"] },
+            ]),
+            true,
+        )
+        .await;
+    assert_eq!(
+        (
+            answer["total_created"].as_u64(),
+            answer["total_updated"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let names = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&answer["updated_members"][0]["tags"]).len(),
+        2,
+        "{answer}"
+    );
+    assert_eq!(names(&answer["new_members"][0]["tags"]), ["Germany"]);
+    assert_eq!(tags_of(&sb, "ada@northwind.io").await, ["Germany", "VIP"]);
+    assert_eq!(tags_of(&sb, "zoe@northwind.io").await, ["Germany"]);
+    let (_, tags) = sb.get(&format!("/lists/{}/segments", sb.newsletter)).await;
+    assert_eq!(tags["total_items"], 2, "each tag created once: {tags}");
+
+    // Tags a member already has stay, and tags not named are left alone.
+    sb.batch(
+        json!([{ "email_address": "ada@northwind.io", "status": "subscribed", "tags": ["Germany"] }]),
+        true,
+    )
+    .await;
+    assert_eq!(tags_of(&sb, "ada@northwind.io").await, ["Germany", "VIP"]);
+}
+
+#[tokio::test]
+async fn sync_tags_replaces_a_members_tags_and_needs_update_existing() {
+    let sb = spawn_sandbox().await;
+    sb.batch(
+        json!([{ "email_address": "ada@northwind.io", "status": "subscribed", "tags": ["Germany", "VIP"] }]),
+        true,
+    )
+    .await;
+    let (status, body) = sb
+        .post(
+            &format!("/lists/{}", sb.newsletter),
+            json!({ "members": [{ "email_address": "ada@northwind.io", "status": "subscribed", "tags": ["France"] }], "sync_tags": true }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["field"], "sync_tags");
+    let (status, _) = sb
+        .post(
+            &format!("/lists/{}", sb.newsletter),
+            json!({ "members": [{ "email_address": "ada@northwind.io", "status": "subscribed", "tags": ["France"] }], "update_existing": true, "sync_tags": true }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(tags_of(&sb, "ada@northwind.io").await, ["France"]);
+}
+
+#[tokio::test]
+async fn an_empty_or_over_long_tag_name_refuses_only_its_member() {
+    let sb = spawn_sandbox().await;
+    let long = "t".repeat(101);
+    let answer = sb
+        .batch(
+            json!([
+                { "email_address": "ada@northwind.io", "status": "subscribed", "tags": [" "] },
+                { "email_address": "bob@northwind.io", "status": "subscribed", "tags": [long] },
+                { "email_address": "zoe@northwind.io", "status": "subscribed", "tags": ["t".repeat(100)] },
+            ]),
+            true,
+        )
+        .await;
+    assert_eq!(answer["total_created"], 1);
+    assert_eq!(answer["error_count"], 2);
+    assert_eq!(answer["errors"][0]["field"], "tags");
+    assert!(
+        answer["errors"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 100 characters")
+    );
+    assert_eq!(sb.member("ada@northwind.io").await.0, 404, "not written");
+}
