@@ -1,8 +1,12 @@
 //! One export run as a pipeline. The plan is read a chunk at a time; members whose content
-//! changed go out in batch upserts of 500; as each upsert is acknowledged its members' tag
-//! changes join a queue per tag, and a tag call leaves as soon as 500 are waiting. Upserts
-//! and tag calls share the account's connections, so no connection waits for a phase to
-//! end, and memory stays bounded by the chunk, the queues and the ledger's compact index.
+//! changed, or who gain a tag, go out in batch upserts of 500 that carry the tags they
+//! should have (Mailchimp adds tags named in the batch to new and existing members, so a
+//! tag addition costs no call of its own). A member who leaves a segment loses its tag
+//! through a tag call of up to 500 removals, sent alongside the upserts. Every call shares
+//! the account's connections, and memory stays bounded by the chunk, the queues and the
+//! ledger's compact index.
+//!
+//! `sync_tags` is never used: it would take off tags that people or other tools set.
 //!
 //! Every acknowledged call commits its ledger rows, per-member results and counts in one
 //! transaction, so a run resumed after a crash sends nothing Mailchimp already has.
@@ -11,49 +15,44 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::TryStreamExt;
-use reqwest::Method;
-use serde_json::{Value, json};
-use sqlx::Row;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::domain::MemberStatus;
 use crate::domain::destination::NewMemberStatus;
 use crate::export::engine::{
-    Engine, OWNERSHIP_TAG, Outcome, classify, failure, fatal_message, is_fatal, result_of,
+    Engine, OWNERSHIP_TAG, Outcome, failure, fatal_message, is_fatal, result_of,
 };
-use crate::export::limiter::{self, AccountLimit, PER_ACCOUNT};
 use crate::export::plan::{Chunk, Hash, PlanError, PlanReader, Record, hash_of, hex_of};
 use crate::export::state::{Index, NO_TAGS};
-use crate::mailchimp::client::{ApiError, Client, Connection};
+use crate::mailchimp::client::{ApiError, ErrorKind};
+use crate::mailchimp::gateway::{BATCH, BatchAnswer, Gateway, MemberOutcome, Untagged, Upsert};
+use crate::mailchimp::limiter::PER_ACCOUNT;
 use crate::store::destinations::Destination;
 use crate::store::ledger::{self, Entry};
 use crate::store::results::{self, MemberResult};
 use crate::store::runs::{self, Counters, Run, RunStatus};
 
-const BATCH: usize = 500;
 /// Calls handed to the account's limit at once: every slot busy, and the next call already
 /// waiting when one finishes.
 const QUEUED_CALLS: usize = PER_ACCOUNT * 2;
-const STATUSES: [&str; 5] = [
-    "subscribed",
-    "unsubscribed",
-    "cleaned",
-    "pending",
-    "transactional",
-];
 
-/// A member on its way to an upsert.
+/// A member on its way to a batch upsert.
 struct Outgoing {
     record: Record,
-    /// The status it is sent with (the one Mailchimp has, or the new-member status).
+    /// The status it is sent with: the one Mailchimp has, or the new-member status.
     status: String,
-    /// The tags it carries now, and the tags it should carry.
+    /// Its data changed (or it is new, or this is a full resync). Otherwise only tags are
+    /// added, with what Mailchimp already has, and it counts as unchanged.
+    data: bool,
+    /// The tags it carries now, and the tags it should carry (sent with the upsert).
     tags_now: u32,
     tags_wanted: u32,
+    /// The names of `tags_wanted`, shared by every member with that set.
+    tag_names: Arc<Vec<String>>,
 }
 
-/// A tag change for one member.
+/// A member losing a tag.
 #[derive(Clone)]
 struct Tagged {
     hash: Hash,
@@ -62,46 +61,20 @@ struct Tagged {
 
 enum Job {
     Upsert(Vec<Outgoing>),
-    Tag {
-        tag: u16,
-        add: Vec<Tagged>,
-        remove: Vec<Tagged>,
-    },
+    Untag { tag: u16, members: Vec<Tagged> },
 }
 
-/// A finished call: the job back, Mailchimp's answer (`None`: not sent, the run stopped),
-/// and the permit that lets another call go out once this answer is recorded.
-type Done = (
-    Job,
-    Result<(Option<Answer>, u32), ApiError>,
-    Option<OwnedSemaphorePermit>,
-);
-
-/// What the console reads from a batch-subscribe or tag answer (Mailchimp sends whole
-/// member records back; only these fields are kept).
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-struct Answer {
-    new_members: Vec<Answered>,
-    updated_members: Vec<Answered>,
-    errors: Vec<Refusal>,
+/// Mailchimp's answer to a job.
+enum Answer {
+    Upsert(BatchAnswer),
+    Untag(Untagged),
+    /// No call was needed: the audience has no such tag, so nobody has it to lose.
+    NoSuchTag,
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-struct Answered {
-    email_address: String,
-    status: Option<String>,
-}
-
-/// A batch error names one address, a tag error several.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-struct Refusal {
-    email_address: String,
-    email_addresses: Vec<String>,
-    error: String,
-}
+/// A finished call: the job back, Mailchimp's answer, and the permit that lets another call
+/// go out once this answer is recorded.
+type Done = (Job, Result<Answer, ApiError>, Option<OwnedSemaphorePermit>);
 
 /// Reads the plan in its own task, a chunk or two ahead of the run.
 fn read_ahead(
@@ -139,7 +112,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A member with tag calls in flight: the tags it has now, and how many calls are pending.
+/// A member with calls in flight that change its tags: the tags it has now, and how many
+/// of those calls (tag removals, and its upsert) are still unanswered.
 struct Live {
     tags: u32,
     pending: u32,
@@ -155,24 +129,22 @@ struct Exporter<'a> {
     engine: &'a Engine,
     run: &'a Run,
     destination: &'a Destination,
-    connection: Connection,
-    limit: Arc<AccountLimit>,
-    halted: Arc<AtomicBool>,
+    gateway: Gateway,
     /// Calls sent whose answers are not yet recorded: at most one per connection, so a
     /// crash can make the next run resend no more than the calls that were in flight.
     recording: Arc<Semaphore>,
     index: Index,
     ownership: u16,
-    new_status: String,
-    /// Statuses of audience members the ledger does not know, where they differ from the
-    /// new-member status (read once, when the first such member is about to be sent).
+    new_status: MemberStatus,
+    /// Statuses of audience members that differ from the new-member status, as Mailchimp
+    /// has them (read once, when the first member is about to be sent).
     statuses: Option<HashMap<Hash, u16>>,
     tag_ids: HashMap<String, u64>,
-    adds: HashMap<u16, Vec<Tagged>>,
+    /// Tag names of each tag set, made once.
+    set_names: HashMap<u32, Arc<Vec<String>>>,
     removes: HashMap<u16, Vec<Tagged>>,
     live: HashMap<Hash, Live>,
     upserts: VecDeque<Outgoing>,
-    upserts_in_flight: usize,
     counters: Counters,
     halt: Option<Halt>,
 }
@@ -188,28 +160,19 @@ impl Engine {
         if !destination.active {
             return Ok(failure("The destination's set-up is not finished."));
         }
-        let connection = match self.connection(&destination) {
-            Ok(c) => c,
+        let gateway = match self.gateway(&destination) {
+            Ok(gateway) => gateway,
             Err(err) => {
                 return Ok(failure(format!(
                     "The destination's credential cannot be used: {err}. Authenticate again."
                 )));
             }
         };
-        let limit = self.limiters.for_connection(&connection);
         let list = destination.audience_id.clone();
-        let mut counters = Counters::default();
-
-        let merge_fields =
-            match limiter::with_retries(&limit, || self.client.merge_fields(&connection, &list))
-                .await
-            {
-                Ok((fields, attempts)) => {
-                    counters.calls += i64::from(attempts);
-                    fields
-                }
-                Err(err) => return Ok(failure(fatal_message(&err))),
-            };
+        let merge_fields = match gateway.merge_fields(&list).await {
+            Ok(fields) => fields,
+            Err(err) => return Ok(failure(fatal_message(&err))),
+        };
         let number_tags: Vec<String> = merge_fields
             .iter()
             .filter(|f| f.kind == "number")
@@ -220,17 +183,18 @@ impl Engine {
             Err(PlanError::TooMany(n)) => return Ok(failure(PlanError::TooMany(n).to_string())),
             Err(PlanError::Other(err)) => return Err(err),
         };
-        // Existing tags by name.
-        let tag_ids = match self.static_tags(&connection, &limit, &list).await {
-            Ok((tags, calls)) => {
-                counters.calls += calls;
-                tags
-            }
+        // Existing tags by name: a removal needs the tag's ID.
+        let tag_ids = match gateway.tags(&list).await {
+            Ok(tags) => tags,
             Err(err) => return Ok(failure(fatal_message(&err))),
         };
 
         runs::reset_counters(pool, run.id).await?;
-        counters.total = reader.total;
+        let counters = Counters {
+            total: reader.total,
+            calls: gateway.take_calls(),
+            ..Counters::default()
+        };
         runs::add(pool, run.id, &counters).await?;
         let expected = reader.total;
         // The plan is read ahead while the ledger's index loads.
@@ -247,25 +211,23 @@ impl Engine {
             .parse::<NewMemberStatus>()
             .unwrap_or(NewMemberStatus::Subscribed)
             .as_str()
-            .to_owned();
+            .parse::<MemberStatus>()
+            .unwrap_or(MemberStatus::Subscribed);
         let mut exporter = Exporter {
             engine: self,
             run,
             destination: &destination,
-            connection,
-            limit,
-            halted: Arc::new(AtomicBool::new(false)),
+            gateway,
             recording: Arc::new(Semaphore::new(PER_ACCOUNT)),
             index,
             ownership,
             new_status,
             statuses: None,
             tag_ids,
-            adds: HashMap::new(),
+            set_names: HashMap::new(),
             removes: HashMap::new(),
             live: HashMap::new(),
             upserts: VecDeque::new(),
-            upserts_in_flight: 0,
             counters: Counters::default(),
             halt: None,
         };
@@ -329,19 +291,19 @@ impl Exporter<'_> {
                 self.halt_with(Halt::LeaseLost);
             }
             while self.halt.is_none() && tasks.len() < QUEUED_CALLS {
-                if let Some(job) = self.tag_job(true) {
-                    self.launch(&mut tasks, job).await;
+                if let Some(job) = self.untag_job(true) {
+                    self.launch(&mut tasks, job);
                 } else if self.upserts.len() >= BATCH || (plan_done && !self.upserts.is_empty()) {
                     let take = self.upserts.len().min(BATCH);
                     let batch: Vec<Outgoing> = self.upserts.drain(..take).collect();
-                    self.launch(&mut tasks, Job::Upsert(batch)).await;
-                } else if !plan_done || self.upserts_in_flight > 0 {
+                    self.launch(&mut tasks, Job::Upsert(batch));
+                } else if !plan_done {
                     break;
                 } else if !leavers_done {
                     self.leavers().await?;
                     leavers_done = true;
-                } else if let Some(job) = self.tag_job(false) {
-                    self.launch(&mut tasks, job).await;
+                } else if let Some(job) = self.untag_job(false) {
+                    self.launch(&mut tasks, job);
                 } else {
                     break;
                 }
@@ -367,17 +329,19 @@ impl Exporter<'_> {
                 }
             }
         }
-        let rest = std::mem::take(&mut self.counters);
+        let mut rest = std::mem::take(&mut self.counters);
+        rest.calls += self.gateway.take_calls();
         runs::add(self.engine.db.pool(), self.run.id, &rest).await?;
         Ok(planned)
     }
 
     fn halt_with(&mut self, halt: Halt) {
-        self.halted.store(true, Ordering::Relaxed);
+        self.gateway.stop();
         self.halt.get_or_insert(halt);
     }
 
-    /// Sorts one chunk of the plan: refused for good, unchanged (tags only), or to send.
+    /// Sorts one chunk of the plan: refused for good, unchanged, or to send; and queues the
+    /// removal of tags its members no longer should have.
     async fn take_chunk(
         &mut self,
         records: Vec<Record>,
@@ -397,7 +361,7 @@ impl Exporter<'_> {
                 slot.planned = true;
                 *slot
             });
-            match known {
+            let (tags_now, data) = match known {
                 Some(slot) if slot.refused.is_some() => {
                     let title = self.index.statuses.name(slot.refused.unwrap_or(0));
                     delta.skipped += 1;
@@ -410,34 +374,32 @@ impl Exporter<'_> {
                             "Mailchimp refused this contact for good before; it is not sent again."
                                 .into(),
                     });
+                    continue;
                 }
-                Some(slot) if !full && slot.content == record.content_hash => {
-                    delta.unchanged += 1;
-                    let tagged = Tagged {
-                        hash: record.hash,
-                        email: record.email,
-                    };
-                    self.schedule_tags(tagged, slot.tags, wanted);
-                }
-                Some(slot) => {
-                    let status = self.index.statuses.name(slot.status).to_owned();
-                    self.upserts.push_back(Outgoing {
-                        record,
-                        status,
-                        tags_now: slot.tags,
-                        tags_wanted: wanted,
-                    });
-                }
-                None => {
-                    let status = self.status_of_unknown(record.hash).await?;
-                    self.upserts.push_back(Outgoing {
-                        record,
-                        status,
-                        tags_now: NO_TAGS,
-                        tags_wanted: wanted,
-                    });
-                }
+                Some(slot) => (slot.tags, full || slot.content != record.content_hash),
+                None => (NO_TAGS, true),
+            };
+            let adds = self.index.tag_sets.union(tags_now, wanted) != tags_now;
+            let upsert = data || adds;
+            let member = Tagged {
+                hash: record.hash,
+                email: record.email.clone(),
+            };
+            self.schedule_removals(member, tags_now, wanted, upsert);
+            if !upsert {
+                delta.unchanged += 1;
+                continue;
             }
+            let status = self.status_of(record.hash).await?;
+            let tag_names = self.names_of(wanted);
+            self.upserts.push_back(Outgoing {
+                record,
+                status,
+                data,
+                tags_now,
+                tags_wanted: wanted,
+                tag_names,
+            });
         }
         let pool = self.engine.db.pool();
         let mut tx = crate::db::begin_write(pool).await?;
@@ -447,9 +409,27 @@ impl Exporter<'_> {
         Ok(())
     }
 
-    /// The status to send for an address the ledger does not know: the one Mailchimp has
-    /// if the member exists (batch subscribe would overwrite it), else the new-member one.
-    async fn status_of_unknown(&mut self, hash: Hash) -> anyhow::Result<String> {
+    fn names_of(&mut self, set: u32) -> Arc<Vec<String>> {
+        let index = &self.index;
+        self.set_names
+            .entry(set)
+            .or_insert_with(|| {
+                Arc::new(
+                    index
+                        .tag_sets
+                        .tags(set)
+                        .iter()
+                        .map(|t| index.tag_names.name(*t).to_owned())
+                        .collect(),
+                )
+            })
+            .clone()
+    }
+
+    /// The status to send: the one Mailchimp has for the member (batch subscribe would
+    /// overwrite it, so an unsubscribed or pending member is sent as such), or the
+    /// new-member status for members it does not have.
+    async fn status_of(&mut self, hash: Hash) -> anyhow::Result<String> {
         if self.statuses.is_none() {
             let statuses = match self.read_statuses().await {
                 Ok(statuses) => statuses,
@@ -468,71 +448,46 @@ impl Exporter<'_> {
         }
         Ok(match self.statuses.as_ref().and_then(|s| s.get(&hash)) {
             Some(status) => self.index.statuses.name(*status).to_owned(),
-            None => self.new_status.clone(),
+            None => self.new_status.as_str().to_owned(),
         })
     }
 
-    /// Pages through the audience's members of every status but the new-member status.
+    /// Every audience member whose status is not the new-member status, by address.
     async fn read_statuses(&mut self) -> Result<HashMap<Hash, u16>, ApiError> {
-        let list = &self.destination.audience_id;
         let mut statuses = HashMap::new();
-        let mut calls = 0i64;
-        for status in STATUSES.iter().filter(|s| **s != self.new_status) {
-            let code = self.index.statuses.intern(status);
-            let mut offset = 0usize;
-            loop {
-                let path = format!(
-                    "/lists/{list}/members?status={status}&count=1000&offset={offset}&fields=members.email_address,total_items"
-                );
-                let (page, attempts) = limiter::with_retries(&self.limit, || {
-                    self.engine
-                        .client
-                        .call::<Value>(&self.connection, Method::GET, &path, None)
-                })
-                .await?;
-                calls += i64::from(attempts);
-                let members = page["members"].as_array().map_or(&[][..], Vec::as_slice);
-                for member in members {
-                    let email = member["email_address"].as_str().unwrap_or_default();
-                    let hash = crate::domain::subscriber_digest(email);
-                    if !self.index.contains(hash) {
-                        statuses.insert(hash, code);
-                    }
-                }
-                offset += members.len();
-                let total = page["total_items"].as_u64().unwrap_or(0) as usize;
-                if members.is_empty() || offset >= total {
-                    break;
-                }
-            }
-        }
-        self.counters.calls += calls;
+        let names = &mut self.index.statuses;
+        self.gateway
+            .statuses(
+                &self.destination.audience_id,
+                self.new_status,
+                |email, status| {
+                    let code = names.intern(status.as_str());
+                    statuses.insert(crate::domain::subscriber_digest(email), code);
+                },
+            )
+            .await?;
         Ok(statuses)
     }
 
-    /// Queues the tag calls that take a member from the tags it has to the tags it should have.
-    fn schedule_tags(&mut self, member: Tagged, now: u32, wanted: u32) {
-        if now == wanted {
+    /// Queues the removal of every tag the member has and should not (a tag call of up to
+    /// 500 members each), and notes its calls in flight: the removals and, if `upsert`, its
+    /// upsert, so that its tags in the ledger are right whichever is answered first.
+    fn schedule_removals(&mut self, member: Tagged, now: u32, wanted: u32, upsert: bool) {
+        let have = self.index.tag_sets.tags(now).to_vec();
+        let want = self.index.tag_sets.tags(wanted);
+        let losing: Vec<u16> = have.into_iter().filter(|t| !want.contains(t)).collect();
+        if losing.is_empty() {
             return;
         }
-        let have = self.index.tag_sets.tags(now).to_vec();
-        let want = self.index.tag_sets.tags(wanted).to_vec();
-        let mut pending = 0;
-        for tag in want.iter().filter(|t| !have.contains(t)) {
-            self.adds.entry(*tag).or_default().push(member.clone());
-            pending += 1;
+        let pending = losing.len() as u32 + u32::from(upsert);
+        for tag in losing {
+            self.removes.entry(tag).or_default().push(member.clone());
         }
-        for tag in have.iter().filter(|t| !want.contains(t)) {
-            self.removes.entry(*tag).or_default().push(member.clone());
-            pending += 1;
-        }
-        if pending > 0 {
-            let live = self.live.entry(member.hash).or_insert(Live {
-                tags: now,
-                pending: 0,
-            });
-            live.pending += pending;
-        }
+        let live = self.live.entry(member.hash).or_insert(Live {
+            tags: now,
+            pending: 0,
+        });
+        live.pending += pending;
     }
 
     /// Members the ledger has and the plan does not: they keep only the ownership tag.
@@ -547,20 +502,24 @@ impl Exporter<'_> {
         if leaving.is_empty() {
             return Ok(());
         }
-        let mut rows =
-            sqlx::query("SELECT email_hash, email FROM export_ledger WHERE destination_id = $1")
-                .bind(self.destination.id)
-                .fetch(self.engine.db.pool());
+        let pool = self.engine.db.pool();
         let mut found = Vec::new();
-        while let Some(row) = rows.try_next().await? {
-            let Some(hash) = hash_of(row.try_get::<&str, _>(0)?) else {
-                continue;
+        let mut after = String::new();
+        loop {
+            let page = ledger::emails_page(pool, self.destination.id, &after, 10_000).await?;
+            let Some((last, _)) = page.last() else {
+                break;
             };
-            if let Some(tags) = leaving.get(&hash) {
-                found.push((hash, row.try_get::<String, _>(1)?, *tags));
+            after = last.clone();
+            for (hash, email) in page {
+                let Some(hash) = hash_of(&hash) else {
+                    continue;
+                };
+                if let Some(tags) = leaving.get(&hash) {
+                    found.push((hash, email, *tags));
+                }
             }
         }
-        drop(rows);
         for (hash, email, tags) in found {
             // Tags of segments this destination no longer exports go too.
             let keep: Vec<u16> = self
@@ -572,216 +531,158 @@ impl Exporter<'_> {
                 .filter(|t| *t == self.ownership)
                 .collect();
             let wanted = self.index.tag_sets.intern(keep);
-            self.schedule_tags(Tagged { hash, email }, tags, wanted);
+            self.schedule_removals(Tagged { hash, email }, tags, wanted, false);
         }
         Ok(())
     }
 
-    /// The next tag call: a tag with 500 changes waiting, or when `full_only` is false, any.
-    fn tag_job(&mut self, full_only: bool) -> Option<Job> {
-        let ready = |queue: &HashMap<u16, Vec<Tagged>>| {
-            queue
-                .iter()
-                .filter(|(_, v)| !v.is_empty() && (!full_only || v.len() >= BATCH))
-                .map(|(t, _)| *t)
-                .min()
-        };
-        let tag = ready(&self.adds).or_else(|| ready(&self.removes))?;
-        let take = |queue: &mut HashMap<u16, Vec<Tagged>>| {
-            let list = queue.get_mut(&tag)?;
-            let n = list.len().min(BATCH);
-            let taken: Vec<Tagged> = list.drain(..n).collect();
-            if list.is_empty() {
-                queue.remove(&tag);
-            }
-            Some(taken)
-        };
-        let add = take(&mut self.adds).unwrap_or_default();
-        let remove = take(&mut self.removes).unwrap_or_default();
-        Some(Job::Tag { tag, add, remove })
+    /// The next tag call: a tag with 500 removals waiting, or when `full_only` is false, any.
+    fn untag_job(&mut self, full_only: bool) -> Option<Job> {
+        let tag = self
+            .removes
+            .iter()
+            .filter(|(_, v)| !v.is_empty() && (!full_only || v.len() >= BATCH))
+            .map(|(t, _)| *t)
+            .min()?;
+        let list = self.removes.get_mut(&tag)?;
+        let n = list.len().min(BATCH);
+        let members: Vec<Tagged> = list.drain(..n).collect();
+        if list.is_empty() {
+            self.removes.remove(&tag);
+        }
+        Some(Job::Untag { tag, members })
     }
 
     /// Hands a call to the account's limit, in the background.
-    async fn launch(&mut self, tasks: &mut JoinSet<Done>, job: Job) {
-        let list = &self.destination.audience_id;
-        let (path, body) = match &job {
-            Job::Upsert(batch) => {
-                let members: Vec<Value> = batch
-                    .iter()
-                    .map(|o| {
-                        json!({
-                            "email_address": o.record.email,
-                            "status": o.status,
-                            "merge_fields": o.record.merge_fields,
-                        })
-                    })
-                    .collect();
-                self.upserts_in_flight += 1;
-                (
-                    format!("/lists/{list}"),
-                    json!({ "members": members, "update_existing": true }),
-                )
-            }
-            Job::Tag { tag, add, remove } => {
-                let name = self.index.tag_names.name(*tag).to_owned();
-                let id = match self.tag_ids.get(&name) {
-                    Some(id) => Some(*id),
-                    None if add.is_empty() => None,
-                    None => self.create_tag(&name).await,
-                };
-                let emails = |v: &[Tagged]| v.iter().map(|t| t.email.clone()).collect::<Vec<_>>();
-                match id {
-                    Some(id) => (
-                        format!("/lists/{list}/segments/{id}"),
-                        json!({ "members_to_add": emails(add), "members_to_remove": emails(remove) }),
-                    ),
-                    // No such tag in Mailchimp: nobody has it to lose; an add waits for next time.
-                    None => (String::new(), Value::Null),
+    fn launch(&mut self, tasks: &mut JoinSet<Done>, job: Job) {
+        let list = self.destination.audience_id.clone();
+        let tag_id = match &job {
+            Job::Untag { tag, .. } => match self.tag_ids.get(self.index.tag_names.name(*tag)) {
+                Some(id) => Some(*id),
+                None => {
+                    tasks.spawn(async move { (job, Ok(Answer::NoSuchTag), None) });
+                    return;
                 }
-            }
+            },
+            Job::Upsert(_) => None,
         };
-        if path.is_empty() {
-            let only_removals = matches!(&job, Job::Tag { add, .. } if add.is_empty());
-            let answer = only_removals.then(Answer::default);
-            tasks.spawn(async move { (job, Ok((answer, 0)), None) });
-            return;
-        }
-        let (client, connection, limit, halted, recording) = (
-            self.engine.client.clone(),
-            self.connection.clone(),
-            self.limit.clone(),
-            self.halted.clone(),
-            self.recording.clone(),
-        );
+        let (gateway, recording) = (self.gateway.clone(), self.recording.clone());
         tasks.spawn(async move {
             let permit = recording.acquire_owned().await.ok();
-            let result = call(&client, &connection, &limit, &halted, &path, &body).await;
+            let result = match &job {
+                Job::Upsert(batch) => {
+                    let members: Vec<Upsert<'_>> = batch
+                        .iter()
+                        .map(|o| Upsert {
+                            email_address: &o.record.email,
+                            status: &o.status,
+                            merge_fields: &o.record.merge_fields,
+                            tags: o.tag_names.iter().map(String::as_str).collect(),
+                        })
+                        .collect();
+                    gateway
+                        .batch_upsert(&list, &members)
+                        .await
+                        .map(Answer::Upsert)
+                }
+                Job::Untag { members, .. } => {
+                    let emails: Vec<&str> = members.iter().map(|m| m.email.as_str()).collect();
+                    gateway
+                        .untag(&list, tag_id.unwrap_or_default(), &emails)
+                        .await
+                        .map(Answer::Untag)
+                }
+            };
             (job, result, permit)
         });
     }
 
-    async fn create_tag(&mut self, name: &str) -> Option<u64> {
-        let path = format!("/lists/{}/segments", self.destination.audience_id);
-        let body = json!({ "name": name, "static_segment": [] });
-        match limiter::with_retries(&self.limit, || {
-            self.engine
-                .client
-                .call::<Value>(&self.connection, Method::POST, &path, Some(&body))
-        })
-        .await
-        {
-            Ok((created, attempts)) => {
-                self.counters.calls += i64::from(attempts);
-                let id = created["id"].as_u64()?;
-                self.tag_ids.insert(name.to_owned(), id);
-                Some(id)
-            }
-            Err(err) => {
-                self.counters.calls += 1;
-                if is_fatal(&err) {
-                    self.halt_with(Halt::Fatal(fatal_message(&err)));
-                }
-                tracing::warn!(tag = %name, error = %err, "a tag could not be created");
-                None
-            }
+    /// One call of a member's is answered: the tags it has after it, if it changed them.
+    fn settle(&mut self, hash: Hash, changed: Option<u32>) -> Option<u32> {
+        let live = self.live.get_mut(&hash)?;
+        if let Some(tags) = changed {
+            live.tags = tags;
         }
+        live.pending = live.pending.saturating_sub(1);
+        let tags = live.tags;
+        if live.pending == 0 {
+            self.live.remove(&hash);
+        }
+        Some(tags)
     }
 
     /// Records a finished call: ledger rows, results and counts in one transaction.
-    async fn finish(
-        &mut self,
-        job: Job,
-        result: Result<(Option<Answer>, u32), ApiError>,
-    ) -> anyhow::Result<()> {
+    async fn finish(&mut self, job: Job, result: Result<Answer, ApiError>) -> anyhow::Result<()> {
         let mut delta = std::mem::take(&mut self.counters);
         let pool = self.engine.db.pool();
         let mut tx = crate::db::begin_write(pool).await?;
-        match job {
-            Job::Upsert(batch) => {
-                self.upserts_in_flight -= 1;
-                let mut entries = Vec::new();
-                let mut member_results = Vec::new();
-                let mut acknowledged = Vec::new();
-                match result {
-                    Ok((None, _)) => {}
-                    Ok((Some(response), attempts)) => {
-                        delta.calls += i64::from(attempts);
-                        acknowledged = self.acknowledge(
-                            batch,
-                            &response,
-                            &mut delta,
-                            &mut entries,
-                            &mut member_results,
-                        );
-                    }
-                    Err(err) => {
-                        delta.calls += 1;
-                        if is_fatal(&err) {
-                            self.halt_with(Halt::Fatal(fatal_message(&err)));
-                        }
-                        for outgoing in &batch {
-                            delta.failed += 1;
-                            member_results.push(result_of(
-                                &outgoing.record,
-                                "failed",
-                                &err.title,
-                                &err.detail,
-                            ));
-                        }
-                    }
-                }
-                ledger::upsert(&mut tx, self.destination.id, &entries).await?;
-                results::insert(&mut tx, self.run.id, &member_results).await?;
-                for (member, now, wanted) in acknowledged {
-                    self.schedule_tags(member, now, wanted);
+        match (job, result) {
+            // Never sent (the run stopped): nothing happened in Mailchimp.
+            (Job::Upsert(batch), Err(err)) if err.kind == ErrorKind::NotSent => {
+                for o in &batch {
+                    self.settle(o.record.hash, None);
                 }
             }
-            Job::Tag { tag, add, remove } => {
-                let answered = match result {
-                    Ok((None, _)) => None,
-                    Ok((Some(response), attempts)) => {
-                        delta.calls += i64::from(attempts);
-                        Some(response)
-                    }
+            (Job::Untag { members, .. }, Err(err)) if err.kind == ErrorKind::NotSent => {
+                for m in &members {
+                    self.settle(m.hash, None);
+                }
+            }
+            (Job::Upsert(batch), Err(err)) => {
+                if is_fatal(&err) {
+                    self.halt_with(Halt::Fatal(fatal_message(&err)));
+                }
+                let mut member_results = Vec::with_capacity(batch.len());
+                for o in &batch {
+                    self.settle(o.record.hash, None);
+                    delta.failed += 1;
+                    member_results.push(result_of(&o.record, "failed", &err.title, &err.detail));
+                }
+                results::insert(&mut tx, self.run.id, &member_results).await?;
+            }
+            (Job::Upsert(batch), Ok(answer)) => {
+                let Answer::Upsert(answer) = answer else {
+                    unreachable!("an upsert is answered as one")
+                };
+                let mut entries = Vec::new();
+                let mut member_results = Vec::new();
+                self.acknowledge(batch, answer, &mut delta, &mut entries, &mut member_results);
+                ledger::upsert(&mut tx, self.destination.id, &entries).await?;
+                results::insert(&mut tx, self.run.id, &member_results).await?;
+            }
+            (Job::Untag { tag, members }, result) => {
+                let ignored: HashSet<String> = match &result {
+                    Ok(Answer::Untag(answer)) => answer
+                        .not_in_audience
+                        .iter()
+                        .map(|e| e.to_lowercase())
+                        .collect(),
+                    _ => HashSet::new(),
+                };
+                let done = match result {
+                    Ok(_) => true,
                     Err(err) => {
-                        delta.calls += 1;
                         if is_fatal(&err) {
                             self.halt_with(Halt::Fatal(fatal_message(&err)));
                         }
                         let name = self.index.tag_names.name(tag);
-                        tracing::warn!(tag = %name, error = %err, "a tag change failed; the next export tries again");
-                        None
+                        tracing::warn!(tag = %name, error = %err, "a tag removal failed; the next export tries again");
+                        false
                     }
                 };
-                // Addresses Mailchimp ignored (not in the audience) did not change.
-                let ignored: HashSet<String> = answered
-                    .iter()
-                    .flat_map(|r| &r.errors)
-                    .flat_map(|e| &e.email_addresses)
-                    .map(|e| e.to_lowercase())
-                    .collect();
                 let mut by_set: HashMap<u32, Vec<String>> = HashMap::new();
-                for (members, adding) in [(&add, true), (&remove, false)] {
-                    for member in members {
-                        let Some(live) = self.live.get_mut(&member.hash) else {
-                            continue;
-                        };
-                        live.pending -= 1;
-                        if answered.is_some() && !ignored.contains(&member.email.to_lowercase()) {
-                            live.tags = if adding {
-                                self.index.tag_sets.with(live.tags, tag)
-                            } else {
-                                self.index.tag_sets.without(live.tags, tag)
-                            };
+                for member in &members {
+                    let now = self.live.get(&member.hash).map(|l| l.tags);
+                    // Addresses Mailchimp ignored (not on the audience) did not change.
+                    let changed = match now {
+                        Some(now) if done && !ignored.contains(&member.email.to_lowercase()) => {
                             delta.tag_changes += 1;
-                            by_set
-                                .entry(live.tags)
-                                .or_default()
-                                .push(hex_of(member.hash));
+                            Some(self.index.tag_sets.without(now, tag))
                         }
-                        if live.pending == 0 {
-                            self.live.remove(&member.hash);
-                        }
+                        _ => None,
+                    };
+                    if let (Some(tags), Some(_)) = (self.settle(member.hash, changed), changed) {
+                        by_set.entry(tags).or_default().push(hex_of(member.hash));
                     }
                 }
                 for (set, hashes) in by_set {
@@ -790,6 +691,7 @@ impl Exporter<'_> {
                 }
             }
         }
+        delta.calls += self.gateway.take_calls();
         runs::add(&mut *tx, self.run.id, &delta).await?;
         tx.commit().await?;
         if self.halt.is_none() && runs::cancel_requested(pool, self.run.id).await? {
@@ -798,87 +700,80 @@ impl Exporter<'_> {
         Ok(())
     }
 
-    /// Sorts a batch-subscribe answer into ledger rows, results and counts; returns the
-    /// members whose tags can now change.
+    /// Sorts a batch-subscribe answer into ledger rows, results and counts.
     fn acknowledge(
         &mut self,
         batch: Vec<Outgoing>,
-        response: &Answer,
+        answer: BatchAnswer,
         delta: &mut Counters,
         entries: &mut Vec<(String, Entry)>,
         member_results: &mut Vec<MemberResult>,
-    ) -> Vec<(Tagged, u32, u32)> {
+    ) {
         let mut by_hash: HashMap<Hash, Outgoing> =
             batch.into_iter().map(|o| (o.record.hash, o)).collect();
-        let mut acknowledged = Vec::new();
-        let index = &self.index;
-        let entry = |o: &Outgoing, status: &str, refused: Option<String>| Entry {
-            customer_id: o.record.customer_id.clone(),
-            email: o.record.email.clone(),
-            content_hash: if refused.is_some() {
-                String::new()
-            } else {
-                hex_of(o.record.content_hash)
-            },
-            status: status.to_owned(),
-            tags: index
-                .tag_sets
-                .tags(o.tags_now)
-                .iter()
-                .map(|t| index.tag_names.name(*t).to_owned())
-                .collect(),
-            permanent_skip: refused,
-        };
-        for (members, outcome) in [
-            (&response.new_members, "created"),
-            (&response.updated_members, "updated"),
-        ] {
-            for member in members {
-                let hash = crate::domain::subscriber_digest(&member.email_address);
-                let Some(o) = by_hash.remove(&hash) else {
-                    continue;
-                };
-                let status = member.status.as_deref().unwrap_or(&o.status);
-                entries.push((hex_of(hash), entry(&o, status, None)));
-                member_results.push(result_of(&o.record, outcome, "", ""));
-                delta.sent += 1;
-                if outcome == "created" {
-                    delta.created += 1
-                } else {
-                    delta.updated += 1
-                }
-                acknowledged.push((
-                    Tagged {
-                        hash,
-                        email: o.record.email,
-                    },
-                    o.tags_now,
-                    o.tags_wanted,
-                ));
-            }
-        }
-        for error in &response.errors {
-            let hash = crate::domain::subscriber_digest(&error.email_address);
+        for (email, outcome) in answer.members {
+            let hash = crate::domain::subscriber_digest(&email);
             let Some(o) = by_hash.remove(&hash) else {
                 continue;
             };
-            let detail = error.error.clone();
-            let (title, permanent) = classify(&detail);
-            if permanent {
-                let status = if self.index.contains(hash) {
-                    o.status.clone()
-                } else {
-                    "unsubscribed".to_owned()
-                };
-                entries.push((hex_of(hash), entry(&o, &status, Some(title.to_owned()))));
-                member_results.push(result_of(&o.record, "skipped", title, &detail));
-                delta.skipped += 1;
-            } else {
-                member_results.push(result_of(&o.record, "failed", title, &detail));
-                delta.failed += 1;
+            let created = matches!(outcome, MemberOutcome::Created { .. });
+            match outcome {
+                MemberOutcome::Created { status } | MemberOutcome::Updated { status } => {
+                    let before = self.live.get(&hash).map_or(o.tags_now, |l| l.tags);
+                    let after = self.index.tag_sets.union(before, o.tags_wanted);
+                    let after = self.settle(hash, Some(after)).unwrap_or(after);
+                    delta.tag_changes += (self.index.tag_sets.tags(after).len()
+                        - self.index.tag_sets.tags(before).len())
+                        as i64;
+                    let status = status.unwrap_or_else(|| o.status.clone());
+                    entries.push((hex_of(hash), self.entry(&o, &status, after, None)));
+                    if o.data {
+                        delta.sent += 1;
+                        if created {
+                            delta.created += 1;
+                            member_results.push(result_of(&o.record, "created", "", ""));
+                        } else {
+                            delta.updated += 1;
+                            member_results.push(result_of(&o.record, "updated", "", ""));
+                        }
+                    } else {
+                        delta.unchanged += 1;
+                    }
+                }
+                MemberOutcome::Refused(refusal) => {
+                    self.settle(hash, None);
+                    if refusal.permanent {
+                        let status = if self.index.contains(hash) {
+                            o.status.clone()
+                        } else {
+                            "unsubscribed".to_owned()
+                        };
+                        let now = o.tags_now;
+                        entries.push((
+                            hex_of(hash),
+                            self.entry(&o, &status, now, Some(refusal.title.to_owned())),
+                        ));
+                        member_results.push(result_of(
+                            &o.record,
+                            "skipped",
+                            refusal.title,
+                            &refusal.detail,
+                        ));
+                        delta.skipped += 1;
+                    } else {
+                        member_results.push(result_of(
+                            &o.record,
+                            "failed",
+                            refusal.title,
+                            &refusal.detail,
+                        ));
+                        delta.failed += 1;
+                    }
+                }
             }
         }
-        for o in by_hash.values() {
+        for o in by_hash.into_values() {
+            self.settle(o.record.hash, None);
             member_results.push(result_of(
                 &o.record,
                 "failed",
@@ -887,27 +782,27 @@ impl Exporter<'_> {
             ));
             delta.failed += 1;
         }
-        acknowledged
     }
-}
 
-/// One call within the account's limit; not made at all once the run has stopped.
-async fn call(
-    client: &Client,
-    connection: &Connection,
-    limit: &AccountLimit,
-    halted: &AtomicBool,
-    path: &str,
-    body: &Value,
-) -> Result<(Option<Answer>, u32), ApiError> {
-    limiter::with_retries(limit, || async {
-        if halted.load(Ordering::Relaxed) {
-            return Ok(None);
+    /// The ledger row for a member Mailchimp answered for.
+    fn entry(&self, o: &Outgoing, status: &str, tags: u32, refused: Option<String>) -> Entry {
+        Entry {
+            customer_id: o.record.customer_id.clone(),
+            email: o.record.email.clone(),
+            content_hash: if refused.is_some() {
+                String::new()
+            } else {
+                hex_of(o.record.content_hash)
+            },
+            status: status.to_owned(),
+            tags: self
+                .index
+                .tag_sets
+                .tags(tags)
+                .iter()
+                .map(|t| self.index.tag_names.name(*t).to_owned())
+                .collect(),
+            permanent_skip: refused,
         }
-        client
-            .call::<Answer>(connection, Method::POST, path, Some(body))
-            .await
-            .map(Some)
-    })
-    .await
+    }
 }

@@ -3,13 +3,13 @@
 //! member's status, with tag adds and removals overlapping them), with durable progress and a worker that
 //! claims runs under a lease.
 
+mod cleanup;
 mod engine;
 mod exporter;
-pub mod limiter;
 mod plan;
 mod state;
 pub mod worker;
 
+pub use crate::mailchimp::limiter::Limiters;
 pub use engine::{Engine, OWNERSHIP_TAG};
-pub use limiter::Limiters;
 pub use plan::{PlanReader, Record};

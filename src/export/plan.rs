@@ -90,26 +90,8 @@ pub struct PlanReader {
 /// A range's profiles: row ID, customer ID, attributes, and their segments (comma-separated).
 type Rows = Vec<(i64, String, String, String)>;
 
-/// The profiles in a range of row IDs that are in any of the segments, one row each with
-/// its segments (one row per profile keeps the rows the driver carries to a minimum).
 async fn fetch(db: Db, segment_list: String, after: i64, upto: i64) -> anyhow::Result<Rows> {
-    let segments = match db.backend() {
-        crate::db::Backend::Sqlite => "group_concat(m.segment_id)",
-        crate::db::Backend::Postgres => "string_agg(m.segment_id::text, ',')",
-    };
-    let sql = format!(
-        "SELECT p.id, p.customer_id, p.attributes, g.segments FROM \
-         (SELECT m.profile_id, {segments} AS segments FROM segment_members m \
-          JOIN segments s ON s.id = m.segment_id AND s.generation = m.generation \
-          WHERE m.segment_id IN ({segment_list}) AND m.profile_id > $1 AND m.profile_id <= $2 \
-          GROUP BY m.profile_id) g \
-         JOIN profiles p ON p.id = g.profile_id ORDER BY p.id"
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(after)
-        .bind(upto)
-        .fetch_all(db.pool())
-        .await?)
+    Ok(crate::store::plan::rows(&db, &segment_list, after, upto).await?)
 }
 
 impl PlanReader {
@@ -146,14 +128,9 @@ impl PlanReader {
         let last: i64 = if segment_ids.is_empty() {
             0
         } else {
-            sqlx::query_scalar::<_, Option<i64>>(&format!(
-                "SELECT MAX(m.profile_id) FROM segment_members m JOIN segments s \
-                 ON s.id = m.segment_id AND s.generation = m.generation WHERE m.segment_id IN ({segment_list})"
-            ))
-            .fetch_one(pool)
-            .await
-            .map_err(anyhow::Error::from)?
-            .unwrap_or(0)
+            crate::store::plan::last_member(pool, &segment_list)
+                .await
+                .map_err(anyhow::Error::from)?
         };
         Ok(Self {
             db: db.clone(),
@@ -241,11 +218,7 @@ impl PlanReader {
                 .map(i64::to_string)
                 .collect::<Vec<_>>()
                 .join(", ");
-            let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
-                "SELECT id, customer_id FROM profiles WHERE id IN ({list})"
-            ))
-            .fetch_all(self.db.pool())
-            .await?;
+            let rows = crate::store::plan::customer_ids(self.db.pool(), &list).await?;
             customers.extend(rows);
         }
         for (index, first) in repeats {

@@ -67,15 +67,6 @@ impl TagSets {
         &self.sets[set as usize]
     }
 
-    pub fn with(&mut self, set: u32, tag: u16) -> u32 {
-        if self.tags(set).contains(&tag) {
-            return set;
-        }
-        let mut tags = self.tags(set).to_vec();
-        tags.push(tag);
-        self.intern(tags)
-    }
-
     pub fn without(&mut self, set: u32, tag: u16) -> u32 {
         if !self.tags(set).contains(&tag) {
             return set;
@@ -90,6 +81,18 @@ impl TagSets {
     }
 
     /// The set as the ledger stores it: a JSON array of names.
+    /// The set of every tag in either.
+    pub fn union(&mut self, a: u32, b: u32) -> u32 {
+        if a == b || b == NO_TAGS {
+            return a;
+        }
+        if a == NO_TAGS {
+            return b;
+        }
+        let both: Vec<u16> = self.tags(a).iter().chain(self.tags(b)).copied().collect();
+        self.intern(both)
+    }
+
     pub fn json(&self, set: u32, names: &Names) -> String {
         let list: Vec<&str> = self.tags(set).iter().map(|t| names.name(*t)).collect();
         serde_json::to_string(&list).expect("strings serialise")
@@ -132,26 +135,14 @@ impl Index {
         destination_id: i64,
     ) -> anyhow::Result<Self> {
         const PAGE: i64 = 10_000;
-        let (pack, unit, record) = match backend {
-            crate::db::Backend::Sqlite => ("group_concat", "char(31)", "char(30)"),
-            crate::db::Backend::Postgres => ("string_agg", "chr(31)", "chr(30)"),
-        };
-        let sql = format!(
-            "SELECT {pack}(email_hash || {unit} || content_hash || {unit} || status || {unit} \
-             || COALESCE(permanent_skip, '') || {unit} || tags, {record}), MAX(email_hash) FROM \
-             (SELECT email_hash, content_hash, status, permanent_skip, tags FROM export_ledger \
-              WHERE destination_id = $1 AND email_hash > $2 ORDER BY email_hash LIMIT {PAGE}) page"
-        );
         let mut index = Index::default();
         // Members share a few tag lists: each distinct list is decoded once.
         let mut lists: HashMap<String, u32> = HashMap::new();
         let mut after = String::new();
         loop {
-            let (packed, last): (Option<String>, Option<String>) = sqlx::query_as(&sql)
-                .bind(destination_id)
-                .bind(&after)
-                .fetch_one(pool)
-                .await?;
+            let (packed, last) =
+                crate::store::ledger::packed_page(pool, backend, destination_id, &after, PAGE)
+                    .await?;
             let (Some(packed), Some(last)) = (packed, last) else {
                 break;
             };
@@ -231,9 +222,12 @@ mod tests {
         let (a, b) = (names.intern("VIP"), names.intern("Churn risk"));
         let ab = sets.intern(vec![b, a]);
         assert_eq!(sets.intern(vec![a, b, a]), ab);
-        assert_eq!(sets.with(NO_TAGS, a), sets.intern(vec![a]));
         assert_eq!(sets.without(ab, b), sets.intern(vec![a]));
         assert_eq!(sets.without(NO_TAGS, b), NO_TAGS);
+        let only_b = sets.intern(vec![b]);
+        let only_a = sets.intern(vec![a]);
+        assert_eq!(sets.union(only_a, only_b), ab);
+        assert_eq!(sets.union(ab, NO_TAGS), ab);
         assert_eq!(sets.json(ab, &names), r#"["VIP","Churn risk"]"#);
         assert_eq!(std::mem::size_of::<Slot>(), 48);
     }

@@ -52,6 +52,8 @@ pub enum ErrorKind {
     Transient,
     /// Any other 4xx: the request itself is wrong; retrying will not help.
     Invalid,
+    /// Not sent at all: the run it belonged to had stopped.
+    NotSent,
 }
 
 /// A failed call: Mailchimp's title and detail, or what went wrong on the way.
@@ -87,6 +89,16 @@ impl ApiError {
             detail: text("detail")
                 .or_else(|| text("error_description"))
                 .unwrap_or_default(),
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn not_sent() -> Self {
+        Self {
+            kind: ErrorKind::NotSent,
+            status: None,
+            title: "Not sent".into(),
+            detail: "the run stopped before this call left".into(),
             retry_after: None,
         }
     }
@@ -186,6 +198,17 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<&Value>,
+    ) -> Result<T, ApiError> {
+        self.call_with(connection, method, path, body).await
+    }
+
+    /// Sends one Marketing API call with a typed body and reads its JSON answer.
+    pub async fn call_with<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        connection: &Connection,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
     ) -> Result<T, ApiError> {
         let url = format!("{}/3.0{path}", connection.api_base.trim_end_matches('/'));
         let mut request = self.http.request(method, url);

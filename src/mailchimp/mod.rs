@@ -3,6 +3,8 @@
 //! is Mailchimp or the sandbox.
 
 pub mod client;
+pub mod gateway;
+pub mod limiter;
 pub mod oauth;
 
 use std::fmt;

@@ -88,3 +88,98 @@ pub async fn set_tags(
     }
     Ok(())
 }
+
+/// Up to `page` entries of a destination's ledger after the address hash `after`, packed
+/// into one text (fields split by the unit separator, entries by the record separator,
+/// neither of which hashes, statuses, titles or JSON text contain), with the last hash.
+/// Moving a million small rows one by one through the driver costs seconds; moving a
+/// hundred large ones does not.
+pub async fn packed_page(
+    pool: &sqlx::AnyPool,
+    backend: crate::db::Backend,
+    destination_id: i64,
+    after: &str,
+    page: i64,
+) -> sqlx::Result<(Option<String>, Option<String>)> {
+    let (pack, unit, record) = match backend {
+        crate::db::Backend::Sqlite => ("group_concat", "char(31)", "char(30)"),
+        crate::db::Backend::Postgres => ("string_agg", "chr(31)", "chr(30)"),
+    };
+    let sql = format!(
+        "SELECT {pack}(email_hash || {unit} || content_hash || {unit} || status || {unit} \
+         || COALESCE(permanent_skip, '') || {unit} || tags, {record}), MAX(email_hash) FROM \
+         (SELECT email_hash, content_hash, status, permanent_skip, tags FROM export_ledger \
+          WHERE destination_id = $1 AND email_hash > $2 ORDER BY email_hash LIMIT {page}) page"
+    );
+    sqlx::query_as(&sql)
+        .bind(destination_id)
+        .bind(after)
+        .fetch_one(pool)
+        .await
+}
+
+/// A member this destination put into Mailchimp (and Mailchimp did not refuse for good).
+#[derive(Debug, Clone)]
+pub struct Managed {
+    pub email_hash: String,
+    pub email: String,
+    /// Tag names as JSON.
+    pub tags: String,
+}
+
+/// How many members the destination manages in Mailchimp.
+pub async fn count_managed(pool: &sqlx::AnyPool, destination_id: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM export_ledger WHERE destination_id = $1 \
+         AND permanent_skip IS NULL AND content_hash <> ''",
+    )
+    .bind(destination_id)
+    .fetch_one(pool)
+    .await
+}
+
+/// Up to `limit` managed members after the address hash `after`, in hash order.
+pub async fn managed_page(
+    pool: &sqlx::AnyPool,
+    destination_id: i64,
+    after: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<Managed>> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT email_hash, email, tags FROM export_ledger WHERE destination_id = $1 \
+         AND permanent_skip IS NULL AND content_hash <> '' AND email_hash > $2 \
+         ORDER BY email_hash LIMIT $3",
+    )
+    .bind(destination_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(email_hash, email, tags)| Managed {
+            email_hash,
+            email,
+            tags,
+        })
+        .collect())
+}
+
+/// Up to `limit` addresses of the ledger (every entry) after the address hash `after`,
+/// in hash order: (hash, address).
+pub async fn emails_page(
+    pool: &sqlx::AnyPool,
+    destination_id: i64,
+    after: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT email_hash, email FROM export_ledger WHERE destination_id = $1 \
+         AND email_hash > $2 ORDER BY email_hash LIMIT $3",
+    )
+    .bind(destination_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

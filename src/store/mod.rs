@@ -7,6 +7,7 @@ pub mod destinations;
 pub mod fields;
 pub mod imports;
 pub mod ledger;
+pub mod plan;
 pub mod profiles;
 pub mod results;
 pub mod runs;

@@ -455,3 +455,16 @@ pub async fn latest_cleanup<'e>(
     .fetch_optional(db)
     .await
 }
+
+/// Who asked for a run: (user id, email).
+pub async fn requester<'e>(
+    db: impl Executor<'e, Database = Any>,
+    run_id: i64,
+) -> sqlx::Result<Option<(i64, String)>> {
+    sqlx::query_as(
+        "SELECT u.id, u.email FROM export_runs r JOIN users u ON u.id = r.requested_by WHERE r.id = $1",
+    )
+    .bind(run_id)
+    .fetch_optional(db)
+    .await
+}

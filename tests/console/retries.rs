@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use export_destinations::export::limiter::{AccountLimit, with_retries};
 use export_destinations::mailchimp::client::{Client, Connection, Credential, ErrorKind};
+use export_destinations::mailchimp::limiter::{AccountLimit, with_retries};
 use reqwest::Method;
 use serde_json::Value;
 use wiremock::matchers::{method, path};

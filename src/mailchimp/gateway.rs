@@ -1,0 +1,415 @@
+//! Every call an export or a clean-up makes to Mailchimp, in domain terms: typed requests and
+//! answers, paging, retries with back-off, the account's connection budget and a count of
+//! the calls made. Nothing outside this file builds a Marketing API path or reads its JSON.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::domain::MemberStatus;
+use crate::mailchimp::client::{ApiError, Client, Connection, ErrorKind, MergeField};
+use crate::mailchimp::limiter::{AccountLimit, Limiters, with_retries};
+
+/// Mailchimp's most members per batch subscribe, and per tag call.
+pub const BATCH: usize = 500;
+/// Mailchimp's largest page when listing.
+const PAGE: usize = 1000;
+
+/// A destination's way into its Mailchimp audience's account.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    connection: Connection,
+    limit: Arc<AccountLimit>,
+    /// Calls sent (every attempt), not yet taken by [`Gateway::take_calls`].
+    calls: AtomicI64,
+    /// Set when the run stops: calls not yet sent are not sent at all.
+    stopped: AtomicBool,
+}
+
+/// One member of a batch upsert.
+#[derive(Debug, Serialize)]
+pub struct Upsert<'a> {
+    pub email_address: &'a str,
+    /// Batch subscribe applies it to existing members too: the status Mailchimp already
+    /// has for them, the new-member status for the others.
+    pub status: &'a str,
+    pub merge_fields: &'a Map<String, Value>,
+    /// Tag names to add (to new and existing members); tags not named are left alone.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub tags: Vec<&'a str>,
+}
+
+/// The body of a batch subscribe. `sync_tags` is never sent: it would replace every tag a
+/// member has, including those that people or other tools set.
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    members: &'a [Upsert<'a>],
+    update_existing: bool,
+}
+
+/// What Mailchimp did with one member of a batch upsert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberOutcome {
+    Created { status: Option<String> },
+    Updated { status: Option<String> },
+    Refused(Refusal),
+}
+
+/// Why Mailchimp refused a member, and whether it will refuse it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub title: &'static str,
+    pub detail: String,
+    /// Refused for good (compliance state, permanently deleted, fake address): never sent
+    /// again.
+    pub permanent: bool,
+}
+
+impl Refusal {
+    pub fn of(detail: String) -> Self {
+        let lower = detail.to_lowercase();
+        let (title, permanent) = if lower.contains("compliance state") {
+            ("Member In Compliance State", true)
+        } else if lower.contains("permanently deleted") {
+            ("Forgotten Email Not Subscribed", true)
+        } else if lower.contains("looks fake or invalid") {
+            ("Invalid Resource", true)
+        } else {
+            ("Member not updated", false)
+        };
+        Self {
+            title,
+            detail,
+            permanent,
+        }
+    }
+}
+
+/// Each member's outcome, by the address Mailchimp answered with.
+#[derive(Debug, Default)]
+pub struct BatchAnswer {
+    pub members: Vec<(String, MemberOutcome)>,
+}
+
+/// A tag call's answer: addresses it ignored because they are not on the audience.
+#[derive(Debug, Default)]
+pub struct Untagged {
+    pub not_in_audience: Vec<String>,
+}
+
+/// A member archived, or already gone from the audience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Archived {
+    Done,
+    AlreadyGone,
+}
+
+impl Gateway {
+    pub fn new(client: Client, connection: Connection, limiters: &Limiters) -> Self {
+        let limit = limiters.for_connection(&connection);
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                connection,
+                limit,
+                calls: AtomicI64::new(0),
+                stopped: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Calls made since the last time they were taken.
+    pub fn take_calls(&self) -> i64 {
+        self.inner.calls.swap(0, Ordering::Relaxed)
+    }
+
+    /// No call leaves after this (one already sent is answered).
+    pub fn stop(&self) {
+        self.inner.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// One call within the account's connection budget, retried while it can succeed later.
+    async fn send<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ApiError> {
+        let inner = &self.inner;
+        let (value, _) = with_retries(&inner.limit, || {
+            let method = method.clone();
+            async move {
+                if inner.stopped.load(Ordering::Relaxed) {
+                    return Err(ApiError::not_sent());
+                }
+                inner.calls.fetch_add(1, Ordering::Relaxed);
+                inner
+                    .client
+                    .call_with(&inner.connection, method, path, body)
+                    .await
+            }
+        })
+        .await?;
+        Ok(value)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        self.send::<T, ()>(Method::GET, path, None).await
+    }
+
+    /// The audience's merge fields.
+    pub async fn merge_fields(&self, list: &str) -> Result<Vec<MergeField>, ApiError> {
+        #[derive(Deserialize)]
+        struct Page {
+            merge_fields: Vec<MergeField>,
+        }
+        let page: Page = self
+            .get(&format!("/lists/{list}/merge-fields?count={PAGE}"))
+            .await?;
+        Ok(page.merge_fields)
+    }
+
+    /// The audience's tags (static segments) by name, every page of them.
+    pub async fn tags(&self, list: &str) -> Result<HashMap<String, u64>, ApiError> {
+        #[derive(Deserialize)]
+        struct Tag {
+            id: u64,
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            segments: Vec<Tag>,
+            #[serde(default)]
+            total_items: usize,
+        }
+        let mut tags = HashMap::new();
+        let mut offset = 0;
+        loop {
+            let page: Page = self
+                .get(&format!(
+                    "/lists/{list}/segments?type=static&count={PAGE}&offset={offset}&fields=segments.id,segments.name,total_items"
+                ))
+                .await?;
+            let found = page.segments.len();
+            tags.extend(page.segments.into_iter().map(|t| (t.name, t.id)));
+            offset += found;
+            if found == 0 || offset >= page.total_items {
+                return Ok(tags);
+            }
+        }
+    }
+
+    /// Every member of the audience whose status is not `except`, page by page, handed to
+    /// `each` as (address, status); only the address is read from each member.
+    pub async fn statuses(
+        &self,
+        list: &str,
+        except: MemberStatus,
+        mut each: impl FnMut(&str, MemberStatus),
+    ) -> Result<(), ApiError> {
+        #[derive(Deserialize)]
+        struct Member {
+            email_address: String,
+        }
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            members: Vec<Member>,
+            #[serde(default)]
+            total_items: usize,
+        }
+        let listed = MemberStatus::ALL
+            .into_iter()
+            .filter(|s| *s != except && *s != MemberStatus::Archived);
+        for status in listed {
+            let mut offset = 0;
+            loop {
+                let page: Page = self
+                    .get(&format!(
+                        "/lists/{list}/members?status={}&count={PAGE}&offset={offset}&fields=members.email_address,total_items",
+                        status.as_str()
+                    ))
+                    .await?;
+                for member in &page.members {
+                    each(&member.email_address, status);
+                }
+                offset += page.members.len();
+                if page.members.is_empty() || offset >= page.total_items {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Batch subscribe with `update_existing`: at most [`BATCH`] members, each with the
+    /// tags to add. The answer says, per member, created, updated or refused.
+    pub async fn batch_upsert(
+        &self,
+        list: &str,
+        members: &[Upsert<'_>],
+    ) -> Result<BatchAnswer, ApiError> {
+        debug_assert!(members.len() <= BATCH);
+        // Mailchimp sends whole member records back; only these fields are read.
+        #[derive(Deserialize)]
+        struct Answered {
+            email_address: String,
+            #[serde(default)]
+            status: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Error {
+            #[serde(default)]
+            email_address: String,
+            #[serde(default)]
+            error: String,
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            new_members: Vec<Answered>,
+            #[serde(default)]
+            updated_members: Vec<Answered>,
+            #[serde(default)]
+            errors: Vec<Error>,
+        }
+        let body = BatchBody {
+            members,
+            update_existing: true,
+        };
+        let answer: Answer = self
+            .send(Method::POST, &format!("/lists/{list}"), Some(&body))
+            .await?;
+        let mut out = BatchAnswer {
+            members: Vec::with_capacity(members.len()),
+        };
+        for m in answer.new_members {
+            out.members
+                .push((m.email_address, MemberOutcome::Created { status: m.status }));
+        }
+        for m in answer.updated_members {
+            out.members
+                .push((m.email_address, MemberOutcome::Updated { status: m.status }));
+        }
+        for e in answer.errors {
+            out.members.push((
+                e.email_address,
+                MemberOutcome::Refused(Refusal::of(e.error)),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Takes one tag off up to [`BATCH`] members.
+    pub async fn untag(
+        &self,
+        list: &str,
+        tag_id: u64,
+        emails: &[&str],
+    ) -> Result<Untagged, ApiError> {
+        debug_assert!(emails.len() <= BATCH);
+        #[derive(Serialize)]
+        struct Body<'a> {
+            members_to_remove: &'a [&'a str],
+        }
+        #[derive(Deserialize)]
+        struct Error {
+            #[serde(default)]
+            email_addresses: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            errors: Vec<Error>,
+        }
+        let answer: Answer = self
+            .send(
+                Method::POST,
+                &format!("/lists/{list}/segments/{tag_id}"),
+                Some(&Body {
+                    members_to_remove: emails,
+                }),
+            )
+            .await?;
+        Ok(Untagged {
+            not_in_audience: answer
+                .errors
+                .into_iter()
+                .flat_map(|e| e.email_addresses)
+                .collect(),
+        })
+    }
+
+    /// Archives one member (Mailchimp archives one member per call).
+    pub async fn archive(&self, list: &str, email: &str) -> Result<Archived, ApiError> {
+        let hash = crate::domain::subscriber_hash(email);
+        match self
+            .send::<Value, ()>(
+                Method::DELETE,
+                &format!("/lists/{list}/members/{hash}"),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(Archived::Done),
+            Err(err) if err.kind == ErrorKind::NotFound => Ok(Archived::AlreadyGone),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_sorted_into_permanent_and_worth_retrying() {
+        let compliance = Refusal::of("ada@northwind.io is in a compliance state".into());
+        assert_eq!(compliance.title, "Member In Compliance State");
+        assert!(compliance.permanent);
+        assert!(Refusal::of("was permanently deleted and cannot be re-imported".into()).permanent);
+        assert!(Refusal::of("x looks fake or invalid, please enter a real email".into()).permanent);
+        let other = Refusal::of("Your merge fields were invalid.".into());
+        assert_eq!(other.title, "Member not updated");
+        assert!(!other.permanent);
+    }
+
+    #[test]
+    fn an_upsert_names_tags_only_when_there_are_some_and_never_sync_tags() {
+        let fields = Map::new();
+        let members = [
+            Upsert {
+                email_address: "ada@northwind.io",
+                status: "subscribed",
+                merge_fields: &fields,
+                tags: vec!["Germany"],
+            },
+            Upsert {
+                email_address: "bob@northwind.io",
+                status: "unsubscribed",
+                merge_fields: &fields,
+                tags: vec![],
+            },
+        ];
+        let body = serde_json::to_value(BatchBody {
+            members: &members,
+            update_existing: true,
+        })
+        .unwrap();
+        assert_eq!(body["members"][0]["tags"], serde_json::json!(["Germany"]));
+        assert!(body["members"][1].get("tags").is_none());
+        assert!(body.get("sync_tags").is_none());
+        assert_eq!(body["update_existing"], true);
+    }
+}
