@@ -36,7 +36,7 @@ use crate::auth::session_store::DbSessionStore;
 use crate::auth::{require_administrator, require_sign_in};
 
 /// Largest request body the console reads, but for file uploads (which set their own).
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The CSP; forms may also be sent on to Mailchimp's OAuth site (the "Authenticate with
 /// Mailchimp" form redirects there).
