@@ -1076,3 +1076,110 @@ async fn the_openapi_description_lists_the_new_refusals() {
         10
     );
 }
+
+#[tokio::test]
+async fn member_csvs_neutralise_cells_a_spreadsheet_would_run() {
+    let app = spawn_app().await;
+    let people = "CustomerId,FirstName,LastName,EmailAddress,Country\n\
+                  \"=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",Ada,Lovelace,ada@northwind.io,Germany\n\
+                  +1,Bob,Brown,bob@northwind.io,Germany\n\
+                  -2,Cy,Cole,cy@northwind.io,Germany\n\
+                  @SUM(A1),Di,Dane,di@northwind.io,Germany\n\
+                  P5,Ed,Eve,ed@northwind.io,Germany\n";
+    export_destinations::profiles::import::import_reader(
+        &app.state.db,
+        std::io::Cursor::new(people.as_bytes().to_vec()),
+        "people.csv",
+        Default::default(),
+        None,
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
+    let rules = SegmentRules {
+        match_: Match::All,
+        conditions: vec![Condition {
+            field: "Country".into(),
+            op: Operator::Equals,
+            value: "Germany".into(),
+        }],
+    };
+    let segment = export_destinations::store::segments::create(
+        app.state.db.pool(),
+        "Germany",
+        &export_destinations::store::segments::Definition::Rules(rules),
+    )
+    .await
+    .unwrap();
+    export_destinations::segments::refresh(&app.state.db, None)
+        .await
+        .unwrap();
+    let admin = token(&app, "ci@example.com", Role::Administrator).await;
+    let (status, created) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/destinations",
+        Some(&admin),
+        Some(a_valid_destination(&app, segment)),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let (_, run) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/destinations/{}/runs", created["id"]),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let run_id = run["id"].as_i64().unwrap();
+    for _ in 0..200 {
+        let (_, run) = call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/api/v1/runs/{run_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+        if run["finished_at"].is_number() {
+            assert_eq!(run["status"], "Successful", "{run}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let from_api = reqwest::Client::new()
+        .get(app.url(&format!("/api/v1/runs/{run_id}/members.csv")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    app.signed_in_as("viewer@example.com", Role::Viewer).await;
+    let response = app
+        .get(&format!("/admin/export-runs/{run_id}/members.csv"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let from_page = response.text().await.unwrap();
+    for csv in [&from_api, &from_page] {
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        let ids: Vec<String> = reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
+        assert_eq!(ids.len(), 5, "{csv}");
+        for expected in [
+            "'=HYPERLINK(\"http://x\",\"y\")",
+            "'+1",
+            "'-2",
+            "'@SUM(A1)",
+            "P5",
+        ] {
+            assert!(ids.iter().any(|id| id == expected), "{expected} in {ids:?}");
+        }
+        assert!(
+            !ids.iter().any(|id| id.starts_with(['=', '+', '-', '@'])),
+            "{ids:?}"
+        );
+    }
+}
