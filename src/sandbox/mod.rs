@@ -25,6 +25,7 @@ use rand::rngs::StdRng;
 use url::Url;
 
 pub use limits::Stats;
+pub use pages::PageAccess;
 use store::{OAuthClient, Store};
 
 /// How the sandbox behaves; the defaults are an ideal, instant Mailchimp.
