@@ -94,6 +94,12 @@ impl Db {
                     .with_context(|| format!("creating the folder {}", dir.display()))?;
             }
         }
+        if let Some(path) = url
+            .sqlite_path()
+            .filter(|_| url.as_str().contains("mode=rwc"))
+        {
+            create_private_file(path)?;
+        }
         let backend = url.backend();
         let max = if backend == Backend::Sqlite { 8 } else { 16 };
         let pool = AnyPoolOptions::new()
@@ -161,6 +167,32 @@ impl Db {
     }
 }
 
+/// Creates a missing SQLite database file empty and readable by its owner only (0600,
+/// whatever the umask), before SQLite opens it: SQLite then gives its `-wal` and `-shm`
+/// files the database file's permissions. An existing file is left as its owner set it.
+fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_file) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("restricting {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => {
+            Err(anyhow::Error::new(err)
+                .context(format!("creating the database {}", path.display())))
+        }
+    }
+}
+
 impl FromStr for DatabaseUrl {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -199,6 +231,21 @@ mod tests {
         let url = DatabaseUrl::parse("sqlite://data/x.db").unwrap();
         assert_eq!(url.as_str(), "sqlite://data/x.db?mode=rwc");
         assert_eq!(url.sqlite_path(), Some(Path::new("data/x.db")));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_database_and_its_wal_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let db = Db::connect(&DatabaseUrl::sqlite_file(&path)).await.unwrap();
+        db.migrate().await.unwrap();
+        for name in ["new.db", "new.db-wal", "new.db-shm"] {
+            let meta =
+                std::fs::metadata(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+        }
     }
 
     #[test]

@@ -1,18 +1,22 @@
 //! `/api/v1/destinations`: list, read, create (the API-key path of the set-up, with the
 //! same checks and the same records), and start a run.
 
+use std::collections::BTreeSet;
+
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::extract::{ApiBody, ApiJson, PathId};
 use crate::api::{ApiUser, FieldError, Problem, run_json};
 use crate::app::AppState;
 use crate::domain::Role;
 use crate::domain::destination::{
-    ApiKey, AudienceId, CONSENT_VERSION, DisplayName, MAX_EXPORT_PROFILES, NewMemberStatus,
+    ApiKey, AudienceId, CONSENT_VERSION, DisplayName, MAX_EXPORT_PROFILES, MergeTag,
+    NewMemberStatus,
 };
 use crate::mailchimp::client::{Connection, Credential, ErrorKind};
 use crate::store::audit::{self, Actor};
@@ -52,7 +56,7 @@ pub async fn list(State(state): State<AppState>, _user: ApiUser) -> Result<Json<
 pub async fn show(
     State(state): State<AppState>,
     _user: ApiUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, Problem> {
     let pool = state.db.pool();
     let d = destinations::find(pool, id)
@@ -71,11 +75,37 @@ pub struct NewDestination {
     api_key: Option<String>,
     email_field: Option<String>,
     #[serde(default)]
-    merge_fields: Vec<FieldMapping>,
+    merge_fields: Vec<MergeFieldInput>,
     #[serde(default)]
     segment_ids: Vec<i64>,
     new_member_status: Option<String>,
 }
+
+impl ApiBody for NewDestination {
+    const FIELDS: &'static [&'static str] = &[
+        "display_name",
+        "consent",
+        "audience_id",
+        "api_key",
+        "email_field",
+        "merge_fields",
+        "segment_ids",
+        "new_member_status",
+    ];
+}
+
+/// One entry of `merge_fields`: `{"tag": "FNAME", "field": "FirstName"}` and nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeFieldInput {
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    field: String,
+}
+
+/// The most segments one destination exports (each becomes a tag in the audience).
+const MAX_SEGMENTS: usize = 1_000;
 
 fn field(name: &str, message: impl Into<String>) -> FieldError {
     FieldError {
@@ -88,16 +118,9 @@ fn field(name: &str, message: impl Into<String>) -> FieldError {
 pub async fn create(
     State(state): State<AppState>,
     user: ApiUser,
-    body: axum::body::Bytes,
+    ApiJson(input): ApiJson<NewDestination>,
 ) -> Result<Response, Problem> {
     user.require(Role::Administrator)?;
-    let input: NewDestination = serde_json::from_slice(&body).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "Bad request",
-            format!("The body is not the expected JSON: {e}"),
-        )
-    })?;
     let pool = state.db.pool();
     let mut errors = Vec::new();
     let name = DisplayName::parse(input.display_name.as_deref().unwrap_or_default())
@@ -120,30 +143,73 @@ pub async fn create(
             "Name the profile field that holds the email address.",
         ));
     }
+    let mut mappings = Vec::new();
     for (i, m) in input.merge_fields.iter().enumerate() {
-        if m.tag.trim().is_empty() || !catalogue.contains_key(&m.field) {
+        let at = format!("merge_fields[{i}]");
+        match MergeTag::parse(&m.tag) {
+            Err(e) => errors.push(field(&format!("{at}.tag"), e)),
+            Ok(tag)
+                if mappings
+                    .iter()
+                    .any(|p: &FieldMapping| p.tag == tag.as_str()) =>
+            {
+                errors.push(field(
+                    &format!("{at}.tag"),
+                    format!("Merge tag: {tag} is listed twice; each Mailchimp field can be filled from one profile field only."),
+                ));
+            }
+            Ok(tag) => mappings.push(FieldMapping {
+                tag: tag.as_str().to_owned(),
+                field: m.field.clone(),
+            }),
+        }
+        if !catalogue.contains_key(&m.field) {
             errors.push(field(
-                &format!("merge_fields[{i}]"),
-                "Give a merge tag and an existing profile field.",
+                &format!("{at}.field"),
+                "Name an existing profile field to fill the merge field from.",
             ));
         }
     }
+    let mut seen = BTreeSet::new();
+    let repeated: BTreeSet<i64> = input
+        .segment_ids
+        .iter()
+        .filter(|id| !seen.insert(**id))
+        .copied()
+        .collect();
     if input.segment_ids.is_empty() {
         errors.push(field("segment_ids", "Choose at least one segment."));
-    }
-    for id in &input.segment_ids {
-        if segments::find(pool, *id).await?.is_none() {
-            errors.push(field("segment_ids", format!("There is no segment {id}.")));
-        }
-    }
-    let total = destinations::distinct_profiles(pool, &input.segment_ids).await?;
-    if total > MAX_EXPORT_PROFILES {
+    } else if input.segment_ids.len() > MAX_SEGMENTS {
+        errors.push(field(
+            "segment_ids",
+            format!("At most {MAX_SEGMENTS} segments per destination."),
+        ));
+    } else if !repeated.is_empty() {
         errors.push(field(
             "segment_ids",
             format!(
-                "The segments hold {total} profiles; at most {MAX_EXPORT_PROFILES} can be exported."
+                "Each segment is listed once; listed more than once: {}.",
+                repeated
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
+    } else {
+        let known: BTreeSet<i64> = segments::list(pool).await?.iter().map(|s| s.id).collect();
+        for id in input.segment_ids.iter().filter(|id| !known.contains(id)) {
+            errors.push(field("segment_ids", format!("There is no segment {id}.")));
+        }
+        let total = destinations::distinct_profiles(pool, &input.segment_ids).await?;
+        if total > MAX_EXPORT_PROFILES {
+            errors.push(field(
+                "segment_ids",
+                format!(
+                    "The segments hold {total} profiles; at most {MAX_EXPORT_PROFILES} can be exported."
+                ),
+            ));
+        }
     }
     let status = input
         .new_member_status
@@ -235,7 +301,7 @@ pub async fn create(
     let config = Configuration {
         display_name: name.as_str(),
         email_field: &email_field,
-        field_mappings: &input.merge_fields,
+        field_mappings: &mappings,
         segment_ids: &input.segment_ids,
         new_member_status: status.as_str(),
     };
@@ -272,30 +338,25 @@ pub async fn create(
         .into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 pub struct RunRequest {
     #[serde(default)]
     full: bool,
 }
 
+impl ApiBody for RunRequest {
+    const FIELDS: &'static [&'static str] = &["full"];
+    /// `POST …/runs` with no body at all queues an ordinary (not full) run.
+    const EMPTY_MEANS_DEFAULTS: bool = true;
+}
+
 pub async fn start_run(
     State(state): State<AppState>,
     user: ApiUser,
-    Path(id): Path<i64>,
-    body: axum::body::Bytes,
+    PathId(id): PathId,
+    ApiJson(request): ApiJson<RunRequest>,
 ) -> Result<Response, Problem> {
     user.require(Role::Contributor)?;
-    let request: RunRequest = if body.is_empty() {
-        RunRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                format!("The body is not the expected JSON: {e}"),
-            )
-        })?
-    };
     destinations::find(state.db.pool(), id)
         .await?
         .filter(|d| d.active)

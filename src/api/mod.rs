@@ -3,11 +3,13 @@
 //! session and no cookies, so no CSRF; errors are problem+json naming the field at fault.
 
 mod destinations;
+mod extract;
 mod openapi;
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,24 +19,28 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::domain::Role;
 use crate::store::{api_tokens, runs, segments, users};
+use extract::PathId;
 
+/// Everything under `/api/v1`, with its own fallbacks: nothing there answers in anything
+/// but problem+json.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/openapi.json", get(openapi::document))
+    let api = Router::new()
+        .route("/openapi.json", get(openapi::document))
         .route(
-            "/api/v1/destinations",
+            "/destinations",
             get(destinations::list).post(destinations::create),
         )
-        .route("/api/v1/destinations/{id}", get(destinations::show))
-        .route(
-            "/api/v1/destinations/{id}/runs",
-            post(destinations::start_run),
-        )
-        .route("/api/v1/runs/{id}", get(run))
-        .route("/api/v1/runs/{id}/members.csv", get(members_csv))
-        .route("/api/v1/segments", get(list_segments))
-        .route("/api/v1/segments/refresh", post(refresh_segments))
-        .with_state(state)
+        .route("/destinations/{id}", get(destinations::show))
+        .route("/destinations/{id}/runs", post(destinations::start_run))
+        .route("/runs/{id}", get(run))
+        .route("/runs/{id}/members.csv", get(members_csv))
+        .route("/segments", get(list_segments))
+        .route("/segments/refresh", post(refresh_segments))
+        .fallback(extract::no_such_route)
+        .method_not_allowed_fallback(extract::method_not_allowed)
+        .layer(map_response(extract::problem_json_errors))
+        .with_state(state);
+    Router::new().nest("/api/v1", api)
 }
 
 /// An API error: `application/problem+json`, with the field at fault when there is one.
@@ -68,13 +74,14 @@ impl Problem {
 
     /// 422 naming each field at fault.
     pub fn invalid(errors: Vec<FieldError>) -> Self {
+        Self::invalid_because("Some fields are not right; see errors.", errors)
+    }
+
+    /// 422 naming each field at fault, with a detail of its own.
+    pub fn invalid_because(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
         Self {
             errors,
-            ..Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Invalid request",
-                "Some fields are not right; see errors.",
-            )
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request", detail)
         }
     }
 
@@ -156,8 +163,7 @@ impl FromRequestParts<AppState> for ApiUser {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(bearer_token)
             .ok_or_else(|| {
                 unauthorized("Send a personal API token as Authorization: Bearer <token>.")
             })?;
@@ -175,6 +181,13 @@ impl FromRequestParts<AppState> for ApiUser {
             role: user.role,
         })
     }
+}
+
+/// The token of `Bearer <token>`; the scheme's name is case-insensitive (RFC 7235 §2.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 pub fn run_json(run: &runs::Run) -> Value {
@@ -198,7 +211,7 @@ pub fn run_json(run: &runs::Run) -> Value {
 async fn run(
     State(state): State<AppState>,
     _user: ApiUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, Problem> {
     let run = runs::find(state.db.pool(), id)
         .await?
@@ -209,7 +222,7 @@ async fn run(
 async fn members_csv(
     State(state): State<AppState>,
     _user: ApiUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> Result<Response, Problem> {
     runs::find(state.db.pool(), id)
         .await?
@@ -257,4 +270,25 @@ async fn refresh_segments(
     Ok(Json(
         json!({ "profiles_scanned": report.profiles_scanned, "duration_ms": report.duration_ms, "segments": refreshed }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in [
+            "Bearer edt_x",
+            "bearer edt_x",
+            "BEARER edt_x",
+            "bEaReR   edt_x ",
+        ] {
+            assert_eq!(bearer_token(header), Some("edt_x"), "{header}");
+        }
+        assert_eq!(bearer_token("Basic edt_x"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Beareredt_x"), None);
+    }
 }

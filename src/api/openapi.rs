@@ -24,12 +24,26 @@ pub fn description() -> Value {
         );
         responses
     };
+    let mut csv_responses = errors(&["400", "401", "404"]);
+    csv_responses.as_object_mut().unwrap().insert(
+        "200".into(),
+        json!({ "description": "customer_id,email,outcome,title,detail", "content": { "text/csv": { "schema": { "type": "string" } } } }),
+    );
     let id_param =
         json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } }]);
     json!({
         "openapi": "3.0.3",
-        "info": { "title": "export-destinations automation API", "version": "1" },
+        "info": {
+            "title": "export-destinations automation API", "version": "1",
+            "description": "Every error is application/problem+json (see Problem), naming the field at fault in errors when there is one. \
+                Besides the responses listed per operation: a path the API does not have answers 404, and a method a path does not take answers 405 with an Allow header (components.responses). \
+                Request bodies are JSON objects sent with Content-Type: application/json (415 otherwise), at most 1 MiB (413); fields an operation does not take are refused (422)."
+        },
         "components": {
+            "responses": {
+                "NotFound": { "description": "No such path under /api/v1", "content": { "application/problem+json": { "schema": problem } } },
+                "MethodNotAllowed": { "description": "The path does not take this method; Allow lists those it takes", "content": { "application/problem+json": { "schema": problem } } }
+            },
             "securitySchemes": { "token": { "type": "http", "scheme": "bearer", "description": "A personal API token (Admin > API tokens)." } },
             "schemas": {
                 "Problem": {
@@ -40,7 +54,13 @@ pub fn description() -> Value {
                         "errors": { "type": "array", "items": { "type": "object", "properties": { "field": { "type": "string" }, "message": { "type": "string" } } } }
                     }
                 },
-                "MergeField": { "type": "object", "required": ["tag", "field"], "properties": { "tag": { "type": "string" }, "field": { "type": "string" } } },
+                "MergeField": {
+                    "type": "object", "required": ["tag", "field"], "additionalProperties": false,
+                    "properties": {
+                        "tag": { "type": "string", "pattern": "^[A-Z0-9_]{1,10}$", "maxLength": 10, "description": "A Mailchimp merge tag: 1 to 10 uppercase letters, digits or underscores" },
+                        "field": { "type": "string", "description": "A profile field" }
+                    }
+                },
                 "Destination": {
                     "type": "object",
                     "properties": {
@@ -55,7 +75,7 @@ pub fn description() -> Value {
                     }
                 },
                 "NewDestination": {
-                    "type": "object",
+                    "type": "object", "additionalProperties": false,
                     "required": ["display_name", "consent", "audience_id", "api_key", "email_field", "segment_ids"],
                     "properties": {
                         "display_name": { "type": "string", "maxLength": 100 },
@@ -63,7 +83,7 @@ pub fn description() -> Value {
                         "audience_id": { "type": "string" }, "api_key": { "type": "string" },
                         "email_field": { "type": "string" },
                         "merge_fields": { "type": "array", "items": { "$ref": "#/components/schemas/MergeField" } },
-                        "segment_ids": { "type": "array", "items": { "type": "integer" } },
+                        "segment_ids": { "type": "array", "items": { "type": "integer" }, "uniqueItems": true, "minItems": 1, "maxItems": 1000 },
                         "new_member_status": { "type": "string", "enum": ["subscribed", "pending"] }
                     }
                 },
@@ -97,25 +117,25 @@ pub fn description() -> Value {
                 "post": {
                     "summary": "Create a Mailchimp destination with an API key (Administrators)",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/NewDestination" } } } },
-                    "responses": with("201", json!({ "$ref": "#/components/schemas/Destination" }), &["400", "401", "403", "422"])
+                    "responses": with("201", json!({ "$ref": "#/components/schemas/Destination" }), &["400", "401", "403", "413", "415", "422"])
                 }
             },
             "/api/v1/destinations/{id}": {
-                "get": { "summary": "One destination", "parameters": id_param, "responses": with("200", json!({ "$ref": "#/components/schemas/Destination" }), &["401", "404"]) }
+                "get": { "summary": "One destination", "parameters": id_param, "responses": with("200", json!({ "$ref": "#/components/schemas/Destination" }), &["400", "401", "404"]) }
             },
             "/api/v1/destinations/{id}/runs": {
                 "post": {
                     "summary": "Queue an export (Contributors and Administrators)", "parameters": id_param,
-                    "requestBody": { "content": { "application/json": { "schema": { "type": "object", "properties": { "full": { "type": "boolean" } } } } } },
-                    "responses": with("202", json!({ "$ref": "#/components/schemas/Run" }), &["400", "401", "403", "404"])
+                    "requestBody": { "description": "Optional: no body queues an ordinary run", "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "properties": { "full": { "type": "boolean" } } } } } },
+                    "responses": with("202", json!({ "$ref": "#/components/schemas/Run" }), &["400", "401", "403", "404", "413", "415", "422"])
                 }
             },
             "/api/v1/runs/{id}": {
-                "get": { "summary": "A run and its counts", "parameters": id_param, "responses": with("200", json!({ "$ref": "#/components/schemas/Run" }), &["401", "404"]) }
+                "get": { "summary": "A run and its counts", "parameters": id_param, "responses": with("200", json!({ "$ref": "#/components/schemas/Run" }), &["400", "401", "404"]) }
             },
             "/api/v1/runs/{id}/members.csv": {
-                "get": { "summary": "Per-member results as CSV", "parameters": id_param,
-                         "responses": { "200": { "description": "customer_id,email,outcome,title,detail", "content": { "text/csv": { "schema": { "type": "string" } } } } } }
+                "get": { "summary": "Per-member results as CSV (cells a spreadsheet would run as a formula start with ')", "parameters": id_param,
+                         "responses": csv_responses }
             },
             "/api/v1/segments": {
                 "get": { "summary": "Segments", "responses": with("200", json!({ "type": "object", "properties": { "segments": { "type": "array", "items": { "$ref": "#/components/schemas/Segment" } } } }), &["401"]) }

@@ -60,25 +60,38 @@ pub async fn require_sign_in(
                 .map(|pq| pq.as_str().to_owned())
         })
         .flatten();
-    let Some(user_id) = session::user_id(&session).await? else {
+    let Some(user) = signed_in_user(&state, &session).await? else {
         return Err(AppError::SignInRequired { next: return_to });
     };
-    let opened_with = session::password_changed_at(&session).await?;
-    let user = match users::find_by_id(state.db.pool(), user_id).await? {
-        // A password changed since this session began ends it.
-        Some(user) if user.is_active() && user.password_changed_at <= opened_with => user,
-        _ => {
-            session::sign_out(&session).await?;
-            return Err(AppError::SignInRequired { next: return_to });
-        }
-    };
-    request.extensions_mut().insert(CurrentUser {
-        id: user.id,
-        email: user.email,
-        name: user.name,
-        role: user.role,
-    });
+    request.extensions_mut().insert(user);
     Ok(next.run(request).await)
+}
+
+/// The active account this session is signed in as, if any; the session of a deactivated
+/// account, or of one whose password changed since, ends here.
+pub async fn signed_in_user(
+    state: &AppState,
+    session: &Session,
+) -> Result<Option<CurrentUser>, AppError> {
+    let Some(user_id) = session::user_id(session).await? else {
+        return Ok(None);
+    };
+    let opened_with = session::password_changed_at(session).await?;
+    match users::find_by_id(state.db.pool(), user_id).await? {
+        // A password changed since this session began ends it.
+        Some(user) if user.is_active() && user.password_changed_at <= opened_with => {
+            Ok(Some(CurrentUser {
+                id: user.id,
+                email: user.email,
+                name: user.name,
+                role: user.role,
+            }))
+        }
+        _ => {
+            session::sign_out(session).await?;
+            Ok(None)
+        }
+    }
 }
 
 pub async fn require_administrator(

@@ -92,6 +92,59 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// A Mailchimp merge tag (`FNAME`, `LNAME`, `MMERGE5`, …): the key of a member's
+/// `merge_fields`, checked before anything is sent to Mailchimp.
+///
+/// The rule: 1 to 10 characters, each an uppercase ASCII letter, a digit or `_`.
+/// Sources: `../shared/mailchimp/FACTS.md` (item 9 of "What goes wrong": "10-character merge
+/// tags"); Mailchimp's Marketing API description 3.0.85 beside it
+/// (`marketing-openapi-3.0.85.json`) declares `tag` a plain string with neither pattern nor
+/// length, and shows tags only in capitals ("merge tags (like FNAME)"); the characters are
+/// those of Mailchimp's audience-field settings and of the sandbox (`sandbox/api_segments.rs`,
+/// which models Mailchimp). "Starts with a letter" is often said but no source here states
+/// it, and Mailchimp generates tags from field names that may begin with a digit, so it is
+/// not required. Tags are matched exactly by Mailchimp, so lowercase is refused, not folded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeTag(String);
+
+/// The longest merge tag Mailchimp takes.
+pub const MAX_MERGE_TAG_CHARS: usize = 10;
+
+impl MergeTag {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let tag = raw.trim();
+        if tag.is_empty() {
+            return Err("Merge tag: give the merge tag of a Mailchimp field, like FNAME.".into());
+        }
+        let valid_chars = tag
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if tag.chars().count() > MAX_MERGE_TAG_CHARS || !valid_chars {
+            let upper = tag.to_ascii_uppercase();
+            let hint = if upper != tag && Self::parse(&upper).is_ok() {
+                format!(" Write it in capitals: {upper}.")
+            } else {
+                String::new()
+            };
+            return Err(format!(
+                "Merge tag: Mailchimp's merge tags are 1 to {MAX_MERGE_TAG_CHARS} characters, \
+                 uppercase letters, digits and underscores only, like FNAME.{hint}"
+            ));
+        }
+        Ok(Self(tag.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MergeTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The status a new member gets; existing members keep theirs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NewMemberStatus {
@@ -146,6 +199,35 @@ mod tests {
         assert!(AudienceId::parse("").is_err());
         assert!(AudienceId::parse("abc").is_err());
         assert!(AudienceId::parse("a1b2c3d4e5/../x").is_err());
+    }
+
+    #[test]
+    fn merge_tags_follow_mailchimps_rule() {
+        for good in [
+            "FNAME",
+            "MMERGE5",
+            "BIRTH_DAY",
+            "A",
+            "ABCDEFGHIJ",
+            "2024SALES",
+        ] {
+            assert_eq!(MergeTag::parse(good).unwrap().as_str(), good);
+        }
+        assert_eq!(MergeTag::parse(" FNAME ").unwrap().as_str(), "FNAME");
+        for bad in [
+            "",
+            "   ",
+            "ABCDEFGHIJK",
+            "FIRST NAME",
+            "F-NAME",
+            "*|FNAME|*",
+            "NAMÉ",
+            "ÄÖÜ",
+        ] {
+            assert!(MergeTag::parse(bad).is_err(), "{bad:?}");
+        }
+        let lower = MergeTag::parse("fname").unwrap_err();
+        assert!(lower.contains("capitals: FNAME"), "{lower}");
     }
 
     #[test]

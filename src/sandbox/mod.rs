@@ -25,6 +25,7 @@ use rand::rngs::StdRng;
 use url::Url;
 
 pub use limits::Stats;
+pub use pages::PageAccess;
 use store::{OAuthClient, Store};
 
 /// How the sandbox behaves; the defaults are an ideal, instant Mailchimp.
@@ -169,14 +170,29 @@ impl Sandbox {
         self.inner.limits.stats()
     }
 
-    /// Writes the state to the configured file, if any (atomically: temp file + rename).
+    /// Writes the state to the configured file, if any (atomically: temp file + rename),
+    /// readable by its owner only: it holds the API keys and OAuth tokens.
     pub fn save(&self) -> anyhow::Result<()> {
+        use std::io::Write;
         let Some(path) = &self.inner.config.state_file else {
             return Ok(());
         };
         let json = serde_json::to_vec(&*self.store())?;
         let temp = path.with_extension("tmp");
-        std::fs::write(&temp, json)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temp)?;
+        // A temp file left by an older version keeps its mode on open: set it anyway.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(&json)?;
+        file.sync_all()?;
+        drop(file);
         std::fs::rename(&temp, path)?;
         Ok(())
     }
@@ -197,5 +213,35 @@ impl Sandbox {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_saved_state_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sandbox.json");
+        let config = SandboxConfig {
+            state_file: Some(path.clone()),
+            ..SandboxConfig::default()
+        };
+        let sandbox = Sandbox::new(config, Url::parse("http://127.0.0.1:1/").unwrap()).unwrap();
+        sandbox.save().unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("api_keys"));
+        // A world-readable file from an older version is replaced by a private one, and a
+        // leftover temp file does not pass its mode on.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let temp = path.with_extension("tmp");
+        std::fs::write(&temp, "").unwrap();
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        sandbox.save().unwrap();
+        assert_eq!(mode(&path), 0o600);
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -17,6 +17,16 @@ use crate::domain::MemberStatus;
 use crate::sandbox::Sandbox;
 
 const PAGE_SIZE: usize = 100;
+
+/// What the person looking at the pages may see, set as a request extension by whoever
+/// mounts the sandbox (the console, from the person's role). Without one, everything: the
+/// standalone sandbox has no people of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageAccess {
+    Everything,
+    /// Audiences and members, but no API keys, connected apps or forms.
+    WithoutCredentials,
+}
 
 pub fn router() -> Router<Sandbox> {
     Router::new()
@@ -123,9 +133,14 @@ struct AccountPage {
     accounts: Vec<AccountView>,
     page_token: String,
     api_base: String,
+    show_credentials: bool,
 }
 
-async fn account(State(sandbox): State<Sandbox>) -> Result<Html<String>, PageError> {
+async fn account(
+    State(sandbox): State<Sandbox>,
+    access: Option<Extension<PageAccess>>,
+) -> Result<Html<String>, PageError> {
+    let show_credentials = access.is_none_or(|Extension(a)| a == PageAccess::Everything);
     let store = sandbox.store();
     let accounts = store
         .accounts
@@ -150,7 +165,9 @@ async fn account(State(sandbox): State<Sandbox>) -> Result<Html<String>, PageErr
                     tags: a.segments.len(),
                 })
                 .collect(),
-            api_keys: {
+            api_keys: if !show_credentials {
+                Vec::new()
+            } else {
                 let mut keys: Vec<String> = store
                     .api_keys
                     .iter()
@@ -172,15 +189,20 @@ async fn account(State(sandbox): State<Sandbox>) -> Result<Html<String>, PageErr
                         .filter(|t| t.account_id == account.id && t.client_id == client.client_id)
                         .count(),
                 })
-                .filter(|app| app.tokens > 0)
+                .filter(|app| show_credentials && app.tokens > 0)
                 .collect(),
         })
         .collect();
     let page = AccountPage {
         base: sandbox.base_path(),
         accounts,
-        page_token: sandbox.page_token().to_owned(),
+        page_token: if show_credentials {
+            sandbox.page_token().to_owned()
+        } else {
+            String::new()
+        },
         api_base: sandbox.base_url().as_str().trim_end_matches('/').to_owned(),
+        show_credentials,
     };
     Ok(Html(page.render().map_err(PageError::internal)?))
 }

@@ -49,7 +49,8 @@ pub async fn insert(
     Ok(())
 }
 
-/// A run's per-member results as CSV: customer_id, email, outcome, title, detail.
+/// A run's per-member results as CSV: customer_id, email, outcome, title, detail; each cell
+/// made safe to open in a spreadsheet ([`spreadsheet_safe`]).
 pub async fn csv(pool: &AnyPool, run_id: i64) -> anyhow::Result<Vec<u8>> {
     use futures::TryStreamExt;
     let mut writer = ::csv::Writer::from_writer(Vec::new());
@@ -67,7 +68,43 @@ pub async fn csv(pool: &AnyPool, run_id: i64) -> anyhow::Result<Vec<u8>> {
             row.try_get(3)?,
             row.try_get(4)?,
         ];
-        writer.write_record(&fields)?;
+        writer.write_record(fields.iter().map(|f| spreadsheet_safe(f).into_owned()))?;
     }
     Ok(writer.into_inner()?)
+}
+
+/// A cell a spreadsheet would not run as a formula: a value starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return gets a leading `'` (OWASP, "CSV Injection"). The values
+/// come from imported profiles and from Mailchimp's answers, so any of them may be hostile.
+pub fn spreadsheet_safe(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}").into()
+    } else {
+        value.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spreadsheet_safe;
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        assert_eq!(
+            spreadsheet_safe("=HYPERLINK(\"http://x\",\"y\")"),
+            "'=HYPERLINK(\"http://x\",\"y\")"
+        );
+        for (raw, safe) in [
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+        ] {
+            assert_eq!(spreadsheet_safe(raw), safe);
+        }
+        for plain in ["P1", "ada@northwind.io", "a=b", "", " =x", "'quoted"] {
+            assert_eq!(spreadsheet_safe(plain), plain);
+        }
+    }
 }

@@ -14,7 +14,7 @@ use tower_sessions::Session;
 use crate::app::AppState;
 use crate::auth::session;
 use crate::domain::FieldType;
-use crate::domain::destination::{DisplayName, MAX_EXPORT_PROFILES, NewMemberStatus};
+use crate::domain::destination::{DisplayName, MAX_EXPORT_PROFILES, MergeTag, NewMemberStatus};
 use crate::mailchimp::client::MergeField;
 use crate::store::audit;
 use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
@@ -170,7 +170,7 @@ fn parse_form(pairs: Vec<(String, String)>) -> ConfigForm {
         mappings: indexes
             .into_iter()
             .map(|i| FieldMapping {
-                tag: get(&format!("map_tag_{i}")),
+                tag: get(&format!("map_tag_{i}")).trim().to_owned(),
                 field: get(&format!("map_field_{i}")),
             })
             .collect(),
@@ -323,6 +323,8 @@ async fn validate(state: &AppState, form: &ConfigForm) -> Result<Vec<String>, Ap
                 "Attribute {}: choose both a Mailchimp field and a profile field.",
                 mapping.tag
             ));
+        } else if let Err(e) = MergeTag::parse(&mapping.tag) {
+            errors.push(format!("Attribute {}: {e}", mapping.tag));
         } else if tags.contains(&mapping.tag) {
             errors.push(format!(
                 "Attribute {}: each Mailchimp field can be filled from one profile field only.",

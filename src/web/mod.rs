@@ -38,7 +38,7 @@ use crate::auth::session_store::DbSessionStore;
 use crate::auth::{require_administrator, require_sign_in};
 
 /// Largest request body the console reads, but for file uploads (which set their own).
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The CSP; forms may also be sent on to Mailchimp's OAuth site (the "Authenticate with
 /// Mailchimp" form redirects there).
@@ -79,6 +79,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
     let api = crate::api::router(state.clone());
     let csp = content_security_policy(&state.mailchimp.oauth_base.origin().ascii_serialization());
     let sandbox = state.sandbox.clone();
+    let sandbox_state = state.clone();
     let mut router = Router::new()
         .merge(health::router())
         .merge(assets::router())
@@ -87,13 +88,15 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .with_state(state)
         .merge(api);
     if let Some(sandbox) = sandbox {
-        // The sandbox stands for another site: no console CSRF tokens or roles, exactly as
-        // Mailchimp would not. Its pages show the audiences' members, though, so only people
-        // signed in to this console see them; its API and token calls (made by programs,
-        // with their own credentials) are open, as Mailchimp's are.
+        // The sandbox stands for another site: no console CSRF tokens, exactly as Mailchimp
+        // would not. But its pages are the console's Mailchimp account: they show members,
+        // so only people signed in to this console see them, and they show credentials and
+        // can disconnect the console's app, so those are for administrators only. Its API
+        // and token calls (made by programs, with their own credentials) are open, as
+        // Mailchimp's are.
         let guarded = Router::new()
             .nest_service("/sandbox", sandbox.router())
-            .layer(from_fn(sandbox_pages_need_sign_in))
+            .layer(from_fn_with_state(sandbox_state, guard_sandbox_pages))
             .layer(sandbox_sessions);
         router = router.merge(guarded);
     }
@@ -129,29 +132,54 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         }))
 }
 
-async fn sandbox_pages_need_sign_in(
+/// Who may use the built-in sandbox's pages:
+/// - programs, with credentials of their own: the Marketing API (`/3.0/`), the OAuth token
+///   and metadata calls, the stylesheet;
+/// - anyone signed in: reading the account page (without API keys or connected apps),
+///   audiences and their members, the `/inspect/` views;
+/// - administrators only: everything else, so anything but GET or HEAD (Disconnect, the
+///   consent answer), the consent page itself (part of "Authenticate with Mailchimp", which
+///   only administrators reach), and the API keys and connected apps on the account page.
+async fn guard_sandbox_pages(
+    axum::extract::State(state): axum::extract::State<AppState>,
     session: tower_sessions::Session,
-    request: Request,
+    mut request: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let path = request.uri().path();
+    use axum::response::IntoResponse;
+    let path = request.uri().path().to_owned();
     let for_programs = path.starts_with("/sandbox/3.0/")
         || path == "/sandbox/oauth2/token"
         || path == "/sandbox/oauth2/metadata"
         || path.starts_with("/sandbox/static/");
-    let signed_in = crate::auth::session::user_id(&session)
-        .await
-        .ok()
-        .flatten()
-        .is_some();
-    if for_programs || signed_in {
+    if for_programs {
         return next.run(request).await;
     }
-    use axum::response::IntoResponse;
-    AppError::SignInRequired {
-        next: Some(path.to_owned()),
-    }
-    .into_response()
+    let user = match crate::auth::current_user::signed_in_user(&state, &session).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            let next = (request.method() == axum::http::Method::GET).then_some(path);
+            return AppError::SignInRequired { next }.into_response();
+        }
+        Err(err) => return err.into_response(),
+    };
+    let reading = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let access = if user.is_administrator() {
+        crate::sandbox::PageAccess::Everything
+    } else if reading
+        && (path == "/sandbox/"
+            || path.starts_with("/sandbox/audiences/")
+            || path.starts_with("/sandbox/inspect/"))
+    {
+        crate::sandbox::PageAccess::WithoutCredentials
+    } else {
+        return AppError::Forbidden.into_response();
+    };
+    request.extensions_mut().insert(access);
+    next.run(request).await
 }
 
 fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

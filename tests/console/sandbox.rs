@@ -1,4 +1,5 @@
 use export_destinations::domain::Role;
+use export_destinations::sandbox::store::DEFAULT_ACCOUNT;
 
 use crate::helpers::spawn_app;
 
@@ -105,4 +106,99 @@ async fn a_configured_mailchimp_app_replaces_the_sandbox() {
     app.signed_in_as("ada@example.com", Role::Viewer).await;
     let html = app.get_html("/admin/export-destinations").await;
     assert!(!html.contains("built-in Mailchimp sandbox"));
+}
+
+/// The sandbox's pages stand for the console's Mailchimp account: people signed in may look
+/// at audiences and members, but only administrators see its credentials or change it.
+#[tokio::test]
+async fn only_administrators_see_the_sandboxs_credentials_or_change_it() {
+    let app = spawn_app().await;
+    let segment = crate::wizard::seed(&app).await;
+    app.signed_in_as("admin@example.com", Role::Administrator)
+        .await;
+    crate::wizard::complete(&app, segment).await;
+    let sandbox = app.state.sandbox.clone().unwrap();
+    let key = sandbox.store().api_keys.keys().next().unwrap().clone();
+    let client_id = app.state.mailchimp.app.client_id.clone();
+    let tokens = || {
+        sandbox
+            .store()
+            .tokens
+            .values()
+            .filter(|t| t.client_id == client_id)
+            .count()
+    };
+    assert_eq!(tokens(), 1, "the set-up connected the console's app");
+    let disconnect = [
+        ("account_id", DEFAULT_ACCOUNT),
+        ("client_id", client_id.as_str()),
+        ("page_token", sandbox.page_token()),
+    ];
+
+    for (email, role) in [
+        ("viewer@example.com", Role::Viewer),
+        ("contributor@example.com", Role::Contributor),
+    ] {
+        let person = app.another_client();
+        person.signed_in_as(email, role).await;
+        let html = person.get_html("/sandbox/").await;
+        assert!(html.contains("Newsletter subscribers"), "{role}");
+        assert!(!html.contains(&key), "{role} sees no API key");
+        assert!(!html.contains("Disconnect"), "{role} gets no Disconnect");
+        assert!(!html.contains(sandbox.page_token()), "{role}");
+        assert!(html.contains("shown to the console's administrators"));
+        let audience = crate::wizard::audience(&app, "Newsletter subscribers");
+        let members = person
+            .get_html(&format!("/sandbox/audiences/{audience}"))
+            .await;
+        assert!(
+            members.contains("Newsletter subscribers"),
+            "{role} sees the audience"
+        );
+        // Even with the sandbox's own form token, no change.
+        let response = person
+            .post_raw("/sandbox/apps/disconnect", &disconnect)
+            .await;
+        assert_eq!(response.status(), 403, "{role} cannot disconnect");
+        assert_eq!(tokens(), 1, "{role}: the console's app stays connected");
+        let consent = person
+            .client
+            .get(person.url("/sandbox/oauth2/authorize"))
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", client_id.as_str()),
+                ("redirect_uri", app.state.mailchimp.redirect_uri.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(consent.status(), 403, "{role}: the consent page is set-up");
+        let answer = person
+            .post_raw(
+                "/sandbox/oauth2/authorize",
+                &[
+                    ("consent_id", "x"),
+                    ("page_token", sandbox.page_token()),
+                    ("decision", "allow"),
+                ],
+            )
+            .await;
+        assert_eq!(answer.status(), 403, "{role}");
+    }
+
+    // The administrator sees the key and the connected app, and can disconnect it.
+    let html = app.get_html("/sandbox/").await;
+    assert!(html.contains(&key));
+    assert!(html.contains("Disconnect"));
+    let response = app.post_raw("/sandbox/apps/disconnect", &disconnect).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(tokens(), 0);
+    // Programs with credentials still use the sandbox's API without a console session.
+    let ping = reqwest::Client::new()
+        .get(app.url("/sandbox/3.0/ping"))
+        .basic_auth("x", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), 200);
 }

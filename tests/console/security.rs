@@ -125,3 +125,47 @@ async fn every_static_file_a_template_names_is_served() {
     }
     assert_eq!(app.get("/sandbox/static/sandbox.css").await.status(), 200);
 }
+
+/// The database (with its -wal and -shm files) and the sandbox's state hold credentials
+/// and personal data: readable by their owner only, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_and_sandbox_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    // A fresh data folder, which the console creates, with the database in it.
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.data_dir = settings.data_dir.join("data");
+        if settings.database_url.is_sqlite() {
+            settings.database_url = export_destinations::db::DatabaseUrl::sqlite_file(
+                &settings.data_dir.join("console.db"),
+            );
+        }
+    })
+    .await;
+    app.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let settings = &app.state.settings;
+    assert_eq!(mode(&settings.data_dir), 0o700, "the data folder");
+    if let Some(db) = settings.database_url.sqlite_path() {
+        assert_eq!(mode(db), 0o600, "{}", db.display());
+        let mut companions = 0;
+        for suffix in ["-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+            if path.exists() {
+                companions += 1;
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+            }
+        }
+        assert_eq!(companions, 2, "the console runs SQLite in WAL mode");
+    }
+    let sandbox = app.state.sandbox.clone().unwrap();
+    sandbox.save().unwrap();
+    assert_eq!(mode(&settings.data_dir.join("sandbox.json")), 0o600);
+}

@@ -1,0 +1,302 @@
+//! The API's own extractors and fallbacks, so that every refusal is problem+json with a
+//! status a client can act on and a detail saying what to change: an ID in the path that
+//! is not a number (400), a body that is too large (413), not JSON (415 or 400), not a JSON
+//! object or with fields the request does not take (422, naming them), an unknown route
+//! (404) or method (405).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::api::{FieldError, Problem};
+
+/// The `{id}` of a route: a whole number, or 400 saying so.
+#[derive(Debug, Clone, Copy)]
+pub struct PathId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    format!("The path could not be read: {}", e.body_text()),
+                )
+            })?;
+        raw.parse::<i64>().map(PathId).map_err(|_| {
+            let shown: String = raw.chars().take(40).collect();
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                format!(
+                    "The ID in the path (“{shown}”) is not an ID: IDs are whole numbers up to {}.",
+                    i64::MAX
+                ),
+            )
+        })
+    }
+}
+
+/// A request body the API takes: a JSON object with these fields and no others.
+pub trait ApiBody: DeserializeOwned {
+    /// Every field the object may have; any other is refused by name.
+    const FIELDS: &'static [&'static str];
+    /// True when an empty body (no bytes at all) stands for `{}`.
+    const EMPTY_MEANS_DEFAULTS: bool = false;
+}
+
+/// A JSON object body, read within the console's body limit and checked field by field.
+pub struct ApiJson<T>(pub T);
+
+impl<T: ApiBody, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json_content_type);
+        let bytes = Bytes::from_request(request, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    format!("The body could not be read: {}", e.body_text()),
+                )
+            }
+        })?;
+        if bytes.is_empty() && T::EMPTY_MEANS_DEFAULTS {
+            return parse(Map::new()).map(ApiJson);
+        }
+        if !is_json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Media Type",
+                "Send the body as JSON, with the header Content-Type: application/json.",
+            ));
+        }
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                format!("The body is not valid JSON: {e}."),
+            )
+        })?;
+        let Value::Object(object) = value else {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid request",
+                format!(
+                    "A JSON object is expected as the body ({{\"name\": value, …}}); this body is {}.",
+                    kind_of(&value)
+                ),
+            ));
+        };
+        parse(object).map(ApiJson)
+    }
+}
+
+/// `application/json`, or any `application/…+json`, with or without parameters.
+fn is_json_content_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Unknown fields are named; a field of the wrong type is named with serde's reason.
+fn parse<T: ApiBody>(object: Map<String, Value>) -> Result<T, Problem> {
+    let unknown: Vec<&String> = object
+        .keys()
+        .filter(|k| !T::FIELDS.contains(&k.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        let names = unknown
+            .iter()
+            .map(|k| format!("“{k}”"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let errors = unknown
+            .iter()
+            .map(|k| FieldError {
+                field: (*k).clone(),
+                message: format!(
+                    "Unknown field: this request takes only {}.",
+                    T::FIELDS.join(", ")
+                ),
+            })
+            .collect();
+        return Err(Problem::invalid_because(
+            format!("The body has fields this request does not take: {names}."),
+            errors,
+        ));
+    }
+    match T::deserialize(Value::Object(object.clone())) {
+        Ok(value) => Ok(value),
+        Err(whole) => {
+            // Every field of an API body is optional, so each can be tried alone: the
+            // ones that fail alone are the ones at fault.
+            let mut errors: Vec<FieldError> = object
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let alone = Value::Object(Map::from_iter([(k.clone(), v)]));
+                    T::deserialize(alone).err().map(|e| FieldError {
+                        field: k,
+                        message: e.to_string(),
+                    })
+                })
+                .collect();
+            if errors.is_empty() {
+                errors.push(FieldError {
+                    field: "body".into(),
+                    message: whole.to_string(),
+                });
+            }
+            Err(Problem::invalid(errors))
+        }
+    }
+}
+
+pub fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Payload Too Large",
+        format!(
+            "The body is larger than the API accepts ({} bytes at most).",
+            crate::web::MAX_BODY_BYTES
+        ),
+    )
+}
+
+/// No route under `/api/v1` has this path.
+pub async fn no_such_route(uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "Not Found",
+        format!(
+            "The API has no endpoint {}; /api/v1/openapi.json lists them.",
+            uri.path()
+        ),
+    )
+}
+
+/// The path exists but not with this method (axum adds the `Allow` header).
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method Not Allowed",
+        format!(
+            "{} does not take {method}; the Allow header lists the methods it takes.",
+            uri.path()
+        ),
+    )
+}
+
+/// A safety net behind the extractors: whatever still answers an error in another form
+/// (an extractor rejection this module does not wrap) is turned into problem+json with
+/// the same status and headers.
+pub async fn problem_json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .filter(|t| !t.trim().is_empty() && !status.is_server_error());
+    let title = status.canonical_reason().unwrap_or("Error");
+    let detail = text.unwrap_or_else(|| format!("The request was refused: {title}."));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut problem = Problem::new(status, title, detail).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct Example {
+        name: Option<String>,
+        #[serde(default)]
+        count: i64,
+    }
+
+    impl ApiBody for Example {
+        const FIELDS: &'static [&'static str] = &["name", "count"];
+    }
+
+    fn object(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json_content_type("application/json"));
+        assert!(is_json_content_type("Application/JSON; charset=utf-8"));
+        assert!(is_json_content_type("application/merge-patch+json"));
+        assert!(!is_json_content_type("text/plain"));
+        assert!(!is_json_content_type("application/x-www-form-urlencoded"));
+    }
+
+    #[test]
+    fn every_unknown_field_is_named() {
+        let err = parse::<Example>(object(serde_json::json!({
+            "name": "x", "colour": 1, "size": 2
+        })))
+        .unwrap_err();
+        let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["colour", "size"]);
+        assert!(err.detail.contains("colour") && err.detail.contains("size"));
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_named() {
+        let err = parse::<Example>(object(serde_json::json!({ "name": "x", "count": "many" })))
+            .unwrap_err();
+        assert_eq!(err.status, 422);
+        assert_eq!(err.errors.len(), 1);
+        assert_eq!(err.errors[0].field, "count");
+        let ok = parse::<Example>(object(serde_json::json!({ "name": "x", "count": 3 }))).unwrap();
+        assert_eq!((ok.name.as_deref(), ok.count), (Some("x"), 3));
+    }
+}
