@@ -1052,7 +1052,6 @@ async fn the_configure_page_refuses_a_merge_tag_mailchimp_would_not_take() {
                 ("map_field_0", "FirstName"),
                 ("new_member_status", "subscribed"),
                 ("segment", segment.as_str()),
-                ("segment", segment.as_str()),
                 ("action", "save"),
             ];
             app.post_raw(&page, &form).await
