@@ -137,6 +137,9 @@ impl App {
             .settings
             .scheduler
             .then(|| tokio::spawn(crate::schedule::run(self.state.db.clone())));
+        // The built-in sandbox keeps its state in data/sandbox.json as it changes.
+        let sandbox = self.state.sandbox.clone();
+        let autosave = sandbox.clone().map(|s| tokio::spawn(s.autosave()));
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -144,6 +147,14 @@ impl App {
             .with_graceful_shutdown(shutdown_signal())
             .await;
         cleanup.abort();
+        if let Some(autosave) = autosave {
+            autosave.abort();
+        }
+        if let Some(sandbox) = sandbox {
+            if let Err(err) = sandbox.save() {
+                tracing::warn!(error = %err, "saving the sandbox state");
+            }
+        }
         // A run cut short here is resumed by the next worker, at once.
         worker.abort();
         if let Some(scheduler) = scheduler {

@@ -474,12 +474,14 @@ async fn unsubscribed_and_cleaned_contacts_are_never_subscribed_again() {
     {
         let mut store = w2.sandbox.store();
         let list = store.audiences.get_mut(&w2.audience).unwrap();
-        list.forgotten.insert(export_destinations::domain::subscriber_hash(
-            "zoe@northwind.io",
-        ));
-        list.members.remove(&export_destinations::domain::subscriber_hash(
-            "zoe@northwind.io",
-        ));
+        list.forgotten
+            .insert(export_destinations::domain::subscriber_hash(
+                "zoe@northwind.io",
+            ));
+        list.members
+            .remove(&export_destinations::domain::subscriber_hash(
+                "zoe@northwind.io",
+            ));
     }
     import(&w2.app, "CustomerId,FirstName\nP3,Zoé\n").await;
     let run = export(&w2, id, false).await;
@@ -488,7 +490,10 @@ async fn unsubscribed_and_cleaned_contacts_are_never_subscribed_again() {
     let calls_before = w2.sandbox.stats().calls;
     let run = export(&w2, id, false).await;
     assert_eq!(run.counters.sent, 0, "not retried");
-    assert!(w2.sandbox.stats().calls - calls_before <= 3, "only the fixed reads");
+    assert!(
+        w2.sandbox.stats().calls - calls_before <= 3,
+        "only the fixed reads"
+    );
     let csv = w2
         .app
         .get(&format!("/admin/export-runs/{}/members.csv", run.id))

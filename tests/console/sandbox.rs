@@ -202,3 +202,56 @@ async fn only_administrators_see_the_sandboxs_credentials_or_change_it() {
         .unwrap();
     assert_eq!(ping.status(), 200);
 }
+
+#[tokio::test]
+async fn the_built_in_sandbox_keeps_its_state_in_data_sandbox_json() {
+    let app = spawn_app().await;
+    let sandbox = app.state.sandbox.clone().expect("the built-in sandbox");
+    let (key, list) = {
+        let store = sandbox.store();
+        let key = store.api_keys.keys().next().unwrap().clone();
+        let list = store
+            .audiences
+            .values()
+            .find(|a| a.name == "Newsletter subscribers")
+            .unwrap()
+            .id
+            .clone();
+        (key, list)
+    };
+    let written = app
+        .client
+        .post(app.url(&format!("/sandbox/3.0/lists/{list}")))
+        .basic_auth("x", Some(key))
+        .json(&serde_json::json!({ "members": [{ "email_address": "kept@northwind.io", "status": "subscribed" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 200);
+    let path = app.state.settings.data_dir.join("sandbox.json");
+    let mut saved = String::new();
+    for _ in 0..60 {
+        saved = std::fs::read_to_string(&path).unwrap_or_default();
+        if saved.contains("kept@northwind.io") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(saved.contains("kept@northwind.io"), "the member was saved");
+    // A console started on the same folder finds it again.
+    let restored = export_destinations::sandbox::Sandbox::new(
+        export_destinations::sandbox::SandboxConfig {
+            state_file: Some(path),
+            ..Default::default()
+        },
+        url::Url::parse("http://127.0.0.1:1/").unwrap(),
+    )
+    .unwrap();
+    let store = restored.store();
+    assert!(
+        store.audiences[&list]
+            .members
+            .values()
+            .any(|m| m.email_address == "kept@northwind.io")
+    );
+}
