@@ -74,10 +74,12 @@ async fn a_console_killed_mid_export_resumes_and_the_audience_ends_exactly_right
             &format!("127.0.0.1:{sandbox_port}"),
             "--api-key",
             KEY,
+            // About 250 ms a batch of 500: with tags in the batch, the export makes ~200
+            // calls, some five seconds of work, so the kill lands while it is processing.
             "--latency-ms",
-            "40",
+            "150",
             "--per-member-us",
-            "20",
+            "200",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -242,6 +244,15 @@ async fn a_console_killed_mid_export_resumes_and_the_audience_ends_exactly_right
         json!({ "status": run.status.label(), "sent": run.counters.sent })
     };
     println!("at the kill: {before}");
+    assert_eq!(
+        before["status"], "Processing",
+        "the kill landed while the run was processing: {before}"
+    );
+    let sent_at_kill = before["sent"].as_i64().unwrap();
+    assert!(
+        sent_at_kill > 0 && sent_at_kill < MEMBERS as i64,
+        "part way through: {before}"
+    );
 
     // Started again, a worker takes the run over once the dead one's lease expires.
     let mut console = start_console(dir.path(), port, &sandbox_url).await;
