@@ -111,6 +111,9 @@ pub struct BenchExportArgs {
     /// Members the naive one-call-per-member exporter is timed on.
     #[arg(long, default_value_t = 2000)]
     pub naive_sample: u64,
+    /// Members the serial batch exporter (500 a call, one call after another) sends.
+    #[arg(long, default_value_t = 20_000)]
+    pub serial_sample: u64,
     /// Requests per second to each of the two pages timed during the full export.
     #[arg(long, default_value_t = 10)]
     pub page_rps: u32,

@@ -283,6 +283,7 @@ impl Exporter<'_> {
         stop: &AtomicBool,
     ) -> anyhow::Result<i64> {
         let mut tasks: JoinSet<Done> = JoinSet::new();
+        let (mut sorting, mut recording) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
         let mut planned = 0i64;
         let mut plan_done = false;
         let mut leavers_done = false;
@@ -315,20 +316,29 @@ impl Exporter<'_> {
             tokio::select! {
                 chunk = chunks.recv(), if wants_chunk => match chunk {
                     Some(Ok(Some(chunk))) => {
+                        let started = std::time::Instant::now();
                         planned += (chunk.records.len() + chunk.rejected.len()) as i64;
                         self.take_chunk(chunk.records, chunk.rejected).await?;
+                        sorting += started.elapsed();
                     }
                     Some(Ok(None)) | None => plan_done = true,
                     Some(Err(err)) => return Err(err),
                 },
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     let (job, result, recorded) = done?;
+                    let started = std::time::Instant::now();
                     self.finish(job, result).await?;
+                    recording += started.elapsed();
                     // Only now may another call go out (see `recording`).
                     drop(recorded);
                 }
             }
         }
+        tracing::debug!(
+            sorting_ms = sorting.as_millis() as u64,
+            recording_ms = recording.as_millis() as u64,
+            "time the run's loop spent sorting the plan and recording answers"
+        );
         let mut rest = std::mem::take(&mut self.counters);
         rest.calls += self.gateway.take_calls();
         runs::add(self.engine.db.pool(), self.run.id, &rest).await?;
@@ -564,7 +574,10 @@ impl Exporter<'_> {
                     return;
                 }
             },
-            Job::Upsert(_) => None,
+            Job::Upsert(batch) => {
+                tracing::debug!(members = batch.len(), "batch upsert");
+                None
+            }
         };
         let (gateway, recording) = (self.gateway.clone(), self.recording.clone());
         tasks.spawn(async move {

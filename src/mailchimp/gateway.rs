@@ -229,10 +229,12 @@ impl Gateway {
             #[serde(default)]
             total_items: usize,
         }
+        // The statuses are read side by side (each its own pages, one after another).
         let listed = MemberStatus::ALL
             .into_iter()
             .filter(|s| *s != except && *s != MemberStatus::Archived);
-        for status in listed {
+        let reads = listed.map(|status| async move {
+            let mut emails = Vec::new();
             let mut offset = 0;
             loop {
                 let page: Page = self
@@ -241,13 +243,18 @@ impl Gateway {
                         status.as_str()
                     ))
                     .await?;
-                for member in &page.members {
-                    each(&member.email_address, status);
+                let found = page.members.len();
+                offset += found;
+                emails.extend(page.members.into_iter().map(|m| m.email_address));
+                if found == 0 || offset >= page.total_items {
+                    return Ok::<_, ApiError>((status, emails));
                 }
-                offset += page.members.len();
-                if page.members.is_empty() || offset >= page.total_items {
-                    break;
-                }
+            }
+        });
+        for read in futures::future::join_all(reads).await {
+            let (status, emails) = read?;
+            for email in &emails {
+                each(email, status);
             }
         }
         Ok(())

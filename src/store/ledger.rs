@@ -183,3 +183,11 @@ pub async fn emails_page(
     .fetch_all(pool)
     .await
 }
+
+/// Every entry of a destination's ledger (members Mailchimp took, and those it refused).
+pub async fn count_entries(pool: &sqlx::AnyPool, destination_id: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM export_ledger WHERE destination_id = $1")
+        .bind(destination_id)
+        .fetch_one(pool)
+        .await
+}
