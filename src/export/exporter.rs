@@ -325,12 +325,20 @@ impl Exporter<'_> {
                     Some(Err(err)) => return Err(err),
                 },
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    let (job, result, recorded) = done?;
+                    // Every answer already in is recorded with this one, in one transaction.
+                    let (job, result, permit) = done?;
+                    let mut answered = vec![(job, result)];
+                    let mut permits = vec![permit];
+                    while let Some(more) = tasks.try_join_next() {
+                        let (job, result, permit) = more?;
+                        answered.push((job, result));
+                        permits.push(permit);
+                    }
                     let started = std::time::Instant::now();
-                    self.finish(job, result).await?;
+                    self.finish(answered).await?;
                     recording += started.elapsed();
-                    // Only now may another call go out (see `recording`).
-                    drop(recorded);
+                    // Only now may other calls go out (see `recording`).
+                    drop(permits);
                 }
             }
         }
@@ -625,82 +633,96 @@ impl Exporter<'_> {
     }
 
     /// Records a finished call: ledger rows, results and counts in one transaction.
-    async fn finish(&mut self, job: Job, result: Result<Answer, ApiError>) -> anyhow::Result<()> {
+    /// Answers that arrived together are recorded in one transaction.
+    async fn finish(
+        &mut self,
+        answered: Vec<(Job, Result<Answer, ApiError>)>,
+    ) -> anyhow::Result<()> {
         let mut delta = std::mem::take(&mut self.counters);
         let pool = self.engine.db.pool();
         let mut tx = crate::db::begin_write(pool).await?;
-        match (job, result) {
-            // Never sent (the run stopped): nothing happened in Mailchimp.
-            (Job::Upsert(batch), Err(err)) if err.kind == ErrorKind::NotSent => {
-                for o in &batch {
-                    self.settle(o.record.hash, None);
-                }
-            }
-            (Job::Untag { members, .. }, Err(err)) if err.kind == ErrorKind::NotSent => {
-                for m in &members {
-                    self.settle(m.hash, None);
-                }
-            }
-            (Job::Upsert(batch), Err(err)) => {
-                if is_fatal(&err) {
-                    self.halt_with(Halt::Fatal(fatal_message(&err)));
-                }
-                let mut member_results = Vec::with_capacity(batch.len());
-                for o in &batch {
-                    self.settle(o.record.hash, None);
-                    delta.failed += 1;
-                    member_results.push(result_of(&o.record, "failed", &err.title, &err.detail));
-                }
-                results::insert(&mut tx, self.run.id, &member_results).await?;
-            }
-            (Job::Upsert(batch), Ok(answer)) => {
-                let Answer::Upsert(answer) = answer else {
-                    unreachable!("an upsert is answered as one")
-                };
-                let mut entries = Vec::new();
-                let mut member_results = Vec::new();
-                self.acknowledge(batch, answer, &mut delta, &mut entries, &mut member_results);
-                ledger::upsert(&mut tx, self.destination.id, &entries).await?;
-                results::insert(&mut tx, self.run.id, &member_results).await?;
-            }
-            (Job::Untag { tag, members }, result) => {
-                let ignored: HashSet<String> = match &result {
-                    Ok(Answer::Untag(answer)) => answer
-                        .not_in_audience
-                        .iter()
-                        .map(|e| e.to_lowercase())
-                        .collect(),
-                    _ => HashSet::new(),
-                };
-                let done = match result {
-                    Ok(_) => true,
-                    Err(err) => {
-                        if is_fatal(&err) {
-                            self.halt_with(Halt::Fatal(fatal_message(&err)));
-                        }
-                        let name = self.index.tag_names.name(tag);
-                        tracing::warn!(tag = %name, error = %err, "a tag removal failed; the next export tries again");
-                        false
+        for (job, result) in answered {
+            match (job, result) {
+                // Never sent (the run stopped): nothing happened in Mailchimp.
+                (Job::Upsert(batch), Err(err)) if err.kind == ErrorKind::NotSent => {
+                    for o in &batch {
+                        self.settle(o.record.hash, None);
                     }
-                };
-                let mut by_set: HashMap<u32, Vec<String>> = HashMap::new();
-                for member in &members {
-                    let now = self.live.get(&member.hash).map(|l| l.tags);
-                    // Addresses Mailchimp ignored (not on the audience) did not change.
-                    let changed = match now {
-                        Some(now) if done && !ignored.contains(&member.email.to_lowercase()) => {
-                            delta.tag_changes += 1;
-                            Some(self.index.tag_sets.without(now, tag))
-                        }
-                        _ => None,
+                }
+                (Job::Untag { members, .. }, Err(err)) if err.kind == ErrorKind::NotSent => {
+                    for m in &members {
+                        self.settle(m.hash, None);
+                    }
+                }
+                (Job::Upsert(batch), Err(err)) => {
+                    if is_fatal(&err) {
+                        self.halt_with(Halt::Fatal(fatal_message(&err)));
+                    }
+                    let mut member_results = Vec::with_capacity(batch.len());
+                    for o in &batch {
+                        self.settle(o.record.hash, None);
+                        delta.failed += 1;
+                        member_results.push(result_of(
+                            &o.record,
+                            "failed",
+                            &err.title,
+                            &err.detail,
+                        ));
+                    }
+                    results::insert(&mut tx, self.run.id, &member_results).await?;
+                }
+                (Job::Upsert(batch), Ok(answer)) => {
+                    let Answer::Upsert(answer) = answer else {
+                        unreachable!("an upsert is answered as one")
                     };
-                    if let (Some(tags), Some(_)) = (self.settle(member.hash, changed), changed) {
-                        by_set.entry(tags).or_default().push(hex_of(member.hash));
-                    }
+                    let mut entries = Vec::new();
+                    let mut member_results = Vec::new();
+                    self.acknowledge(batch, answer, &mut delta, &mut entries, &mut member_results);
+                    ledger::upsert(&mut tx, self.destination.id, &entries).await?;
+                    results::insert(&mut tx, self.run.id, &member_results).await?;
                 }
-                for (set, hashes) in by_set {
-                    let json = self.index.tag_sets.json(set, &self.index.tag_names);
-                    ledger::set_tags(&mut tx, self.destination.id, &json, &hashes).await?;
+                (Job::Untag { tag, members }, result) => {
+                    let ignored: HashSet<String> = match &result {
+                        Ok(Answer::Untag(answer)) => answer
+                            .not_in_audience
+                            .iter()
+                            .map(|e| e.to_lowercase())
+                            .collect(),
+                        _ => HashSet::new(),
+                    };
+                    let done = match result {
+                        Ok(_) => true,
+                        Err(err) => {
+                            if is_fatal(&err) {
+                                self.halt_with(Halt::Fatal(fatal_message(&err)));
+                            }
+                            let name = self.index.tag_names.name(tag);
+                            tracing::warn!(tag = %name, error = %err, "a tag removal failed; the next export tries again");
+                            false
+                        }
+                    };
+                    let mut by_set: HashMap<u32, Vec<String>> = HashMap::new();
+                    for member in &members {
+                        let now = self.live.get(&member.hash).map(|l| l.tags);
+                        // Addresses Mailchimp ignored (not on the audience) did not change.
+                        let changed = match now {
+                            Some(now)
+                                if done && !ignored.contains(&member.email.to_lowercase()) =>
+                            {
+                                delta.tag_changes += 1;
+                                Some(self.index.tag_sets.without(now, tag))
+                            }
+                            _ => None,
+                        };
+                        if let (Some(tags), Some(_)) = (self.settle(member.hash, changed), changed)
+                        {
+                            by_set.entry(tags).or_default().push(hex_of(member.hash));
+                        }
+                    }
+                    for (set, hashes) in by_set {
+                        let json = self.index.tag_sets.json(set, &self.index.tag_names);
+                        ledger::set_tags(&mut tx, self.destination.id, &json, &hashes).await?;
+                    }
                 }
             }
         }
