@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::StreamExt;
 
 use crate::export::engine::{Engine, Outcome, failure, fatal_message};
-use crate::mailchimp::gateway::{Archived, BATCH};
+use crate::mailchimp::gateway::BATCH;
 use crate::mailchimp::limiter::PER_ACCOUNT;
 use crate::store::destinations;
 use crate::store::ledger::{self, Managed};
@@ -130,13 +130,10 @@ impl Engine {
                     let result = match &call {
                         Call::Untag { tag_id, emails } => {
                             let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
-                            gateway.untag(list, *tag_id, &emails).await.map(|_| true)
+                            gateway.untag(list, *tag_id, &emails).await.map(|_| ())
                         }
-                        Call::Archive { email } => gateway
-                            .archive(list, email)
-                            .await
-                            // Already gone from the audience: nothing left to archive.
-                            .map(|done| matches!(done, Archived::Done | Archived::AlreadyGone)),
+                        // Already gone from the audience counts as archived: nothing is left.
+                        Call::Archive { email } => gateway.archive(list, email).await.map(|_| ()),
                     };
                     (result, members)
                 });

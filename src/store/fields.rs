@@ -71,42 +71,46 @@ pub async fn count<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<i6
         .await
 }
 
-/// What uses a field: segments whose rules name it, destinations that read it, and the
-/// profile search (the first email field). A field in use cannot be deleted.
-pub async fn usage(
-    pool: &sqlx::AnyPool,
-    fields: &[Field],
-    field: &Field,
-) -> sqlx::Result<Vec<String>> {
-    let mut uses = Vec::new();
-    if primary_email(fields).is_some_and(|f| f.id == field.id) {
-        uses.push("profile search by email (the first email field)".to_owned());
-    }
-    for segment in crate::store::segments::list(pool).await? {
-        if let crate::store::segments::Definition::Rules(rules) = &segment.definition {
-            if rules.conditions.iter().any(|c| c.field == field.name) {
-                uses.push(format!("segment “{}”", segment.name));
-            }
-        }
-    }
-    for destination in crate::store::destinations::list(pool).await? {
-        let reads = destination.email_field.as_deref() == Some(field.name.as_str())
-            || destination
-                .field_mappings
-                .iter()
-                .any(|m| m.field == field.name);
-        if reads {
-            uses.push(format!("destination “{}”", destination.display_name));
-        }
-    }
-    Ok(uses)
+/// Segments and destinations, loaded once, to tell what uses each field.
+pub struct Users {
+    segments: Vec<crate::store::segments::Segment>,
+    destinations: Vec<crate::store::destinations::Destination>,
 }
 
-pub async fn find<'e>(
-    db: impl Executor<'e, Database = Any>,
-    id: i64,
-) -> sqlx::Result<Option<Field>> {
-    Ok(list(db).await?.into_iter().find(|f| f.id == id))
+impl Users {
+    pub async fn load(pool: &sqlx::AnyPool) -> sqlx::Result<Self> {
+        Ok(Self {
+            segments: crate::store::segments::list(pool).await?,
+            destinations: crate::store::destinations::list(pool).await?,
+        })
+    }
+
+    /// What uses a field: segments whose rules name it, destinations that read it, and the
+    /// profile search (the first email field). A field in use cannot be deleted.
+    pub fn of(&self, fields: &[Field], field: &Field) -> Vec<String> {
+        let mut uses = Vec::new();
+        if primary_email(fields).is_some_and(|f| f.id == field.id) {
+            uses.push("profile search by email (the first email field)".to_owned());
+        }
+        for segment in &self.segments {
+            if let crate::store::segments::Definition::Rules(rules) = &segment.definition {
+                if rules.conditions.iter().any(|c| c.field == field.name) {
+                    uses.push(format!("segment “{}”", segment.name));
+                }
+            }
+        }
+        for destination in &self.destinations {
+            let reads = destination.email_field.as_deref() == Some(field.name.as_str())
+                || destination
+                    .field_mappings
+                    .iter()
+                    .any(|m| m.field == field.name);
+            if reads {
+                uses.push(format!("destination “{}”", destination.display_name));
+            }
+        }
+        uses
+    }
 }
 
 /// Deletes a field from the catalogue and its value from every profile, in one transaction.

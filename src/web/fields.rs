@@ -42,15 +42,16 @@ struct FieldsPage {
 async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
     let pool = state.db.pool();
     let all = fields::list(pool).await?;
-    let mut rows = Vec::with_capacity(all.len());
-    for field in &all {
-        rows.push(Row {
+    let users = fields::Users::load(pool).await?;
+    let rows = all
+        .iter()
+        .map(|field| Row {
             id: field.id,
             name: field.name.clone(),
             field_type: field.field_type.as_str(),
-            uses: fields::usage(pool, &all, field).await?,
-        });
-    }
+            uses: users.of(&all, field),
+        })
+        .collect();
     Ok(render(&FieldsPage {
         ctx: ctx.at(Nav::Fields),
         rows,
@@ -72,26 +73,33 @@ async fn confirm(
     ctx: PageContext,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let pool = state.db.pool();
-    let all = fields::list(pool).await?;
-    let field = all.iter().find(|f| f.id == id).ok_or(AppError::NotFound)?;
-    let uses = fields::usage(pool, &all, field).await?;
-    if !uses.is_empty() {
-        return Err(in_use(&field.name, &uses));
-    }
+    let field = unused_field(&state, id).await?;
     Ok(render(&ConfirmPage {
         ctx: ctx.at(Nav::Fields),
         id,
-        name: field.name.clone(),
+        name: field.name,
     })?
     .into_response())
 }
 
-fn in_use(name: &str, uses: &[String]) -> AppError {
-    AppError::Conflict(format!(
-        "The field “{name}” is used by {}; change those first.",
-        uses.join(", ")
-    ))
+/// The field, if nothing uses it: only such a field may be deleted.
+async fn unused_field(state: &AppState, id: i64) -> Result<fields::Field, AppError> {
+    let pool = state.db.pool();
+    let all = fields::list(pool).await?;
+    let field = all
+        .iter()
+        .find(|f| f.id == id)
+        .cloned()
+        .ok_or(AppError::NotFound)?;
+    let uses = fields::Users::load(pool).await?.of(&all, &field);
+    if !uses.is_empty() {
+        return Err(AppError::Conflict(format!(
+            "The field “{}” is used by {}; change those first.",
+            field.name,
+            uses.join(", ")
+        )));
+    }
+    Ok(field)
 }
 
 async fn delete(
@@ -100,17 +108,8 @@ async fn delete(
     session: Session,
     Path(id): Path<i64>,
 ) -> Result<Redirect, AppError> {
+    let field = unused_field(&state, id).await?;
     let pool = state.db.pool();
-    let all = fields::list(pool).await?;
-    let field = all
-        .iter()
-        .find(|f| f.id == id)
-        .cloned()
-        .ok_or(AppError::NotFound)?;
-    let uses = fields::usage(pool, &all, &field).await?;
-    if !uses.is_empty() {
-        return Err(in_use(&field.name, &uses));
-    }
     fields::delete(&state.db, &field).await?;
     let actor = audit::Actor {
         user_id: ctx.user.id,

@@ -1046,17 +1046,22 @@ async fn remove_with(w: &World, id: i64, choice: &str) {
         .post_form(&page, &page, &[("in_mailchimp", choice)])
         .await;
     assert_eq!(location(&response), "/admin/export-destinations");
+    assert!(removed(w, id).await, "the destination was never removed");
+}
+
+/// Waits (up to 30 s) for a destination to be gone; true once it is.
+async fn removed(w: &World, id: i64) -> bool {
     for _ in 0..600 {
         if destinations::find(w.app.state.db.pool(), id)
             .await
             .unwrap()
             .is_none()
         {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the destination was never removed");
+    false
 }
 
 #[tokio::test]
@@ -1334,19 +1339,10 @@ async fn a_failed_clean_up_keeps_the_destination_and_a_retry_finishes_the_remova
     let retry = ask_removal(&w, &admin, id, "archive_members").await;
     assert_ne!(retry.id, cleanup.id);
     // A successful clean-up deletes the destination, and its runs with it.
-    let mut removed = false;
-    for _ in 0..600 {
-        if destinations::find(w.app.state.db.pool(), id)
-            .await
-            .unwrap()
-            .is_none()
-        {
-            removed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(removed, "the retried clean-up removed the destination");
+    assert!(
+        removed(&w, id).await,
+        "the retried clean-up removed the destination"
+    );
     assert!(audience(&w).iter().all(|m| m.1 == "archived"));
     let log = admin.get_html("/admin/audit-log").await;
     assert!(log.contains("2 members archived in Mailchimp"), "{log}");

@@ -270,30 +270,17 @@ async fn a_burst_of_parallel_wrong_sign_ins_checks_no_more_passwords_than_the_li
 
 #[tokio::test]
 async fn guesses_from_many_addresses_meet_an_account_wide_ceiling_that_spares_known_addresses() {
-    let app = spawn_app().await;
-    app.create_user("ada@example.com", Role::Administrator)
-        .await;
-    // Ada signs in from her usual address (127.0.0.1), then signs out.
-    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 303);
-    app.post_form("/admin/export-destinations", "/sign-out", &[])
-        .await;
+    let app = ada_who_signed_in_here_before().await;
     let before = app.state.hasher.verifications();
-    // Guesses from other addresses, each staying under the per-address limit.
-    let mut guesses = 0;
-    for host in 2u8.. {
-        let attacker = app.client_from(std::net::IpAddr::from([127, 0, 0, host]));
-        for _ in 1..MAX_FAILURES {
-            let response = attacker.sign_in("ada@example.com", "wrong password!").await;
-            guesses += 1;
-            if guesses < ACCOUNT_MAX_FAILURES {
-                assert_eq!(response.status(), 401, "guess {guesses}");
-            } else {
-                assert_eq!(response.status(), 429, "guess {guesses}");
-            }
-        }
-        if guesses >= ACCOUNT_MAX_FAILURES + 2 {
-            break;
-        }
+    let statuses = guesses_from_elsewhere(&app, ACCOUNT_MAX_FAILURES + 2).await;
+    for (i, status) in statuses.iter().enumerate() {
+        let guess = i as u32 + 1;
+        let expected = if guess < ACCOUNT_MAX_FAILURES {
+            401
+        } else {
+            429
+        };
+        assert_eq!(*status, expected, "guess {guess}");
     }
     assert_eq!(
         app.state.hasher.verifications() - before,
@@ -343,12 +330,7 @@ async fn a_right_password_starts_the_address_count_again() {
 
 #[tokio::test]
 async fn an_address_last_used_more_than_30_days_ago_is_no_longer_spared() {
-    let app = spawn_app().await;
-    app.create_user("ada@example.com", Role::Administrator)
-        .await;
-    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 303);
-    app.post_form("/admin/export-destinations", "/sign-out", &[])
-        .await;
+    let app = ada_who_signed_in_here_before().await;
     let long_ago = export_destinations::db::now_millis() - 31 * 24 * 60 * 60 * 1000;
     sqlx::query("UPDATE sign_in_known_addresses SET last_seen_at = $1")
         .bind(long_ago)
@@ -356,17 +338,35 @@ async fn an_address_last_used_more_than_30_days_ago_is_no_longer_spared() {
         .await
         .unwrap();
     // Guesses from elsewhere fill the account-wide ceiling ...
-    let mut guesses = 0;
+    guesses_from_elsewhere(&app, ACCOUNT_MAX_FAILURES).await;
+    // ... and now count for the old address too.
+    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 429);
+}
+
+/// Ada's account, which signed in from 127.0.0.1 (her usual address) and signed out.
+async fn ada_who_signed_in_here_before() -> crate::helpers::TestApp {
+    let app = spawn_app().await;
+    app.create_user("ada@example.com", Role::Administrator)
+        .await;
+    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 303);
+    app.post_form("/admin/export-destinations", "/sign-out", &[])
+        .await;
+    app
+}
+
+/// At least `count` wrong guesses at Ada's password from other addresses (127.0.0.2 …),
+/// each staying under the per-address limit; the status of each.
+async fn guesses_from_elsewhere(app: &crate::helpers::TestApp, count: u32) -> Vec<u16> {
+    let mut statuses = Vec::new();
     for host in 2u8.. {
         let attacker = app.client_from(std::net::IpAddr::from([127, 0, 0, host]));
         for _ in 1..MAX_FAILURES {
-            attacker.sign_in("ada@example.com", "wrong password!").await;
-            guesses += 1;
+            let response = attacker.sign_in("ada@example.com", "wrong password!").await;
+            statuses.push(response.status().as_u16());
         }
-        if guesses >= ACCOUNT_MAX_FAILURES {
-            break;
+        if statuses.len() >= count as usize {
+            return statuses;
         }
     }
-    // ... and now count for the old address too.
-    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 429);
+    statuses
 }
