@@ -80,6 +80,8 @@ impl App {
                 settings.session_idle.as_secs() as i64,
             )));
         let (mailchimp, sandbox) = mailchimp_endpoints(&settings, &public_url)?;
+        let limiters =
+            crate::export::Limiters::for_database(&db, settings.export_lease.as_millis() as i64);
         let state = AppState {
             db: db.clone(),
             hasher,
@@ -90,7 +92,7 @@ impl App {
                 db: db.clone(),
                 key: secret_key.clone(),
                 client: mailchimp::client::Client::new(),
-                limiters: crate::export::Limiters::default(),
+                limiters,
             },
             mailchimp,
             mailchimp_client: mailchimp::client::Client::new(),
@@ -131,7 +133,7 @@ impl App {
             self.state.settings.export_lease.as_millis() as i64,
         );
         let owner = worker.owner().to_owned();
-        let worker = tokio::spawn(worker.run());
+        let worker = tokio::spawn(worker.run(self.state.settings.export_workers));
         let scheduler = self
             .state
             .settings
@@ -163,6 +165,7 @@ impl App {
         if let Err(err) = crate::store::runs::release(self.state.db.pool(), &owner).await {
             tracing::warn!(error = %err, "releasing the export worker's leases");
         }
+        self.state.engine.limiters.release().await;
         tracing::info!("console stopped");
         served.context("serving HTTP")
     }

@@ -257,6 +257,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         demo_data: false,
         scheduler: false,
         export_lease: std::time::Duration::from_secs(60),
+        export_workers: 4,
         bind_addr: "127.0.0.1:0".parse()?,
         public_url: None,
         secret_key: Some(key.clone()),

@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// another worker resumes the run once it expires.
     #[arg(long, env = "EXPORT_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(2..))]
     pub export_lease_seconds: u32,
+    /// Export runs one console executes at once. Runs on different Mailchimp accounts
+    /// proceed side by side; runs on one account share its 10 connections.
+    #[arg(long, env = "EXPORT_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub export_workers: u32,
     /// Client ID of your Mailchimp OAuth app; unset: the built-in sandbox stands in.
     #[arg(long, env = "MAILCHIMP_CLIENT_ID")]
     pub mailchimp_client_id: Option<String>,
@@ -144,6 +148,8 @@ pub struct Settings {
     pub scheduler: bool,
     /// How long an export worker's claim lasts without a heartbeat.
     pub export_lease: Duration,
+    /// Export runs executed at once.
+    pub export_workers: usize,
     pub bind_addr: SocketAddr,
     /// None: derived from the address actually bound.
     pub public_url: Option<Url>,
@@ -220,6 +226,7 @@ impl Settings {
             demo_data: args.demo_data,
             scheduler: true,
             export_lease: Duration::from_secs(u64::from(args.export_lease_seconds)),
+            export_workers: args.export_workers as usize,
             bind_addr: args.bind_addr,
             public_url,
             secret_key,

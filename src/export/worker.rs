@@ -117,8 +117,22 @@ impl Worker {
         Ok(())
     }
 
-    /// Works until the process stops, polling for runs when idle.
-    pub async fn run(self) {
+    /// Works until the process stops, executing up to `workers` runs at once and polling
+    /// for runs when idle.
+    pub async fn run(self, workers: usize) {
+        let mut lanes = tokio::task::JoinSet::new();
+        for lane in 0..workers.max(1) {
+            let worker = self.clone();
+            lanes.spawn(async move {
+                // Lanes start a little apart so that they do not poll in step.
+                tokio::time::sleep(Duration::from_millis(lane as u64 * 50)).await;
+                worker.lane().await;
+            });
+        }
+        while lanes.join_next().await.is_some() {}
+    }
+
+    async fn lane(self) {
         loop {
             match self.try_execute_next().await {
                 Ok(Some(_)) => continue,

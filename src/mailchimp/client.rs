@@ -103,6 +103,17 @@ impl ApiError {
         }
     }
 
+    /// The console's database could not lend a connection slot: try again later.
+    pub(crate) fn no_slot(err: &sqlx::Error) -> Self {
+        Self {
+            kind: ErrorKind::Transient,
+            status: None,
+            title: "No connection slot".into(),
+            detail: format!("the account's shared connection slots could not be read: {err}"),
+            retry_after: None,
+        }
+    }
+
     fn transport(err: reqwest::Error) -> Self {
         Self {
             kind: ErrorKind::Transient,

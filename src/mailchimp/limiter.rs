@@ -1,7 +1,9 @@
 //! Mailchimp allows 10 requests in flight per account: one limit per account, shared by
-//! every destination on it. Throttled and transient failures are retried with exponential
-//! back-off and jitter (or as long as a `Retry-After` asks), a bounded number of times; a
-//! 429 also takes a connection slot away for a while. A per-member 400 is never retried.
+//! every destination on it, and on PostgreSQL by every console on the database (slot leases
+//! in the database, renewed while held, so a console that dies frees its slots when they run
+//! out). Throttled and transient failures are retried with exponential back-off and jitter
+//! (or as long as a `Retry-After` asks), a bounded number of times; a 429 also takes a
+//! connection slot away for a while. A per-member 400 is never retried.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,38 +12,222 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::Semaphore;
+use sha2::{Digest, Sha256};
+use sqlx::AnyPool;
+use tokio::sync::{OnceCell, Semaphore};
 
+use crate::db::{Backend, Db, now_millis};
 use crate::mailchimp::client::{ApiError, Connection, ErrorKind};
+use crate::store::slots;
 
 /// Requests in flight per Mailchimp account.
 pub const PER_ACCOUNT: usize = 10;
 const MAX_ATTEMPTS: u32 = 8;
 /// Successes in a row that earn a withheld slot back.
 const SUCCESSES_PER_SLOT: usize = 20;
+/// How often a console waiting for a shared slot looks again.
+const SLOT_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Clone, Default)]
 pub struct Limiters {
     accounts: Arc<Mutex<HashMap<String, Arc<AccountLimit>>>>,
+    shared: Option<Arc<SharedBudget>>,
 }
 
 impl Limiters {
+    /// Limits for a console on `db`: on PostgreSQL, where several consoles may share the
+    /// database, each account's slots are leased in the database for `lease_ms` at a time;
+    /// on SQLite the console keeps the count itself.
+    pub fn for_database(db: &Db, lease_ms: i64) -> Self {
+        match db.backend() {
+            Backend::Postgres => Self::shared(db, lease_ms),
+            Backend::Sqlite => Self::default(),
+        }
+    }
+
+    /// Limits whose slots are leased in the database, whatever the backend.
+    pub fn shared(db: &Db, lease_ms: i64) -> Self {
+        let lease_ms = lease_ms.max(1_000);
+        let holder = format!("console-{}", &crate::crypto::random_token()[..12]);
+        let renewer = {
+            let (pool, holder) = (db.pool().clone(), holder.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(lease_ms as u64 / 4)).await;
+                    if let Err(err) = slots::renew(&pool, &holder, now_millis() + lease_ms).await {
+                        tracing::warn!(error = %err, "renewing the leases of connection slots");
+                    }
+                }
+            })
+        };
+        Self {
+            accounts: Arc::default(),
+            shared: Some(Arc::new(SharedBudget {
+                pool: db.pool().clone(),
+                backend: db.backend(),
+                holder,
+                lease_ms,
+                renewer,
+            })),
+        }
+    }
+
     /// The limit of the account behind a connection (its API base and credential).
     pub fn for_connection(&self, connection: &Connection) -> Arc<AccountLimit> {
-        let key = format!("{}|{}", connection.api_base, fingerprint(connection));
+        let key = account_key(connection);
         let mut map = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(key)
-            .or_insert_with(|| Arc::new(AccountLimit::new(PER_ACCOUNT)))
+        map.entry(key.clone())
+            .or_insert_with(|| {
+                let mut limit = AccountLimit::new(PER_ACCOUNT);
+                limit.shared = self.shared.clone().map(|budget| AccountShare {
+                    budget,
+                    key,
+                    gate: tokio::sync::Mutex::new(()),
+                    ensured: OnceCell::new(),
+                });
+                Arc::new(limit)
+            })
             .clone()
+    }
+
+    /// Gives back every slot this console holds (at shutdown), so others need not wait
+    /// for the leases to run out.
+    pub async fn release(&self) {
+        if let Some(shared) = &self.shared {
+            if let Err(err) = slots::release_all(&shared.pool, &shared.holder).await {
+                tracing::warn!(error = %err, "giving back connection slots");
+            }
+        }
     }
 }
 
-fn fingerprint(connection: &Connection) -> String {
+/// An account's key: a digest of its API base and credential (the credential never leaves
+/// the process, and the digest is what the database keeps).
+fn account_key(connection: &Connection) -> String {
     use crate::mailchimp::client::Credential;
     let secret = match &connection.credential {
         Credential::OAuth(s) | Credential::ApiKey(s) => s,
     };
-    crate::domain::subscriber_hash(secret)
+    let mut digest = Sha256::new();
+    digest.update(connection.api_base.as_bytes());
+    digest.update(b"|");
+    digest.update(secret.as_bytes());
+    hex::encode(digest.finalize())
+}
+
+/// The console's side of the slot leases in the database.
+struct SharedBudget {
+    pool: AnyPool,
+    backend: Backend,
+    holder: String,
+    lease_ms: i64,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SharedBudget {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+/// One account's slots in the database.
+struct AccountShare {
+    budget: Arc<SharedBudget>,
+    key: String,
+    /// One caller per console looks for a free slot at a time; the others queue here.
+    gate: tokio::sync::Mutex<()>,
+    ensured: OnceCell<()>,
+}
+
+/// A slot leased in the database, given back when dropped.
+struct SlotLease {
+    budget: Arc<SharedBudget>,
+    key: String,
+    slot: i32,
+}
+
+impl Drop for SlotLease {
+    fn drop(&mut self) {
+        let (budget, key, slot) = (
+            self.budget.clone(),
+            std::mem::take(&mut self.key),
+            self.slot,
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = slots::release(&budget.pool, &key, slot, &budget.holder).await {
+                    tracing::warn!(error = %err, "giving back a connection slot; its lease runs out");
+                }
+            });
+        }
+    }
+}
+
+/// While alive, the console is noted as waiting for one of the account's slots.
+struct Waiting<'a> {
+    share: &'a AccountShare,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let (budget, key) = (self.share.budget.clone(), self.share.key.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = slots::stop_waiting(&budget.pool, &key, &budget.holder).await;
+            });
+        }
+    }
+}
+
+impl AccountShare {
+    /// Waits for one of the account's slots in the database; consoles that waited longer
+    /// go first.
+    async fn take(&self) -> Result<SlotLease, ApiError> {
+        let _gate = self.gate.lock().await;
+        let budget = &self.budget;
+        let pool = &budget.pool;
+        self.ensured
+            .get_or_try_init(|| slots::ensure(pool, &self.key, PER_ACCOUNT))
+            .await
+            .map_err(|err| ApiError::no_slot(&err))?;
+        let since = now_millis();
+        let mut waiting = None;
+        loop {
+            let now = now_millis();
+            let claimed = slots::claim(
+                pool,
+                budget.backend,
+                &self.key,
+                &budget.holder,
+                since,
+                now,
+                now + budget.lease_ms,
+            )
+            .await
+            .map_err(|err| ApiError::no_slot(&err))?;
+            if let Some(slot) = claimed {
+                drop(waiting);
+                return Ok(SlotLease {
+                    budget: budget.clone(),
+                    key: self.key.clone(),
+                    slot,
+                });
+            }
+            // Noted (again) as waiting: the note runs out if this console dies.
+            slots::wait(
+                pool,
+                &self.key,
+                &budget.holder,
+                since,
+                now + budget.lease_ms,
+            )
+            .await
+            .map_err(|err| ApiError::no_slot(&err))?;
+            waiting.get_or_insert(Waiting { share: self });
+            let jitter = rand::thread_rng().gen_range(0..=SLOT_POLL.as_millis() as u64);
+            tokio::time::sleep(SLOT_POLL + Duration::from_millis(jitter)).await;
+        }
+    }
 }
 
 /// An account's connection slots. A 429 takes one slot away (down to one: someone else is
@@ -51,6 +237,7 @@ pub struct AccountLimit {
     withheld: AtomicUsize,
     successes: AtomicUsize,
     most: usize,
+    shared: Option<AccountShare>,
 }
 
 impl AccountLimit {
@@ -60,6 +247,7 @@ impl AccountLimit {
             withheld: AtomicUsize::new(0),
             successes: AtomicUsize::new(0),
             most,
+            shared: None,
         }
     }
 
@@ -108,7 +296,13 @@ where
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
-            call().await
+            match &limit.shared {
+                Some(share) => match share.take().await {
+                    Ok(_lease) => call().await,
+                    Err(err) => Err(err),
+                },
+                None => call().await,
+            }
         };
         match &result {
             Ok(_) => limit.succeeded(),

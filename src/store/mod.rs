@@ -14,6 +14,7 @@ pub mod runs;
 pub mod schedule;
 pub mod segments;
 pub mod sign_in_failures;
+pub mod slots;
 pub mod users;
 
 /// True when a database error is a unique-constraint violation (on either backend).

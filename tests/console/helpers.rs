@@ -38,7 +38,7 @@ pub fn new_client() -> (reqwest::Client, Arc<Jar>) {
     (client, jar)
 }
 
-async fn fresh_database_url(dir: &std::path::Path) -> DatabaseUrl {
+pub async fn fresh_database_url(dir: &std::path::Path) -> DatabaseUrl {
     let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
         return DatabaseUrl::sqlite_file(&dir.join("test.db"));
     };
@@ -66,6 +66,7 @@ pub fn test_settings(dir: &std::path::Path, database_url: DatabaseUrl) -> Settin
         demo_data: false,
         scheduler: false,
         export_lease: Duration::from_secs(60),
+        export_workers: 4,
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         secret_key: Some(SecretKey::generate()),

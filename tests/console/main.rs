@@ -16,6 +16,7 @@ mod profiles;
 mod retries;
 mod roles;
 mod sandbox;
+mod scale;
 mod schedule;
 mod security;
 mod segments;
