@@ -106,6 +106,20 @@ impl SecretKey {
     }
 }
 
+impl SecretKey {
+    /// A keyed digest of `data` for one `purpose` (HMAC-SHA256, hex): a value the console
+    /// can recompute and nobody without the key can forge.
+    pub fn mac(&self, purpose: &str, data: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC takes a key of any length");
+        mac.update(purpose.as_bytes());
+        mac.update(b"\0");
+        mac.update(data.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
 /// A random token for URLs and forms (CSRF tokens, OAuth state).
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::app::AppState;
+use crate::auth::csrf::PreSession;
 use crate::auth::session;
 use crate::auth::throttle::{self, Admission};
 use crate::domain::{EmailAddress, NewPassword, PersonName, Role};
@@ -57,18 +58,19 @@ struct NextQuery {
 async fn sign_in_page(
     State(state): State<AppState>,
     session: Session,
+    pre: PreSession,
     Query(query): Query<NextQuery>,
 ) -> Result<Response, AppError> {
     if users::count(state.db.pool()).await? == 0 {
         return Ok(Redirect::to("/setup").into_response());
     }
     let page = SignInPage {
-        csrf_token: session::csrf_token(&session).await?,
+        csrf_token: pre.token_for(&session).await?,
         email: String::new(),
         next: safe_next(query.next.as_deref()).to_owned(),
         error: None,
     };
-    Ok(render(&page)?.into_response())
+    Ok(pre.attach(render(&page)?.into_response()))
 }
 
 #[derive(Deserialize)]
@@ -83,10 +85,11 @@ async fn sign_in(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
+    pre: PreSession,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, AppError> {
     let pool = state.db.pool();
-    let csrf_token = session::csrf_token(&session).await?;
+    let csrf_token = pre.token_for(&session).await?;
     let refuse = |status: StatusCode, error: String| -> Result<Response, AppError> {
         let page = SignInPage {
             csrf_token: csrf_token.clone(),
@@ -188,17 +191,21 @@ struct SetupPage {
     errors: Vec<String>,
 }
 
-async fn setup_page(State(state): State<AppState>, session: Session) -> Result<Response, AppError> {
+async fn setup_page(
+    State(state): State<AppState>,
+    session: Session,
+    pre: PreSession,
+) -> Result<Response, AppError> {
     if users::count(state.db.pool()).await? > 0 {
         return Err(AppError::NotFound);
     }
     let page = SetupPage {
-        csrf_token: session::csrf_token(&session).await?,
+        csrf_token: pre.token_for(&session).await?,
         name: String::new(),
         email: String::new(),
         errors: Vec::new(),
     };
-    Ok(render(&page)?.into_response())
+    Ok(pre.attach(render(&page)?.into_response()))
 }
 
 #[derive(Deserialize)]
@@ -212,6 +219,7 @@ struct SetupForm {
 async fn setup(
     State(state): State<AppState>,
     session: Session,
+    pre: PreSession,
     Form(form): Form<SetupForm>,
 ) -> Result<Response, AppError> {
     if users::count(state.db.pool()).await? > 0 {
@@ -236,7 +244,7 @@ async fn setup(
     let (Ok(name), Ok(email), Ok(password), true) = (name, email, password, errors.is_empty())
     else {
         let page = SetupPage {
-            csrf_token: session::csrf_token(&session).await?,
+            csrf_token: pre.token_for(&session).await?,
             name: form.name,
             email: form.email,
             errors,

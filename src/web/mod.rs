@@ -72,7 +72,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
     let pages = Router::new()
         .merge(auth_pages::router())
         .merge(signed_in)
-        .layer(from_fn(verify_csrf))
+        .layer(from_fn_with_state(state.clone(), verify_csrf))
         .layer(sessions)
         .layer(from_fn(limits::bounded_forms));
     let https = state.public_url.scheme() == "https";

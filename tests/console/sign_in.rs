@@ -91,13 +91,18 @@ async fn the_session_id_changes_at_sign_in_and_the_old_one_grants_nothing() {
     app.create_user("ada@example.com", Role::Administrator)
         .await;
     app.get_html("/sign-in").await;
-    let before = app
-        .session_cookie()
-        .expect("an anonymous session for the form's token");
+    assert_eq!(
+        app.session_cookie(),
+        None,
+        "the sign-in page opens no session"
+    );
+    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 303);
+    let before = app.session_cookie().unwrap();
+    // Signing in again (say, as someone else on a shared computer) starts a new session.
     assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 303);
     let after = app.session_cookie().unwrap();
     assert_ne!(before, after);
-    // A fixated (pre-sign-in) session id is worth nothing after sign-in.
+    // The earlier session id is worth nothing after sign-in.
     let attacker = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -117,17 +122,21 @@ async fn the_session_cookie_is_http_only_and_same_site_lax() {
     let app = spawn_app().await;
     app.create_user("ada@example.com", Role::Administrator)
         .await;
-    let response = app.get("/sign-in").await;
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(cookie.contains("HttpOnly"), "{cookie}");
-    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
-    assert!(
-        !cookie.contains("Secure"),
-        "plain http must not mark cookies Secure: {cookie}"
-    );
+    // The sign-in page's own cookie (its form's token), then the session's at sign-in.
+    let page = app.get("/sign-in").await;
+    let signed_in = app.sign_in("ada@example.com", PASSWORD).await;
+    for response in [page, signed_in] {
+        let cookie = response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(cookie.contains("HttpOnly"), "{cookie}");
+        assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+        assert!(
+            !cookie.contains("Secure"),
+            "plain http must not mark cookies Secure: {cookie}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -369,4 +378,89 @@ async fn guesses_from_elsewhere(app: &crate::helpers::TestApp, count: u32) -> Ve
         }
     }
     statuses
+}
+
+/// Session rows in the console's database, and their expiry times.
+async fn session_rows(app: &crate::helpers::TestApp) -> (i64, Vec<String>) {
+    let table = match app.state.db.backend() {
+        export_destinations::db::Backend::Sqlite => "tower_sessions",
+        export_destinations::db::Backend::Postgres => "tower_sessions.session",
+    };
+    let pool = app.state.db.pool();
+    let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let expiries: Vec<String> =
+        sqlx::query_scalar(&format!("SELECT CAST(expiry_date AS TEXT) FROM {table}"))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    (count, expiries)
+}
+
+#[tokio::test]
+async fn pages_before_sign_in_open_no_session_and_their_forms_still_need_the_token() {
+    let app = spawn_app().await;
+    // The first-administrator page, then the sign-in page, shown and refused a few times.
+    assert_eq!(app.get("/setup").await.status(), 200);
+    app.create_user("ada@example.com", Role::Administrator)
+        .await;
+    for _ in 0..2 {
+        app.get_html("/sign-in").await;
+        let refused = app.sign_in("ada@example.com", "wrong password").await;
+        assert_eq!(refused.status(), 401);
+    }
+    assert_eq!(app.session_cookie(), None);
+    assert_eq!(session_rows(&app).await.0, 0, "no session rows");
+    // Posted from elsewhere (no token, or a token of another browser), sign-in is refused.
+    let other = app.another_client();
+    other.get_html("/sign-in").await;
+    let token = crate::helpers::csrf_token(&app.get_html("/sign-in").await);
+    let forged = other
+        .client
+        .post(other.url("/sign-in"))
+        .form(&[
+            ("email", "ada@example.com"),
+            ("password", PASSWORD),
+            ("csrf_token", token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403, "another browser's token is refused");
+    let bare = reqwest::Client::new()
+        .post(app.url("/sign-in"))
+        .form(&[("email", "ada@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 403);
+    assert_eq!(session_rows(&app).await.0, 0);
+    // With its own page's token, sign-in works and opens one session.
+    assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 303);
+    assert_eq!(session_rows(&app).await.0, 1);
+}
+
+#[tokio::test]
+async fn viewing_pages_does_not_rewrite_the_session() {
+    let app = spawn_app().await;
+    app.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let (_, before) = session_rows(&app).await;
+    // Past the next whole second, so that an extended expiry would show in the row.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    for path in [
+        "/admin/export-destinations",
+        "/data/profiles",
+        "/admin/export-destinations",
+    ] {
+        assert_eq!(app.get(path).await.status(), 200, "{path}");
+    }
+    let (count, after) = session_rows(&app).await;
+    assert_eq!(count, 1);
+    assert_eq!(
+        before, after,
+        "pages that change nothing leave the session row as it was"
+    );
 }
