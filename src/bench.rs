@@ -553,7 +553,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
 }
 
 /// Signs in like a browser; returns the session cookie (`name=value`).
-async fn sign_in(
+pub(crate) async fn sign_in(
     http: &reqwest::Client,
     base: &str,
     email: &str,
@@ -570,7 +570,15 @@ async fn sign_in(
             .map(str::to_owned)
     }
     let page = http.get(format!("{base}/sign-in")).send().await?;
-    let cookie = cookie_of(&page).unwrap_or_default();
+    // The sign-in form's token goes with the cookie the page set.
+    let cookie = page
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ");
     let html = page.text().await?;
     let marker = "name=\"csrf_token\" value=\"";
     let token = html

@@ -92,6 +92,45 @@ pub enum BenchCommand {
     Data(BenchDataArgs),
     /// Export demo profiles to a sandbox process with Mailchimp's realistic limits.
     Export(BenchExportArgs),
+    /// Export all over several destinations on several accounts, pages timed under load.
+    Scale(BenchScaleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchScaleArgs {
+    /// Profiles (every destination exports them all).
+    #[arg(long, default_value_t = 100_000)]
+    pub profiles: u64,
+    /// How many demo segments (1 to 6).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(1..=6))]
+    pub segments: u8,
+    /// Destinations, each to an audience of its own.
+    #[arg(long, default_value_t = 3)]
+    pub destinations: usize,
+    /// Mailchimp accounts the destinations are spread over (destination i on account i mod M).
+    #[arg(long, default_value_t = 3)]
+    pub accounts: usize,
+    /// Export runs the console executes at once (EXPORT_WORKERS).
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Concurrent page clients during the first Export all.
+    #[arg(long, default_value_t = 50)]
+    pub clients: usize,
+    /// Concurrent page clients during the second (full resync) Export all.
+    #[arg(long, default_value_t = 10)]
+    pub few_clients: usize,
+    /// Seconds pages are timed with nothing running, after each Export all.
+    #[arg(long, default_value_t = 10)]
+    pub idle_seconds: u64,
+    /// Modelled milliseconds per call.
+    #[arg(long, default_value_t = 150)]
+    pub latency_ms: u64,
+    /// Modelled microseconds per member in a call.
+    #[arg(long, default_value_t = 1000)]
+    pub per_member_us: u64,
+    /// An empty database to use instead of a fresh SQLite file (e.g. PostgreSQL).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,0 +1,354 @@
+//! `bench scale`: **Export all** over several destinations on several Mailchimp accounts,
+//! against the modelled minimum of each account's work (the sum if runs went one after
+//! another, the largest if accounts proceed side by side), with pages timed at many
+//! concurrent clients while the exports run and while nothing runs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cli::BenchScaleArgs;
+use crate::sandbox::SandboxConfig;
+use crate::sandbox::standalone::RunningSandbox;
+use crate::store::destinations::{self, Authentication, Configuration, FieldMapping};
+use crate::store::runs::{self, Run};
+use crate::store::segments;
+
+pub async fn scale(args: BenchScaleArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.accounts >= 1 && args.destinations >= args.accounts,
+        "--destinations must be at least --accounts, and both at least 1"
+    );
+    let latency = Duration::from_millis(args.latency_ms);
+    let per_member = Duration::from_micros(args.per_member_us);
+    let config = SandboxConfig {
+        max_connections: 10,
+        latency,
+        per_member,
+        ..SandboxConfig::default()
+    };
+    let running = RunningSandbox::bind(config, "127.0.0.1:0".parse()?, None).await?;
+    let sandbox = running.sandbox.clone();
+    let sandbox_base = format!("http://{}", running.addr);
+    tokio::spawn(running.serve(std::future::pending()));
+    // Destination i is on account i % accounts, each to an audience of its own.
+    let plan: Vec<(String, String)> = {
+        let mut store = sandbox.store();
+        let (first_key, first_account) = store
+            .api_keys
+            .iter()
+            .next()
+            .map(|(k, a)| (k.clone(), a.clone()))
+            .ok_or_else(|| anyhow::anyhow!("the sandbox has no API key"))?;
+        let mut accounts = vec![(first_key, first_account)];
+        for n in 1..args.accounts {
+            let account = store.add_account(&format!("Company {}", n + 1));
+            accounts.push((store.issue_api_key(&account), account));
+        }
+        (0..args.destinations)
+            .map(|i| {
+                let (key, account) = &accounts[i % args.accounts];
+                let audience = store.create_audience(
+                    account,
+                    &format!("Audience {}", i + 1),
+                    "2026-12-02T00:00:00+00:00",
+                );
+                (key.clone(), audience)
+            })
+            .collect()
+    };
+    println!(
+        "bench scale: {} destinations on {} accounts, {} profiles in {} segments each; sandbox: 10 connections, {} ms per call + {} µs per member; {} workers",
+        args.destinations,
+        args.accounts,
+        args.profiles,
+        args.segments,
+        args.latency_ms,
+        args.per_member_us,
+        args.workers
+    );
+
+    let dir = tempfile::tempdir()?;
+    let prepared = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["demo-data", "--seed", "1", "--data-dir"])
+        .arg(dir.path())
+        .args(["--profiles", &args.profiles.to_string()])
+        .args(["--segments", &args.segments.to_string()])
+        .args(
+            args.database_url
+                .iter()
+                .flat_map(|url| ["--database-url", url.as_str()]),
+        )
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await?;
+    anyhow::ensure!(
+        prepared.success(),
+        "the demo profiles could not be prepared"
+    );
+
+    let key = crate::crypto::SecretKey::generate();
+    let password = "bench-password-1234";
+    let settings = crate::config::Settings {
+        database_url: crate::config::DbArgs {
+            database_url: args.database_url.clone(),
+            data_dir: dir.path().to_path_buf(),
+        }
+        .database_url()?,
+        data_dir: dir.path().to_path_buf(),
+        demo_data: false,
+        scheduler: false,
+        export_lease: Duration::from_secs(60),
+        export_workers: args.workers,
+        bind_addr: "127.0.0.1:0".parse()?,
+        public_url: None,
+        secret_key: Some(key.clone()),
+        admin: Some(crate::config::BootstrapAdmin {
+            email: crate::domain::EmailAddress::parse("bench@example.com")
+                .map_err(anyhow::Error::msg)?,
+            password: crate::domain::NewPassword::parse(password.into())
+                .map_err(anyhow::Error::msg)?,
+        }),
+        session_idle: Duration::from_secs(3600),
+        sign_in_throttle: crate::config::SignInThrottle {
+            max_failures: 10,
+            account_max_failures: 100,
+            lockout: Duration::from_secs(60),
+        },
+        hash_cost: crate::config::HashCost {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+        },
+        mailchimp: Default::default(),
+    };
+    let console = crate::app::App::build(settings).await?;
+    let console_base = format!("http://{}", console.local_addr());
+    let db = console.state().db.clone();
+    tokio::spawn(console.run_until_stopped());
+    let owner: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'bench@example.com'")
+        .fetch_one(db.pool())
+        .await?;
+    let segment_ids: Vec<i64> = segments::list(db.pool())
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let mappings = [FieldMapping {
+        tag: "FNAME".into(),
+        field: "FirstName".into(),
+    }];
+    let mut ids = Vec::new();
+    for (i, (api_key, audience)) in plan.iter().enumerate() {
+        let name = format!("Bench {}", i + 1);
+        let id = destinations::create_draft(db.pool(), &name, audience, owner, "bench").await?;
+        let sealed = key.seal(api_key);
+        let auth = Authentication {
+            method: "api_key",
+            credential_sealed: &sealed,
+            api_base: &sandbox_base,
+            account: "bench",
+            audience_name: audience,
+            audience_members: 0,
+            by: owner,
+        };
+        destinations::set_authentication(db.pool(), id, &auth).await?;
+        destinations::set_export_user(db.pool(), id, owner).await?;
+        let config = Configuration {
+            display_name: &name,
+            email_field: "EmailAddress",
+            field_mappings: &mappings,
+            segment_ids: &segment_ids,
+            new_member_status: "subscribed",
+        };
+        let mut conn = db.pool().acquire().await?;
+        destinations::save_configuration(&mut conn, id, &config).await?;
+        ids.push(id);
+    }
+
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let mut cookies = Vec::new();
+    for _ in 0..4 {
+        cookies.push(
+            crate::bench::sign_in(&browser, &console_base, "bench@example.com", password).await?,
+        );
+    }
+    let pages = |run: i64| {
+        vec![
+            ("destinations list", "/admin/export-destinations".to_owned()),
+            ("run page", format!("/admin/export-runs/{run}")),
+            (
+                "run progress",
+                format!("/admin/export-runs/{run}/progress.json"),
+            ),
+        ]
+    };
+
+    // Export all, with the most clients watching; then the same clients with nothing running.
+    for (round, clients, full) in [(1, args.clients, false), (2, args.few_clients, true)] {
+        let queued_at = Instant::now();
+        let before = sandbox.stats();
+        let mut run_ids = Vec::new();
+        for id in &ids {
+            let mut conn = db.pool().acquire().await?;
+            run_ids.push(runs::enqueue(&mut conn, *id, full, None).await?.0);
+        }
+        let load = Load::start(
+            &browser,
+            &console_base,
+            &cookies,
+            pages(run_ids[0]),
+            clients,
+        );
+        let mut finished: Vec<Run> = Vec::new();
+        for run_id in &run_ids {
+            loop {
+                let run = runs::find(db.pool(), *run_id)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("run {run_id} is gone"))?;
+                if run.status.is_finished() {
+                    finished.push(run);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let wall = queued_at.elapsed().as_secs_f64();
+        let during = load.stop().await;
+        let after = sandbox.stats();
+        // Each account's modelled minimum: every call's latency and every member's time,
+        // over its 10 connections.
+        let mut per_account = vec![0.0f64; args.accounts];
+        for (i, run) in finished.iter().enumerate() {
+            let c = &run.counters;
+            let members = c.sent + c.failed + c.unchanged.min(c.total);
+            let work = c.calls as f64 * latency.as_secs_f64()
+                + (c.sent + c.failed) as f64 * per_member.as_secs_f64();
+            per_account[i % args.accounts] += work / 10.0;
+            println!(
+                "  {}: {:?} in {:.1} s, {} members ({} sent), {} calls",
+                run.destination_id,
+                run.status,
+                (run.finished_at.unwrap_or(0) - run.started_at.unwrap_or(0)) as f64 / 1000.0,
+                members,
+                c.sent,
+                c.calls
+            );
+        }
+        let sum: f64 = per_account.iter().sum();
+        let largest = per_account.iter().copied().fold(0.0, f64::max);
+        println!(
+            "round {round} ({}): Export all of {} destinations took {wall:.1} s; modelled minimum per account: sum {sum:.1} s, largest {largest:.1} s; wall / largest {:.2}, wall / sum {:.2}",
+            if full { "full resync" } else { "first export" },
+            ids.len(),
+            wall / largest.max(0.001),
+            wall / sum.max(0.001)
+        );
+        println!(
+            "  sandbox 429s: {}; peak calls in flight on one account: {}",
+            after.rejected_429 - before.rejected_429,
+            after.peak_in_flight
+        );
+        let idle_load = Load::start(
+            &browser,
+            &console_base,
+            &cookies,
+            pages(run_ids[0]),
+            clients,
+        );
+        tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
+        let idle = idle_load.stop().await;
+        for ((name, busy), (_, quiet)) in during.into_iter().zip(idle) {
+            let (b50, b99, bn) = quantiles(busy);
+            let (q50, q99, qn) = quantiles(quiet);
+            println!(
+                "  {name} at {clients} clients: during the exports p50 {b50:.1} ms, p99 {b99:.1} ms ({bn} requests); nothing running p50 {q50:.1} ms, p99 {q99:.1} ms ({qn} requests); p99 ratio {:.2}",
+                b99 / q99.max(0.001)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn quantiles(mut times: Vec<Duration>) -> (f64, f64, usize) {
+    times.sort_unstable();
+    let at = |q: f64| {
+        times
+            .get(((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    (at(0.5), at(0.99), times.len())
+}
+
+/// `clients` people each requesting the pages in turn, one request after another, each
+/// request timed.
+struct Load {
+    done: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<Vec<Duration>>>>,
+    names: Vec<&'static str>,
+}
+
+impl Load {
+    fn start(
+        http: &reqwest::Client,
+        base: &str,
+        cookies: &[String],
+        pages: Vec<(&'static str, String)>,
+        clients: usize,
+    ) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let names = pages.iter().map(|(n, _)| *n).collect();
+        let pages = Arc::new(pages);
+        let tasks = (0..clients)
+            .map(|client| {
+                let (http, base, done, pages) =
+                    (http.clone(), base.to_owned(), done.clone(), pages.clone());
+                let cookie = cookies[client % cookies.len()].clone();
+                tokio::spawn(async move {
+                    let mut times = vec![Vec::new(); pages.len()];
+                    let mut turn = client;
+                    while !done.load(Ordering::Relaxed) {
+                        let at = turn % pages.len();
+                        turn += 1;
+                        let started = Instant::now();
+                        let ok = match http
+                            .get(format!("{base}{}", pages[at].1))
+                            .header(reqwest::header::COOKIE, &cookie)
+                            .send()
+                            .await
+                        {
+                            Ok(response) => {
+                                response.status().is_success() && response.bytes().await.is_ok()
+                            }
+                            Err(_) => false,
+                        };
+                        if ok {
+                            times[at].push(started.elapsed());
+                        } else {
+                            tracing::warn!(page = pages[at].0, "a page request failed under load");
+                        }
+                    }
+                    times
+                })
+            })
+            .collect();
+        Self { done, tasks, names }
+    }
+
+    async fn stop(self) -> Vec<(&'static str, Vec<Duration>)> {
+        self.done.store(true, Ordering::Relaxed);
+        let mut all: Vec<(&'static str, Vec<Duration>)> =
+            self.names.iter().map(|n| (*n, Vec::new())).collect();
+        for task in self.tasks {
+            if let Ok(times) = task.await {
+                for (slot, mut t) in all.iter_mut().zip(times) {
+                    slot.1.append(&mut t);
+                }
+            }
+        }
+        all
+    }
+}
