@@ -206,6 +206,28 @@ pub async fn write_generation(
     generation: i64,
     profile_ids: &[i64],
 ) -> sqlx::Result<()> {
+    if conn.backend_name() == "PostgreSQL" {
+        // One statement per 50,000 members: the IDs travel as one text that the server
+        // splits (the portable multi-row INSERT costs PostgreSQL twice the time).
+        for chunk in profile_ids.chunks(50_000) {
+            let mut list = String::with_capacity(chunk.len() * 8);
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    list.push(',');
+                }
+                list.push_str(&id.to_string());
+            }
+            sqlx::query(
+                "INSERT INTO segment_members (segment_id, generation, profile_id)                  SELECT $1, $2, unnest(string_to_array($3, ',')::bigint[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(segment_id)
+            .bind(generation)
+            .bind(list)
+            .execute(&mut *conn)
+            .await?;
+        }
+        return Ok(());
+    }
     for chunk in profile_ids.chunks(500) {
         let values = (0..chunk.len())
             .map(|i| format!("($1, $2, ${})", i + 3))
