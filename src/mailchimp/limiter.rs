@@ -163,17 +163,25 @@ impl Drop for SlotLease {
     }
 }
 
-/// While alive, the console is noted as waiting for one of the account's slots.
+/// While alive, the console is noted as waiting (since `since`) for one of the account's
+/// slots. The note is taken off by a task of its own, so that it goes even when the caller
+/// is canceled; it names its `since`, so that it never takes off the note of this console's
+/// next caller.
 struct Waiting<'a> {
     share: &'a AccountShare,
+    since: i64,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        let (budget, key) = (self.share.budget.clone(), self.share.key.clone());
+        let (budget, key, since) = (
+            self.share.budget.clone(),
+            self.share.key.clone(),
+            self.since,
+        );
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = slots::stop_waiting(&budget.pool, &key, &budget.holder).await;
+                let _ = slots::stop_waiting(&budget.pool, &key, &budget.holder, since).await;
             });
         }
     }
@@ -223,7 +231,7 @@ impl AccountShare {
             )
             .await
             .map_err(|err| ApiError::no_slot(&err))?;
-            waiting.get_or_insert(Waiting { share: self });
+            waiting.get_or_insert(Waiting { share: self, since });
             let jitter = rand::thread_rng().gen_range(0..=SLOT_POLL.as_millis() as u64);
             tokio::time::sleep(SLOT_POLL + Duration::from_millis(jitter)).await;
         }

@@ -92,7 +92,7 @@ pub async fn wait<'e>(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO account_slot_waiters (account_key, holder, since, expires_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (account_key, holder) DO UPDATE SET expires_at = excluded.expires_at",
+         ON CONFLICT (account_key, holder) DO UPDATE SET since = excluded.since, expires_at = excluded.expires_at",
     )
     .bind(account)
     .bind(holder)
@@ -103,18 +103,22 @@ pub async fn wait<'e>(
     .map(drop)
 }
 
-/// `holder` waits no more.
+/// `holder`'s wait that began at `since` is over.
 pub async fn stop_waiting<'e>(
     db: impl Executor<'e, Database = Any>,
     account: &str,
     holder: &str,
+    since: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM account_slot_waiters WHERE account_key = $1 AND holder = $2")
-        .bind(account)
-        .bind(holder)
-        .execute(db)
-        .await
-        .map(drop)
+    sqlx::query(
+        "DELETE FROM account_slot_waiters WHERE account_key = $1 AND holder = $2 AND since = $3",
+    )
+    .bind(account)
+    .bind(holder)
+    .bind(since)
+    .execute(db)
+    .await
+    .map(drop)
 }
 
 /// Extends the leases of every slot `holder` holds, and of its waits.
