@@ -166,7 +166,7 @@ fn cleanup(dir: &Path) {
 pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
     use crate::export::worker::Worker;
     use crate::export::{Engine, Limiters};
-    use crate::store::destinations::{self, Authentication, Configuration, FieldMapping};
+    use crate::store::destinations::FieldMapping;
     use crate::store::runs;
     use tokio::io::AsyncBufReadExt;
 
@@ -220,24 +220,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
 
     // The profiles are prepared by another process, so this one's memory is the console's.
     let started = Instant::now();
-    let prepared = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["demo-data", "--seed", "1", "--data-dir"])
-        .arg(dir.path())
-        .args(["--profiles", &args.profiles.to_string()])
-        .args(["--segments", &args.segments.to_string()])
-        .args(
-            args.database_url
-                .iter()
-                .flat_map(|url| ["--database-url", url.as_str()]),
-        )
-        .env_remove("DATABASE_URL")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .await?;
-    anyhow::ensure!(
-        prepared.success(),
-        "the demo profiles could not be prepared"
-    );
+    prepare_demo_profiles(dir.path(), args.profiles, args.segments, &args.database_url).await?;
     println!(
         "prepared {} profiles in {:.1} s (in another process)",
         args.profiles,
@@ -247,38 +230,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
     // The console itself, on that database: pages, worker, everything.
     let key = crate::crypto::SecretKey::generate();
     let password = "bench-password-1234";
-    let settings = crate::config::Settings {
-        database_url: crate::config::DbArgs {
-            database_url: args.database_url.clone(),
-            data_dir: dir.path().to_path_buf(),
-        }
-        .database_url()?,
-        data_dir: dir.path().to_path_buf(),
-        demo_data: false,
-        scheduler: false,
-        export_lease: std::time::Duration::from_secs(60),
-        export_workers: 4,
-        bind_addr: "127.0.0.1:0".parse()?,
-        public_url: None,
-        secret_key: Some(key.clone()),
-        admin: Some(crate::config::BootstrapAdmin {
-            email: crate::domain::EmailAddress::parse("bench@example.com")
-                .map_err(anyhow::Error::msg)?,
-            password: crate::domain::NewPassword::parse(password.into())
-                .map_err(anyhow::Error::msg)?,
-        }),
-        session_idle: std::time::Duration::from_secs(3600),
-        sign_in_throttle: crate::config::SignInThrottle {
-            max_failures: 10,
-            account_max_failures: 100,
-            lockout: std::time::Duration::from_secs(60),
-        },
-        hash_cost: crate::config::HashCost {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-        },
-        mailchimp: Default::default(),
-    };
+    let settings = console_settings(dir.path(), &args.database_url, &key, password, 4)?;
     let console = crate::app::App::build(settings).await?;
     let console_base = format!("http://{}", console.local_addr());
     let db = console.state().db.clone();
@@ -286,19 +238,6 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
     let owner: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'bench@example.com'")
         .fetch_one(db.pool())
         .await?;
-    let id = destinations::create_draft(db.pool(), "Bench", &audience, owner, "bench").await?;
-    let sealed = key.seal(KEY);
-    let auth = Authentication {
-        method: "api_key",
-        credential_sealed: &sealed,
-        api_base: &base,
-        account: "bench",
-        audience_name: "Newsletter subscribers",
-        audience_members: 0,
-        by: owner,
-    };
-    destinations::set_authentication(db.pool(), id, &auth).await?;
-    destinations::set_export_user(db.pool(), id, owner).await?;
     let segment_ids: Vec<i64> = segments::list(db.pool())
         .await?
         .into_iter()
@@ -314,16 +253,16 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
             field: "LastName".into(),
         },
     ];
-    let config = Configuration {
-        display_name: "Bench",
-        email_field: "EmailAddress",
-        field_mappings: &mappings,
-        segment_ids: &segment_ids,
-        new_member_status: "subscribed",
-    };
-    let mut conn = db.pool().acquire().await?;
-    destinations::save_configuration(&mut conn, id, &config).await?;
-    drop(conn);
+    let id = api_key_destination(
+        &db,
+        &key,
+        owner,
+        "Bench",
+        (&base, KEY, &audience),
+        &segment_ids,
+        &mappings,
+    )
+    .await?;
     let engine = Engine {
         db: db.clone(),
         key,
@@ -680,4 +619,112 @@ impl PageLoad {
         }
         all
     }
+}
+
+/// Demo profiles and segments written into the bench's database by another process, so
+/// that this process's memory is the console's alone.
+pub(crate) async fn prepare_demo_profiles(
+    dir: &Path,
+    profiles: u64,
+    segments: u8,
+    database_url: &Option<String>,
+) -> anyhow::Result<()> {
+    let prepared = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["demo-data", "--seed", "1", "--data-dir"])
+        .arg(dir)
+        .args(["--profiles", &profiles.to_string()])
+        .args(["--segments", &segments.to_string()])
+        .args(
+            database_url
+                .iter()
+                .flat_map(|url| ["--database-url", url.as_str()]),
+        )
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await?;
+    anyhow::ensure!(
+        prepared.success(),
+        "the demo profiles could not be prepared"
+    );
+    Ok(())
+}
+
+/// The settings of a bench's console: its database, an administrator to sign in as, the
+/// real password-hash cost, no scheduler.
+pub(crate) fn console_settings(
+    dir: &Path,
+    database_url: &Option<String>,
+    key: &crate::crypto::SecretKey,
+    password: &str,
+    export_workers: usize,
+) -> anyhow::Result<crate::config::Settings> {
+    Ok(crate::config::Settings {
+        database_url: crate::config::DbArgs {
+            database_url: database_url.clone(),
+            data_dir: dir.to_path_buf(),
+        }
+        .database_url()?,
+        data_dir: dir.to_path_buf(),
+        demo_data: false,
+        scheduler: false,
+        export_lease: std::time::Duration::from_secs(60),
+        export_workers,
+        bind_addr: "127.0.0.1:0".parse()?,
+        public_url: None,
+        secret_key: Some(key.clone()),
+        admin: Some(crate::config::BootstrapAdmin {
+            email: crate::domain::EmailAddress::parse("bench@example.com")
+                .map_err(anyhow::Error::msg)?,
+            password: crate::domain::NewPassword::parse(password.into())
+                .map_err(anyhow::Error::msg)?,
+        }),
+        session_idle: std::time::Duration::from_secs(3600),
+        sign_in_throttle: crate::config::SignInThrottle {
+            max_failures: 10,
+            account_max_failures: 100,
+            lockout: std::time::Duration::from_secs(60),
+        },
+        hash_cost: crate::config::HashCost {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+        },
+        mailchimp: Default::default(),
+    })
+}
+
+/// A saved destination reached by API key: `(api_base, api_key, audience)`.
+pub(crate) async fn api_key_destination(
+    db: &crate::db::Db,
+    key: &crate::crypto::SecretKey,
+    owner: i64,
+    name: &str,
+    (api_base, api_key, audience): (&str, &str, &str),
+    segment_ids: &[i64],
+    mappings: &[crate::store::destinations::FieldMapping],
+) -> anyhow::Result<i64> {
+    use crate::store::destinations::{self, Authentication, Configuration};
+    let id = destinations::create_draft(db.pool(), name, audience, owner, "bench").await?;
+    let sealed = key.seal(api_key);
+    let auth = Authentication {
+        method: "api_key",
+        credential_sealed: &sealed,
+        api_base,
+        account: "bench",
+        audience_name: audience,
+        audience_members: 0,
+        by: owner,
+    };
+    destinations::set_authentication(db.pool(), id, &auth).await?;
+    destinations::set_export_user(db.pool(), id, owner).await?;
+    let config = Configuration {
+        display_name: name,
+        email_field: "EmailAddress",
+        field_mappings: mappings,
+        segment_ids,
+        new_member_status: "subscribed",
+    };
+    let mut conn = db.pool().acquire().await?;
+    destinations::save_configuration(&mut conn, id, &config).await?;
+    Ok(id)
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::cli::BenchScaleArgs;
 use crate::sandbox::SandboxConfig;
 use crate::sandbox::standalone::RunningSandbox;
-use crate::store::destinations::{self, Authentication, Configuration, FieldMapping};
+use crate::store::destinations::FieldMapping;
 use crate::store::runs::{self, Run};
 use crate::store::segments;
 
@@ -69,59 +69,23 @@ pub async fn scale(args: BenchScaleArgs) -> anyhow::Result<()> {
     );
 
     let dir = tempfile::tempdir()?;
-    let prepared = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["demo-data", "--seed", "1", "--data-dir"])
-        .arg(dir.path())
-        .args(["--profiles", &args.profiles.to_string()])
-        .args(["--segments", &args.segments.to_string()])
-        .args(
-            args.database_url
-                .iter()
-                .flat_map(|url| ["--database-url", url.as_str()]),
-        )
-        .env_remove("DATABASE_URL")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .await?;
-    anyhow::ensure!(
-        prepared.success(),
-        "the demo profiles could not be prepared"
-    );
+    crate::bench::prepare_demo_profiles(
+        dir.path(),
+        args.profiles,
+        args.segments,
+        &args.database_url,
+    )
+    .await?;
 
     let key = crate::crypto::SecretKey::generate();
     let password = "bench-password-1234";
-    let settings = crate::config::Settings {
-        database_url: crate::config::DbArgs {
-            database_url: args.database_url.clone(),
-            data_dir: dir.path().to_path_buf(),
-        }
-        .database_url()?,
-        data_dir: dir.path().to_path_buf(),
-        demo_data: false,
-        scheduler: false,
-        export_lease: Duration::from_secs(60),
-        export_workers: args.workers,
-        bind_addr: "127.0.0.1:0".parse()?,
-        public_url: None,
-        secret_key: Some(key.clone()),
-        admin: Some(crate::config::BootstrapAdmin {
-            email: crate::domain::EmailAddress::parse("bench@example.com")
-                .map_err(anyhow::Error::msg)?,
-            password: crate::domain::NewPassword::parse(password.into())
-                .map_err(anyhow::Error::msg)?,
-        }),
-        session_idle: Duration::from_secs(3600),
-        sign_in_throttle: crate::config::SignInThrottle {
-            max_failures: 10,
-            account_max_failures: 100,
-            lockout: Duration::from_secs(60),
-        },
-        hash_cost: crate::config::HashCost {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-        },
-        mailchimp: Default::default(),
-    };
+    let settings = crate::bench::console_settings(
+        dir.path(),
+        &args.database_url,
+        &key,
+        password,
+        args.workers,
+    )?;
     let console = crate::app::App::build(settings).await?;
     let console_base = format!("http://{}", console.local_addr());
     let db = console.state().db.clone();
@@ -141,28 +105,16 @@ pub async fn scale(args: BenchScaleArgs) -> anyhow::Result<()> {
     let mut ids = Vec::new();
     for (i, (api_key, audience)) in plan.iter().enumerate() {
         let name = format!("Bench {}", i + 1);
-        let id = destinations::create_draft(db.pool(), &name, audience, owner, "bench").await?;
-        let sealed = key.seal(api_key);
-        let auth = Authentication {
-            method: "api_key",
-            credential_sealed: &sealed,
-            api_base: &sandbox_base,
-            account: "bench",
-            audience_name: audience,
-            audience_members: 0,
-            by: owner,
-        };
-        destinations::set_authentication(db.pool(), id, &auth).await?;
-        destinations::set_export_user(db.pool(), id, owner).await?;
-        let config = Configuration {
-            display_name: &name,
-            email_field: "EmailAddress",
-            field_mappings: &mappings,
-            segment_ids: &segment_ids,
-            new_member_status: "subscribed",
-        };
-        let mut conn = db.pool().acquire().await?;
-        destinations::save_configuration(&mut conn, id, &config).await?;
+        let id = crate::bench::api_key_destination(
+            &db,
+            &key,
+            owner,
+            &name,
+            (&sandbox_base, api_key, audience),
+            &segment_ids,
+            &mappings,
+        )
+        .await?;
         ids.push(id);
     }
 

@@ -9,21 +9,22 @@ use crate::db::Backend;
 
 /// Makes sure the account has its `slots` rows.
 pub async fn ensure<'e>(
-    db: impl Executor<'e, Database = Any> + Copy,
+    db: impl Executor<'e, Database = Any>,
     account: &str,
     slots: usize,
 ) -> sqlx::Result<()> {
-    for slot in 0..slots as i32 {
-        sqlx::query(
-            "INSERT INTO account_slots (account_key, slot, holder, expires_at) VALUES ($1, $2, NULL, 0) \
-             ON CONFLICT (account_key, slot) DO NOTHING",
-        )
-        .bind(account)
-        .bind(slot)
-        .execute(db)
-        .await?;
-    }
-    Ok(())
+    let values = (0..slots)
+        .map(|slot| format!("($1, {slot}, NULL, 0)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    sqlx::query(&format!(
+        "INSERT INTO account_slots (account_key, slot, holder, expires_at) VALUES {values} \
+         ON CONFLICT (account_key, slot) DO NOTHING"
+    ))
+    .bind(account)
+    .execute(db)
+    .await
+    .map(drop)
 }
 
 /// Takes a free slot (or one whose lease ran out) for `holder` until `expires_at`, unless

@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use export_destinations::config::DbArgs;
 use export_destinations::domain::Role;
-use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
-use export_destinations::store::segments::{self, Definition};
 use export_destinations::store::{api_tokens, users};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -124,19 +122,7 @@ async fn a_console_killed_mid_export_resumes_and_the_audience_ends_exactly_right
     .unwrap();
     let mut ids = Vec::new();
     for country in ["Germany", "France"] {
-        let rules = SegmentRules {
-            match_: Match::All,
-            conditions: vec![Condition {
-                field: "Country".into(),
-                op: Operator::Equals,
-                value: country.into(),
-            }],
-        };
-        ids.push(
-            segments::create(db.pool(), country, &Definition::Rules(rules))
-                .await
-                .unwrap(),
-        );
+        ids.push(crate::helpers::equals_segment(&db, country, "Country", country).await);
     }
     export_destinations::segments::refresh(&db, None)
         .await

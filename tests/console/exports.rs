@@ -1,15 +1,15 @@
 use std::time::Duration;
 
 use export_destinations::domain::Role;
-use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
 use export_destinations::sandbox::SandboxConfig;
 use export_destinations::sandbox::standalone::RunningSandbox;
-use export_destinations::store::destinations::{self, Authentication, Configuration, FieldMapping};
+use export_destinations::store::destinations;
 use export_destinations::store::runs::{self, Run, RunStatus};
-use export_destinations::store::segments::{self, Definition};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, location, spawn_app_with};
+use crate::helpers::{
+    Target, TestApp, equals_segment, import_csv, location, saved_destination, spawn_app_with,
+};
 
 /// A console whose Mailchimp is a standalone sandbox (reached by API key), so that the
 /// sandbox's limits and faults can be set per test.
@@ -70,30 +70,11 @@ async fn world_with(
 }
 
 async fn import(app: &TestApp, csv: &str) {
-    export_destinations::profiles::import::import_reader(
-        &app.state.db,
-        std::io::Cursor::new(csv.as_bytes().to_vec()),
-        "people.csv",
-        Default::default(),
-        None,
-        &|_, _| {},
-    )
-    .await
-    .unwrap();
+    import_csv(&app.state.db, csv).await;
 }
 
 async fn segment(app: &TestApp, name: &str, field: &str, value: &str) -> i64 {
-    let rules = SegmentRules {
-        match_: Match::All,
-        conditions: vec![Condition {
-            field: field.into(),
-            op: Operator::Equals,
-            value: value.into(),
-        }],
-    };
-    segments::create(app.state.db.pool(), name, &Definition::Rules(rules))
-        .await
-        .unwrap()
+    equals_segment(&app.state.db, name, field, value).await
 }
 
 async fn refresh(app: &TestApp) {
@@ -104,7 +85,6 @@ async fn refresh(app: &TestApp) {
 
 /// A saved destination for the sandbox audience, made through the stores.
 async fn destination(w: &World, segment_ids: &[i64], status: &str) -> i64 {
-    let pool = w.app.state.db.pool();
     let owner = w
         .app
         .create_user(
@@ -112,41 +92,22 @@ async fn destination(w: &World, segment_ids: &[i64], status: &str) -> i64 {
             Role::Administrator,
         )
         .await;
-    let id = destinations::create_draft(pool, "Newsletter", &w.audience, owner, "v")
-        .await
-        .unwrap();
-    let sealed = w.app.state.secret_key.seal(&w.key);
-    let auth = Authentication {
-        method: "api_key",
-        credential_sealed: &sealed,
+    let target = Target {
         api_base: &w.sandbox_base,
-        account: "Sandbox",
+        key: &w.key,
+        audience: &w.audience,
         audience_name: "Newsletter subscribers",
-        audience_members: 0,
-        by: owner,
     };
-    destinations::set_authentication(pool, id, &auth)
-        .await
-        .unwrap();
-    destinations::set_export_user(pool, id, owner)
-        .await
-        .unwrap();
-    let mappings = [FieldMapping {
-        tag: "FNAME".into(),
-        field: "FirstName".into(),
-    }];
-    let config = Configuration {
-        display_name: "Newsletter",
-        email_field: "Email",
-        field_mappings: &mappings,
+    saved_destination(
+        &w.app.state.db,
+        &w.app.state.secret_key,
+        owner,
+        "Newsletter",
+        target,
         segment_ids,
-        new_member_status: status,
-    };
-    let mut conn = pool.acquire().await.unwrap();
-    destinations::save_configuration(&mut conn, id, &config)
-        .await
-        .unwrap();
-    id
+        status,
+    )
+    .await
 }
 
 /// Queues a run and waits for the console's worker to finish it.

@@ -280,3 +280,99 @@ impl TestApp {
         self.get_html(&location(&response)).await
     }
 }
+
+/// Imports CSV text as an upload would.
+pub async fn import_csv(db: &export_destinations::db::Db, csv: &str) {
+    export_destinations::profiles::import::import_reader(
+        db,
+        std::io::Cursor::new(csv.as_bytes().to_vec()),
+        "people.csv",
+        Default::default(),
+        None,
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+}
+
+/// A rules segment: profiles whose `field` equals `value`.
+pub async fn equals_segment(
+    db: &export_destinations::db::Db,
+    name: &str,
+    field: &str,
+    value: &str,
+) -> i64 {
+    use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
+    use export_destinations::store::segments::{self, Definition};
+    let rules = SegmentRules {
+        match_: Match::All,
+        conditions: vec![Condition {
+            field: field.into(),
+            op: Operator::Equals,
+            value: value.into(),
+        }],
+    };
+    segments::create(db.pool(), name, &Definition::Rules(rules))
+        .await
+        .unwrap()
+}
+
+/// Where a saved destination exports: Mailchimp's API base, the API key and the audience.
+pub struct Target<'a> {
+    pub api_base: &'a str,
+    pub key: &'a str,
+    pub audience: &'a str,
+    pub audience_name: &'a str,
+}
+
+/// A saved destination reached by API key, made through the stores: the email in `Email`,
+/// FNAME from `FirstName`.
+pub async fn saved_destination(
+    db: &export_destinations::db::Db,
+    secret: &SecretKey,
+    owner: i64,
+    name: &str,
+    target: Target<'_>,
+    segment_ids: &[i64],
+    status: &str,
+) -> i64 {
+    use export_destinations::store::destinations::{
+        self, Authentication, Configuration, FieldMapping,
+    };
+    let pool = db.pool();
+    let id = destinations::create_draft(pool, name, target.audience, owner, "v")
+        .await
+        .unwrap();
+    let sealed = secret.seal(target.key);
+    let auth = Authentication {
+        method: "api_key",
+        credential_sealed: &sealed,
+        api_base: target.api_base,
+        account: "Sandbox",
+        audience_name: target.audience_name,
+        audience_members: 0,
+        by: owner,
+    };
+    destinations::set_authentication(pool, id, &auth)
+        .await
+        .unwrap();
+    destinations::set_export_user(pool, id, owner)
+        .await
+        .unwrap();
+    let mappings = [FieldMapping {
+        tag: "FNAME".into(),
+        field: "FirstName".into(),
+    }];
+    let config = Configuration {
+        display_name: name,
+        email_field: "Email",
+        field_mappings: &mappings,
+        segment_ids,
+        new_member_status: status,
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    destinations::save_configuration(&mut conn, id, &config)
+        .await
+        .unwrap();
+    id
+}

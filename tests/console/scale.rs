@@ -7,18 +7,17 @@ use std::time::{Duration, Instant};
 
 use export_destinations::crypto::SecretKey;
 use export_destinations::db::Db;
-use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
 use export_destinations::domain::{EmailAddress, NewPassword, PersonName, Role};
 use export_destinations::sandbox::standalone::RunningSandbox;
 use export_destinations::sandbox::{Sandbox, SandboxConfig};
-use export_destinations::store::destinations::{self, Authentication, Configuration, FieldMapping};
 use export_destinations::store::runs::{self, Run, RunStatus};
-use export_destinations::store::segments::{self, Definition};
 use export_destinations::store::{api_tokens, users};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{fresh_database_url, spawn_app_with};
+use crate::helpers::{
+    Target, equals_segment, fresh_database_url, import_csv, saved_destination, spawn_app_with,
+};
 
 /// Profiles: `gold` of them in segment Gold, the rest in Silver.
 fn people(total: usize, gold: usize) -> String {
@@ -65,43 +64,16 @@ async fn two_accounts(config: SandboxConfig) -> (Sandbox, String, Vec<(String, S
     (sandbox, base, audiences)
 }
 
-async fn import(db: &Db, csv: &str) {
-    export_destinations::profiles::import::import_reader(
-        db,
-        std::io::Cursor::new(csv.as_bytes().to_vec()),
-        "people.csv",
-        Default::default(),
-        None,
-        &|_, _| {},
-    )
-    .await
-    .unwrap();
-}
-
 async fn tiered_segments(db: &Db) -> (i64, i64) {
-    let mut ids = Vec::new();
-    for tier in ["Gold", "Silver"] {
-        let rules = SegmentRules {
-            match_: Match::All,
-            conditions: vec![Condition {
-                field: "Tier".into(),
-                op: Operator::Equals,
-                value: tier.into(),
-            }],
-        };
-        ids.push(
-            segments::create(db.pool(), tier, &Definition::Rules(rules))
-                .await
-                .unwrap(),
-        );
-    }
+    let gold = equals_segment(db, "Gold", "Tier", "Gold").await;
+    let silver = equals_segment(db, "Silver", "Tier", "Silver").await;
     export_destinations::segments::refresh(db, None)
         .await
         .unwrap();
-    (ids[0], ids[1])
+    (gold, silver)
 }
 
-/// A saved destination on `audience`, reached with `key`, made through the stores.
+/// A saved destination on `audience`, reached with `key`.
 async fn destination(
     db: &Db,
     secret: &SecretKey,
@@ -110,43 +82,14 @@ async fn destination(
     (key, audience): &(String, String),
     segment_ids: &[i64],
 ) -> i64 {
-    let pool = db.pool();
-    let name = format!("To {audience}");
-    let id = destinations::create_draft(pool, &name, audience, owner, "v")
-        .await
-        .unwrap();
-    let sealed = secret.seal(key);
-    let auth = Authentication {
-        method: "api_key",
-        credential_sealed: &sealed,
+    let target = Target {
         api_base,
-        account: "Sandbox",
+        key,
+        audience,
         audience_name: audience,
-        audience_members: 0,
-        by: owner,
     };
-    destinations::set_authentication(pool, id, &auth)
-        .await
-        .unwrap();
-    destinations::set_export_user(pool, id, owner)
-        .await
-        .unwrap();
-    let mappings = [FieldMapping {
-        tag: "FNAME".into(),
-        field: "FirstName".into(),
-    }];
-    let config = Configuration {
-        display_name: &name,
-        email_field: "Email",
-        field_mappings: &mappings,
-        segment_ids,
-        new_member_status: "subscribed",
-    };
-    let mut conn = pool.acquire().await.unwrap();
-    destinations::save_configuration(&mut conn, id, &config)
-        .await
-        .unwrap();
-    id
+    let name = format!("To {audience}");
+    saved_destination(db, secret, owner, &name, target, segment_ids, "subscribed").await
 }
 
 async fn finished(db: &Db, id: i64, within: Duration) -> Run {
@@ -216,7 +159,7 @@ async fn export_all_runs_destinations_side_by_side_and_one_account_is_shared_fai
     let (sandbox, base, audiences) = two_accounts(slow_sandbox(150, 300)).await;
     let app = spawn_app_with(|s| s.export_workers = 4).await;
     let db = app.state.db.clone();
-    import(&db, &people(TOTAL, GOLD)).await;
+    import_csv(&db, &people(TOTAL, GOLD)).await;
     let (gold, silver) = tiered_segments(&db).await;
     let owner = app
         .create_user("owner@example.com", Role::Administrator)
@@ -327,7 +270,7 @@ async fn two_consoles_on_one_postgres_share_each_accounts_connections_and_surviv
     db.migrate().await.unwrap();
     let raw_secret = hex::encode(rand::random::<[u8; 32]>());
     let secret = SecretKey::parse(&raw_secret).unwrap();
-    import(&db, &people(TOTAL, GOLD)).await;
+    import_csv(&db, &people(TOTAL, GOLD)).await;
     let (gold, silver) = tiered_segments(&db).await;
     let hasher =
         export_destinations::auth::PasswordHasher::new(export_destinations::config::HashCost {
