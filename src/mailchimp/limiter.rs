@@ -231,7 +231,10 @@ impl AccountShare {
             )
             .await
             .map_err(|err| ApiError::no_slot(&err))?;
-            waiting.get_or_insert(Waiting { share: self, since });
+            if waiting.is_none() {
+                // Made once: a guard made and dropped here would take the note off again.
+                waiting = Some(Waiting { share: self, since });
+            }
             let jitter = rand::thread_rng().gen_range(0..=SLOT_POLL.as_millis() as u64);
             tokio::time::sleep(SLOT_POLL + Duration::from_millis(jitter)).await;
         }
@@ -339,6 +342,94 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mailchimp::client::Credential;
+
+    /// Two consoles' limits on one database (SQLite here: the leases are portable SQL).
+    async fn two_consoles() -> (tempfile::TempDir, Db, Arc<AccountLimit>, Arc<AccountLimit>) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&crate::db::DatabaseUrl::sqlite_file(
+            &dir.path().join("slots.db"),
+        ))
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        let connection = Connection {
+            api_base: "https://us1.api.mailchimp.com".into(),
+            credential: Credential::ApiKey("0123456789abcdef0123456789abcdef-us1".into()),
+        };
+        let a = Limiters::shared(&db, 10_000).for_connection(&connection);
+        let b = Limiters::shared(&db, 10_000).for_connection(&connection);
+        (dir, db, a, b)
+    }
+
+    #[tokio::test]
+    async fn two_consoles_calling_at_once_never_have_more_than_ten_in_flight() {
+        let (_dir, _db, a, b) = two_consoles().await;
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..60 {
+            let limit = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (in_flight, peak) = (in_flight.clone(), peak.clone());
+            calls.spawn(async move {
+                with_retries(&limit, || async {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(15)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, ApiError>(())
+                })
+                .await
+                .unwrap();
+            });
+        }
+        while let Some(done) = calls.join_next().await {
+            done.unwrap();
+        }
+        let peak = peak.load(Ordering::SeqCst);
+        assert!(peak <= PER_ACCOUNT, "{peak} calls in flight at once");
+        assert!(peak > PER_ACCOUNT / 2, "the slots were used: {peak}");
+    }
+
+    #[tokio::test]
+    async fn a_console_that_frees_a_slot_does_not_take_it_back_ahead_of_one_waiting() {
+        let (_dir, db, a, b) = two_consoles().await;
+        let gate = Arc::new(Semaphore::new(0));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let call = |limit: Arc<AccountLimit>, name: &'static str| {
+            let (gate, order) = (gate.clone(), order.clone());
+            tokio::spawn(async move {
+                with_retries(&limit, || async {
+                    order.lock().unwrap().push(name);
+                    gate.acquire().await.unwrap().forget();
+                    Ok::<_, ApiError>(())
+                })
+                .await
+                .unwrap();
+            })
+        };
+        // Console A holds all ten slots; console B waits for one.
+        let mut calls: Vec<_> = (0..PER_ACCOUNT).map(|_| call(a.clone(), "a")).collect();
+        let key = a.shared.as_ref().unwrap().key.clone();
+        while slots::held(db.pool(), &key, now_millis()).await.unwrap() < PER_ACCOUNT as i64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        calls.push(call(b.clone(), "b"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A finishes one call and at once makes another: B, waiting longer, goes first.
+        calls.push(call(a.clone(), "a again"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gate.add_permits(1);
+        while order.lock().unwrap().len() < PER_ACCOUNT + 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(order.lock().unwrap()[PER_ACCOUNT], "b");
+        gate.add_permits(100);
+        for call in calls {
+            call.await.unwrap();
+        }
+        assert_eq!(order.lock().unwrap().last(), Some(&"a again"));
+    }
 
     #[test]
     fn a_429_takes_a_slot_away_and_successes_give_it_back() {
