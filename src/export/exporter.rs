@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::domain::MemberStatus;
 use crate::domain::destination::NewMemberStatus;
+use crate::export::changes;
 use crate::export::engine::{
     Engine, OWNERSHIP_TAG, Outcome, failure, fatal_message, is_fatal, result_of,
 };
@@ -147,6 +148,11 @@ struct Exporter<'a> {
     upserts: VecDeque<Outgoing>,
     counters: Counters,
     halt: Option<Halt>,
+    /// A tag removal failed: the next export must read the whole plan to make it again.
+    tag_failures: bool,
+    /// Addresses of the ledger entries loaded, when only changed profiles are read (the
+    /// whole ledger is not in memory to look them up).
+    emails: Option<HashMap<Hash, String>>,
 }
 
 impl Engine {
@@ -160,6 +166,10 @@ impl Engine {
         if !destination.active {
             return Ok(failure("The destination's set-up is not finished."));
         }
+        // The mark of the last complete export goes now: it comes back only if this run
+        // ends complete.
+        let mark = crate::store::marks::find(pool, destination.id).await?;
+        crate::store::marks::clear(pool, destination.id).await?;
         let gateway = match self.gateway(&destination) {
             Ok(gateway) => gateway,
             Err(err) => {
@@ -178,7 +188,10 @@ impl Engine {
             .filter(|f| f.kind == "number")
             .map(|f| f.tag.clone())
             .collect();
-        let reader = match PlanReader::open(&self.db, &destination, &number_tags).await {
+        let segment_ids = crate::store::destinations::segment_ids(pool, destination.id).await?;
+        // What this run exports from, noted before any of the plan is read.
+        let basis = changes::basis(&self.db, &destination, &number_tags, &segment_ids).await?;
+        let mut reader = match PlanReader::open(&self.db, &destination, &number_tags).await {
             Ok(reader) => reader,
             Err(PlanError::TooMany(n)) => return Ok(failure(PlanError::TooMany(n).to_string())),
             Err(PlanError::Other(err)) => return Err(err),
@@ -188,23 +201,53 @@ impl Engine {
             Ok(tags) => tags,
             Err(err) => return Ok(failure(fatal_message(&err))),
         };
+        let mark = mark.filter(|_| !run.full_resync);
+        let changed = changes::changes(&self.db, destination.id, mark, &basis, &mut reader).await?;
 
         runs::reset_counters(pool, run.id).await?;
-        let counters = Counters {
+        let expected = reader.total;
+        let mut counters = Counters {
             total: reader.total,
             calls: gateway.take_calls(),
             ..Counters::default()
         };
+        let (chunks, _reading, mut index, emails) = match changed {
+            Some(changed) => {
+                // The profiles not read are as the last complete export left them.
+                counters.unchanged = (reader.total - changed.planned).max(0);
+                runs::set_changes_since(pool, run.id, changed.since).await?;
+                let mut tx = crate::db::begin_write(pool).await?;
+                crate::store::marks::forget_repeats(&mut tx, destination.id, &changed.customers)
+                    .await?;
+                tx.commit().await?;
+                tracing::debug!(
+                    read = changed.read,
+                    planned = changed.planned,
+                    since_run = changed.since_run,
+                    "only profiles changed since the last complete export are read"
+                );
+                let (sender, chunks) = tokio::sync::mpsc::channel(changed.chunks.len() + 1);
+                for chunk in changed.chunks {
+                    let _ = sender.try_send(Ok(Some(chunk)));
+                }
+                let _ = sender.try_send(Ok(None));
+                (chunks, None, changed.index, Some(changed.emails))
+            }
+            None => {
+                crate::store::marks::clear_repeats(pool, destination.id).await?;
+                // The plan is read ahead while the ledger's index loads.
+                let (chunks, reading) = read_ahead(reader);
+                let started = std::time::Instant::now();
+                let index = Index::load(pool, self.db.backend(), destination.id).await?;
+                tracing::debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "the ledger's index was loaded"
+                );
+                (chunks, Some(reading), index, None)
+            }
+        };
+        let partial = emails.is_some();
         runs::add(pool, run.id, &counters).await?;
-        let expected = reader.total;
-        // The plan is read ahead while the ledger's index loads.
-        let (chunks, _reading) = read_ahead(reader);
-        let started = std::time::Instant::now();
-        let mut index = Index::load(pool, self.db.backend(), destination.id).await?;
-        tracing::debug!(
-            ms = started.elapsed().as_millis() as u64,
-            "the ledger's index was loaded"
-        );
         let ownership = index.tag_names.intern(OWNERSHIP_TAG);
         let new_status = destination
             .new_member_status
@@ -230,6 +273,8 @@ impl Engine {
             upserts: VecDeque::new(),
             counters: Counters::default(),
             halt: None,
+            tag_failures: false,
+            emails,
         };
         let started = std::time::Instant::now();
         let planned = exporter.pump(chunks, stop).await?;
@@ -237,7 +282,7 @@ impl Engine {
             ms = started.elapsed().as_millis() as u64,
             "the run's calls are done"
         );
-        if planned != expected {
+        if planned != expected && !partial {
             // Segments were refreshed during the run: count what the plan really held.
             let delta = Counters {
                 total: planned - expected,
@@ -262,6 +307,11 @@ impl Engine {
                     .await?
                     .map(|r| r.counters)
                     .unwrap_or_default();
+                if run_now.failed == 0 && !exporter.tag_failures {
+                    let mut tx = crate::db::begin_write(pool).await?;
+                    crate::store::marks::put(&mut tx, destination.id, &basis.mark(run.id)).await?;
+                    tx.commit().await?;
+                }
                 let message = (run_now.failed > 0).then(|| {
                     format!("{} members could not be sent; the per-member results say why. They are tried again next time.", run_now.failed)
                 });
@@ -318,7 +368,8 @@ impl Exporter<'_> {
                     Some(Ok(Some(chunk))) => {
                         let started = std::time::Instant::now();
                         planned += (chunk.records.len() + chunk.rejected.len()) as i64;
-                        self.take_chunk(chunk.records, chunk.rejected).await?;
+                        self.take_chunk(chunk.records, chunk.rejected, chunk.repeats)
+                            .await?;
                         sorting += started.elapsed();
                     }
                     Some(Ok(None)) | None => plan_done = true,
@@ -364,6 +415,7 @@ impl Exporter<'_> {
         &mut self,
         records: Vec<Record>,
         mut rejected: Vec<MemberResult>,
+        repeats: Vec<(String, Hash)>,
     ) -> anyhow::Result<()> {
         let mut delta = Counters {
             skipped: rejected.len() as i64,
@@ -422,6 +474,11 @@ impl Exporter<'_> {
         let pool = self.engine.db.pool();
         let mut tx = crate::db::begin_write(pool).await?;
         results::insert(&mut tx, self.run.id, &rejected).await?;
+        let repeats: Vec<(String, String)> = repeats
+            .into_iter()
+            .map(|(customer, hash)| (customer, hex_of(hash)))
+            .collect();
+        crate::store::marks::add_repeats(&mut tx, self.destination.id, &repeats).await?;
         runs::add(&mut *tx, self.run.id, &delta).await?;
         tx.commit().await?;
         Ok(())
@@ -520,21 +577,33 @@ impl Exporter<'_> {
         if leaving.is_empty() {
             return Ok(());
         }
-        let pool = self.engine.db.pool();
         let mut found = Vec::new();
-        let mut after = String::new();
-        loop {
-            let page = ledger::emails_page(pool, self.destination.id, &after, 10_000).await?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            after = last.clone();
-            for (hash, email) in page {
-                let Some(hash) = hash_of(&hash) else {
-                    continue;
-                };
-                if let Some(tags) = leaving.get(&hash) {
-                    found.push((hash, email, *tags));
+        match &self.emails {
+            Some(emails) => {
+                for (hash, tags) in &leaving {
+                    if let Some(email) = emails.get(hash) {
+                        found.push((*hash, email.clone(), *tags));
+                    }
+                }
+            }
+            None => {
+                let pool = self.engine.db.pool();
+                let mut after = String::new();
+                loop {
+                    let page =
+                        ledger::emails_page(pool, self.destination.id, &after, 10_000).await?;
+                    let Some((last, _)) = page.last() else {
+                        break;
+                    };
+                    after = last.clone();
+                    for (hash, email) in page {
+                        let Some(hash) = hash_of(&hash) else {
+                            continue;
+                        };
+                        if let Some(tags) = leaving.get(&hash) {
+                            found.push((hash, email, *tags));
+                        }
+                    }
                 }
             }
         }
@@ -696,6 +765,7 @@ impl Exporter<'_> {
                             if is_fatal(&err) {
                                 self.halt_with(Halt::Fatal(fatal_message(&err)));
                             }
+                            self.tag_failures = true;
                             let name = self.index.tag_names.name(tag);
                             tracing::warn!(tag = %name, error = %err, "a tag removal failed; the next export tries again");
                             false

@@ -52,6 +52,8 @@ pub struct Record {
 pub struct Chunk {
     pub records: Vec<Record>,
     pub rejected: Vec<MemberResult>,
+    /// Profiles skipped because an earlier one has their address: (customer ID, address).
+    pub repeats: Vec<(String, Hash)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,9 @@ pub struct PlanReader {
     pub mapping: std::time::Duration,
     /// The next range's rows, being read (its upper bound and the reading task).
     ahead: Option<(i64, tokio::task::JoinHandle<anyhow::Result<Rows>>)>,
+    /// When set, only these profiles (row IDs, ascending) are read, and how many of them
+    /// have been.
+    only: Option<(Vec<i64>, usize)>,
 }
 
 /// A range's profiles: row ID, customer ID, attributes, and their segments (comma-separated).
@@ -146,11 +151,52 @@ impl PlanReader {
             reading: Default::default(),
             mapping: Default::default(),
             ahead: None,
+            only: None,
         })
+    }
+
+    /// Reads only these profiles (a re-export of what changed); those in none of the
+    /// segments are not in the plan.
+    /// Reading starts again from the first listed profile.
+    pub fn only(&mut self, mut profile_ids: Vec<i64>) {
+        profile_ids.sort_unstable();
+        profile_ids.dedup();
+        self.seen = HashMap::with_capacity(profile_ids.len());
+        self.only = Some((profile_ids, 0));
+    }
+
+    /// The next chunk of the listed profiles.
+    async fn next_listed(&mut self) -> anyhow::Result<Option<Chunk>> {
+        loop {
+            let Some((ids, at)) = self.only.as_mut() else {
+                return Ok(None);
+            };
+            if *at >= ids.len() {
+                return Ok(None);
+            }
+            let end = (*at + 1_000).min(ids.len());
+            let list = ids[*at..end]
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            *at = end;
+            let started = std::time::Instant::now();
+            let profiles =
+                crate::store::plan::rows_of_profiles(&self.db, &self.segment_list, &list).await?;
+            self.reading += started.elapsed();
+            if profiles.is_empty() {
+                continue;
+            }
+            return Ok(Some(self.map_rows(profiles).await?));
+        }
     }
 
     /// The next chunk, or `None` when every profile has been read.
     pub async fn next_chunk(&mut self) -> anyhow::Result<Option<Chunk>> {
+        if self.only.is_some() {
+            return self.next_listed().await;
+        }
         while self.after < self.last {
             let upto = (self.after + CHUNK_IDS).min(self.last);
             let started = std::time::Instant::now();
@@ -174,6 +220,14 @@ impl PlanReader {
             if profiles.is_empty() {
                 continue;
             }
+            return Ok(Some(self.map_rows(profiles).await?));
+        }
+        Ok(None)
+    }
+
+    /// Maps a range's rows into a chunk.
+    async fn map_rows(&mut self, profiles: Rows) -> anyhow::Result<Chunk> {
+        {
             let started = std::time::Instant::now();
             let mut chunk = Chunk::default();
             let mut repeats: Vec<(usize, i64)> = Vec::new();
@@ -194,9 +248,8 @@ impl PlanReader {
             }
             self.mapping += started.elapsed();
             self.name_first_customers(&mut chunk, &repeats).await?;
-            return Ok(Some(chunk));
+            Ok(chunk)
         }
-        Ok(None)
     }
 
     /// A repeated address names the customer who has it first.
@@ -271,6 +324,7 @@ impl PlanReader {
         let hash = crate::domain::subscriber_digest(email.as_str());
         if let Some(first) = self.seen.get(&hash.to_be_bytes()) {
             repeats.push((chunk.rejected.len(), i64::from(*first)));
+            chunk.repeats.push((customer_id.clone(), hash));
             chunk
                 .rejected
                 .push(skip(&customer_id, &raw, "Repeated email address", ""));

@@ -157,41 +157,74 @@ impl Index {
                 ) else {
                     continue;
                 };
-                let Some(hash) = hash_of(hash) else {
-                    continue;
-                };
-                let status = index.statuses.intern(status);
-                let tags = match lists.get(list) {
-                    Some(tags) => *tags,
-                    None => {
-                        let names: Vec<String> = serde_json::from_str(list).unwrap_or_default();
-                        let tags = names
-                            .iter()
-                            .map(|n| index.tag_names.intern(n))
-                            .collect::<Vec<_>>();
-                        let tags = index.tag_sets.intern(tags);
-                        lists.insert(list.to_owned(), tags);
-                        tags
-                    }
-                };
-                let refused = (!refused.is_empty()).then(|| index.statuses.intern(refused));
-                index.slots.push(Slot {
-                    hash,
-                    content: if refused.is_some() {
-                        0
-                    } else {
-                        hash_of(content).unwrap_or(0)
-                    },
-                    tags,
-                    status,
-                    refused,
-                    planned: false,
-                });
+                index.push(&mut lists, hash, content, status, refused, list);
             }
             after = last;
         }
         index.slots.sort_unstable_by_key(|s| s.hash);
         Ok(index)
+    }
+
+    /// An index of some ledger rows (those a re-export of what changed needs).
+    pub fn of_rows(rows: &[crate::store::ledger::Row]) -> Self {
+        let mut index = Index::default();
+        let mut lists: HashMap<String, u32> = HashMap::new();
+        for row in rows {
+            index.push(
+                &mut lists,
+                &row.email_hash,
+                &row.content_hash,
+                &row.status,
+                row.permanent_skip.as_deref().unwrap_or(""),
+                &row.tags,
+            );
+        }
+        index.slots.sort_unstable_by_key(|s| s.hash);
+        index.slots.dedup_by_key(|s| s.hash);
+        index
+    }
+
+    /// Adds one entry (its fields as the ledger stores them); `lists` decodes each distinct
+    /// tag list once.
+    fn push(
+        &mut self,
+        lists: &mut HashMap<String, u32>,
+        hash: &str,
+        content: &str,
+        status: &str,
+        refused: &str,
+        list: &str,
+    ) {
+        let Some(hash) = hash_of(hash) else {
+            return;
+        };
+        let status = self.statuses.intern(status);
+        let tags = match lists.get(list) {
+            Some(tags) => *tags,
+            None => {
+                let names: Vec<String> = serde_json::from_str(list).unwrap_or_default();
+                let tags = names
+                    .iter()
+                    .map(|n| self.tag_names.intern(n))
+                    .collect::<Vec<_>>();
+                let tags = self.tag_sets.intern(tags);
+                lists.insert(list.to_owned(), tags);
+                tags
+            }
+        };
+        let refused = (!refused.is_empty()).then(|| self.statuses.intern(refused));
+        self.slots.push(Slot {
+            hash,
+            content: if refused.is_some() {
+                0
+            } else {
+                hash_of(content).unwrap_or(0)
+            },
+            tags,
+            status,
+            refused,
+            planned: false,
+        });
     }
 
     pub fn contains(&self, hash: Hash) -> bool {

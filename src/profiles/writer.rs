@@ -51,6 +51,21 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 /// Consumes the parser's messages, then records the import; returns the report's id.
 pub async fn write(
     db: &Db,
+    messages: mpsc::Receiver<Message>,
+    file_name: &str,
+    imported_by: Option<i64>,
+    progress: Progress<'_>,
+) -> anyhow::Result<(i64, Totals)> {
+    // Noted before the transaction starts, removed after it ends: re-exports that read only
+    // what changed never take a start later than this write's rows.
+    let writing = crate::store::profile_writers::begin(db.pool()).await?;
+    let written = write_all(db, messages, file_name, imported_by, progress).await;
+    writing.end(db.pool()).await?;
+    written
+}
+
+async fn write_all(
+    db: &Db,
     mut messages: mpsc::Receiver<Message>,
     file_name: &str,
     imported_by: Option<i64>,

@@ -96,6 +96,9 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
             }
         }
     }
+    let mut changed = false;
+    // Every profile write committed before this is in the scan.
+    let as_of = crate::store::profile_writers::horizon(db.pool()).await?;
     let scan_started = Instant::now();
     let (matches, scanned) = if compiled.is_empty() {
         (Vec::new(), 0)
@@ -105,14 +108,9 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
     let scan_ms = scan_started.elapsed().as_millis() as i64;
     for (segment, members) in rule_segments.iter().zip(matches) {
         let written = Instant::now();
-        publish(
-            db,
-            segment,
-            &members,
-            0,
-            scan_ms + written.elapsed().as_millis() as i64,
-        )
-        .await?;
+        let basis = rules_basis(segment, &catalogue);
+        let elapsed_ms = scan_ms + written.elapsed().as_millis() as i64;
+        changed |= publish(db, segment, &members, 0, elapsed_ms, as_of, basis).await?;
         let duration_ms = scan_ms + written.elapsed().as_millis() as i64;
         outcomes.push((
             segment.name.clone(),
@@ -125,8 +123,10 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
     }
     for segment in chosen.iter().filter(|s| s.definition == Definition::Static) {
         let written = Instant::now();
+        let as_of = crate::store::profile_writers::horizon(db.pool()).await?;
         let (members, unmatched) = segments::static_members(db.pool(), segment.id).await?;
-        publish(db, segment, &members, unmatched, 0).await?;
+        let basis = digest_hex([b"static".as_slice(), &segment.updated_at.to_le_bytes()]);
+        changed |= publish(db, segment, &members, unmatched, 0, as_of, basis).await?;
         let duration_ms = written.elapsed().as_millis() as i64;
         outcomes.push((
             segment.name.clone(),
@@ -137,7 +137,9 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
             },
         ));
     }
-    db.analyze(&["segment_members"]).await?;
+    if changed {
+        db.analyze(&["segment_members"]).await?;
+    }
     Ok(RefreshReport {
         profiles_scanned: scanned,
         segments: outcomes,
@@ -145,26 +147,74 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
     })
 }
 
+/// MD5 of some byte strings, as hex.
+fn digest_hex<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    use md5::{Digest, Md5};
+    let mut digest = Md5::new();
+    for part in parts {
+        digest.update(part);
+        digest.update(b"\0");
+    }
+    format!("{:032x}", u128::from_be_bytes(digest.finalize().into()))
+}
+
+/// What a rules segment's membership is computed from: its rules and the types of the
+/// fields they name (a field's type decides how its values compare).
+fn rules_basis(
+    segment: &Segment,
+    catalogue: &std::collections::HashMap<String, crate::domain::field::FieldType>,
+) -> String {
+    let Definition::Rules(rules) = &segment.definition else {
+        return String::new();
+    };
+    let mut types: Vec<String> = rules
+        .conditions
+        .iter()
+        .map(|c| format!("{}={:?}", c.field, catalogue.get(&c.field)))
+        .collect();
+    types.sort();
+    let text = serde_json::to_string(rules).unwrap_or_default();
+    digest_hex(std::iter::once(text.as_bytes()).chain(types.iter().map(|t| t.as_bytes())))
+}
+
+/// Publishes a segment's members: a new generation when they changed, otherwise only the
+/// refresh's time (the members in the database stay as they are).
 async fn publish(
     db: &Db,
     segment: &Segment,
     members: &[i64],
     unmatched: i64,
     elapsed_ms: i64,
-) -> anyhow::Result<()> {
+    as_of: i64,
+    basis: String,
+) -> anyhow::Result<bool> {
     let started = Instant::now();
-    let generation = segment.generation + 1;
-    let mut tx = crate::db::begin_write(db.pool()).await?;
-    segments::write_generation(&mut tx, segment.id, generation, members).await?;
-    tx.commit().await?;
+    let mut bytes = Vec::with_capacity(members.len() * 8);
+    for id in members {
+        bytes.extend_from_slice(&id.to_le_bytes());
+    }
+    let digest = digest_hex([bytes.as_slice()]);
+    let same = !segment.members_digest.is_empty() && segment.members_digest == digest;
+    let generation = if same {
+        segment.generation
+    } else {
+        let generation = segment.generation + 1;
+        let mut tx = crate::db::begin_write(db.pool()).await?;
+        segments::write_generation(&mut tx, segment.id, generation, members).await?;
+        tx.commit().await?;
+        generation
+    };
     let mut tx = crate::db::begin_write(db.pool()).await?;
     let published = Published {
         generation,
         member_count: members.len() as i64,
         unmatched_ids: unmatched,
         duration_ms: elapsed_ms + started.elapsed().as_millis() as i64,
+        as_of,
+        basis,
+        digest,
     };
     segments::publish(&mut tx, segment.id, &published).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(!same)
 }

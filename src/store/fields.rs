@@ -115,6 +115,15 @@ impl Users {
 
 /// Deletes a field from the catalogue and its value from every profile, in one transaction.
 pub async fn delete(db: &crate::db::Db, field: &Field) -> anyhow::Result<()> {
+    let writing = crate::store::profile_writers::begin(db.pool()).await?;
+    let deleted = delete_everywhere(db, field).await;
+    writing.end(db.pool()).await?;
+    deleted
+}
+
+/// Every profile that had the field is stamped as changed, so re-exports send it again.
+async fn delete_everywhere(db: &crate::db::Db, field: &Field) -> anyhow::Result<()> {
+    let now = crate::db::now_millis();
     let mut tx = crate::db::begin_write(db.pool()).await?;
     sqlx::query("DELETE FROM profile_fields WHERE id = $1")
         .bind(field.id)
@@ -123,10 +132,11 @@ pub async fn delete(db: &crate::db::Db, field: &Field) -> anyhow::Result<()> {
     match db.backend() {
         crate::db::Backend::Postgres => {
             sqlx::query(
-                "UPDATE profiles SET attributes = (attributes::jsonb - $1)::text \
+                "UPDATE profiles SET attributes = (attributes::jsonb - $1)::text, updated_at = $2 \
                  WHERE jsonb_exists(attributes::jsonb, $1)",
             )
             .bind(&field.name)
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         }
@@ -142,20 +152,24 @@ pub async fn delete(db: &crate::db::Db, field: &Field) -> anyhow::Result<()> {
                     let mut value: serde_json::Map<String, serde_json::Value> =
                         serde_json::from_str(&attributes)?;
                     if value.remove(&field.name).is_some() {
-                        sqlx::query("UPDATE profiles SET attributes = $1 WHERE id = $2")
-                            .bind(serde_json::Value::Object(value).to_string())
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
+                        sqlx::query(
+                            "UPDATE profiles SET attributes = $1, updated_at = $2 WHERE id = $3",
+                        )
+                        .bind(serde_json::Value::Object(value).to_string())
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                 }
             } else {
                 let path = format!("$.\"{}\"", field.name);
                 sqlx::query(
-                    "UPDATE profiles SET attributes = json_remove(attributes, $1) \
+                    "UPDATE profiles SET attributes = json_remove(attributes, $1), updated_at = $2 \
                      WHERE json_type(attributes, $1) IS NOT NULL",
                 )
                 .bind(&path)
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
             }

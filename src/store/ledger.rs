@@ -191,3 +191,74 @@ pub async fn count_entries(pool: &sqlx::AnyPool, destination_id: i64) -> sqlx::R
         .fetch_one(pool)
         .await
 }
+
+/// A ledger row as a re-export of what changed loads it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub email_hash: String,
+    pub customer_id: String,
+    pub email: String,
+    pub content_hash: String,
+    pub status: String,
+    pub permanent_skip: Option<String>,
+    pub tags: String,
+}
+
+/// Which column picks a destination's ledger rows.
+#[derive(Debug, Clone, Copy)]
+pub enum Key {
+    Customer,
+    Address,
+}
+
+/// A destination's ledger rows whose customer ID or address hash is one of `keys`.
+pub async fn rows_of(
+    pool: &sqlx::AnyPool,
+    destination_id: i64,
+    key: Key,
+    keys: &[String],
+) -> sqlx::Result<Vec<Row>> {
+    let column = match key {
+        Key::Customer => "customer_id",
+        Key::Address => "email_hash",
+    };
+    let mut found = Vec::new();
+    for chunk in keys.chunks(500) {
+        let list = (0..chunk.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT email_hash, customer_id, email, content_hash, status, permanent_skip, tags \
+             FROM export_ledger WHERE destination_id = $1 AND {column} IN ({list})"
+        );
+        let mut query = sqlx::query_as::<
+            _,
+            (
+                String,
+                String,
+                String,
+                String,
+                String,
+                Option<String>,
+                String,
+            ),
+        >(&sql)
+        .bind(destination_id);
+        for key in chunk {
+            query = query.bind(key);
+        }
+        found.extend(query.fetch_all(pool).await?.into_iter().map(
+            |(email_hash, customer_id, email, content_hash, status, permanent_skip, tags)| Row {
+                email_hash,
+                customer_id,
+                email,
+                content_hash,
+                status,
+                permanent_skip,
+                tags,
+            },
+        ));
+    }
+    Ok(found)
+}

@@ -33,6 +33,30 @@ pub async fn rows(
         .await
 }
 
+/// Like [`rows`], for the listed profiles (a comma-separated list of row IDs).
+pub async fn rows_of_profiles(
+    db: &Db,
+    segment_list: &str,
+    id_list: &str,
+) -> sqlx::Result<Vec<(i64, String, String, String)>> {
+    if segment_list.is_empty() {
+        return Ok(Vec::new());
+    }
+    let segments = match db.backend() {
+        Backend::Sqlite => "group_concat(m.segment_id)",
+        Backend::Postgres => "string_agg(m.segment_id::text, ',')",
+    };
+    let sql = format!(
+        "SELECT p.id, p.customer_id, p.attributes, g.segments FROM \
+         (SELECT m.profile_id, {segments} AS segments FROM segment_members m \
+          JOIN segments s ON s.id = m.segment_id AND s.generation = m.generation \
+          WHERE m.segment_id IN ({segment_list}) AND m.profile_id IN ({id_list}) \
+          GROUP BY m.profile_id) g \
+         JOIN profiles p ON p.id = g.profile_id ORDER BY p.id"
+    );
+    sqlx::query_as(&sql).fetch_all(db.pool()).await
+}
+
 /// The highest profile row ID in any of the segments (0 when they are empty).
 pub async fn last_member(pool: &AnyPool, segment_list: &str) -> sqlx::Result<i64> {
     let last: Option<i64> = sqlx::query_scalar(&format!(

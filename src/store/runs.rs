@@ -109,10 +109,13 @@ pub struct Run {
     pub cancel_requested: bool,
     pub counters: Counters,
     pub message: Option<String>,
+    /// Set when the run read only the profiles changed since this time (the rest were as
+    /// the last complete export left them).
+    pub changes_since: Option<i64>,
 }
 
 const COLUMNS: &str = "id, destination_id, kind, status, full_resync, created_at, started_at, finished_at, cancel_requested, \
-    total, sent, created, updated, unchanged, skipped, failed, tag_changes, calls, message";
+    total, sent, created, updated, unchanged, skipped, failed, tag_changes, calls, message, changes_since";
 
 fn from_row(row: AnyRow) -> sqlx::Result<Run> {
     let status: String = row.try_get("status")?;
@@ -139,6 +142,7 @@ fn from_row(row: AnyRow) -> sqlx::Result<Run> {
             calls: row.try_get("calls")?,
         },
         message: row.try_get("message")?,
+        changes_since: row.try_get("changes_since")?,
     })
 }
 
@@ -362,6 +366,20 @@ pub async fn add<'e>(
     .map(drop)
 }
 
+/// Notes that the run reads only the profiles changed since `since`.
+pub async fn set_changes_since<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    since: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE export_runs SET changes_since = $1 WHERE id = $2")
+        .bind(since)
+        .bind(id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
 /// Starts the counts afresh (a resumed run recounts from its plan).
 pub async fn reset_counters<'e>(
     db: impl Executor<'e, Database = Any>,
@@ -369,7 +387,7 @@ pub async fn reset_counters<'e>(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE export_runs SET total = 0, sent = 0, created = 0, updated = 0, unchanged = 0, skipped = 0, failed = 0, \
-         tag_changes = 0, calls = 0 WHERE id = $1",
+         tag_changes = 0, calls = 0, changes_since = NULL WHERE id = $1",
     )
     .bind(id)
     .execute(db)

@@ -27,10 +27,17 @@ pub struct Segment {
     pub unmatched_ids: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The published membership reflects every profile write committed before this time.
+    pub members_as_of: i64,
+    /// Digest of what the published membership was computed from (rules, field types).
+    pub members_basis: String,
+    /// Digest of the published member IDs.
+    pub members_digest: String,
 }
 
 const COLUMNS: &str = "id, name, kind, definition, generation, member_count, last_refreshed_at, \
-                       last_refresh_ms, unmatched_ids, created_at, updated_at";
+                       last_refresh_ms, unmatched_ids, created_at, updated_at, members_as_of, \
+                       members_basis, members_digest";
 
 fn from_row(row: AnyRow) -> sqlx::Result<Segment> {
     let kind: String = row.try_get("kind")?;
@@ -54,6 +61,9 @@ fn from_row(row: AnyRow) -> sqlx::Result<Segment> {
         unmatched_ids: row.try_get("unmatched_ids")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        members_as_of: row.try_get("members_as_of")?,
+        members_basis: row.try_get("members_basis")?,
+        members_digest: row.try_get("members_digest")?,
     })
 }
 
@@ -158,6 +168,12 @@ pub async fn set_static_ids(
     id: i64,
     customer_ids: &[String],
 ) -> sqlx::Result<()> {
+    // A new list is a new definition: re-exports compare it.
+    sqlx::query("UPDATE segments SET updated_at = $1 WHERE id = $2")
+        .bind(now_millis())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("DELETE FROM segment_static_ids WHERE segment_id = $1")
         .bind(id)
         .execute(&mut *conn)
@@ -252,26 +268,50 @@ pub struct Published {
     pub member_count: i64,
     pub unmatched_ids: i64,
     pub duration_ms: i64,
+    pub as_of: i64,
+    pub basis: String,
+    pub digest: String,
 }
 
-/// Makes `generation` the membership readers see, then drops older generations.
+/// Makes `generation` the membership readers see, then drops older generations. When the
+/// generation is the one already published (the members did not change), only the
+/// refresh's time and figures are recorded.
 pub async fn publish(
     conn: &mut AnyConnection,
     segment_id: i64,
     published: &Published,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    let changed = sqlx::query(
         "UPDATE segments SET generation = $1, member_count = $2, unmatched_ids = $3, \
-         last_refreshed_at = $4, last_refresh_ms = $5 WHERE id = $6",
+         last_refreshed_at = $4, last_refresh_ms = $5, members_as_of = $6, members_basis = $7, \
+         members_digest = $8 WHERE id = $9 AND generation <> $1",
     )
     .bind(published.generation)
     .bind(published.member_count)
     .bind(published.unmatched_ids)
     .bind(now_millis())
     .bind(published.duration_ms)
+    .bind(published.as_of)
+    .bind(&published.basis)
+    .bind(&published.digest)
     .bind(segment_id)
     .execute(&mut *conn)
-    .await?;
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        sqlx::query(
+            "UPDATE segments SET unmatched_ids = $1, last_refreshed_at = $2, last_refresh_ms = $3, \
+             members_as_of = $4 WHERE id = $5",
+        )
+        .bind(published.unmatched_ids)
+        .bind(now_millis())
+        .bind(published.duration_ms)
+        .bind(published.as_of)
+        .bind(segment_id)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
     sqlx::query("DELETE FROM segment_members WHERE segment_id = $1 AND generation <> $2")
         .bind(segment_id)
         .bind(published.generation)

@@ -179,6 +179,8 @@ struct RunPage {
     destination_name: String,
     progress: Progress,
     created: String,
+    /// For a run that read only changed profiles: since when.
+    changes_since: Option<String>,
 }
 
 async fn show(
@@ -195,6 +197,7 @@ async fn show(
         ctx: ctx.at(Nav::ExportDestinations),
         progress: progress_of(&run),
         created: format::timestamp(run.created_at),
+        changes_since: run.changes_since.map(format::timestamp),
         run,
         destination_name,
     };

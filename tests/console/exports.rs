@@ -13,19 +13,19 @@ use crate::helpers::{
 
 /// A console whose Mailchimp is a standalone sandbox (reached by API key), so that the
 /// sandbox's limits and faults can be set per test.
-struct World {
-    app: TestApp,
-    sandbox: export_destinations::sandbox::Sandbox,
-    sandbox_base: String,
-    audience: String,
-    key: String,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) sandbox: export_destinations::sandbox::Sandbox,
+    pub(crate) sandbox_base: String,
+    pub(crate) audience: String,
+    pub(crate) key: String,
 }
 
-async fn world(config: SandboxConfig) -> World {
+pub(crate) async fn world(config: SandboxConfig) -> World {
     world_with(config, |_| {}).await
 }
 
-async fn world_with(
+pub(crate) async fn world_with(
     config: SandboxConfig,
     configure: impl FnOnce(&mut export_destinations::Settings) + Send + 'static,
 ) -> World {
@@ -69,22 +69,22 @@ async fn world_with(
     }
 }
 
-async fn import(app: &TestApp, csv: &str) {
+pub(crate) async fn import(app: &TestApp, csv: &str) {
     import_csv(&app.state.db, csv).await;
 }
 
-async fn segment(app: &TestApp, name: &str, field: &str, value: &str) -> i64 {
+pub(crate) async fn segment(app: &TestApp, name: &str, field: &str, value: &str) -> i64 {
     equals_segment(&app.state.db, name, field, value).await
 }
 
-async fn refresh(app: &TestApp) {
+pub(crate) async fn refresh(app: &TestApp) {
     export_destinations::segments::refresh(&app.state.db, None)
         .await
         .unwrap();
 }
 
 /// A saved destination for the sandbox audience, made through the stores.
-async fn destination(w: &World, segment_ids: &[i64], status: &str) -> i64 {
+pub(crate) async fn destination(w: &World, segment_ids: &[i64], status: &str) -> i64 {
     let owner = w
         .app
         .create_user(
@@ -111,7 +111,7 @@ async fn destination(w: &World, segment_ids: &[i64], status: &str) -> i64 {
 }
 
 /// Queues a run and waits for the console's worker to finish it.
-async fn export(w: &World, destination: i64, full: bool) -> Run {
+pub(crate) async fn export(w: &World, destination: i64, full: bool) -> Run {
     let mut conn = w.app.state.db.pool().acquire().await.unwrap();
     let (id, _) = runs::enqueue(&mut conn, destination, full, None)
         .await
@@ -120,7 +120,7 @@ async fn export(w: &World, destination: i64, full: bool) -> Run {
     wait(w, id).await
 }
 
-async fn wait(w: &World, id: i64) -> Run {
+pub(crate) async fn wait(w: &World, id: i64) -> Run {
     for _ in 0..1200 {
         let run = runs::find(w.app.state.db.pool(), id)
             .await
@@ -139,7 +139,7 @@ async fn wait(w: &World, id: i64) -> Run {
 }
 
 /// The sandbox audience as (email, status, FNAME, tags).
-fn audience(w: &World) -> Vec<(String, String, String, Vec<String>)> {
+pub(crate) fn audience(w: &World) -> Vec<(String, String, String, Vec<String>)> {
     let store = w.sandbox.store();
     let list = &store.audiences[&w.audience];
     let mut members: Vec<_> = list
@@ -314,7 +314,7 @@ async fn a_member_who_leaves_a_segment_loses_its_tag_but_stays_owned() {
 }
 
 /// Calls the sandbox answered on each route since `before`.
-fn calls_since(
+pub(crate) fn calls_since(
     w: &World,
     before: &std::collections::BTreeMap<String, u64>,
 ) -> std::collections::BTreeMap<String, u64> {
@@ -330,7 +330,7 @@ fn calls_since(
         .collect()
 }
 
-fn routes(w: &World) -> std::collections::BTreeMap<String, u64> {
+pub(crate) fn routes(w: &World) -> std::collections::BTreeMap<String, u64> {
     w.sandbox.stats().calls_by_route.into_iter().collect()
 }
 

@@ -4,6 +4,7 @@
 mod account;
 mod api;
 mod browser;
+mod changes;
 mod crash;
 mod csrf;
 mod destinations;

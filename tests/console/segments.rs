@@ -116,6 +116,9 @@ async fn readers_see_the_old_membership_until_a_refresh_publishes_the_new_one() 
         member_count: 3,
         unmatched_ids: 0,
         duration_ms: 1,
+        as_of: 0,
+        basis: String::new(),
+        digest: String::new(),
     };
     segments::publish(&mut conn, id, &published).await.unwrap();
     assert_eq!(members_of(db, id).await, ["P1", "P3", "P4"]);
