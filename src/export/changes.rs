@@ -30,8 +30,9 @@ use crate::store::segments;
 /// Above this many changed profiles the whole plan is read.
 pub const MAX_CHANGED: i64 = 100_000;
 
-/// Clocks of consoles sharing a database may differ by this much.
-const CLOCK_MARGIN_MS: i64 = 60_000;
+/// Clocks of consoles sharing a database may differ by this much (profile writes that
+/// commit late are covered by the writes-under-way notes, not by this margin).
+pub const CLOCK_MARGIN_MS: i64 = 5_000;
 
 /// What a run exports from, noted before its plan is read; it becomes the destination's
 /// mark when the run ends complete.
@@ -157,14 +158,17 @@ pub async fn changes(
     if marks::changed_count(pool, mark.changes_from, MAX_CHANGED).await? > MAX_CHANGED {
         return full("too many profiles changed");
     }
+    let started = std::time::Instant::now();
     let changed = marks::changed(pool, mark.changes_from).await?;
     let mut ids: Vec<i64> = changed.iter().map(|(id, _)| *id).collect();
     let mut customers: Vec<String> = changed.into_iter().map(|(_, c)| c).collect();
     let known: HashSet<String> = customers.iter().cloned().collect();
 
+    let found_ms = started.elapsed().as_millis() as u64;
     // The addresses the changed profiles have now.
     reader.only(ids.clone());
     let mut chunks = read_all(reader).await?;
+    let read_ms = started.elapsed().as_millis() as u64;
     let mut touched: HashSet<String> = HashSet::new();
     for chunk in &chunks {
         touched.extend(chunk.records.iter().map(|r| hex_of(r.hash)));
@@ -192,6 +196,8 @@ pub async fn changes(
             .filter(|c| !known.contains(c)),
     );
     rows.extend(by_address);
+    let others_count = others.len();
+    let ledger_ms = started.elapsed().as_millis() as u64;
     if !others.is_empty() {
         let others: Vec<String> = others.into_iter().collect();
         rows.extend(ledger::rows_of(pool, destination_id, Key::Customer, &others).await?);
@@ -202,6 +208,14 @@ pub async fn changes(
         reader.only(ids.clone());
         chunks = read_all(reader).await?;
     }
+    tracing::debug!(
+        found_ms,
+        read_ms,
+        ledger_ms,
+        others = others_count,
+        all_ms = started.elapsed().as_millis() as u64,
+        "changed profiles read"
+    );
     let index = Index::of_rows(&rows);
     let emails = rows
         .iter()

@@ -188,9 +188,11 @@ impl Engine {
             .filter(|f| f.kind == "number")
             .map(|f| f.tag.clone())
             .collect();
+        let started = std::time::Instant::now();
         let segment_ids = crate::store::destinations::segment_ids(pool, destination.id).await?;
         // What this run exports from, noted before any of the plan is read.
         let basis = changes::basis(&self.db, &destination, &number_tags, &segment_ids).await?;
+        let basis_ms = started.elapsed().as_millis() as u64;
         let mut reader = match PlanReader::open(&self.db, &destination, &number_tags).await {
             Ok(reader) => reader,
             Err(PlanError::TooMany(n)) => return Ok(failure(PlanError::TooMany(n).to_string())),
@@ -201,6 +203,11 @@ impl Engine {
             Ok(tags) => tags,
             Err(err) => return Ok(failure(fatal_message(&err))),
         };
+        tracing::debug!(
+            basis_ms,
+            opened_ms = started.elapsed().as_millis() as u64,
+            "the plan is open"
+        );
         let mark = mark.filter(|_| !run.full_resync);
         let changed = changes::changes(&self.db, destination.id, mark, &basis, &mut reader).await?;
 

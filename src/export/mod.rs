@@ -3,7 +3,7 @@
 //! member's status, with tag adds and removals overlapping them), with durable progress and a worker that
 //! claims runs under a lease.
 
-mod changes;
+pub mod changes;
 mod cleanup;
 mod engine;
 mod exporter;

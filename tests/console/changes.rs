@@ -309,6 +309,14 @@ async fn an_import_under_way_holds_back_where_the_next_re_export_starts() {
     assert!(profile_writers::horizon(pool).await.unwrap() <= started);
     writing.end(pool).await.unwrap();
     assert!(profile_writers::horizon(pool).await.unwrap() > started);
+
+    // An import notes itself while it runs and takes its note off when done.
+    import(&w.app, &people()).await;
+    let notes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM profile_writers")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(notes, 0);
 }
 
 #[tokio::test]
