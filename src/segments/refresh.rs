@@ -106,12 +106,19 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
         scan(db, &compiled).await?
     };
     let scan_ms = scan_started.elapsed().as_millis() as i64;
+    tracing::debug!(scan_ms, profiles = scanned, "the profiles were scanned");
     for (segment, members) in rule_segments.iter().zip(matches) {
         let written = Instant::now();
         let basis = rules_basis(segment, &catalogue);
         let elapsed_ms = scan_ms + written.elapsed().as_millis() as i64;
         changed |= publish(db, segment, &members, 0, elapsed_ms, as_of, basis).await?;
         let duration_ms = scan_ms + written.elapsed().as_millis() as i64;
+        tracing::debug!(
+            segment = %segment.name,
+            members = members.len(),
+            written_ms = written.elapsed().as_millis() as u64,
+            "a segment's members were published"
+        );
         outcomes.push((
             segment.name.clone(),
             RefreshOutcome::Refreshed {
@@ -138,7 +145,12 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
         ));
     }
     if changed {
+        let analyzed = Instant::now();
         db.analyze(&["segment_members"]).await?;
+        tracing::debug!(
+            ms = analyzed.elapsed().as_millis() as u64,
+            "segment statistics refreshed"
+        );
     }
     Ok(RefreshReport {
         profiles_scanned: scanned,

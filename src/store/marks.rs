@@ -105,10 +105,14 @@ pub async fn changed_count(pool: &AnyPool, from: i64, limit: i64) -> sqlx::Resul
 
 /// Row and customer IDs of the profiles written at or after `from`.
 pub async fn changed(pool: &AnyPool, from: i64) -> sqlx::Result<Vec<(i64, String)>> {
-    sqlx::query_as("SELECT id, customer_id FROM profiles WHERE updated_at >= $1 ORDER BY id")
-        .bind(from)
-        .fetch_all(pool)
-        .await
+    // Not ordered: SQLite would walk every profile in ID order rather than sort the few.
+    let mut rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, customer_id FROM profiles WHERE updated_at >= $1")
+            .bind(from)
+            .fetch_all(pool)
+            .await?;
+    rows.sort_unstable();
+    Ok(rows)
 }
 
 /// Row IDs of profiles by customer ID.

@@ -33,7 +33,9 @@ pub async fn rows(
         .await
 }
 
-/// Like [`rows`], for the listed profiles (a comma-separated list of row IDs).
+/// Like [`rows`], for the listed profiles (a comma-separated list of row IDs). Each
+/// segment's published members are probed by their key (segment, generation, profile):
+/// SQLite takes the segments first when told so by `CROSS JOIN`.
 pub async fn rows_of_profiles(
     db: &Db,
     segment_list: &str,
@@ -48,10 +50,9 @@ pub async fn rows_of_profiles(
     };
     let sql = format!(
         "SELECT p.id, p.customer_id, p.attributes, g.segments FROM \
-         (SELECT m.profile_id, {segments} AS segments FROM segment_members m \
-          JOIN segments s ON s.id = m.segment_id AND s.generation = m.generation \
-          WHERE m.segment_id IN ({segment_list}) AND m.profile_id IN ({id_list}) \
-          GROUP BY m.profile_id) g \
+         (SELECT m.profile_id, {segments} AS segments FROM segments s CROSS JOIN segment_members m \
+          WHERE s.id IN ({segment_list}) AND m.segment_id = s.id AND m.generation = s.generation \
+          AND m.profile_id IN ({id_list}) GROUP BY m.profile_id) g \
          JOIN profiles p ON p.id = g.profile_id ORDER BY p.id"
     );
     sqlx::query_as(&sql).fetch_all(db.pool()).await
