@@ -19,6 +19,15 @@ pub async fn scale(args: BenchScaleArgs) -> anyhow::Result<()> {
         args.accounts >= 1 && args.destinations >= args.accounts,
         "--destinations must be at least --accounts, and both at least 1"
     );
+    anyhow::ensure!(args.consoles >= 1, "--consoles must be at least 1");
+    anyhow::ensure!(
+        args.consoles == 1
+            || args
+                .database_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("postgres")),
+        "--consoles above 1 needs a PostgreSQL --database-url (consoles share a database)"
+    );
     let latency = Duration::from_millis(args.latency_ms);
     let per_member = Duration::from_micros(args.per_member_us);
     let config = SandboxConfig {
@@ -58,13 +67,14 @@ pub async fn scale(args: BenchScaleArgs) -> anyhow::Result<()> {
             .collect()
     };
     println!(
-        "bench scale: {} destinations on {} accounts, {} profiles in {} segments each; sandbox: 10 connections, {} ms per call + {} µs per member; {} workers",
+        "bench scale: {} destinations on {} accounts, {} profiles in {} segments each; sandbox: 10 connections, {} ms per call + {} µs per member; {} console(s) of {} workers",
         args.destinations,
         args.accounts,
         args.profiles,
         args.segments,
         args.latency_ms,
         args.per_member_us,
+        args.consoles,
         args.workers
     );
 
@@ -90,6 +100,19 @@ pub async fn scale(args: BenchScaleArgs) -> anyhow::Result<()> {
     let console_base = format!("http://{}", console.local_addr());
     let db = console.state().db.clone();
     tokio::spawn(console.run_until_stopped());
+    // More consoles on the same database: each takes queued runs, and all of them share
+    // each account's connections through the database.
+    for _ in 1..args.consoles {
+        let settings = crate::bench::console_settings(
+            dir.path(),
+            &args.database_url,
+            &key,
+            password,
+            args.workers,
+        )?;
+        let more = crate::app::App::build(settings).await?;
+        tokio::spawn(more.run_until_stopped());
+    }
     let owner: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'bench@example.com'")
         .fetch_one(db.pool())
         .await?;

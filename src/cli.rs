@@ -113,6 +113,9 @@ pub struct BenchScaleArgs {
     /// Export runs the console executes at once (EXPORT_WORKERS).
     #[arg(long, default_value_t = 4)]
     pub workers: usize,
+    /// Console processes on one database (PostgreSQL only), each with --workers workers.
+    #[arg(long, default_value_t = 1)]
+    pub consoles: usize,
     /// Concurrent page clients during the first Export all.
     #[arg(long, default_value_t = 50)]
     pub clients: usize,

@@ -107,24 +107,32 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
     };
     let scan_ms = scan_started.elapsed().as_millis() as i64;
     tracing::debug!(scan_ms, profiles = scanned, "the profiles were scanned");
-    for (segment, members) in rule_segments.iter().zip(matches) {
-        let written = Instant::now();
-        let basis = rules_basis(segment, &catalogue);
-        let elapsed_ms = scan_ms + written.elapsed().as_millis() as i64;
-        changed |= publish(db, segment, &members, 0, elapsed_ms, as_of, basis).await?;
-        let duration_ms = scan_ms + written.elapsed().as_millis() as i64;
-        tracing::debug!(
-            segment = %segment.name,
-            members = members.len(),
-            written_ms = written.elapsed().as_millis() as u64,
-            "a segment's members were published"
-        );
+    // PostgreSQL writes each segment's rows on a connection of its own, a few at once (its
+    // server works on them side by side); SQLite has one writer, so one after another.
+    let side_by_side = if db.backend() == crate::db::Backend::Postgres {
+        3
+    } else {
+        1
+    };
+    let mut published: Vec<(bool, i64)> = Vec::with_capacity(rule_segments.len());
+    let work: Vec<_> = rule_segments.iter().zip(&matches).collect();
+    for batch in work.chunks(side_by_side) {
+        let writes = batch.iter().map(|(segment, members)| {
+            let basis = rules_basis(segment, &catalogue);
+            publish_timed(db, segment, members, scan_ms, as_of, basis)
+        });
+        published.extend(futures::future::try_join_all(writes).await?);
+    }
+    for ((segment, members), (segment_changed, written_ms)) in
+        rule_segments.iter().zip(&matches).zip(published)
+    {
+        changed |= segment_changed;
         outcomes.push((
             segment.name.clone(),
             RefreshOutcome::Refreshed {
                 members: members.len() as i64,
                 unmatched_ids: 0,
-                duration_ms,
+                duration_ms: scan_ms + written_ms,
             },
         ));
     }
@@ -187,6 +195,27 @@ fn rules_basis(
     types.sort();
     let text = serde_json::to_string(rules).unwrap_or_default();
     digest_hex(std::iter::once(text.as_bytes()).chain(types.iter().map(|t| t.as_bytes())))
+}
+
+/// `publish` for a rules segment: whether it changed, and the milliseconds it took.
+async fn publish_timed(
+    db: &Db,
+    segment: &Segment,
+    members: &[i64],
+    scan_ms: i64,
+    as_of: i64,
+    basis: String,
+) -> anyhow::Result<(bool, i64)> {
+    let written = Instant::now();
+    let changed = publish(db, segment, members, 0, scan_ms, as_of, basis).await?;
+    let written_ms = written.elapsed().as_millis() as i64;
+    tracing::debug!(
+        segment = %segment.name,
+        members = members.len(),
+        written_ms,
+        "a segment's members were published"
+    );
+    Ok((changed, written_ms))
 }
 
 /// Publishes a segment's members: a new generation when they changed, otherwise only the
