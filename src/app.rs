@@ -17,7 +17,7 @@ use crate::config::{BootstrapAdmin, Settings};
 use crate::crypto::SecretKey;
 use crate::db::Db;
 use crate::domain::{PersonName, Role};
-use crate::mailchimp::{self, Endpoints, OAuthApp};
+use crate::mailchimp::{self, Endpoints, OAuthApp, Reach};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::users;
 
@@ -29,10 +29,10 @@ pub struct AppState {
     pub secret_key: SecretKey,
     pub settings: Arc<Settings>,
     pub public_url: Url,
-    pub mailchimp: Endpoints,
+    pub mailchimp: Reach,
     /// Calls to Mailchimp (or the sandbox) over HTTP.
     pub mailchimp_client: mailchimp::client::Client,
-    /// The built-in sandbox, when no Mailchimp OAuth app is configured.
+    /// The built-in sandbox, when it is on (MAILCHIMP_SANDBOX).
     pub sandbox: Option<Sandbox>,
     /// Executes export runs (the worker in this process uses the same engine).
     pub engine: crate::export::Engine,
@@ -93,6 +93,12 @@ impl App {
                 key: secret_key.clone(),
                 client: mailchimp::client::Client::new(),
                 limiters,
+                sandbox: match &mailchimp.sandbox {
+                    Some(endpoints) => {
+                        crate::export::SandboxApi::At(endpoints.api_base_template.clone())
+                    }
+                    None => crate::export::SandboxApi::Off,
+                },
             },
             mailchimp,
             mailchimp_client: mailchimp::client::Client::new(),
@@ -122,7 +128,17 @@ impl App {
     }
 
     /// Serves until SIGINT or SIGTERM, then lets requests in flight finish.
+    /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes, then stops gracefully: requests in flight end,
+    /// the sandbox's state is saved, export leases are released.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let cleanup = tokio::spawn(
             self.sessions
                 .clone()
@@ -146,7 +162,7 @@ impl App {
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await;
         cleanup.abort();
         if let Some(autosave) = autosave {
@@ -206,48 +222,50 @@ fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", dir.display()))
 }
 
-/// Real Mailchimp when an OAuth app is configured; otherwise the built-in sandbox, mounted
-/// under `/sandbox/` and reached through the same URLs a real Mailchimp would have.
+/// Mailchimp (its own addresses, or those the settings name), reached with the configured
+/// OAuth app if any and with API keys always; and, when on, the built-in sandbox mounted
+/// under `/sandbox/`, reached through the same URLs a real Mailchimp would have.
 fn mailchimp_endpoints(
     settings: &Settings,
     public_url: &Url,
-) -> anyhow::Result<(Endpoints, Option<Sandbox>)> {
+) -> anyhow::Result<(Reach, Option<Sandbox>)> {
     let redirect_uri = mailchimp::join(public_url, mailchimp::CALLBACK_PATH);
     let configured = &settings.mailchimp;
-    if let Some(app) = &configured.app {
-        let oauth_base = match &configured.oauth_base_url {
+    let real = Endpoints {
+        app: configured.app.clone(),
+        oauth_base: match &configured.oauth_base_url {
             Some(url) => url.clone(),
             None => Url::parse(mailchimp::DEFAULT_OAUTH_BASE)?,
+        },
+        api_base_template: configured
+            .api_base_template
+            .clone()
+            .unwrap_or_else(|| mailchimp::DEFAULT_API_BASE.to_owned()),
+        redirect_uri: redirect_uri.clone(),
+        is_sandbox: false,
+    };
+    if !configured.sandbox {
+        let reach = Reach {
+            mailchimp: real,
+            sandbox: None,
         };
-        let endpoints = Endpoints {
-            app: app.clone(),
-            oauth_base,
-            api_base_template: configured
-                .api_base_template
-                .clone()
-                .unwrap_or_else(|| mailchimp::DEFAULT_API_BASE.to_owned()),
-            redirect_uri,
-            is_sandbox: false,
-        };
-        return Ok((endpoints, None));
+        return Ok((reach, None));
     }
     let sandbox_base = mailchimp::join(public_url, "sandbox/");
-    let app = OAuthApp {
-        client_id: "export-destinations-console".into(),
-        client_secret: crate::crypto::random_token(),
-    };
+    // The sandbox's own OAuth app: its secret is kept with the sandbox's state, so tokens
+    // and the registration survive a restart.
+    let state_file = settings.data_dir.join("sandbox.json");
     let config = SandboxConfig {
-        clients: vec![crate::sandbox::store::OAuthClient {
-            client_id: app.client_id.clone(),
-            client_secret: app.client_secret.clone(),
-            name: "export-destinations".into(),
-            redirect_uri: Some(redirect_uri.to_string()),
-        }],
-        state_file: Some(settings.data_dir.join("sandbox.json")),
+        state_file: Some(state_file),
+        back_link: Some(
+            mailchimp::join(public_url, "admin/export-destinations")
+                .path()
+                .to_owned(),
+        ),
         ..SandboxConfig::default()
     };
     let sandbox = Sandbox::new(config, sandbox_base.clone())?;
-    {
+    let app = {
         let mut store = sandbox.store();
         if !store
             .api_keys
@@ -256,16 +274,37 @@ fn mailchimp_endpoints(
         {
             store.issue_api_key(crate::sandbox::store::DEFAULT_ACCOUNT);
         }
-    }
+        let client_secret = store
+            .client(SANDBOX_CLIENT_ID)
+            .map(|c| c.client_secret.clone())
+            .unwrap_or_else(crate::crypto::random_token);
+        store.register_client(crate::sandbox::store::OAuthClient {
+            client_id: SANDBOX_CLIENT_ID.into(),
+            client_secret: client_secret.clone(),
+            name: "export-destinations".into(),
+            redirect_uri: Some(redirect_uri.to_string()),
+        });
+        OAuthApp {
+            client_id: SANDBOX_CLIENT_ID.into(),
+            client_secret,
+        }
+    };
     let endpoints = Endpoints {
-        app,
+        app: Some(app),
         oauth_base: sandbox_base.clone(),
         api_base_template: sandbox_base.as_str().trim_end_matches('/').to_owned(),
         redirect_uri,
         is_sandbox: true,
     };
-    Ok((endpoints, Some(sandbox)))
+    let reach = Reach {
+        mailchimp: real,
+        sandbox: Some(endpoints),
+    };
+    Ok((reach, Some(sandbox)))
 }
+
+/// The console's app registration in its built-in sandbox.
+const SANDBOX_CLIENT_ID: &str = "export-destinations-console";
 
 fn default_public_url(local: SocketAddr) -> anyhow::Result<Url> {
     let host = if local.ip().is_unspecified() {

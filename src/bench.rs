@@ -290,6 +290,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         key,
         client: crate::mailchimp::client::Client::new(),
         limiters: Limiters::default(),
+        sandbox: Default::default(),
     };
     let worker = Worker::new(engine);
     let http = reqwest::Client::new();
@@ -740,7 +741,15 @@ pub(crate) async fn api_key_destination(
     mappings: &[crate::store::destinations::FieldMapping],
 ) -> anyhow::Result<i64> {
     use crate::store::destinations::{self, Authentication, Configuration};
-    let id = destinations::create_draft(db.pool(), name, audience, owner, "bench").await?;
+    let id = destinations::create_draft(
+        db.pool(),
+        name,
+        audience,
+        crate::domain::destination::Target::Mailchimp,
+        owner,
+        "bench",
+    )
+    .await?;
     let sealed = key.seal(api_key);
     let auth = Authentication {
         method: "api_key",

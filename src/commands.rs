@@ -171,6 +171,7 @@ pub async fn export_run(args: ExportRunArgs) -> anyhow::Result<()> {
         key,
         client: crate::mailchimp::client::Client::new(),
         limiters: crate::export::Limiters::default(),
+        sandbox: Default::default(),
     };
     let worker = crate::export::worker::Worker::new(engine);
     // Queued and claimed in one transaction: no console's worker can take it in between.

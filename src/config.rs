@@ -90,7 +90,12 @@ pub struct ServeArgs {
     /// proceed side by side; runs on one account share its 10 connections.
     #[arg(long, env = "EXPORT_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub export_workers: u32,
-    /// Client ID of your Mailchimp OAuth app; unset: the built-in sandbox stands in.
+    /// Offer the built-in Mailchimp sandbox (mounted at /sandbox/) as a destination's
+    /// Mailchimp: on or off.
+    #[arg(long, env = "MAILCHIMP_SANDBOX", default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
+    pub mailchimp_sandbox: bool,
+    /// Client ID of your Mailchimp OAuth app (for Authenticate with Mailchimp); unset:
+    /// destinations on Mailchimp connect with an API key.
     #[arg(long, env = "MAILCHIMP_CLIENT_ID")]
     pub mailchimp_client_id: Option<String>,
     /// Client secret of your Mailchimp OAuth app.
@@ -106,11 +111,25 @@ pub struct ServeArgs {
 
 /// How the console reaches Mailchimp, as configured. With no OAuth app, the console
 /// mounts its built-in sandbox and uses that.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MailchimpSettings {
+    /// The built-in sandbox is offered beside Mailchimp.
+    pub sandbox: bool,
     pub app: Option<crate::mailchimp::OAuthApp>,
     pub oauth_base_url: Option<Url>,
     pub api_base_template: Option<String>,
+}
+
+/// The zero-configuration start: the sandbox on, no OAuth app, Mailchimp's own addresses.
+impl Default for MailchimpSettings {
+    fn default() -> Self {
+        Self {
+            sandbox: true,
+            app: None,
+            oauth_base_url: None,
+            api_base_template: None,
+        }
+    }
 }
 
 /// The administrator named by ADMIN_EMAIL and ADMIN_PASSWORD.
@@ -213,6 +232,13 @@ impl Settings {
             .as_deref()
             .map(|raw| parse_http_url(raw, "MAILCHIMP_OAUTH_BASE_URL"))
             .transpose()?;
+        if oauth_base_url.is_some() && app.is_none() {
+            bail!(
+                "MAILCHIMP_OAUTH_BASE_URL is set but no OAuth app is: set MAILCHIMP_CLIENT_ID and \
+                 MAILCHIMP_CLIENT_SECRET too, or unset MAILCHIMP_OAUTH_BASE_URL (API keys need only \
+                 MAILCHIMP_API_BASE_URL)"
+            );
+        }
         let api_base_template = args
             .mailchimp_api_base_url
             .map(|raw| {
@@ -242,6 +268,7 @@ impl Settings {
                 iterations: args.password_hash_iterations,
             },
             mailchimp: MailchimpSettings {
+                sandbox: args.mailchimp_sandbox,
                 app,
                 oauth_base_url,
                 api_base_template,
@@ -252,6 +279,15 @@ impl Settings {
 
 fn parse_public_url(raw: &str) -> anyhow::Result<Url> {
     parse_http_url(raw, "PUBLIC_URL")
+}
+
+/// `on`/`off` (also true/false, yes/no, 1/0) for a switch setting.
+fn parse_switch(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("“{raw}” is not on or off")),
+    }
 }
 
 fn parse_http_url(raw: &str, name: &str) -> anyhow::Result<Url> {
@@ -342,9 +378,64 @@ mod tests {
     }
 
     #[test]
-    fn with_no_mailchimp_app_the_sandbox_stands_in() {
+    fn with_no_configuration_the_sandbox_is_on_and_no_oauth_app_is_set() {
         let settings = Settings::from_args(args(&[])).unwrap();
         assert!(settings.mailchimp.app.is_none());
+        assert!(settings.mailchimp.sandbox);
+    }
+
+    #[test]
+    fn the_sandbox_setting_takes_on_or_off_and_refuses_anything_else() {
+        for (raw, on) in [
+            ("off", false),
+            ("OFF", false),
+            ("false", false),
+            ("on", true),
+        ] {
+            let settings = Settings::from_args(args(&["--mailchimp-sandbox", raw])).unwrap();
+            assert_eq!(settings.mailchimp.sandbox, on, "{raw}");
+        }
+        let refused = crate::cli::Cli::try_parse_from([
+            "export-destinations",
+            "--mailchimp-sandbox",
+            "maybe",
+        ]);
+        let message = refused.err().expect("refused").to_string();
+        assert!(message.contains("mailchimp-sandbox"), "{message}");
+        assert!(message.contains("not on or off"), "{message}");
+    }
+
+    #[test]
+    fn an_api_base_url_alone_is_used_for_api_keys_with_no_oauth_app() {
+        let settings = Settings::from_args(args(&[
+            "--mailchimp-sandbox",
+            "off",
+            "--mailchimp-api-base-url",
+            "https://{dc}.api.example.com/",
+        ]))
+        .unwrap();
+        assert!(settings.mailchimp.app.is_none());
+        assert_eq!(
+            settings.mailchimp.api_base_template.as_deref(),
+            Some("https://{dc}.api.example.com")
+        );
+    }
+
+    #[test]
+    fn an_oauth_base_url_without_an_app_stops_start_up_naming_the_variables() {
+        let err = Settings::from_args(args(&[
+            "--mailchimp-oauth-base-url",
+            "http://127.0.0.1:9090/",
+        ]))
+        .unwrap_err()
+        .to_string();
+        for name in [
+            "MAILCHIMP_OAUTH_BASE_URL",
+            "MAILCHIMP_CLIENT_ID",
+            "MAILCHIMP_CLIENT_SECRET",
+        ] {
+            assert!(err.contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::domain::Role;
 use crate::domain::destination::{
     ApiKey, AudienceId, CONSENT_VERSION, DisplayName, MAX_EXPORT_PROFILES, MergeTag,
-    NewMemberStatus,
+    NewMemberStatus, Target,
 };
 use crate::mailchimp::client::{Connection, Credential, ErrorKind};
 use crate::store::audit::{self, Actor};
@@ -29,6 +29,7 @@ fn destination_json(d: &Destination, segment_ids: &[i64]) -> Value {
         "display_name": d.display_name,
         "type": "mailchimp",
         "status": if d.active { "active" } else if d.removing { "removing" } else { "draft" },
+        "mailchimp": d.target.as_str(),
         "audience_id": d.audience_id,
         "audience_name": d.audience_name,
         "email_field": d.email_field,
@@ -73,6 +74,8 @@ pub struct NewDestination {
     consent: Option<bool>,
     audience_id: Option<String>,
     api_key: Option<String>,
+    /// "mailchimp" or "sandbox" (the built-in one); unset: the console's default.
+    mailchimp: Option<String>,
     email_field: Option<String>,
     #[serde(default)]
     merge_fields: Vec<MergeFieldInput>,
@@ -87,6 +90,7 @@ impl ApiBody for NewDestination {
         "consent",
         "audience_id",
         "api_key",
+        "mailchimp",
         "email_field",
         "merge_fields",
         "segment_ids",
@@ -135,6 +139,13 @@ pub async fn create(
     let key = ApiKey::parse(input.api_key.as_deref().unwrap_or_default())
         .map_err(|e| errors.push(field("api_key", e)))
         .ok();
+    let target = match input.mailchimp.as_deref() {
+        None => Ok(state.mailchimp.default_target()),
+        Some(raw) => Target::parse(raw),
+    }
+    .and_then(|target| state.mailchimp.of(target).map(|_| target))
+    .map_err(|e| errors.push(field("mailchimp", e)))
+    .ok();
     let catalogue = fields::as_catalogue(&fields::list(pool).await?);
     let email_field = input.email_field.clone().unwrap_or_default();
     if !catalogue.contains_key(&email_field) {
@@ -218,12 +229,16 @@ pub async fn create(
         .parse::<NewMemberStatus>()
         .map_err(|e| errors.push(field("new_member_status", e)))
         .ok();
-    let (Some(name), Some(audience), Some(key), Some(status), true) =
-        (name, audience, key, status, errors.is_empty())
+    let (Some(name), Some(audience), Some(key), Some(status), Some(target), true) =
+        (name, audience, key, status, target, errors.is_empty())
     else {
         return Err(Problem::invalid(errors));
     };
-    let Some(api_base) = state.mailchimp.api_base_for_key(key.expose()) else {
+    let endpoints = state
+        .mailchimp
+        .of(target)
+        .map_err(|e| Problem::invalid(vec![field("mailchimp", e)]))?;
+    let Some(api_base) = endpoints.api_base_for_key(key.expose()) else {
         return Err(Problem::invalid(vec![field(
             "api_key",
             "The key names no data centre.",
@@ -266,6 +281,7 @@ pub async fn create(
         &mut *tx,
         name.as_str(),
         audience.as_str(),
+        target,
         user.id,
         CONSENT_VERSION,
     )

@@ -66,6 +66,7 @@ pub fn description() -> Value {
                     "properties": {
                         "id": { "type": "integer" }, "display_name": { "type": "string" }, "type": { "type": "string", "enum": ["mailchimp"] },
                         "status": { "type": "string", "enum": ["active", "draft", "removing"] },
+                        "mailchimp": { "type": "string", "enum": ["mailchimp", "sandbox"], "description": "which Mailchimp: the real one or the console's built-in sandbox" },
                         "audience_id": { "type": "string" }, "audience_name": { "type": "string", "nullable": true },
                         "email_field": { "type": "string", "nullable": true },
                         "merge_fields": { "type": "array", "items": { "$ref": "#/components/schemas/MergeField" } },
@@ -81,6 +82,7 @@ pub fn description() -> Value {
                         "display_name": { "type": "string", "maxLength": 100 },
                         "consent": { "type": "boolean", "description": "true: you agree to the data-privacy notice" },
                         "audience_id": { "type": "string" }, "api_key": { "type": "string" },
+                        "mailchimp": { "type": "string", "enum": ["mailchimp", "sandbox"], "description": "which Mailchimp the key is for; unset: the built-in sandbox when it is on and no Mailchimp OAuth app is configured, otherwise Mailchimp" },
                         "email_field": { "type": "string" },
                         "merge_fields": { "type": "array", "items": { "$ref": "#/components/schemas/MergeField" } },
                         "segment_ids": { "type": "array", "items": { "type": "integer" }, "uniqueItems": true, "minItems": 1, "maxItems": 1000 },

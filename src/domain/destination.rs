@@ -33,6 +33,45 @@ impl fmt::Display for DisplayName {
     }
 }
 
+/// Which Mailchimp a destination exports to: the real one (or what `MAILCHIMP_API_BASE_URL`
+/// and `MAILCHIMP_OAUTH_BASE_URL` name), or the console's built-in sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    #[default]
+    Mailchimp,
+    Sandbox,
+}
+
+impl Target {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "mailchimp" => Ok(Self::Mailchimp),
+            "sandbox" => Ok(Self::Sandbox),
+            _ => Err("Mailchimp: choose Mailchimp or the built-in sandbox.".into()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mailchimp => "mailchimp",
+            Self::Sandbox => "sandbox",
+        }
+    }
+
+    /// How pages name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Mailchimp => "Mailchimp",
+            Self::Sandbox => "Built-in sandbox",
+        }
+    }
+
+    pub fn is_sandbox(self) -> bool {
+        self == Self::Sandbox
+    }
+}
+
 /// A Mailchimp audience ID (what Mailchimp calls a list ID, e.g. `a1b2c3d4e5`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudienceId(String);

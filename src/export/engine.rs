@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::crypto::SecretKey;
 use crate::db::Db;
+use crate::domain::destination::Target;
 use crate::export::plan::Record;
 use crate::mailchimp::client::{ApiError, Client, Connection, Credential, ErrorKind};
 use crate::mailchimp::gateway::Gateway;
@@ -23,6 +24,21 @@ pub struct Engine {
     pub key: SecretKey,
     pub client: Client,
     pub limiters: Limiters,
+    /// Where this process finds the built-in sandbox, for destinations on it.
+    pub sandbox: SandboxApi,
+}
+
+/// Where destinations on the built-in sandbox are reached from this process.
+#[derive(Debug, Clone, Default)]
+pub enum SandboxApi {
+    /// Not a console (a command run beside one): at the address stored at set-up.
+    #[default]
+    AsStored,
+    /// The console's sandbox is turned off.
+    Off,
+    /// The console's own sandbox, at its current address (which follows PUBLIC_URL and
+    /// the port, whatever they were when the destination was set up).
+    At(String),
 }
 
 /// How a run ended.
@@ -69,8 +85,16 @@ impl Engine {
             Some("api_key") => Credential::ApiKey(secret),
             _ => Credential::OAuth(secret),
         };
+        let stored = destination.api_base.clone().unwrap_or_default();
+        let api_base = match (&self.sandbox, destination.target) {
+            (SandboxApi::At(base), Target::Sandbox) => base.clone(),
+            (SandboxApi::Off, Target::Sandbox) => anyhow::bail!(
+                "the destination is on the built-in sandbox, which is turned off (MAILCHIMP_SANDBOX=off)"
+            ),
+            _ => stored,
+        };
         Ok(Connection {
-            api_base: destination.api_base.clone().unwrap_or_default(),
+            api_base,
             credential,
         })
     }

@@ -12,5 +12,5 @@ mod state;
 pub mod worker;
 
 pub use crate::mailchimp::limiter::Limiters;
-pub use engine::{Engine, OWNERSHIP_TAG};
+pub use engine::{Engine, OWNERSHIP_TAG, SandboxApi};
 pub use plan::{PlanReader, Record};

@@ -11,6 +11,8 @@ use std::fmt;
 
 use url::Url;
 
+use crate::domain::destination::Target;
+
 pub const DEFAULT_OAUTH_BASE: &str = "https://login.mailchimp.com";
 pub const DEFAULT_API_BASE: &str = "https://{dc}.api.mailchimp.com";
 /// Where Mailchimp sends the browser back after consent, under the console's public URL.
@@ -32,10 +34,50 @@ impl fmt::Debug for OAuthApp {
     }
 }
 
-/// Where the console finds Mailchimp.
+/// The Mailchimps this console reaches: the real one (or what the settings name instead)
+/// always, and its built-in sandbox when that is on. Each destination says which it uses.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    pub mailchimp: Endpoints,
+    pub sandbox: Option<Endpoints>,
+}
+
+impl Reach {
+    /// Where a destination on `target` finds its Mailchimp; an error a page can show when
+    /// that Mailchimp is not available here.
+    pub fn of(&self, target: Target) -> Result<&Endpoints, String> {
+        match target {
+            Target::Mailchimp => Ok(&self.mailchimp),
+            Target::Sandbox => self.sandbox.as_ref().ok_or_else(|| {
+                "This destination uses the built-in sandbox, which is turned off here (MAILCHIMP_SANDBOX=off). \
+                 Set up a destination on Mailchimp instead."
+                    .to_owned()
+            }),
+        }
+    }
+
+    /// What a new destination uses unless its administrator chooses: the sandbox when it is
+    /// on and no Mailchimp OAuth app is configured (the zero-configuration start),
+    /// otherwise Mailchimp.
+    pub fn default_target(&self) -> Target {
+        if self.sandbox.is_some() && self.mailchimp.app.is_none() {
+            Target::Sandbox
+        } else {
+            Target::Mailchimp
+        }
+    }
+
+    /// Whether a destination may use the built-in sandbox.
+    pub fn offers_sandbox(&self) -> bool {
+        self.sandbox.is_some()
+    }
+}
+
+/// Where the console finds one Mailchimp.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
-    pub app: OAuthApp,
+    /// The OAuth app the console signs in as; without one only API keys connect.
+    pub app: Option<OAuthApp>,
     /// Base of `/oauth2/authorize`, `/oauth2/token` and `/oauth2/metadata`.
     pub oauth_base: Url,
     /// Base of the Marketing API for API keys; `{dc}` is replaced by the key's data centre.
@@ -85,10 +127,10 @@ mod tests {
 
     fn endpoints(template: &str) -> Endpoints {
         Endpoints {
-            app: OAuthApp {
+            app: Some(OAuthApp {
                 client_id: "id".into(),
                 client_secret: "secret".into(),
-            },
+            }),
             oauth_base: Url::parse("http://127.0.0.1:8080/sandbox/").unwrap(),
             api_base_template: template.into(),
             redirect_uri: Url::parse("http://127.0.0.1:8080/oauth/mailchimp/callback").unwrap(),

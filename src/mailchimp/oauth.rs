@@ -57,6 +57,11 @@ impl TokenResponse for MailchimpToken {
     }
 }
 
+/// Why Authenticate with Mailchimp cannot start without an OAuth app.
+pub const NO_APP: &str = "Authenticate with Mailchimp needs this console's Mailchimp OAuth app, and none is \
+     configured (MAILCHIMP_CLIENT_ID and MAILCHIMP_CLIENT_SECRET). Connect with a Mailchimp API key instead, \
+     or ask whoever runs the console to register an app with Mailchimp and set both.";
+
 type OAuthClient = oauth2::Client<
     BasicErrorResponse,
     MailchimpToken,
@@ -71,15 +76,17 @@ type OAuthClient = oauth2::Client<
 >;
 
 fn client(endpoints: &Endpoints) -> anyhow::Result<OAuthClient> {
-    Ok(
-        oauth2::Client::new(ClientId::new(endpoints.app.client_id.clone()))
-            .set_client_secret(ClientSecret::new(endpoints.app.client_secret.clone()))
-            .set_auth_uri(AuthUrl::from_url(endpoints.authorize_url()))
-            .set_token_uri(TokenUrl::from_url(endpoints.token_url()))
-            .set_redirect_uri(RedirectUrl::from_url(endpoints.redirect_uri.clone()))
-            // Mailchimp documents the client credentials in the form body.
-            .set_auth_type(AuthType::RequestBody),
-    )
+    let app = endpoints
+        .app
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!(NO_APP))?;
+    Ok(oauth2::Client::new(ClientId::new(app.client_id.clone()))
+        .set_client_secret(ClientSecret::new(app.client_secret.clone()))
+        .set_auth_uri(AuthUrl::from_url(endpoints.authorize_url()))
+        .set_token_uri(TokenUrl::from_url(endpoints.token_url()))
+        .set_redirect_uri(RedirectUrl::from_url(endpoints.redirect_uri.clone()))
+        // Mailchimp documents the client credentials in the form body.
+        .set_auth_type(AuthType::RequestBody))
 }
 
 /// Where to send the browser, and the `state` that must come back.

@@ -53,6 +53,8 @@ pub struct SandboxConfig {
     pub state_file: Option<PathBuf>,
     /// How long an OAuth code can be exchanged (Mailchimp's are short-lived).
     pub code_lifetime: Duration,
+    /// Where the pages' way back leads (the console that mounts the sandbox), if anywhere.
+    pub back_link: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -69,6 +71,7 @@ impl Default for SandboxConfig {
             clients: Vec::new(),
             state_file: None,
             code_lifetime: Duration::from_secs(60),
+            back_link: None,
         }
     }
 }

@@ -130,6 +130,7 @@ struct AccountView {
 #[template(path = "sandbox/account.html")]
 struct AccountPage {
     base: String,
+    back: Option<String>,
     accounts: Vec<AccountView>,
     page_token: String,
     api_base: String,
@@ -195,6 +196,7 @@ async fn account(
         .collect();
     let page = AccountPage {
         base: sandbox.base_path(),
+        back: sandbox.config().back_link.clone(),
         accounts,
         page_token: if show_credentials {
             sandbox.page_token().to_owned()
@@ -225,6 +227,7 @@ struct TagRow {
 #[template(path = "sandbox/audience.html")]
 struct AudiencePage {
     base: String,
+    back: Option<String>,
     id: String,
     name: String,
     counts: Vec<(String, usize)>,
@@ -292,6 +295,7 @@ async fn audience(
         .collect();
     let page = AudiencePage {
         base: sandbox.base_path(),
+        back: sandbox.config().back_link.clone(),
         id: audience.id.clone(),
         name: audience.name.clone(),
         counts: MemberStatus::ALL

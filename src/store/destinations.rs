@@ -24,6 +24,8 @@ pub struct Destination {
     pub consent_version: Option<String>,
     pub consent_at: Option<i64>,
     pub audience_id: String,
+    /// Which Mailchimp it exports to.
+    pub target: crate::domain::destination::Target,
     pub audience_name: Option<String>,
     pub audience_members: Option<i64>,
     pub auth_method: Option<String>,
@@ -52,7 +54,7 @@ impl Destination {
 }
 
 const COLUMNS: &str = "id, display_name, status, owner_id, consent_version, consent_at, audience_id, \
-    audience_name, audience_members, auth_method, credential_sealed, api_base, mailchimp_account, \
+    target, audience_name, audience_members, auth_method, credential_sealed, api_base, mailchimp_account, \
     authenticated_at, export_user_id, email_field, field_mappings, new_member_status, configured_at, \
     created_at, updated_at";
 
@@ -68,6 +70,8 @@ fn from_row(row: AnyRow) -> sqlx::Result<Destination> {
         consent_version: row.try_get("consent_version")?,
         consent_at: row.try_get("consent_at")?,
         audience_id: row.try_get("audience_id")?,
+        target: crate::domain::destination::Target::parse(&row.try_get::<String, _>("target")?)
+            .unwrap_or_default(),
         audience_name: row.try_get("audience_name")?,
         audience_members: row.try_get("audience_members")?,
         auth_method: row.try_get("auth_method")?,
@@ -110,38 +114,43 @@ pub async fn create_draft<'e>(
     db: impl Executor<'e, Database = Any>,
     display_name: &str,
     audience_id: &str,
+    target: crate::domain::destination::Target,
     owner_id: i64,
     consent_version: &str,
 ) -> sqlx::Result<i64> {
     let now = now_millis();
     sqlx::query_scalar(
         "INSERT INTO destinations (display_name, kind, status, owner_id, consent_version, consent_at, consent_by, \
-         audience_id, created_at, updated_at) VALUES ($1, 'mailchimp', 'draft', $2, $3, $4, $2, $5, $4, $4) RETURNING id",
+         audience_id, target, created_at, updated_at) \
+         VALUES ($1, 'mailchimp', 'draft', $2, $3, $4, $2, $5, $6, $4, $4) RETURNING id",
     )
     .bind(display_name)
     .bind(owner_id)
     .bind(consent_version)
     .bind(now)
     .bind(audience_id)
+    .bind(target.as_str())
     .fetch_one(db)
     .await
 }
 
-/// Changes a draft's name and audience (which drops any authentication made for it).
+/// Changes a draft's name, audience and Mailchimp (a new audience or Mailchimp drops any
+/// authentication made for the old one).
 pub async fn update_connect<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
     display_name: &str,
     audience_id: &str,
+    target: crate::domain::destination::Target,
     user_id: i64,
     consent_version: &str,
 ) -> sqlx::Result<()> {
     let now = now_millis();
     sqlx::query(
         "UPDATE destinations SET display_name = $1, consent_version = $2, consent_at = $3, consent_by = $4, \
-         credential_sealed = CASE WHEN audience_id = $5 THEN credential_sealed ELSE NULL END, \
-         api_base = CASE WHEN audience_id = $5 THEN api_base ELSE NULL END, \
-         audience_id = $5, updated_at = $3 WHERE id = $6",
+         credential_sealed = CASE WHEN audience_id = $5 AND target = $7 THEN credential_sealed ELSE NULL END, \
+         api_base = CASE WHEN audience_id = $5 AND target = $7 THEN api_base ELSE NULL END, \
+         audience_id = $5, target = $7, updated_at = $3 WHERE id = $6",
     )
     .bind(display_name)
     .bind(consent_version)
@@ -149,6 +158,7 @@ pub async fn update_connect<'e>(
     .bind(user_id)
     .bind(audience_id)
     .bind(id)
+    .bind(target.as_str())
     .execute(db)
     .await
     .map(drop)

@@ -81,7 +81,7 @@ impl Removal {
 #[template(path = "destinations/list.html")]
 struct DestinationsPage {
     ctx: PageContext,
-    /// Mailchimp is the built-in sandbox (no Mailchimp OAuth app is configured).
+    /// The built-in sandbox is on: destinations may use it.
     sandbox: bool,
     rows: Vec<Row>,
     drafts: Vec<Row>,
@@ -124,7 +124,7 @@ async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Respons
     }
     let page = DestinationsPage {
         ctx: ctx.at(Nav::ExportDestinations),
-        sandbox: state.mailchimp.is_sandbox,
+        sandbox: state.mailchimp.offers_sandbox(),
         rows: active,
         drafts,
         removals,

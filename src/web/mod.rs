@@ -47,6 +47,8 @@ fn content_security_policy(oauth_origin: &str) -> String {
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
          object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self' {oauth_origin}"
     )
+    .trim_end()
+    .to_owned()
 }
 
 pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Router {
@@ -77,7 +79,17 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .layer(from_fn(limits::bounded_forms));
     let https = state.public_url.scheme() == "https";
     let api = crate::api::router(state.clone());
-    let csp = content_security_policy(&state.mailchimp.oauth_base.origin().ascii_serialization());
+    // Authenticate with Mailchimp posts a form that redirects to Mailchimp's sign-in.
+    let oauth_origin = match &state.mailchimp.mailchimp.app {
+        Some(_) => state
+            .mailchimp
+            .mailchimp
+            .oauth_base
+            .origin()
+            .ascii_serialization(),
+        None => String::new(),
+    };
+    let csp = content_security_policy(&oauth_origin);
     let sandbox = state.sandbox.clone();
     let sandbox_state = state.clone();
     let mut router = Router::new()

@@ -14,7 +14,7 @@ use tower_sessions::Session;
 use crate::app::AppState;
 use crate::auth::throttle::{self, Reentered};
 use crate::auth::{CurrentUser, session};
-use crate::domain::destination::{ApiKey, AudienceId, CONSENT_VERSION, DisplayName};
+use crate::domain::destination::{ApiKey, AudienceId, CONSENT_VERSION, DisplayName, Target};
 use crate::mailchimp::client::{Connection, Credential, ErrorKind};
 use crate::mailchimp::oauth;
 use crate::store::audit::{self, Actor};
@@ -71,6 +71,7 @@ struct ConnectForm {
     display_name: String,
     audience_id: String,
     consent: bool,
+    target: Target,
 }
 
 #[derive(Template)]
@@ -82,7 +83,11 @@ struct SetupPage {
     destination: Option<Destination>,
     export_user_name: Option<String>,
     authenticated_at: String,
-    sandbox: bool,
+    /// The built-in sandbox may be chosen.
+    offers_sandbox: bool,
+    /// Why Authenticate with Mailchimp cannot be used for this destination, if it cannot.
+    oauth_unavailable: Option<String>,
+    auth_error: Option<String>,
     key_error: Option<String>,
     password_error: Option<String>,
 }
@@ -97,6 +102,10 @@ impl SetupPage {
             Some(d) => format!("/admin/export-destinations/{}/connect", d.id),
             None => "/admin/export-destinations/mailchimp".into(),
         }
+    }
+
+    fn target_checked(&self, target: &str) -> bool {
+        self.form.target.as_str() == target
     }
 
     fn step_done(&self, step: &str) -> bool {
@@ -127,8 +136,17 @@ async fn page(
             display_name: d.display_name.clone(),
             audience_id: d.audience_id.clone(),
             consent: d.consent_at.is_some(),
+            target: d.target,
         })
-        .unwrap_or_default();
+        .unwrap_or_else(|| ConnectForm {
+            target: state.mailchimp.default_target(),
+            ..ConnectForm::default()
+        });
+    let oauth_unavailable = match state.mailchimp.of(form.target) {
+        Err(why) => Some(why),
+        Ok(endpoints) if endpoints.app.is_none() => Some(oauth::NO_APP.to_owned()),
+        Ok(_) => None,
+    };
     Ok(SetupPage {
         ctx: ctx.at(Nav::ExportDestinations),
         form,
@@ -138,7 +156,9 @@ async fn page(
         ),
         destination,
         export_user_name,
-        sandbox: state.mailchimp.is_sandbox,
+        offers_sandbox: state.mailchimp.offers_sandbox(),
+        oauth_unavailable,
+        auth_error: None,
         key_error: None,
         password_error: None,
     })
@@ -164,11 +184,21 @@ struct ConnectInput {
     #[serde(default)]
     audience_id: String,
     consent: Option<String>,
+    /// Which Mailchimp: absent when the page offered no choice.
+    mailchimp: Option<String>,
 }
 
-fn parse_connect(input: &ConnectInput) -> Result<(DisplayName, AudienceId), Vec<String>> {
+fn parse_connect(
+    state: &AppState,
+    input: &ConnectInput,
+) -> Result<(DisplayName, AudienceId, Target), Vec<String>> {
     let name = DisplayName::parse(&input.display_name);
     let audience = AudienceId::parse(&input.audience_id);
+    let target = match input.mailchimp.as_deref() {
+        None => Ok(state.mailchimp.default_target()),
+        Some(raw) => Target::parse(raw),
+    }
+    .and_then(|t| state.mailchimp.of(t).map(|_| t));
     let mut errors = Vec::new();
     if let Err(e) = &name {
         errors.push(e.clone());
@@ -176,11 +206,14 @@ fn parse_connect(input: &ConnectInput) -> Result<(DisplayName, AudienceId), Vec<
     if input.consent.as_deref() != Some("yes") {
         errors.push("Data privacy and compliance: select I agree to continue.".into());
     }
+    if let Err(e) = &target {
+        errors.push(e.clone());
+    }
     if let Err(e) = &audience {
         errors.push(e.clone());
     }
-    match (name, audience) {
-        (Ok(name), Ok(audience)) if errors.is_empty() => Ok((name, audience)),
+    match (name, audience, target) {
+        (Ok(name), Ok(audience), Ok(target)) if errors.is_empty() => Ok((name, audience, target)),
         _ => Err(errors),
     }
 }
@@ -193,10 +226,16 @@ async fn refuse(
     errors: Vec<String>,
 ) -> Result<Response, AppError> {
     let mut page = page(state, ctx, destination).await?;
+    let target = input
+        .mailchimp
+        .as_deref()
+        .and_then(|raw| Target::parse(raw).ok())
+        .unwrap_or(page.form.target);
     page.form = ConnectForm {
         display_name: input.display_name,
         audience_id: input.audience_id,
         consent: input.consent.is_some(),
+        target,
     };
     page.errors = errors;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
@@ -208,7 +247,7 @@ async fn create(
     ctx: PageContext,
     Form(input): Form<ConnectInput>,
 ) -> Result<Response, AppError> {
-    let (name, audience) = match parse_connect(&input) {
+    let (name, audience, target) = match parse_connect(&state, &input) {
         Ok(parsed) => parsed,
         Err(errors) => return refuse(&state, ctx, None, input, errors).await,
     };
@@ -217,6 +256,7 @@ async fn create(
         &mut *tx,
         name.as_str(),
         audience.as_str(),
+        target,
         ctx.user.id,
         CONSENT_VERSION,
     )
@@ -246,7 +286,7 @@ async fn create(
         "connect",
         Some(id),
         name.as_str(),
-        &format!("audience {}", audience.as_str()),
+        &format!("audience {} on {}", audience.as_str(), target.label()),
     )
     .await?;
     tx.commit().await?;
@@ -265,7 +305,7 @@ async fn update_connect(
             "Changing the audience means a new destination: set up another one.".into(),
         ));
     }
-    let (name, audience) = match parse_connect(&input) {
+    let (name, audience, target) = match parse_connect(&state, &input) {
         Ok(parsed) => parsed,
         Err(errors) => return refuse(&state, ctx, Some(destination), input, errors).await,
     };
@@ -275,6 +315,7 @@ async fn update_connect(
         id,
         name.as_str(),
         audience.as_str(),
+        target,
         ctx.user.id,
         CONSENT_VERSION,
     )
@@ -294,7 +335,7 @@ async fn update_connect(
         "connect",
         Some(id),
         name.as_str(),
-        &format!("audience {}", audience.as_str()),
+        &format!("audience {} on {}", audience.as_str(), target.label()),
     )
     .await?;
     tx.commit().await?;
@@ -312,16 +353,27 @@ struct PendingOAuth {
 /// Authenticate with Mailchimp: off to Mailchimp's consent page with a one-time state.
 async fn authenticate(
     State(state): State<AppState>,
-    user: CurrentUser,
+    ctx: PageContext,
     session: Session,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    load(&state, &user, id).await?;
-    let (url, csrf) = oauth::authorize_url(&state.mailchimp)?;
+    let destination = load(&state, &ctx.user, id).await?;
+    let started = match state.mailchimp.of(destination.target) {
+        Ok(endpoints) => oauth::authorize_url(endpoints).map_err(|e| e.to_string()),
+        Err(why) => Err(why),
+    };
+    let (url, csrf) = match started {
+        Ok(started) => started,
+        Err(why) => {
+            let mut page = page(&state, ctx, Some(destination)).await?;
+            page.auth_error = Some(why);
+            return Ok((StatusCode::CONFLICT, render(&page)?).into_response());
+        }
+    };
     let pending = PendingOAuth {
         state: csrf,
         destination_id: id,
-        user_id: user.id,
+        user_id: ctx.user.id,
     };
     session.insert(OAUTH_SESSION_KEY, pending).await?;
     Ok(Redirect::to(url.as_str()).into_response())
@@ -402,7 +454,19 @@ async fn callback(
     }
     let code = query.code.unwrap_or_default();
     let client = &state.mailchimp_client;
-    let token = match oauth::exchange(&state.mailchimp, client.http(), &code).await {
+    let endpoints = match state.mailchimp.of(destination.target) {
+        Ok(endpoints) => endpoints,
+        Err(why) => {
+            return problem(
+                ctx,
+                StatusCode::CONFLICT,
+                "This Mailchimp is not available",
+                why,
+                back,
+            );
+        }
+    };
+    let token = match oauth::exchange(endpoints, client.http(), &code).await {
         Ok(token) => token,
         Err(err) => {
             tracing::warn!(error = %err, "Mailchimp code exchange failed");
@@ -415,7 +479,7 @@ async fn callback(
             );
         }
     };
-    let metadata = match client.metadata(&state.mailchimp, &token).await {
+    let metadata = match client.metadata(endpoints, &token).await {
         Ok(m) => m,
         Err(err) => {
             return problem(
@@ -559,7 +623,11 @@ async fn use_api_key(
         Ok(key) => key,
         Err(message) => return refuse_key(&state, message, ctx, destination).await,
     };
-    let Some(api_base) = state.mailchimp.api_base_for_key(key.expose()) else {
+    let endpoints = match state.mailchimp.of(destination.target) {
+        Ok(endpoints) => endpoints,
+        Err(why) => return refuse_key(&state, why, ctx, destination).await,
+    };
+    let Some(api_base) = endpoints.api_base_for_key(key.expose()) else {
         return refuse_key(
             &state,
             "API key: it names no data centre.".into(),

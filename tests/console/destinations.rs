@@ -812,6 +812,7 @@ mod against_a_fake_mailchimp {
         let base: url::Url = mock.uri().parse().unwrap();
         crate::helpers::spawn_app_with(move |settings| {
             settings.mailchimp = export_destinations::config::MailchimpSettings {
+                sandbox: false,
                 app: Some(export_destinations::mailchimp::OAuthApp {
                     client_id: "cid".into(),
                     client_secret: "csecret".into(),
@@ -1014,8 +1015,10 @@ async fn the_setup_page_of_a_saved_destination_does_not_offer_another_audience()
     let page = app
         .get_html(&format!("/admin/export-destinations/{id}/setup"))
         .await;
-    assert!(page.contains("Changing the audience means a new"));
+    assert!(page.contains("Changing the audience or the Mailchimp means a new destination"));
+    assert!(page.contains(r#"<span id="target">Built-in sandbox</span>"#));
     assert!(!page.contains("name=\"audience_id\""));
+    assert!(!page.contains("name=\"mailchimp\""));
     assert!(page.contains("Authenticate again"));
 }
 

@@ -49,12 +49,11 @@ pub(crate) async fn world_with(
     };
     let base = sandbox_base.clone();
     let app = spawn_app_with(move |settings| {
+        // A real user's setup: Mailchimp reached with an API key, no OAuth app, no sandbox.
         settings.mailchimp = export_destinations::config::MailchimpSettings {
-            app: Some(export_destinations::mailchimp::OAuthApp {
-                client_id: "unused".into(),
-                client_secret: "unused".into(),
-            }),
-            oauth_base_url: Some(base.parse().unwrap()),
+            sandbox: false,
+            app: None,
+            oauth_base_url: None,
             api_base_template: Some(base.clone()),
         };
         configure(settings);

@@ -111,6 +111,34 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// A console started on `dir` with `settings`, to be stopped (gracefully, as by SIGTERM)
+/// with the returned sender; the handle ends when it has stopped.
+pub async fn spawn_stoppable(
+    dir: Arc<tempfile::TempDir>,
+    settings: Settings,
+) -> (
+    TestApp,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let app = App::build(settings).await.expect("the console starts");
+    let base = format!("http://{}", app.local_addr());
+    let state = app.state().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let (client, jar) = new_client();
+    let app = TestApp {
+        base,
+        state,
+        client,
+        jar,
+        _dir: dir,
+    };
+    (app, stop, handle)
+}
+
 impl TestApp {
     /// Another browser (its own cookies) on the same console.
     pub fn another_client(&self) -> TestApp {
@@ -340,9 +368,16 @@ pub async fn saved_destination(
         self, Authentication, Configuration, FieldMapping,
     };
     let pool = db.pool();
-    let id = destinations::create_draft(pool, name, target.audience, owner, "v")
-        .await
-        .unwrap();
+    let id = destinations::create_draft(
+        pool,
+        name,
+        target.audience,
+        export_destinations::domain::destination::Target::Mailchimp,
+        owner,
+        "v",
+    )
+    .await
+    .unwrap();
     let sealed = secret.seal(target.key);
     let auth = Authentication {
         method: "api_key",

@@ -14,6 +14,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod profiles;
+mod reach;
 mod retries;
 mod roles;
 mod sandbox;

@@ -6,7 +6,12 @@ use crate::helpers::spawn_app;
 #[tokio::test]
 async fn with_no_mailchimp_app_configured_the_console_serves_the_sandbox() {
     let app = spawn_app().await;
-    assert!(app.state.mailchimp.is_sandbox);
+    assert!(app.state.mailchimp.offers_sandbox());
+    assert_eq!(
+        app.state.mailchimp.default_target(),
+        export_destinations::domain::destination::Target::Sandbox,
+        "with no OAuth app, new destinations start on the sandbox"
+    );
     let sandbox = app.state.sandbox.clone().expect("the built-in sandbox");
     let anonymous = app.get("/sandbox/").await;
     assert_eq!(
@@ -39,7 +44,7 @@ async fn with_no_mailchimp_app_configured_the_console_serves_the_sandbox() {
 #[tokio::test]
 async fn the_console_reaches_its_sandbox_through_mailchimp_shaped_urls() {
     let app = spawn_app().await;
-    let endpoints = &app.state.mailchimp;
+    let endpoints = app.state.mailchimp.sandbox.as_ref().unwrap();
     assert_eq!(
         endpoints.token_url().as_str(),
         app.url("/sandbox/oauth2/token")
@@ -62,7 +67,10 @@ async fn the_console_reaches_its_sandbox_through_mailchimp_shaped_urls() {
         .get(app.url("/sandbox/oauth2/authorize"))
         .query(&[
             ("response_type", "code"),
-            ("client_id", endpoints.app.client_id.as_str()),
+            (
+                "client_id",
+                endpoints.app.as_ref().unwrap().client_id.as_str(),
+            ),
             ("redirect_uri", endpoints.redirect_uri.as_str()),
             ("state", "s"),
         ])
@@ -89,23 +97,49 @@ async fn the_export_destinations_page_says_plainly_that_mailchimp_is_the_sandbox
 }
 
 #[tokio::test]
-async fn a_configured_mailchimp_app_replaces_the_sandbox() {
-    let app = crate::helpers::spawn_app_with(|settings| {
+async fn a_configured_mailchimp_app_sits_beside_the_sandbox_which_a_setting_turns_off() {
+    let app_settings = |settings: &mut export_destinations::config::Settings| {
         settings.mailchimp.app = Some(export_destinations::mailchimp::OAuthApp {
             client_id: "123".into(),
             client_secret: "secret".into(),
         });
-    })
-    .await;
-    assert!(app.state.sandbox.is_none());
+    };
+    let both = crate::helpers::spawn_app_with(app_settings).await;
+    assert!(both.state.sandbox.is_some());
     assert_eq!(
-        app.state.mailchimp.authorize_url().as_str(),
+        both.state.mailchimp.mailchimp.authorize_url().as_str(),
         "https://login.mailchimp.com/oauth2/authorize"
     );
-    assert_eq!(app.get("/sandbox/").await.status(), 404);
-    app.signed_in_as("ada@example.com", Role::Viewer).await;
-    let html = app.get_html("/admin/export-destinations").await;
+    assert_eq!(
+        both.state.mailchimp.default_target(),
+        export_destinations::domain::destination::Target::Mailchimp,
+        "with an OAuth app, new destinations start on Mailchimp"
+    );
+    both.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let setup = both
+        .get_html("/admin/export-destinations/mailchimp/new")
+        .await;
+    assert!(setup.contains(r#"value="mailchimp" checked"#), "{setup}");
+    assert!(setup.contains(r#"value="sandbox">"#));
+
+    let only_mailchimp = crate::helpers::spawn_app_with(move |settings| {
+        app_settings(settings);
+        settings.mailchimp.sandbox = false;
+    })
+    .await;
+    assert!(only_mailchimp.state.sandbox.is_none());
+    assert_eq!(only_mailchimp.get("/sandbox/").await.status(), 404);
+    only_mailchimp
+        .signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let html = only_mailchimp.get_html("/admin/export-destinations").await;
     assert!(!html.contains("built-in Mailchimp sandbox"));
+    let setup = only_mailchimp
+        .get_html("/admin/export-destinations/mailchimp/new")
+        .await;
+    assert!(!setup.contains(r#"name="mailchimp""#), "no choice to make");
+    assert!(setup.contains("Exports go to Mailchimp."));
 }
 
 /// The sandbox's pages stand for the console's Mailchimp account: people signed in may look
@@ -119,7 +153,8 @@ async fn only_administrators_see_the_sandboxs_credentials_or_change_it() {
     crate::wizard::complete(&app, segment).await;
     let sandbox = app.state.sandbox.clone().unwrap();
     let key = sandbox.store().api_keys.keys().next().unwrap().clone();
-    let client_id = app.state.mailchimp.app.client_id.clone();
+    let endpoints = app.state.mailchimp.sandbox.clone().unwrap();
+    let client_id = endpoints.app.as_ref().unwrap().client_id.clone();
     let tokens = || {
         sandbox
             .store()
@@ -167,7 +202,7 @@ async fn only_administrators_see_the_sandboxs_credentials_or_change_it() {
             .query(&[
                 ("response_type", "code"),
                 ("client_id", client_id.as_str()),
-                ("redirect_uri", app.state.mailchimp.redirect_uri.as_str()),
+                ("redirect_uri", endpoints.redirect_uri.as_str()),
             ])
             .send()
             .await

@@ -138,12 +138,17 @@ pub async fn add_export_user(app: &TestApp, setup: &str) -> reqwest::Response {
 
 /// Configure and Save with the given segments.
 pub async fn save(app: &TestApp, id: i64, segments: &[i64]) -> reqwest::Response {
+    save_named(app, id, "Newsletter export", segments).await
+}
+
+/// Configure and Save under `name` with the given segments.
+pub async fn save_named(app: &TestApp, id: i64, name: &str, segments: &[i64]) -> reqwest::Response {
     let page = format!("/admin/export-destinations/{id}/configure");
     let token = csrf_token(&app.get_html(&page).await);
     let segment_values: Vec<String> = segments.iter().map(i64::to_string).collect();
     let mut form: Vec<(&str, &str)> = vec![
         ("csrf_token", &token),
-        ("display_name", "Newsletter export"),
+        ("display_name", name),
         ("email_field", "EmailAddress"),
         ("map_tag_0", "FNAME"),
         ("map_field_0", "FirstName"),
