@@ -400,7 +400,7 @@ mod tests {
             "--mailchimp-sandbox",
             "maybe",
         ]);
-        let message = refused.err().expect("refused").to_string();
+        let message = refused.expect_err("refused").to_string();
         assert!(message.contains("mailchimp-sandbox"), "{message}");
         assert!(message.contains("not on or off"), "{message}");
     }
