@@ -205,6 +205,7 @@ pub fn run_json(run: &runs::Run) -> Value {
             "unchanged": c.unchanged, "skipped": c.skipped, "failed": c.failed, "tag_changes": c.tag_changes
         },
         "message": run.message,
+        "repair_missing": run.repair_missing,
     })
 }
 

@@ -100,7 +100,8 @@ pub fn description() -> Value {
                             "total": { "type": "integer" }, "sent": { "type": "integer" }, "created": { "type": "integer" },
                             "updated": { "type": "integer" }, "unchanged": { "type": "integer" }, "skipped": { "type": "integer" },
                             "failed": { "type": "integer" }, "tag_changes": { "type": "integer" } } },
-                        "message": { "type": "string", "nullable": true }
+                        "message": { "type": "string", "nullable": true },
+                        "repair_missing": { "type": "integer", "nullable": true, "description": "set when the run found its audience changed in Mailchimp: how many members this console had sent were missing" }
                     }
                 },
                 "Segment": {

@@ -179,8 +179,24 @@ impl Engine {
             }
         };
         let list = destination.audience_id.clone();
-        let merge_fields = match gateway.merge_fields(&list).await {
+        // Three small reads side by side: did the audience change behind the console (and
+        // if so, the ledger's repair), its merge fields, and its tags by name (a removal
+        // needs the tag's ID).
+        let (repair, merge_fields, tag_ids) = tokio::join!(
+            super::drift::check(&self.db, &gateway, &destination, run.id),
+            gateway.merge_fields(&list),
+            gateway.tags(&list),
+        );
+        let repair = match repair? {
+            Ok(repair) => repair,
+            Err(err) => return Ok(failure(fatal_message(&err))),
+        };
+        let merge_fields = match merge_fields {
             Ok(fields) => fields,
+            Err(err) => return Ok(failure(fatal_message(&err))),
+        };
+        let tag_ids = match tag_ids {
+            Ok(tags) => tags,
             Err(err) => return Ok(failure(fatal_message(&err))),
         };
         let number_tags: Vec<String> = merge_fields
@@ -198,17 +214,13 @@ impl Engine {
             Err(PlanError::TooMany(n)) => return Ok(failure(PlanError::TooMany(n).to_string())),
             Err(PlanError::Other(err)) => return Err(err),
         };
-        // Existing tags by name: a removal needs the tag's ID.
-        let tag_ids = match gateway.tags(&list).await {
-            Ok(tags) => tags,
-            Err(err) => return Ok(failure(fatal_message(&err))),
-        };
         tracing::debug!(
             basis_ms,
             opened_ms = started.elapsed().as_millis() as u64,
             "the plan is open"
         );
-        let mark = mark.filter(|_| !run.full_resync);
+        // A repaired ledger is read whole: members to send again need not have changed.
+        let mark = mark.filter(|_| !run.full_resync && repair.is_none());
         let changed = changes::changes(&self.db, destination.id, mark, &basis, &mut reader).await?;
 
         runs::reset_counters(pool, run.id).await?;

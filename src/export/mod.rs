@@ -5,6 +5,7 @@
 
 pub mod changes;
 mod cleanup;
+pub mod drift;
 mod engine;
 mod exporter;
 mod plan;

@@ -4,6 +4,7 @@
 pub mod api_tokens;
 pub mod audit;
 pub mod destinations;
+pub mod drift;
 pub mod fields;
 pub mod imports;
 pub mod ledger;

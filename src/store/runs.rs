@@ -112,10 +112,13 @@ pub struct Run {
     /// Set when the run read only the profiles changed since this time (the rest were as
     /// the last complete export left them).
     pub changes_since: Option<i64>,
+    /// The run found its audience changed behind the console: how many of the ledger's
+    /// members were missing from it.
+    pub repair_missing: Option<i64>,
 }
 
 const COLUMNS: &str = "id, destination_id, kind, status, full_resync, created_at, started_at, finished_at, cancel_requested, \
-    total, sent, created, updated, unchanged, skipped, failed, tag_changes, calls, message, changes_since";
+    total, sent, created, updated, unchanged, skipped, failed, tag_changes, calls, message, changes_since, repair_missing";
 
 fn from_row(row: AnyRow) -> sqlx::Result<Run> {
     let status: String = row.try_get("status")?;
@@ -143,6 +146,7 @@ fn from_row(row: AnyRow) -> sqlx::Result<Run> {
         },
         message: row.try_get("message")?,
         changes_since: row.try_get("changes_since")?,
+        repair_missing: row.try_get("repair_missing")?,
     })
 }
 
@@ -374,6 +378,20 @@ pub async fn set_changes_since<'e>(
 ) -> sqlx::Result<()> {
     sqlx::query("UPDATE export_runs SET changes_since = $1 WHERE id = $2")
         .bind(since)
+        .bind(id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// Notes that the run repaired the ledger: `missing` of its members were gone.
+pub async fn set_repair_missing<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    missing: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE export_runs SET repair_missing = $1 WHERE id = $2")
+        .bind(missing)
         .bind(id)
         .execute(db)
         .await

@@ -8,6 +8,7 @@ mod changes;
 mod crash;
 mod csrf;
 mod destinations;
+mod drift;
 mod exports;
 mod first_admin;
 mod hardening;

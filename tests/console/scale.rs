@@ -338,7 +338,8 @@ async fn two_consoles_on_one_postgres_share_each_accounts_connections_and_surviv
     assert_eq!(
         at_kill.status,
         RunStatus::Processing,
-        "both consoles were exporting to one account when console one was killed: {at_kill:?}"
+        "both consoles were exporting to one account when console one was killed: {at_kill:?} {:?}",
+        runs::find(db.pool(), shared_run).await.unwrap()
     );
     one.start_kill().unwrap();
     one.wait().await.unwrap();

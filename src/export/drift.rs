@@ -1,0 +1,117 @@
+//! A run's first call: is the audience still what the ledger says? Members can be archived
+//! or deleted in Mailchimp, an audience emptied, a credential pointed at another account,
+//! and a ledger trusted blindly would report them "unchanged" for ever.
+//!
+//! The check is one small read of the audience (its identity and its number of contacts).
+//! Since the last run's check the audience can only have grown by what that run created,
+//! unless someone removed members: fewer contacts than that, or another audience under the
+//! same ID, and the run reads the audience's members (1,000 a page, two fields each) and
+//! repairs the ledger. Members that are gone are forgotten, so the run sends them again;
+//! those the ledger knew as unsubscribed or cleaned are kept out for good (never
+//! re-subscribed), and a permanently deleted address is refused by Mailchimp when sent and
+//! then never tried again, as any refusal for good.
+
+use std::collections::HashMap;
+
+use crate::db::Db;
+use crate::domain::MemberStatus;
+use crate::export::plan::{Hash, hash_of};
+use crate::mailchimp::client::ApiError;
+use crate::mailchimp::gateway::Gateway;
+use crate::store::destinations::Destination;
+use crate::store::drift::{self, Check};
+use crate::store::runs;
+
+/// Why a member the ledger knew as opted out is not sent again once gone from the audience.
+pub const KEPT_OUT: &str = "Opted out, then left the audience";
+
+/// What a repair did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repair {
+    /// The ledger's members that were missing from the audience.
+    pub missing: i64,
+    /// Of those, the ones sent again (the others had opted out).
+    pub resent: i64,
+}
+
+/// Checks the audience against the ledger and repairs the ledger if members went missing.
+/// `Ok(Err(_))`: Mailchimp could not be read (the run decides what that means).
+pub async fn check(
+    db: &Db,
+    gateway: &Gateway,
+    destination: &Destination,
+    run_id: i64,
+) -> anyhow::Result<Result<Option<Repair>, ApiError>> {
+    let pool = db.pool();
+    let list = &destination.audience_id;
+    let found = match gateway.audience_check(list).await {
+        Ok(found) => found,
+        Err(err) => return Ok(Err(err)),
+    };
+    let drifted = match drift::find(pool, destination.id).await? {
+        Some(before) if before.audience_id == *list => {
+            let expected = before.contacts + drift::created_by(pool, before.run_id).await?;
+            before.date_created != found.date_created || found.contacts < expected
+        }
+        // No check yet (or another audience before): the ledger's size is the floor.
+        _ => found.contacts < drift::ledger_members(pool, destination.id).await?,
+    };
+    let mut conn = crate::db::begin_write(pool).await?;
+    let check = Check {
+        audience_id: list.clone(),
+        date_created: found.date_created.clone(),
+        contacts: found.contacts,
+        run_id,
+    };
+    drift::put(&mut conn, destination.id, &check).await?;
+    conn.commit().await?;
+    if !drifted {
+        return Ok(Ok(None));
+    }
+    tracing::info!(
+        destination_id = destination.id,
+        contacts = found.contacts,
+        "the audience changed behind the console: reading its members to repair the ledger"
+    );
+    let mut present: HashMap<Hash, MemberStatus> = HashMap::new();
+    let read = gateway
+        .members(list, |email, status| {
+            present.insert(crate::domain::subscriber_digest(email), status);
+        })
+        .await;
+    if let Err(err) = read {
+        return Ok(Err(err));
+    }
+    let mut gone = Vec::new();
+    let mut opted_out = Vec::new();
+    let mut changed = Vec::new();
+    for (hex, status) in drift::ledger_statuses(pool, destination.id).await? {
+        let Some(hash) = hash_of(&hex) else {
+            continue;
+        };
+        match present.get(&hash) {
+            None if matches!(status.as_str(), "unsubscribed" | "cleaned") => opted_out.push(hex),
+            None => gone.push(hex),
+            Some(now) if now.as_str() != status => changed.push((hex, now.as_str())),
+            Some(_) => {}
+        }
+    }
+    let repair = Repair {
+        missing: (gone.len() + opted_out.len()) as i64,
+        resent: gone.len() as i64,
+    };
+    let mut tx = crate::db::begin_write(pool).await?;
+    drift::forget(&mut tx, destination.id, &gone).await?;
+    drift::keep_out(&mut tx, destination.id, &opted_out, KEPT_OUT).await?;
+    drift::set_statuses(&mut tx, destination.id, &changed).await?;
+    runs::set_repair_missing(&mut *tx, run_id, repair.missing).await?;
+    tx.commit().await?;
+    tracing::info!(
+        destination_id = destination.id,
+        missing = repair.missing,
+        resent = repair.resent,
+        status_changes = changed.len(),
+        "the ledger was repaired"
+    );
+    Ok(Ok(Some(repair)))
+}
