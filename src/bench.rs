@@ -351,10 +351,10 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
     let c = run.counters;
     let members = c.created + c.updated;
     // The least the work needs: one batch upsert per 500 members (their tags travel in the
-    // batch), the merge-field and tag lists (one page each), and the status reads (every
-    // status but the new-member one and archived, one page each). A first export removes
-    // no tag.
-    let fixed_reads = 1 + 1 + 4;
+    // batch), the audience's check, the merge-field and tag lists (one page each), and the
+    // status reads (every status but the new-member one and archived, one page each). A
+    // first export removes no tag.
+    let fixed_reads = 1 + 1 + 1 + 4;
     // Members sent in upserts: those Mailchimp took and those it refused (fake addresses),
     // each with a ledger entry after a first export, and those whose call failed.
     let upserted = crate::store::ledger::count_entries(db.pool(), id).await? + c.failed;
