@@ -79,6 +79,10 @@ async fn an_api_key_reaches_the_configured_mailchimp_with_no_oauth_app_beside_th
         new.contains(r#"value="sandbox" checked"#),
         "with no OAuth app the sandbox is the default choice"
     );
+    assert!(
+        new.contains("its Audiences page lists each audience's ID"),
+        "the audience-ID hint says where the sandbox shows its IDs"
+    );
     let connected = app
         .post_form(
             "/admin/export-destinations/mailchimp/new",
