@@ -1183,3 +1183,41 @@ async fn member_csvs_neutralise_cells_a_spreadsheet_would_run() {
         );
     }
 }
+
+/// `mailchimp` says which Mailchimp a key is for; unset, the console's default (the
+/// built-in sandbox here, with no OAuth app); anything else is a 422 naming the field.
+#[tokio::test]
+async fn the_mailchimp_field_chooses_the_built_in_sandbox_or_mailchimp() {
+    let app = spawn_app().await;
+    let segment = seed(&app).await;
+    let admin = token(&app, "ci@example.com", Role::Administrator).await;
+    let mut body = a_valid_destination(&app, segment);
+    body["mailchimp"] = json!("elsewhere");
+    let got = raw(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/destinations",
+        Some(&admin),
+        Some("application/json"),
+        body.to_string().into_bytes(),
+    )
+    .await;
+    assert_problem("unknown mailchimp", &got, 422);
+    assert_eq!(fields_of(&got.2), ["mailchimp"]);
+
+    let (status, made) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/destinations",
+        Some(&admin),
+        Some(a_valid_destination(&app, segment)),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["mailchimp"], "sandbox");
+    let html_row = {
+        app.signed_in_as("viewer@example.com", Role::Viewer).await;
+        app.get_html("/admin/export-destinations").await
+    };
+    assert!(html_row.contains(r#"<td class="target">Built-in sandbox</td>"#));
+}
