@@ -1,4 +1,4 @@
-//! Application assembly: state, start-up (database, key, first administrator), the
+//! Application assembly: start-up (database, key, first administrator, the state), the
 //! listener, and graceful shutdown.
 
 use std::net::SocketAddr;
@@ -19,24 +19,8 @@ use crate::db::Db;
 use crate::domain::{PersonName, Role};
 use crate::mailchimp::{self, Endpoints, OAuthApp, Reach};
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::state::AppState;
 use crate::store::users;
-
-/// Shared by every handler; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: Db,
-    pub hasher: PasswordHasher,
-    pub secret_key: SecretKey,
-    pub settings: Arc<Settings>,
-    pub public_url: Url,
-    pub mailchimp: Reach,
-    /// Calls to Mailchimp (or the sandbox) over HTTP.
-    pub mailchimp_client: mailchimp::client::Client,
-    /// The built-in sandbox, when it is on (MAILCHIMP_SANDBOX).
-    pub sandbox: Option<Sandbox>,
-    /// Executes export runs (the worker in this process uses the same engine).
-    pub engine: crate::export::Engine,
-}
 
 /// A console ready to serve: bound, migrated, with its state.
 pub struct App {

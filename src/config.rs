@@ -109,6 +109,10 @@ pub struct ServeArgs {
     pub mailchimp_api_base_url: Option<String>,
 }
 
+/// Largest request body the console reads (pages and the API alike), but for file uploads
+/// (which set their own).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 /// How the console reaches Mailchimp, as configured. With no OAuth app, the console
 /// mounts its built-in sandbox and uses that.
 #[derive(Debug, Clone)]

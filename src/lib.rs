@@ -19,6 +19,7 @@ pub mod profiles;
 pub mod sandbox;
 pub mod schedule;
 pub mod segments;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod web;

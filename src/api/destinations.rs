@@ -12,13 +12,13 @@ use serde_json::{Value, json};
 
 use crate::api::extract::{ApiBody, ApiJson, PathId};
 use crate::api::{ApiUser, FieldError, Problem, run_json};
-use crate::app::AppState;
 use crate::domain::Role;
 use crate::domain::destination::{
     ApiKey, AudienceId, CONSENT_VERSION, DisplayName, MAX_EXPORT_PROFILES, MergeTag,
     NewMemberStatus, Target,
 };
 use crate::mailchimp::client::{Connection, Credential, ErrorKind};
+use crate::state::AppState;
 use crate::store::audit::{self, Actor};
 use crate::store::destinations::{self, Authentication, Configuration, Destination, FieldMapping};
 use crate::store::{fields, runs, segments};

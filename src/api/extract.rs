@@ -189,7 +189,7 @@ pub fn too_large() -> Problem {
         "Payload Too Large",
         format!(
             "The body is larger than the API accepts ({} bytes at most).",
-            crate::web::MAX_BODY_BYTES
+            crate::config::MAX_BODY_BYTES
         ),
     )
 }

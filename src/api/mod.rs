@@ -16,8 +16,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::domain::Role;
+use crate::state::AppState;
 use crate::store::{api_tokens, runs, segments, users};
 use extract::PathId;
 

@@ -1,11 +1,9 @@
-//! Who is asking: password hashing, typed session data, the signed-in user, roles and CSRF.
+//! Who is asking: password hashing, password-check throttling, typed session data and the
+//! session store. The request-side checks (the signed-in user, roles, CSRF) are under `web`.
 
-pub mod csrf;
-pub mod current_user;
 pub mod password;
 pub mod session;
 pub mod session_store;
 pub mod throttle;
 
-pub use current_user::{CurrentUser, require_administrator, require_contributor, require_sign_in};
 pub use password::PasswordHasher;

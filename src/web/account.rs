@@ -13,11 +13,11 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::app::AppState;
 use crate::auth::session;
 use crate::auth::throttle::{self, Reentered};
 use crate::domain::NewPassword;
 use crate::domain::password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+use crate::state::AppState;
 use crate::store::{audit, users};
 use crate::web::AppError;
 use crate::web::page::{Nav, PageContext, render};

@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::web::AppError;
 
 const FILES: &[(&str, &str, &str)] = &[

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::audit::{self, Entry};
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};

@@ -11,13 +11,13 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::app::AppState;
-use crate::auth::csrf::PreSession;
 use crate::auth::session;
 use crate::auth::throttle::{self, Admission};
 use crate::domain::{EmailAddress, NewPassword, PersonName, Role};
+use crate::state::AppState;
 use crate::store::users;
 use crate::web::AppError;
+use crate::web::csrf::PreSession;
 use crate::web::page::render;
 
 /// Where people land after signing in.

@@ -11,11 +11,11 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::app::AppState;
 use crate::auth::session;
 use crate::domain::FieldType;
 use crate::domain::destination::{DisplayName, MAX_EXPORT_PROFILES, MergeTag, NewMemberStatus};
 use crate::mailchimp::client::MergeField;
+use crate::state::AppState;
 use crate::store::audit;
 use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
 use crate::store::{self as db_store, fields, segments};

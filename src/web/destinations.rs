@@ -8,8 +8,8 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::app::AppState;
 use crate::auth::session;
+use crate::state::AppState;
 use crate::store::audit;
 use crate::store::destinations::{self, Destination};
 use crate::store::runs::{self, RunKind};

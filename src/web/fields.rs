@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use tower_sessions::Session;
 
-use crate::app::AppState;
 use crate::auth::session;
+use crate::state::AppState;
 use crate::store::{audit, fields};
 use crate::web::AppError;
 use crate::web::page::{Nav, PageContext, render};

@@ -6,6 +6,8 @@ mod assets;
 mod audit;
 mod auth_pages;
 mod configure;
+pub mod csrf;
+pub mod current_user;
 mod destinations;
 mod error;
 mod fields;
@@ -30,15 +32,13 @@ use tower_http::trace::TraceLayer;
 use tower_sessions::SessionManagerLayer;
 
 pub use auth_pages::HOME;
+pub use current_user::CurrentUser;
 pub use error::AppError;
 
-use crate::app::AppState;
-use crate::auth::csrf::verify_csrf;
 use crate::auth::session_store::DbSessionStore;
-use crate::auth::{require_administrator, require_sign_in};
-
-/// Largest request body the console reads, but for file uploads (which set their own).
-pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
+use crate::state::AppState;
+use crate::web::csrf::verify_csrf;
+use crate::web::current_user::{require_administrator, require_sign_in};
 
 /// The CSP; forms may also be sent on to Mailchimp's OAuth site (the "Authenticate with
 /// Mailchimp" form redirects there).
@@ -137,7 +137,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
             "camera=(), microphone=(), geolocation=()",
         ))
         .layer(header_layer(header::CACHE_CONTROL, "no-store"))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(crate::config::MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             // The path only: query strings can carry OAuth codes and state.
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
@@ -167,7 +167,7 @@ async fn guard_sandbox_pages(
     if for_programs {
         return next.run(request).await;
     }
-    let user = match crate::auth::current_user::signed_in_user(&state, &session).await {
+    let user = match crate::web::current_user::signed_in_user(&state, &session).await {
         Ok(Some(user)) => user,
         Ok(None) => {
             let next = (request.method() == axum::http::Method::GET).then_some(path);

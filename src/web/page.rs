@@ -7,8 +7,9 @@ use axum::http::request::Parts;
 use axum::response::Html;
 use tower_sessions::Session;
 
-use crate::auth::{CurrentUser, session};
+use crate::auth::session;
 use crate::web::AppError;
+use crate::web::current_user::CurrentUser;
 
 /// The navigation entry a page belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,12 +9,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::io::Write;
 
-use crate::app::AppState;
-use crate::auth::{CurrentUser, require_contributor};
 use crate::profiles::{ImportOptions, import_file};
+use crate::state::AppState;
 use crate::store::imports::{self, ImportRecord};
 use crate::store::profiles::{self, Cursor};
 use crate::store::{fields, segments};
+use crate::web::current_user::{CurrentUser, require_contributor};
 use crate::web::limits::{MAX_FIELD_CHARS, multipart_text};
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};

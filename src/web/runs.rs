@@ -10,11 +10,12 @@ use axum::{Form, Router};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use crate::app::AppState;
-use crate::auth::{CurrentUser, require_contributor, session};
+use crate::auth::session;
+use crate::state::AppState;
 use crate::store::destinations::{self, Destination};
 use crate::store::results;
 use crate::store::runs::{self, Run, RunKind, RunStatus};
+use crate::web::current_user::{CurrentUser, require_contributor};
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
 

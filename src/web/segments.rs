@@ -10,13 +10,14 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::app::AppState;
-use crate::auth::{CurrentUser, require_contributor, session};
+use crate::auth::session;
 use crate::domain::FieldType;
 use crate::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
 use crate::segments::{RefreshOutcome, preview_count, refresh};
+use crate::state::AppState;
 use crate::store::segments::{self, Definition, MemberRow, Segment};
 use crate::store::{self as db_store, fields};
+use crate::web::current_user::{CurrentUser, require_contributor};
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
 

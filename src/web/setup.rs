@@ -11,15 +11,16 @@ use axum::{Form, Router};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use crate::app::AppState;
+use crate::auth::session;
 use crate::auth::throttle::{self, Reentered};
-use crate::auth::{CurrentUser, session};
 use crate::domain::destination::{ApiKey, AudienceId, CONSENT_VERSION, DisplayName, Target};
 use crate::mailchimp::client::{Connection, Credential, ErrorKind};
 use crate::mailchimp::oauth;
+use crate::state::AppState;
 use crate::store::audit::{self, Actor};
 use crate::store::destinations::{self, Authentication, Destination};
 use crate::store::{self as db_store, users};
+use crate::web::current_user::CurrentUser;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
 

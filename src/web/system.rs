@@ -8,11 +8,12 @@ use axum::routing::get;
 use axum::{Form, Router};
 use tower_sessions::Session;
 
-use crate::app::AppState;
-use crate::auth::{require_administrator, session};
+use crate::auth::session;
 use crate::domain::schedule::{DAYS, ScheduleSpec};
+use crate::state::AppState;
 use crate::store::audit;
 use crate::store::schedule::{self, RefreshRun};
+use crate::web::current_user::require_administrator;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::setup::actor;
 use crate::web::{AppError, format};

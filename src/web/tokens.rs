@@ -10,9 +10,10 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::app::AppState;
-use crate::auth::{CurrentUser, session};
+use crate::auth::session;
+use crate::state::AppState;
 use crate::store::api_tokens::{self, TokenInfo};
+use crate::web::current_user::CurrentUser;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
 

@@ -9,11 +9,12 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::app::AppState;
-use crate::auth::{CurrentUser, session};
+use crate::auth::session;
 use crate::db::now_millis;
 use crate::domain::{EmailAddress, NewPassword, PersonName, Role};
+use crate::state::AppState;
 use crate::store::{self, users};
+use crate::web::current_user::CurrentUser;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
 

@@ -9,7 +9,7 @@ use export_destinations::crypto::SecretKey;
 use export_destinations::db::DatabaseUrl;
 use export_destinations::domain::{EmailAddress, NewPassword, PersonName, Role};
 use export_destinations::store::users;
-use export_destinations::{App, Settings, app::AppState};
+use export_destinations::{App, Settings, state::AppState};
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::redirect::Policy;
 use sqlx::Connection;

@@ -14,9 +14,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tower_sessions::Session;
 
-use crate::app::AppState;
 use crate::auth::session;
 use crate::crypto::{SecretKey, constant_time_eq, random_token};
+use crate::state::AppState;
 use crate::web::AppError;
 
 /// The cookie holding the nonce of pages shown before sign-in.

@@ -7,9 +7,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tower_sessions::Session;
 
-use crate::app::AppState;
 use crate::auth::session;
 use crate::domain::Role;
+use crate::state::AppState;
 use crate::store::users;
 use crate::web::AppError;
 
