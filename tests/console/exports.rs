@@ -120,21 +120,7 @@ pub(crate) async fn export(w: &World, destination: i64, full: bool) -> Run {
 }
 
 pub(crate) async fn wait(w: &World, id: i64) -> Run {
-    for _ in 0..1200 {
-        let run = runs::find(w.app.state.db.pool(), id)
-            .await
-            .unwrap()
-            .unwrap();
-        if run.status.is_finished() {
-            return run;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let run = runs::find(w.app.state.db.pool(), id)
-        .await
-        .unwrap()
-        .unwrap();
-    panic!("run {id} did not finish: {run:?}");
+    crate::helpers::finished_run(&w.app.state.db, id).await
 }
 
 /// The sandbox audience as (email, status, FNAME, tags).
@@ -1009,19 +995,20 @@ async fn remove_with(w: &World, id: i64, choice: &str) {
     assert!(removed(w, id).await, "the destination was never removed");
 }
 
-/// Waits (up to 30 s) for a destination to be gone; true once it is.
+/// Waits (up to 30 s) for a destination to be gone.
 async fn removed(w: &World, id: i64) -> bool {
-    for _ in 0..600 {
-        if destinations::find(w.app.state.db.pool(), id)
-            .await
-            .unwrap()
-            .is_none()
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+    crate::helpers::wait_until(
+        "the destination to be gone",
+        Duration::from_secs(30),
+        || async {
+            destinations::find(w.app.state.db.pool(), id)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(true)
+        },
+    )
+    .await
 }
 
 #[tokio::test]

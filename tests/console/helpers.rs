@@ -411,3 +411,42 @@ pub async fn saved_destination(
         .unwrap();
     id
 }
+
+/// Polls `check` every 20 ms until it gives a value, and returns it; fails the test, naming
+/// `what`, if `within` passes first.
+pub async fn wait_until<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < within,
+            "waited {within:?} for {what} in vain"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (up to a minute) for run `id` to end, and returns it.
+pub async fn finished_run(
+    db: &export_destinations::db::Db,
+    id: i64,
+) -> export_destinations::store::runs::Run {
+    use export_destinations::store::runs;
+    wait_until(
+        &format!("run {id} to end"),
+        Duration::from_secs(60),
+        || async {
+            runs::find(db.pool(), id)
+                .await
+                .unwrap()
+                .filter(|run| run.status.is_finished())
+        },
+    )
+    .await
+}

@@ -3,7 +3,6 @@
 //! sandbox's state kept across a restart.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use export_destinations::crypto::SecretKey;
 use export_destinations::domain::Role;
@@ -24,15 +23,7 @@ async fn run_export(app: &TestApp, destination: i64) -> Run {
         .await
         .unwrap();
     drop(conn);
-    for _ in 0..600 {
-        let run = runs::find(app.state.db.pool(), id).await.unwrap().unwrap();
-        if run.status.is_finished() {
-            return run;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let run = runs::find(app.state.db.pool(), id).await.unwrap();
-    panic!("run {id} did not finish: {run:?}");
+    crate::helpers::finished_run(&app.state.db, id).await
 }
 
 fn built_in_emails(app: &TestApp, audience_name: &str) -> Vec<String> {

@@ -93,18 +93,13 @@ async fn destination(
 }
 
 async fn finished(db: &Db, id: i64, within: Duration) -> Run {
-    let started = Instant::now();
-    loop {
-        let run = runs::find(db.pool(), id).await.unwrap().unwrap();
-        if run.status.is_finished() {
-            return run;
-        }
-        assert!(
-            started.elapsed() < within,
-            "run {id} did not finish: {run:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::helpers::wait_until(&format!("run {id} to end"), within, || async {
+        runs::find(db.pool(), id)
+            .await
+            .unwrap()
+            .filter(|run| run.status.is_finished())
+    })
+    .await
 }
 
 /// Every member of the audience, with exactly the expected tags and first name: members
