@@ -60,6 +60,7 @@ impl Basis {
 
 /// Notes what the run exports from: the settings' digest, each segment's membership basis,
 /// the time from which profile writes may not be in the plan, and the profile census.
+#[tracing::instrument(name = "basis", skip_all, fields(destination_id = destination.id))]
 pub async fn basis(
     db: &Db,
     destination: &Destination,
@@ -137,6 +138,7 @@ fn full(reason: &str) -> anyhow::Result<Option<Changes>> {
 }
 
 /// The changed part of the plan, or `None` when the whole plan must be read.
+#[tracing::instrument(name = "changes", skip_all, fields(destination_id = destination_id))]
 pub async fn changes(
     db: &Db,
     destination_id: i64,

@@ -34,6 +34,7 @@ impl Call {
 }
 
 impl Engine {
+    #[tracing::instrument(name = "clean-up", skip_all, fields(run_id = run.id, destination_id = run.destination_id, ?kind))]
     pub(crate) async fn clean_up(
         &self,
         run: &Run,

@@ -36,6 +36,7 @@ pub struct Repair {
 
 /// Checks the audience against the ledger and repairs the ledger if members went missing.
 /// `Ok(Err(_))`: Mailchimp could not be read (the run decides what that means).
+#[tracing::instrument(name = "audience check", skip_all, fields(destination_id = destination.id, run_id = run_id))]
 pub async fn check(
     db: &Db,
     gateway: &Gateway,

@@ -157,6 +157,7 @@ struct Exporter<'a> {
 
 impl Engine {
     /// Runs an export.
+    #[tracing::instrument(name = "export", skip_all, fields(run_id = run.id, destination_id = run.destination_id, full = run.full_resync))]
     pub(crate) async fn export(&self, run: &Run, stop: &AtomicBool) -> anyhow::Result<Outcome> {
         let pool = self.db.pool();
         let Some(destination) = crate::store::destinations::find(pool, run.destination_id).await?
@@ -346,6 +347,7 @@ impl Engine {
 impl Exporter<'_> {
     /// Keeps the account's connections busy until the plan is done and every call answered.
     /// Returns how many profiles the plan held.
+    #[tracing::instrument(name = "calls", skip_all)]
     async fn pump(
         &mut self,
         mut chunks: tokio::sync::mpsc::Receiver<anyhow::Result<Option<Chunk>>>,
@@ -585,6 +587,7 @@ impl Exporter<'_> {
     }
 
     /// Members the ledger has and the plan does not: they keep only the ownership tag.
+    #[tracing::instrument(name = "leavers", skip_all)]
     async fn leavers(&mut self) -> anyhow::Result<()> {
         let only_ours = self.index.tag_sets.intern(vec![self.ownership]);
         let leaving: HashMap<Hash, u32> = self

@@ -101,6 +101,7 @@ async fn fetch(db: Db, segment_list: String, after: i64, upto: i64) -> anyhow::R
 
 impl PlanReader {
     /// Prepares the plan; `number_tags` are merge fields whose values are sent as numbers.
+    #[tracing::instrument(name = "plan", skip_all, fields(destination_id = destination.id))]
     pub async fn open(
         db: &Db,
         destination: &Destination,

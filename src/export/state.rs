@@ -129,6 +129,7 @@ impl Index {
     /// (fields split by the unit separator, entries by the record separator, neither of
     /// which hashes, statuses, titles or JSON text contain): moving a million small rows
     /// one by one through the driver costs seconds, moving a hundred large ones does not.
+    #[tracing::instrument(name = "ledger index", skip_all, fields(destination_id = destination_id))]
     pub async fn load(
         pool: &AnyPool,
         backend: crate::db::Backend,

@@ -19,6 +19,7 @@ static REFRESHING: Mutex<()> = Mutex::const_new(());
 
 /// Evaluates rules over every profile in one pass; returns the matching profile ids of
 /// each rule set, in profile order.
+#[tracing::instrument(name = "scan", skip_all, fields(rule_sets = rules.len()))]
 pub async fn scan(db: &Db, rules: &[CompiledRules]) -> anyhow::Result<(Vec<Vec<i64>>, u64)> {
     let mut matches = vec![Vec::new(); rules.len()];
     let mut scanned = 0u64;
@@ -71,6 +72,7 @@ pub struct RefreshReport {
 }
 
 /// Refreshes the given segments (all when `only` is None).
+#[tracing::instrument(name = "refresh", skip_all, fields(segments = ?only))]
 pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshReport> {
     let _one_at_a_time = REFRESHING.lock().await;
     let started = Instant::now();
