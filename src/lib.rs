@@ -9,6 +9,7 @@ pub mod bench_scale;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod connect;
 pub mod crypto;
 pub mod db;
 pub mod domain;

@@ -12,15 +12,15 @@ use serde_json::{Value, json};
 
 use crate::api::extract::{ApiBody, ApiJson, PathId};
 use crate::api::{ApiUser, FieldError, Problem, run_json};
+use crate::connect::{self, ConnectError};
 use crate::domain::Role;
 use crate::domain::destination::{
     ApiKey, AudienceId, CONSENT_VERSION, DisplayName, MAX_EXPORT_PROFILES, MergeTag,
     NewMemberStatus, Target,
 };
-use crate::mailchimp::client::{Connection, Credential, ErrorKind};
 use crate::state::AppState;
 use crate::store::audit::{self, Actor};
-use crate::store::destinations::{self, Authentication, Configuration, Destination, FieldMapping};
+use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
 use crate::store::{fields, runs, segments};
 
 fn destination_json(d: &Destination, segment_ids: &[i64]) -> Value {
@@ -143,7 +143,13 @@ pub async fn create(
         None => Ok(state.mailchimp.default_target()),
         Some(raw) => Target::parse(raw),
     }
-    .and_then(|target| state.mailchimp.of(target).map(|_| target))
+    .and_then(|target| {
+        state
+            .mailchimp
+            .of(target)
+            .map(|_| target)
+            .map_err(|off| off.to_string())
+    })
     .map_err(|e| errors.push(field("mailchimp", e)))
     .ok();
     let catalogue = fields::as_catalogue(&fields::list(pool).await?);
@@ -234,44 +240,18 @@ pub async fn create(
     else {
         return Err(Problem::invalid(errors));
     };
-    let endpoints = state
-        .mailchimp
-        .of(target)
-        .map_err(|e| Problem::invalid(vec![field("mailchimp", e)]))?;
-    let Some(api_base) = endpoints.api_base_for_key(key.expose()) else {
-        return Err(Problem::invalid(vec![field(
-            "api_key",
-            "The key names no data centre.",
-        )]));
-    };
-    let connection = Connection {
-        api_base: api_base.clone(),
-        credential: Credential::ApiKey(key.expose().to_owned()),
-    };
-    let info = match state
-        .mailchimp_client
-        .audience(&connection, audience.as_str())
-        .await
-    {
-        Ok(info) => info,
+    let verified = match connect::verify_api_key(&state, target, audience.as_str(), &key).await {
+        Ok(verified) => verified,
         Err(err) => {
-            let message = match err.kind {
-                ErrorKind::NotFound => "Mailchimp has no audience with this ID.".to_owned(),
-                ErrorKind::Forbidden => {
-                    "This Mailchimp account cannot use the audience.".to_owned()
-                }
-                ErrorKind::Unauthorized => "Mailchimp refused the API key.".to_owned(),
-                _ => format!("Mailchimp could not be reached: {err}."),
+            let about = match &err {
+                ConnectError::SandboxOff(_) => "mailchimp",
+                ConnectError::NoDataCentre => "api_key",
+                ConnectError::Refused(refusal) if refusal.is_about_the_credential() => "api_key",
+                ConnectError::Refused(_) => "audience_id",
             };
-            let target = if err.kind == ErrorKind::Unauthorized {
-                "api_key"
-            } else {
-                "audience_id"
-            };
-            return Err(Problem::invalid(vec![field(target, message)]));
+            return Err(Problem::invalid(vec![field(about, err.to_string())]));
         }
     };
-    let sealed = state.secret_key.seal(key.expose());
     let actor = Actor {
         user_id: user.id,
         email: &user.email,
@@ -296,23 +276,7 @@ pub async fn create(
         }
         Err(err) => return Err(err.into()),
     };
-    let dc = key
-        .expose()
-        .rsplit('-')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let account = format!("(API key, {dc})");
-    let auth = Authentication {
-        method: "api_key",
-        credential_sealed: &sealed,
-        api_base: &api_base,
-        account: &account,
-        audience_name: &info.name,
-        audience_members: info.member_count,
-        by: user.id,
-    };
-    destinations::set_authentication(&mut *tx, id, &auth).await?;
+    connect::record(&mut tx, &actor, id, name.as_str(), &verified).await?;
     destinations::set_export_user(&mut *tx, id, user.id).await?;
     let config = Configuration {
         display_name: name.as_str(),
@@ -327,10 +291,9 @@ pub async fn create(
             "consent",
             format!("agreed to notice {CONSENT_VERSION} (API)"),
         ),
-        ("connect", format!("audience {}", audience.as_str())),
         (
-            "authenticate",
-            format!("api_key: audience “{}” ({})", info.name, info.id),
+            "connect",
+            format!("audience {} on {}", audience.as_str(), target.label()),
         ),
         ("export user", format!("{} is the export user", user.email)),
         (

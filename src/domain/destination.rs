@@ -123,6 +123,11 @@ impl ApiKey {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The data centre the key names after its dash (`us6`): where its account lives.
+    pub fn data_centre(&self) -> &str {
+        self.0.rsplit_once('-').map_or("", |(_, dc)| dc)
+    }
 }
 
 impl fmt::Debug for ApiKey {

@@ -34,21 +34,38 @@ pub struct Repair {
     pub resent: i64,
 }
 
+/// Why the check could not be made.
+#[derive(Debug)]
+pub enum CheckError {
+    /// Mailchimp could not be read (the run decides what that means).
+    Mailchimp(ApiError),
+    /// The console's own database failed.
+    Internal(anyhow::Error),
+}
+
+impl From<sqlx::Error> for CheckError {
+    fn from(err: sqlx::Error) -> Self {
+        CheckError::Internal(err.into())
+    }
+}
+
+impl From<ApiError> for CheckError {
+    fn from(err: ApiError) -> Self {
+        CheckError::Mailchimp(err)
+    }
+}
+
 /// Checks the audience against the ledger and repairs the ledger if members went missing.
-/// `Ok(Err(_))`: Mailchimp could not be read (the run decides what that means).
 #[tracing::instrument(name = "audience check", skip_all, fields(destination_id = destination.id, run_id = run_id))]
 pub async fn check(
     db: &Db,
     gateway: &Gateway,
     destination: &Destination,
     run_id: i64,
-) -> anyhow::Result<Result<Option<Repair>, ApiError>> {
+) -> Result<Option<Repair>, CheckError> {
     let pool = db.pool();
     let list = &destination.audience_id;
-    let found = match gateway.audience_check(list).await {
-        Ok(found) => found,
-        Err(err) => return Ok(Err(err)),
-    };
+    let found = gateway.audience_check(list).await?;
     let drifted = match drift::find(pool, destination.id).await? {
         Some(before) if before.audience_id == *list => {
             let expected = before.contacts + drift::created_by(pool, before.run_id).await?;
@@ -67,7 +84,7 @@ pub async fn check(
     drift::put(&mut conn, destination.id, &check).await?;
     conn.commit().await?;
     if !drifted {
-        return Ok(Ok(None));
+        return Ok(None);
     }
     tracing::info!(
         destination_id = destination.id,
@@ -75,14 +92,11 @@ pub async fn check(
         "the audience changed behind the console: reading its members to repair the ledger"
     );
     let mut present: HashMap<Hash, MemberStatus> = HashMap::new();
-    let read = gateway
+    gateway
         .members(list, |email, status| {
             present.insert(crate::domain::subscriber_digest(email), status);
         })
-        .await;
-    if let Err(err) = read {
-        return Ok(Err(err));
-    }
+        .await?;
     let mut gone = Vec::new();
     let mut opted_out = Vec::new();
     let mut changed = Vec::new();
@@ -114,5 +128,5 @@ pub async fn check(
         status_changes = changed.len(),
         "the ledger was repaired"
     );
-    Ok(Ok(Some(repair)))
+    Ok(Some(repair))
 }

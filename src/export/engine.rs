@@ -64,14 +64,7 @@ pub(crate) fn is_fatal(err: &ApiError) -> bool {
 }
 
 pub(crate) fn fatal_message(err: &ApiError) -> String {
-    match err.kind {
-        ErrorKind::Unauthorized => {
-            format!("Mailchimp refused the destination's credential ({err}). Authenticate again.")
-        }
-        ErrorKind::Forbidden => format!("The Mailchimp account may not use this audience ({err})."),
-        ErrorKind::NotFound => format!("Mailchimp no longer has this audience ({err})."),
-        _ => format!("Mailchimp could not be used: {err}."),
-    }
+    crate::mailchimp::refusal::Refusal::of(err, "", "").during_run()
 }
 
 impl Engine {

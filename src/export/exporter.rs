@@ -188,9 +188,12 @@ impl Engine {
             gateway.merge_fields(&list),
             gateway.tags(&list),
         );
-        let repair = match repair? {
+        let repair = match repair {
             Ok(repair) => repair,
-            Err(err) => return Ok(failure(fatal_message(&err))),
+            Err(super::drift::CheckError::Mailchimp(err)) => {
+                return Ok(failure(fatal_message(&err)));
+            }
+            Err(super::drift::CheckError::Internal(err)) => return Err(err),
         };
         let merge_fields = match merge_fields {
             Ok(fields) => fields,

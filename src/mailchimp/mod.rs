@@ -6,6 +6,7 @@ pub mod client;
 pub mod gateway;
 pub mod limiter;
 pub mod oauth;
+pub mod refusal;
 
 use std::fmt;
 
@@ -45,14 +46,10 @@ pub struct Reach {
 impl Reach {
     /// Where a destination on `target` finds its Mailchimp; an error a page can show when
     /// that Mailchimp is not available here.
-    pub fn of(&self, target: Target) -> Result<&Endpoints, String> {
+    pub fn of(&self, target: Target) -> Result<&Endpoints, SandboxOff> {
         match target {
             Target::Mailchimp => Ok(&self.mailchimp),
-            Target::Sandbox => self.sandbox.as_ref().ok_or_else(|| {
-                "This destination uses the built-in sandbox, which is turned off here (MAILCHIMP_SANDBOX=off). \
-                 Set up a destination on Mailchimp instead."
-                    .to_owned()
-            }),
+            Target::Sandbox => self.sandbox.as_ref().ok_or(SandboxOff),
         }
     }
 
@@ -70,6 +67,19 @@ impl Reach {
     /// Whether a destination may use the built-in sandbox.
     pub fn offers_sandbox(&self) -> bool {
         self.sandbox.is_some()
+    }
+}
+
+/// A destination on the built-in sandbox, in a console whose sandbox is turned off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxOff;
+
+impl fmt::Display for SandboxOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "This destination uses the built-in sandbox, which is turned off here (MAILCHIMP_SANDBOX=off). \
+             Set up a destination on Mailchimp instead.",
+        )
     }
 }
 

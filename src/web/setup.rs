@@ -13,12 +13,12 @@ use tower_sessions::Session;
 
 use crate::auth::session;
 use crate::auth::throttle::{self, Reentered};
+use crate::connect::{self, ConnectError, RefusalKind};
 use crate::domain::destination::{ApiKey, AudienceId, CONSENT_VERSION, DisplayName, Target};
-use crate::mailchimp::client::{Connection, Credential, ErrorKind};
 use crate::mailchimp::oauth;
 use crate::state::AppState;
 use crate::store::audit::{self, Actor};
-use crate::store::destinations::{self, Authentication, Destination};
+use crate::store::destinations::{self, Destination};
 use crate::store::{self as db_store, users};
 use crate::web::current_user::CurrentUser;
 use crate::web::page::{Nav, PageContext, render};
@@ -144,7 +144,7 @@ async fn page(
             ..ConnectForm::default()
         });
     let oauth_unavailable = match state.mailchimp.of(form.target) {
-        Err(why) => Some(why),
+        Err(off) => Some(off.to_string()),
         Ok(endpoints) if endpoints.app.is_none() => Some(oauth::NO_APP.to_owned()),
         Ok(_) => None,
     };
@@ -199,7 +199,13 @@ fn parse_connect(
         None => Ok(state.mailchimp.default_target()),
         Some(raw) => Target::parse(raw),
     }
-    .and_then(|t| state.mailchimp.of(t).map(|_| t));
+    .and_then(|t| {
+        state
+            .mailchimp
+            .of(t)
+            .map(|_| t)
+            .map_err(|off| off.to_string())
+    });
     let mut errors = Vec::new();
     if let Err(e) = &name {
         errors.push(e.clone());
@@ -361,7 +367,7 @@ async fn authenticate(
     let destination = load(&state, &ctx.user, id).await?;
     let started = match state.mailchimp.of(destination.target) {
         Ok(endpoints) => oauth::authorize_url(endpoints).map_err(|e| e.to_string()),
-        Err(why) => Err(why),
+        Err(off) => Err(off.to_string()),
     };
     let (url, csrf) = match started {
         Ok(started) => started,
@@ -457,12 +463,12 @@ async fn callback(
     let client = &state.mailchimp_client;
     let endpoints = match state.mailchimp.of(destination.target) {
         Ok(endpoints) => endpoints,
-        Err(why) => {
+        Err(off) => {
             return problem(
                 ctx,
                 StatusCode::CONFLICT,
                 "This Mailchimp is not available",
-                why,
+                off.to_string(),
                 back,
             );
         }
@@ -492,26 +498,23 @@ async fn callback(
             );
         }
     };
-    let connection = Connection {
-        api_base: metadata.api_endpoint.clone(),
-        credential: Credential::OAuth(token.clone()),
-    };
-    match verify_audience(
+    let verified = match connect::verify_token(
         &state,
-        &ctx,
-        &destination,
-        &connection,
-        &metadata.accountname,
-        "oauth",
         &token,
+        &metadata.api_endpoint,
+        &metadata.accountname,
+        &destination.audience_id,
     )
-    .await?
+    .await
     {
-        Ok(()) => Ok(
-            Redirect::to(back.as_deref().unwrap_or("/admin/export-destinations")).into_response(),
-        ),
-        Err((status, title, message)) => problem(ctx, status, title, message, back),
-    }
+        Ok(verified) => verified,
+        Err(err) => {
+            let (status, title, message) = refusal_page(&err);
+            return problem(ctx, status, title, message, back);
+        }
+    };
+    store_verified(&state, &ctx, &destination, &verified).await?;
+    Ok(Redirect::to(back.as_deref().unwrap_or("/admin/export-destinations")).into_response())
 }
 
 async fn setup_or_edit(state: &AppState, id: i64) -> Result<String, AppError> {
@@ -525,85 +528,49 @@ async fn setup_or_edit(state: &AppState, id: i64) -> Result<String, AppError> {
     })
 }
 
-type Refusal = (StatusCode, &'static str, String);
-
-/// Reads the audience with the new credential; only then is the credential stored.
-async fn verify_audience(
+/// Stores a credential Mailchimp accepted for the audience.
+async fn store_verified(
     state: &AppState,
     ctx: &PageContext,
     destination: &Destination,
-    connection: &Connection,
-    account: &str,
-    method: &str,
-    secret: &str,
-) -> Result<Result<(), Refusal>, AppError> {
-    let audience = match state
-        .mailchimp_client
-        .audience(connection, &destination.audience_id)
-        .await
-    {
-        Ok(audience) => audience,
-        Err(err) => {
-            let refusal = match err.kind {
-                ErrorKind::NotFound => (
-                    StatusCode::NOT_FOUND,
-                    "Mailchimp has no audience with this ID",
-                    format!(
-                        "The Mailchimp account {account} has no audience {}. Check the audience ID (in Mailchimp: \
-                         Audience > Settings > Audience name and defaults) and connect again.",
-                        destination.audience_id
-                    ),
-                ),
-                ErrorKind::Forbidden => (
-                    StatusCode::FORBIDDEN,
-                    "This Mailchimp account cannot use the audience",
-                    format!(
-                        "The account {account} may not use audience {}. Sign in to Mailchimp with the account that \
-                         owns the audience.",
-                        destination.audience_id
-                    ),
-                ),
-                ErrorKind::Unauthorized => (
-                    StatusCode::UNAUTHORIZED,
-                    "Mailchimp refused the credential",
-                    format!("{err}."),
-                ),
-                _ => (
-                    StatusCode::BAD_GATEWAY,
-                    "Mailchimp could not be reached",
-                    format!("{err}. Try again."),
-                ),
-            };
-            return Ok(Err(refusal));
-        }
-    };
-    let sealed = state.secret_key.seal(secret);
+    verified: &connect::Verified,
+) -> Result<(), AppError> {
     let mut tx = crate::db::begin_write(state.db.pool()).await?;
-    let auth = Authentication {
-        method,
-        credential_sealed: &sealed,
-        api_base: &connection.api_base,
-        account,
-        audience_name: &audience.name,
-        audience_members: audience.member_count,
-        by: ctx.user.id,
-    };
-    destinations::set_authentication(&mut *tx, destination.id, &auth).await?;
-    let details = format!(
-        "{method}: account {account}, audience “{}” ({})",
-        audience.name, audience.id
-    );
-    audit::record(
-        &mut *tx,
+    connect::record(
+        &mut tx,
         &actor(&ctx.user),
-        "authenticate",
-        Some(destination.id),
+        destination.id,
         &destination.display_name,
-        &details,
+        verified,
     )
     .await?;
     tx.commit().await?;
-    Ok(Ok(()))
+    Ok(())
+}
+
+/// How the set-up pages show a refused connection: status, title, explanation.
+fn refusal_page(err: &ConnectError) -> (StatusCode, &'static str, String) {
+    match err {
+        ConnectError::SandboxOff(off) => (
+            StatusCode::CONFLICT,
+            "This Mailchimp is not available",
+            off.to_string(),
+        ),
+        ConnectError::NoDataCentre => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The API key names no data centre",
+            err.to_string(),
+        ),
+        ConnectError::Refused(refusal) => {
+            let status = match refusal.kind {
+                RefusalKind::NoSuchAudience => StatusCode::NOT_FOUND,
+                RefusalKind::AudienceNotAllowed => StatusCode::FORBIDDEN,
+                RefusalKind::CredentialRefused => StatusCode::UNAUTHORIZED,
+                RefusalKind::Unreachable => StatusCode::BAD_GATEWAY,
+            };
+            (status, refusal.title(), refusal.explanation())
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -624,45 +591,15 @@ async fn use_api_key(
         Ok(key) => key,
         Err(message) => return refuse_key(&state, message, ctx, destination).await,
     };
-    let endpoints = match state.mailchimp.of(destination.target) {
-        Ok(endpoints) => endpoints,
-        Err(why) => return refuse_key(&state, why, ctx, destination).await,
-    };
-    let Some(api_base) = endpoints.api_base_for_key(key.expose()) else {
-        return refuse_key(
-            &state,
-            "API key: it names no data centre.".into(),
-            ctx,
-            destination,
-        )
-        .await;
-    };
-    let connection = Connection {
-        api_base,
-        credential: Credential::ApiKey(key.expose().to_owned()),
-    };
-    let dc = key
-        .expose()
-        .rsplit('-')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    match verify_audience(
-        &state,
-        &ctx,
-        &destination,
-        &connection,
-        &format!("(API key, {dc})"),
-        "api_key",
-        key.expose(),
-    )
-    .await?
-    {
-        Ok(()) => Ok(Redirect::to(&setup_or_edit(&state, id).await?).into_response()),
-        Err((_, title, message)) => {
-            refuse_key(&state, format!("{title}. {message}"), ctx, destination).await
-        }
-    }
+    let verified =
+        match connect::verify_api_key(&state, destination.target, &destination.audience_id, &key)
+            .await
+        {
+            Ok(verified) => verified,
+            Err(err) => return refuse_key(&state, err.to_string(), ctx, destination).await,
+        };
+    store_verified(&state, &ctx, &destination, &verified).await?;
+    Ok(Redirect::to(&setup_or_edit(&state, id).await?).into_response())
 }
 
 async fn refuse_key(

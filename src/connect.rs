@@ -1,0 +1,169 @@
+//! Connecting a destination to its Mailchimp audience, whichever layer asks (the set-up
+//! pages or the automation API): the credential is checked against the audience first, and
+//! only then sealed, stored and audited. Each layer turns a [`ConnectError`] into its own
+//! answer once (an HTML page, a problem+json field error).
+
+use std::fmt;
+
+use sqlx::AnyConnection;
+
+use crate::domain::destination::{ApiKey, Target};
+use crate::mailchimp::SandboxOff;
+use crate::mailchimp::client::{Connection, Credential};
+pub use crate::mailchimp::refusal::{Refusal, RefusalKind};
+use crate::state::AppState;
+use crate::store::audit::{self, Actor};
+use crate::store::destinations::{self, Authentication};
+
+/// How a destination signs in to Mailchimp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    OAuth,
+    ApiKey,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::OAuth => "oauth",
+            Method::ApiKey => "api_key",
+        }
+    }
+}
+
+/// A credential Mailchimp accepted for the audience: what is stored for the destination.
+pub struct Verified {
+    pub method: Method,
+    /// The credential, sealed with the console's key.
+    pub sealed: String,
+    pub api_base: String,
+    /// The Mailchimp account, as the set-up page shows it.
+    pub account: String,
+    pub audience_id: String,
+    pub audience_name: String,
+    pub audience_members: i64,
+}
+
+/// Why a credential was not connected.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The destination is on the built-in sandbox, which is turned off here.
+    SandboxOff(SandboxOff),
+    /// An API key whose suffix names no data centre.
+    NoDataCentre,
+    /// Mailchimp said no, or could not be reached.
+    Refused(Refusal),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::SandboxOff(off) => off.fmt(f),
+            ConnectError::NoDataCentre => f.write_str("API key: it names no data centre."),
+            ConnectError::Refused(refusal) => {
+                write!(f, "{}. {}", refusal.title(), refusal.explanation())
+            }
+        }
+    }
+}
+
+/// Checks an API key against the audience on the destination's Mailchimp.
+pub async fn verify_api_key(
+    state: &AppState,
+    target: Target,
+    audience_id: &str,
+    key: &ApiKey,
+) -> Result<Verified, ConnectError> {
+    let endpoints = state
+        .mailchimp
+        .of(target)
+        .map_err(ConnectError::SandboxOff)?;
+    let api_base = endpoints
+        .api_base_for_key(key.expose())
+        .ok_or(ConnectError::NoDataCentre)?;
+    let account = format!("(API key, {})", key.data_centre());
+    let connection = Connection {
+        api_base,
+        credential: Credential::ApiKey(key.expose().to_owned()),
+    };
+    verify(state, connection, Method::ApiKey, &account, audience_id).await
+}
+
+/// Checks an OAuth access token (and the API base and account Mailchimp's metadata gave
+/// with it) against the audience.
+pub async fn verify_token(
+    state: &AppState,
+    token: &str,
+    api_base: &str,
+    account: &str,
+    audience_id: &str,
+) -> Result<Verified, ConnectError> {
+    let connection = Connection {
+        api_base: api_base.to_owned(),
+        credential: Credential::OAuth(token.to_owned()),
+    };
+    verify(state, connection, Method::OAuth, account, audience_id).await
+}
+
+async fn verify(
+    state: &AppState,
+    connection: Connection,
+    method: Method,
+    account: &str,
+    audience_id: &str,
+) -> Result<Verified, ConnectError> {
+    let audience = state
+        .mailchimp_client
+        .audience(&connection, audience_id)
+        .await
+        .map_err(|err| ConnectError::Refused(Refusal::of(&err, account, audience_id)))?;
+    let secret = match &connection.credential {
+        Credential::ApiKey(key) => key,
+        Credential::OAuth(token) => token,
+    };
+    Ok(Verified {
+        method,
+        sealed: state.secret_key.seal(secret),
+        api_base: connection.api_base,
+        account: account.to_owned(),
+        audience_id: audience.id,
+        audience_name: audience.name,
+        audience_members: audience.member_count,
+    })
+}
+
+/// Stores a verified credential for the destination and notes it in the audit log.
+pub async fn record(
+    conn: &mut AnyConnection,
+    actor: &Actor<'_>,
+    destination_id: i64,
+    display_name: &str,
+    verified: &Verified,
+) -> sqlx::Result<()> {
+    let auth = Authentication {
+        method: verified.method.as_str(),
+        credential_sealed: &verified.sealed,
+        api_base: &verified.api_base,
+        account: &verified.account,
+        audience_name: &verified.audience_name,
+        audience_members: verified.audience_members,
+        by: actor.user_id,
+    };
+    destinations::set_authentication(&mut *conn, destination_id, &auth).await?;
+    let details = format!(
+        "{}: account {}, audience “{}” ({})",
+        verified.method.as_str(),
+        verified.account,
+        verified.audience_name,
+        verified.audience_id
+    );
+    audit::record(
+        &mut *conn,
+        actor,
+        "authenticate",
+        Some(destination_id),
+        display_name,
+        &details,
+    )
+    .await
+}
