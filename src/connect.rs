@@ -44,9 +44,11 @@ pub struct Verified {
     pub audience_members: i64,
 }
 
-/// Why a credential was not connected.
+/// Why a destination cannot be connected.
 #[derive(Debug)]
 pub enum ConnectError {
+    /// The Mailchimp asked for is neither `mailchimp` nor `sandbox`.
+    UnknownMailchimp,
     /// The destination is on the built-in sandbox, which is turned off here.
     SandboxOff(SandboxOff),
     /// An API key whose suffix names no data centre.
@@ -58,6 +60,9 @@ pub enum ConnectError {
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            ConnectError::UnknownMailchimp => {
+                f.write_str("Mailchimp: choose Mailchimp or the built-in sandbox.")
+            }
             ConnectError::SandboxOff(off) => off.fmt(f),
             ConnectError::NoDataCentre => f.write_str("API key: it names no data centre."),
             ConnectError::Refused(refusal) => {
@@ -65,6 +70,20 @@ impl fmt::Display for ConnectError {
             }
         }
     }
+}
+
+/// The Mailchimp a new destination is to use: the one asked for (`mailchimp` or
+/// `sandbox`), or the console's default when none is, and only one available here.
+pub fn choose_target(state: &AppState, asked: Option<&str>) -> Result<Target, ConnectError> {
+    let target = match asked {
+        None => state.mailchimp.default_target(),
+        Some(raw) => Target::parse(raw).map_err(|_| ConnectError::UnknownMailchimp)?,
+    };
+    state
+        .mailchimp
+        .of(target)
+        .map_err(ConnectError::SandboxOff)?;
+    Ok(target)
 }
 
 /// Checks an API key against the audience on the destination's Mailchimp.

@@ -16,7 +16,7 @@ use crate::connect::{self, ConnectError};
 use crate::domain::Role;
 use crate::domain::destination::{
     ApiKey, AudienceId, CONSENT_VERSION, DisplayName, MAX_EXPORT_PROFILES, MergeTag,
-    NewMemberStatus, Target,
+    NewMemberStatus,
 };
 use crate::state::AppState;
 use crate::store::audit::{self, Actor};
@@ -139,19 +139,9 @@ pub async fn create(
     let key = ApiKey::parse(input.api_key.as_deref().unwrap_or_default())
         .map_err(|e| errors.push(field("api_key", e)))
         .ok();
-    let target = match input.mailchimp.as_deref() {
-        None => Ok(state.mailchimp.default_target()),
-        Some(raw) => Target::parse(raw),
-    }
-    .and_then(|target| {
-        state
-            .mailchimp
-            .of(target)
-            .map(|_| target)
-            .map_err(|off| off.to_string())
-    })
-    .map_err(|e| errors.push(field("mailchimp", e)))
-    .ok();
+    let target = connect::choose_target(&state, input.mailchimp.as_deref())
+        .map_err(|e| errors.push(field("mailchimp", e.to_string())))
+        .ok();
     let catalogue = fields::as_catalogue(&fields::list(pool).await?);
     let email_field = input.email_field.clone().unwrap_or_default();
     if !catalogue.contains_key(&email_field) {
@@ -244,7 +234,7 @@ pub async fn create(
         Ok(verified) => verified,
         Err(err) => {
             let about = match &err {
-                ConnectError::SandboxOff(_) => "mailchimp",
+                ConnectError::SandboxOff(_) | ConnectError::UnknownMailchimp => "mailchimp",
                 ConnectError::NoDataCentre => "api_key",
                 ConnectError::Refused(refusal) if refusal.is_about_the_credential() => "api_key",
                 ConnectError::Refused(_) => "audience_id",

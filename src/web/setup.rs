@@ -195,17 +195,8 @@ fn parse_connect(
 ) -> Result<(DisplayName, AudienceId, Target), Vec<String>> {
     let name = DisplayName::parse(&input.display_name);
     let audience = AudienceId::parse(&input.audience_id);
-    let target = match input.mailchimp.as_deref() {
-        None => Ok(state.mailchimp.default_target()),
-        Some(raw) => Target::parse(raw),
-    }
-    .and_then(|t| {
-        state
-            .mailchimp
-            .of(t)
-            .map(|_| t)
-            .map_err(|off| off.to_string())
-    });
+    let target =
+        connect::choose_target(state, input.mailchimp.as_deref()).map_err(|e| e.to_string());
     let mut errors = Vec::new();
     if let Err(e) = &name {
         errors.push(e.clone());
@@ -551,6 +542,11 @@ async fn store_verified(
 /// How the set-up pages show a refused connection: status, title, explanation.
 fn refusal_page(err: &ConnectError) -> (StatusCode, &'static str, String) {
     match err {
+        ConnectError::UnknownMailchimp => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "No such Mailchimp",
+            err.to_string(),
+        ),
         ConnectError::SandboxOff(off) => (
             StatusCode::CONFLICT,
             "This Mailchimp is not available",
