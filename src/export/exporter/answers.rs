@@ -1,0 +1,216 @@
+//! Recording what Mailchimp answered: each finished call's ledger rows, per-member results
+//! and counts, in one transaction with the other answers that arrived together.
+
+use super::*;
+
+impl Exporter<'_> {
+    /// Records a finished call: ledger rows, results and counts in one transaction.
+    /// Answers that arrived together are recorded in one transaction.
+    pub(super) async fn finish(
+        &mut self,
+        answered: Vec<(Job, Result<Answer, ApiError>)>,
+    ) -> anyhow::Result<()> {
+        let mut delta = std::mem::take(&mut self.counters);
+        let pool = self.engine.db.pool();
+        let mut tx = crate::db::begin_write(pool).await?;
+        for (job, result) in answered {
+            match (job, result) {
+                // Never sent (the run stopped): nothing happened in Mailchimp.
+                (Job::Upsert(batch), Err(err)) if err.kind == ErrorKind::NotSent => {
+                    for o in &batch {
+                        self.settle(o.record.hash, None);
+                    }
+                }
+                (Job::Untag { members, .. }, Err(err)) if err.kind == ErrorKind::NotSent => {
+                    for m in &members {
+                        self.settle(m.hash, None);
+                    }
+                }
+                (Job::Upsert(batch), Err(err)) => {
+                    if is_fatal(&err) {
+                        self.halt_with(Halt::Fatal(fatal_message(&err)));
+                    }
+                    let mut member_results = Vec::with_capacity(batch.len());
+                    for o in &batch {
+                        self.settle(o.record.hash, None);
+                        delta.failed += 1;
+                        member_results.push(result_of(
+                            &o.record,
+                            "failed",
+                            &err.title,
+                            &err.detail,
+                        ));
+                    }
+                    results::insert(&mut tx, self.run.id, &member_results).await?;
+                }
+                (Job::Upsert(batch), Ok(answer)) => {
+                    let Answer::Upsert(answer) = answer else {
+                        unreachable!("an upsert is answered as one")
+                    };
+                    let mut entries = Vec::new();
+                    let mut member_results = Vec::new();
+                    self.acknowledge(batch, answer, &mut delta, &mut entries, &mut member_results);
+                    ledger::upsert(&mut tx, self.destination.id, &entries).await?;
+                    results::insert(&mut tx, self.run.id, &member_results).await?;
+                }
+                (Job::Untag { tag, members }, result) => {
+                    let ignored: HashSet<String> = match &result {
+                        Ok(Answer::Untag(answer)) => answer
+                            .not_in_audience
+                            .iter()
+                            .map(|e| e.to_lowercase())
+                            .collect(),
+                        _ => HashSet::new(),
+                    };
+                    let done = match result {
+                        Ok(_) => true,
+                        Err(err) => {
+                            if is_fatal(&err) {
+                                self.halt_with(Halt::Fatal(fatal_message(&err)));
+                            }
+                            self.tag_failures = true;
+                            let name = self.index.tag_names.name(tag);
+                            tracing::warn!(tag = %name, error = %err, "a tag removal failed; the next export tries again");
+                            false
+                        }
+                    };
+                    let mut by_set: HashMap<u32, Vec<String>> = HashMap::new();
+                    for member in &members {
+                        let now = self.live.get(&member.hash).map(|l| l.tags);
+                        // Addresses Mailchimp ignored (not on the audience) did not change.
+                        let changed = match now {
+                            Some(now)
+                                if done && !ignored.contains(&member.email.to_lowercase()) =>
+                            {
+                                delta.tag_changes += 1;
+                                Some(self.index.tag_sets.without(now, tag))
+                            }
+                            _ => None,
+                        };
+                        if let (Some(tags), Some(_)) = (self.settle(member.hash, changed), changed)
+                        {
+                            by_set.entry(tags).or_default().push(hex_of(member.hash));
+                        }
+                    }
+                    for (set, hashes) in by_set {
+                        let json = self.index.tag_sets.json(set, &self.index.tag_names);
+                        ledger::set_tags(&mut tx, self.destination.id, &json, &hashes).await?;
+                    }
+                }
+            }
+        }
+        delta.calls += self.gateway.take_calls();
+        runs::add(&mut *tx, self.run.id, &delta).await?;
+        tx.commit().await?;
+        if self.halt.is_none() && runs::cancel_requested(pool, self.run.id).await? {
+            self.halt_with(Halt::Canceled);
+        }
+        Ok(())
+    }
+
+    /// Sorts a batch-subscribe answer into ledger rows, results and counts.
+    fn acknowledge(
+        &mut self,
+        batch: Vec<Outgoing>,
+        answer: BatchAnswer,
+        delta: &mut Counters,
+        entries: &mut Vec<(String, Entry)>,
+        member_results: &mut Vec<MemberResult>,
+    ) {
+        let mut by_hash: HashMap<Hash, Outgoing> =
+            batch.into_iter().map(|o| (o.record.hash, o)).collect();
+        for (email, outcome) in answer.members {
+            let hash = crate::domain::subscriber_digest(&email);
+            let Some(o) = by_hash.remove(&hash) else {
+                continue;
+            };
+            let created = matches!(outcome, MemberOutcome::Created { .. });
+            match outcome {
+                MemberOutcome::Created { status } | MemberOutcome::Updated { status } => {
+                    let before = self.live.get(&hash).map_or(o.tags_now, |l| l.tags);
+                    let after = self.index.tag_sets.union(before, o.tags_wanted);
+                    let after = self.settle(hash, Some(after)).unwrap_or(after);
+                    delta.tag_changes += (self.index.tag_sets.tags(after).len()
+                        - self.index.tag_sets.tags(before).len())
+                        as i64;
+                    let status = status.unwrap_or_else(|| o.status.clone());
+                    entries.push((hex_of(hash), self.entry(&o, &status, after, None)));
+                    if o.data {
+                        delta.sent += 1;
+                        if created {
+                            delta.created += 1;
+                            member_results.push(result_of(&o.record, "created", "", ""));
+                        } else {
+                            delta.updated += 1;
+                            member_results.push(result_of(&o.record, "updated", "", ""));
+                        }
+                    } else {
+                        delta.unchanged += 1;
+                    }
+                }
+                MemberOutcome::Refused(refusal) => {
+                    self.settle(hash, None);
+                    if refusal.permanent {
+                        let status = if self.index.contains(hash) {
+                            o.status.clone()
+                        } else {
+                            "unsubscribed".to_owned()
+                        };
+                        let now = o.tags_now;
+                        entries.push((
+                            hex_of(hash),
+                            self.entry(&o, &status, now, Some(refusal.title.to_owned())),
+                        ));
+                        member_results.push(result_of(
+                            &o.record,
+                            "skipped",
+                            refusal.title,
+                            &refusal.detail,
+                        ));
+                        delta.skipped += 1;
+                    } else {
+                        member_results.push(result_of(
+                            &o.record,
+                            "failed",
+                            refusal.title,
+                            &refusal.detail,
+                        ));
+                        delta.failed += 1;
+                    }
+                }
+            }
+        }
+        for o in by_hash.into_values() {
+            self.settle(o.record.hash, None);
+            member_results.push(result_of(
+                &o.record,
+                "failed",
+                "No answer",
+                "Mailchimp's answer did not mention this member.",
+            ));
+            delta.failed += 1;
+        }
+    }
+
+    /// The ledger row for a member Mailchimp answered for.
+    fn entry(&self, o: &Outgoing, status: &str, tags: u32, refused: Option<String>) -> Entry {
+        Entry {
+            customer_id: o.record.customer_id.clone(),
+            email: o.record.email.clone(),
+            content_hash: if refused.is_some() {
+                String::new()
+            } else {
+                hex_of(o.record.content_hash)
+            },
+            status: status.to_owned(),
+            tags: self
+                .index
+                .tag_sets
+                .tags(tags)
+                .iter()
+                .map(|t| self.index.tag_names.name(*t).to_owned())
+                .collect(),
+            permanent_skip: refused,
+        }
+    }
+}
