@@ -14,6 +14,7 @@ mod fields;
 pub mod format;
 mod health;
 mod limits;
+mod oauth;
 pub mod page;
 mod profiles;
 mod runs;
@@ -54,6 +55,7 @@ fn content_security_policy(oauth_origin: &str) -> String {
 pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Router {
     let administrators = users::router()
         .merge(setup::router())
+        .merge(oauth::router())
         .merge(configure::router())
         .merge(destinations::admin_router())
         .merge(audit::router())
