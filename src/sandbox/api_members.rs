@@ -10,11 +10,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::domain::{MemberStatus, subscriber_hash};
+use crate::domain::subscriber_hash;
 use crate::sandbox::Sandbox;
 use crate::sandbox::audience::{ExistingPolicy, MemberWrite};
 use crate::sandbox::json::{self, ApiJson, Caller, paging};
 use crate::sandbox::problem::Problem;
+use crate::sandbox::status::MemberStatus;
 
 pub fn router() -> Router<Sandbox> {
     Router::new()

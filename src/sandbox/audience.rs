@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::{EmailAddress, MemberStatus, subscriber_hash};
+use crate::domain::subscriber_hash;
 use crate::sandbox::problem::Problem;
+use crate::sandbox::status::{MemberStatus, plausible_address};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MergeField {
@@ -103,17 +104,17 @@ impl MemberError {
 
 /// Domains reserved for documentation and testing (RFC 2606 and RFC 6761): Mailchimp
 /// refuses addresses there as fake, and so does the sandbox.
-pub fn looks_fake(email: &EmailAddress) -> bool {
-    let domain = email.domain();
+pub fn looks_fake(email: &str) -> bool {
+    let domain = email.rsplit('@').next().unwrap_or_default();
     matches!(domain, "example.com" | "example.net" | "example.org")
         || [".test", ".example", ".invalid", ".localhost"]
             .iter()
             .any(|suffix| domain.ends_with(suffix))
 }
 
-/// Parses an address as Mailchimp would accept it.
-pub fn check_email(raw: &str) -> Result<EmailAddress, MemberError> {
-    let email = EmailAddress::parse(raw).map_err(|_| {
+/// Parses an address as Mailchimp would accept it; returns it lower-cased.
+pub fn check_email(raw: &str) -> Result<String, MemberError> {
+    let email = plausible_address(raw).ok_or_else(|| {
         let mut error = MemberError::new(
             "Invalid Resource",
             format!("{raw} looks fake or invalid, please enter a real email address."),
@@ -213,7 +214,7 @@ impl Audience {
         now: &str,
     ) -> Result<(String, Written), MemberError> {
         let email = check_email(&write.email_address)?;
-        let hash = email.subscriber_hash();
+        let hash = subscriber_hash(&email);
         if self.forgotten.contains(&hash) {
             return Err(MemberError::new(
                 "Forgotten Email Not Subscribed",

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::domain::MemberStatus;
 use crate::sandbox::Sandbox;
 use crate::sandbox::audience::{Audience, Member, MergeField, Segment};
 use crate::sandbox::problem::Problem;
+use crate::sandbox::status::MemberStatus;
 use crate::sandbox::store::Credential;
 
 /// Now, in the ISO 8601 form Mailchimp uses ("2026-11-29T18:40:00+00:00").

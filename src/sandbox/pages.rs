@@ -13,8 +13,8 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::domain::MemberStatus;
 use crate::sandbox::Sandbox;
+use crate::sandbox::status::MemberStatus;
 
 const PAGE_SIZE: usize = 100;
 

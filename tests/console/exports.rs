@@ -557,7 +557,7 @@ async fn unsubscribed_and_cleaned_contacts_are_never_subscribed_again() {
                 "ada@northwind.io",
             ))
             .unwrap();
-        member.status = export_destinations::domain::MemberStatus::Unsubscribed;
+        member.status = export_destinations::sandbox::status::MemberStatus::Unsubscribed;
     }
     import(&w2.app, "CustomerId,FirstName\nP1,Augusta\n").await;
     let run = export(&w2, id, false).await;
