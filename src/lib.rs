@@ -15,6 +15,7 @@ pub mod db;
 pub mod domain;
 pub mod export;
 pub mod mailchimp;
+pub mod matching;
 pub mod memory;
 pub mod profiles;
 pub mod sandbox;

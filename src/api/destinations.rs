@@ -1,8 +1,6 @@
 //! `/api/v1/destinations`: list, read, create (the API-key path of the set-up, with the
 //! same checks and the same records), and start a run.
 
-use std::collections::BTreeSet;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,14 +12,12 @@ use crate::api::extract::{ApiBody, ApiJson, PathId};
 use crate::api::{ApiUser, FieldError, Problem, run_json};
 use crate::connect::{self, ConnectError};
 use crate::domain::Role;
-use crate::domain::destination::{
-    ApiKey, AudienceId, CONSENT_VERSION, DisplayName, MAX_EXPORT_PROFILES, MergeTag,
-    NewMemberStatus,
-};
+use crate::domain::destination::{ApiKey, AudienceId, CONSENT_VERSION, DisplayName};
+use crate::matching;
 use crate::state::AppState;
 use crate::store::audit::{self, Actor};
 use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
-use crate::store::{fields, runs, segments};
+use crate::store::runs;
 
 fn destination_json(d: &Destination, segment_ids: &[i64]) -> Value {
     json!({
@@ -108,9 +104,6 @@ pub struct MergeFieldInput {
     field: String,
 }
 
-/// The most segments one destination exports (each becomes a tag in the audience).
-const MAX_SEGMENTS: usize = 1_000;
-
 fn field(name: &str, message: impl Into<String>) -> FieldError {
     FieldError {
         field: name.into(),
@@ -142,91 +135,31 @@ pub async fn create(
     let target = connect::choose_target(&state, input.mailchimp.as_deref())
         .map_err(|e| errors.push(field("mailchimp", e.to_string())))
         .ok();
-    let catalogue = fields::as_catalogue(&fields::list(pool).await?);
     let email_field = input.email_field.clone().unwrap_or_default();
-    if !catalogue.contains_key(&email_field) {
-        errors.push(field(
-            "email_field",
-            "Name the profile field that holds the email address.",
-        ));
-    }
-    let mut mappings = Vec::new();
-    for (i, m) in input.merge_fields.iter().enumerate() {
-        let at = format!("merge_fields[{i}]");
-        match MergeTag::parse(&m.tag) {
-            Err(e) => errors.push(field(&format!("{at}.tag"), e)),
-            Ok(tag)
-                if mappings
-                    .iter()
-                    .any(|p: &FieldMapping| p.tag == tag.as_str()) =>
-            {
-                errors.push(field(
-                    &format!("{at}.tag"),
-                    format!("Merge tag: {tag} is listed twice; each Mailchimp field can be filled from one profile field only."),
-                ));
-            }
-            Ok(tag) => mappings.push(FieldMapping {
-                tag: tag.as_str().to_owned(),
-                field: m.field.clone(),
-            }),
-        }
-        if !catalogue.contains_key(&m.field) {
-            errors.push(field(
-                &format!("{at}.field"),
-                "Name an existing profile field to fill the merge field from.",
-            ));
-        }
-    }
-    let mut seen = BTreeSet::new();
-    let repeated: BTreeSet<i64> = input
-        .segment_ids
+    let asked_mappings: Vec<FieldMapping> = input
+        .merge_fields
         .iter()
-        .filter(|id| !seen.insert(**id))
-        .copied()
+        .map(|m| FieldMapping {
+            tag: m.tag.clone(),
+            field: m.field.clone(),
+        })
         .collect();
-    if input.segment_ids.is_empty() {
-        errors.push(field("segment_ids", "Choose at least one segment."));
-    } else if input.segment_ids.len() > MAX_SEGMENTS {
-        errors.push(field(
-            "segment_ids",
-            format!("At most {MAX_SEGMENTS} segments per destination."),
-        ));
-    } else if !repeated.is_empty() {
-        errors.push(field(
-            "segment_ids",
-            format!(
-                "Each segment is listed once; listed more than once: {}.",
-                repeated
-                    .iter()
-                    .map(i64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    } else {
-        let known: BTreeSet<i64> = segments::list(pool).await?.iter().map(|s| s.id).collect();
-        for id in input.segment_ids.iter().filter(|id| !known.contains(id)) {
-            errors.push(field("segment_ids", format!("There is no segment {id}.")));
+    let asked = matching::Asked {
+        email_field: &email_field,
+        mappings: &asked_mappings,
+        segment_ids: &input.segment_ids,
+        new_member_status: input.new_member_status.as_deref().unwrap_or("subscribed"),
+    };
+    let checked = match matching::check(pool, &asked).await {
+        Ok(checked) => Some(checked),
+        Err(matching::CheckError::Refused(refused)) => {
+            errors.extend(refused.iter().map(|r| field(&r.field(), r.message())));
+            None
         }
-        let total = destinations::distinct_profiles(pool, &input.segment_ids).await?;
-        if total > MAX_EXPORT_PROFILES {
-            errors.push(field(
-                "segment_ids",
-                format!(
-                    "The segments hold {total} profiles; at most {MAX_EXPORT_PROFILES} can be exported."
-                ),
-            ));
-        }
-    }
-    let status = input
-        .new_member_status
-        .as_deref()
-        .unwrap_or("subscribed")
-        .parse::<NewMemberStatus>()
-        .map_err(|e| errors.push(field("new_member_status", e)))
-        .ok();
-    let (Some(name), Some(audience), Some(key), Some(status), Some(target), true) =
-        (name, audience, key, status, target, errors.is_empty())
+        Err(matching::CheckError::Database(err)) => return Err(err.into()),
+    };
+    let (Some(name), Some(audience), Some(key), Some(checked), Some(target), true) =
+        (name, audience, key, checked, target, errors.is_empty())
     else {
         return Err(Problem::invalid(errors));
     };
@@ -271,9 +204,9 @@ pub async fn create(
     let config = Configuration {
         display_name: name.as_str(),
         email_field: &email_field,
-        field_mappings: &mappings,
+        field_mappings: &checked.mappings,
         segment_ids: &input.segment_ids,
-        new_member_status: status.as_str(),
+        new_member_status: checked.new_member_status.as_str(),
     };
     destinations::save_configuration(&mut tx, id, &config).await?;
     for (action, details) in [

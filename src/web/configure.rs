@@ -13,8 +13,9 @@ use tower_sessions::Session;
 
 use crate::auth::session;
 use crate::domain::FieldType;
-use crate::domain::destination::{DisplayName, MAX_EXPORT_PROFILES, MergeTag, NewMemberStatus};
+use crate::domain::destination::{DisplayName, MAX_EXPORT_PROFILES};
 use crate::mailchimp::client::MergeField;
+use crate::matching;
 use crate::state::AppState;
 use crate::store::audit;
 use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
@@ -228,30 +229,24 @@ async fn submit(
             render(&page(&state, ctx, destination, form, Vec::new()).await?)?.into_response(),
         );
     }
-    let errors = validate(&state, &form).await?;
+    let validation = validate(&state, &form).await?;
     let name = DisplayName::parse(&form.display_name);
-    let status = form.new_member_status.parse::<NewMemberStatus>();
-    let (Ok(name), Ok(status), true) = (name, status, errors.is_empty()) else {
-        let mut errors = errors;
-        if let Err(e) = DisplayName::parse(&form.display_name) {
+    let (Ok(name), Validation::Passed(checked)) = (&name, &validation) else {
+        let mut errors = match validation {
+            Validation::Fix(errors) => errors,
+            Validation::Passed(_) => Vec::new(),
+        };
+        if let Err(e) = name {
             errors.insert(0, e);
-        }
-        if let Err(e) = form.new_member_status.parse::<NewMemberStatus>() {
-            errors.push(e);
         }
         let page = page(&state, ctx, destination, form, errors).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
     };
-    let mappings: Vec<FieldMapping> = form
-        .mappings
-        .iter()
-        .filter(|m| !m.tag.is_empty() && !m.field.is_empty())
-        .cloned()
-        .collect();
+    let (mappings, status) = (&checked.mappings, checked.new_member_status);
     let config = Configuration {
         display_name: name.as_str(),
         email_field: &form.email_field,
-        field_mappings: &mappings,
+        field_mappings: mappings,
         segment_ids: &form.segment_ids,
         new_member_status: status.as_str(),
     };
@@ -304,65 +299,40 @@ async fn submit(
     Ok(Redirect::to("/admin/export-destinations").into_response())
 }
 
-/// What a person must fix before saving.
-async fn validate(state: &AppState, form: &ConfigForm) -> Result<Vec<String>, AppError> {
+/// What a person must fix before saving, or what passed; rows left wholly empty are not
+/// attributes.
+async fn validate(state: &AppState, form: &ConfigForm) -> Result<Validation, AppError> {
+    let mappings: Vec<FieldMapping> = form
+        .mappings
+        .iter()
+        .filter(|m| !(m.tag.is_empty() && m.field.is_empty()))
+        .cloned()
+        .collect();
+    let asked = matching::Asked {
+        email_field: &form.email_field,
+        mappings: &mappings,
+        segment_ids: &form.segment_ids,
+        new_member_status: &form.new_member_status,
+    };
     let mut errors = Vec::new();
-    let catalogue = fields::as_catalogue(&fields::list(state.db.pool()).await?);
-    if !catalogue.contains_key(&form.email_field) {
-        errors.push(
-            "Email: choose the profile field that holds the customer's email address.".into(),
-        );
-    }
-    let mut tags = Vec::new();
-    for mapping in &form.mappings {
-        if mapping.tag.is_empty() && mapping.field.is_empty() {
-            continue;
-        }
-        if mapping.tag.is_empty() || !catalogue.contains_key(&mapping.field) {
-            errors.push(format!(
-                "Attribute {}: choose both a Mailchimp field and a profile field.",
-                mapping.tag
-            ));
-        } else if let Err(e) = MergeTag::parse(&mapping.tag) {
-            errors.push(format!("Attribute {}: {e}", mapping.tag));
-        } else if tags.contains(&mapping.tag) {
-            errors.push(format!(
-                "Attribute {}: each Mailchimp field can be filled from one profile field only.",
-                mapping.tag
-            ));
-        }
-        tags.push(mapping.tag.clone());
-    }
-    if form.segment_ids.is_empty() {
-        errors.push("Segments: choose at least one segment to export.".into());
-    }
     if form.unreadable_segments > 0 {
         errors.push("Segments: a chosen segment is not one of this console's segments.".into());
     }
-    let mut distinct = form.segment_ids.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() != form.segment_ids.len() {
-        errors.push("Segments: a segment is chosen more than once; choose each once.".into());
+    match matching::check(state.db.pool(), &asked).await {
+        Ok(checked) if errors.is_empty() => Ok(Validation::Passed(checked)),
+        Ok(_) => Ok(Validation::Fix(errors)),
+        Err(matching::CheckError::Refused(refused)) => {
+            errors.extend(refused.iter().map(matching::Refusal::message));
+            Ok(Validation::Fix(errors))
+        }
+        Err(matching::CheckError::Database(err)) => Err(err.into()),
     }
-    let known: std::collections::HashSet<i64> = segments::list(state.db.pool())
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
-    if let Some(missing) = distinct.iter().find(|id| !known.contains(id)) {
-        errors.push(format!(
-            "Segments: segment {missing} does not exist (it may have just been deleted); choose the segments again."
-        ));
-    }
-    let total = destinations::distinct_profiles(state.db.pool(), &form.segment_ids).await?;
-    if total > MAX_EXPORT_PROFILES {
-        errors.push(format!(
-            "Segments: the selected segments hold {total} profiles; at most {MAX_EXPORT_PROFILES} can be exported \
-             to Mailchimp. Choose fewer segments."
-        ));
-    }
-    Ok(errors)
+}
+
+/// The form's data matching: fit to save, or what to fix.
+enum Validation {
+    Passed(matching::Checked),
+    Fix(Vec<String>),
 }
 
 #[derive(Deserialize)]

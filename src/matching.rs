@@ -1,0 +1,195 @@
+//! Data matching, checked one way for the configure page and the API: the profile field
+//! that holds the email address, the merge fields filled from profile fields, the segments
+//! to export (at most [`MAX_SEGMENTS`], at most [`MAX_EXPORT_PROFILES`] distinct profiles)
+//! and the status of new members. Each layer words a [`Refusal`] once (a sentence under its
+//! section on the page, a field error in the API).
+
+use std::collections::BTreeSet;
+
+use sqlx::AnyPool;
+
+use crate::domain::destination::{MAX_EXPORT_PROFILES, MergeTag, NewMemberStatus};
+use crate::store::destinations::{self, FieldMapping};
+use crate::store::{fields, segments};
+
+/// The most segments one destination exports (each becomes a tag in the audience).
+pub const MAX_SEGMENTS: usize = 1_000;
+
+/// What was asked for, as typed.
+pub struct Asked<'a> {
+    pub email_field: &'a str,
+    /// Merge tag and profile field, row by row.
+    pub mappings: &'a [FieldMapping],
+    pub segment_ids: &'a [i64],
+    pub new_member_status: &'a str,
+}
+
+/// What passed: the merge tags in Mailchimp's form, the status typed.
+#[derive(Debug)]
+pub struct Checked {
+    pub mappings: Vec<FieldMapping>,
+    pub new_member_status: NewMemberStatus,
+}
+
+/// One thing to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The email field is not a profile field.
+    EmailField,
+    /// Row `index` names no profile field the console has.
+    MappingField {
+        index: usize,
+        tag: String,
+    },
+    /// Row `index`'s merge tag is not one Mailchimp takes (the domain says why).
+    MergeTag {
+        index: usize,
+        why: String,
+    },
+    /// Row `index` fills a merge field an earlier row fills too.
+    MergeTagTwice {
+        index: usize,
+        tag: String,
+    },
+    NoSegments,
+    TooManySegments,
+    SegmentsTwice(Vec<i64>),
+    NoSuchSegment(i64),
+    TooManyProfiles(i64),
+    Status(String),
+}
+
+impl Refusal {
+    /// The request field it is about, as the API names it.
+    pub fn field(&self) -> String {
+        match self {
+            Refusal::EmailField => "email_field".into(),
+            Refusal::MappingField { index, .. } => format!("merge_fields[{index}].field"),
+            Refusal::MergeTag { index, .. } | Refusal::MergeTagTwice { index, .. } => {
+                format!("merge_fields[{index}].tag")
+            }
+            Refusal::NoSegments
+            | Refusal::TooManySegments
+            | Refusal::SegmentsTwice(_)
+            | Refusal::NoSuchSegment(_)
+            | Refusal::TooManyProfiles(_) => "segment_ids".into(),
+            Refusal::Status(_) => "new_member_status".into(),
+        }
+    }
+
+    /// What to fix, as a sentence.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::EmailField => {
+                "Email: choose the profile field that holds the customer's email address.".into()
+            }
+            Refusal::MappingField { tag, .. } => {
+                format!("Attribute {tag}: choose both a Mailchimp field and a profile field.")
+            }
+            Refusal::MergeTag { why, .. } => why.clone(),
+            Refusal::MergeTagTwice { tag, .. } => format!(
+                "Attribute {tag}: each Mailchimp field can be filled from one profile field only."
+            ),
+            Refusal::NoSegments => "Segments: choose at least one segment to export.".into(),
+            Refusal::TooManySegments => {
+                format!("Segments: at most {MAX_SEGMENTS} segments per destination.")
+            }
+            Refusal::SegmentsTwice(ids) => format!(
+                "Segments: a segment is chosen more than once ({}); choose each once.",
+                ids.iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Refusal::NoSuchSegment(id) => format!(
+                "Segments: segment {id} does not exist (it may have just been deleted); choose the segments again."
+            ),
+            Refusal::TooManyProfiles(total) => format!(
+                "Segments: the selected segments hold {total} profiles; at most {MAX_EXPORT_PROFILES} can be \
+                 exported to Mailchimp. Choose fewer segments."
+            ),
+            Refusal::Status(why) => why.clone(),
+        }
+    }
+}
+
+/// Why data matching was not accepted.
+#[derive(Debug)]
+pub enum CheckError {
+    Refused(Vec<Refusal>),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for CheckError {
+    fn from(err: sqlx::Error) -> Self {
+        CheckError::Database(err)
+    }
+}
+
+/// Checks everything before anything is written; every refusal is reported at once.
+pub async fn check(pool: &AnyPool, asked: &Asked<'_>) -> Result<Checked, CheckError> {
+    let mut refused = Vec::new();
+    let catalogue = fields::as_catalogue(&fields::list(pool).await?);
+    if !catalogue.contains_key(asked.email_field) {
+        refused.push(Refusal::EmailField);
+    }
+    let mut mappings: Vec<FieldMapping> = Vec::new();
+    for (index, mapping) in asked.mappings.iter().enumerate() {
+        let tag = mapping.tag.trim();
+        if !catalogue.contains_key(&mapping.field) {
+            refused.push(Refusal::MappingField {
+                index,
+                tag: tag.to_owned(),
+            });
+            continue;
+        }
+        match MergeTag::parse(tag) {
+            Err(why) => refused.push(Refusal::MergeTag { index, why }),
+            Ok(tag) if mappings.iter().any(|m| m.tag == tag.as_str()) => {
+                refused.push(Refusal::MergeTagTwice {
+                    index,
+                    tag: tag.as_str().to_owned(),
+                });
+            }
+            Ok(tag) => mappings.push(FieldMapping {
+                tag: tag.as_str().to_owned(),
+                field: mapping.field.clone(),
+            }),
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let twice: BTreeSet<i64> = asked
+        .segment_ids
+        .iter()
+        .filter(|id| !seen.insert(**id))
+        .copied()
+        .collect();
+    if asked.segment_ids.is_empty() {
+        refused.push(Refusal::NoSegments);
+    } else if asked.segment_ids.len() > MAX_SEGMENTS {
+        refused.push(Refusal::TooManySegments);
+    } else if !twice.is_empty() {
+        refused.push(Refusal::SegmentsTwice(twice.into_iter().collect()));
+    } else {
+        let known: BTreeSet<i64> = segments::list(pool).await?.iter().map(|s| s.id).collect();
+        for id in asked.segment_ids.iter().filter(|id| !known.contains(id)) {
+            refused.push(Refusal::NoSuchSegment(*id));
+        }
+        let total = destinations::distinct_profiles(pool, asked.segment_ids).await?;
+        if total > MAX_EXPORT_PROFILES {
+            refused.push(Refusal::TooManyProfiles(total));
+        }
+    }
+    let status = asked
+        .new_member_status
+        .parse::<NewMemberStatus>()
+        .map_err(|why| refused.push(Refusal::Status(why)))
+        .ok();
+    match status {
+        Some(new_member_status) if refused.is_empty() => Ok(Checked {
+            mappings,
+            new_member_status,
+        }),
+        _ => Err(CheckError::Refused(refused)),
+    }
+}
