@@ -3,6 +3,9 @@
 
 mod account;
 mod api;
+mod api_description;
+mod api_refusals;
+mod api_tokens;
 mod browser;
 mod changes;
 mod crash;
