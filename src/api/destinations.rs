@@ -6,37 +6,29 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::api::extract::{ApiBody, ApiJson, PathId};
-use crate::api::{ApiUser, FieldError, Problem, run_json};
+use crate::api::models::{
+    DestinationList, DestinationOut, MailchimpTarget, NewMemberStatusOut, RunOut,
+};
+use crate::api::{ApiUser, FieldError, Problem};
 use crate::connect::{self, ConnectError};
 use crate::domain::Role;
 use crate::domain::destination::{ApiKey, AudienceId, CONSENT_VERSION, DisplayName};
 use crate::matching;
 use crate::state::AppState;
 use crate::store::audit::{self, Actor};
-use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
+use crate::store::destinations::{self, Configuration, FieldMapping};
 use crate::store::runs;
 
-fn destination_json(d: &Destination, segment_ids: &[i64]) -> Value {
-    json!({
-        "id": d.id,
-        "display_name": d.display_name,
-        "type": "mailchimp",
-        "status": if d.active { "active" } else if d.removing { "removing" } else { "draft" },
-        "mailchimp": d.target.as_str(),
-        "audience_id": d.audience_id,
-        "audience_name": d.audience_name,
-        "email_field": d.email_field,
-        "merge_fields": d.field_mappings,
-        "segment_ids": segment_ids,
-        "new_member_status": d.new_member_status,
-        "created_at": d.created_at,
-    })
-}
-
-pub async fn list(State(state): State<AppState>, _user: ApiUser) -> Result<Json<Value>, Problem> {
+/// Saved destinations.
+#[utoipa::path(get, path = "/api/v1/destinations", tag = "destinations",
+    responses((status = 200, body = DestinationList), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    State(state): State<AppState>,
+    _user: ApiUser,
+) -> Result<Json<DestinationList>, Problem> {
     let pool = state.db.pool();
     let mut out = Vec::new();
     for d in destinations::list(pool)
@@ -45,38 +37,56 @@ pub async fn list(State(state): State<AppState>, _user: ApiUser) -> Result<Json<
         .filter(|d| d.active)
     {
         let ids = destinations::segment_ids(pool, d.id).await?;
-        out.push(destination_json(&d, &ids));
+        out.push(DestinationOut::of(&d, &ids));
     }
-    Ok(Json(json!({ "destinations": out })))
+    Ok(Json(DestinationList { destinations: out }))
 }
 
+/// One destination.
+#[utoipa::path(get, path = "/api/v1/destinations/{id}", tag = "destinations", params(("id" = i64, Path)),
+    responses((status = 200, body = DestinationOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn show(
     State(state): State<AppState>,
     _user: ApiUser,
     PathId(id): PathId,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<DestinationOut>, Problem> {
     let pool = state.db.pool();
     let d = destinations::find(pool, id)
         .await?
         .filter(|d| d.active)
         .ok_or_else(Problem::not_found)?;
     let ids = destinations::segment_ids(pool, id).await?;
-    Ok(Json(destination_json(&d, &ids)))
+    Ok(Json(DestinationOut::of(&d, &ids)))
 }
 
-#[derive(Deserialize)]
+/// A Mailchimp destination made with an API key, saved in one request. Fields other than
+/// these are refused.
+#[derive(Deserialize, ToSchema)]
 pub struct NewDestination {
+    #[schema(required, value_type = String, max_length = 100)]
     display_name: Option<String>,
+    /// true: you agree to the data-privacy notice.
+    #[schema(required, value_type = bool)]
     consent: Option<bool>,
+    #[schema(required, value_type = String)]
     audience_id: Option<String>,
+    #[schema(required, value_type = String)]
     api_key: Option<String>,
-    /// "mailchimp" or "sandbox" (the built-in one); unset: the console's default.
+    /// Which Mailchimp the key is for; unset: the built-in sandbox when it is on and no
+    /// Mailchimp OAuth app is configured, otherwise Mailchimp.
+    #[schema(value_type = Option<MailchimpTarget>)]
     mailchimp: Option<String>,
+    #[schema(required, value_type = String)]
     email_field: Option<String>,
     #[serde(default)]
     merge_fields: Vec<MergeFieldInput>,
     #[serde(default)]
+    #[schema(required, min_items = 1, max_items = 1000)]
     segment_ids: Vec<i64>,
+    #[schema(value_type = Option<NewMemberStatusOut>)]
     new_member_status: Option<String>,
 }
 
@@ -95,8 +105,9 @@ impl ApiBody for NewDestination {
 }
 
 /// One entry of `merge_fields`: `{"tag": "FNAME", "field": "FirstName"}` and nothing else.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = MergeFieldIn)]
 pub struct MergeFieldInput {
     #[serde(default)]
     tag: String,
@@ -111,7 +122,16 @@ fn field(name: &str, message: impl Into<String>) -> FieldError {
     }
 }
 
-/// Every field is checked before anything is written or sent.
+/// Create a Mailchimp destination with an API key (Administrators). Every field is checked
+/// before anything is written or sent.
+#[utoipa::path(post, path = "/api/v1/destinations", tag = "destinations", request_body = NewDestination,
+    responses((status = 201, body = DestinationOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     user: ApiUser,
@@ -235,12 +255,13 @@ pub async fn create(
         .ok_or_else(Problem::not_found)?;
     Ok((
         StatusCode::CREATED,
-        Json(destination_json(&d, &input.segment_ids)),
+        Json(DestinationOut::of(&d, &input.segment_ids)),
     )
         .into_response())
 }
 
-#[derive(Deserialize)]
+/// Optional: no body queues an ordinary run.
+#[derive(Deserialize, ToSchema)]
 pub struct RunRequest {
     #[serde(default)]
     full: bool,
@@ -252,6 +273,17 @@ impl ApiBody for RunRequest {
     const EMPTY_MEANS_DEFAULTS: bool = true;
 }
 
+/// Queue an export (Contributors and Administrators).
+#[utoipa::path(post, path = "/api/v1/destinations/{id}/runs", tag = "runs", params(("id" = i64, Path)),
+    request_body(content = Option<RunRequest>, description = "Optional: no body queues an ordinary run"),
+    responses((status = 202, body = RunOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn start_run(
     State(state): State<AppState>,
     user: ApiUser,
@@ -269,5 +301,5 @@ pub async fn start_run(
     let run = runs::find(state.db.pool(), run_id)
         .await?
         .ok_or_else(Problem::not_found)?;
-    Ok((StatusCode::ACCEPTED, Json(run_json(&run))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(RunOut::of(&run))).into_response())
 }

@@ -4,6 +4,7 @@
 
 mod destinations;
 mod extract;
+pub mod models;
 mod openapi;
 
 use axum::extract::{FromRequestParts, State};
@@ -14,12 +15,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::domain::Role;
 use crate::state::AppState;
 use crate::store::{api_tokens, runs, segments, users};
 use extract::PathId;
+use models::{RefreshOut, RefreshedSegment, RunOut, SegmentList, SegmentOut};
 
 /// Everything under `/api/v1`, with its own fallbacks: nothing there answers in anything
 /// but problem+json.
@@ -44,9 +46,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// An API error: `application/problem+json`, with the field at fault when there is one.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     kind: &'static str,
     title: String,
     status: u16,
@@ -55,7 +58,7 @@ pub struct Problem {
     errors: Vec<FieldError>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -190,36 +193,29 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-pub fn run_json(run: &runs::Run) -> Value {
-    let c = run.counters;
-    json!({
-        "id": run.id,
-        "destination_id": run.destination_id,
-        "status": run.status.label(),
-        "full": run.full_resync,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "counts": {
-            "total": c.total, "sent": c.sent, "created": c.created, "updated": c.updated,
-            "unchanged": c.unchanged, "skipped": c.skipped, "failed": c.failed, "tag_changes": c.tag_changes
-        },
-        "message": run.message,
-        "repair_missing": run.repair_missing,
-    })
-}
-
+/// A run and its counts.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = i64, Path)),
+    responses((status = 200, body = RunOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn run(
     State(state): State<AppState>,
     _user: ApiUser,
     PathId(id): PathId,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<RunOut>, Problem> {
     let run = runs::find(state.db.pool(), id)
         .await?
         .ok_or_else(Problem::not_found)?;
-    Ok(Json(run_json(&run)))
+    Ok(Json(RunOut::of(&run)))
 }
 
+/// Per-member results as CSV (cells a spreadsheet would run as a formula start with ').
+#[utoipa::path(get, path = "/api/v1/runs/{id}/members.csv", tag = "runs", params(("id" = i64, Path)),
+    responses((status = 200, body = String, content_type = "text/csv", description = "customer_id,email,outcome,title,detail"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn members_csv(
     State(state): State<AppState>,
     _user: ApiUser,
@@ -232,45 +228,53 @@ async fn members_csv(
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
 }
 
+/// Segments.
+#[utoipa::path(get, path = "/api/v1/segments", tag = "segments",
+    responses((status = 200, body = SegmentList), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn list_segments(
     State(state): State<AppState>,
     _user: ApiUser,
-) -> Result<Json<Value>, Problem> {
-    let segments: Vec<Value> = segments::list(state.db.pool())
+) -> Result<Json<SegmentList>, Problem> {
+    let segments = segments::list(state.db.pool())
         .await?
-        .into_iter()
-        .map(|s| {
-            json!({
-                "id": s.id, "name": s.name, "member_count": s.member_count,
-                "last_refreshed_at": s.last_refreshed_at,
-                "kind": if s.definition == segments::Definition::Static { "static" } else { "rules" },
-            })
-        })
+        .iter()
+        .map(SegmentOut::of)
         .collect();
-    Ok(Json(json!({ "segments": segments })))
+    Ok(Json(SegmentList { segments }))
 }
 
+/// Refresh every segment (Contributors and Administrators).
+#[utoipa::path(post, path = "/api/v1/segments/refresh", tag = "segments",
+    responses((status = 200, body = RefreshOut),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn refresh_segments(
     State(state): State<AppState>,
     user: ApiUser,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<RefreshOut>, Problem> {
     user.require(Role::Contributor)?;
     let report = crate::segments::refresh(&state.db, None).await?;
-    let refreshed: Vec<Value> = report
+    let segments = report
         .segments
         .iter()
         .map(|(name, outcome)| match outcome {
-            crate::segments::RefreshOutcome::Refreshed { members, .. } => {
-                json!({ "name": name, "member_count": members })
-            }
-            crate::segments::RefreshOutcome::Invalid(errors) => {
-                json!({ "name": name, "errors": errors })
-            }
+            crate::segments::RefreshOutcome::Refreshed { members, .. } => RefreshedSegment {
+                name: name.clone(),
+                member_count: Some(*members),
+                errors: None,
+            },
+            crate::segments::RefreshOutcome::Invalid(errors) => RefreshedSegment {
+                name: name.clone(),
+                member_count: None,
+                errors: Some(errors.clone()),
+            },
         })
         .collect();
-    Ok(Json(
-        json!({ "profiles_scanned": report.profiles_scanned, "duration_ms": report.duration_ms, "segments": refreshed }),
-    ))
+    Ok(Json(RefreshOut {
+        profiles_scanned: report.profiles_scanned,
+        duration_ms: report.duration_ms,
+        segments,
+    }))
 }
 
 #[cfg(test)]

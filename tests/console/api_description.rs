@@ -7,24 +7,45 @@ use crate::api::{call, sandbox_key, token};
 use crate::helpers::spawn_app;
 use crate::wizard::{audience, seed};
 
-/// Every property of `value` is declared by `schema` with a fitting type.
+/// Every property of `value` is declared by `schema` with a fitting type (OpenAPI 3.1: a
+/// type or a list of types, `null` among them for what may be absent; `oneOf` alternatives;
+/// `enum` values).
 fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
     let schema = match schema.get("$ref").and_then(Value::as_str) {
         Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
         None => schema,
     };
-    let ok = match (schema.get("type").and_then(Value::as_str), value) {
-        (_, Value::Null) => {
-            schema.get("nullable") == Some(&Value::Bool(true)) || schema.get("type").is_none()
+    if let Some(choices) = schema.get("oneOf").and_then(Value::as_array) {
+        let fits = choices.iter().any(|choice| {
+            let mut inner = Vec::new();
+            conforms(doc, choice, value, at, &mut inner);
+            inner.is_empty()
+        });
+        if !fits {
+            errors.push(format!("{at}: {value} fits none of {schema}"));
         }
-        (None, _) => true,
-        (Some("object"), Value::Object(_))
-        | (Some("array"), Value::Array(_))
-        | (Some("string"), Value::String(_)) => true,
-        (Some("integer"), Value::Number(n)) => n.is_i64(),
-        (Some("boolean"), Value::Bool(_)) => true,
+        return;
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let fits = |t: &str| match (t, value) {
+        ("null", Value::Null)
+        | ("object", Value::Object(_))
+        | ("array", Value::Array(_))
+        | ("string", Value::String(_))
+        | ("boolean", Value::Bool(_)) => true,
+        ("integer", Value::Number(n)) => n.is_i64() || n.is_u64(),
+        ("number", Value::Number(_)) => true,
         _ => false,
     };
+    let ok = (types.is_empty() || types.iter().any(|t| fits(t)))
+        && schema
+            .get("enum")
+            .and_then(Value::as_array)
+            .is_none_or(|values| values.contains(value));
     if !ok {
         errors.push(format!("{at}: {value} does not fit {schema}"));
         return;
@@ -65,7 +86,7 @@ async fn responses_match_the_served_openapi_description() {
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let body = json!({ "display_name": "Spec", "consent": true, "audience_id": audience(&app, "Customers"), "api_key": sandbox_key(&app), "email_field": "EmailAddress", "segment_ids": [segment] });
     let (_, created) = call(
         &app,

@@ -1,0 +1,243 @@
+//! What the API answers, as types: the handlers return them and the served OpenAPI
+//! description is derived from them, so the two cannot drift apart.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::destinations::Destination;
+use crate::store::runs::Run;
+use crate::store::segments::{Definition, Segment};
+
+/// A destination as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct DestinationOut {
+    pub id: i64,
+    pub display_name: String,
+    /// Always `mailchimp`.
+    #[serde(rename = "type")]
+    pub kind: DestinationKind,
+    pub status: DestinationStatus,
+    /// Which Mailchimp: the real one or the console's built-in sandbox.
+    pub mailchimp: MailchimpTarget,
+    pub audience_id: String,
+    pub audience_name: Option<String>,
+    pub email_field: Option<String>,
+    pub merge_fields: Vec<MergeFieldOut>,
+    pub segment_ids: Vec<i64>,
+    pub new_member_status: NewMemberStatusOut,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+impl DestinationOut {
+    pub fn of(d: &Destination, segment_ids: &[i64]) -> Self {
+        Self {
+            id: d.id,
+            display_name: d.display_name.clone(),
+            kind: DestinationKind::Mailchimp,
+            status: if d.active {
+                DestinationStatus::Active
+            } else if d.removing {
+                DestinationStatus::Removing
+            } else {
+                DestinationStatus::Draft
+            },
+            mailchimp: match d.target {
+                crate::domain::destination::Target::Mailchimp => MailchimpTarget::Mailchimp,
+                crate::domain::destination::Target::Sandbox => MailchimpTarget::Sandbox,
+            },
+            audience_id: d.audience_id.clone(),
+            audience_name: d.audience_name.clone(),
+            email_field: d.email_field.clone(),
+            merge_fields: d
+                .field_mappings
+                .iter()
+                .map(|m| MergeFieldOut {
+                    tag: m.tag.clone(),
+                    field: m.field.clone(),
+                })
+                .collect(),
+            segment_ids: segment_ids.to_vec(),
+            new_member_status: if d.new_member_status == "pending" {
+                NewMemberStatusOut::Pending
+            } else {
+                NewMemberStatusOut::Subscribed
+            },
+            created_at: d.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationKind {
+    Mailchimp,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationStatus {
+    Active,
+    Draft,
+    Removing,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MailchimpTarget {
+    Mailchimp,
+    Sandbox,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NewMemberStatusOut {
+    Subscribed,
+    Pending,
+}
+
+/// One merge field filled from one profile field.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MergeField)]
+pub struct MergeFieldOut {
+    /// A Mailchimp merge tag: 1 to 10 uppercase letters, digits or underscores.
+    #[schema(pattern = "^[A-Z0-9_]{1,10}$", max_length = 10)]
+    pub tag: String,
+    /// The profile field that fills it.
+    pub field: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DestinationList {
+    pub destinations: Vec<DestinationOut>,
+}
+
+/// A run and its counts.
+#[derive(Serialize, ToSchema)]
+pub struct RunOut {
+    pub id: i64,
+    pub destination_id: i64,
+    pub status: RunStatusOut,
+    pub full: bool,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub counts: Counts,
+    pub message: Option<String>,
+    /// Set when the run found its audience changed in Mailchimp: how many members this
+    /// console had sent were missing.
+    pub repair_missing: Option<i64>,
+}
+
+impl RunOut {
+    pub fn of(run: &Run) -> Self {
+        use crate::store::runs::RunStatus as S;
+        let c = run.counters;
+        Self {
+            id: run.id,
+            destination_id: run.destination_id,
+            status: match run.status {
+                S::Queued => RunStatusOut::Queued,
+                S::Processing => RunStatusOut::Processing,
+                S::Successful => RunStatusOut::Successful,
+                S::Skipped => RunStatusOut::Skipped,
+                S::Failure => RunStatusOut::Failure,
+                S::Canceled => RunStatusOut::Canceled,
+            },
+            full: run.full_resync,
+            created_at: run.created_at,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            counts: Counts {
+                total: c.total,
+                sent: c.sent,
+                created: c.created,
+                updated: c.updated,
+                unchanged: c.unchanged,
+                skipped: c.skipped,
+                failed: c.failed,
+                tag_changes: c.tag_changes,
+            },
+            message: run.message.clone(),
+            repair_missing: run.repair_missing,
+        }
+    }
+}
+
+/// The vendor console's run statuses.
+#[derive(Serialize, ToSchema)]
+pub enum RunStatusOut {
+    Queued,
+    Processing,
+    Successful,
+    Skipped,
+    Failure,
+    Canceled,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Counts {
+    pub total: i64,
+    pub sent: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub skipped: i64,
+    pub failed: i64,
+    pub tag_changes: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SegmentOut {
+    pub id: i64,
+    pub name: String,
+    pub member_count: i64,
+    pub last_refreshed_at: Option<i64>,
+    pub kind: SegmentKind,
+}
+
+impl SegmentOut {
+    pub fn of(s: &Segment) -> Self {
+        Self {
+            id: s.id,
+            name: s.name.clone(),
+            member_count: s.member_count,
+            last_refreshed_at: s.last_refreshed_at,
+            kind: if s.definition == Definition::Static {
+                SegmentKind::Static
+            } else {
+                SegmentKind::Rules
+            },
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SegmentKind {
+    Rules,
+    Static,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SegmentList {
+    pub segments: Vec<SegmentOut>,
+}
+
+/// What a refresh of every segment did.
+#[derive(Serialize, ToSchema)]
+pub struct RefreshOut {
+    pub profiles_scanned: u64,
+    pub duration_ms: i64,
+    pub segments: Vec<RefreshedSegment>,
+}
+
+/// One segment's refresh: its new member count, or why its rules no longer fit.
+#[derive(Serialize, ToSchema)]
+pub struct RefreshedSegment {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_count: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<String>>,
+}
