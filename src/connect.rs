@@ -15,21 +15,7 @@ use crate::state::AppState;
 use crate::store::audit::{self, Actor};
 use crate::store::destinations::{self, Authentication};
 
-/// How a destination signs in to Mailchimp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    OAuth,
-    ApiKey,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::OAuth => "oauth",
-            Method::ApiKey => "api_key",
-        }
-    }
-}
+pub use crate::domain::destination::AuthMethod as Method;
 
 /// A credential Mailchimp accepted for the audience: what is stored for the destination.
 pub struct Verified {

@@ -72,6 +72,31 @@ impl Target {
     }
 }
 
+/// How a destination signs in to Mailchimp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    OAuth,
+    ApiKey,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::OAuth => "oauth",
+            AuthMethod::ApiKey => "api_key",
+        }
+    }
+
+    /// As stored: `api_key`, and anything else an OAuth token (the older rows' default).
+    pub fn from_stored(raw: &str) -> Self {
+        if raw == "api_key" {
+            AuthMethod::ApiKey
+        } else {
+            AuthMethod::OAuth
+        }
+    }
+}
+
 /// A Mailchimp audience ID (what Mailchimp calls a list ID, e.g. `a1b2c3d4e5`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudienceId(String);

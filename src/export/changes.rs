@@ -90,7 +90,10 @@ pub async fn basis(
     numbers.sort();
     for part in [
         destination.audience_id.as_str(),
-        destination.api_base.as_deref().unwrap_or(""),
+        destination
+            .credential
+            .as_ref()
+            .map_or("", |c| c.api_base.as_str()),
         destination.email_field.as_deref().unwrap_or(""),
         destination.new_member_status.as_str(),
         crate::export::OWNERSHIP_TAG,

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::crypto::SecretKey;
 use crate::db::Db;
-use crate::domain::destination::Target;
+use crate::domain::destination::{AuthMethod, Target};
 use crate::export::plan::Record;
 use crate::mailchimp::client::{ApiError, Client, Connection, Credential, ErrorKind};
 use crate::mailchimp::gateway::Gateway;
@@ -69,16 +69,16 @@ pub(crate) fn fatal_message(err: &ApiError) -> String {
 
 impl Engine {
     pub fn connection(&self, destination: &Destination) -> anyhow::Result<Connection> {
-        let sealed = destination
-            .credential_sealed
-            .as_deref()
+        let stored = destination
+            .credential
+            .as_ref()
             .ok_or_else(|| anyhow::anyhow!("the destination is not authenticated"))?;
-        let secret = self.key.open(sealed)?;
-        let credential = match destination.auth_method.as_deref() {
-            Some("api_key") => Credential::ApiKey(secret),
-            _ => Credential::OAuth(secret),
+        let secret = self.key.open(&stored.sealed)?;
+        let credential = match stored.method {
+            AuthMethod::ApiKey => Credential::ApiKey(secret),
+            AuthMethod::OAuth => Credential::OAuth(secret),
         };
-        let stored = destination.api_base.clone().unwrap_or_default();
+        let stored = stored.api_base.clone();
         let api_base = match (&self.sandbox, destination.target) {
             (SandboxApi::At(base), Target::Sandbox) => base.clone(),
             (SandboxApi::Off, Target::Sandbox) => anyhow::bail!(

@@ -28,11 +28,8 @@ pub struct Destination {
     pub target: crate::domain::destination::Target,
     pub audience_name: Option<String>,
     pub audience_members: Option<i64>,
-    pub auth_method: Option<String>,
-    pub credential_sealed: Option<String>,
-    pub api_base: Option<String>,
-    pub mailchimp_account: Option<String>,
-    pub authenticated_at: Option<i64>,
+    /// The credential Mailchimp accepted for the audience, once one has.
+    pub credential: Option<StoredCredential>,
     pub export_user_id: Option<i64>,
     pub email_field: Option<String>,
     pub field_mappings: Vec<FieldMapping>,
@@ -42,9 +39,21 @@ pub struct Destination {
     pub updated_at: i64,
 }
 
+/// A destination's way into Mailchimp, as stored.
+#[derive(Debug, Clone)]
+pub struct StoredCredential {
+    pub method: crate::domain::destination::AuthMethod,
+    /// The API key or access token, sealed with the console's key.
+    pub sealed: String,
+    pub api_base: String,
+    /// The Mailchimp account, as the set-up page shows it.
+    pub account: Option<String>,
+    pub authenticated_at: Option<i64>,
+}
+
 impl Destination {
     pub fn is_authenticated(&self) -> bool {
-        self.credential_sealed.is_some() && self.api_base.is_some()
+        self.credential.is_some()
     }
 
     /// Every connect step of the set-up is done: Next may be taken.
@@ -74,11 +83,22 @@ fn from_row(row: AnyRow) -> sqlx::Result<Destination> {
             .unwrap_or_default(),
         audience_name: row.try_get("audience_name")?,
         audience_members: row.try_get("audience_members")?,
-        auth_method: row.try_get("auth_method")?,
-        credential_sealed: row.try_get("credential_sealed")?,
-        api_base: row.try_get("api_base")?,
-        mailchimp_account: row.try_get("mailchimp_account")?,
-        authenticated_at: row.try_get("authenticated_at")?,
+        credential: match (
+            row.try_get::<Option<String>, _>("credential_sealed")?,
+            row.try_get::<Option<String>, _>("api_base")?,
+        ) {
+            (Some(sealed), Some(api_base)) => Some(StoredCredential {
+                method: crate::domain::destination::AuthMethod::from_stored(
+                    &row.try_get::<Option<String>, _>("auth_method")?
+                        .unwrap_or_default(),
+                ),
+                sealed,
+                api_base,
+                account: row.try_get("mailchimp_account")?,
+                authenticated_at: row.try_get("authenticated_at")?,
+            }),
+            _ => None,
+        },
         export_user_id: row.try_get("export_user_id")?,
         email_field: row.try_get("email_field")?,
         field_mappings: serde_json::from_str(&mappings).unwrap_or_default(),

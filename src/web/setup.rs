@@ -147,7 +147,10 @@ pub(super) async fn page(
         form,
         errors: Vec::new(),
         authenticated_at: format::optional_timestamp(
-            destination.as_ref().and_then(|d| d.authenticated_at),
+            destination
+                .as_ref()
+                .and_then(|d| d.credential.as_ref())
+                .and_then(|c| c.authenticated_at),
         ),
         destination,
         export_user_name,

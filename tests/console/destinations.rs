@@ -118,7 +118,7 @@ async fn the_access_token_is_stored_encrypted_and_never_shown() {
         .await
         .unwrap()
         .unwrap();
-    let sealed = stored.credential_sealed.unwrap();
+    let sealed = stored.credential.unwrap().sealed;
     let token = app.state.secret_key.open(&sealed).unwrap();
     let sandbox = app.state.sandbox.clone().unwrap();
     assert!(
@@ -302,7 +302,7 @@ async fn an_unknown_audience_is_reported_and_no_credential_kept() {
         .await
         .unwrap()
         .unwrap();
-    assert!(stored.credential_sealed.is_none());
+    assert!(stored.credential.is_none());
 }
 
 #[tokio::test]
@@ -389,11 +389,14 @@ async fn an_api_key_is_the_alternative_to_oauth() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(stored.auth_method.as_deref(), Some("api_key"));
+    assert_eq!(
+        stored.credential.as_ref().map(|c| c.method),
+        Some(export_destinations::domain::destination::AuthMethod::ApiKey)
+    );
     assert_eq!(
         app.state
             .secret_key
-            .open(stored.credential_sealed.as_deref().unwrap())
+            .open(&stored.credential.as_ref().unwrap().sealed)
             .unwrap(),
         key
     );
@@ -932,7 +935,7 @@ mod against_a_fake_mailchimp {
                 && html.contains("Service Unavailable: Try later.")
         );
         let stored = &destinations::list(app.state.db.pool()).await.unwrap()[0];
-        assert!(stored.credential_sealed.is_none());
+        assert!(stored.credential.is_none());
     }
 
     #[tokio::test]
