@@ -21,8 +21,8 @@ use crate::store::audit;
 use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
 use crate::store::{self as db_store, fields, segments};
 use crate::web::AppError;
+use crate::web::destinations::load;
 use crate::web::page::{Nav, PageContext, render};
-use crate::web::setup::{actor, load};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -277,7 +277,7 @@ async fn submit(
     );
     audit::record(
         &mut *tx,
-        &actor(&ctx.user),
+        &ctx.user.actor(),
         action,
         Some(id),
         name.as_str(),
@@ -376,7 +376,7 @@ async fn create_merge_field(
         Ok(field) => {
             audit::record(
                 state.db.pool(),
-                &actor(&ctx.user),
+                &ctx.user.actor(),
                 "create merge field",
                 Some(id),
                 &destination.display_name,

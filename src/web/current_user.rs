@@ -23,6 +23,16 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
+    /// The person as the audit log records them.
+    pub fn actor(&self) -> crate::store::audit::Actor<'_> {
+        crate::store::audit::Actor {
+            user_id: self.id,
+            email: &self.email,
+        }
+    }
+}
+
+impl CurrentUser {
     pub fn is_administrator(&self) -> bool {
         self.role.allows(Role::Administrator)
     }

@@ -14,8 +14,23 @@ use crate::store::audit;
 use crate::store::destinations::{self, Destination};
 use crate::store::runs::{self, RunKind};
 use crate::web::page::{Nav, PageContext, render};
-use crate::web::setup::{actor, load};
 use crate::web::{AppError, format};
+
+/// A destination this administrator may work on: any active one, or their own draft.
+/// Another person's draft is as good as absent.
+pub async fn load(
+    state: &AppState,
+    user: &crate::web::CurrentUser,
+    id: i64,
+) -> Result<Destination, AppError> {
+    let destination = destinations::find(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if !destination.active && destination.owner_id != user.id {
+        return Err(AppError::NotFound);
+    }
+    Ok(destination)
+}
 
 /// What every signed-in person may see.
 pub fn router() -> Router<AppState> {
@@ -222,7 +237,7 @@ async fn remove(
             destinations::delete(&mut tx, id).await?;
             audit::record(
                 &mut *tx,
-                &actor(&ctx.user),
+                &ctx.user.actor(),
                 "remove",
                 Some(id),
                 &destination.display_name,
@@ -244,7 +259,7 @@ async fn remove(
             };
             audit::record(
                 &mut *tx,
-                &actor(&ctx.user),
+                &ctx.user.actor(),
                 "remove",
                 Some(id),
                 &destination.display_name,

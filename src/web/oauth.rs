@@ -14,8 +14,9 @@ use crate::connect::{self, ConnectError, RefusalKind};
 use crate::mailchimp::oauth;
 use crate::state::AppState;
 use crate::web::AppError;
+use crate::web::destinations::load;
 use crate::web::page::{Nav, PageContext, render};
-use crate::web::setup::{load, page, setup_or_edit, store_verified};
+use crate::web::setup::{page, setup_or_edit, store_verified};
 
 const OAUTH_SESSION_KEY: &str = "oauth.mailchimp";
 

@@ -18,10 +18,11 @@ use crate::connect;
 use crate::domain::destination::{ApiKey, AudienceId, CONSENT_VERSION, DisplayName, Target};
 use crate::mailchimp::oauth;
 use crate::state::AppState;
-use crate::store::audit::{self, Actor};
+use crate::store::audit;
 use crate::store::destinations::{self, Destination};
 use crate::store::{self as db_store, users};
 use crate::web::current_user::CurrentUser;
+use crate::web::destinations::load;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
 
@@ -40,25 +41,6 @@ pub fn router() -> Router<AppState> {
             post(export_user),
         )
         .route("/admin/export-destinations/{id}/discard", post(discard))
-}
-
-pub fn actor(user: &CurrentUser) -> Actor<'_> {
-    Actor {
-        user_id: user.id,
-        email: &user.email,
-    }
-}
-
-/// A destination this administrator may work on: any active one, or their own draft.
-/// Another person's draft is as good as absent.
-pub async fn load(state: &AppState, user: &CurrentUser, id: i64) -> Result<Destination, AppError> {
-    let destination = destinations::find(state.db.pool(), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if !destination.active && destination.owner_id != user.id {
-        return Err(AppError::NotFound);
-    }
-    Ok(destination)
 }
 
 #[derive(Default)]
@@ -265,7 +247,7 @@ async fn create(
         }
         Err(err) => return Err(err.into()),
     };
-    let who = actor(&ctx.user);
+    let who = ctx.user.actor();
     audit::record(
         &mut *tx,
         &who,
@@ -326,7 +308,7 @@ async fn update_connect(
     }
     audit::record(
         &mut *tx,
-        &actor(&ctx.user),
+        &ctx.user.actor(),
         "connect",
         Some(id),
         name.as_str(),
@@ -358,7 +340,7 @@ pub(super) async fn store_verified(
     let mut tx = crate::db::begin_write(state.db.pool()).await?;
     connect::record(
         &mut tx,
-        &actor(&ctx.user),
+        &ctx.user.actor(),
         destination.id,
         &destination.display_name,
         verified,
@@ -464,7 +446,7 @@ async fn export_user(
     destinations::set_export_user(&mut *tx, id, me.id).await?;
     audit::record(
         &mut *tx,
-        &actor(&ctx.user),
+        &ctx.user.actor(),
         "export user",
         Some(id),
         &destination.display_name,
@@ -492,7 +474,7 @@ async fn discard(
     destinations::delete(&mut tx, id).await?;
     audit::record(
         &mut *tx,
-        &actor(&user),
+        &user.actor(),
         "discard draft",
         Some(id),
         &destination.display_name,

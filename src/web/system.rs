@@ -15,7 +15,6 @@ use crate::store::audit;
 use crate::store::schedule::{self, RefreshRun};
 use crate::web::current_user::require_administrator;
 use crate::web::page::{Nav, PageContext, render};
-use crate::web::setup::actor;
 use crate::web::{AppError, format};
 
 pub fn router() -> Router<AppState> {
@@ -136,7 +135,7 @@ async fn save(
     };
     audit::record(
         &mut *tx,
-        &actor(&ctx.user),
+        &ctx.user.actor(),
         "schedule",
         None,
         "Scheduled refresh",
