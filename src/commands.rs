@@ -161,7 +161,7 @@ pub async fn export_run(args: ExportRunArgs) -> anyhow::Result<()> {
     let all = destinations::list(db.pool()).await?;
     let Some(destination) = all
         .iter()
-        .filter(|d| d.active)
+        .filter(|d| d.is_active())
         .find(|d| d.display_name == args.destination || d.id.to_string() == args.destination)
     else {
         bail!("there is no saved destination named {:?}", args.destination);

@@ -83,7 +83,7 @@ pub async fn refresh_and_export(
     for destination in destinations::list(db.pool())
         .await?
         .into_iter()
-        .filter(|d| d.active)
+        .filter(|d| d.is_active())
     {
         match runs::enqueue(&mut conn, destination.id, false, None)
             .await?

@@ -34,7 +34,7 @@ pub async fn list(
     for d in destinations::list(pool)
         .await?
         .into_iter()
-        .filter(|d| d.active)
+        .filter(|d| d.is_active())
     {
         let ids = destinations::segment_ids(pool, d.id).await?;
         out.push(DestinationOut::of(&d, &ids));
@@ -56,7 +56,7 @@ pub async fn show(
     let pool = state.db.pool();
     let d = destinations::find(pool, id)
         .await?
-        .filter(|d| d.active)
+        .filter(|d| d.is_active())
         .ok_or_else(Problem::not_found)?;
     let ids = destinations::segment_ids(pool, id).await?;
     Ok(Json(DestinationOut::of(&d, &ids)))
@@ -293,7 +293,7 @@ pub async fn start_run(
     user.require(Role::Contributor)?;
     destinations::find(state.db.pool(), id)
         .await?
-        .filter(|d| d.active)
+        .filter(|d| d.is_active())
         .ok_or_else(Problem::not_found)?;
     let mut conn = state.db.pool().acquire().await?;
     let (run_id, _) = runs::enqueue(&mut conn, id, request.full, Some(user.id)).await?;

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::destinations::Destination;
+use crate::store::destinations::{Destination, Stage};
 use crate::store::runs::Run;
 use crate::store::segments::{Definition, Segment};
 
@@ -35,12 +35,10 @@ impl DestinationOut {
             id: d.id,
             display_name: d.display_name.clone(),
             kind: DestinationKind::Mailchimp,
-            status: if d.active {
-                DestinationStatus::Active
-            } else if d.removing {
-                DestinationStatus::Removing
-            } else {
-                DestinationStatus::Draft
+            status: match d.stage {
+                Stage::Active => DestinationStatus::Active,
+                Stage::Removing => DestinationStatus::Removing,
+                Stage::Draft => DestinationStatus::Draft,
             },
             mailchimp: match d.target {
                 crate::domain::destination::Target::Mailchimp => MailchimpTarget::Mailchimp,

@@ -45,7 +45,7 @@ impl Engine {
         let Some(destination) = destinations::find(pool, run.destination_id).await? else {
             return Ok(failure("The destination was already removed."));
         };
-        if !destination.removing {
+        if !destination.is_removing() {
             return Ok(failure("The destination is not being removed."));
         }
         let gateway = match self.gateway(&destination) {

@@ -166,7 +166,7 @@ impl Engine {
         else {
             return Ok(failure("The destination was removed."));
         };
-        if !destination.active {
+        if !destination.is_active() {
             return Ok(failure("The destination's set-up is not finished."));
         }
         // The mark of the last complete export goes now: it comes back only if this run

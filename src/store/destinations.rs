@@ -17,9 +17,7 @@ pub struct FieldMapping {
 pub struct Destination {
     pub id: i64,
     pub display_name: String,
-    pub active: bool,
-    /// Removal was asked for; a clean-up in Mailchimp runs first.
-    pub removing: bool,
+    pub stage: Stage,
     pub owner_id: i64,
     pub consent_version: Option<String>,
     pub consent_at: Option<i64>,
@@ -39,6 +37,17 @@ pub struct Destination {
     pub updated_at: i64,
 }
 
+/// Where a destination is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Being set up by its owner; not exported.
+    Draft,
+    /// Saved: exported on demand and on schedule.
+    Active,
+    /// Removal was asked for; a clean-up in Mailchimp runs first.
+    Removing,
+}
+
 /// A destination's way into Mailchimp, as stored.
 #[derive(Debug, Clone)]
 pub struct StoredCredential {
@@ -52,6 +61,14 @@ pub struct StoredCredential {
 }
 
 impl Destination {
+    pub fn is_active(&self) -> bool {
+        self.stage == Stage::Active
+    }
+
+    pub fn is_removing(&self) -> bool {
+        self.stage == Stage::Removing
+    }
+
     pub fn is_authenticated(&self) -> bool {
         self.credential.is_some()
     }
@@ -73,8 +90,11 @@ fn from_row(row: AnyRow) -> sqlx::Result<Destination> {
     Ok(Destination {
         id: row.try_get("id")?,
         display_name: row.try_get("display_name")?,
-        active: status == "active",
-        removing: status == "removing",
+        stage: match status.as_str() {
+            "active" => Stage::Active,
+            "removing" => Stage::Removing,
+            _ => Stage::Draft,
+        },
         owner_id: row.try_get("owner_id")?,
         consent_version: row.try_get("consent_version")?,
         consent_at: row.try_get("consent_at")?,

@@ -133,7 +133,7 @@ async fn show(
         return Ok(Redirect::to(&format!("/admin/export-destinations/{id}/setup")).into_response());
     }
     let mut mappings = destination.field_mappings.clone();
-    if mappings.is_empty() && !destination.active {
+    if mappings.is_empty() && !destination.is_active() {
         mappings.push(FieldMapping {
             tag: "FNAME".into(),
             field: String::new(),
@@ -263,7 +263,11 @@ async fn submit(
         }
         Err(err) => return Err(err.into()),
     }
-    let action = if destination.active { "edit" } else { "save" };
+    let action = if destination.is_active() {
+        "edit"
+    } else {
+        "save"
+    };
     let details = format!(
         "email field {}; merge fields {}; {} segment(s); new members {}",
         form.email_field,
@@ -352,7 +356,7 @@ async fn create_merge_field(
     Form(input): Form<NewMergeField>,
 ) -> Result<Response, AppError> {
     let destination = load(&state, &ctx.user, id).await?;
-    let back = if destination.active {
+    let back = if destination.is_active() {
         format!("/admin/export-destinations/{id}/edit")
     } else {
         format!("/admin/export-destinations/{id}/configure")

@@ -26,7 +26,7 @@ pub async fn load(
     let destination = destinations::find(state.db.pool(), id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if !destination.active && destination.owner_id != user.id {
+    if !destination.is_active() && destination.owner_id != user.id {
         return Err(AppError::NotFound);
     }
     Ok(destination)
@@ -108,7 +108,7 @@ async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Respons
     let (removing, others): (Vec<_>, Vec<_>) = destinations::list(state.db.pool())
         .await?
         .into_iter()
-        .partition(|d| d.removing);
+        .partition(|d| d.is_removing());
     let (active, drafts): (Vec<_>, Vec<_>) = others
         .into_iter()
         .map(|d| {
@@ -124,7 +124,7 @@ async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Respons
                 destination: d,
             }
         })
-        .partition(|r| r.destination.active);
+        .partition(|r| r.destination.is_active());
     // A draft is its owner's business until it is saved.
     let drafts = drafts
         .into_iter()
@@ -175,7 +175,7 @@ async fn load_for_removal(
     let destination = destinations::find(state.db.pool(), id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if destination.removing {
+    if destination.is_removing() {
         let removal = Removal::of(state, id).await?;
         return Ok((destination, Some(removal)));
     }

@@ -36,7 +36,7 @@ pub fn router() -> Router<AppState> {
 async fn active(state: &AppState, id: i64) -> Result<Destination, AppError> {
     destinations::find(state.db.pool(), id)
         .await?
-        .filter(|d| d.active)
+        .filter(|d| d.is_active())
         .ok_or(AppError::NotFound)
 }
 
@@ -88,7 +88,7 @@ async fn export_all(
     for destination in destinations::list(state.db.pool())
         .await?
         .into_iter()
-        .filter(|d| d.active)
+        .filter(|d| d.is_active())
     {
         match runs::enqueue(&mut conn, destination.id, false, Some(user.id))
             .await?

@@ -71,7 +71,7 @@ pub(super) struct SetupPage {
 
 impl SetupPage {
     fn is_active(&self) -> bool {
-        self.destination.as_ref().is_some_and(|d| d.active)
+        self.destination.as_ref().is_some_and(|d| d.is_active())
     }
 
     fn connect_action(&self) -> String {
@@ -277,7 +277,7 @@ async fn update_connect(
     Form(input): Form<ConnectInput>,
 ) -> Result<Response, AppError> {
     let destination = load(&state, &ctx.user, id).await?;
-    if destination.active {
+    if destination.is_active() {
         return Err(AppError::BadRequest(
             "Changing the audience means a new destination: set up another one.".into(),
         ));
@@ -322,7 +322,7 @@ async fn update_connect(
 pub(super) async fn setup_or_edit(state: &AppState, id: i64) -> Result<String, AppError> {
     let active = destinations::find(state.db.pool(), id)
         .await?
-        .is_some_and(|d| d.active);
+        .is_some_and(|d| d.is_active());
     Ok(if active {
         format!("/admin/export-destinations/{id}/edit")
     } else {
@@ -465,7 +465,7 @@ async fn discard(
     Path(id): Path<i64>,
 ) -> Result<Redirect, AppError> {
     let destination = load(&state, &user, id).await?;
-    if destination.active {
+    if destination.is_active() {
         return Err(AppError::BadRequest(
             "Only a draft can be discarded; remove a saved destination instead.".into(),
         ));

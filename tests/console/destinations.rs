@@ -72,7 +72,7 @@ async fn an_administrator_completes_every_step_of_the_brief_against_the_sandbox(
         .await
         .unwrap()
         .unwrap();
-    assert!(stored.active);
+    assert!(stored.is_active());
     assert_eq!(stored.email_field.as_deref(), Some("EmailAddress"));
     assert_eq!(stored.field_mappings.len(), 2);
     assert_eq!(
@@ -630,7 +630,13 @@ async fn a_selection_of_more_than_a_million_profiles_cannot_be_saved() {
         ),
         "{html}"
     );
-    assert!(!destinations::find(pool, id).await.unwrap().unwrap().active);
+    assert!(
+        !destinations::find(pool, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active()
+    );
     assert_eq!(
         wizard::save(&app, id, &[a]).await.status(),
         303,
@@ -1071,7 +1077,7 @@ async fn the_configure_page_refuses_a_merge_tag_mailchimp_would_not_take() {
         .await
         .unwrap()
         .unwrap();
-    assert!(!saved.active, "nothing was saved");
+    assert!(!saved.is_active(), "nothing was saved");
 
     let response = post("FNAME").await;
     assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());

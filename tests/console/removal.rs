@@ -195,7 +195,7 @@ async fn only_an_administrator_cancels_a_clean_up_and_a_canceled_one_leaves_the_
         .await
         .unwrap()
         .expect("a canceled clean-up deletes nothing");
-    assert!(kept.removing && kept.credential.is_some());
+    assert!(kept.is_removing() && kept.credential.is_some());
     let list = admin.get_html("/admin/export-destinations").await;
     assert!(list.contains("Removal stopped"), "{list}");
     assert!(list.contains(&format!("href=\"/admin/export-destinations/{id}/remove\"")));
