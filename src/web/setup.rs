@@ -85,14 +85,23 @@ impl SetupPage {
         self.form.target.as_str() == target
     }
 
-    fn step_done(&self, step: &str) -> bool {
-        match (&self.destination, step) {
-            (Some(_), "connect") => true,
-            (Some(d), "authenticate") => d.is_authenticated(),
-            (Some(d), "export-user") => d.export_user_id.is_some(),
-            (Some(d), "next") => d.is_connected(),
-            _ => false,
-        }
+    /// Authenticate with Mailchimp is done.
+    fn authenticated(&self) -> bool {
+        self.destination
+            .as_ref()
+            .is_some_and(|d| d.is_authenticated())
+    }
+
+    /// Add yourself as export user is done.
+    fn export_user_added(&self) -> bool {
+        self.destination
+            .as_ref()
+            .is_some_and(|d| d.export_user_id.is_some())
+    }
+
+    /// Every connect step is done: Next may be taken.
+    fn ready_for_next(&self) -> bool {
+        self.destination.as_ref().is_some_and(|d| d.is_connected())
     }
 }
 

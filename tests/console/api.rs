@@ -37,6 +37,22 @@ pub(crate) async fn call(
     )
 }
 
+/// Waits (up to 10 s) for run `run_id` to end, reading it through the API as a script would.
+async fn run_finished_via_api(app: &TestApp, token: &str, run_id: i64) -> Value {
+    crate::helpers::wait_until("the run to end", Duration::from_secs(10), || async {
+        let (_, run) = call(
+            app,
+            reqwest::Method::GET,
+            &format!("/api/v1/runs/{run_id}"),
+            Some(token),
+            None,
+        )
+        .await;
+        run["finished_at"].is_number().then_some(run)
+    })
+    .await
+}
+
 pub(crate) fn sandbox_key(app: &TestApp) -> String {
     app.state
         .sandbox
@@ -91,22 +107,7 @@ async fn a_script_creates_a_destination_runs_an_export_and_reads_the_results() {
     .await;
     assert_eq!(status, 202);
     let run_id = run["id"].as_i64().unwrap();
-    let mut finished = Value::Null;
-    for _ in 0..200 {
-        let (_, run) = call(
-            &app,
-            reqwest::Method::GET,
-            &format!("/api/v1/runs/{run_id}"),
-            Some(&admin),
-            None,
-        )
-        .await;
-        if run["finished_at"].is_number() {
-            finished = run;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let finished = run_finished_via_api(&app, &admin, run_id).await;
     assert_eq!(finished["status"], "Successful", "{finished}");
     assert_eq!(finished["counts"]["created"], 2);
     let csv = reqwest::Client::new()
@@ -260,21 +261,8 @@ async fn member_csvs_neutralise_cells_a_spreadsheet_would_run() {
     )
     .await;
     let run_id = run["id"].as_i64().unwrap();
-    for _ in 0..200 {
-        let (_, run) = call(
-            &app,
-            reqwest::Method::GET,
-            &format!("/api/v1/runs/{run_id}"),
-            Some(&admin),
-            None,
-        )
-        .await;
-        if run["finished_at"].is_number() {
-            assert_eq!(run["status"], "Successful", "{run}");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let run = run_finished_via_api(&app, &admin, run_id).await;
+    assert_eq!(run["status"], "Successful", "{run}");
     let from_api = reqwest::Client::new()
         .get(app.url(&format!("/api/v1/runs/{run_id}/members.csv")))
         .bearer_auth(&admin)

@@ -264,15 +264,17 @@ async fn the_built_in_sandbox_keeps_its_state_in_data_sandbox_json() {
         .unwrap();
     assert_eq!(written.status(), 200);
     let path = app.state.settings.data_dir.join("sandbox.json");
-    let mut saved = String::new();
-    for _ in 0..60 {
-        saved = std::fs::read_to_string(&path).unwrap_or_default();
-        if saved.contains("kept@northwind.io") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(saved.contains("kept@northwind.io"), "the member was saved");
+    crate::helpers::wait_until(
+        "the member to be saved in sandbox.json",
+        std::time::Duration::from_secs(6),
+        || async {
+            std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .contains("kept@northwind.io")
+                .then_some(())
+        },
+    )
+    .await;
     // A console started on the same folder finds it again.
     let restored = export_destinations::sandbox::Sandbox::new(
         export_destinations::sandbox::SandboxConfig {

@@ -238,16 +238,15 @@ async fn start_console(dir: &std::path::Path, database: &str, secret: &str) -> (
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
-        if reqwest::get(format!("{base}/readyz"))
+    let ready = format!("{base}/readyz");
+    crate::helpers::wait_until("the console to start", Duration::from_secs(30), || async {
+        reqwest::get(&ready)
             .await
             .is_ok_and(|r| r.status() == 200)
-        {
-            return (child, base);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the console did not start");
+            .then_some(())
+    })
+    .await;
+    (child, base)
 }
 
 #[tokio::test]
