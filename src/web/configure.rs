@@ -23,6 +23,7 @@ use crate::store::{self as db_store, fields, segments};
 use crate::web::AppError;
 use crate::web::destinations::load;
 use crate::web::page::{Nav, PageContext, render};
+use crate::web::pairs::Pairs;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -152,40 +153,28 @@ async fn show(
 }
 
 fn parse_form(pairs: Vec<(String, String)>) -> ConfigForm {
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let mut indexes: Vec<usize> = pairs
-        .iter()
-        .filter_map(|(k, _)| k.strip_prefix("map_tag_").and_then(|n| n.parse().ok()))
-        .collect();
-    indexes.sort_unstable();
-    indexes.dedup();
+    let pairs = Pairs::new(pairs);
     ConfigForm {
-        display_name: get("display_name"),
-        email_field: get("email_field"),
-        mappings: indexes
+        display_name: pairs.get("display_name"),
+        email_field: pairs.get("email_field"),
+        mappings: pairs
+            .rows("map_tag_")
             .into_iter()
             .map(|i| FieldMapping {
-                tag: get(&format!("map_tag_{i}")).trim().to_owned(),
-                field: get(&format!("map_field_{i}")),
+                tag: pairs.get(&format!("map_tag_{i}")).trim().to_owned(),
+                field: pairs.get(&format!("map_field_{i}")),
             })
             .collect(),
         segment_ids: pairs
-            .iter()
-            .filter(|(k, _)| k == "segment")
-            .filter_map(|(_, v)| v.parse().ok())
+            .all("segment")
+            .filter_map(|v| v.parse().ok())
             .collect(),
         unreadable_segments: pairs
-            .iter()
-            .filter(|(k, v)| k == "segment" && v.parse::<i64>().is_err())
+            .all("segment")
+            .filter(|v| v.parse::<i64>().is_err())
             .count(),
-        new_member_status: get("new_member_status"),
-        action: get("action"),
+        new_member_status: pairs.get("new_member_status"),
+        action: pairs.get("action"),
     }
 }
 

@@ -16,6 +16,7 @@ mod health;
 mod limits;
 mod oauth;
 pub mod page;
+mod pairs;
 mod profiles;
 mod runs;
 mod segments;

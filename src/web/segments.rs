@@ -19,6 +19,7 @@ use crate::store::segments::{self, Definition, MemberRow, Segment};
 use crate::store::{self as db_store, fields};
 use crate::web::current_user::{CurrentUser, require_contributor};
 use crate::web::page::{Nav, PageContext, render};
+use crate::web::pairs::Pairs;
 use crate::web::{AppError, format};
 
 pub fn router() -> Router<AppState> {
@@ -214,32 +215,21 @@ struct BuilderForm {
 
 impl BuilderForm {
     fn parse(pairs: Vec<(String, String)>) -> Self {
-        let get = |key: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        let mut indexes: Vec<usize> = pairs
-            .iter()
-            .filter_map(|(k, _)| k.strip_prefix("field_").and_then(|n| n.parse().ok()))
-            .collect();
-        indexes.sort_unstable();
-        indexes.dedup();
-        let rows = indexes
+        let pairs = Pairs::new(pairs);
+        let rows = pairs
+            .rows("field_")
             .into_iter()
             .map(|i| RuleRow {
-                field: get(&format!("field_{i}")),
-                op: get(&format!("op_{i}")),
-                value: get(&format!("value_{i}")),
+                field: pairs.get(&format!("field_{i}")),
+                op: pairs.get(&format!("op_{i}")),
+                value: pairs.get(&format!("value_{i}")),
             })
             .collect();
         Self {
-            name: get("name"),
-            match_any: get("match") == "any",
+            name: pairs.get("name"),
+            match_any: pairs.get("match") == "any",
             rows,
-            action: get("action"),
+            action: pairs.get("action"),
         }
     }
 

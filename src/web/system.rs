@@ -15,6 +15,7 @@ use crate::store::audit;
 use crate::store::schedule::{self, RefreshRun};
 use crate::web::current_user::require_administrator;
 use crate::web::page::{Nav, PageContext, render};
+use crate::web::pairs::Pairs;
 use crate::web::{AppError, format};
 
 pub fn router() -> Router<AppState> {
@@ -83,29 +84,19 @@ async fn save(
     session: Session,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let days: Vec<String> = pairs
-        .iter()
-        .filter(|(k, _)| k == "day")
-        .map(|(_, v)| v.clone())
-        .collect();
-    let enabled = get("enabled") == "yes";
+    let pairs = Pairs::new(pairs);
+    let days: Vec<String> = pairs.all("day").map(str::to_owned).collect();
+    let enabled = pairs.get("enabled") == "yes";
     let form = ScheduleForm {
         enabled,
-        weekly: get("frequency") == "weekly",
+        weekly: pairs.get("frequency") == "weekly",
         days: days.clone(),
-        times: get("times"),
-        time_zone: get("time_zone"),
+        times: pairs.get("times"),
+        time_zone: pairs.get("time_zone"),
     };
     let spec = match ScheduleSpec::parse(
         enabled,
-        &get("frequency"),
+        &pairs.get("frequency"),
         &days,
         &form.times,
         &form.time_zone,

@@ -149,7 +149,7 @@ fn slow_sandbox(latency_ms: u64, per_member_us: u64) -> SandboxConfig {
 
 #[tokio::test]
 async fn export_all_runs_destinations_side_by_side_and_one_account_is_shared_fairly() {
-    const TOTAL: usize = 8_000;
+    const TOTAL: usize = 16_000;
     const GOLD: usize = 500;
     let (sandbox, base, audiences) = two_accounts(slow_sandbox(150, 300)).await;
     let app = spawn_app_with(|s| s.export_workers = 4).await;

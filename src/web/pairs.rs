@@ -1,0 +1,61 @@
+//! Forms whose fields repeat (rows of a table, ticked boxes), read as the name/value pairs
+//! the browser sent, in order.
+
+pub struct Pairs(Vec<(String, String)>);
+
+impl Pairs {
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+
+    /// The first value sent for `key`, or an empty text.
+    pub fn get(&self, key: &str) -> String {
+        self.all(key).next().unwrap_or_default().to_owned()
+    }
+
+    /// Every value sent for `key`, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The numbers of the rows whose fields are named `prefix` and a number, ascending,
+    /// each once.
+    pub fn rows(&self, prefix: &str) -> Vec<usize> {
+        let mut rows: Vec<usize> = self
+            .0
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix(prefix).and_then(|n| n.parse().ok()))
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_rows_and_repeats_are_read_in_order() {
+        let pairs = Pairs::new(
+            [
+                ("tag_2", "B"),
+                ("tag_0", "A"),
+                ("tag_2", "C"),
+                ("x", "1"),
+                ("x", "2"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        );
+        assert_eq!(pairs.get("x"), "1");
+        assert_eq!(pairs.get("missing"), "");
+        assert_eq!(pairs.all("x").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(pairs.rows("tag_"), [0, 2]);
+    }
+}
