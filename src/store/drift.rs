@@ -102,10 +102,7 @@ pub async fn forget(
     hashes: &[String],
 ) -> sqlx::Result<()> {
     for chunk in hashes.chunks(500) {
-        let list = (0..chunk.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = super::placeholders(2, chunk.len());
         let sql = format!(
             "DELETE FROM export_ledger WHERE destination_id = $1 AND email_hash IN ({list})"
         );
@@ -127,10 +124,7 @@ pub async fn keep_out(
 ) -> sqlx::Result<()> {
     let now = now_millis();
     for chunk in hashes.chunks(500) {
-        let list = (0..chunk.len())
-            .map(|i| format!("${}", i + 4))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = super::placeholders(4, chunk.len());
         let sql = format!(
             "UPDATE export_ledger SET permanent_skip = $2, updated_at = $3 \
              WHERE destination_id = $1 AND email_hash IN ({list})"

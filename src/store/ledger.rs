@@ -70,10 +70,7 @@ pub async fn set_tags(
 ) -> sqlx::Result<()> {
     let now = now_millis();
     for chunk in hashes.chunks(500) {
-        let list = (0..chunk.len())
-            .map(|i| format!("${}", i + 4))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = super::placeholders(4, chunk.len());
         let sql = format!(
             "UPDATE export_ledger SET tags = $1, updated_at = $2 WHERE destination_id = $3 AND email_hash IN ({list})"
         );
@@ -224,10 +221,7 @@ pub async fn rows_of(
     };
     let mut found = Vec::new();
     for chunk in keys.chunks(500) {
-        let list = (0..chunk.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = super::placeholders(2, chunk.len());
         let sql = format!(
             "SELECT email_hash, customer_id, email, content_hash, status, permanent_skip, tags \
              FROM export_ledger WHERE destination_id = $1 AND {column} IN ({list})"

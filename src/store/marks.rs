@@ -122,7 +122,7 @@ pub async fn profile_ids(
 ) -> sqlx::Result<Vec<(i64, String)>> {
     let mut found = Vec::new();
     for chunk in customer_ids.chunks(500) {
-        let list = placeholders(1, chunk.len());
+        let list = super::placeholders(1, chunk.len());
         let sql = format!("SELECT id, customer_id FROM profiles WHERE customer_id IN ({list})");
         let mut query = sqlx::query_as(&sql);
         for id in chunk {
@@ -131,13 +131,6 @@ pub async fn profile_ids(
         found.extend(query.fetch_all(pool).await?);
     }
     Ok(found)
-}
-
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Forgets every repeat of a destination (a run that reads the whole plan writes them anew).
@@ -159,7 +152,7 @@ pub async fn forget_repeats(
     customer_ids: &[String],
 ) -> sqlx::Result<()> {
     for chunk in customer_ids.chunks(500) {
-        let list = placeholders(2, chunk.len());
+        let list = super::placeholders(2, chunk.len());
         let sql = format!(
             "DELETE FROM export_repeats WHERE destination_id = $1 AND customer_id IN ({list})"
         );
@@ -209,7 +202,7 @@ pub async fn repeats_of(
     };
     let mut found = Vec::new();
     for chunk in keys.chunks(500) {
-        let list = placeholders(2, chunk.len());
+        let list = super::placeholders(2, chunk.len());
         let sql = format!(
             "SELECT customer_id, email_hash FROM export_repeats WHERE destination_id = $1 AND {column} IN ({list})"
         );

@@ -39,13 +39,6 @@ fn from_row(row: AnyRow) -> sqlx::Result<Profile> {
 
 const COLUMNS: &str = "id, customer_id, attributes, email_key, created_at, updated_at";
 
-fn placeholders(start: usize, count: usize) -> String {
-    (start..start + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Which of these customer IDs already have a profile.
 pub async fn existing(
     conn: &mut AnyConnection,
@@ -56,7 +49,7 @@ pub async fn existing(
     }
     let sql = format!(
         "SELECT customer_id FROM profiles WHERE customer_id IN ({})",
-        placeholders(1, customer_ids.len())
+        super::placeholders(1, customer_ids.len())
     );
     let mut query = sqlx::query_scalar::<_, String>(&sql);
     for id in customer_ids {
@@ -82,7 +75,7 @@ pub async fn upsert(
         .map(|i| {
             format!(
                 "({}, ${}, ${})",
-                placeholders(i * 3 + 1, 3),
+                super::placeholders(i * 3 + 1, 3),
                 rows.len() * 3 + 1,
                 rows.len() * 3 + 1
             )
