@@ -66,13 +66,7 @@ async fn bad_bodies_get_400_or_422_naming_the_fields() {
     .await;
     assert_eq!(status, 422);
     assert_eq!(problem["errors"][0]["field"], "audience_id");
-    assert!(
-        export_destinations::store::destinations::list(app.state.db.pool())
-            .await
-            .unwrap()
-            .is_empty(),
-        "nothing was created"
-    );
+    crate::helpers::assert_no_destination(&app).await;
 }
 
 #[tokio::test]
@@ -99,13 +93,7 @@ async fn a_segment_listed_twice_is_a_422_naming_the_field_not_a_500() {
             .unwrap()
             .contains(&segment.to_string())
     );
-    assert!(
-        export_destinations::store::destinations::list(app.state.db.pool())
-            .await
-            .unwrap()
-            .is_empty(),
-        "nothing was created"
-    );
+    crate::helpers::assert_no_destination(&app).await;
 }
 
 #[tokio::test]
@@ -313,13 +301,7 @@ async fn bodies_must_be_json_objects_with_only_the_fields_a_request_takes() {
     .await;
     assert_problem("segment_ids of the wrong type", &got, 422);
     assert_eq!(fields_of(&got.2), ["segment_ids"]);
-    assert!(
-        export_destinations::store::destinations::list(app.state.db.pool())
-            .await
-            .unwrap()
-            .is_empty(),
-        "nothing was created"
-    );
+    crate::helpers::assert_no_destination(&app).await;
 
     // The runs endpoint: {"full": true} and no body at all are fine; anything else named.
     let (status, created) = call(
@@ -426,12 +408,7 @@ async fn merge_tags_are_checked_against_mailchimps_rule_before_anything_is_sent(
         calls_before,
         "nothing reached Mailchimp"
     );
-    assert!(
-        export_destinations::store::destinations::list(app.state.db.pool())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    crate::helpers::assert_no_destination(&app).await;
     let mut body = a_valid_destination(&app, segment);
     body["merge_fields"] =
         json!([{ "tag": "FNAME", "field": "FirstName" }, { "tag": "LNAME", "field": "LastName" }]);

@@ -450,3 +450,12 @@ pub async fn finished_run(
     )
     .await
 }
+
+/// Fails the test unless the console holds no destination at all (a refused request wrote
+/// nothing).
+pub async fn assert_no_destination(app: &TestApp) {
+    let all = export_destinations::store::destinations::list(app.state.db.pool())
+        .await
+        .unwrap();
+    assert!(all.is_empty(), "nothing was created: {all:?}");
+}

@@ -179,12 +179,7 @@ async fn the_sandbox_cannot_be_chosen_when_it_is_off() {
     let html = refused.text().await.unwrap();
     assert!(html.contains("MAILCHIMP_SANDBOX=off"), "{html}");
     assert!(html.contains(r#"value="Try it""#), "what was typed is kept");
-    assert!(
-        export_destinations::store::destinations::list(app.state.db.pool())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    crate::helpers::assert_no_destination(app).await;
 }
 
 /// The built-in sandbox keeps its audiences, its API key and the console's connection
