@@ -144,7 +144,11 @@ fn print_refresh(report: &crate::segments::RefreshReport) {
             }
             RefreshOutcome::Refreshed { members, .. } => println!("{members:>10}  {name}"),
             RefreshOutcome::Invalid(errors) => {
-                println!("{:>10}  {name}: not refreshed: {}", "-", errors.join(" "))
+                println!(
+                    "{:>10}  {name}: not refreshed: {}",
+                    "-",
+                    crate::domain::Invalid::join(errors)
+                )
             }
         }
     }

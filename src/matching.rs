@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use sqlx::AnyPool;
 
+use crate::domain::Invalid;
 use crate::domain::destination::{MAX_EXPORT_PROFILES, MergeTag, NewMemberStatus};
 use crate::store::destinations::{self, FieldMapping};
 use crate::store::{fields, segments};
@@ -44,7 +45,7 @@ pub enum Refusal {
     /// Row `index`'s merge tag is not one Mailchimp takes (the domain says why).
     MergeTag {
         index: usize,
-        why: String,
+        why: Invalid,
     },
     /// Row `index` fills a merge field an earlier row fills too.
     MergeTagTwice {
@@ -86,7 +87,7 @@ impl Refusal {
             Refusal::MappingField { tag, .. } => {
                 format!("Attribute {tag}: choose both a Mailchimp field and a profile field.")
             }
-            Refusal::MergeTag { why, .. } => why.clone(),
+            Refusal::MergeTag { why, .. } => why.to_string(),
             Refusal::MergeTagTwice { tag, .. } => format!(
                 "Attribute {tag}: each Mailchimp field can be filled from one profile field only."
             ),

@@ -266,7 +266,7 @@ async fn refresh_segments(
             crate::segments::RefreshOutcome::Invalid(errors) => RefreshedSegment {
                 name: name.clone(),
                 member_count: None,
-                errors: Some(errors.clone()),
+                errors: Some(errors.iter().map(ToString::to_string).collect()),
             },
         })
         .collect();

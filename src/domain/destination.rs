@@ -1,5 +1,6 @@
 //! What an export destination is made of, parsed from what an administrator types.
 
+use super::Invalid;
 use std::fmt;
 use std::str::FromStr;
 
@@ -12,13 +13,13 @@ pub const CONSENT_VERSION: &str = "2026-11-1";
 pub struct DisplayName(String);
 
 impl DisplayName {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         match super::text::clean_name(raw, 100) {
             Ok(name) => Ok(Self(name)),
             Err(super::text::NameError::Empty) => {
                 Err("Display name: give the destination a name.".into())
             }
-            Err(err) => Err(format!("Display name: {err}.")),
+            Err(err) => Err(format!("Display name: {err}.").into()),
         }
     }
 
@@ -44,7 +45,7 @@ pub enum Target {
 }
 
 impl Target {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         match raw.trim() {
             "mailchimp" => Ok(Self::Mailchimp),
             "sandbox" => Ok(Self::Sandbox),
@@ -102,7 +103,7 @@ impl AuthMethod {
 pub struct AudienceId(String);
 
 impl AudienceId {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let id = raw.trim();
         if id.is_empty() {
             return Err("Audience ID: enter the ID of your Mailchimp audience.".into());
@@ -127,7 +128,7 @@ impl AudienceId {
 pub struct ApiKey(String);
 
 impl ApiKey {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let key = raw.trim();
         let valid = key.split_once('-').is_some_and(|(hex, dc)| {
             hex.len() == 32
@@ -180,7 +181,7 @@ pub struct MergeTag(String);
 pub const MAX_MERGE_TAG_CHARS: usize = 10;
 
 impl MergeTag {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let tag = raw.trim();
         if tag.is_empty() {
             return Err("Merge tag: give the merge tag of a Mailchimp field, like FNAME.".into());
@@ -198,7 +199,8 @@ impl MergeTag {
             return Err(format!(
                 "Merge tag: Mailchimp's merge tags are 1 to {MAX_MERGE_TAG_CHARS} characters, \
                  uppercase letters, digits and underscores only, like FNAME.{hint}"
-            ));
+            )
+            .into());
         }
         Ok(Self(tag.to_owned()))
     }
@@ -296,7 +298,7 @@ mod tests {
             assert!(MergeTag::parse(bad).is_err(), "{bad:?}");
         }
         let lower = MergeTag::parse("fname").unwrap_err();
-        assert!(lower.contains("capitals: FNAME"), "{lower}");
+        assert!(lower.as_str().contains("capitals: FNAME"), "{lower}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Profile fields: names, types, and how a cell of text becomes a typed value.
 
+use super::Invalid;
 use std::fmt;
 use std::str::FromStr;
 
@@ -39,7 +40,7 @@ impl FieldType {
     /// Turns one cell into the stored value: empty → null; numbers, dates (YYYY-MM-DD) and
     /// booleans must parse. Email cells are kept as written: an address is checked when it
     /// is exported, so that a bad one is reported for its profile instead of being lost.
-    pub fn parse_cell(self, raw: &str) -> Result<Value, String> {
+    pub fn parse_cell(self, raw: &str) -> Result<Value, Invalid> {
         let cell = raw.trim();
         if cell.is_empty() {
             return Ok(Value::Null);
@@ -48,16 +49,17 @@ impl FieldType {
             FieldType::Text | FieldType::Email => Ok(Value::String(cell.to_owned())),
             FieldType::Number => parse_number(cell)
                 .map(number_value)
-                .ok_or_else(|| format!("{:?} is not a number", super::text::excerpt(cell))),
+                .ok_or_else(|| format!("{:?} is not a number", super::text::excerpt(cell)).into()),
             FieldType::Date => parse_date(cell).map(Value::String).ok_or_else(|| {
                 format!(
                     "{:?} is not a date (YYYY-MM-DD)",
                     super::text::excerpt(cell)
                 )
+                .into()
             }),
-            FieldType::Boolean => parse_bool(cell)
-                .map(Value::Bool)
-                .ok_or_else(|| format!("{:?} is not true or false", super::text::excerpt(cell))),
+            FieldType::Boolean => parse_bool(cell).map(Value::Bool).ok_or_else(|| {
+                format!("{:?} is not true or false", super::text::excerpt(cell)).into()
+            }),
         }
     }
 }
@@ -120,16 +122,17 @@ impl fmt::Display for FieldType {
 pub struct FieldName(String);
 
 impl FieldName {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let raw = raw.trim().trim_start_matches('\u{feff}');
         super::text::clean_name(raw, 100)
             .map(Self)
             .map_err(|err| match err {
-                super::text::NameError::Empty => "a column has no name".to_owned(),
+                super::text::NameError::Empty => "a column has no name".into(),
                 err => format!(
                     "the column name “{}” is not accepted: {err}",
                     super::text::excerpt(raw.trim())
-                ),
+                )
+                .into(),
             })
     }
 

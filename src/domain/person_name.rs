@@ -1,5 +1,6 @@
 //! A person's name as shown in the console.
 
+use super::Invalid;
 use std::fmt;
 
 /// 1 to 100 characters, trimmed, in NFC, no invisible characters.
@@ -7,15 +8,15 @@ use std::fmt;
 pub struct PersonName(String);
 
 impl PersonName {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         super::text::clean_name(raw, 100)
             .map(Self)
             .map_err(|err| match err {
-                super::text::NameError::Empty => "the name is required".to_owned(),
+                super::text::NameError::Empty => "the name is required".into(),
                 super::text::NameError::TooLong { .. } => {
-                    "the name must have at most 100 characters".to_owned()
+                    "the name must have at most 100 characters".into()
                 }
-                err => format!("the name is not accepted: {err}"),
+                err => format!("the name is not accepted: {err}").into(),
             })
     }
 

@@ -3,6 +3,7 @@
 //! daylight-saving changes: a time that does not exist runs once just after the gap, a time
 //! that happens twice runs once.
 
+use super::Invalid;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -36,7 +37,7 @@ impl ScheduleSpec {
         days: &[String],
         times: &str,
         time_zone: &str,
-    ) -> Result<Self, Vec<String>> {
+    ) -> Result<Self, Vec<Invalid>> {
         let mut errors = Vec::new();
         let weekly = match frequency {
             "daily" => false,
@@ -90,7 +91,7 @@ impl ScheduleSpec {
                 times: parsed,
                 time_zone,
             }),
-            _ => Err(errors),
+            _ => Err(errors.into_iter().map(Invalid::from).collect()),
         }
     }
 
@@ -217,10 +218,10 @@ mod tests {
         let errors =
             ScheduleSpec::parse(true, "weekly", &[], "25:00, 6am", "Mars/Olympus").unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
-        assert!(errors[0].contains("at least one day"));
-        assert!(errors[1].contains("“25:00”"));
-        assert!(errors[2].contains("“6am”"));
-        assert!(errors[3].contains("Mars/Olympus"));
+        assert!(errors[0].as_str().contains("at least one day"));
+        assert!(errors[1].as_str().contains("“25:00”"));
+        assert!(errors[2].as_str().contains("“6am”"));
+        assert!(errors[3].as_str().contains("Mars/Olympus"));
     }
 
     #[test]

@@ -8,8 +8,34 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::domain::FieldType;
 use crate::domain::field::{parse_bool, parse_date, parse_number};
+use crate::domain::text::{NameError, clean_name};
+use crate::domain::{FieldType, Invalid};
+
+/// A segment's name: 1 to 100 characters, trimmed, in NFC, no invisible characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentName(String);
+
+impl SegmentName {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        clean_name(raw, 100).map(Self).map_err(|err| match err {
+            NameError::Empty | NameError::TooLong { .. } => {
+                "Name: a segment needs a name of 1 to 100 characters.".into()
+            }
+            err => format!("Name: {err}.").into(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SegmentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -162,7 +188,7 @@ impl SegmentRules {
     pub fn compile(
         &self,
         catalogue: &HashMap<String, FieldType>,
-    ) -> Result<CompiledRules, Vec<String>> {
+    ) -> Result<CompiledRules, Vec<Invalid>> {
         let mut errors = Vec::new();
         let mut compiled = Vec::new();
         if self.conditions.is_empty() {
@@ -205,12 +231,12 @@ impl SegmentRules {
                 conditions: compiled,
             })
         } else {
-            Err(errors)
+            Err(errors.into_iter().map(Invalid::from).collect())
         }
     }
 }
 
-fn compile_test(field_type: FieldType, op: Operator, value: &str) -> Result<Test, String> {
+fn compile_test(field_type: FieldType, op: Operator, value: &str) -> Result<Test, Invalid> {
     use FieldType::*;
     let number = || parse_number(value).ok_or_else(|| format!("{value:?} is not a number"));
     let date = || parse_date(value).ok_or_else(|| format!("{value:?} is not a date (YYYY-MM-DD)"));

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::db::Db;
-use crate::domain::{FieldName, FieldType, field};
+use crate::domain::{FieldName, FieldType, Invalid, field};
 use crate::profiles::writer::{self, Batch, Message, Progress, Totals};
 use crate::store::fields::{self as catalogue, Field};
 use crate::store::imports::Rejection;
@@ -90,7 +90,7 @@ fn parse<R: Read>(
     known: &[Field],
     options: &ImportOptions,
     out: &mpsc::Sender<Message>,
-) -> Result<(), String> {
+) -> Result<(), Invalid> {
     let quotes = Arc::new(AtomicU64::new(0));
     let reader = QuoteCounter {
         inner: reader,
@@ -115,10 +115,10 @@ fn parse<R: Read>(
     let mut seen = HashSet::new();
     for name in &names {
         if !seen.insert(name.to_lowercase()) {
-            return Err(format!(
+            return Err(Invalid::new(format!(
                 "Line 1: the column {:?} appears twice.",
                 crate::domain::text::excerpt(name)
-            ));
+            )));
         }
     }
     let id_index = id_column(&names, options.id_column.as_deref())?;
@@ -190,7 +190,7 @@ fn parse<R: Read>(
     let mut batch = Batch::default();
     let mut batch_ids = HashSet::new();
     let mut handle =
-        |(line, cells, bytes): (u64, Vec<String>, u64), batch: &mut Batch| -> Result<(), String> {
+        |(line, cells, bytes): (u64, Vec<String>, u64), batch: &mut Batch| -> Result<(), Invalid> {
             match to_profile(line, &cells, id_index, &columns, email_index, names.len()) {
                 Ok(profile) => {
                     if !batch_ids.insert(profile.customer_id.clone()) {
@@ -225,9 +225,9 @@ fn parse<R: Read>(
     }
     if let Some((line, true)) = last {
         if quotes.load(Ordering::Relaxed) % 2 == 1 {
-            return Err(format!(
+            return Err(Invalid::new(format!(
                 "Line {line}: a quoted value starts here and never ends. Check the quotes on that line."
-            ));
+            )));
         }
     }
     if batch.rows_read > 0 {
@@ -236,12 +236,12 @@ fn parse<R: Read>(
     Ok(())
 }
 
-fn too_many_fields(new: usize, existing: usize) -> String {
-    format!(
+fn too_many_fields(new: usize, existing: usize) -> Invalid {
+    Invalid::new(format!(
         "Line 1: the file would add {new} fields to the {existing} there are; the console keeps at most {} fields. \
          Nothing was imported: remove columns you do not need, or delete unused fields under Data > Fields.",
         catalogue::MAX_FIELDS
-    )
+    ))
 }
 
 /// Counts the double quotes that pass through.
@@ -259,17 +259,17 @@ impl<R: Read> Read for QuoteCounter<R> {
     }
 }
 
-fn send(out: &mpsc::Sender<Message>, message: Message) -> Result<(), String> {
+fn send(out: &mpsc::Sender<Message>, message: Message) -> Result<(), Invalid> {
     // The writer stopped (it failed and said why): stop reading.
     out.blocking_send(message)
-        .map_err(|_| "The import was stopped.".to_owned())
+        .map_err(|_| "The import was stopped.".into())
 }
 
 /// The next record as (line, cells, bytes read so far); file-level problems are errors.
 fn read_record<R: Read>(
     csv: &mut csv::Reader<R>,
     record: &mut csv::ByteRecord,
-) -> Result<Option<(u64, Vec<String>, u64)>, String> {
+) -> Result<Option<(u64, Vec<String>, u64)>, Invalid> {
     let more = csv.read_byte_record(record).map_err(describe)?;
     if !more {
         return Ok(None);
@@ -348,7 +348,7 @@ fn to_profile(
     })
 }
 
-fn id_column(names: &[String], named: Option<&str>) -> Result<usize, String> {
+fn id_column(names: &[String], named: Option<&str>) -> Result<usize, Invalid> {
     if let Some(named) = named {
         return names
             .iter()
@@ -358,6 +358,7 @@ fn id_column(names: &[String], named: Option<&str>) -> Result<usize, String> {
                     "There is no column named {:?} for the customer ID.",
                     crate::domain::text::excerpt(named)
                 )
+                .into()
             });
     }
     let loose = |s: &str| {
@@ -370,7 +371,7 @@ fn id_column(names: &[String], named: Option<&str>) -> Result<usize, String> {
         .iter()
         .find_map(|wanted| names.iter().position(|n| loose(n) == *wanted))
         .ok_or_else(|| {
-            "No column holds the customer ID: call it CustomerId (or ID), or name the column to use.".to_owned()
+            "No column holds the customer ID: call it CustomerId (or ID), or name the column to use.".into()
         })
 }
 
@@ -404,15 +405,15 @@ pub fn infer<'a>(name: &str, values: impl Iterator<Item = &'a str>) -> FieldType
     FieldType::Text
 }
 
-fn describe(err: csv::Error) -> String {
-    match err.kind() {
+fn describe(err: csv::Error) -> Invalid {
+    Invalid::new(match err.kind() {
         csv::ErrorKind::Utf8 { pos, .. } => format!(
             "Line {} is not UTF-8 text: save the file as UTF-8 (with or without a BOM) and import it again.",
             pos.as_ref().map(|p| p.line()).unwrap_or(1)
         ),
         csv::ErrorKind::Io(e) => format!("The file could not be read: {e}."),
         _ => format!("The file is not valid CSV: {err}."),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -467,9 +468,15 @@ mod tests {
         assert!(
             id_column(&names, Some("Nope"))
                 .unwrap_err()
+                .as_str()
                 .contains("no column named")
         );
         let none: Vec<String> = vec!["Email".into()];
-        assert!(id_column(&none, None).unwrap_err().contains("CustomerId"));
+        assert!(
+            id_column(&none, None)
+                .unwrap_err()
+                .as_str()
+                .contains("CustomerId")
+        );
     }
 }

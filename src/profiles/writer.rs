@@ -22,7 +22,7 @@ pub enum Message {
     },
     Batch(Batch),
     /// The file cannot be imported: nothing is written.
-    Failed(String),
+    Failed(crate::domain::Invalid),
 }
 
 /// Up to a few hundred rows with distinct customer IDs, and the rows rejected among them.
@@ -127,7 +127,7 @@ async fn write_all(
                 tx.rollback().await?;
                 let failed = Totals {
                     rows_read: totals.rows_read,
-                    error: Some(reason),
+                    error: Some(reason.into()),
                     ..Totals::default()
                 };
                 let id = record(db, file_name, &failed, started_at, imported_by).await?;

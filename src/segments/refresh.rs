@@ -10,7 +10,8 @@ use sqlx::Row;
 use tokio::sync::Mutex;
 
 use crate::db::Db;
-use crate::domain::segment_rules::{CompiledRules, SegmentRules};
+use crate::domain::Invalid;
+use crate::domain::segment_rules::CompiledRules;
 use crate::store::fields;
 use crate::store::segments::{self, Definition, Published, Segment};
 
@@ -39,17 +40,9 @@ pub async fn scan(db: &Db, rules: &[CompiledRules]) -> anyhow::Result<(Vec<Vec<i
 }
 
 /// How many profiles match rules now (the rule builder's count preview).
-pub async fn preview_count(
-    db: &Db,
-    rules: &SegmentRules,
-) -> anyhow::Result<Result<usize, Vec<String>>> {
-    let catalogue = fields::as_catalogue(&fields::list(db.pool()).await?);
-    let compiled = match rules.compile(&catalogue) {
-        Ok(compiled) => compiled,
-        Err(errors) => return Ok(Err(errors)),
-    };
-    let (matches, _) = scan(db, &[compiled]).await?;
-    Ok(Ok(matches[0].len()))
+pub async fn preview_count(db: &Db, rules: CompiledRules) -> anyhow::Result<usize> {
+    let (matches, _) = scan(db, &[rules]).await?;
+    Ok(matches[0].len())
 }
 
 /// What happened to one segment.
@@ -61,7 +54,7 @@ pub enum RefreshOutcome {
         duration_ms: i64,
     },
     /// The rules no longer fit the catalogue; the old membership stays.
-    Invalid(Vec<String>),
+    Invalid(Vec<Invalid>),
 }
 
 #[derive(Debug, Clone)]

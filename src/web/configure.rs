@@ -226,7 +226,7 @@ async fn submit(
             Validation::Passed(_) => Vec::new(),
         };
         if let Err(e) = name {
-            errors.insert(0, e);
+            errors.insert(0, e.to_string());
         }
         let page = page(&state, ctx, destination, form, errors).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::auth::session;
-use crate::domain::FieldType;
-use crate::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
+use crate::domain::segment_rules::{Condition, Match, Operator, SegmentName, SegmentRules};
+use crate::domain::{FieldType, Invalid};
 use crate::segments::{RefreshOutcome, preview_count, refresh};
 use crate::state::AppState;
 use crate::store::segments::{self, Definition, MemberRow, Segment};
@@ -388,27 +388,33 @@ async fn submit(
         Ok(rules) => rules,
         Err(errors) => return invalid(&state, ctx, action_url, form, errors).await,
     };
-    let count = preview_count(&state.db, &rules).await?;
-    let count = match count {
-        Ok(count) => count,
-        Err(errors) => return invalid(&state, ctx, action_url, form, errors).await,
+    let catalogue = fields::as_catalogue(&fields::list(state.db.pool()).await?);
+    let compiled = match rules.compile(&catalogue) {
+        Ok(compiled) => compiled,
+        Err(errors) => {
+            let errors = errors.into_iter().map(String::from).collect();
+            return invalid(&state, ctx, action_url, form, errors).await;
+        }
     };
+    let count = preview_count(&state.db, compiled).await?;
     if form.action != "save" {
         return Ok(render(
             &builder(&state, ctx, action_url, form, Vec::new(), Some(count)).await?,
         )?
         .into_response());
     }
-    let name = match segment_name(&form.name) {
+    let name = match SegmentName::parse(&form.name) {
         Ok(name) => name,
-        Err(message) => return invalid(&state, ctx, action_url, form, vec![message]).await,
+        Err(message) => {
+            return invalid(&state, ctx, action_url, form, vec![message.into()]).await;
+        }
     };
     let definition = Definition::Rules(rules);
     let saved = match id {
-        Some(id) => segments::update(state.db.pool(), id, &name, &definition)
+        Some(id) => segments::update(state.db.pool(), id, name.as_str(), &definition)
             .await
             .map(|_| id),
-        None => segments::create(state.db.pool(), &name, &definition).await,
+        None => segments::create(state.db.pool(), name.as_str(), &definition).await,
     };
     let id = match saved {
         Ok(id) => id,
@@ -518,9 +524,10 @@ fn summary(report: &crate::segments::RefreshReport) -> String {
         .segments
         .iter()
         .filter_map(|(name, o)| match o {
-            RefreshOutcome::Invalid(errors) => {
-                Some(format!("“{name}” was not refreshed: {}", errors.join(" ")))
-            }
+            RefreshOutcome::Invalid(errors) => Some(format!(
+                "“{name}” was not refreshed: {}",
+                Invalid::join(errors)
+            )),
             RefreshOutcome::Refreshed { .. } => None,
         })
         .collect();
@@ -580,13 +587,13 @@ async fn create_static(
             _ => {}
         }
     }
-    let name = segment_name(&name).map_err(bad)?;
+    let name = SegmentName::parse(&name).map_err(|e| bad(e.into()))?;
     let ids = customer_ids(&content).map_err(bad)?;
     if ids.is_empty() {
         return Err(bad("The file lists no customer IDs.".into()));
     }
     let mut tx = crate::db::begin_write(state.db.pool()).await?;
-    let id = match segments::create(&mut *tx, &name, &Definition::Static).await {
+    let id = match segments::create(&mut *tx, name.as_str(), &Definition::Static).await {
         Ok(id) => id,
         Err(err) if db_store::is_unique_violation(&err) => {
             return Err(bad(format!("A segment named “{name}” already exists.")));
@@ -622,16 +629,6 @@ async fn create_static(
     };
     session::set_flash(&session, message).await?;
     Ok(Redirect::to(&format!("/data/segments/{id}")).into_response())
-}
-
-/// A segment's name as stored (NFC, no invisible characters), or what is wrong with it.
-fn segment_name(raw: &str) -> Result<String, String> {
-    crate::domain::text::clean_name(raw, 100).map_err(|err| match err {
-        crate::domain::text::NameError::Empty | crate::domain::text::NameError::TooLong { .. } => {
-            "Name: a segment needs a name of 1 to 100 characters.".to_owned()
-        }
-        err => format!("Name: {err}."),
-    })
 }
 
 /// Customer IDs from the first column of a CSV; a first line naming the column is skipped.

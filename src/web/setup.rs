@@ -187,7 +187,7 @@ fn parse_connect(
         connect::choose_target(state, input.mailchimp.as_deref()).map_err(|e| e.to_string());
     let mut errors = Vec::new();
     if let Err(e) = &name {
-        errors.push(e.clone());
+        errors.push(e.to_string());
     }
     if input.consent.as_deref() != Some("yes") {
         errors.push("Data privacy and compliance: select I agree to continue.".into());
@@ -196,7 +196,7 @@ fn parse_connect(
         errors.push(e.clone());
     }
     if let Err(e) = &audience {
-        errors.push(e.clone());
+        errors.push(e.to_string());
     }
     match (name, audience, target) {
         (Ok(name), Ok(audience), Ok(target)) if errors.is_empty() => Ok((name, audience, target)),
@@ -375,7 +375,7 @@ async fn use_api_key(
     let destination = load(&state, &ctx.user, id).await?;
     let key = match ApiKey::parse(&input.api_key) {
         Ok(key) => key,
-        Err(message) => return refuse_key(&state, message, ctx, destination).await,
+        Err(message) => return refuse_key(&state, message.into(), ctx, destination).await,
     };
     let verified =
         match connect::verify_api_key(&state, destination.target, &destination.audience_id, &key)

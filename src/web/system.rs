@@ -103,6 +103,7 @@ async fn save(
     ) {
         Ok(spec) => spec,
         Err(errors) => {
+            let errors = errors.into_iter().map(String::from).collect();
             let page = page(&state, ctx, Some(form), errors).await?;
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
         }
