@@ -1,0 +1,304 @@
+//! The rule builder: condition rows kept as typed across every reload, the count
+//! preview, and saving a segment (refreshed at once).
+
+use super::*;
+
+/// One condition row as the form shows it (values kept as typed).
+struct RuleRow {
+    field: String,
+    op: String,
+    value: String,
+}
+
+#[derive(Template)]
+#[template(path = "data/segment_form.html")]
+struct RuleBuilderPage {
+    ctx: PageContext,
+    action: String,
+    name: String,
+    match_any: bool,
+    rows: Vec<RuleRow>,
+    fields: Vec<(String, FieldType)>,
+    operators: [Operator; 9],
+    errors: Vec<String>,
+    preview: Option<usize>,
+}
+
+async fn builder(
+    state: &AppState,
+    ctx: PageContext,
+    action: String,
+    form: BuilderForm,
+    errors: Vec<String>,
+    preview: Option<usize>,
+) -> Result<RuleBuilderPage, AppError> {
+    let fields = fields::list(state.db.pool())
+        .await?
+        .into_iter()
+        .map(|f| (f.name, f.field_type))
+        .collect();
+    Ok(RuleBuilderPage {
+        ctx: ctx.at(Nav::Segments),
+        action,
+        name: form.name,
+        match_any: form.match_any,
+        rows: form.rows,
+        fields,
+        operators: Operator::ALL,
+        errors,
+        preview,
+    })
+}
+
+/// The rule builder's fields: `name`, `match`, and `field_N`/`op_N`/`value_N` per row.
+struct BuilderForm {
+    name: String,
+    match_any: bool,
+    rows: Vec<RuleRow>,
+    action: String,
+}
+
+impl BuilderForm {
+    fn parse(pairs: Vec<(String, String)>) -> Self {
+        let pairs = Pairs::new(pairs);
+        let rows = pairs
+            .rows("field_")
+            .into_iter()
+            .map(|i| RuleRow {
+                field: pairs.get(&format!("field_{i}")),
+                op: pairs.get(&format!("op_{i}")),
+                value: pairs.get(&format!("value_{i}")),
+            })
+            .collect();
+        Self {
+            name: pairs.get("name"),
+            match_any: pairs.get("match") == "any",
+            rows,
+            action: pairs.get("action"),
+        }
+    }
+
+    fn from_rules(name: &str, rules: &SegmentRules) -> Self {
+        Self {
+            name: name.to_owned(),
+            match_any: rules.match_ == Match::Any,
+            rows: rules
+                .conditions
+                .iter()
+                .map(|c| RuleRow {
+                    field: c.field.clone(),
+                    op: c.op.as_str().into(),
+                    value: c.value.clone(),
+                })
+                .collect(),
+            action: String::new(),
+        }
+    }
+
+    fn rules(&self) -> Result<SegmentRules, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut conditions = Vec::new();
+        for (i, row) in self.rows.iter().enumerate() {
+            match row.op.parse::<Operator>() {
+                Ok(op) => conditions.push(Condition {
+                    field: row.field.clone(),
+                    op,
+                    value: row.value.trim().to_owned(),
+                }),
+                Err(_) => errors.push(format!("Condition {}: choose an operator.", i + 1)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(SegmentRules {
+                match_: if self.match_any {
+                    Match::Any
+                } else {
+                    Match::All
+                },
+                conditions,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn blank_row() -> RuleRow {
+    RuleRow {
+        field: String::new(),
+        op: Operator::Equals.as_str().into(),
+        value: String::new(),
+    }
+}
+
+pub(super) async fn new_form(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
+    let form = BuilderForm {
+        name: String::new(),
+        match_any: false,
+        rows: vec![blank_row()],
+        action: String::new(),
+    };
+    let page = builder(
+        &state,
+        ctx,
+        "/data/segments/new".into(),
+        form,
+        Vec::new(),
+        None,
+    )
+    .await?;
+    Ok(render(&page)?.into_response())
+}
+
+pub(super) async fn edit_form(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let segment = segments::find(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let Definition::Rules(rules) = &segment.definition else {
+        return Err(AppError::BadRequest(
+            "A static segment is changed by uploading its list again.".into(),
+        ));
+    };
+    let form = BuilderForm::from_rules(&segment.name, rules);
+    let page = builder(
+        &state,
+        ctx,
+        format!("/data/segments/{id}/edit"),
+        form,
+        Vec::new(),
+        None,
+    )
+    .await?;
+    Ok(render(&page)?.into_response())
+}
+
+pub(super) async fn submit_new(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    session: Session,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    submit(state, ctx, session, None, BuilderForm::parse(pairs)).await
+}
+
+pub(super) async fn submit_edit(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    session: Session,
+    Path(id): Path<i64>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    segments::find(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    submit(state, ctx, session, Some(id), BuilderForm::parse(pairs)).await
+}
+
+/// The rule builder's buttons: add or remove a row, preview the count, or save.
+async fn submit(
+    state: AppState,
+    ctx: PageContext,
+    session: Session,
+    id: Option<i64>,
+    mut form: BuilderForm,
+) -> Result<Response, AppError> {
+    let action_url = id.map_or("/data/segments/new".to_owned(), |id| {
+        format!("/data/segments/{id}/edit")
+    });
+    if form.action == "add" {
+        form.rows.push(blank_row());
+        return Ok(
+            render(&builder(&state, ctx, action_url, form, Vec::new(), None).await?)?
+                .into_response(),
+        );
+    }
+    if let Some(index) = form
+        .action
+        .strip_prefix("remove:")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        if index < form.rows.len() {
+            form.rows.remove(index);
+        }
+        return Ok(
+            render(&builder(&state, ctx, action_url, form, Vec::new(), None).await?)?
+                .into_response(),
+        );
+    }
+    let rules = match form.rules() {
+        Ok(rules) => rules,
+        Err(errors) => return invalid(&state, ctx, action_url, form, errors).await,
+    };
+    let catalogue = fields::as_catalogue(&fields::list(state.db.pool()).await?);
+    let compiled = match rules.compile(&catalogue) {
+        Ok(compiled) => compiled,
+        Err(errors) => {
+            let errors = errors.into_iter().map(String::from).collect();
+            return invalid(&state, ctx, action_url, form, errors).await;
+        }
+    };
+    let count = preview_count(&state.db, compiled).await?;
+    if form.action != "save" {
+        return Ok(render(
+            &builder(&state, ctx, action_url, form, Vec::new(), Some(count)).await?,
+        )?
+        .into_response());
+    }
+    let name = match SegmentName::parse(&form.name) {
+        Ok(name) => name,
+        Err(message) => {
+            return invalid(&state, ctx, action_url, form, vec![message.into()]).await;
+        }
+    };
+    let definition = Definition::Rules(rules);
+    let saved = match id {
+        Some(id) => segments::update(state.db.pool(), id, name.as_str(), &definition)
+            .await
+            .map(|_| id),
+        None => segments::create(state.db.pool(), name.as_str(), &definition).await,
+    };
+    let id = match saved {
+        Ok(id) => id,
+        Err(err) if db_store::is_unique_violation(&err) => {
+            return invalid(
+                &state,
+                ctx,
+                action_url,
+                form,
+                vec![format!("Name: a segment named “{name}” already exists.")],
+            )
+            .await;
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let report = refresh(&state.db, Some(&[id])).await?;
+    let members = report.segments.iter().find_map(|(_, o)| match o {
+        RefreshOutcome::Refreshed { members, .. } => Some(*members),
+        RefreshOutcome::Invalid(_) => None,
+    });
+    tracing::info!(user_id = ctx.user.id, segment_id = id, "segment saved");
+    session::set_flash(
+        &session,
+        format!(
+            "Saved “{name}” and refreshed it: {} members.",
+            members.unwrap_or(0)
+        ),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/data/segments/{id}")).into_response())
+}
+
+async fn invalid(
+    state: &AppState,
+    ctx: PageContext,
+    action_url: String,
+    form: BuilderForm,
+    errors: Vec<String>,
+) -> Result<Response, AppError> {
+    let page = builder(state, ctx, action_url, form, errors, None).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
+}
