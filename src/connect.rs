@@ -7,7 +7,7 @@ use std::fmt;
 
 use sqlx::AnyConnection;
 
-use crate::domain::destination::{ApiKey, Target};
+use crate::domain::destination::{ApiKey, AudienceId, CONSENT_VERSION, DisplayName, Target};
 use crate::mailchimp::SandboxOff;
 use crate::mailchimp::client::{Connection, Credential};
 pub use crate::mailchimp::refusal::{Refusal, RefusalKind};
@@ -166,6 +166,80 @@ pub async fn record(
         &mut *conn,
         actor,
         "authenticate",
+        Some(destination_id),
+        display_name,
+        &details,
+    )
+    .await
+}
+
+/// Where a step of the set-up was taken, as the audit log notes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Pages,
+    Api,
+}
+
+/// Why a draft was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum DraftError {
+    #[error("a destination named “{0}” already exists")]
+    NameTaken(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The set-up's first step, whoever takes it: the draft with its name, audience and
+/// Mailchimp, and the consent (who, when, which notice) in the audit log with the audience.
+pub async fn start_draft(
+    conn: &mut AnyConnection,
+    actor: &Actor<'_>,
+    name: &DisplayName,
+    audience: &AudienceId,
+    target: Target,
+    via: Via,
+) -> Result<i64, DraftError> {
+    let created = destinations::create_draft(
+        &mut *conn,
+        name.as_str(),
+        audience.as_str(),
+        target,
+        actor.user_id,
+        CONSENT_VERSION,
+    )
+    .await;
+    let id = match created {
+        Ok(id) => id,
+        Err(err) if crate::store::is_unique_violation(&err) => {
+            return Err(DraftError::NameTaken(name.to_string()));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let consent = match via {
+        Via::Pages => format!("agreed to notice {CONSENT_VERSION}"),
+        Via::Api => format!("agreed to notice {CONSENT_VERSION} (API)"),
+    };
+    let connected = format!("audience {} on {}", audience.as_str(), target.label());
+    for (action, details) in [("consent", consent), ("connect", connected)] {
+        audit::record(&mut *conn, actor, action, Some(id), name.as_str(), &details).await?;
+    }
+    Ok(id)
+}
+
+/// Makes the acting person the destination's export user (after their password was
+/// checked again by the caller), noted in the audit log.
+pub async fn make_export_user(
+    conn: &mut AnyConnection,
+    actor: &Actor<'_>,
+    destination_id: i64,
+    display_name: &str,
+) -> sqlx::Result<()> {
+    destinations::set_export_user(&mut *conn, destination_id, actor.user_id).await?;
+    let details = format!("{} is the export user", actor.email);
+    audit::record(
+        &mut *conn,
+        actor,
+        "export user",
         Some(destination_id),
         display_name,
         &details,

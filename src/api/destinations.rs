@@ -15,7 +15,7 @@ use crate::api::models::{
 use crate::api::{ApiUser, FieldError, Problem};
 use crate::connect::{self, ConnectError};
 use crate::domain::Role;
-use crate::domain::destination::{ApiKey, AudienceId, CONSENT_VERSION, DisplayName};
+use crate::domain::destination::{ApiKey, AudienceId, DisplayName};
 use crate::matching;
 use crate::state::AppState;
 use crate::store::audit::{self, Actor};
@@ -200,27 +200,19 @@ pub async fn create(
         email: &user.email,
     };
     let mut tx = crate::db::begin_write(pool).await?;
-    let id = match destinations::create_draft(
-        &mut *tx,
-        name.as_str(),
-        audience.as_str(),
-        target,
-        user.id,
-        CONSENT_VERSION,
-    )
-    .await
-    {
+    let started =
+        connect::start_draft(&mut tx, &actor, &name, &audience, target, connect::Via::Api).await;
+    let id = match started {
         Ok(id) => id,
-        Err(err) if crate::store::is_unique_violation(&err) => {
-            return Err(Problem::invalid(vec![field(
-                "display_name",
-                format!("A destination named “{name}” already exists."),
-            )]));
+        Err(taken @ connect::DraftError::NameTaken(_)) => {
+            let mut message = taken.to_string();
+            message[..1].make_ascii_uppercase();
+            return Err(Problem::invalid(vec![field("display_name", message + ".")]));
         }
-        Err(err) => return Err(err.into()),
+        Err(connect::DraftError::Database(err)) => return Err(err.into()),
     };
     connect::record(&mut tx, &actor, id, name.as_str(), &verified).await?;
-    destinations::set_export_user(&mut *tx, id, user.id).await?;
+    connect::make_export_user(&mut tx, &actor, id, name.as_str()).await?;
     let config = Configuration {
         display_name: name.as_str(),
         email_field: &email_field,
@@ -229,26 +221,11 @@ pub async fn create(
         new_member_status: checked.new_member_status.as_str(),
     };
     destinations::save_configuration(&mut tx, id, &config).await?;
-    for (action, details) in [
-        (
-            "consent",
-            format!("agreed to notice {CONSENT_VERSION} (API)"),
-        ),
-        (
-            "connect",
-            format!("audience {} on {}", audience.as_str(), target.label()),
-        ),
-        ("export user", format!("{} is the export user", user.email)),
-        (
-            "save",
-            format!(
-                "created through the API with {} segment(s)",
-                input.segment_ids.len()
-            ),
-        ),
-    ] {
-        audit::record(&mut *tx, &actor, action, Some(id), name.as_str(), &details).await?;
-    }
+    let saved = format!(
+        "created through the API with {} segment(s)",
+        input.segment_ids.len()
+    );
+    audit::record(&mut *tx, &actor, "save", Some(id), name.as_str(), &saved).await?;
     tx.commit().await?;
     let d = destinations::find(pool, id)
         .await?

@@ -238,43 +238,18 @@ async fn create(
         Err(errors) => return refuse(&state, ctx, None, input, errors).await,
     };
     let mut tx = crate::db::begin_write(state.db.pool()).await?;
-    let id = match destinations::create_draft(
-        &mut *tx,
-        name.as_str(),
-        audience.as_str(),
-        target,
-        ctx.user.id,
-        CONSENT_VERSION,
-    )
-    .await
-    {
+    let who = ctx.user.actor();
+    let started =
+        connect::start_draft(&mut tx, &who, &name, &audience, target, connect::Via::Pages).await;
+    let id = match started {
         Ok(id) => id,
-        Err(err) if db_store::is_unique_violation(&err) => {
+        Err(taken @ connect::DraftError::NameTaken(_)) => {
             drop(tx);
-            let message = format!("Display name: a destination named “{name}” already exists.");
+            let message = format!("Display name: {taken}.");
             return refuse(&state, ctx, None, input, vec![message]).await;
         }
-        Err(err) => return Err(err.into()),
+        Err(connect::DraftError::Database(err)) => return Err(err.into()),
     };
-    let who = ctx.user.actor();
-    audit::record(
-        &mut *tx,
-        &who,
-        "consent",
-        Some(id),
-        name.as_str(),
-        &format!("agreed to notice {CONSENT_VERSION}"),
-    )
-    .await?;
-    audit::record(
-        &mut *tx,
-        &who,
-        "connect",
-        Some(id),
-        name.as_str(),
-        &format!("audience {} on {}", audience.as_str(), target.label()),
-    )
-    .await?;
     tx.commit().await?;
     Ok(Redirect::to(&format!("/admin/export-destinations/{id}/setup")).into_response())
 }
@@ -452,16 +427,7 @@ async fn export_user(
         return Ok((status, render(&page)?).into_response());
     }
     let mut tx = crate::db::begin_write(state.db.pool()).await?;
-    destinations::set_export_user(&mut *tx, id, me.id).await?;
-    audit::record(
-        &mut *tx,
-        &ctx.user.actor(),
-        "export user",
-        Some(id),
-        &destination.display_name,
-        &format!("{} is the export user", me.email),
-    )
-    .await?;
+    connect::make_export_user(&mut tx, &ctx.user.actor(), id, &destination.display_name).await?;
     tx.commit().await?;
     Ok(Redirect::to(&setup_or_edit(&state, id).await?).into_response())
 }

@@ -131,7 +131,10 @@ fn blank_row() -> RuleRow {
     }
 }
 
-pub(super) async fn new_form(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
+pub(super) async fn new_form(
+    State(state): State<AppState>,
+    ctx: PageContext,
+) -> Result<Response, AppError> {
     let form = BuilderForm {
         name: String::new(),
         match_any: false,
