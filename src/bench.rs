@@ -11,7 +11,9 @@ use crate::store::profiles::{self, Cursor};
 use crate::store::segments::{self, Definition};
 
 mod export;
+mod scale;
 pub use export::export;
+pub use scale::scale;
 
 /// Peak resident memory of this process so far, in MiB (Linux; None elsewhere).
 pub fn peak_rss_mib() -> Option<f64> {
@@ -295,6 +297,19 @@ pub(crate) fn console_settings(
         },
         mailchimp: Default::default(),
     })
+}
+
+/// The bench's user and every segment's ID.
+pub(crate) async fn owner_and_segments(db: &crate::db::Db) -> anyhow::Result<(i64, Vec<i64>)> {
+    let owner: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'bench@example.com'")
+        .fetch_one(db.pool())
+        .await?;
+    let segment_ids = segments::list(db.pool())
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    Ok((owner, segment_ids))
 }
 
 /// A saved destination reached by API key: `(api_base, api_key, audience)`.

@@ -5,7 +5,6 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod bench;
-pub mod bench_scale;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -41,9 +41,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Export(args)) => {
             export_destinations::bench::export(args).await
         }
-        Command::Bench(BenchCommand::Scale(args)) => {
-            export_destinations::bench_scale::scale(args).await
-        }
+        Command::Bench(BenchCommand::Scale(args)) => export_destinations::bench::scale(args).await,
         Command::Bench(BenchCommand::Data(args)) => export_destinations::bench::data(args).await,
     }
 }

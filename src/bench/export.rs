@@ -3,8 +3,6 @@
 
 use std::time::Instant;
 
-use crate::store::segments;
-
 use super::{
     api_key_destination, console_settings, mib, peak_rss_mib, prepare_demo_profiles, rss_mib,
     sign_in,
@@ -97,14 +95,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         "refresh with no member changed: {:.1} s (no new generation written)",
         started.elapsed().as_secs_f64()
     );
-    let owner: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'bench@example.com'")
-        .fetch_one(db.pool())
-        .await?;
-    let segment_ids: Vec<i64> = segments::list(db.pool())
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let (owner, segment_ids) = crate::bench::owner_and_segments(&db).await?;
     let mappings = [
         FieldMapping {
             tag: "FNAME".into(),

@@ -12,7 +12,6 @@ use crate::sandbox::SandboxConfig;
 use crate::sandbox::standalone::RunningSandbox;
 use crate::store::destinations::FieldMapping;
 use crate::store::runs::{self, Run};
-use crate::store::segments;
 
 pub async fn scale(args: BenchScaleArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -89,20 +88,10 @@ pub async fn scale(args: BenchScaleArgs) -> anyhow::Result<()> {
 
     let key = crate::crypto::SecretKey::generate();
     let password = "bench-password-1234";
-    let settings = crate::bench::console_settings(
-        dir.path(),
-        &args.database_url,
-        &key,
-        password,
-        args.workers,
-    )?;
-    let console = crate::app::App::build(settings).await?;
-    let console_base = format!("http://{}", console.local_addr());
-    let db = console.state().db.clone();
-    tokio::spawn(console.run_until_stopped());
-    // More consoles on the same database: each takes queued runs, and all of them share
-    // each account's connections through the database.
-    for _ in 1..args.consoles {
+    // Every console on the same database takes queued runs, and all of them share each
+    // account's connections through the database; the first one serves the bench's calls.
+    let mut first = None;
+    for _ in 0..args.consoles.max(1) {
         let settings = crate::bench::console_settings(
             dir.path(),
             &args.database_url,
@@ -110,17 +99,17 @@ pub async fn scale(args: BenchScaleArgs) -> anyhow::Result<()> {
             password,
             args.workers,
         )?;
-        let more = crate::app::App::build(settings).await?;
-        tokio::spawn(more.run_until_stopped());
+        let console = crate::app::App::build(settings).await?;
+        first.get_or_insert_with(|| {
+            (
+                format!("http://{}", console.local_addr()),
+                console.state().db.clone(),
+            )
+        });
+        tokio::spawn(console.run_until_stopped());
     }
-    let owner: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'bench@example.com'")
-        .fetch_one(db.pool())
-        .await?;
-    let segment_ids: Vec<i64> = segments::list(db.pool())
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let (console_base, db) = first.ok_or_else(|| anyhow::anyhow!("no console started"))?;
+    let (owner, segment_ids) = crate::bench::owner_and_segments(&db).await?;
     let mappings = [FieldMapping {
         tag: "FNAME".into(),
         field: "FirstName".into(),
