@@ -5,7 +5,7 @@ use export_destinations::sandbox::SandboxConfig;
 use export_destinations::store::runs::{Run, RunStatus};
 use export_destinations::store::{marks, segments};
 
-use crate::exports::{
+use crate::world::{
     World, audience, calls_since, destination, export, import, refresh, routes, segment, world,
 };
 

@@ -3,7 +3,7 @@
 //! the audience exactly right; no batch the console had acknowledged is sent again.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use export_destinations::config::DbArgs;
 use export_destinations::domain::Role;
@@ -12,6 +12,8 @@ use rand::Rng;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::helpers::{poll_until, wait_until};
 
 const MEMBERS: usize = 100_000;
 const KEY: &str = "0123456789abcdef0123456789abcdef-us1";
@@ -49,13 +51,12 @@ async fn start_console(dir: &std::path::Path, port: u16, sandbox: &str) -> Child
         .spawn()
         .unwrap();
     let ready = format!("http://127.0.0.1:{port}/readyz");
-    for _ in 0..300 {
-        if reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the console did not start");
+    wait_until("the console to start", Duration::from_secs(30), || async {
+        let answer = reqwest::get(&ready).await.ok()?;
+        (answer.status() == 200).then_some(())
+    })
+    .await;
+    child
 }
 
 #[tokio::test]
@@ -189,26 +190,25 @@ async fn a_console_killed_mid_export_resumes_and_the_audience_ends_exactly_right
     let run_id = run["id"].as_i64().unwrap();
 
     // Kill it at a random point once members are being sent.
-    let started = Instant::now();
-    loop {
-        let run: Value = http
+    let run_now = || async {
+        let answer = http
             .get(api(&format!("/runs/{run_id}")))
             .bearer_auth(&token)
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
-        if run["counts"]["sent"].as_i64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the export never started: {run}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        answer.json::<Value>().await.unwrap()
+    };
+    let sending = poll_until(Duration::from_secs(120), || async {
+        let run = run_now().await;
+        (run["counts"]["sent"].as_i64().unwrap_or(0) > 0).then_some(())
+    })
+    .await;
+    assert!(
+        sending.is_some(),
+        "the export never started: {}",
+        run_now().await
+    );
     let delay = rand::thread_rng().gen_range(0..1500);
     println!("killing the console {delay} ms after the first acknowledged batch");
     tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -242,25 +242,12 @@ async fn a_console_killed_mid_export_resumes_and_the_audience_ends_exactly_right
 
     // Started again, a worker takes the run over once the dead one's lease expires.
     let mut console = start_console(dir.path(), port, &sandbox_url).await;
-    let finished = loop {
-        let run: Value = http
-            .get(api(&format!("/runs/{run_id}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if run["finished_at"].is_number() {
-            break run;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "the run never finished: {run}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let finished = poll_until(Duration::from_secs(600), || async {
+        let run = run_now().await;
+        run["finished_at"].is_number().then_some(run)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the run never finished"));
     assert_eq!(finished["status"], "Successful", "{finished}");
 
     // The audience is exactly right, and Mailchimp saw acknowledged batches once.

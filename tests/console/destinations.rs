@@ -1,9 +1,11 @@
+//! The brief's set-up, step by step: name, consent, Connect, the export user and the
+//! checks on each step.
+
 use export_destinations::domain::Role;
-use export_destinations::sandbox::store::DEFAULT_ACCOUNT;
 use export_destinations::store::{audit, destinations};
 
-use crate::helpers::{PASSWORD, location, spawn_app};
-use crate::wizard::{self, audience, authenticate, connect, consent, id_of, seed};
+use crate::helpers::{PASSWORD, assert_refused, location, spawn_app};
+use crate::wizard::{self, audience, authenticate, connect, id_of, seed};
 
 #[tokio::test]
 async fn an_administrator_completes_every_step_of_the_brief_against_the_sandbox() {
@@ -145,14 +147,12 @@ async fn connect_without_consent_is_refused_and_creates_nothing() {
             ],
         )
         .await;
-    assert_eq!(response.status(), 422);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("Data privacy and compliance: select I agree to continue.")
-    );
+    assert_refused(
+        response,
+        422,
+        "Data privacy and compliance: select I agree to continue.",
+    )
+    .await;
     assert!(
         destinations::list(app.state.db.pool())
             .await
@@ -193,217 +193,7 @@ async fn bad_names_and_audience_ids_are_explained() {
             ],
         )
         .await;
-    assert_eq!(again.status(), 422);
-    assert!(
-        again
-            .text()
-            .await
-            .unwrap()
-            .contains("a destination named “Taken” already exists")
-    );
-}
-
-#[tokio::test]
-async fn a_forged_missing_or_replayed_state_is_refused() {
-    let app = spawn_app().await;
-    app.signed_in_as("ada@example.com", Role::Administrator)
-        .await;
-    let setup = connect(&app, "States", &audience(&app, "Customers")).await;
-    let callback = consent(&app, &setup, "allow", DEFAULT_ACCOUNT).await;
-    let forged = callback.replace("state=", "state=forged");
-    let response = app.client.get(&forged).send().await.unwrap();
-    assert_eq!(response.status(), 400);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("This sign-in to Mailchimp cannot be used")
-    );
-    // The forged attempt used up the pending state: even the real callback is now refused.
-    assert_eq!(
-        app.client.get(&callback).send().await.unwrap().status(),
-        400
-    );
-
-    let callback = consent(&app, &setup, "allow", DEFAULT_ACCOUNT).await;
-    let missing = callback.split("&state=").next().unwrap().to_owned();
-    let response = app.client.get(&missing).send().await.unwrap();
-    assert_eq!(response.status(), 400);
-
-    let callback = consent(&app, &setup, "allow", DEFAULT_ACCOUNT).await;
-    assert_eq!(
-        app.client.get(&callback).send().await.unwrap().status(),
-        303
-    );
-    let replayed = app.client.get(&callback).send().await.unwrap();
-    assert_eq!(replayed.status(), 400, "a state works once");
-}
-
-#[tokio::test]
-async fn another_persons_callback_state_is_worthless() {
-    let app = spawn_app().await;
-    app.signed_in_as("ada@example.com", Role::Administrator)
-        .await;
-    let setup = connect(&app, "Mine", &audience(&app, "Customers")).await;
-    let callback = consent(&app, &setup, "allow", DEFAULT_ACCOUNT).await;
-    let mallory = app.another_client();
-    mallory
-        .signed_in_as("mallory@example.com", Role::Administrator)
-        .await;
-    let response = mallory.client.get(&callback).send().await.unwrap();
-    assert_eq!(response.status(), 400);
-    assert!(
-        !destinations::find(app.state.db.pool(), id_of(&setup))
-            .await
-            .unwrap()
-            .unwrap()
-            .is_authenticated()
-    );
-}
-
-#[tokio::test]
-async fn denied_consent_leaves_the_destination_unconnected_with_a_clear_page() {
-    let app = spawn_app().await;
-    app.signed_in_as("ada@example.com", Role::Administrator)
-        .await;
-    let setup = connect(&app, "Denied", &audience(&app, "Customers")).await;
-    let callback = consent(&app, &setup, "deny", DEFAULT_ACCOUNT).await;
-    let response = app.client.get(&callback).send().await.unwrap();
-    assert_eq!(response.status(), 400);
-    let html = response.text().await.unwrap();
-    assert!(html.contains("Mailchimp access was not granted"));
-    assert!(html.contains(&format!("href=\"{setup}\"")));
-    assert!(
-        !destinations::find(app.state.db.pool(), id_of(&setup))
-            .await
-            .unwrap()
-            .unwrap()
-            .is_authenticated()
-    );
-}
-
-#[tokio::test]
-async fn an_unknown_audience_is_reported_and_no_credential_kept() {
-    let app = spawn_app().await;
-    app.signed_in_as("ada@example.com", Role::Administrator)
-        .await;
-    let setup = connect(&app, "Nowhere", "0000000000").await;
-    let response = authenticate(&app, &setup).await;
-    assert_eq!(response.status(), 404);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("Mailchimp has no audience with this ID")
-    );
-    let stored = destinations::find(app.state.db.pool(), id_of(&setup))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(stored.credential.is_none());
-}
-
-#[tokio::test]
-async fn an_account_that_cannot_see_the_audience_is_reported() {
-    let app = spawn_app().await;
-    let other = app
-        .state
-        .sandbox
-        .clone()
-        .unwrap()
-        .store()
-        .add_account("Another Company");
-    app.signed_in_as("ada@example.com", Role::Administrator)
-        .await;
-    let setup = connect(&app, "Wrong account", &audience(&app, "Customers")).await;
-    let callback = consent(&app, &setup, "allow", &other).await;
-    let response = app.client.get(&callback).send().await.unwrap();
-    assert_eq!(response.status(), 403);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("This Mailchimp account cannot use the audience")
-    );
-}
-
-#[tokio::test]
-async fn an_api_key_is_the_alternative_to_oauth() {
-    let app = spawn_app().await;
-    app.signed_in_as("ada@example.com", Role::Administrator)
-        .await;
-    let setup = connect(&app, "By key", &audience(&app, "Customers")).await;
-    let id = id_of(&setup);
-    let bad = app
-        .post_form(
-            &setup,
-            &format!("/admin/export-destinations/{id}/api-key"),
-            &[("api_key", "nope")],
-        )
-        .await;
-    assert_eq!(bad.status(), 422);
-    assert!(
-        bad.text()
-            .await
-            .unwrap()
-            .contains("a Mailchimp API key looks like")
-    );
-    let unknown = app
-        .post_form(
-            &setup,
-            &format!("/admin/export-destinations/{id}/api-key"),
-            &[("api_key", "00000000000000000000000000000000-us1")],
-        )
-        .await;
-    assert_eq!(unknown.status(), 422);
-    assert!(
-        unknown
-            .text()
-            .await
-            .unwrap()
-            .contains("Mailchimp refused the credential")
-    );
-    let key = app
-        .state
-        .sandbox
-        .clone()
-        .unwrap()
-        .store()
-        .api_keys
-        .keys()
-        .next()
-        .unwrap()
-        .clone();
-    let ok = app
-        .post_form(
-            &setup,
-            &format!("/admin/export-destinations/{id}/api-key"),
-            &[("api_key", key.as_str())],
-        )
-        .await;
-    assert_eq!(ok.status(), 303);
-    let stored = destinations::find(app.state.db.pool(), id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        stored.credential.as_ref().map(|c| c.method),
-        Some(export_destinations::domain::destination::AuthMethod::ApiKey)
-    );
-    assert_eq!(
-        app.state
-            .secret_key
-            .open(&stored.credential.as_ref().unwrap().sealed)
-            .unwrap(),
-        key
-    );
-    assert!(
-        !app.get_html(&setup).await.contains(&key),
-        "the key is never shown"
-    );
+    assert_refused(again, 422, "a destination named “Taken” already exists").await;
 }
 
 #[tokio::test]
@@ -420,14 +210,7 @@ async fn the_export_user_must_re_enter_their_own_password() {
             &[("password", "not my password")],
         )
         .await;
-    assert_eq!(wrong.status(), 422);
-    assert!(
-        wrong
-            .text()
-            .await
-            .unwrap()
-            .contains("That is not your console password.")
-    );
+    assert_refused(wrong, 422, "That is not your console password.").await;
     assert!(
         destinations::find(app.state.db.pool(), id)
             .await

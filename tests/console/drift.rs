@@ -7,7 +7,7 @@ use export_destinations::domain::subscriber_hash;
 use export_destinations::sandbox::SandboxConfig;
 use export_destinations::store::runs::{Run, RunStatus};
 
-use crate::exports::{
+use crate::world::{
     World, audience, calls_since, destination, export, import, refresh, routes, segment, world,
 };
 

@@ -10,11 +10,11 @@ use export_destinations::store::runs::{self, RunStatus};
 
 use serde_json::Value;
 
-use crate::exports::{
+use crate::helpers::{location, wait_until};
+use crate::world::{
     PEOPLE, audience, destination, export, import, refresh, segment, wait, world, world_with,
     writes,
 };
-use crate::helpers::location;
 
 #[tokio::test]
 async fn export_from_the_page_queues_a_run_and_a_second_request_is_skipped() {
@@ -138,19 +138,15 @@ async fn a_queued_run_can_be_canceled_and_a_running_one_stops_between_calls() {
     let (run_id, _) = runs::enqueue(&mut conn, id, false, None).await.unwrap();
     drop(conn);
     // Let it start, then cancel.
-    for _ in 0..200 {
-        if runs::find(w.app.state.db.pool(), run_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .counters
-            .sent
-            > 0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the run to send members",
+        Duration::from_secs(10),
+        || async {
+            let run = runs::find(w.app.state.db.pool(), run_id).await.unwrap()?;
+            (run.counters.sent > 0).then_some(())
+        },
+    )
+    .await;
     runs::request_cancel(w.app.state.db.pool(), run_id)
         .await
         .unwrap();

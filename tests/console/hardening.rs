@@ -4,7 +4,7 @@
 use export_destinations::domain::Role;
 use export_destinations::store::{destinations, fields, imports, segments};
 
-use crate::helpers::{TestApp, csrf_token, location, spawn_app};
+use crate::helpers::{TestApp, assert_refused, csrf_token, location, spawn_app};
 use crate::wizard::{self, seed};
 
 /// A rules segment on Country from the page, as a Contributor would save it.
@@ -89,14 +89,7 @@ async fn the_upload_forms_text_fields_and_file_name_are_bounded_and_nothing_is_s
     let response = app
         .upload_profiles(&long_name, "CustomerId,Email\nP1,a@b.io\n", "")
         .await;
-    assert_eq!(response.status(), 400);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("longer than 255 characters")
-    );
+    assert_refused(response, 400, "longer than 255 characters").await;
     assert!(
         imports::recent(app.state.db.pool(), 10)
             .await

@@ -414,7 +414,20 @@ pub async fn saved_destination(
 
 /// Polls `check` every 20 ms until it gives a value, and returns it; fails the test, naming
 /// `what`, if `within` passes first.
-pub async fn wait_until<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+pub async fn wait_until<T, F, Fut>(what: &str, within: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match poll_until(within, check).await {
+        Some(value) => value,
+        None => panic!("waited {within:?} for {what} in vain"),
+    }
+}
+
+/// Polls `check` every 20 ms until it gives a value; None if `within` passes first (for a
+/// caller that says more about what it saw when the wait fails).
+pub async fn poll_until<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -422,12 +435,11 @@ where
     let started = std::time::Instant::now();
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Some(value);
         }
-        assert!(
-            started.elapsed() < within,
-            "waited {within:?} for {what} in vain"
-        );
+        if started.elapsed() >= within {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -458,4 +470,14 @@ pub async fn assert_no_destination(app: &TestApp) {
         .await
         .unwrap();
     assert!(all.is_empty(), "nothing was created: {all:?}");
+}
+
+/// Fails the test unless `response` has `status` and its body says `says` (what the person
+/// who sent the request reads); returns the body for further checks.
+pub async fn assert_refused(response: reqwest::Response, status: u16, says: &str) -> String {
+    let got = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    assert_eq!(got, status, "refused with {status}: {body}");
+    assert!(body.contains(says), "the answer says {says:?}: {body}");
+    body
 }

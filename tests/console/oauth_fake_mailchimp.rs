@@ -7,7 +7,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use export_destinations::domain::Role;
 use export_destinations::store::destinations;
 
-use crate::helpers::{TestApp, location};
+use crate::helpers::{TestApp, assert_refused, location};
 use crate::wizard::{connect, id_of};
 
 async fn app_for(mock: &MockServer) -> TestApp {
@@ -151,14 +151,7 @@ async fn a_refused_code_exchange_gets_a_clear_page() {
     app.signed_in_as("ada@example.com", Role::Administrator)
         .await;
     let response = round_trip(&app, &mock).await;
-    assert_eq!(response.status(), 502);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("Mailchimp did not complete the sign-in")
-    );
+    assert_refused(response, 502, "Mailchimp did not complete the sign-in").await;
 }
 
 #[tokio::test]

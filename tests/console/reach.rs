@@ -10,11 +10,11 @@ use export_destinations::sandbox::SandboxConfig;
 use export_destinations::sandbox::store::DEFAULT_ACCOUNT;
 use export_destinations::store::runs::{self, Run, RunStatus};
 
-use crate::exports::{audience, export, world_with};
 use crate::helpers::{
     PASSWORD, TestApp, fresh_database_url, location, spawn_stoppable, test_settings,
 };
 use crate::wizard;
+use crate::world::{audience, export, world_with};
 
 /// Queues a run of `destination` on `app` and waits for it to end.
 async fn run_export(app: &TestApp, destination: i64) -> Run {

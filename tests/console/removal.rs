@@ -8,10 +8,10 @@ use export_destinations::sandbox::SandboxConfig;
 use export_destinations::store::destinations;
 use export_destinations::store::runs::{self, Run, RunStatus};
 
-use crate::exports::{
+use crate::helpers::{TestApp, location};
+use crate::world::{
     PEOPLE, World, audience, destination, export, import, refresh, segment, wait, world,
 };
-use crate::helpers::{TestApp, location};
 
 async fn remove_with(w: &World, id: i64, choice: &str) {
     w.app

@@ -1,7 +1,7 @@
 use export_destinations::domain::Role;
 use export_destinations::sandbox::store::DEFAULT_ACCOUNT;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{assert_refused, spawn_app};
 
 #[tokio::test]
 async fn with_no_mailchimp_app_configured_the_console_serves_the_sandbox() {
@@ -77,14 +77,7 @@ async fn the_console_reaches_its_sandbox_through_mailchimp_shaped_urls() {
         .send()
         .await
         .unwrap();
-    assert_eq!(consent.status(), 200);
-    assert!(
-        consent
-            .text()
-            .await
-            .unwrap()
-            .contains("allow export-destinations to access")
-    );
+    assert_refused(consent, 200, "allow export-destinations to access").await;
 }
 
 #[tokio::test]

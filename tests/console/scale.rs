@@ -3,7 +3,7 @@
 //! each account's connections (and survive one of them being killed).
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use export_destinations::crypto::SecretKey;
 use export_destinations::db::Db;
@@ -17,6 +17,7 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::{
     Target, equals_segment, fresh_database_url, import_csv, saved_destination, spawn_app_with,
+    wait_until,
 };
 
 /// Profiles: `gold` of them in segment Gold, the rest in Silver.
@@ -308,14 +309,12 @@ async fn two_consoles_on_one_postgres_share_each_accounts_connections_and_surviv
         async move { runs::find(&pool, id).await.unwrap().unwrap().counters.sent }
     };
     let wait_sent = |id: i64| async move {
-        let started = Instant::now();
-        while sent(id).await == 0 {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "run {id} sent nothing"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until(
+            &format!("run {id} to send"),
+            Duration::from_secs(60),
+            || async { (sent(id).await > 0).then_some(()) },
+        )
+        .await;
     };
 
     // Console one (one run at a time) takes the large run.

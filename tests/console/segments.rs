@@ -3,7 +3,7 @@ use export_destinations::domain::Role;
 use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
 use export_destinations::store::segments::{self, Definition, Published};
 
-use crate::helpers::{TestApp, location, spawn_app};
+use crate::helpers::{TestApp, assert_refused, location, spawn_app};
 
 const PEOPLE: &str = "CustomerId,Name,Email,Spend,LastPurchase,OptIn,Country\n\
                       P1,Ada,ada@northwind.io,1200,2026-03-01,true,Germany\n\
@@ -193,14 +193,7 @@ async fn the_rule_builder_previews_the_count_and_saves_a_refreshed_segment() {
     let preview = app
         .post_form("/data/segments/new", "/data/segments/new", &form("preview"))
         .await;
-    assert_eq!(preview.status(), 200);
-    assert!(
-        preview
-            .text()
-            .await
-            .unwrap()
-            .contains("2 profiles match now.")
-    );
+    assert_refused(preview, 200, "2 profiles match now.").await;
 
     let added = app
         .post_form("/data/segments/new", "/data/segments/new", &form("add"))
@@ -285,14 +278,7 @@ async fn a_segment_name_is_unique() {
     let again = app
         .post_form("/data/segments/new", "/data/segments/new", &form)
         .await;
-    assert_eq!(again.status(), 422);
-    assert!(
-        again
-            .text()
-            .await
-            .unwrap()
-            .contains("a segment named “Twice” already exists")
-    );
+    assert_refused(again, 422, "a segment named “Twice” already exists").await;
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 use export_destinations::domain::Role;
 
 use crate::helpers::{
-    ACCOUNT_MAX_FAILURES, MAX_FAILURES, PASSWORD, csrf_token, location, new_client, spawn_app,
+    ACCOUNT_MAX_FAILURES, MAX_FAILURES, PASSWORD, assert_refused, csrf_token, location, new_client,
+    spawn_app,
 };
 
 #[tokio::test]
@@ -46,13 +47,7 @@ async fn repeated_failures_pause_sign_in_even_with_the_right_password() {
         assert_eq!(response.status(), 401, "attempt {attempt}");
     }
     let last = app.sign_in("ada@example.com", "wrong password!").await;
-    assert_eq!(last.status(), 429);
-    assert!(
-        last.text()
-            .await
-            .unwrap()
-            .contains("Too many failed sign-in attempts")
-    );
+    assert_refused(last, 429, "Too many failed sign-in attempts").await;
     let right = app.sign_in("ada@example.com", PASSWORD).await;
     assert_eq!(right.status(), 429);
     let html = right.text().await.unwrap();
@@ -310,14 +305,7 @@ async fn guesses_from_many_addresses_meet_an_account_wide_ceiling_that_spares_kn
     // A new address is paused, and told for how long ...
     let newcomer = app.client_from(std::net::IpAddr::from([127, 0, 0, 200]));
     let paused = newcomer.sign_in("ada@example.com", PASSWORD).await;
-    assert_eq!(paused.status(), 429);
-    assert!(
-        paused
-            .text()
-            .await
-            .unwrap()
-            .contains("try again in 15 minutes")
-    );
+    assert_refused(paused, 429, "try again in 15 minutes").await;
     // ... but Ada, where she signed in before, is not locked out by the attack.
     assert_eq!(app.sign_in("ada@example.com", PASSWORD).await.status(), 303);
 }

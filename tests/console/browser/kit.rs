@@ -1,0 +1,187 @@
+//! Driving headless Chromium: start it, fill and click, read text, and wait for what a
+//! person would wait for (a page, a text).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, poll_until, wait_until};
+
+/// How long a person would wait for a page or a text before calling it broken.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A chromedriver process, killed on drop.
+pub struct Driver {
+    child: Child,
+    port: u16,
+    profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn start_browser() -> (Driver, Client) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("/usr/bin/chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed (apt-get install chromium chromium-driver)");
+    let profile = tempfile::tempdir().unwrap();
+    let driver = Driver {
+        child,
+        port,
+        profile,
+    };
+    let url = format!("http://127.0.0.1:{}", driver.port);
+    wait_until(
+        "chromedriver to answer",
+        Duration::from_secs(10),
+        || async { reqwest::get(format!("{url}/status")).await.ok().map(drop) },
+    )
+    .await;
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,900",
+                format!("--user-data-dir={}", driver.profile.path().display()),
+            ]
+        }),
+    );
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&url)
+        .await
+        .expect("a Chromium session");
+    (driver, client)
+}
+
+pub fn screenshot_path(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{name}.png"))
+}
+
+pub async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(screenshot_path(name), png).unwrap();
+}
+
+pub async fn fill(browser: &Client, name: &str, value: &str) {
+    browser
+        .find(Locator::Css(&format!("[name=\"{name}\"]")))
+        .await
+        .unwrap()
+        .send_keys(value)
+        .await
+        .unwrap();
+}
+
+pub async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+pub async fn select(browser: &Client, name: &str, value: &str) {
+    browser
+        .find(Locator::Css(&format!("select[name=\"{name}\"]")))
+        .await
+        .unwrap()
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
+pub async fn text_of(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Signs a new account with `role` in through the sign-in form.
+pub async fn sign_in(
+    app: &crate::helpers::TestApp,
+    browser: &Client,
+    email: &str,
+    role: export_destinations::domain::Role,
+) {
+    app.create_user(email, role).await;
+    browser.goto(&app.url("/sign-in")).await.unwrap();
+    fill(browser, "email", email).await;
+    fill(browser, "password", PASSWORD).await;
+    click(browser, "button[type=submit]").await;
+    wait_for_path(browser, "/admin/export-destinations").await;
+}
+
+pub async fn wait_for_path(browser: &Client, path: &str) {
+    wait_for_path_where(browser, path, |now| now == path).await;
+}
+
+/// Waits (up to 5 s) until the browser shows a page whose path passes `wanted`.
+pub async fn wait_for_path_where(browser: &Client, what: &str, wanted: impl Fn(&str) -> bool) {
+    let reached = poll_until(WAIT, || async {
+        let url = browser.current_url().await.ok()?;
+        wanted(url.path()).then_some(())
+    })
+    .await;
+    if reached.is_none() {
+        panic!(
+            "the browser never reached {what}: {}",
+            browser.current_url().await.unwrap()
+        );
+    }
+}
+
+pub async fn click_button(browser: &Client, text: &str) {
+    browser
+        .find(Locator::XPath(&format!(
+            "//button[normalize-space()='{text}'] | //a[normalize-space()='{text}']"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("no button {text:?}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+pub async fn wait_for_text(browser: &Client, css: &str, text: &str) {
+    let shown = poll_until(WAIT, || async {
+        let element = browser.find(Locator::Css(css)).await.ok()?;
+        let now = element.text().await.unwrap_or_default();
+        now.contains(text).then_some(())
+    })
+    .await;
+    if shown.is_none() {
+        panic!(
+            "{css} never showed {text:?}: {}",
+            browser.source().await.unwrap_or_default()
+        );
+    }
+}

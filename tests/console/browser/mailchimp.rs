@@ -1,0 +1,182 @@
+//! The Mailchimp set-up clicked through, and an export watched to its end.
+
+use fantoccini::Locator;
+
+use super::kit::*;
+use crate::helpers::{PASSWORD, spawn_app};
+
+#[tokio::test]
+#[ignore = "needs Chromium and chromedriver; run with --ignored"]
+async fn an_administrator_clicks_through_the_whole_mailchimp_set_up() {
+    let app = spawn_app().await;
+    crate::wizard::seed(&app).await;
+    let audience = crate::wizard::audience(&app, "Newsletter subscribers");
+    let (_driver, browser) = start_browser().await;
+    sign_in(
+        &app,
+        &browser,
+        "ada@example.com",
+        export_destinations::domain::Role::Administrator,
+    )
+    .await;
+
+    // Admin > Export destinations > Mailchimp > Set up.
+    browser
+        .goto(&app.url("/admin/export-destinations"))
+        .await
+        .unwrap();
+    screenshot(&browser, "10-destinations-empty").await;
+    click_button(&browser, "Set up").await;
+    wait_for_path(&browser, "/admin/export-destinations/mailchimp/new").await;
+    fill(&browser, "display_name", "Newsletter export").await;
+    click(&browser, "input[name=consent]").await;
+    fill(&browser, "audience_id", &audience).await;
+    screenshot(&browser, "11-connect").await;
+    click_button(&browser, "Connect").await;
+    wait_for_text(&browser, "#authenticate h2", "Authenticate with Mailchimp").await;
+
+    // Authenticate with Mailchimp: the sandbox's consent page, then back.
+    click_button(&browser, "Authenticate with Mailchimp").await;
+    wait_for_text(
+        &browser,
+        "h1",
+        "Sandbox Mailchimp: allow export-destinations to access your account?",
+    )
+    .await;
+    screenshot(&browser, "12-mailchimp-consent").await;
+    click_button(&browser, "Allow").await;
+    wait_for_text(
+        &browser,
+        "#authenticate .ok",
+        "Connected to Sandbox Marketing",
+    )
+    .await;
+    screenshot(&browser, "13-authenticated").await;
+
+    // Add yourself as export user, then Next.
+    fill(&browser, "password", PASSWORD).await;
+    click_button(&browser, "Add yourself as export user").await;
+    wait_for_text(&browser, "#export-user .ok", "is the export user").await;
+    screenshot(&browser, "14-export-user").await;
+    click(&browser, "a#next").await;
+    wait_for_text(&browser, "main h2", "Data matching").await;
+
+    // Data matching, Add attribute, segments with a live total, Save.
+    select(&browser, "email_field", "EmailAddress").await;
+    select(&browser, "map_tag_0", "FNAME").await;
+    select(&browser, "map_field_0", "FirstName").await;
+    click_button(&browser, "Add attribute").await;
+    browser
+        .wait()
+        .for_element(Locator::Css("select[name=map_tag_1]"))
+        .await
+        .unwrap();
+    select(&browser, "email_field", "EmailAddress").await;
+    select(&browser, "map_tag_1", "LNAME").await;
+    select(&browser, "map_field_1", "LastName").await;
+    click(&browser, "input[name=segment]").await;
+    wait_for_text(
+        &browser,
+        "#segment-total",
+        "1 segment(s) chosen: up to 2 profiles.",
+    )
+    .await;
+    screenshot(&browser, "15-data-matching").await;
+    click_button(&browser, "Save").await;
+    wait_for_path(&browser, "/admin/export-destinations").await;
+    wait_for_text(&browser, "p.flash", "Saving does not run an export").await;
+    let row = text_of(&browser, "#destinations tbody tr").await;
+    assert!(
+        row.contains("Newsletter export") && row.contains("Newsletter subscribers"),
+        "{row}"
+    );
+    screenshot(&browser, "16-destination-saved").await;
+
+    // Edit, then remove.
+    browser
+        .find(Locator::LinkText("Edit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "main h2", "Data matching").await;
+    let name = browser
+        .find(Locator::Css("input[name=display_name]"))
+        .await
+        .unwrap();
+    name.clear().await.unwrap();
+    name.send_keys("Newsletter (Germany)").await.unwrap();
+    click_button(&browser, "Save").await;
+    wait_for_text(&browser, "#destinations tbody tr", "Newsletter (Germany)").await;
+    browser
+        .find(Locator::LinkText("Remove"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "h1", "Remove “Newsletter (Germany)”?").await;
+    screenshot(&browser, "17-remove").await;
+    click_button(&browser, "Remove").await;
+    wait_for_text(&browser, "p.flash", "Removed “Newsletter (Germany)”").await;
+    assert!(
+        browser.find(Locator::Css("#destinations")).await.is_err(),
+        "the list is empty again"
+    );
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and chromedriver; run with --ignored"]
+async fn a_contributor_starts_an_export_and_watches_it_reach_successful() {
+    let app = spawn_app().await;
+    let segment = crate::wizard::seed(&app).await;
+    app.signed_in_as(
+        "ada@example.com",
+        export_destinations::domain::Role::Administrator,
+    )
+    .await;
+    crate::wizard::complete(&app, segment).await;
+    let (_driver, browser) = start_browser().await;
+    sign_in(
+        &app,
+        &browser,
+        "grace@example.com",
+        export_destinations::domain::Role::Contributor,
+    )
+    .await;
+    browser
+        .goto(&app.url("/admin/export-destinations"))
+        .await
+        .unwrap();
+    click_button(&browser, "Export").await;
+    wait_for_text(&browser, "#run-status", "Successful").await;
+    assert_eq!(text_of(&browser, "#run-created").await, "2");
+    assert_eq!(text_of(&browser, "#run-total").await, "2");
+    screenshot(&browser, "18-export-run").await;
+    browser
+        .find(Locator::LinkText("Download per-member results (CSV)"))
+        .await
+        .unwrap();
+    browser
+        .goto(&app.url("/admin/export-destinations"))
+        .await
+        .unwrap();
+    let row = text_of(&browser, "#destinations tbody tr").await;
+    assert!(row.contains("Successful"), "{row}");
+    screenshot(&browser, "19-destination-exported").await;
+    // The members arrived in the sandbox audience, tagged by segment.
+    let audience = crate::wizard::audience(&app, "Newsletter subscribers");
+    browser
+        .goto(&app.url(&format!("/sandbox/audiences/{audience}")))
+        .await
+        .unwrap();
+    let tags = text_of(&browser, "main").await;
+    assert!(
+        tags.contains("Germany (2)") && tags.contains("export-destinations (2)"),
+        "{tags}"
+    );
+    screenshot(&browser, "20-sandbox-audience").await;
+    browser.close().await.unwrap();
+}
