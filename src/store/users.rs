@@ -201,3 +201,46 @@ pub async fn set_password<'e>(
     .fetch_one(db)
     .await
 }
+
+/// A change to an account that could take one of the console's administrators away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarded {
+    Role(Role),
+    Deactivate,
+}
+
+/// Applies `change` to account `id` unless it would leave the console without an active
+/// administrator; false when refused (or the account is gone). The check and the change
+/// are one transaction holding the active administrators' rows (PostgreSQL) or the
+/// database's write lock (SQLite), so two administrators demoting or deactivating each
+/// other at the same moment cannot both succeed.
+pub async fn change_keeping_an_administrator(
+    db: &crate::db::Db,
+    id: i64,
+    change: Guarded,
+) -> sqlx::Result<bool> {
+    let mut tx = crate::db::begin_write(db.pool()).await?;
+    if db.backend() == crate::db::Backend::Postgres {
+        sqlx::query(
+            "SELECT id FROM users \
+             WHERE role = 'administrator' AND deactivated_at IS NULL FOR UPDATE",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+    }
+    let Some(target) = find_by_id(&mut *tx, id).await? else {
+        return Ok(false);
+    };
+    let takes_one_away = target.role == Role::Administrator
+        && target.is_active()
+        && change != Guarded::Role(Role::Administrator);
+    if takes_one_away && count_other_active_admins(&mut *tx, id).await? == 0 {
+        return Ok(false);
+    }
+    match change {
+        Guarded::Role(role) => set_role(&mut *tx, id, role).await?,
+        Guarded::Deactivate => set_deactivated(&mut *tx, id, Some(now_millis())).await?,
+    }
+    tx.commit().await?;
+    Ok(true)
+}

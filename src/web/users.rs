@@ -10,9 +10,9 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::auth::session;
-use crate::db::now_millis;
 use crate::domain::{EmailAddress, NewPassword, PersonName, Role};
 use crate::state::AppState;
+use crate::store::users::Guarded;
 use crate::store::{self, users};
 use crate::web::current_user::CurrentUser;
 use crate::web::page::{Nav, PageContext, render};
@@ -169,13 +169,9 @@ async fn change_role(
         .ok_or(AppError::NotFound)?;
     let message = if target.id == me.id {
         "You cannot change your own role: ask another administrator.".to_owned()
-    } else if target.role == Role::Administrator
-        && role != Role::Administrator
-        && !another_admin_remains(&state, target.id).await?
-    {
-        "The console needs at least one active administrator.".to_owned()
+    } else if !users::change_keeping_an_administrator(&state.db, id, Guarded::Role(role)).await? {
+        LAST_ADMINISTRATOR.to_owned()
     } else {
-        users::set_role(state.db.pool(), id, role).await?;
         tracing::info!(
             by = me.id,
             user_id = id,
@@ -199,12 +195,9 @@ async fn deactivate(
         .ok_or(AppError::NotFound)?;
     let message = if target.id == me.id {
         "You cannot deactivate your own account.".to_owned()
-    } else if target.role == Role::Administrator
-        && !another_admin_remains(&state, target.id).await?
-    {
-        "The console needs at least one active administrator.".to_owned()
+    } else if !users::change_keeping_an_administrator(&state.db, id, Guarded::Deactivate).await? {
+        LAST_ADMINISTRATOR.to_owned()
     } else {
-        users::set_deactivated(state.db.pool(), id, Some(now_millis())).await?;
         tracing::info!(by = me.id, user_id = id, "user deactivated");
         format!("{} is deactivated and signed out everywhere.", target.name)
     };
@@ -227,6 +220,4 @@ async fn reactivate(
     Ok(Redirect::to("/admin/users").into_response())
 }
 
-async fn another_admin_remains(state: &AppState, except: i64) -> Result<bool, AppError> {
-    Ok(users::count_other_active_admins(state.db.pool(), except).await? > 0)
-}
+const LAST_ADMINISTRATOR: &str = "The console needs at least one active administrator.";

@@ -1,7 +1,7 @@
 use export_destinations::domain::Role;
 use export_destinations::store::users;
 
-use crate::helpers::{PASSWORD, location, spawn_app};
+use crate::helpers::{PASSWORD, csrf_token, location, spawn_app};
 
 #[tokio::test]
 async fn an_administrator_adds_a_user_who_can_then_sign_in() {
@@ -198,4 +198,45 @@ async fn deactivating_a_user_ends_their_session_and_reactivating_lets_them_back(
             .status(),
         303
     );
+}
+
+#[tokio::test]
+async fn two_administrators_demoting_each_other_at_once_leave_one_administrator() {
+    let ada = spawn_app().await;
+    let ada_id = ada
+        .signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let bob = ada.another_client();
+    let bob_id = bob
+        .signed_in_as("bob@example.com", Role::Administrator)
+        .await;
+    let demote_bob = format!("/admin/users/{bob_id}/role");
+    let demote_ada = format!("/admin/users/{ada_id}/role");
+    for round in 0..8 {
+        // Both pages are open; both administrators press the button at the same moment.
+        let ada_token = csrf_token(&ada.get_html("/admin/users").await);
+        let bob_token = csrf_token(&bob.get_html("/admin/users").await);
+        let ada_form = [("role", "viewer"), ("csrf_token", ada_token.as_str())];
+        let bob_form = [("role", "viewer"), ("csrf_token", bob_token.as_str())];
+        let (by_ada, by_bob) = tokio::join!(
+            ada.post_raw(&demote_bob, &ada_form),
+            bob.post_raw(&demote_ada, &bob_form),
+        );
+        for answer in [by_ada, by_bob] {
+            let status = answer.status();
+            assert!(status == 303 || status == 403, "round {round}: {status}");
+        }
+        let admins = users::count_other_active_admins(ada.state.db.pool(), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            admins, 1,
+            "round {round}: exactly one administrator is left"
+        );
+        for id in [ada_id, bob_id] {
+            users::set_role(ada.state.db.pool(), id, Role::Administrator)
+                .await
+                .unwrap();
+        }
+    }
 }
