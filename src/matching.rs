@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 
 use sqlx::AnyPool;
 
-use crate::domain::Invalid;
 use crate::domain::destination::{MAX_EXPORT_PROFILES, MergeTag, NewMemberStatus};
+use crate::domain::{FieldType, Invalid};
 use crate::store::destinations::{self, FieldMapping};
 use crate::store::{fields, segments};
 
@@ -192,5 +192,123 @@ pub async fn check(pool: &AnyPool, asked: &Asked<'_>) -> Result<Checked, CheckEr
             new_member_status,
         }),
         _ => Err(CheckError::Refused(refused)),
+    }
+}
+/// What the configure page offers before a person chooses: the email field when one field
+/// is plainly it, and first and last name rows paired with the profile fields named so.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Suggested {
+    pub email_field: Option<String>,
+    pub mappings: Vec<FieldMapping>,
+}
+
+/// A field name folded for matching: ASCII letters and digits, lowercase.
+fn folded(name: &str) -> String {
+    name.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// The names a profile field holding a merge tag's value is usually given.
+fn usual_names(tag: &str) -> &'static [&'static str] {
+    match tag {
+        "FNAME" => &["firstname", "givenname", "forename", "fname", "first"],
+        "LNAME" => &["lastname", "familyname", "surname", "lname", "last"],
+        _ => &[],
+    }
+}
+
+/// The profile field that plainly holds `tag`'s value, if exactly one does.
+pub fn field_for(tag: &str, fields: &[(String, FieldType)]) -> Option<String> {
+    let names = usual_names(tag);
+    let mut found = fields
+        .iter()
+        .filter(|(name, kind)| *kind != FieldType::Email && names.contains(&folded(name).as_str()));
+    let first = found.next()?;
+    found.next().is_none().then(|| first.0.clone())
+}
+
+/// The email field when the profile has one email field, or one field named like an email.
+fn email_field(fields: &[(String, FieldType)]) -> Option<String> {
+    let typed: Vec<&String> = fields
+        .iter()
+        .filter(|(_, kind)| *kind == FieldType::Email)
+        .map(|(name, _)| name)
+        .collect();
+    if let [only] = typed.as_slice() {
+        return Some((*only).clone());
+    }
+    let named: Vec<&String> = fields
+        .iter()
+        .filter(|(name, _)| folded(name).contains("email"))
+        .map(|(name, _)| name)
+        .collect();
+    match named.as_slice() {
+        [only] => Some((*only).clone()),
+        _ => None,
+    }
+}
+
+/// The suggestions for a destination nobody has matched yet. `audience_tags` are the
+/// audience's merge tags when they could be read (a row is offered only for a tag the
+/// audience has; when unread, FNAME and LNAME, which every new audience has).
+pub fn suggest(fields: &[(String, FieldType)], audience_tags: Option<&[&str]>) -> Suggested {
+    let mappings = ["FNAME", "LNAME"]
+        .into_iter()
+        .filter(|tag| audience_tags.is_none_or(|tags| tags.contains(tag)))
+        .filter_map(|tag| {
+            field_for(tag, fields).map(|field| FieldMapping {
+                tag: tag.to_owned(),
+                field,
+            })
+        })
+        .collect();
+    Suggested {
+        email_field: email_field(fields),
+        mappings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(list: &[(&str, FieldType)]) -> Vec<(String, FieldType)> {
+        list.iter().map(|(n, t)| ((*n).to_owned(), *t)).collect()
+    }
+
+    #[test]
+    fn plain_fields_are_matched_and_unclear_ones_left_to_the_person() {
+        let profile = fields(&[
+            ("CustomerId", FieldType::Text),
+            ("Email", FieldType::Email),
+            ("First_Name", FieldType::Text),
+            ("Surname", FieldType::Text),
+        ]);
+        let offered = suggest(&profile, None);
+        assert_eq!(offered.email_field.as_deref(), Some("Email"));
+        let rows: Vec<(&str, &str)> = offered
+            .mappings
+            .iter()
+            .map(|m| (m.tag.as_str(), m.field.as_str()))
+            .collect();
+        assert_eq!(rows, [("FNAME", "First_Name"), ("LNAME", "Surname")]);
+
+        // An audience without LNAME gets no LNAME row.
+        assert_eq!(suggest(&profile, Some(&["FNAME"])).mappings.len(), 1);
+
+        // Two email fields and two name-like fields: nothing is guessed.
+        let unclear = fields(&[
+            ("WorkEmail", FieldType::Email),
+            ("HomeEmail", FieldType::Email),
+            ("GivenName", FieldType::Text),
+            ("FirstName", FieldType::Text),
+        ]);
+        assert_eq!(suggest(&unclear, None), Suggested::default());
+
+        // No email-typed field, but one named like an email.
+        let named = fields(&[("E-mail", FieldType::Text), ("Name", FieldType::Text)]);
+        assert_eq!(suggest(&named, None).email_field.as_deref(), Some("E-mail"));
     }
 }

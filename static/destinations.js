@@ -22,3 +22,22 @@
   boxes.forEach(function (box) { box.addEventListener('change', update); });
   update();
 })();
+
+// The merge tag a new merge field will get, shown as its name is typed: the name's ASCII
+// letters and digits in capitals, cut to Mailchimp's limit, unless a tag is typed.
+(function () {
+  var name = document.querySelector('input[name="new_field_name"]');
+  var tag = document.querySelector('input[name="new_field_tag"]');
+  var shown = document.getElementById('new-field-tag-shown');
+  if (!name || !tag || !shown) return;
+  var max = Number(tag.getAttribute('data-max')) || 10;
+  function update() {
+    var made = name.value.replace(/[^A-Za-z0-9]/g, '').slice(0, max).toUpperCase();
+    tag.placeholder = made;
+    var chosen = tag.value.trim();
+    shown.textContent = chosen || made || '…';
+  }
+  name.addEventListener('input', update);
+  tag.addEventListener('input', update);
+  update();
+})();

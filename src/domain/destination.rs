@@ -205,6 +205,24 @@ impl MergeTag {
         Ok(Self(tag.to_owned()))
     }
 
+    /// The tag Mailchimp would make from a new merge field's name: its ASCII letters and
+    /// digits in capitals, cut to [`MAX_MERGE_TAG_CHARS`]. None when the name has none (a
+    /// tag must then be given).
+    pub fn suggest(name: &str) -> Option<Self> {
+        let tag: String = name
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(MAX_MERGE_TAG_CHARS)
+            .collect::<String>()
+            .to_ascii_uppercase();
+        Self::parse(&tag).ok()
+    }
+
+    /// True when a name's suggested tag had to be cut to fit.
+    pub fn is_cut_from(&self, name: &str) -> bool {
+        name.chars().filter(char::is_ascii_alphanumeric).count() > MAX_MERGE_TAG_CHARS
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -270,6 +288,17 @@ mod tests {
         assert!(AudienceId::parse("").is_err());
         assert!(AudienceId::parse("abc").is_err());
         assert!(AudienceId::parse("a1b2c3d4e5/../x").is_err());
+    }
+
+    #[test]
+    fn a_new_fields_tag_is_made_from_its_name_and_cut_to_ten() {
+        let tag = MergeTag::suggest("Loyalty tier").unwrap();
+        assert_eq!(tag.as_str(), "LOYALTYTIE");
+        assert!(tag.is_cut_from("Loyalty tier"));
+        let short = MergeTag::suggest("Shoe size").unwrap();
+        assert_eq!(short.as_str(), "SHOESIZE");
+        assert!(!short.is_cut_from("Shoe size"));
+        assert!(MergeTag::suggest("日本語").is_none());
     }
 
     #[test]

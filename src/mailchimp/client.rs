@@ -280,8 +280,9 @@ impl Client {
         list_id: &str,
         name: &str,
         kind: &str,
+        tag: &crate::domain::destination::MergeTag,
     ) -> Result<MergeField, ApiError> {
-        let body = serde_json::json!({ "name": name, "type": kind });
+        let body = serde_json::json!({ "name": name, "type": kind, "tag": tag.as_str() });
         self.call(
             connection,
             Method::POST,

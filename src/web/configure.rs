@@ -6,14 +6,13 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Form, Router};
-use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::auth::session;
 use crate::domain::FieldType;
-use crate::domain::destination::{DisplayName, MAX_EXPORT_PROFILES};
+use crate::domain::destination::{DisplayName, MAX_EXPORT_PROFILES, MAX_MERGE_TAG_CHARS, MergeTag};
 use crate::mailchimp::client::MergeField;
 use crate::matching;
 use crate::state::AppState;
@@ -35,10 +34,6 @@ pub fn router() -> Router<AppState> {
             "/admin/export-destinations/{id}/edit",
             get(show).post(submit),
         )
-        .route(
-            "/admin/export-destinations/{id}/merge-fields",
-            post(create_merge_field),
-        )
 }
 
 /// The form as typed (kept on errors).
@@ -50,7 +45,31 @@ struct ConfigForm {
     /// Chosen segment values that are not segment IDs (never silently dropped).
     unreadable_segments: usize,
     new_member_status: String,
+    /// A merge field to create in the audience, as typed (kept until it is created).
+    new_field: NewMergeField,
     action: String,
+}
+
+/// The "A merge field the audience lacks?" part of the form.
+#[derive(Default)]
+struct NewMergeField {
+    name: String,
+    kind: String,
+    /// The merge tag asked for; empty means the one made from the name.
+    tag: String,
+}
+
+impl NewMergeField {
+    /// The tag Mailchimp will be asked to use, as the page shows it before creating.
+    fn tag_shown(&self) -> String {
+        if self.tag.trim().is_empty() {
+            MergeTag::suggest(&self.name)
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default()
+        } else {
+            self.tag.trim().to_owned()
+        }
+    }
 }
 
 #[derive(Template)]
@@ -65,7 +84,10 @@ struct ConfigurePage {
     merge_fields_error: Option<String>,
     segments: Vec<(i64, String, i64)>,
     errors: Vec<String>,
+    /// What the last action did (a merge field created), said where the person looks.
+    notice: Option<String>,
     max_profiles: i64,
+    max_tag_chars: usize,
 }
 
 async fn page(
@@ -114,7 +136,9 @@ async fn page(
         merge_fields_error,
         segments,
         errors,
+        notice: None,
         max_profiles: MAX_EXPORT_PROFILES,
+        max_tag_chars: MAX_MERGE_TAG_CHARS,
     })
 }
 
@@ -133,23 +157,37 @@ async fn show(
         .await?;
         return Ok(Redirect::to(&format!("/admin/export-destinations/{id}/setup")).into_response());
     }
-    let mut mappings = destination.field_mappings.clone();
-    if mappings.is_empty() && !destination.is_active() {
-        mappings.push(FieldMapping {
-            tag: "FNAME".into(),
-            field: String::new(),
-        });
-    }
+    let first_time = destination.email_field.is_none() && !destination.is_active();
     let form = ConfigForm {
         display_name: destination.display_name.clone(),
         email_field: destination.email_field.clone().unwrap_or_default(),
-        mappings,
+        mappings: destination.field_mappings.clone(),
         segment_ids: destinations::segment_ids(state.db.pool(), id).await?,
         unreadable_segments: 0,
         new_member_status: destination.new_member_status.clone(),
+        new_field: NewMergeField::default(),
         action: String::new(),
     };
-    Ok(render(&page(&state, ctx, destination, form, Vec::new()).await?)?.into_response())
+    let mut page = page(&state, ctx, destination, form, Vec::new()).await?;
+    if first_time {
+        // Nobody has matched anything yet: offer what is plain from the field names.
+        let tags: Vec<&str> = page.merge_fields.iter().map(|f| f.tag.as_str()).collect();
+        let audience_tags = page.merge_fields_error.is_none().then_some(tags.as_slice());
+        let suggested = matching::suggest(&page.all_fields(), audience_tags);
+        page.form.email_field = suggested.email_field.unwrap_or_default();
+        page.form.mappings = suggested.mappings;
+    }
+    Ok(render(&page)?.into_response())
+}
+
+impl ConfigurePage {
+    fn all_fields(&self) -> Vec<(String, FieldType)> {
+        self.email_fields
+            .iter()
+            .chain(&self.other_fields)
+            .cloned()
+            .collect()
+    }
 }
 
 fn parse_form(pairs: Vec<(String, String)>) -> ConfigForm {
@@ -174,6 +212,11 @@ fn parse_form(pairs: Vec<(String, String)>) -> ConfigForm {
             .filter(|v| v.parse::<i64>().is_err())
             .count(),
         new_member_status: pairs.get("new_member_status"),
+        new_field: NewMergeField {
+            name: pairs.get("new_field_name"),
+            kind: pairs.get("new_field_kind"),
+            tag: pairs.get("new_field_tag"),
+        },
         action: pairs.get("action"),
     }
 }
@@ -193,18 +236,21 @@ async fn submit(
     }
     let mut form = parse_form(pairs);
     if form.action == "add_attribute" {
-        let used: Vec<&str> = form.mappings.iter().map(|m| m.tag.as_str()).collect();
+        let mut page = page(&state, ctx, destination, form, Vec::new()).await?;
+        let used: Vec<&str> = page.form.mappings.iter().map(|m| m.tag.as_str()).collect();
         let next = ["FNAME", "LNAME"]
             .into_iter()
             .find(|t| !used.contains(t))
             .unwrap_or("");
-        form.mappings.push(FieldMapping {
+        let field = matching::field_for(next, &page.all_fields()).unwrap_or_default();
+        page.form.mappings.push(FieldMapping {
             tag: next.into(),
-            field: String::new(),
+            field,
         });
-        return Ok(
-            render(&page(&state, ctx, destination, form, Vec::new()).await?)?.into_response(),
-        );
+        return Ok(render(&page)?.into_response());
+    }
+    if form.action == "create_merge_field" {
+        return create_merge_field(&state, ctx, destination, form).await;
     }
     if let Some(i) = form
         .action
@@ -328,61 +374,71 @@ enum Validation {
     Fix(Vec<String>),
 }
 
-#[derive(Deserialize)]
-struct NewMergeField {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    kind: String,
-}
-
-/// Creates a merge field the audience lacks, then comes back to the form.
+/// Creates the merge field the form describes in the audience, then shows the form again
+/// with every choice kept and a row for the new field.
 async fn create_merge_field(
-    State(state): State<AppState>,
+    state: &AppState,
     ctx: PageContext,
-    session: Session,
-    Path(id): Path<i64>,
-    Form(input): Form<NewMergeField>,
+    destination: Destination,
+    mut form: ConfigForm,
 ) -> Result<Response, AppError> {
-    let destination = load(&state, &ctx.user, id).await?;
-    let back = if destination.is_active() {
-        format!("/admin/export-destinations/{id}/edit")
-    } else {
-        format!("/admin/export-destinations/{id}/configure")
-    };
-    let cleaned = crate::domain::text::clean_name(&input.name, 100);
-    let name = cleaned.as_deref().unwrap_or_default();
-    if cleaned.is_err() || !["text", "number", "date"].contains(&input.kind.as_str()) {
-        session::set_flash(
-            &session,
-            "A new merge field needs a name and a type (text, number or date).",
-        )
-        .await?;
-        return Ok(Redirect::to(&back).into_response());
-    }
-    let connection = state.engine.connection(&destination)?;
-    let message = match state
-        .mailchimp_client
-        .create_merge_field(&connection, &destination.audience_id, name, &input.kind)
-        .await
-    {
-        Ok(field) => {
-            audit::record(
-                state.db.pool(),
-                &ctx.user.actor(),
-                "create merge field",
-                Some(id),
-                &destination.display_name,
-                &format!("{} ({})", field.tag, field.name),
-            )
-            .await?;
-            format!(
-                "Created the merge field {} ({}) in the audience.",
-                field.tag, field.name
-            )
+    let name = crate::domain::text::clean_name(&form.new_field.name, 100);
+    let kind = form.new_field.kind.clone();
+    let tag = MergeTag::parse(&form.new_field.tag_shown());
+    let problem = match (&name, &tag) {
+        (Err(_), _) => Some("New merge field: give it a name.".to_owned()),
+        _ if !["text", "number", "date"].contains(&kind.as_str()) => {
+            Some("New merge field: choose text, number or date.".to_owned())
         }
-        Err(err) => format!("Mailchimp did not create the merge field: {err}."),
+        (Ok(_), Err(why)) => Some(format!("New merge field: {why}")),
+        _ => None,
     };
-    session::set_flash(&session, message).await?;
-    Ok(Redirect::to(&back).into_response())
+    let (Ok(name), Ok(tag), None) = (name, tag, problem.clone()) else {
+        let errors = problem.into_iter().collect();
+        let page = page(state, ctx, destination, form, errors).await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
+    };
+    let connection = state.engine.connection(&destination)?;
+    let created = state
+        .mailchimp_client
+        .create_merge_field(&connection, &destination.audience_id, &name, &kind, &tag)
+        .await;
+    let field = match created {
+        Ok(field) => field,
+        Err(err) => {
+            let errors = vec![format!(
+                "New merge field: Mailchimp did not create it: {err}."
+            )];
+            let page = page(state, ctx, destination, form, errors).await?;
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
+        }
+    };
+    audit::record(
+        state.db.pool(),
+        &ctx.user.actor(),
+        "create merge field",
+        Some(destination.id),
+        &destination.display_name,
+        &format!("{} ({})", field.tag, field.name),
+    )
+    .await?;
+    form.new_field = NewMergeField::default();
+    let mut page = page(state, ctx, destination, form, Vec::new()).await?;
+    // A row for the new field, paired with the profile field of the same name if any.
+    let same_name = page
+        .all_fields()
+        .into_iter()
+        .map(|(n, _)| n)
+        .find(|n| n.eq_ignore_ascii_case(&field.name));
+    if !page.form.mappings.iter().any(|m| m.tag == field.tag) {
+        page.form.mappings.push(FieldMapping {
+            tag: field.tag.clone(),
+            field: same_name.unwrap_or_default(),
+        });
+    }
+    page.notice = Some(format!(
+        "Created the merge field {} ({}) in the audience; it has a row below. Save to keep the matching.",
+        field.tag, field.name
+    ));
+    Ok(render(&page)?.into_response())
 }

@@ -40,7 +40,10 @@ pub fn router() -> Router<AppState> {
             "/admin/export-destinations/{id}/export-user",
             post(export_user),
         )
-        .route("/admin/export-destinations/{id}/discard", post(discard))
+        .route(
+            "/admin/export-destinations/{id}/discard",
+            get(confirm_discard).post(discard),
+        )
 }
 
 #[derive(Default)]
@@ -430,6 +433,32 @@ async fn export_user(
     connect::make_export_user(&mut tx, &ctx.user.actor(), id, &destination.display_name).await?;
     tx.commit().await?;
     Ok(Redirect::to(&setup_or_edit(&state, id).await?).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "destinations/discard.html")]
+struct DiscardPage {
+    ctx: PageContext,
+    destination: Destination,
+}
+
+/// Asks before a draft and what was entered for it are thrown away.
+async fn confirm_discard(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let destination = load(&state, &ctx.user, id).await?;
+    if destination.is_active() {
+        return Err(AppError::BadRequest(
+            "Only a draft can be discarded; remove a saved destination instead.".into(),
+        ));
+    }
+    let page = DiscardPage {
+        ctx: ctx.at(Nav::ExportDestinations),
+        destination,
+    };
+    Ok(render(&page)?.into_response())
 }
 
 /// Discards a draft (its owner only).

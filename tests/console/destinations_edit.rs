@@ -4,7 +4,7 @@
 use export_destinations::domain::Role;
 use export_destinations::store::{audit, destinations};
 
-use crate::helpers::{location, spawn_app};
+use crate::helpers::{assert_refused, location, spawn_app};
 use crate::wizard::{self, audience, authenticate, connect, id_of, seed};
 
 #[tokio::test]
@@ -232,13 +232,24 @@ async fn a_draft_can_be_resumed_and_discarded() {
     let list = app.get_html("/admin/export-destinations").await;
     assert!(list.contains(&format!("href=\"{setup}\">Resume</a>")));
     let id = id_of(&setup);
-    let response = app
-        .post_form(
-            "/admin/export-destinations",
-            &format!("/admin/export-destinations/{id}/discard"),
-            &[],
-        )
-        .await;
+    // Discard asks first: the list and the set-up link to a page that says what is lost.
+    let discard = format!("/admin/export-destinations/{id}/discard");
+    assert!(list.contains(&format!(r#"href="{discard}">Discard…</a>"#)));
+    assert!(
+        app.get_html(&setup)
+            .await
+            .contains(&format!(r#"href="{discard}" id="discard""#))
+    );
+    let asked = app.get_html(&discard).await;
+    assert!(asked.contains("Discard the set-up “Half done”?"), "{asked}");
+    assert!(asked.contains("This cannot be undone."));
+    assert!(
+        destinations::find(app.state.db.pool(), id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let response = app.post_form(&discard, &discard, &[]).await;
     assert_eq!(location(&response), "/admin/export-destinations");
     assert!(
         destinations::find(app.state.db.pool(), id)
@@ -249,7 +260,62 @@ async fn a_draft_can_be_resumed_and_discarded() {
 }
 
 #[tokio::test]
-async fn a_merge_field_the_audience_lacks_can_be_created_from_the_configure_page() {
+async fn creating_a_merge_field_keeps_every_choice_and_adds_its_row() {
+    let app = spawn_app().await;
+    let segment = seed(&app).await;
+    app.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let setup = connect(&app, "Tiers", &audience(&app, "Customers")).await;
+    authenticate(&app, &setup).await;
+    wizard::add_export_user(&app, &setup).await;
+    let id = id_of(&setup);
+    let configure = format!("/admin/export-destinations/{id}/configure");
+    let segment = segment.to_string();
+    let response = app
+        .post_form(
+            &configure,
+            &configure,
+            &[
+                ("display_name", "Tiers renamed"),
+                ("email_field", "EmailAddress"),
+                ("map_tag_0", "FNAME"),
+                ("map_field_0", "FirstName"),
+                ("segment", &segment),
+                ("new_member_status", "pending"),
+                ("new_field_name", "Loyalty tier"),
+                ("new_field_kind", "text"),
+                ("new_field_tag", ""),
+                ("action", "create_merge_field"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("Created the merge field LOYALTYTIE (Loyalty tier) in the audience"),
+        "{page}"
+    );
+    // Everything chosen before is still chosen, and the new field has a row.
+    assert!(page.contains(r#"value="Tiers renamed""#));
+    assert!(page.contains(r#"<option value="EmailAddress" selected>"#));
+    assert!(page.contains(r#"<option value="FirstName" selected>"#));
+    assert!(page.contains(&format!(r#"value="{segment}" data-members="2" checked"#)));
+    assert!(page.contains(r#"value="pending" checked"#));
+    assert!(
+        page.contains(r#"<option value="LOYALTYTIE" selected>Loyalty tier (LOYALTYTIE)</option>"#)
+    );
+    // Nothing was saved: the draft keeps its name until Save.
+    let stored = destinations::find(app.state.db.pool(), id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.display_name, "Tiers");
+    let audit = audit::recent(app.state.db.pool(), 50).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "create merge field"));
+}
+
+#[tokio::test]
+async fn a_new_merge_fields_tag_is_shown_and_a_tag_mailchimp_would_refuse_is_explained() {
     let app = spawn_app().await;
     app.signed_in_as("ada@example.com", Role::Administrator)
         .await;
@@ -258,23 +324,71 @@ async fn a_merge_field_the_audience_lacks_can_be_created_from_the_configure_page
     wizard::add_export_user(&app, &setup).await;
     let id = id_of(&setup);
     let configure = format!("/admin/export-destinations/{id}/configure");
+    let page = app.get_html(&configure).await;
+    assert!(page.contains("A merge tag has at most 10 characters"));
     let response = app
         .post_form(
             &configure,
-            &format!("/admin/export-destinations/{id}/merge-fields"),
-            &[("name", "Loyalty tier"), ("kind", "text")],
+            &configure,
+            &[
+                ("display_name", "Tiers"),
+                ("new_field_name", "Loyalty tier"),
+                ("new_field_kind", "text"),
+                ("new_field_tag", "loyalty-tier"),
+                ("action", "create_merge_field"),
+            ],
         )
         .await;
-    assert_eq!(location(&response), configure);
-    let page = app.get_html(&configure).await;
+    let page = assert_refused(
+        response,
+        422,
+        "merge tags are 1 to 10 characters, uppercase letters",
+    )
+    .await;
     assert!(
-        page.contains("Created the merge field LOYALTYTIE (Loyalty tier) in the audience."),
+        page.contains(r#"name="new_field_name" value="Loyalty tier""#),
+        "what was typed is kept"
+    );
+    let sandbox = app.state.sandbox.clone().unwrap();
+    let store = sandbox.store();
+    let customers = store
+        .audiences
+        .values()
+        .find(|a| a.name == "Customers")
+        .unwrap();
+    assert!(
+        customers
+            .merge_fields
+            .iter()
+            .all(|f| f.name != "Loyalty tier")
+    );
+}
+
+#[tokio::test]
+async fn data_matching_starts_from_the_fields_whose_names_say_what_they_hold() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    app.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let setup = connect(&app, "Suggested", &audience(&app, "Customers")).await;
+    authenticate(&app, &setup).await;
+    wizard::add_export_user(&app, &setup).await;
+    let id = id_of(&setup);
+    let page = app
+        .get_html(&format!("/admin/export-destinations/{id}/configure"))
+        .await;
+    // One email field: chosen. FirstName and LastName: paired with FNAME and LNAME.
+    assert!(
+        page.contains(r#"<option value="EmailAddress" selected>"#),
         "{page}"
     );
+    assert!(page.contains(r#"name="map_field_0""#) && page.contains(r#"name="map_field_1""#));
     assert!(
-        page.contains("Loyalty tier (LOYALTYTIE)"),
-        "it is offered for Add attribute"
+        !page.contains(r#"name="map_field_2""#),
+        "no empty row nobody asked for"
     );
+    assert!(page.contains(r#"<option value="FirstName" selected>"#));
+    assert!(page.contains(r#"<option value="LastName" selected>"#));
 }
 
 #[tokio::test]

@@ -202,7 +202,8 @@ async fn a_contributor_imports_profiles_and_builds_a_segment_with_the_rule_build
         .unwrap();
     assert_eq!(count, "2 profiles match now.");
     screenshot(&browser, "06-rule-builder").await;
-    click(&browser, "button[value=save]").await;
+    // Enter in the Name saves (it does not press condition 1's Remove).
+    press_enter_in(&browser, "name").await;
     wait_for_path_where(&browser, "the saved segment", |path| {
         path.starts_with("/data/segments/") && path != "/data/segments/new"
     })

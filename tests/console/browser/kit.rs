@@ -162,7 +162,7 @@ pub async fn wait_for_path_where(browser: &Client, what: &str, wanted: impl Fn(&
 pub async fn click_button(browser: &Client, text: &str) {
     browser
         .find(Locator::XPath(&format!(
-            "//button[normalize-space()='{text}'] | //a[normalize-space()='{text}']"
+            "//button[normalize-space()='{text}' and not(@aria-hidden='true')] | //a[normalize-space()='{text}']"
         )))
         .await
         .unwrap_or_else(|e| panic!("no button {text:?}: {e}"))
@@ -184,4 +184,27 @@ pub async fn wait_for_text(browser: &Client, css: &str, text: &str) {
             browser.source().await.unwrap_or_default()
         );
     }
+}
+
+/// The current value of the form control named `name`.
+pub async fn value_of(browser: &Client, name: &str) -> String {
+    browser
+        .find(Locator::Css(&format!("[name=\"{name}\"]")))
+        .await
+        .unwrap_or_else(|e| panic!("no control {name:?}: {e}"))
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// Presses Enter in the form control named `name`, as a person finishing a field does.
+pub async fn press_enter_in(browser: &Client, name: &str) {
+    browser
+        .find(Locator::Css(&format!("[name=\"{name}\"]")))
+        .await
+        .unwrap()
+        .send_keys("\u{e007}")
+        .await
+        .unwrap();
 }

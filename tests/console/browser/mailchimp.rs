@@ -61,19 +61,18 @@ async fn an_administrator_clicks_through_the_whole_mailchimp_set_up() {
     click(&browser, "a#next").await;
     wait_for_text(&browser, "main h2", "Data matching").await;
 
-    // Data matching, Add attribute, segments with a live total, Save.
-    select(&browser, "email_field", "EmailAddress").await;
-    select(&browser, "map_tag_0", "FNAME").await;
-    select(&browser, "map_field_0", "FirstName").await;
-    click_button(&browser, "Add attribute").await;
-    browser
-        .wait()
-        .for_element(Locator::Css("select[name=map_tag_1]"))
-        .await
-        .unwrap();
-    select(&browser, "email_field", "EmailAddress").await;
-    select(&browser, "map_tag_1", "LNAME").await;
-    select(&browser, "map_field_1", "LastName").await;
+    // Data matching starts from what the field names say: no empty row nobody asked for.
+    assert_eq!(value_of(&browser, "email_field").await, "EmailAddress");
+    assert_eq!(value_of(&browser, "map_tag_0").await, "FNAME");
+    assert_eq!(value_of(&browser, "map_field_0").await, "FirstName");
+    assert_eq!(value_of(&browser, "map_tag_1").await, "LNAME");
+    assert_eq!(value_of(&browser, "map_field_1").await, "LastName");
+    assert!(
+        browser
+            .find(Locator::Css("select[name=map_tag_2]"))
+            .await
+            .is_err()
+    );
     click(&browser, "input[name=segment]").await;
     wait_for_text(
         &browser,
@@ -81,8 +80,46 @@ async fn an_administrator_clicks_through_the_whole_mailchimp_set_up() {
         "1 segment(s) chosen: up to 2 profiles.",
     )
     .await;
-    screenshot(&browser, "15-data-matching").await;
-    click_button(&browser, "Save").await;
+    click(&browser, "input[name=new_member_status][value=pending]").await;
+
+    // Add attribute reloads the page and keeps every choice.
+    click_button(&browser, "Add attribute").await;
+    browser
+        .wait()
+        .for_element(Locator::Css("select[name=map_tag_2]"))
+        .await
+        .unwrap();
+    assert_choices_kept(&browser).await;
+    select(&browser, "map_field_2", "Country").await;
+
+    // A merge field the audience lacks: the tag Mailchimp will use is shown as the name is
+    // typed, and creating it keeps every choice too.
+    fill(&browser, "new_field_name", "Loyalty tier").await;
+    wait_for_text(&browser, "#new-field-tag-shown", "LOYALTYTIE").await;
+    screenshot(&browser, "15-new-merge-field").await;
+    click_button(&browser, "Create it in Mailchimp").await;
+    wait_for_text(&browser, "#notice", "Created the merge field LOYALTYTIE").await;
+    assert_choices_kept(&browser).await;
+    assert_eq!(value_of(&browser, "map_field_2").await, "Country");
+    assert_eq!(value_of(&browser, "map_tag_3").await, "LOYALTYTIE");
+    select(&browser, "map_tag_2", "LOYALTYTIE").await;
+    click(&browser, "button[value='remove_attribute:3']").await;
+    browser
+        .wait()
+        .for_element(Locator::Css("#configure"))
+        .await
+        .unwrap();
+    assert!(
+        browser
+            .find(Locator::Css("select[name=map_tag_3]"))
+            .await
+            .is_err()
+    );
+    assert_choices_kept(&browser).await;
+    screenshot(&browser, "16-data-matching").await;
+
+    // Enter in Display name saves (it does not press a row's Remove).
+    press_enter_in(&browser, "display_name").await;
     wait_for_path(&browser, "/admin/export-destinations").await;
     wait_for_text(&browser, "p.flash", "Saving does not run an export").await;
     let row = text_of(&browser, "#destinations tbody tr").await;
@@ -90,7 +127,7 @@ async fn an_administrator_clicks_through_the_whole_mailchimp_set_up() {
         row.contains("Newsletter export") && row.contains("Newsletter subscribers"),
         "{row}"
     );
-    screenshot(&browser, "16-destination-saved").await;
+    screenshot(&browser, "17-destination-saved").await;
 
     // Edit, then remove.
     browser
@@ -117,7 +154,7 @@ async fn an_administrator_clicks_through_the_whole_mailchimp_set_up() {
         .await
         .unwrap();
     wait_for_text(&browser, "h1", "Remove “Newsletter (Germany)”?").await;
-    screenshot(&browser, "17-remove").await;
+    screenshot(&browser, "18-remove").await;
     click_button(&browser, "Remove").await;
     wait_for_text(&browser, "p.flash", "Removed “Newsletter (Germany)”").await;
     assert!(
@@ -179,4 +216,28 @@ async fn a_contributor_starts_an_export_and_watches_it_reach_successful() {
     );
     screenshot(&browser, "20-sandbox-audience").await;
     browser.close().await.unwrap();
+}
+
+/// The choices made on the configure page before a reload are all still made.
+async fn assert_choices_kept(browser: &fantoccini::Client) {
+    assert_eq!(value_of(browser, "display_name").await, "Newsletter export");
+    assert_eq!(value_of(browser, "email_field").await, "EmailAddress");
+    assert_eq!(value_of(browser, "map_field_0").await, "FirstName");
+    assert_eq!(value_of(browser, "map_field_1").await, "LastName");
+    let segment = browser
+        .find(Locator::Css("input[name=segment]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        segment.prop("checked").await.unwrap().as_deref(),
+        Some("true")
+    );
+    let pending = browser
+        .find(Locator::Css("input[name=new_member_status][value=pending]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.prop("checked").await.unwrap().as_deref(),
+        Some("true")
+    );
 }
