@@ -1,36 +1,36 @@
-// Live progress of an export run: polls the run's progress once a second until it ends.
+// Live progress of an export run: polls the run's progress once a second until it ends,
+// then loads the page again to show the times, the reasons and what can be done next.
 (function () {
   var panel = document.getElementById('run');
-  if (!panel) return;
+  if (!panel || panel.getAttribute('data-finished') === 'true') return;
   var url = panel.getAttribute('data-progress');
   function set(id, value) {
     var el = document.getElementById(id);
     if (el) el.textContent = value;
   }
+  function count(n) { return Number(n).toLocaleString('en'); }
   function poll() {
     fetch(url, { credentials: 'same-origin' })
       .then(function (r) { return r.json(); })
       .then(function (p) {
+        if (p.finished) { window.location.reload(); return; }
         set('run-status', p.status);
-        set('run-total', p.total);
-        set('run-sent', p.sent);
-        set('run-created', p.created);
-        set('run-updated', p.updated);
-        set('run-unchanged', p.unchanged);
-        set('run-skipped', p.skipped);
-        set('run-failed', p.failed);
-        set('run-tags', p.tag_changes);
+        set('run-total', count(p.total));
+        set('run-sent', count(p.sent));
+        set('run-created', count(p.created));
+        set('run-updated', count(p.updated));
+        set('run-unchanged', count(p.unchanged));
+        set('run-skipped', count(p.skipped));
+        set('run-failed', count(p.failed));
+        set('run-tags', count(p.tag_changes));
         set('run-rate', p.rate_per_second);
+        var left = document.getElementById('run-left-row');
+        if (left) left.hidden = p.seconds_left === null;
         set('run-left', p.seconds_left === null ? '' : p.seconds_left + ' s');
         set('run-message', p.message);
         var bar = document.getElementById('run-bar');
         if (bar) { bar.max = Math.max(p.total, 1); bar.value = p.done; }
-        if (p.finished) {
-          var cancel = document.getElementById('cancel-form');
-          if (cancel) cancel.remove();
-        } else {
-          setTimeout(poll, 1000);
-        }
+        setTimeout(poll, 1000);
       })
       .catch(function () { setTimeout(poll, 3000); });
   }

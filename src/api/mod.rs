@@ -224,7 +224,7 @@ async fn members_csv(
     runs::find(state.db.pool(), id)
         .await?
         .ok_or_else(Problem::not_found)?;
-    let body = crate::store::results::csv(state.db.pool(), id).await?;
+    let body = crate::store::results::csv(state.db.pool(), id, &Default::default()).await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
 }
 

@@ -49,16 +49,55 @@ pub async fn insert(
     Ok(())
 }
 
+/// How many members of a run were skipped or failed for one reason (Mailchimp's or the
+/// console's title).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    pub outcome: String,
+    pub title: String,
+    pub members: i64,
+}
+
+/// A run's skipped and failed members grouped by reason, the largest group first.
+pub async fn reasons(pool: &AnyPool, run_id: i64) -> sqlx::Result<Vec<Reason>> {
+    sqlx::query(
+        "SELECT outcome, title, COUNT(*) AS members FROM export_results \
+         WHERE run_id = $1 AND outcome IN ('skipped', 'failed') \
+         GROUP BY outcome, title ORDER BY COUNT(*) DESC, outcome, title",
+    )
+    .bind(run_id)
+    .try_map(|row: sqlx::any::AnyRow| {
+        Ok(Reason {
+            outcome: row.try_get("outcome")?,
+            title: row.try_get("title")?,
+            members: row.try_get("members")?,
+        })
+    })
+    .fetch_all(pool)
+    .await
+}
+
+/// Which of a run's results a CSV holds: all, or one outcome, or one outcome's reason.
+#[derive(Debug, Clone, Default)]
+pub struct Only {
+    pub outcome: Option<String>,
+    pub title: Option<String>,
+}
+
 /// A run's per-member results as CSV: customer_id, email, outcome, title, detail; each cell
 /// made safe to open in a spreadsheet ([`spreadsheet_safe`]).
-pub async fn csv(pool: &AnyPool, run_id: i64) -> anyhow::Result<Vec<u8>> {
+pub async fn csv(pool: &AnyPool, run_id: i64, only: &Only) -> anyhow::Result<Vec<u8>> {
     use futures::TryStreamExt;
     let mut writer = ::csv::Writer::from_writer(Vec::new());
     writer.write_record(["customer_id", "email", "outcome", "title", "detail"])?;
     let mut rows = sqlx::query(
-        "SELECT customer_id, email, outcome, title, detail FROM export_results WHERE run_id = $1 ORDER BY customer_id",
+        "SELECT customer_id, email, outcome, title, detail FROM export_results \
+         WHERE run_id = $1 AND ($2 IS NULL OR outcome = $2) AND ($3 IS NULL OR title = $3) \
+         ORDER BY customer_id",
     )
     .bind(run_id)
+    .bind(only.outcome.as_deref())
+    .bind(only.title.as_deref())
     .fetch(pool);
     while let Some(row) = rows.try_next().await? {
         let fields: [String; 5] = [

@@ -18,9 +18,49 @@ pub fn optional_timestamp(millis: Option<i64>) -> String {
     millis.map(timestamp).unwrap_or_else(|| "Never".to_owned())
 }
 
+/// A count with thousands separators: "1,000,000".
+pub fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// How long something took: "850 ms", "4.2 s", "2 min 09 s", "1 h 05 min".
+pub fn duration(millis: i64) -> String {
+    let millis = millis.max(0);
+    match millis {
+        0..1_000 => format!("{millis} ms"),
+        1_000..60_000 => format!("{:.1} s", millis as f64 / 1000.0),
+        60_000..3_600_000 => format!("{} min {:02} s", millis / 60_000, millis / 1000 % 60),
+        _ => format!("{} h {:02} min", millis / 3_600_000, millis / 60_000 % 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_have_thousands_separators_and_durations_read_plainly() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1_000), "1,000");
+        assert_eq!(count(1_000_000), "1,000,000");
+        assert_eq!(count(-12_345), "-12,345");
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(4_200), "4.2 s");
+        assert_eq!(duration(129_000), "2 min 09 s");
+        assert_eq!(duration(3_900_000), "1 h 05 min");
+    }
 
     #[test]
     fn timestamps_read_as_utc_minutes() {

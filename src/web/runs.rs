@@ -2,7 +2,7 @@
 //! page shows live progress; history per destination; per-member results as CSV; cancel.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
@@ -125,6 +125,23 @@ struct Progress {
     rate_per_second: f64,
     seconds_left: Option<i64>,
     message: String,
+    /// The counts as the page shows them (with thousands separators).
+    #[serde(skip)]
+    total_text: String,
+    #[serde(skip)]
+    sent_text: String,
+    #[serde(skip)]
+    created_text: String,
+    #[serde(skip)]
+    updated_text: String,
+    #[serde(skip)]
+    unchanged_text: String,
+    #[serde(skip)]
+    skipped_text: String,
+    #[serde(skip)]
+    failed_text: String,
+    #[serde(skip)]
+    tag_changes_text: String,
 }
 
 fn progress_of(run: &Run) -> Progress {
@@ -156,6 +173,14 @@ fn progress_of(run: &Run) -> Progress {
         seconds_left: (!run.status.is_finished() && rate > 0.0)
             .then(|| (remaining as f64 / rate).ceil() as i64),
         message: run.message.clone().unwrap_or_default(),
+        total_text: format::count(c.total),
+        sent_text: format::count(c.sent),
+        created_text: format::count(c.created),
+        updated_text: format::count(c.updated),
+        unchanged_text: format::count(c.unchanged),
+        skipped_text: format::count(c.skipped),
+        failed_text: format::count(c.failed),
+        tag_changes_text: format::count(c.tag_changes),
     }
 }
 
@@ -178,10 +203,44 @@ struct RunPage {
     ctx: PageContext,
     run: Run,
     destination_name: String,
+    /// The destination exists and is saved: it can be exported again.
+    exportable: bool,
     progress: Progress,
     created: String,
+    started: String,
+    ended: String,
+    took: String,
+    /// Members sent per second over the whole run.
+    average_rate: String,
     /// For a run that read only changed profiles: since when.
     changes_since: Option<String>,
+    reasons: Vec<ReasonRow>,
+}
+
+/// Skipped or failed members of one reason, with the CSV of exactly them.
+struct ReasonRow {
+    label: &'static str,
+    title: String,
+    outcome: String,
+    members: String,
+    csv: String,
+}
+
+/// How the run page names a reason recorded with a member (the recorded title stays in
+/// the CSV, so a person can match one to the other).
+fn reason_label(title: &str) -> &'static str {
+    match title {
+        "No email address" => "No address",
+        "Invalid email address" => "Invalid address",
+        "Repeated email address" => "Repeated address (exported once)",
+        "Invalid Resource" => "Refused by Mailchimp as fake or invalid",
+        "Member In Compliance State" => "Compliance state in Mailchimp (unsubscribed or bounced)",
+        "Forgotten Email Not Subscribed" => "Deleted for good in Mailchimp",
+        "Opted out, then left the audience" => "Opted out, then left the audience",
+        "Member not updated" => "Refused by Mailchimp",
+        "No answer" => "Not in Mailchimp's answer (tried again next time)",
+        _ => "Other",
+    }
 }
 
 async fn show(
@@ -190,15 +249,48 @@ async fn show(
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
     let run = load_run(&state, id).await?;
-    let destination_name = destinations::find(state.db.pool(), run.destination_id)
+    let destination = destinations::find(state.db.pool(), run.destination_id).await?;
+    let exportable = destination.as_ref().is_some_and(|d| d.is_active());
+    let destination_name = destination.map(|d| d.display_name).unwrap_or_default();
+    let reasons = results::reasons(state.db.pool(), id)
         .await?
-        .map(|d| d.display_name)
-        .unwrap_or_default();
+        .into_iter()
+        .map(|r| ReasonRow {
+            label: reason_label(&r.title),
+            csv: format!(
+                "/admin/export-runs/{id}/members.csv?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("outcome", &r.outcome)
+                    .append_pair("title", &r.title)
+                    .finish()
+            ),
+            members: format::count(r.members),
+            title: r.title,
+            outcome: r.outcome,
+        })
+        .collect();
+    let took_ms = match (run.started_at, run.finished_at) {
+        (Some(s), Some(f)) => Some(f - s),
+        _ => None,
+    };
+    let average_rate = match took_ms {
+        Some(ms) if ms > 0 => format!(
+            "{} members/s",
+            format::count((run.counters.sent as f64 * 1000.0 / ms as f64).round() as i64)
+        ),
+        _ => String::new(),
+    };
     let page = RunPage {
         ctx: ctx.at(Nav::ExportDestinations),
         progress: progress_of(&run),
         created: format::timestamp(run.created_at),
+        started: run.started_at.map(format::timestamp).unwrap_or_default(),
+        ended: run.finished_at.map(format::timestamp).unwrap_or_default(),
+        took: took_ms.map(format::duration).unwrap_or_default(),
+        average_rate,
         changes_since: run.changes_since.map(format::timestamp),
+        reasons,
+        exportable,
         run,
         destination_name,
     };
@@ -257,23 +349,38 @@ async fn cancel(
     if run.kind != RunKind::Export && !user.is_administrator() {
         return Err(AppError::Forbidden);
     }
-    runs::request_cancel(state.db.pool(), id).await?;
-    tracing::info!(user_id = user.id, run_id = id, "export cancel requested");
-    session::set_flash(
-        &session,
-        "Cancel requested: the export stops after the calls in flight.",
-    )
-    .await?;
+    if run.status.is_finished() {
+        session::set_flash(
+            &session,
+            "The run had already ended: there was nothing to cancel.",
+        )
+        .await?;
+    } else {
+        runs::request_cancel(state.db.pool(), id).await?;
+        tracing::info!(user_id = user.id, run_id = id, "export cancel requested");
+    }
     Ok(Redirect::to(&format!("/admin/export-runs/{id}")))
 }
 
-/// customer_id, email, outcome, title, detail: one line per member of the run.
+#[derive(Deserialize)]
+struct CsvQuery {
+    outcome: Option<String>,
+    title: Option<String>,
+}
+
+/// customer_id, email, outcome, title, detail: one line per member of the run (or of one
+/// outcome, or one reason).
 async fn members_csv(
     State(state): State<AppState>,
     Path(id): Path<i64>,
+    Query(query): Query<CsvQuery>,
 ) -> Result<Response, AppError> {
     load_run(&state, id).await?;
-    let body = results::csv(state.db.pool(), id).await?;
+    let only = results::Only {
+        outcome: query.outcome,
+        title: query.title,
+    };
+    let body = results::csv(state.db.pool(), id, &only).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),

@@ -307,3 +307,83 @@ async fn two_workers_never_claim_the_same_run() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_finished_runs_page_groups_skips_by_reason_with_their_csv_and_offers_the_next_export() {
+    let w = world(SandboxConfig::default()).await;
+    let people = format!("{PEOPLE}P7,Fake,someone@example.com,Germany\n");
+    import(&w.app, &people).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    let run = export(&w, id, false).await;
+    assert_eq!(run.status, RunStatus::Successful, "{:?}", run.message);
+    w.app
+        .signed_in_as("carol@example.com", Role::Contributor)
+        .await;
+    let path = format!("/admin/export-runs/{}", run.id);
+    let page = w.app.get_html(&path).await;
+
+    // Each reason once, with its count and a link to exactly its members.
+    for (label, title) in [
+        ("No address", "No email address"),
+        ("Invalid address", "Invalid email address"),
+        ("Repeated address (exported once)", "Repeated email address"),
+        (
+            "Refused by Mailchimp as fake or invalid",
+            "Invalid Resource",
+        ),
+    ] {
+        assert_eq!(
+            page.matches(&format!("<td>{label}</td>")).count(),
+            1,
+            "{label}: {page}"
+        );
+        let link = format!(
+            "{path}/members.csv?outcome=skipped&#38;title={}",
+            title.replace(' ', "+")
+        );
+        assert!(page.contains(&link), "{link}: {page}");
+        let csv = w
+            .app
+            .get(&link.replace("&#38;", "&"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let lines: Vec<&str> = csv.lines().skip(1).collect();
+        assert_eq!(lines.len(), 1, "{title}: {csv}");
+        assert!(lines[0].contains(title), "{csv}");
+    }
+    assert!(page.contains(r#"<td class="num">1</td>"#));
+
+    // When it ran, how long it took, how fast; nothing left to wait for or cancel.
+    for id in ["run-started", "run-ended", "run-took", "run-average"] {
+        assert!(page.contains(&format!(r#"id="{id}""#)), "{id}");
+    }
+    assert!(!page.contains("Time left"));
+    assert!(!page.contains("id=\"cancel-form\""));
+    assert!(!page.contains("Cancel requested"));
+
+    // Export again and Full resync are buttons of the finished run's page.
+    assert!(page.contains(r#"id="export-again""#) && page.contains(r#"id="full-resync""#));
+    let again = w
+        .app
+        .post_form(
+            &path,
+            &format!("/admin/export-destinations/{id}/export"),
+            &[("full", "yes")],
+        )
+        .await;
+    let next = location(&again);
+    let next_id: i64 = next.rsplit('/').next().unwrap().parse().unwrap();
+    let resync = wait(&w, next_id).await;
+    assert!(resync.full_resync, "Full resync queued a full run");
+
+    // A viewer sees the results but not the buttons.
+    let viewer = w.app.another_client();
+    viewer.signed_in_as("vera@example.com", Role::Viewer).await;
+    let seen = viewer.get_html(&path).await;
+    assert!(seen.contains("Skipped and failed members, by reason"));
+    assert!(!seen.contains(r#"id="export-again""#));
+}

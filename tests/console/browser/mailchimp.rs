@@ -169,6 +169,17 @@ async fn an_administrator_clicks_through_the_whole_mailchimp_set_up() {
 async fn a_contributor_starts_an_export_and_watches_it_reach_successful() {
     let app = spawn_app().await;
     let segment = crate::wizard::seed(&app).await;
+    // Two Germans Mailchimp cannot take: one without an address, one with a broken one.
+    crate::helpers::import_csv(
+        &app.state.db,
+        "CustomerId,FirstName,LastName,EmailAddress,Country\n\
+         P4,No,Address,,Germany\n\
+         P5,Bad,Address,not-an-address,Germany\n",
+    )
+    .await;
+    export_destinations::segments::refresh(&app.state.db, None)
+        .await
+        .unwrap();
     app.signed_in_as(
         "ada@example.com",
         export_destinations::domain::Role::Administrator,
@@ -188,14 +199,49 @@ async fn a_contributor_starts_an_export_and_watches_it_reach_successful() {
         .await
         .unwrap();
     click_button(&browser, "Export").await;
-    wait_for_text(&browser, "#run-status", "Successful").await;
+    // When the run ends the page shows its times and its skipped members by reason.
+    wait_for_text(&browser, "#run-reasons", "No address").await;
+    assert_eq!(text_of(&browser, "#run-status").await, "Successful");
     assert_eq!(text_of(&browser, "#run-created").await, "2");
-    assert_eq!(text_of(&browser, "#run-total").await, "2");
+    assert_eq!(text_of(&browser, "#run-skipped").await, "2");
+    assert_eq!(text_of(&browser, "#run-total").await, "4");
+    assert!(
+        text_of(&browser, "#run-reasons")
+            .await
+            .contains("Invalid address")
+    );
+    assert!(browser.find(Locator::Css("#run-took")).await.is_ok());
+    assert!(browser.find(Locator::Css("#run-left-row")).await.is_err());
     screenshot(&browser, "18-export-run").await;
     browser
         .find(Locator::LinkText("Download per-member results (CSV)"))
         .await
         .unwrap();
+    // Each reason's link gives exactly its members.
+    let links = browser
+        .find_all(Locator::Css("#run-reasons a"))
+        .await
+        .unwrap();
+    assert_eq!(links.len(), 2);
+    for link in links {
+        let href = link.attr("href").await.unwrap().unwrap();
+        let csv = app.get(&href).await.text().await.unwrap();
+        let members: Vec<&str> = csv.lines().skip(1).collect();
+        assert_eq!(members.len(), 1, "{href}: {csv}");
+    }
+    // Export again, then Full resync, from the finished run's page.
+    let first_run = browser.current_url().await.unwrap();
+    click_button(&browser, "Export again").await;
+    wait_for_path_where(&browser, "the next run", |path| {
+        path.starts_with("/admin/export-runs/") && path != first_run.path()
+    })
+    .await;
+    wait_for_text(&browser, "#run-status", "Successful").await;
+    wait_for_text(&browser, "#run-unchanged", "2").await;
+    click_button(&browser, "Full resync").await;
+    wait_for_text(&browser, "p.lead", "full resync").await;
+    wait_for_text(&browser, "#run-status", "Successful").await;
+    wait_for_text(&browser, "#run-reasons", "No address").await;
     browser
         .goto(&app.url("/admin/export-destinations"))
         .await
