@@ -465,14 +465,13 @@ pub async fn cancel_requested<'e>(
 
 /// The latest finished run of each destination (a Skipped request does not count):
 /// (destination id, status, finished at).
-pub async fn latest_finished<'e>(
-    db: impl Executor<'e, Database = Any>,
-) -> sqlx::Result<Vec<(i64, String, i64)>> {
-    sqlx::query_as(
-        "SELECT r.destination_id, r.status, r.finished_at FROM export_runs r \
+pub async fn latest_finished<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<Run>> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM export_runs r \
          WHERE r.id = (SELECT MAX(id) FROM export_runs x WHERE x.destination_id = r.destination_id \
-           AND x.finished_at IS NOT NULL AND x.status <> 'skipped')",
-    )
+           AND x.finished_at IS NOT NULL AND x.status <> 'skipped')"
+    ))
+    .try_map(from_row)
     .fetch_all(db)
     .await
 }

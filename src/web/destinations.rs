@@ -50,11 +50,32 @@ struct Row {
     created: String,
     last_status: String,
     last_export: String,
+    /// The last finished run, and its counts as one line.
+    last_run: Option<i64>,
+    last_counts: String,
 }
 
 /// A destination whose removal was asked for: its clean-up in Mailchimp is running, or
 /// stopped (canceled or failed) and waits for an administrator to retry it or remove the
 /// destination without one.
+/// "2 created · 1 updated · 5 unchanged · 2 skipped · 0 failed", the noughts of the first
+/// three left out.
+fn counts_line(run: &crate::store::runs::Run) -> String {
+    let c = run.counters;
+    let mut parts: Vec<String> = [
+        (c.created, "created"),
+        (c.updated, "updated"),
+        (c.unchanged, "unchanged"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{} {what}", format::count(n)))
+    .collect();
+    parts.push(format!("{} skipped", format::count(c.skipped)));
+    parts.push(format!("{} failed", format::count(c.failed)));
+    parts.join(" · ")
+}
+
 struct RemovalRow {
     destination: Destination,
     removal: Removal,
@@ -112,15 +133,18 @@ async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Respons
     let (active, drafts): (Vec<_>, Vec<_>) = others
         .into_iter()
         .map(|d| {
-            let last = latest.iter().find(|(id, _, _)| *id == d.id);
+            let last = latest.iter().find(|r| r.destination_id == d.id);
             Row {
                 created: format::timestamp(d.created_at),
                 last_status: last
-                    .map(|(_, s, _)| capitalise(s))
+                    .map(|r| r.status.label().to_owned())
                     .unwrap_or_else(|| "Ready".into()),
                 last_export: last
-                    .map(|(_, _, at)| format::timestamp(*at))
+                    .and_then(|r| r.finished_at)
+                    .map(format::timestamp)
                     .unwrap_or_else(|| "Never".into()),
+                last_run: last.map(|r| r.id),
+                last_counts: last.map(counts_line).unwrap_or_default(),
                 destination: d,
             }
         })
@@ -145,14 +169,6 @@ async fn list(State(state): State<AppState>, ctx: PageContext) -> Result<Respons
         removals,
     };
     Ok(render(&page)?.into_response())
-}
-
-fn capitalise(status: &str) -> String {
-    let mut chars = status.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
 }
 
 #[derive(Template)]

@@ -299,8 +299,11 @@ async fn show(
 
 struct HistoryRow {
     run: Run,
+    kind: &'static str,
     started: String,
     duration: String,
+    /// Members, created, updated, unchanged, skipped, failed, tag changes.
+    counts: [String; 7],
 }
 
 #[derive(Template)]
@@ -320,13 +323,31 @@ async fn history(
     let rows = runs::for_destination(state.db.pool(), id, 100)
         .await?
         .into_iter()
-        .map(|run| HistoryRow {
-            started: format::optional_timestamp(run.started_at.or(Some(run.created_at))),
-            duration: match (run.started_at, run.finished_at) {
-                (Some(s), Some(f)) => format!("{:.1} s", (f - s) as f64 / 1000.0),
-                _ => String::new(),
-            },
-            run,
+        .map(|run| {
+            let c = run.counters;
+            HistoryRow {
+                kind: match (run.kind, run.full_resync) {
+                    (RunKind::Export, false) => "Export",
+                    (RunKind::Export, true) => "Full resync",
+                    _ => "Removal clean-up",
+                },
+                started: format::optional_timestamp(run.started_at.or(Some(run.created_at))),
+                duration: match (run.started_at, run.finished_at) {
+                    (Some(s), Some(f)) => format::duration(f - s),
+                    _ => String::new(),
+                },
+                counts: [
+                    c.total,
+                    c.created,
+                    c.updated,
+                    c.unchanged,
+                    c.skipped,
+                    c.failed,
+                    c.tag_changes,
+                ]
+                .map(format::count),
+                run,
+            }
         })
         .collect();
     Ok(render(&HistoryPage {

@@ -79,7 +79,7 @@ async fn export_from_the_page_queues_a_run_and_a_second_request_is_skipped() {
         .await;
     assert!(history.contains("Successful") && history.contains("Skipped"));
     let list = w.app.get_html("/admin/export-destinations").await;
-    assert!(list.contains("<td>Successful</td>"));
+    assert!(list.contains(&format!(r#"<a href="{run_page}">Successful</a>"#)));
 }
 
 #[tokio::test]
@@ -364,6 +364,22 @@ async fn a_finished_runs_page_groups_skips_by_reason_with_their_csv_and_offers_t
     assert!(!page.contains("Time left"));
     assert!(!page.contains("id=\"cancel-form\""));
     assert!(!page.contains("Cancel requested"));
+
+    // The list shows the last run's counts beside its status, linked to the run; History
+    // links each run's CSV.
+    let list = w.app.get_html("/admin/export-destinations").await;
+    assert!(
+        list.contains(&format!(r#"<a href="{path}">Successful</a>"#)),
+        "{list}"
+    );
+    assert!(list.contains("2 created · 4 skipped · 0 failed"), "{list}");
+    let history = w
+        .app
+        .get_html(&format!("/admin/export-destinations/{id}/runs"))
+        .await;
+    assert!(history.contains(&format!(
+        r#"<a href="{path}/members.csv" class="csv">CSV</a>"#
+    )));
 
     // Export again and Full resync are buttons of the finished run's page.
     assert!(page.contains(r#"id="export-again""#) && page.contains(r#"id="full-resync""#));
