@@ -88,6 +88,18 @@ impl App {
             mailchimp_client: mailchimp::client::Client::new(),
             sandbox,
         };
+        // Imports whose console stopped mid-way say so instead of running forever.
+        let interrupted = crate::store::import_jobs::interrupt_stale(
+            state.db.pool(),
+            crate::profiles::jobs::STALE_MS,
+        )
+        .await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "imports cut short by a stop were marked as interrupted"
+            );
+        }
         let router = crate::web::router(state.clone(), session_layer);
         Ok(Self {
             listener,
@@ -111,7 +123,6 @@ impl App {
         &self.state
     }
 
-    /// Serves until SIGINT or SIGTERM, then lets requests in flight finish.
     /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(shutdown_signal()).await

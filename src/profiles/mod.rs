@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod import;
+pub mod jobs;
 mod writer;
 
 pub use import::{ImportOptions, ImportOutcome, import_file};

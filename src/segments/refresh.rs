@@ -64,6 +64,36 @@ pub struct RefreshReport {
     pub duration_ms: i64,
 }
 
+impl RefreshReport {
+    /// "Refreshed 3 segment(s) in 1.2 s.", and each segment that could not be refreshed
+    /// with why.
+    pub fn summary(&self) -> String {
+        let invalid: Vec<String> = self
+            .segments
+            .iter()
+            .filter_map(|(name, o)| match o {
+                RefreshOutcome::Invalid(errors) => Some(format!(
+                    "“{name}” was not refreshed: {}",
+                    Invalid::join(errors)
+                )),
+                RefreshOutcome::Refreshed { .. } => None,
+            })
+            .collect();
+        let done = self.segments.len() - invalid.len();
+        let took = if self.duration_ms < 1000 {
+            format!("{} ms", self.duration_ms)
+        } else {
+            format!("{:.1} s", self.duration_ms as f64 / 1000.0)
+        };
+        let mut text = format!("Refreshed {done} segment(s) in {took}.");
+        for line in invalid {
+            text.push(' ');
+            text.push_str(&line);
+        }
+        text
+    }
+}
+
 /// Refreshes the given segments (all when `only` is None).
 #[tracing::instrument(name = "refresh", skip_all, fields(segments = ?only))]
 pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshReport> {

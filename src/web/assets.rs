@@ -27,6 +27,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../static/destinations.js"),
     ),
     (
+        "import.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/import.js"),
+    ),
+    (
         "run.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/run.js"),

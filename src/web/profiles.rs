@@ -9,8 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::io::Write;
 
-use crate::profiles::{ImportOptions, import_file};
+use crate::profiles::{ImportOptions, jobs};
 use crate::state::AppState;
+use crate::store::import_jobs::{self, ImportJob, Phase};
 use crate::store::imports::{self, ImportRecord};
 use crate::store::profiles::{self, Cursor};
 use crate::store::{fields, segments};
@@ -27,7 +28,9 @@ pub fn router() -> Router<AppState> {
     let read = Router::new()
         .route("/data/profiles", get(list))
         .route("/data/profiles/{id}", get(show))
-        .route("/data/imports/{id}", get(report));
+        .route("/data/imports/{id}", get(report))
+        .route("/data/import-jobs/{id}", get(job_page))
+        .route("/data/import-jobs/{id}/progress.json", get(job_progress));
     let write = Router::new()
         .route(
             "/data/profiles/import",
@@ -192,6 +195,7 @@ async fn upload(
     let mut file = tempfile::NamedTempFile::new().map_err(anyhow::Error::from)?;
     let mut file_name = None;
     let mut options = ImportOptions::default();
+    let mut refresh_segments = false;
     let bad = |message: String| AppError::BadRequest(message);
     while let Some(mut field) = form
         .next_field()
@@ -221,6 +225,10 @@ async fn upload(
                     .map_err(bad)?;
                 options.types = parse_types(&value).map_err(bad)?;
             }
+            Some("refresh_segments") => {
+                let value = multipart_text(&mut field, 10).await.map_err(bad)?;
+                refresh_segments = value == "yes";
+            }
             Some("id_column") => {
                 let value = multipart_text(&mut field, 100).await.map_err(bad)?;
                 options.id_column = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
@@ -232,24 +240,87 @@ async fn upload(
         return Err(bad("Choose a CSV file to import.".into()));
     };
     file.flush().map_err(anyhow::Error::from)?;
-    let outcome = import_file(
-        &state.db,
-        file.path(),
-        &file_name,
+    let upload = jobs::Upload {
+        file,
+        file_name,
         options,
-        Some(user.id),
-        &|_, _| {},
-    )
-    .await?;
-    tracing::info!(
-        user_id = user.id,
-        import_id = outcome.id,
-        created = outcome.totals.created,
-        updated = outcome.totals.updated,
-        rejected = outcome.totals.rejected,
-        "profiles imported"
-    );
-    Ok(Redirect::to(&format!("/data/imports/{}", outcome.id)).into_response())
+        imported_by: Some(user.id),
+        refresh_segments,
+    };
+    let id = jobs::start(&state.db, upload).await?;
+    tracing::info!(user_id = user.id, job_id = id, "import started");
+    Ok(Redirect::to(&format!("/data/import-jobs/{id}")).into_response())
+}
+
+/// How far an import job got, as its page polls it.
+#[derive(serde::Serialize)]
+struct JobProgress {
+    phase: &'static str,
+    rows_read: i64,
+    bytes_read: i64,
+    bytes_total: i64,
+    /// Where to go once the job is done (the import's report).
+    done_url: Option<String>,
+}
+
+fn job_progress_of(job: &ImportJob) -> JobProgress {
+    JobProgress {
+        phase: job.phase.as_str(),
+        rows_read: job.rows_read,
+        bytes_read: job.bytes_read.min(job.bytes_total),
+        bytes_total: job.bytes_total,
+        done_url: match (job.phase, job.import_id) {
+            (Phase::Done | Phase::Interrupted, Some(id)) => Some(format!("/data/imports/{id}")),
+            _ => None,
+        },
+    }
+}
+
+async fn load_job(state: &AppState, id: i64) -> Result<ImportJob, AppError> {
+    import_jobs::find(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+async fn job_progress(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let job = load_job(&state, id).await?;
+    Ok(axum::Json(job_progress_of(&job)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "data/import_job.html")]
+struct JobPage {
+    ctx: PageContext,
+    job: ImportJob,
+    progress: JobProgress,
+    rows: String,
+    read: String,
+    total: String,
+}
+
+/// An import under way: rows and bytes read so far, then the report once it is done.
+async fn job_page(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let job = load_job(&state, id).await?;
+    let progress = job_progress_of(&job);
+    if let Some(done) = &progress.done_url {
+        return Ok(Redirect::to(done).into_response());
+    }
+    let page = JobPage {
+        ctx: ctx.at(Nav::Profiles),
+        rows: format::count(job.rows_read),
+        read: format::count(progress.bytes_read / 1024),
+        total: format::count(job.bytes_total / 1024),
+        progress,
+        job,
+    };
+    Ok(render(&page)?.into_response())
 }
 
 /// "Age=number, Joined=date": types for new columns, overriding inference.
@@ -282,6 +353,11 @@ struct ImportPage {
     started: String,
     seconds: String,
     more_rejected: i64,
+    /// The background job that made it, when it ran as one.
+    job: Option<ImportJob>,
+    /// The segments were (or are being) refreshed after the import.
+    refreshed: bool,
+    counts: [String; 4],
 }
 
 async fn report(
@@ -292,6 +368,7 @@ async fn report(
     let import = imports::find(state.db.pool(), id)
         .await?
         .ok_or(AppError::NotFound)?;
+    let job = import_jobs::of_import(state.db.pool(), id).await?;
     let page = ImportPage {
         ctx: ctx.at(Nav::Profiles),
         started: format::timestamp(import.started_at),
@@ -300,6 +377,15 @@ async fn report(
             (import.finished_at - import.started_at) as f64 / 1000.0
         ),
         more_rejected: import.rejected - import.rejections.len() as i64,
+        refreshed: job.as_ref().is_some_and(|j| j.refresh_segments),
+        job,
+        counts: [
+            import.rows_read,
+            import.created,
+            import.updated,
+            import.rejected,
+        ]
+        .map(format::count),
         import,
     };
     Ok(render(&page)?.into_response())

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::auth::session;
+use crate::domain::FieldType;
 use crate::domain::segment_rules::{Condition, Match, Operator, SegmentName, SegmentRules};
-use crate::domain::{FieldType, Invalid};
 use crate::segments::{RefreshOutcome, preview_count, refresh};
 use crate::state::AppState;
 use crate::store::segments::{self, Definition, MemberRow, Segment};
@@ -208,7 +208,7 @@ async fn refresh_all(
     session: Session,
 ) -> Result<Redirect, AppError> {
     let report = refresh(&state.db, None).await?;
-    session::set_flash(&session, summary(&report)).await?;
+    session::set_flash(&session, report.summary()).await?;
     Ok(Redirect::to("/data/segments"))
 }
 
@@ -221,30 +221,6 @@ async fn refresh_one(
         .await?
         .ok_or(AppError::NotFound)?;
     let report = refresh(&state.db, Some(&[id])).await?;
-    session::set_flash(&session, summary(&report)).await?;
+    session::set_flash(&session, report.summary()).await?;
     Ok(Redirect::to("/data/segments"))
-}
-
-fn summary(report: &crate::segments::RefreshReport) -> String {
-    let invalid: Vec<String> = report
-        .segments
-        .iter()
-        .filter_map(|(name, o)| match o {
-            RefreshOutcome::Invalid(errors) => Some(format!(
-                "“{name}” was not refreshed: {}",
-                Invalid::join(errors)
-            )),
-            RefreshOutcome::Refreshed { .. } => None,
-        })
-        .collect();
-    let done = report.segments.len() - invalid.len();
-    let mut text = format!(
-        "Refreshed {done} segment(s) in {}.",
-        duration(Some(report.duration_ms))
-    );
-    for line in invalid {
-        text.push(' ');
-        text.push_str(&line);
-    }
-    text
 }

@@ -301,11 +301,24 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Uploads and follows the redirect to the import report; returns its HTML.
+    /// Uploads and follows the import to its report; returns the report's HTML.
     pub async fn import_report(&self, name: &str, content: impl Into<Vec<u8>>) -> String {
         let response = self.upload_profiles(name, content, "").await;
-        assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
-        self.get_html(&location(&response)).await
+        self.finished_import(response).await
+    }
+
+    /// Follows an upload's answer (the import running in the background) until the import
+    /// is done, and returns its report's HTML.
+    pub async fn finished_import(&self, upload: reqwest::Response) -> String {
+        assert_eq!(upload.status(), 303, "{}", upload.text().await.unwrap());
+        let job = location(&upload);
+        assert!(job.starts_with("/data/import-jobs/"), "{job}");
+        let report = wait_until("the import to end", Duration::from_secs(60), || async {
+            let page = self.get(&job).await;
+            (page.status() == 303).then(|| location(&page))
+        })
+        .await;
+        self.get_html(&report).await
     }
 }
 

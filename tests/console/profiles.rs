@@ -1,7 +1,7 @@
 use export_destinations::domain::{FieldType, Role};
 use export_destinations::store::{fields, profiles};
 
-use crate::helpers::{location, spawn_app};
+use crate::helpers::spawn_app;
 
 const GOOD: &str = "CustomerId,FirstName,EmailAddress,Age,Joined,OptIn\n\
                     C1,Ada,Ada@Northwind.io,36,2020-01-05,true\n\
@@ -40,7 +40,9 @@ async fn an_import_reports_every_rejected_row_with_its_line_and_reason_and_impor
                C1,Ada,ada@northwind.io,37,2020-01-05\n";
     let html = app.import_report("people.csv", csv).await;
     assert!(
-        html.contains("Imported: 1 created, 2 updated, 4 rejected."),
+        html.contains(
+            "Imported with rejected rows: 1 created, 2 updated, <strong>4 rejected</strong>."
+        ),
         "{html}"
     );
     let quoted = |s: &str| s.replace('"', "&#34;");
@@ -118,12 +120,12 @@ async fn a_named_id_column_is_used() {
     let response = app
         .upload_profiles("x.csv", "Ref,Email\nR-1,a@northwind.io\n", "Ref")
         .await;
-    let html = app.get_html(&location(&response)).await;
+    let html = app.finished_import(response).await;
     assert!(html.contains("1 created"), "{html}");
     let response = app
         .upload_profiles("x.csv", "Ref,Email\nR-1,a@northwind.io\n", "Nope")
         .await;
-    let html = app.get_html(&location(&response)).await;
+    let html = app.finished_import(response).await;
     assert!(
         html.contains("There is no column named &#34;Nope&#34;")
             || html.contains("There is no column named &quot;Nope&quot;"),
@@ -296,8 +298,127 @@ async fn column_types_given_on_the_upload_form_override_inference() {
         .send()
         .await
         .unwrap();
-    let html = app.get_html(&location(&response)).await;
-    assert!(html.contains("1 created, 0 updated, 1 rejected"), "{html}");
+    let html = app.finished_import(response).await;
+    assert!(
+        html.contains("1 created, 0 updated, <strong>1 rejected</strong>"),
+        "{html}"
+    );
     let catalogue = fields::as_catalogue(&fields::list(app.state.db.pool()).await.unwrap());
     assert_eq!(catalogue["Code"], FieldType::Number);
+}
+
+/// Uploads like the page's form, with or without "Refresh every segment when the import
+/// ends".
+async fn upload_with(app: &crate::helpers::TestApp, csv: &str, refresh: bool) -> reqwest::Response {
+    let token = crate::helpers::csrf_token(&app.get_html("/data/profiles").await);
+    let mut form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(csv.as_bytes().to_vec()).file_name("people.csv"),
+    );
+    if refresh {
+        form = form.text("refresh_segments", "yes");
+    }
+    app.client
+        .post(app.url(&format!("/data/profiles/import?csrf_token={token}")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_upload_returns_at_once_and_its_page_follows_the_import_to_its_report() {
+    use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
+    use export_destinations::store::segments::{self, Definition};
+    let app = spawn_app().await;
+    app.signed_in_as("carol@example.com", Role::Contributor)
+        .await;
+    let rules = SegmentRules {
+        match_: Match::All,
+        conditions: vec![Condition {
+            field: "Email".into(),
+            op: Operator::IsNotEmpty,
+            value: String::new(),
+        }],
+    };
+    app.import_report("first.csv", "CustomerId,Email\nP0,zero@northwind.io\n")
+        .await;
+    let segment = segments::create(app.state.db.pool(), "Reachable", &Definition::Rules(rules))
+        .await
+        .unwrap();
+
+    // Without "refresh": the report says the segments lag behind, with the button.
+    let csv = "CustomerId,Email\nP1,ada@northwind.io\n,nobody@northwind.io\n";
+    let upload = upload_with(&app, csv, false).await;
+    let job = crate::helpers::location(&upload);
+    assert!(job.starts_with("/data/import-jobs/"), "{job}");
+    let progress: serde_json::Value = app
+        .get(&format!("{job}/progress.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(progress["bytes_total"].as_i64().unwrap() > 0, "{progress}");
+    let report = app.finished_import(upload).await;
+    assert!(
+        report.contains(r#"class="notice warning" role="alert" id="import-result""#),
+        "{report}"
+    );
+    assert!(report.contains("Segments do not include these changes yet"));
+    assert!(report.contains(r#"action="/data/segments/refresh""#));
+    let stale = segments::find(app.state.db.pool(), segment)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stale.member_count, 0, "not refreshed");
+
+    // With "refresh": the segments include the import when the report opens.
+    let upload = upload_with(&app, "CustomerId,Email\nP2,bob@northwind.io\n", true).await;
+    let report = app.finished_import(upload).await;
+    assert!(
+        report.contains(r#"class="flash" role="status" id="import-result""#),
+        "{report}"
+    );
+    assert!(
+        report.contains("Segments: Refreshed 1 segment(s)"),
+        "{report}"
+    );
+    assert!(!report.contains("Segments do not include these changes yet"));
+    let fresh = segments::find(app.state.db.pool(), segment)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fresh.member_count, 3);
+}
+
+#[tokio::test]
+async fn an_import_cut_short_by_a_stop_says_so_instead_of_running_forever() {
+    use export_destinations::store::import_jobs;
+    let app = spawn_app().await;
+    app.signed_in_as("carol@example.com", Role::Contributor)
+        .await;
+    let id = import_jobs::create(app.state.db.pool(), "big.csv", 1_000, true, None)
+        .await
+        .unwrap();
+    let running = app.get_html(&format!("/data/import-jobs/{id}")).await;
+    assert!(
+        running.contains("Importing…") && running.contains("<progress"),
+        "{running}"
+    );
+    // Its console stopped beating a while ago; the next start notices.
+    sqlx::query("UPDATE import_jobs SET heartbeat_at = 0 WHERE id = $1")
+        .bind(id)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    let marked = import_jobs::interrupt_stale(
+        app.state.db.pool(),
+        export_destinations::profiles::jobs::STALE_MS,
+    )
+    .await
+    .unwrap();
+    assert_eq!(marked, 1);
+    let stopped = app.get_html(&format!("/data/import-jobs/{id}")).await;
+    assert!(stopped.contains("The import did not finish."), "{stopped}");
+    assert!(stopped.contains("nothing of the file was imported"));
 }

@@ -139,11 +139,59 @@ async fn a_contributor_imports_profiles_and_builds_a_segment_with_the_rule_build
         path.starts_with("/data/imports/")
     })
     .await;
+    // Rejected rows make the report a warning; the segments were refreshed as the form
+    // asked by default.
     assert_eq!(
-        text_of(&browser, "p.flash").await,
-        "Imported: 3 created, 0 updated, 1 rejected."
+        text_of(&browser, "#import-result").await,
+        "Imported with rejected rows: 3 created, 0 updated, 1 rejected. The rejected rows are listed below with why; fix them in the file and import it again."
     );
+    wait_for_text(
+        &browser,
+        "#import-segments",
+        "Segments: Refreshed 0 segment(s)",
+    )
+    .await;
     screenshot(&browser, "05-import-report").await;
+
+    // A long import shows its progress live and opens its report when it ends.
+    let job = export_destinations::store::import_jobs::create(
+        app.state.db.pool(),
+        "million.csv",
+        64 * 1024 * 1024,
+        false,
+        None,
+    )
+    .await
+    .unwrap();
+    browser
+        .goto(&app.url(&format!("/data/import-jobs/{job}")))
+        .await
+        .unwrap();
+    export_destinations::store::import_jobs::progress(
+        app.state.db.pool(),
+        job,
+        250_000,
+        16 * 1024 * 1024,
+    )
+    .await
+    .unwrap();
+    wait_for_text(&browser, "#job-rows", "250,000").await;
+    wait_for_text(&browser, "#job-read", "16,384").await;
+    screenshot(&browser, "05b-import-progress").await;
+    let report: i64 = sqlx::query_scalar("SELECT MAX(id) FROM profile_imports")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    export_destinations::store::import_jobs::set_phase(
+        app.state.db.pool(),
+        job,
+        export_destinations::store::import_jobs::Phase::Done,
+        Some(report),
+        None,
+    )
+    .await
+    .unwrap();
+    wait_for_path(&browser, &format!("/data/imports/{report}")).await;
 
     // Build a segment: two conditions, drop one, preview, save.
     browser.goto(&app.url("/data/segments")).await.unwrap();
