@@ -15,6 +15,8 @@ use crate::domain::segment_rules::CompiledRules;
 use crate::store::fields;
 use crate::store::segments::{self, Definition, Published, Segment};
 
+use super::progress;
+
 /// One refresh at a time per process: two would write the same generation.
 static REFRESHING: Mutex<()> = Mutex::const_new(());
 
@@ -22,11 +24,23 @@ static REFRESHING: Mutex<()> = Mutex::const_new(());
 /// each rule set, in profile order.
 #[tracing::instrument(name = "scan", skip_all, fields(rule_sets = rules.len()))]
 pub async fn scan(db: &Db, rules: &[CompiledRules]) -> anyhow::Result<(Vec<Vec<i64>>, u64)> {
+    scan_noting(db, rules, &|_| {}).await
+}
+
+/// `scan`, telling `noted` how many profiles were read every 10,000.
+async fn scan_noting(
+    db: &Db,
+    rules: &[CompiledRules],
+    noted: &(dyn Fn(u64) + Sync),
+) -> anyhow::Result<(Vec<Vec<i64>>, u64)> {
     let mut matches = vec![Vec::new(); rules.len()];
     let mut scanned = 0u64;
     let mut rows = sqlx::query("SELECT id, attributes FROM profiles ORDER BY id").fetch(db.pool());
     while let Some(row) = rows.try_next().await? {
         scanned += 1;
+        if scanned % 10_000 == 0 {
+            noted(scanned);
+        }
         let id: i64 = row.try_get(0)?;
         let text: String = row.try_get(1)?;
         let attributes: Map<String, Value> = serde_json::from_str(&text).unwrap_or_default();
@@ -98,12 +112,39 @@ impl RefreshReport {
 #[tracing::instrument(name = "refresh", skip_all, fields(segments = ?only))]
 pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshReport> {
     let _one_at_a_time = REFRESHING.lock().await;
+    let refreshed = refresh_locked(db, only).await;
+    progress::end(
+        db,
+        match &refreshed {
+            Ok(report) => report.summary(),
+            Err(err) => {
+                format!("The refresh stopped: {err}. The segments keep their previous members.")
+            }
+        },
+    );
+    refreshed
+}
+
+async fn refresh_locked(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshReport> {
     let started = Instant::now();
     let all = segments::list(db.pool()).await?;
     let chosen: Vec<Segment> = all
         .into_iter()
         .filter(|s| only.is_none_or(|ids| ids.contains(&s.id)))
         .collect();
+    progress::begin(
+        db,
+        chosen
+            .iter()
+            .map(|s| progress::SegmentState {
+                id: s.id,
+                name: s.name.clone(),
+                state: "waiting",
+                members: None,
+                note: None,
+            })
+            .collect(),
+    );
     let catalogue = fields::as_catalogue(&fields::list(db.pool()).await?);
     let mut outcomes = Vec::new();
     let mut rule_segments = Vec::new();
@@ -114,8 +155,16 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
                 Ok(c) => {
                     rule_segments.push(segment);
                     compiled.push(c);
+                    progress::segment(db, segment.id, "scanning", None);
                 }
                 Err(errors) => {
+                    let why = Invalid::join(&errors);
+                    progress::update(db, |board| {
+                        if let Some(s) = board.segments.iter_mut().find(|s| s.id == segment.id) {
+                            s.state = "not refreshed";
+                            s.note = Some(why);
+                        }
+                    });
                     outcomes.push((segment.name.clone(), RefreshOutcome::Invalid(errors)))
                 }
             }
@@ -128,7 +177,14 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
     let (matches, scanned) = if compiled.is_empty() {
         (Vec::new(), 0)
     } else {
-        scan(db, &compiled).await?
+        let profiles: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM profiles")
+            .fetch_one(db.pool())
+            .await?;
+        progress::update(db, |board| board.profiles = profiles as u64);
+        let noted = |n: u64| progress::update(db, |board| board.scanned = n);
+        let scanned = scan_noting(db, &compiled, &noted).await?;
+        progress::update(db, |board| board.scanned = scanned.1);
+        scanned
     };
     let scan_ms = scan_started.elapsed().as_millis() as i64;
     tracing::debug!(scan_ms, profiles = scanned, "the profiles were scanned");
@@ -144,7 +200,12 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
     for batch in work.chunks(side_by_side) {
         let writes = batch.iter().map(|(segment, members)| {
             let basis = rules_basis(segment, &catalogue);
-            publish_timed(db, segment, members, scan_ms, as_of, basis)
+            progress::segment(db, segment.id, "writing", Some(members.len() as i64));
+            async move {
+                let written = publish_timed(db, segment, members, scan_ms, as_of, basis).await;
+                progress::segment(db, segment.id, "done", None);
+                written
+            }
         });
         published.extend(futures::future::try_join_all(writes).await?);
     }
@@ -162,12 +223,14 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
         ));
     }
     for segment in chosen.iter().filter(|s| s.definition == Definition::Static) {
+        progress::segment(db, segment.id, "writing", None);
         let written = Instant::now();
         let as_of = crate::store::profile_writers::horizon(db.pool()).await?;
         let (members, unmatched) = segments::static_members(db.pool(), segment.id).await?;
         let basis = digest_hex([b"static".as_slice(), &segment.updated_at.to_le_bytes()]);
         changed |= publish(db, segment, &members, unmatched, 0, as_of, basis).await?;
         let duration_ms = written.elapsed().as_millis() as i64;
+        progress::segment(db, segment.id, "done", Some(members.len() as i64));
         outcomes.push((
             segment.name.clone(),
             RefreshOutcome::Refreshed {

@@ -32,6 +32,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../static/import.js"),
     ),
     (
+        "refresh.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/refresh.js"),
+    ),
+    (
         "run.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/run.js"),

@@ -13,7 +13,7 @@ use tower_sessions::Session;
 use crate::auth::session;
 use crate::domain::FieldType;
 use crate::domain::segment_rules::{Condition, Match, Operator, SegmentName, SegmentRules};
-use crate::segments::{RefreshOutcome, preview_count, refresh};
+use crate::segments::{RefreshOutcome, preview_count, progress, refresh};
 use crate::state::AppState;
 use crate::store::segments::{self, Definition, MemberRow, Segment};
 use crate::store::{self as db_store, fields};
@@ -21,6 +21,7 @@ use crate::web::current_user::{CurrentUser, require_contributor};
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::pairs::Pairs;
 use crate::web::{AppError, format};
+use tracing::Instrument;
 
 mod builder;
 mod uploaded;
@@ -31,7 +32,9 @@ use uploaded::{create_static, static_form};
 pub fn router() -> Router<AppState> {
     let read = Router::new()
         .route("/data/segments", get(list))
-        .route("/data/segments/{id}", get(show));
+        .route("/data/segments/{id}", get(show))
+        .route("/data/segments/refresh", get(refresh_page))
+        .route("/data/segments/refresh.json", get(refresh_progress));
     let write = Router::new()
         .route("/data/segments/new", get(new_form).post(submit_new))
         .route("/data/segments/{id}/edit", get(edit_form).post(submit_edit))
@@ -203,24 +206,65 @@ async fn delete(
     Ok(Redirect::to("/data/segments"))
 }
 
-async fn refresh_all(
-    State(state): State<AppState>,
-    session: Session,
-) -> Result<Redirect, AppError> {
-    let report = refresh(&state.db, None).await?;
-    session::set_flash(&session, report.summary()).await?;
-    Ok(Redirect::to("/data/segments"))
+/// Starts a refresh in the background and shows its progress (the board of this console).
+fn start_refresh(state: &AppState, user: &CurrentUser, only: Option<Vec<i64>>) -> Redirect {
+    let db = state.db.clone();
+    let span = tracing::info_span!("segment refresh", user_id = user.id);
+    tokio::spawn(
+        async move {
+            if let Err(err) = refresh(&db, only.as_deref()).await {
+                tracing::error!(error = %err, "the segment refresh stopped");
+            }
+        }
+        .instrument(span),
+    );
+    Redirect::to("/data/segments/refresh")
+}
+
+async fn refresh_all(State(state): State<AppState>, user: CurrentUser) -> Redirect {
+    start_refresh(&state, &user, None)
 }
 
 async fn refresh_one(
     State(state): State<AppState>,
-    session: Session,
+    user: CurrentUser,
     Path(id): Path<i64>,
 ) -> Result<Redirect, AppError> {
     segments::find(state.db.pool(), id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let report = refresh(&state.db, Some(&[id])).await?;
-    session::set_flash(&session, report.summary()).await?;
-    Ok(Redirect::to("/data/segments"))
+    Ok(start_refresh(&state, &user, Some(vec![id])))
+}
+
+#[derive(Template)]
+#[template(path = "data/segment_refresh.html")]
+struct RefreshPage {
+    ctx: PageContext,
+    board: Option<progress::Board>,
+}
+
+impl RefreshPage {
+    fn count(&self, n: &i64) -> String {
+        format::count(*n)
+    }
+
+    fn count_u(&self, n: &u64) -> String {
+        format::count(i64::try_from(*n).unwrap_or(i64::MAX))
+    }
+}
+
+/// The running refresh, or the last one, segment by segment.
+async fn refresh_page(
+    State(state): State<AppState>,
+    ctx: PageContext,
+) -> Result<Response, AppError> {
+    let page = RefreshPage {
+        ctx: ctx.at(Nav::Segments),
+        board: progress::current(&state.db),
+    };
+    Ok(render(&page)?.into_response())
+}
+
+async fn refresh_progress(State(state): State<AppState>) -> axum::Json<Option<progress::Board>> {
+    axum::Json(progress::current(&state.db))
 }

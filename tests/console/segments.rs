@@ -1,9 +1,11 @@
+use std::time::Duration;
+
 use export_destinations::db::Db;
 use export_destinations::domain::Role;
 use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
 use export_destinations::store::segments::{self, Definition, Published};
 
-use crate::helpers::{TestApp, assert_refused, location, spawn_app};
+use crate::helpers::{TestApp, assert_refused, location, spawn_app, wait_until};
 
 const PEOPLE: &str = "CustomerId,Name,Email,Spend,LastPurchase,OptIn,Country\n\
                       P1,Ada,ada@northwind.io,1200,2026-03-01,true,Germany\n\
@@ -390,8 +392,39 @@ async fn refresh_all_updates_counts_from_the_segments_page() {
     let response = app
         .post_form("/data/segments", "/data/segments/refresh", &[])
         .await;
-    assert_eq!(location(&response), "/data/segments");
+    // The refresh runs in the background; its page follows it segment by segment.
+    assert_eq!(location(&response), "/data/segments/refresh");
+    let done = wait_until("the refresh to end", Duration::from_secs(30), || async {
+        let page = app.get_html("/data/segments/refresh").await;
+        page.contains(r#"id="refresh-summary""#).then_some(page)
+    })
+    .await;
+    assert!(done.contains("Refreshed 1 segment(s)"), "{done}");
+    assert!(done.contains(r#"<td class="state">done</td>"#), "{done}");
+    assert!(done.contains(r#"<td class="num members">4</td>"#), "{done}");
+    let progress: serde_json::Value = app
+        .get("/data/segments/refresh.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(progress["running"], false);
+    assert_eq!(progress["scanned"], 4);
+    assert_eq!(progress["segments"][0]["name"], "Everyone");
     let html = app.get_html("/data/segments").await;
-    assert!(html.contains("Refreshed 1 segment(s)"));
     assert!(html.contains("<td>4</td>"));
+}
+
+#[tokio::test]
+async fn a_refresh_in_progress_shows_each_segments_state() {
+    let app = spawn_app().await;
+    app.signed_in_as("vera@example.com", Role::Viewer).await;
+    let empty = app.get_html("/data/segments/refresh").await;
+    assert!(empty.contains("No refresh has run since the console started."));
+    // Viewers may watch but not start one.
+    let token = crate::helpers::csrf_token(&app.get_html("/data/segments").await);
+    let refused = app
+        .post_raw("/data/segments/refresh", &[("csrf_token", token.as_str())])
+        .await;
+    assert_eq!(refused.status(), 403);
 }
