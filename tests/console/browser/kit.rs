@@ -208,3 +208,53 @@ pub async fn press_enter_in(browser: &Client, name: &str) {
         .await
         .unwrap();
 }
+
+/// Texts on the page whose contrast with what is behind them is under 4.5:1 (WCAG AA),
+/// as "element: text ratio"; disabled buttons and the hidden default action aside.
+pub async fn low_contrast_texts(browser: &Client) -> Vec<String> {
+    let found = browser
+        .execute(
+            r#"
+function parse(c) { const m = c.match(/rgba?\(([^)]+)\)/); if (!m) return [0, 0, 0, 0];
+  const p = m[1].split(',').map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; }
+function lum(c) { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); }
+function behind(el) { const layers = [];
+  for (let e = el; e; e = e.parentElement) { const c = parse(getComputedStyle(e).backgroundColor);
+    if (c[3] > 0) { layers.push(c); if (c[3] >= 1) break; } }
+  let base = [255, 255, 255];
+  for (let i = layers.length - 1; i >= 0; i--) { const [r, g, b, a] = layers[i];
+    base = [r * a + base[0] * (1 - a), g * a + base[1] * (1 - a), b * a + base[2] * (1 - a)]; }
+  return base; }
+function opacity(el) { let o = 1; for (let e = el; e; e = e.parentElement) o *= Number(getComputedStyle(e).opacity); return o; }
+const low = [];
+for (const el of document.querySelectorAll('body *')) {
+  if (el.getClientRects().length === 0) continue;
+  if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+  if (el.closest('button[disabled]') || el.closest('.default-action') || el.closest('option')) continue;
+  const fg = parse(getComputedStyle(el).color), bg = behind(el), a = fg[3] * opacity(el);
+  const seen = [0, 1, 2].map(i => fg[i] * a + bg[i] * (1 - a));
+  const l1 = lum(seen), l2 = lum(bg);
+  const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+  if (ratio < 4.5) low.push(el.tagName + '.' + el.className + ': ' + el.textContent.trim().slice(0, 40) + ' ' + ratio.toFixed(2));
+}
+return low;
+"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+/// True when the page is wider than the window (it would scroll sideways).
+pub async fn scrolls_sideways(browser: &Client) -> bool {
+    let wider = browser
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wider.as_bool().unwrap_or(true)
+}

@@ -5,3 +5,4 @@
 mod first_steps;
 mod kit;
 mod mailchimp;
+mod reach;
