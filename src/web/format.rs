@@ -34,6 +34,12 @@ pub fn count(n: i64) -> String {
     out
 }
 
+/// [`count`] for templates, which hand over (references to) any integer.
+pub fn num(n: impl std::fmt::Display) -> String {
+    let text = n.to_string();
+    text.parse::<i64>().map(count).unwrap_or(text)
+}
+
 /// How long something took: "850 ms", "4.2 s", "2 min 09 s", "1 h 05 min".
 pub fn duration(millis: i64) -> String {
     let millis = millis.max(0);
