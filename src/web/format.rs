@@ -14,6 +14,27 @@ pub fn timestamp(millis: i64) -> String {
     .unwrap_or_else(|_| "—".to_owned())
 }
 
+/// "2026-12-04 06:00 Europe/Berlin (05:00 UTC)": a time as the clocks of a time zone show
+/// it, with UTC beside it; plain UTC when the zone is UTC or unknown.
+pub fn in_zone(millis: i64, zone: &str) -> String {
+    use chrono::TimeZone;
+    let Ok(tz) = zone.parse::<chrono_tz::Tz>() else {
+        return timestamp(millis);
+    };
+    let Some(utc) = chrono::Utc.timestamp_millis_opt(millis).single() else {
+        return timestamp(millis);
+    };
+    if tz == chrono_tz::UTC {
+        return timestamp(millis);
+    }
+    let local = utc.with_timezone(&tz);
+    format!(
+        "{} {zone} ({} UTC)",
+        local.format("%Y-%m-%d %H:%M"),
+        utc.format("%H:%M")
+    )
+}
+
 pub fn optional_timestamp(millis: Option<i64>) -> String {
     millis.map(timestamp).unwrap_or_else(|| "Never".to_owned())
 }
@@ -66,6 +87,13 @@ mod tests {
         assert_eq!(duration(4_200), "4.2 s");
         assert_eq!(duration(129_000), "2 min 09 s");
         assert_eq!(duration(3_900_000), "1 h 05 min");
+        // 2026-12-04 05:00 UTC is 06:00 in Berlin (winter time).
+        let at = 1_796_360_400_000;
+        assert_eq!(
+            in_zone(at, "Europe/Berlin"),
+            "2026-12-04 06:00 Europe/Berlin (05:00 UTC)"
+        );
+        assert_eq!(in_zone(at, "UTC"), "2026-12-04 05:00 UTC");
     }
 
     #[test]

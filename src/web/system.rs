@@ -52,7 +52,7 @@ async fn page(
 ) -> Result<SchedulePage, AppError> {
     let row = schedule::load(state.db.pool()).await?;
     let next_run = match crate::schedule::next_run(&row) {
-        Some(at) => format!("Next refresh: {}.", format::timestamp(at)),
+        Some(at) => format!("Next refresh: {}.", format::in_zone(at, &row.time_zone)),
         None => "The scheduled refresh is off.".into(),
     };
     let form = form.unwrap_or(ScheduleForm {
