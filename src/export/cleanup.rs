@@ -175,7 +175,7 @@ impl Engine {
             format!("{done} {what} in Mailchimp; {problems} could not be; credential deleted");
         let by = runs::requester(pool, run.id).await?;
         let mut tx = crate::db::begin_write(pool).await?;
-        destinations::delete(&mut tx, destination.id).await?;
+        destinations::retire(&mut tx, destination.id).await?;
         if let Some((user_id, email)) = &by {
             let actor = crate::store::audit::Actor {
                 user_id: *user_id,

@@ -131,7 +131,7 @@ fn from_row(row: AnyRow) -> sqlx::Result<Destination> {
 
 pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<Destination>> {
     sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM destinations ORDER BY lower(display_name), id"
+        "SELECT {COLUMNS} FROM destinations WHERE removed_at IS NULL ORDER BY lower(display_name), id"
     ))
     .try_map(from_row)
     .fetch_all(db)
@@ -142,11 +142,13 @@ pub async fn find<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<Destination>> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM destinations WHERE id = $1"))
-        .bind(id)
-        .try_map(from_row)
-        .fetch_optional(db)
-        .await
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM destinations WHERE id = $1 AND removed_at IS NULL"
+    ))
+    .bind(id)
+    .try_map(from_row)
+    .fetch_optional(db)
+    .await
 }
 
 /// Starts a draft with its name, consent and audience; a taken name is a unique violation.
@@ -341,7 +343,56 @@ pub async fn mark_removing<'e>(db: impl Executor<'e, Database = Any>, id: i64) -
         .map(drop)
 }
 
-/// Deletes a destination with its credential and segment choices.
+/// Every destination's name by id, removed ones included (a removed destination's name
+/// says so): for pages that list runs.
+pub async fn names<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<std::collections::HashMap<i64, String>> {
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, display_name FROM destinations")
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// A destination's name, removed or not.
+pub async fn name_of<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT display_name FROM destinations WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Removes a saved destination but keeps its runs: the credential, segment choices, ledger,
+/// marks and audience checks go; the row stays, named "… (removed #id)" so that the name is
+/// free again, and every lookup but [`names`] and [`name_of`] treats it as gone.
+pub async fn retire(conn: &mut AnyConnection, id: i64) -> sqlx::Result<()> {
+    for table in [
+        "destination_segments",
+        "export_ledger",
+        "export_repeats",
+        "export_marks",
+        "audience_checks",
+    ] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE destination_id = $1"))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query(
+        "UPDATE destinations SET removed_at = $1, updated_at = $1, credential_sealed = NULL, \
+         display_name = display_name || ' (removed #' || CAST(id AS TEXT) || ')' WHERE id = $2",
+    )
+    .bind(now_millis())
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map(drop)
+}
+
+/// Deletes a draft with its credential and segment choices (a draft has no runs).
 pub async fn delete(conn: &mut AnyConnection, id: i64) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM destination_segments WHERE destination_id = $1")
         .bind(id)

@@ -250,7 +250,7 @@ async fn remove(
     let mut tx = crate::db::begin_write(pool).await?;
     let message = match cleanup {
         None => {
-            destinations::delete(&mut tx, id).await?;
+            destinations::retire(&mut tx, id).await?;
             audit::record(
                 &mut *tx,
                 &ctx.user.actor(),

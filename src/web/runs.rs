@@ -205,6 +205,10 @@ struct RunPage {
     destination_name: String,
     /// The destination exists and is saved: it can be exported again.
     exportable: bool,
+    /// The destination was removed: its runs are kept, its pages are not.
+    gone: bool,
+    /// "Export", "Full resync" or the removal clean-up's name.
+    kind_label: &'static str,
     progress: Progress,
     created: String,
     started: String,
@@ -251,7 +255,9 @@ async fn show(
     let run = load_run(&state, id).await?;
     let destination = destinations::find(state.db.pool(), run.destination_id).await?;
     let exportable = destination.as_ref().is_some_and(|d| d.is_active());
-    let destination_name = destination.map(|d| d.display_name).unwrap_or_default();
+    let destination_name = destinations::name_of(state.db.pool(), run.destination_id)
+        .await?
+        .unwrap_or_default();
     let reasons = results::reasons(state.db.pool(), id)
         .await?
         .into_iter()
@@ -282,6 +288,13 @@ async fn show(
     };
     let page = RunPage {
         ctx: ctx.at(Nav::ExportDestinations),
+        gone: destination.is_none(),
+        kind_label: match (run.kind, run.full_resync) {
+            (RunKind::Export, false) => "Export",
+            (RunKind::Export, true) => "Full resync",
+            (RunKind::RemoveTags, _) => "Removal clean-up (tags taken off)",
+            (RunKind::ArchiveMembers, _) => "Removal clean-up (members archived)",
+        },
         progress: progress_of(&run),
         created: format::timestamp(run.created_at),
         started: run.started_at.map(format::timestamp).unwrap_or_default(),

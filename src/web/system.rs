@@ -169,11 +169,7 @@ async fn status(State(state): State<AppState>, ctx: PageContext) -> Result<Respo
             run,
         })
         .collect();
-    let names: std::collections::HashMap<i64, String> = crate::store::destinations::list(pool)
-        .await?
-        .into_iter()
-        .map(|d| (d.id, d.display_name))
-        .collect();
+    let names = crate::store::destinations::names(pool).await?;
     let exports = crate::store::runs::recent(pool, 30)
         .await?
         .into_iter()

@@ -211,8 +211,15 @@ async fn removing_a_destination_asks_first_and_destroys_its_credential() {
             .await
             .unwrap();
     assert!(
-        sealed.is_empty(),
-        "no destination row, no credential left in the database"
+        sealed.iter().all(Option::is_none),
+        "no credential left in the database"
+    );
+    assert!(
+        destinations::find(app.state.db.pool(), id)
+            .await
+            .unwrap()
+            .is_none(),
+        "the destination is gone"
     );
     assert!(
         app.get_html("/admin/export-destinations")

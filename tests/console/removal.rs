@@ -64,11 +64,60 @@ async fn removing_with_tags_taken_off_leaves_members_but_not_our_tags() {
         log.contains("4 tags taken off in Mailchimp; 0 could not be; credential deleted"),
         "{log}"
     );
-    let credentials: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM destinations")
-        .fetch_one(w.app.state.db.pool())
+    let credentials: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM destinations WHERE credential_sealed IS NOT NULL")
+            .fetch_one(w.app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(credentials, 0, "no credential is left in the database");
+
+    // The clean-up is a run like an export: kept, with its page and result, after the
+    // destination is gone; System > Status lists it, and the destination's name is free.
+    let cleanup = runs::latest_cleanup(w.app.state.db.pool(), id)
         .await
-        .unwrap();
-    assert_eq!(credentials, 0);
+        .unwrap()
+        .expect("the clean-up run is kept");
+    let cleanup = wait(&w, cleanup.id).await;
+    assert_eq!(cleanup.status, RunStatus::Successful);
+    let page = w
+        .app
+        .get_html(&format!("/admin/export-runs/{}", cleanup.id))
+        .await;
+    assert!(
+        page.contains("Removal clean-up (tags taken off) of Newsletter (removed #"),
+        "{page}"
+    );
+    assert!(page.contains("4 tags taken off in Mailchimp"), "{page}");
+    assert!(page.contains(r#"<a href="/system/status">"#));
+    assert!(!page.contains(r#"id="export-again""#));
+    let status = w.app.get_html("/system/status").await;
+    assert!(
+        status.contains(&format!(r#"<a href="/admin/export-runs/{}">"#, cleanup.id)),
+        "{status}"
+    );
+    assert!(status.contains("Newsletter (removed #"));
+    assert_eq!(
+        w.app
+            .get(&format!("/admin/export-destinations/{id}/runs"))
+            .await
+            .status(),
+        404
+    );
+    let owner = w
+        .app
+        .create_user("second@example.com", Role::Administrator)
+        .await;
+    let again = destinations::create_draft(
+        w.app.state.db.pool(),
+        "Newsletter",
+        &w.audience,
+        export_destinations::domain::destination::Target::Mailchimp,
+        owner,
+        "2026-11-1",
+    )
+    .await
+    .expect("the name is free for a new destination");
+    assert_ne!(again, id);
 }
 
 #[tokio::test]
