@@ -133,6 +133,76 @@ pub enum Cursor {
     Before(i64),
 }
 
+/// Who a name search looks for: each (field, start of its value) must match.
+pub struct NameSearch<'a> {
+    pub all_of: Vec<(&'a str, &'a str)>,
+    /// Or, when set, this one instead (a single word may be a first or a last name).
+    pub or: Option<(&'a str, &'a str)>,
+}
+
+/// `%"field":"start%`, lowercase, as a LIKE pattern over the stored attributes (JSON text
+/// written without spaces), with LIKE's wildcards in the input escaped.
+fn value_starts(field: &str, start: &str) -> String {
+    let escape = |s: &str| {
+        s.to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    };
+    let field = serde_json::to_string(field).unwrap_or_default();
+    let start = serde_json::to_string(start).unwrap_or_default();
+    let start = start.trim_end_matches('"');
+    format!("%{}:{}%", escape(&field), escape(start))
+}
+
+/// A page of profiles, in id order, whose name fields start with what was typed: a scan
+/// in id order that stops once the page is full (names have no index).
+pub async fn page_by_name<'e>(
+    db: impl Executor<'e, Database = Any>,
+    search: &NameSearch<'_>,
+    cursor: Cursor,
+    limit: i64,
+) -> sqlx::Result<Vec<Profile>> {
+    let (cursor_sql, order) = match cursor {
+        Cursor::First => ("AND $2 = $2", "ASC"),
+        Cursor::After(_) => ("AND id > $2", "ASC"),
+        Cursor::Before(_) => ("AND id < $2", "DESC"),
+    };
+    let mut patterns = Vec::new();
+    let mut all = Vec::new();
+    for (field, start) in &search.all_of {
+        patterns.push(value_starts(field, start));
+        all.push(format!(
+            "lower(attributes) LIKE ${} ESCAPE '\\'",
+            patterns.len() + 2
+        ));
+    }
+    let mut clause = format!("({})", all.join(" AND "));
+    if let Some((field, start)) = search.or {
+        patterns.push(value_starts(field, start));
+        clause = format!(
+            "({clause} OR lower(attributes) LIKE ${} ESCAPE '\\')",
+            patterns.len() + 2
+        );
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM profiles WHERE {clause} {cursor_sql} ORDER BY id {order} LIMIT $1"
+    );
+    let cursor_value = match cursor {
+        Cursor::First => 0,
+        Cursor::After(id) | Cursor::Before(id) => id,
+    };
+    let mut query = sqlx::query(&sql).bind(limit).bind(cursor_value);
+    for pattern in &patterns {
+        query = query.bind(pattern);
+    }
+    let mut rows = query.try_map(from_row).fetch_all(db).await?;
+    if matches!(cursor, Cursor::Before(_)) {
+        rows.reverse();
+    }
+    Ok(rows)
+}
+
 /// A page of profiles in id order, optionally those whose customer ID or email starts
 /// with `search` (case-insensitive for email). Keyset paging keeps every page fast.
 pub async fn page<'e>(

@@ -54,6 +54,8 @@ struct ProfilesPage {
     ctx: PageContext,
     total: i64,
     search: String,
+    /// The search found profiles by the start of their name.
+    by_name: bool,
     rows: Vec<Row>,
     previous: Option<i64>,
     next: Option<i64>,
@@ -65,6 +67,33 @@ struct ListQuery {
     q: Option<String>,
     after: Option<i64>,
     before: Option<i64>,
+}
+
+/// "Ada" looks for a first or a last name starting so; "Ada Love" for first name "Ada…" and
+/// last name "Love…". None when the profiles have no name fields.
+fn name_search<'a>(
+    text: &'a str,
+    first: Option<&'a str>,
+    last: Option<&'a str>,
+) -> Option<profiles::NameSearch<'a>> {
+    let mut words = text.splitn(2, char::is_whitespace).map(str::trim);
+    let head = words.next().filter(|w| !w.is_empty())?;
+    let rest = words.next().filter(|w| !w.is_empty());
+    match (first, last, rest) {
+        (Some(first), Some(last), Some(rest)) => Some(profiles::NameSearch {
+            all_of: vec![(first, head), (last, rest)],
+            or: None,
+        }),
+        (Some(first), Some(last), None) => Some(profiles::NameSearch {
+            all_of: vec![(first, head)],
+            or: Some((last, head)),
+        }),
+        (Some(field), None, _) | (None, Some(field), _) => Some(profiles::NameSearch {
+            all_of: vec![(field, text.trim())],
+            or: None,
+        }),
+        (None, None, _) => None,
+    }
 }
 
 fn text(attributes: &serde_json::Map<String, Value>, field: &str) -> String {
@@ -87,8 +116,24 @@ async fn list(
         (None, Some(before)) => Cursor::Before(before),
         _ => Cursor::First,
     };
-    // One more than a page tells whether there is a next one.
+    // Which profile fields hold first and last names (as Data matching pairs them).
+    let catalogue: Vec<(String, crate::domain::FieldType)> = fields::list(pool)
+        .await?
+        .into_iter()
+        .map(|f| (f.name, f.field_type))
+        .collect();
+    let first_field = crate::matching::field_for("FNAME", &catalogue);
+    let last_field = crate::matching::field_for("LNAME", &catalogue);
+    // One more than a page tells whether there is a next one. A search is a customer ID or
+    // email prefix (indexed); when nothing starts so, the start of a name.
     let mut found = profiles::page(pool, search, cursor, PAGE_SIZE + 1).await?;
+    let mut by_name = false;
+    if let (Some(text), true) = (search, found.is_empty()) {
+        if let Some(name) = name_search(text, first_field.as_deref(), last_field.as_deref()) {
+            found = profiles::page_by_name(pool, &name, cursor, PAGE_SIZE + 1).await?;
+            by_name = true;
+        }
+    }
     let more = found.len() as i64 > PAGE_SIZE;
     if more {
         match cursor {
@@ -107,8 +152,14 @@ async fn list(
                 serde_json::from_str(&p.attributes).unwrap_or_default();
             let name = format!(
                 "{} {}",
-                text(&attributes, "FirstName"),
-                text(&attributes, "LastName")
+                first_field
+                    .as_deref()
+                    .map(|f| text(&attributes, f))
+                    .unwrap_or_default(),
+                last_field
+                    .as_deref()
+                    .map(|f| text(&attributes, f))
+                    .unwrap_or_default()
             )
             .trim()
             .to_owned();
@@ -136,6 +187,7 @@ async fn list(
         ctx: ctx.at(Nav::Profiles),
         total: profiles::count(pool).await?,
         search: search.unwrap_or_default().to_owned(),
+        by_name,
         rows,
         previous,
         next,

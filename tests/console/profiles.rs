@@ -202,6 +202,43 @@ async fn profiles_are_searched_by_customer_id_or_email_and_paged() {
 }
 
 #[tokio::test]
+async fn profiles_are_found_by_the_start_of_their_name_too() {
+    let app = spawn_app().await;
+    app.signed_in_as("vera@example.com", Role::Viewer).await;
+    crate::helpers::import_csv(
+        &app.state.db,
+        "CustomerId,First_Name,Surname,Email\n\
+         P1,Ada,Lovelace,p1@northwind.io\n\
+         P2,Adam,Smith,p2@northwind.io\n\
+         P3,Grace,Hopper,p3@northwind.io\n\
+         P4,Zoë,Adams,p4@northwind.io\n\
+         P5,100%,Sure,p5@northwind.io\n",
+    )
+    .await;
+    // The names are shown from the fields named so.
+    let all = app.get_html("/data/profiles").await;
+    assert!(all.contains("<td>Ada Lovelace</td>"), "{all}");
+    // One word: a first or a last name starting so (not an ID or email prefix here).
+    let ada = app.get_html("/data/profiles?q=ADA").await;
+    assert!(ada.contains(r#"id="search-by-name""#), "{ada}");
+    for id in ["P1", "P2", "P4"] {
+        assert!(ada.contains(&format!(">{id}<")), "{id}: {ada}");
+    }
+    assert!(!ada.contains(">P3<"));
+    // Two words: first name, then last name.
+    let full = app.get_html("/data/profiles?q=ada%20love").await;
+    assert!(full.contains(">P1<") && !full.contains(">P2<") && !full.contains(">P4<"));
+    // LIKE's wildcards are only characters.
+    let pct = app.get_html("/data/profiles?q=100%25").await;
+    assert!(pct.contains(">P5<") && !pct.contains(">P1<"), "{pct}");
+    let none = app.get_html("/data/profiles?q=%25").await;
+    assert!(!none.contains(">P1<"), "{none}");
+    // An email prefix still wins, through its index.
+    let email = app.get_html("/data/profiles?q=p3@").await;
+    assert!(email.contains(">P3<") && !email.contains(r#"id="search-by-name""#));
+}
+
+#[tokio::test]
 async fn viewers_browse_profiles_but_cannot_import() {
     let app = spawn_app().await;
     app.signed_in_as("viewer@example.com", Role::Viewer).await;
