@@ -248,6 +248,7 @@ async fn remove(
     let pool = state.db.pool();
     runs::cancel_all(pool, id).await?;
     let mut tx = crate::db::begin_write(pool).await?;
+    let mut next = "/admin/export-destinations".to_owned();
     let message = match cleanup {
         None => {
             destinations::retire(&mut tx, id).await?;
@@ -267,7 +268,8 @@ async fn remove(
         }
         Some(kind) => {
             destinations::mark_removing(&mut *tx, id).await?;
-            runs::enqueue_cleanup(&mut tx, id, kind, ctx.user.id).await?;
+            let run_id = runs::enqueue_cleanup(&mut tx, id, kind, ctx.user.id).await?;
+            next = format!("/admin/export-runs/{run_id}");
             let what = if kind == RunKind::RemoveTags {
                 "taking its tags off the members"
             } else {
@@ -283,7 +285,7 @@ async fn remove(
             )
             .await?;
             format!(
-                "Removing “{}”: {what} in Mailchimp first. Then the destination and its credential are deleted; the audit log records the result.",
+                "Removing “{}”: {what} in Mailchimp first, then the destination and its credential are deleted. This page follows the clean-up; it stays in System > Status.",
                 destination.display_name
             )
         }
@@ -295,5 +297,5 @@ async fn remove(
         "destination removal requested"
     );
     session::set_flash(&session, message).await?;
-    Ok(Redirect::to("/admin/export-destinations"))
+    Ok(Redirect::to(&next))
 }

@@ -280,7 +280,7 @@ async fn show(
         _ => None,
     };
     let average_rate = match took_ms {
-        Some(ms) if ms > 0 => format!(
+        Some(ms) if ms > 0 && run.counters.sent > 0 => format!(
             "{} members/s",
             format::count((run.counters.sent as f64 * 1000.0 / ms as f64).round() as i64)
         ),

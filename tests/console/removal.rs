@@ -22,7 +22,10 @@ async fn remove_with(w: &World, id: i64, choice: &str) {
         .app
         .post_form(&page, &page, &[("in_mailchimp", choice)])
         .await;
-    assert_eq!(location(&response), "/admin/export-destinations");
+    assert!(
+        location(&response).starts_with("/admin/export-runs/"),
+        "the clean-up's page"
+    );
     assert!(removed(w, id).await, "the destination was never removed");
 }
 
@@ -156,11 +159,15 @@ async fn ask_removal(w: &World, admin: &TestApp, id: i64, choice: &str) -> Run {
     let response = admin
         .post_form(&page, &page, &[("in_mailchimp", choice)])
         .await;
-    assert_eq!(location(&response), "/admin/export-destinations");
-    runs::latest_cleanup(w.app.state.db.pool(), id)
+    let run = runs::latest_cleanup(w.app.state.db.pool(), id)
         .await
         .unwrap()
-        .expect("a clean-up run is queued")
+        .expect("a clean-up run is queued");
+    assert_eq!(
+        location(&response),
+        format!("/admin/export-runs/{}", run.id)
+    );
+    run
 }
 
 #[tokio::test]

@@ -287,3 +287,91 @@ async fn assert_choices_kept(browser: &fantoccini::Client) {
         Some("true")
     );
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium and chromedriver; run with --ignored"]
+async fn a_removal_clean_up_has_a_run_page_kept_after_the_destination_is_gone() {
+    let app = spawn_app().await;
+    let segment = crate::wizard::seed(&app).await;
+    app.signed_in_as(
+        "ada@example.com",
+        export_destinations::domain::Role::Administrator,
+    )
+    .await;
+    let id = crate::wizard::complete(&app, segment).await;
+    // A draft beside it, to be discarded: Discard asks first.
+    let draft = crate::wizard::connect(
+        &app,
+        "Half done",
+        &crate::wizard::audience(&app, "Customers"),
+    )
+    .await;
+    let exported = app
+        .post_form(
+            "/admin/export-destinations",
+            &format!("/admin/export-destinations/{id}/export"),
+            &[],
+        )
+        .await;
+    let run_id: i64 = crate::helpers::location(&exported)
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    crate::helpers::finished_run(&app.state.db, run_id).await;
+
+    let (_driver, browser) = start_browser().await;
+    // The draft's owner is ada: sign the browser in as her.
+    browser.goto(&app.url("/sign-in")).await.unwrap();
+    fill(&browser, "email", "ada@example.com").await;
+    fill(&browser, "password", PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    wait_for_path(&browser, "/admin/export-destinations").await;
+
+    browser.goto(&app.url(&draft)).await.unwrap();
+    click(&browser, "a#discard").await;
+    wait_for_text(&browser, "h1", "Discard the set-up “Half done”?").await;
+    screenshot(&browser, "21-discard-asks").await;
+    click_button(&browser, "Keep it").await;
+    wait_for_path(&browser, &draft).await;
+    click(&browser, "a#discard").await;
+    wait_for_text(&browser, "h1", "Discard the set-up").await;
+    click_button(&browser, "Discard").await;
+    wait_for_text(&browser, "p.flash", "Discarded the draft “Half done”.").await;
+
+    // Remove with the tags taken off: the clean-up's own page follows it to its end.
+    browser
+        .find(Locator::LinkText("Remove"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "h1", "Remove “Newsletter export”?").await;
+    click(&browser, "input[name=in_mailchimp][value=remove_tags]").await;
+    click_button(&browser, "Remove").await;
+    wait_for_text(&browser, "h1", "Removal clean-up (tags taken off) of").await;
+    wait_for_text(&browser, "#run-status", "Successful").await;
+    wait_for_text(&browser, "#run-message", "tags taken off in Mailchimp").await;
+    let title = text_of(&browser, "h1").await;
+    assert!(title.contains("Newsletter export (removed #"), "{title}");
+    assert!(browser.find(Locator::Css("#export-again")).await.is_err());
+    screenshot(&browser, "22-clean-up-run").await;
+    let cleanup = browser.current_url().await.unwrap().path().to_owned();
+
+    // After the destination is gone the run stays in System > Status.
+    browser.goto(&app.url("/system/status")).await.unwrap();
+    let link = browser
+        .find(Locator::Css(&format!("a[href='{cleanup}']")))
+        .await
+        .expect("System > Status lists the clean-up");
+    link.click().await.unwrap();
+    wait_for_path(&browser, &cleanup).await;
+    browser
+        .goto(&app.url("/admin/export-destinations"))
+        .await
+        .unwrap();
+    assert!(browser.find(Locator::Css("#destinations")).await.is_err());
+    browser.close().await.unwrap();
+}
