@@ -265,5 +265,15 @@ async fn a_contributor_imports_profiles_and_builds_a_segment_with_the_rule_build
     screenshot(&browser, "07-segment").await;
     browser.goto(&app.url("/data/segments")).await.unwrap();
     screenshot(&browser, "08-segments").await;
+    // Refresh all runs in the background; its page says how each segment went.
+    click(&browser, "form[action='/data/segments/refresh'] button").await;
+    wait_for_path(&browser, "/data/segments/refresh").await;
+    wait_for_text(&browser, "#refresh-summary", "Refreshed 1 segment(s)").await;
+    let row = text_of(&browser, "#refresh-segments tbody tr").await;
+    assert!(
+        row.contains("German customers") && row.contains("done") && row.contains('2'),
+        "{row}"
+    );
+    screenshot(&browser, "09-segment-refresh").await;
     browser.close().await.unwrap();
 }
