@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod background;
 pub mod bench;
 pub mod cli;
 pub mod commands;

@@ -11,6 +11,7 @@
 //! Every acknowledged call commits its ledger rows, per-member results and counts in one
 //! transaction, so a run resumed after a crash sends nothing Mailchimp already has.
 
+use crate::background::AbortOnDrop;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,15 +106,6 @@ fn read_ahead(
         }
     });
     (chunks, AbortOnDrop(producer))
-}
-
-/// Aborts a background task when its owner is done with it.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// A member with calls in flight that change its tags: the tags it has now, and how many

@@ -2,6 +2,7 @@
 //! far the import got (a heartbeat every half second), and, when the person asked for it,
 //! every segment is refreshed once the import is recorded.
 
+use crate::background::AbortOnDrop;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -104,13 +105,4 @@ async fn run(db: &Db, id: i64, upload: Upload) -> anyhow::Result<()> {
     };
     import_jobs::set_phase(db.pool(), id, Phase::Done, None, Some(&message)).await?;
     Ok(())
-}
-
-/// Aborts a background task when its owner is done with it.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

@@ -117,6 +117,18 @@ pub struct Run {
     pub repair_missing: Option<i64>,
 }
 
+impl Run {
+    /// What the run was, as pages name it.
+    pub fn kind_label(&self) -> &'static str {
+        match (self.kind, self.full_resync) {
+            (RunKind::Export, false) => "Export",
+            (RunKind::Export, true) => "Full resync",
+            (RunKind::RemoveTags, _) => "Removal clean-up (tags taken off)",
+            (RunKind::ArchiveMembers, _) => "Removal clean-up (members archived)",
+        }
+    }
+}
+
 const COLUMNS: &str = "id, destination_id, kind, status, full_resync, created_at, started_at, finished_at, cancel_requested, \
     total, sent, created, updated, unchanged, skipped, failed, tag_changes, calls, message, changes_since, repair_missing";
 

@@ -289,12 +289,7 @@ async fn show(
     let page = RunPage {
         ctx: ctx.at(Nav::ExportDestinations),
         gone: destination.is_none(),
-        kind_label: match (run.kind, run.full_resync) {
-            (RunKind::Export, false) => "Export",
-            (RunKind::Export, true) => "Full resync",
-            (RunKind::RemoveTags, _) => "Removal clean-up (tags taken off)",
-            (RunKind::ArchiveMembers, _) => "Removal clean-up (members archived)",
-        },
+        kind_label: run.kind_label(),
         progress: progress_of(&run),
         created: format::timestamp(run.created_at),
         started: run.started_at.map(format::timestamp).unwrap_or_default(),
@@ -339,11 +334,7 @@ async fn history(
         .map(|run| {
             let c = run.counters;
             HistoryRow {
-                kind: match (run.kind, run.full_resync) {
-                    (RunKind::Export, false) => "Export",
-                    (RunKind::Export, true) => "Full resync",
-                    _ => "Removal clean-up",
-                },
+                kind: run.kind_label(),
                 started: format::optional_timestamp(run.started_at.or(Some(run.created_at))),
                 duration: match (run.started_at, run.finished_at) {
                     (Some(s), Some(f)) => format::duration(f - s),

@@ -146,6 +146,7 @@ struct RefreshRow {
 
 struct ExportRow {
     id: i64,
+    kind: &'static str,
     destination: String,
     status: &'static str,
     started: String,
@@ -175,6 +176,7 @@ async fn status(State(state): State<AppState>, ctx: PageContext) -> Result<Respo
         .into_iter()
         .map(|run| ExportRow {
             id: run.id,
+            kind: run.kind_label(),
             destination: names
                 .get(&run.destination_id)
                 .cloned()
