@@ -114,6 +114,8 @@ struct SegmentPage {
     rules: Vec<String>,
     match_all: bool,
     refreshed: String,
+    /// Saved since its last refresh: its members are being computed.
+    refreshing: bool,
     members: Vec<MemberRow>,
     next: Option<i64>,
 }
@@ -155,8 +157,13 @@ async fn show(
             members.last().map(|m| m.profile_id)
         })
         .flatten();
+    // Its definition changed after its last refresh: the members shown are about to change.
+    let refreshing = segment
+        .last_refreshed_at
+        .is_none_or(|refreshed| refreshed < segment.updated_at);
     let page = SegmentPage {
         ctx: ctx.at(Nav::Segments),
+        refreshing,
         refreshed: format::optional_timestamp(segment.last_refreshed_at),
         segment,
         rules,
@@ -206,10 +213,11 @@ async fn delete(
     Ok(Redirect::to("/data/segments"))
 }
 
-/// Starts a refresh in the background and shows its progress (the board of this console).
-fn start_refresh(state: &AppState, user: &CurrentUser, only: Option<Vec<i64>>) -> Redirect {
+/// Refreshes segments in the background (all when `only` is None); the board of this
+/// console follows it.
+fn spawn_refresh(state: &AppState, user_id: i64, only: Option<Vec<i64>>) {
     let db = state.db.clone();
-    let span = tracing::info_span!("segment refresh", user_id = user.id);
+    let span = tracing::info_span!("segment refresh", user_id);
     tokio::spawn(
         async move {
             if let Err(err) = refresh(&db, only.as_deref()).await {
@@ -218,6 +226,11 @@ fn start_refresh(state: &AppState, user: &CurrentUser, only: Option<Vec<i64>>) -
         }
         .instrument(span),
     );
+}
+
+/// Starts a refresh in the background and shows its progress.
+fn start_refresh(state: &AppState, user: &CurrentUser, only: Option<Vec<i64>>) -> Redirect {
+    spawn_refresh(state, user.id, only);
     Redirect::to("/data/segments/refresh")
 }
 

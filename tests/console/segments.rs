@@ -207,8 +207,22 @@ async fn the_rule_builder_previews_the_count_and_saves_a_refreshed_segment() {
         .post_form("/data/segments/new", "/data/segments/new", &form("save"))
         .await;
     assert_eq!(saved.status(), 303);
-    let page = app.get_html(&location(&saved)).await;
-    assert!(page.contains("Saved “Big spenders” and refreshed it: 2 members."));
+    // Saving returns at once; the segment's page follows its refresh to the members.
+    let segment_page = location(&saved);
+    let page = app.get_html(&segment_page).await;
+    assert!(
+        page.contains("Saved “Big spenders”; its members are being computed."),
+        "{page}"
+    );
+    let page = wait_until(
+        "the members to be computed",
+        Duration::from_secs(30),
+        || async {
+            let page = app.get_html(&segment_page).await;
+            (!page.contains(r#"id="segment-refreshing""#)).then_some(page)
+        },
+    )
+    .await;
     assert!(page.contains(">P1<") && page.contains(">P4<") && !page.contains(">P2<"));
     let list = app.get_html("/data/segments").await;
     assert!(list.contains("Big spenders") && list.contains("<td>2</td>"));
@@ -340,7 +354,7 @@ async fn a_segment_can_be_edited_and_deleted() {
     ];
     let response = app.post_form(&edit, &edit, &edited).await;
     assert_eq!(response.status(), 303);
-    let page = app.get_html(&path).await;
+    let page = computed(&app, &path).await;
     assert!(page.contains("<h1>Germany</h1>") && page.contains(">P1<") && page.contains(">P4<"));
     let confirm = app.get_html(&format!("{path}/delete")).await;
     assert!(confirm.contains("Delete “Germany”?") && confirm.contains("cannot be undone"));
@@ -427,4 +441,17 @@ async fn a_refresh_in_progress_shows_each_segments_state() {
         .post_raw("/data/segments/refresh", &[("csrf_token", token.as_str())])
         .await;
     assert_eq!(refused.status(), 403);
+}
+
+/// A segment's page once the members of its saved rules are computed.
+async fn computed(app: &TestApp, path: &str) -> String {
+    wait_until(
+        "the members to be computed",
+        Duration::from_secs(30),
+        || async {
+            let page = app.get_html(path).await;
+            (!page.contains(r#"id="segment-refreshing""#)).then_some(page)
+        },
+    )
+    .await
 }

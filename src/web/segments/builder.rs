@@ -278,18 +278,12 @@ async fn submit(
         }
         Err(err) => return Err(err.into()),
     };
-    let report = refresh(&state.db, Some(&[id])).await?;
-    let members = report.segments.iter().find_map(|(_, o)| match o {
-        RefreshOutcome::Refreshed { members, .. } => Some(*members),
-        RefreshOutcome::Invalid(_) => None,
-    });
+    // Its members are computed in the background; its page follows the refresh.
+    spawn_refresh(&state, ctx.user.id, Some(vec![id]));
     tracing::info!(user_id = ctx.user.id, segment_id = id, "segment saved");
     session::set_flash(
         &session,
-        format!(
-            "Saved “{name}” and refreshed it: {} members.",
-            members.unwrap_or(0)
-        ),
+        format!("Saved “{name}”; its members are being computed."),
     )
     .await?;
     Ok(Redirect::to(&format!("/data/segments/{id}")).into_response())

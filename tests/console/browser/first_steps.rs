@@ -258,7 +258,15 @@ async fn a_contributor_imports_profiles_and_builds_a_segment_with_the_rule_build
     .await;
     assert_eq!(
         text_of(&browser, "p.flash").await,
-        "Saved “German customers” and refreshed it: 2 members."
+        "Saved “German customers”; its members are being computed."
+    );
+    // The page reloads itself until the members are there.
+    wait_for_text(&browser, "p.lead", "2 members").await;
+    assert!(
+        browser
+            .find(Locator::Css("#segment-refreshing"))
+            .await
+            .is_err()
     );
     let members = text_of(&browser, "main table.grid tbody").await;
     assert!(members.contains("P1") && members.contains("P3") && !members.contains("P2"));
