@@ -145,6 +145,8 @@ async fn page_timings(db: &crate::db::Db) -> anyhow::Result<()> {
         ("profiles: last page", 1),
         ("profiles: search", 2),
         ("segment members page", 3),
+        ("profiles: name search, a common first name", 4),
+        ("profiles: name search, a name nobody has", 5),
     ] {
         let mut times = Vec::new();
         for _ in 0..21 {
@@ -153,6 +155,14 @@ async fn page_timings(db: &crate::db::Db) -> anyhow::Result<()> {
                 0 => drop(profiles::page(pool, None, Cursor::First, 51).await?),
                 1 => drop(profiles::page(pool, None, Cursor::After(deep - 1), 51).await?),
                 2 => drop(profiles::page(pool, Some("ada.lovelace1"), Cursor::First, 51).await?),
+                4 | 5 => {
+                    let start = if run == 4 { "Ada" } else { "Zzyzx" };
+                    let name = profiles::NameSearch {
+                        all_of: vec![("FirstName", start)],
+                        or: Some(("LastName", start)),
+                    };
+                    drop(profiles::page_by_name(pool, &name, Cursor::First, 51).await?);
+                }
                 _ => {
                     if let Some(segment) = &segment {
                         drop(segments::members(pool, segment.id, 0, 51).await?);
