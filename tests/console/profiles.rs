@@ -459,3 +459,22 @@ async fn an_import_cut_short_by_a_stop_says_so_instead_of_running_forever() {
     assert!(stopped.contains("The import did not finish."), "{stopped}");
     assert!(stopped.contains("nothing of the file was imported"));
 }
+
+#[tokio::test]
+async fn counts_read_with_thousands_separators() {
+    let app = spawn_app().await;
+    app.signed_in_as("carol@example.com", Role::Contributor)
+        .await;
+    let mut csv = String::from("CustomerId,Email\n");
+    for i in 0..1_234 {
+        csv.push_str(&format!("T{i},t{i}@northwind.io\n"));
+    }
+    let report = app.import_report("many.csv", csv).await;
+    assert!(
+        report.contains("Imported: 1,234 created, 0 updated."),
+        "{report}"
+    );
+    let list = app.get_html("/data/profiles").await;
+    assert!(list.contains("1,234 in all"), "{list}");
+    assert!(list.contains(r#"<td class="num">1,234</td>"#), "{list}");
+}
