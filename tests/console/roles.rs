@@ -8,7 +8,16 @@ async fn anonymous_visitors_are_sent_to_sign_in() {
     let app = spawn_app().await;
     app.create_user("ada@example.com", Role::Administrator)
         .await;
-    for path in ["/admin/export-destinations", "/admin/users"] {
+    for path in [
+        "/admin/export-destinations",
+        "/admin/users",
+        "/data/import-jobs/1",
+        "/data/import-jobs/1/progress.json",
+        "/data/segments/refresh",
+        "/data/segments/refresh.json",
+        "/admin/export-destinations/1/discard",
+        "/admin/export-runs/1/members.csv?outcome=skipped",
+    ] {
         let response = app.get(path).await;
         assert_eq!(response.status(), 303, "{path}");
         assert!(location(&response).starts_with("/sign-in"), "{path}");
