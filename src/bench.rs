@@ -306,6 +306,7 @@ pub(crate) fn console_settings(
             iterations: 2,
         },
         mailchimp: Default::default(),
+        metrics_token: None,
     })
 }
 

@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// 32-byte key (64 hex digits or base64) that encrypts secrets at rest.
     #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// Serve `GET /metrics` (Prometheus) to requests bearing this token (at least 16
+    /// characters); without it the endpoint is off.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Make sure this administrator exists at start-up (with ADMIN_PASSWORD).
     #[arg(long, env = "ADMIN_EMAIL")]
     pub admin_email: Option<String>,
@@ -183,6 +187,8 @@ pub struct Settings {
     pub sign_in_throttle: SignInThrottle,
     pub hash_cost: HashCost,
     pub mailchimp: MailchimpSettings,
+    /// The bearer token `GET /metrics` asks for; None: the endpoint is off.
+    pub metrics_token: Option<String>,
 }
 
 impl Settings {
@@ -276,6 +282,12 @@ impl Settings {
                 app,
                 oauth_base_url,
                 api_base_template,
+            },
+            metrics_token: match args.metrics_token.map(|t| t.trim().to_owned()) {
+                Some(token) if token.chars().count() < 16 => {
+                    bail!("METRICS_TOKEN must have at least 16 characters")
+                }
+                token => token.filter(|t| !t.is_empty()),
             },
         })
     }

@@ -17,6 +17,7 @@ pub mod export;
 pub mod mailchimp;
 pub mod matching;
 pub mod memory;
+pub mod metrics;
 pub mod profiles;
 pub mod sandbox;
 pub mod schedule;

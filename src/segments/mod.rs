@@ -4,4 +4,4 @@
 pub mod progress;
 mod refresh;
 
-pub use refresh::{RefreshOutcome, RefreshReport, preview_count, refresh, scan};
+pub use refresh::{RefreshOutcome, RefreshReport, is_current, preview_count, refresh, scan};

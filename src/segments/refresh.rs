@@ -227,7 +227,7 @@ async fn refresh_locked(db: &Db, only: Option<&[i64]>) -> anyhow::Result<Refresh
         let written = Instant::now();
         let as_of = crate::store::profile_writers::horizon(db.pool()).await?;
         let (members, unmatched) = segments::static_members(db.pool(), segment.id).await?;
-        let basis = digest_hex([b"static".as_slice(), &segment.updated_at.to_le_bytes()]);
+        let basis = static_basis(segment);
         changed |= publish(db, segment, &members, unmatched, 0, as_of, basis).await?;
         let duration_ms = written.elapsed().as_millis() as i64;
         progress::segment(db, segment.id, "done", Some(members.len() as i64));
@@ -264,6 +264,24 @@ fn digest_hex<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
         digest.update(b"\0");
     }
     format!("{:032x}", u128::from_be_bytes(digest.finalize().into()))
+}
+
+/// What a static segment's membership is computed from: its list, as of its last change.
+fn static_basis(segment: &Segment) -> String {
+    digest_hex([b"static".as_slice(), &segment.updated_at.to_le_bytes()])
+}
+
+/// True when the segment's published members were computed from its definition as it is
+/// now (false while a refresh of newly saved rules is still to publish).
+pub fn is_current(
+    segment: &Segment,
+    catalogue: &std::collections::HashMap<String, crate::domain::field::FieldType>,
+) -> bool {
+    let basis = match segment.definition {
+        Definition::Rules(_) => rules_basis(segment, catalogue),
+        Definition::Static => static_basis(segment),
+    };
+    segment.members_basis == basis
 }
 
 /// What a rules segment's membership is computed from: its rules and the types of the

@@ -318,12 +318,13 @@ pub async fn publish(
     if changed == 0 {
         sqlx::query(
             "UPDATE segments SET unmatched_ids = $1, last_refreshed_at = $2, last_refresh_ms = $3, \
-             members_as_of = $4 WHERE id = $5",
+             members_as_of = $4, members_basis = $5 WHERE id = $6",
         )
         .bind(published.unmatched_ids)
         .bind(now_millis())
         .bind(published.duration_ms)
         .bind(published.as_of)
+        .bind(&published.basis)
         .bind(segment_id)
         .execute(&mut *conn)
         .await?;

@@ -1,8 +1,10 @@
-//! Liveness and readiness for process supervisors and load balancers.
+//! Liveness and readiness for process supervisors and load balancers, and metrics for
+//! Prometheus (behind `METRICS_TOKEN`).
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::state::AppState;
@@ -11,6 +13,49 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+/// The metrics, to a request bearing `METRICS_TOKEN`; off (404) when no token is set.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = state.settings.metrics_token.as_deref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "Metrics are off: set METRICS_TOKEN to serve them.",
+        )
+            .into_response();
+    };
+    let offered = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !crate::crypto::constant_time_eq(offered, token) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "Send the metrics token: Authorization: Bearer <METRICS_TOKEN>.",
+        )
+            .into_response();
+    }
+    match crate::metrics::render(&state.db).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "the metrics could not be read");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The metrics could not be read.",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {

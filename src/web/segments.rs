@@ -157,10 +157,11 @@ async fn show(
             members.last().map(|m| m.profile_id)
         })
         .flatten();
-    // Its definition changed after its last refresh: the members shown are about to change.
-    let refreshing = segment
-        .last_refreshed_at
-        .is_none_or(|refreshed| refreshed < segment.updated_at);
+    // Its members were computed from another definition: a refresh of the saved one is
+    // under way (or, for rules that no longer fit the fields, cannot be).
+    let catalogue = fields::as_catalogue(&fields::list(pool).await?);
+    let refreshing = !crate::segments::is_current(&segment, &catalogue)
+        && matches!(&segment.definition, Definition::Rules(rules) if rules.compile(&catalogue).is_ok());
     let page = SegmentPage {
         ctx: ctx.at(Nav::Segments),
         refreshing,

@@ -82,6 +82,7 @@ pub fn test_settings(dir: &std::path::Path, database_url: DatabaseUrl) -> Settin
             iterations: 1,
         },
         mailchimp: Default::default(),
+        metrics_token: None,
     }
 }
 
