@@ -12,7 +12,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::Db;
@@ -52,11 +51,7 @@ fn live() -> &'static Live {
 
 /// The account label of an API base and credential.
 pub fn account_label(api_base: &str, secret: &str) -> String {
-    let mut digest = Sha256::new();
-    digest.update(api_base.as_bytes());
-    digest.update(b"|");
-    digest.update(secret.as_bytes());
-    hex::encode(digest.finalize())[..12].to_owned()
+    crate::mailchimp::limiter::account_digest(api_base, secret)[..12].to_owned()
 }
 
 /// Counts one Mailchimp call: its account, its answer's HTTP status (None: no answer) and

@@ -230,14 +230,11 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let secret = match &connection.credential {
-            Credential::OAuth(s) | Credential::ApiKey(s) => s,
-        };
-        let account = crate::metrics::account_label(&connection.api_base, secret);
+        let account = &crate::mailchimp::limiter::account_key(connection)[..12];
         let started = std::time::Instant::now();
         let sent = request.send().await;
         let status = sent.as_ref().ok().map(|r| r.status().as_u16());
-        crate::metrics::observe_call(&account, status, started.elapsed());
+        crate::metrics::observe_call(account, status, started.elapsed());
         let response = sent.map_err(ApiError::transport)?;
         read(response).await
     }

@@ -103,13 +103,19 @@ impl Limiters {
 
 /// An account's key: a digest of its API base and credential (the credential never leaves
 /// the process, and the digest is what the database keeps).
-fn account_key(connection: &Connection) -> String {
+pub(crate) fn account_key(connection: &Connection) -> String {
     use crate::mailchimp::client::Credential;
     let secret = match &connection.credential {
         Credential::OAuth(s) | Credential::ApiKey(s) => s,
     };
+    account_digest(&connection.api_base, secret)
+}
+
+/// The digest of an API base and credential that names an account (in the slot table and,
+/// cut to 12 digits, in the metrics).
+pub fn account_digest(api_base: &str, secret: &str) -> String {
     let mut digest = Sha256::new();
-    digest.update(connection.api_base.as_bytes());
+    digest.update(api_base.as_bytes());
     digest.update(b"|");
     digest.update(secret.as_bytes());
     hex::encode(digest.finalize())

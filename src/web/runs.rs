@@ -125,23 +125,6 @@ struct Progress {
     rate_per_second: f64,
     seconds_left: Option<i64>,
     message: String,
-    /// The counts as the page shows them (with thousands separators).
-    #[serde(skip)]
-    total_text: String,
-    #[serde(skip)]
-    sent_text: String,
-    #[serde(skip)]
-    created_text: String,
-    #[serde(skip)]
-    updated_text: String,
-    #[serde(skip)]
-    unchanged_text: String,
-    #[serde(skip)]
-    skipped_text: String,
-    #[serde(skip)]
-    failed_text: String,
-    #[serde(skip)]
-    tag_changes_text: String,
 }
 
 fn progress_of(run: &Run) -> Progress {
@@ -173,14 +156,6 @@ fn progress_of(run: &Run) -> Progress {
         seconds_left: (!run.status.is_finished() && rate > 0.0)
             .then(|| (remaining as f64 / rate).ceil() as i64),
         message: run.message.clone().unwrap_or_default(),
-        total_text: format::count(c.total),
-        sent_text: format::count(c.sent),
-        created_text: format::count(c.created),
-        updated_text: format::count(c.updated),
-        unchanged_text: format::count(c.unchanged),
-        skipped_text: format::count(c.skipped),
-        failed_text: format::count(c.failed),
-        tag_changes_text: format::count(c.tag_changes),
     }
 }
 

@@ -257,16 +257,6 @@ struct RefreshPage {
     board: Option<progress::Board>,
 }
 
-impl RefreshPage {
-    fn count(&self, n: &i64) -> String {
-        format::count(*n)
-    }
-
-    fn count_u(&self, n: &u64) -> String {
-        format::count(i64::try_from(*n).unwrap_or(i64::MAX))
-    }
-}
-
 /// The running refresh, or the last one, segment by segment.
 async fn refresh_page(
     State(state): State<AppState>,

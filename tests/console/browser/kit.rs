@@ -133,6 +133,11 @@ pub async fn sign_in(
     role: export_destinations::domain::Role,
 ) {
     app.create_user(email, role).await;
+    sign_in_existing(app, browser, email).await;
+}
+
+/// Signs an account that already exists in through the sign-in form.
+pub async fn sign_in_existing(app: &crate::helpers::TestApp, browser: &Client, email: &str) {
     browser.goto(&app.url("/sign-in")).await.unwrap();
     fill(browser, "email", email).await;
     fill(browser, "password", PASSWORD).await;

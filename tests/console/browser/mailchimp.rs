@@ -323,11 +323,7 @@ async fn a_removal_clean_up_has_a_run_page_kept_after_the_destination_is_gone() 
 
     let (_driver, browser) = start_browser().await;
     // The draft's owner is ada: sign the browser in as her.
-    browser.goto(&app.url("/sign-in")).await.unwrap();
-    fill(&browser, "email", "ada@example.com").await;
-    fill(&browser, "password", PASSWORD).await;
-    click(&browser, "button[type=submit]").await;
-    wait_for_path(&browser, "/admin/export-destinations").await;
+    sign_in_existing(&app, &browser, "ada@example.com").await;
 
     browser.goto(&app.url(&draft)).await.unwrap();
     click(&browser, "a#discard").await;
