@@ -16,6 +16,7 @@ use crate::api::{ApiUser, FieldError, Problem};
 use crate::connect::{self, ConnectError};
 use crate::domain::Role;
 use crate::domain::destination::{ApiKey, AudienceId, DisplayName};
+use crate::export::preview::{self, Preview, PreviewError};
 use crate::matching;
 use crate::state::AppState;
 use crate::store::audit::{self, Actor};
@@ -279,4 +280,55 @@ pub async fn start_run(
         .await?
         .ok_or_else(Problem::not_found)?;
     Ok((StatusCode::ACCEPTED, Json(RunOut::of(&run))).into_response())
+}
+
+/// Optional: no body previews an ordinary run.
+#[derive(Deserialize, ToSchema)]
+pub struct PreviewRequest {
+    /// Preview a full resync (every member's data sent again).
+    #[serde(default)]
+    full: bool,
+}
+
+impl ApiBody for PreviewRequest {
+    const FIELDS: &'static [&'static str] = &["full"];
+    const EMPTY_MEANS_DEFAULTS: bool = true;
+}
+
+/// What an export would do now, computed without writing to Mailchimp (Contributors and
+/// Administrators). It reads the audience's members, merge fields and size, and becomes the
+/// destination's last preview, shown on its Preview page.
+#[utoipa::path(post, path = "/api/v1/destinations/{id}/preview", tag = "destinations", params(("id" = i64, Path)),
+    request_body(content = Option<PreviewRequest>, description = "Optional: no body previews an ordinary run"),
+    responses((status = 200, body = Preview),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 502, body = Problem, content_type = "application/problem+json")))]
+pub async fn preview(
+    State(state): State<AppState>,
+    user: ApiUser,
+    PathId(id): PathId,
+    ApiJson(request): ApiJson<PreviewRequest>,
+) -> Result<Response, Problem> {
+    user.require(Role::Contributor)?;
+    let destination = destinations::find(state.db.pool(), id)
+        .await?
+        .filter(|d| d.is_active())
+        .ok_or_else(Problem::not_found)?;
+    crate::store::previews::start(state.db.pool(), id, Some(user.id)).await?;
+    match preview::compute_and_keep(&state.engine, &destination, request.full).await {
+        Ok(preview) => Ok(Json(preview).into_response()),
+        Err(PreviewError::Mailchimp(detail)) => Err(Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "Mailchimp could not be read",
+            detail,
+        )),
+        Err(PreviewError::TooMany(detail)) => Err(Problem::invalid_because(detail, Vec::new())),
+        Err(PreviewError::Internal(err)) => Err(err.into()),
+    }
 }

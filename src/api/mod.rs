@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/destinations/{id}", get(destinations::show))
         .route("/destinations/{id}/runs", post(destinations::start_run))
+        .route("/destinations/{id}/preview", post(destinations::preview))
         .route("/runs/{id}", get(run))
         .route("/runs/{id}/members.csv", get(members_csv))
         .route("/segments", get(list_segments))

@@ -29,6 +29,7 @@ use crate::api::{FieldError, Problem};
         super::destinations::create,
         super::destinations::show,
         super::destinations::start_run,
+        super::destinations::preview,
         super::run,
         super::members_csv,
         super::list_segments,
@@ -52,6 +53,9 @@ use crate::api::{FieldError, Problem};
         SegmentKind,
         RefreshOut,
         RefreshedSegment,
+        crate::export::preview::Preview,
+        crate::export::preview::Reason,
+        crate::export::preview::TagChange,
     )),
     modifiers(&TokensAndFallbacks),
     security(("token" = []))

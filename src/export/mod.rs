@@ -9,6 +9,7 @@ pub mod drift;
 mod engine;
 mod exporter;
 mod plan;
+pub mod preview;
 mod state;
 pub mod worker;
 

@@ -162,6 +162,42 @@ pub struct MergeField {
     pub kind: String,
     #[serde(default)]
     pub required: bool,
+    /// What Mailchimp fills in when a new member has no value.
+    #[serde(default)]
+    pub default_value: String,
+    #[serde(default)]
+    pub options: Option<MergeFieldOptions>,
+}
+
+/// A merge field's options that limit its values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MergeFieldOptions {
+    /// A text field's size in characters.
+    #[serde(default)]
+    pub size: Option<usize>,
+    /// A date field's format, such as `MM/DD/YYYY`.
+    #[serde(default)]
+    pub date_format: Option<String>,
+}
+
+impl MergeField {
+    /// The most characters a text value may have.
+    pub fn size(&self) -> usize {
+        self.options
+            .as_ref()
+            .and_then(|o| o.size)
+            .filter(|s| *s > 0)
+            .unwrap_or(crate::mailchimp::merge_rules::TEXT_SIZE)
+    }
+
+    /// The date format besides `YYYY-MM-DD`.
+    pub fn date_format(&self) -> &str {
+        self.options
+            .as_ref()
+            .and_then(|o| o.date_format.as_deref())
+            .filter(|f| !f.is_empty())
+            .unwrap_or("MM/DD/YYYY")
+    }
 }
 
 #[derive(Clone)]

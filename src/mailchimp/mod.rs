@@ -5,6 +5,7 @@
 pub mod client;
 pub mod gateway;
 pub mod limiter;
+pub mod merge_rules;
 pub mod oauth;
 pub mod refusal;
 

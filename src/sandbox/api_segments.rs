@@ -237,6 +237,8 @@ struct NewMergeField {
     default_value: String,
     #[serde(default)]
     public: bool,
+    #[serde(default)]
+    options: crate::sandbox::audience::MergeOptions,
 }
 
 async fn create_merge_field(
@@ -303,6 +305,7 @@ async fn create_merge_field(
         default_value: body.default_value,
         public: body.public,
         display_order: merge_id + 1,
+        options: body.options,
     };
     let json = json::merge_field(audience, &field);
     audience.merge_fields.push(field);

@@ -22,6 +22,19 @@ pub struct MergeField {
     pub default_value: String,
     pub public: bool,
     pub display_order: u64,
+    #[serde(default)]
+    pub options: MergeOptions,
+}
+
+/// The options that limit a merge field's values.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MergeOptions {
+    /// A text field's size (255 when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
+    /// A date field's format besides YYYY-MM-DD (MM/DD/YYYY when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_format: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,6 +189,7 @@ impl Audience {
             kind: kind.into(),
             required: false,
             default_value: String::new(),
+            options: MergeOptions::default(),
             public: false,
             display_order: merge_id + 1,
         };
@@ -342,7 +356,14 @@ impl Audience {
                 ("number", Value::Number(_)) => true,
                 ("number", Value::String(s)) => s.is_empty() || s.trim().parse::<f64>().is_ok(),
                 ("address", Value::Object(_) | Value::String(_)) => true,
-                (_, Value::String(s)) => s.chars().count() <= 255,
+                ("date", Value::String(s)) => valid_date(s.trim(), &field.options),
+                ("birthday", Value::String(s)) => {
+                    chrono::NaiveDate::parse_from_str(&format!("{}/2000", s.trim()), "%m/%d/%Y")
+                        .is_ok()
+                }
+                (_, Value::String(s)) => {
+                    s.chars().count() <= field.options.size.filter(|n| *n > 0).unwrap_or(255)
+                }
                 _ => false,
             };
             if !ok {
@@ -459,6 +480,16 @@ impl Audience {
             .filter_map(|id| self.segments.get(id).map(|s| (*id, s.name.clone())))
             .collect()
     }
+}
+
+/// A date as Mailchimp takes it: YYYY-MM-DD, or in the field's own format.
+fn valid_date(text: &str, options: &MergeOptions) -> bool {
+    let own = match options.date_format.as_deref() {
+        Some(f) if f.eq_ignore_ascii_case("DD/MM/YYYY") => "%d/%m/%Y",
+        _ => "%m/%d/%Y",
+    };
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok()
+        || chrono::NaiveDate::parse_from_str(text, own).is_ok()
 }
 
 fn check_settable(status: MemberStatus) -> Result<(), MemberError> {

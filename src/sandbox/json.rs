@@ -208,7 +208,7 @@ pub fn merge_field(audience: &Audience, field: &MergeField) -> Value {
         "default_value": field.default_value,
         "public": field.public,
         "display_order": field.display_order,
-        "options": {},
+        "options": field.options,
         "help_text": "",
         "list_id": audience.id,
         "_links": [],

@@ -375,6 +375,7 @@ pub async fn retire(conn: &mut AnyConnection, id: i64) -> sqlx::Result<()> {
         "export_repeats",
         "export_marks",
         "audience_checks",
+        "export_previews",
     ] {
         sqlx::query(&format!("DELETE FROM {table} WHERE destination_id = $1"))
             .bind(id)

@@ -11,6 +11,7 @@ pub mod imports;
 pub mod ledger;
 pub mod marks;
 pub mod plan;
+pub mod previews;
 pub mod profile_writers;
 pub mod profiles;
 pub mod results;

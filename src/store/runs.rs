@@ -515,3 +515,19 @@ pub async fn requester<'e>(
     .fetch_optional(db)
     .await
 }
+
+/// Whether the destination has had an export that started (its first export is still to
+/// come when not).
+pub async fn has_exported<'e>(
+    db: impl Executor<'e, Database = Any>,
+    destination_id: i64,
+) -> sqlx::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM export_runs WHERE destination_id = $1 AND kind = 'export' \
+         AND status <> 'skipped'",
+    )
+    .bind(destination_id)
+    .fetch_one(db)
+    .await?;
+    Ok(n > 0)
+}

@@ -323,6 +323,8 @@ async fn submit(
         &details,
     )
     .await?;
+    // A preview of the settings before this save no longer says what an export does.
+    crate::store::previews::delete(&mut *tx, id).await?;
     tx.commit().await?;
     tracing::info!(
         user_id = ctx.user.id,
@@ -330,6 +332,22 @@ async fn submit(
         action,
         "destination saved"
     );
+    if action == "save" {
+        // The set-up ends on the preview of the first export.
+        if let Some(saved) = destinations::find(state.db.pool(), id).await? {
+            crate::web::preview::begin(&state, saved, false, ctx.user.id).await?;
+        }
+        session::set_flash(
+            &session,
+            format!(
+                "Saved “{name}”. Nothing is exported yet: here is what the first export would do."
+            ),
+        )
+        .await?;
+        return Ok(
+            Redirect::to(&format!("/admin/export-destinations/{id}/preview")).into_response(),
+        );
+    }
     session::set_flash(
         &session,
         format!("Saved “{name}”. Saving does not run an export: choose Export on its row when you are ready."),

@@ -17,6 +17,7 @@ mod limits;
 mod oauth;
 pub mod page;
 mod pairs;
+mod preview;
 mod profiles;
 mod runs;
 mod segments;
@@ -68,6 +69,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(segments::router())
         .merge(destinations::router())
         .merge(runs::router())
+        .merge(preview::router())
         .merge(system::router())
         .merge(tokens::router())
         .merge(account::router())

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -43,18 +43,28 @@ async fn active(state: &AppState, id: i64) -> Result<Destination, AppError> {
 #[derive(Deserialize)]
 struct ExportForm {
     full: Option<String>,
+    /// "yes": export although the preview found problems.
+    confirm: Option<String>,
 }
 
-/// Queues a run and goes to its page.
+/// Queues a run and goes to its page. A first export whose preview found members Mailchimp
+/// would refuse shows that preview and asks first.
 async fn export(
     State(state): State<AppState>,
-    user: CurrentUser,
+    ctx: PageContext,
     session: Session,
     Path(id): Path<i64>,
     Form(form): Form<ExportForm>,
-) -> Result<Redirect, AppError> {
+) -> Result<Response, AppError> {
     let destination = active(&state, id).await?;
+    let user = ctx.user.clone();
     let full = form.full.as_deref() == Some("yes");
+    if form.confirm.as_deref() != Some("yes")
+        && crate::web::preview::needs_confirmation(&state, id).await?
+    {
+        let page = crate::web::preview::page(&state, ctx, destination, true).await?;
+        return Ok((StatusCode::CONFLICT, render(&page)?).into_response());
+    }
     let mut conn = state.db.pool().acquire().await?;
     let (run_id, status) = runs::enqueue(&mut conn, id, full, Some(user.id)).await?;
     tracing::info!(
@@ -74,7 +84,7 @@ async fn export(
         )
         .await?;
     }
-    Ok(Redirect::to(&format!("/admin/export-runs/{run_id}")))
+    Ok(Redirect::to(&format!("/admin/export-runs/{run_id}")).into_response())
 }
 
 async fn export_all(

@@ -65,9 +65,15 @@ async fn an_administrator_completes_every_step_of_the_brief_against_the_sandbox(
     );
     assert!(configure.contains("Germany <span class=\"muted\">(2 profiles)</span>"));
     let saved = wizard::save(&app, id, &[segment]).await;
-    assert_eq!(location(&saved), "/admin/export-destinations");
+    // The set-up ends on the preview of the first export; nothing is exported yet.
+    let preview = format!("/admin/export-destinations/{id}/preview");
+    assert_eq!(location(&saved), preview);
+    assert!(
+        app.get_html(&preview)
+            .await
+            .contains("Nothing is exported yet: here is what the first export would do.")
+    );
     let list = app.get_html("/admin/export-destinations").await;
-    assert!(list.contains("Saving does not run an export"));
     assert!(list.contains("<td>Newsletter export</td>") && list.contains("Newsletter subscribers"));
 
     let stored = destinations::find(app.state.db.pool(), id)

@@ -22,6 +22,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod oauth_fake_mailchimp;
+mod preview;
 mod profiles;
 mod reach;
 mod removal;

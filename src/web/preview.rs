@@ -1,0 +1,169 @@
+//! A destination's Preview: what an export would do now, computed in the background
+//! without writing to Mailchimp. The set-up opens it after the first Save, and a first
+//! export whose preview found problems asks for confirmation here.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+
+use crate::export::preview::{self, Preview};
+use crate::state::AppState;
+use crate::store::destinations::{self, Destination};
+use crate::store::previews::{self, State as PreviewState};
+use crate::web::current_user::{CurrentUser, require_contributor};
+use crate::web::page::{PageContext, render};
+use crate::web::{AppError, format};
+
+pub fn router() -> Router<AppState> {
+    let read = Router::new().route("/admin/export-destinations/{id}/preview", get(show));
+    let write = Router::new()
+        .route("/admin/export-destinations/{id}/preview", post(start))
+        .route_layer(axum::middleware::from_fn(require_contributor));
+    read.merge(write)
+}
+
+async fn active(state: &AppState, id: i64) -> Result<Destination, AppError> {
+    destinations::find(state.db.pool(), id)
+        .await?
+        .filter(|d| d.is_active())
+        .ok_or(AppError::NotFound)
+}
+
+/// Starts computing the destination's preview in the background, unless one already is.
+pub(crate) async fn begin(
+    state: &AppState,
+    destination: Destination,
+    full: bool,
+    user_id: i64,
+) -> Result<(), AppError> {
+    if !previews::start(state.db.pool(), destination.id, Some(user_id)).await? {
+        return Ok(());
+    }
+    let engine = state.engine.clone();
+    tokio::spawn(async move {
+        // Its result, or why it failed, is kept for the page.
+        let _ = preview::compute_and_keep(&engine, &destination, full).await;
+    });
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct StartForm {
+    full: Option<String>,
+}
+
+async fn start(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    Form(form): Form<StartForm>,
+) -> Result<Redirect, AppError> {
+    let destination = active(&state, id).await?;
+    let full = form.full.as_deref() == Some("yes");
+    begin(&state, destination, full, user.id).await?;
+    tracing::info!(
+        user_id = user.id,
+        destination_id = id,
+        full,
+        "preview requested"
+    );
+    Ok(Redirect::to(&format!(
+        "/admin/export-destinations/{id}/preview"
+    )))
+}
+
+#[derive(Template)]
+#[template(path = "destinations/preview.html")]
+pub(crate) struct PreviewPage {
+    ctx: PageContext,
+    destination: Destination,
+    computing: bool,
+    /// Why the last preview could not be computed.
+    failed: Option<String>,
+    preview: Option<Preview>,
+    computed: String,
+    growth: String,
+    /// No export has run yet: the preview stands before the first one.
+    first: bool,
+    /// The person pressed Export and the preview found problems: it asks first.
+    confirming: bool,
+}
+
+impl PreviewPage {
+    fn blocking(&self) -> bool {
+        self.preview.as_ref().is_some_and(Preview::is_blocking)
+    }
+}
+
+pub(crate) async fn page(
+    state: &AppState,
+    ctx: PageContext,
+    destination: Destination,
+    confirming: bool,
+) -> Result<PreviewPage, AppError> {
+    let pool = state.db.pool();
+    let stored = previews::find(pool, destination.id).await?;
+    let first = !crate::store::runs::has_exported(pool, destination.id).await?;
+    let (computing, failed, preview, computed) = match stored {
+        None => (false, None, None, String::new()),
+        Some(s) => match s.state {
+            PreviewState::Computing => (true, None, None, String::new()),
+            PreviewState::Failed => (false, s.message, None, String::new()),
+            PreviewState::Done => (
+                false,
+                None,
+                s.body.as_deref().and_then(preview::decode),
+                format::optional_timestamp(s.finished_at),
+            ),
+        },
+    };
+    let growth = preview
+        .as_ref()
+        .map(|p| match p.growth_percent() {
+            Some(pct) => format!(
+                "from {} to {} contacts (+{:.1} %)",
+                format::num(p.audience_contacts),
+                format::num(p.audience_contacts + p.create),
+                pct
+            ),
+            None => format!("from no contacts to {}", format::num(p.create)),
+        })
+        .unwrap_or_default();
+    Ok(PreviewPage {
+        ctx,
+        destination,
+        computing,
+        failed,
+        preview,
+        computed,
+        growth,
+        first,
+        confirming,
+    })
+}
+
+async fn show(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let destination = active(&state, id).await?;
+    Ok(render(&page(&state, ctx, destination, false).await?)?.into_response())
+}
+
+/// Whether an export of this destination must be confirmed first: its first export, and
+/// its last preview found members Mailchimp would refuse.
+pub(crate) async fn needs_confirmation(state: &AppState, id: i64) -> Result<bool, AppError> {
+    let pool = state.db.pool();
+    if crate::store::runs::has_exported(pool, id).await? {
+        return Ok(false);
+    }
+    Ok(previews::find(pool, id)
+        .await?
+        .filter(|s| s.state == PreviewState::Done)
+        .and_then(|s| s.body.as_deref().and_then(preview::decode))
+        .is_some_and(|p| p.is_blocking()))
+}
