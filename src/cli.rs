@@ -46,6 +46,23 @@ pub enum Command {
     /// Measure the console at scale; prints the figures BENCHMARKS.md records.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Forget a customer everywhere: delete the profile and its traces, delete the member
+    /// for good in every audience that has it, and never send the address again.
+    Forget(ForgetArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ForgetArgs {
+    /// The customer ID of the profile to forget.
+    pub customer_id: String,
+    /// The administrator asking for it (their email address), recorded in the audit log.
+    #[arg(long)]
+    pub by: String,
+    /// The console's secret key (default: the one kept in the data folder).
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,8 @@ use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{
-    ApiTokenArgs, DemoDataArgs, ExportRunArgs, ImportProfilesArgs, RefreshArgs, SegmentsCommand,
+    ApiTokenArgs, DemoDataArgs, ExportRunArgs, ForgetArgs, ImportProfilesArgs, RefreshArgs,
+    SegmentsCommand,
 };
 use crate::profiles::{ImportOptions, demo, import_file};
 use crate::segments::{RefreshOutcome, refresh};
@@ -262,5 +263,64 @@ pub async fn api_token_create(args: ApiTokenArgs) -> anyhow::Result<()> {
         "This token acts as {email} ({}). It is not shown again.",
         user.role
     );
+    Ok(())
+}
+
+/// `forget CUSTOMER_ID --by EMAIL`: the console's Forget, from a terminal.
+pub async fn forget(args: ForgetArgs) -> anyhow::Result<()> {
+    use crate::export::forget::ErasureOutcome;
+    let db = args.db.connect().await?;
+    let email =
+        crate::domain::EmailAddress::parse(&args.by).map_err(|e| anyhow::anyhow!("--by: {e}"))?;
+    let Some(user) = crate::store::users::find_by_email(db.pool(), &email)
+        .await?
+        .filter(|u| u.is_active())
+    else {
+        bail!("--by: there is no active user {email}");
+    };
+    if user.role != crate::domain::Role::Administrator {
+        bail!(
+            "--by: only an administrator may forget a customer; {email} is a {}",
+            user.role
+        );
+    }
+    let customer_id = args.customer_id.trim();
+    if customer_id.is_empty() {
+        bail!("CUSTOMER_ID: give the customer ID of the profile to forget");
+    }
+    let key = match &args.secret_key {
+        Some(raw) => crate::crypto::SecretKey::parse(raw)?,
+        None => crate::crypto::SecretKey::load_or_generate(&args.db.data_dir.join("secret.key"))?,
+    };
+    let engine = crate::export::Engine {
+        db: db.clone(),
+        key,
+        client: crate::mailchimp::client::Client::new(),
+        limiters: crate::export::Limiters::default(),
+        sandbox: Default::default(),
+    };
+    let actor = crate::store::audit::Actor {
+        user_id: user.id,
+        email: &user.email,
+    };
+    let Some(forgotten) = crate::export::forget::forget(&engine, customer_id, &actor).await? else {
+        bail!("there is no profile with customer ID {customer_id:?}");
+    };
+    println!("Forgot customer {customer_id}: the profile and its traces are deleted.");
+    let mut pending = 0;
+    for e in &forgotten.erasures {
+        if e.outcome == ErasureOutcome::Pending {
+            pending += 1;
+        }
+        println!("  {}: {}", e.destination, e.detail);
+    }
+    if forgotten.erasures.is_empty() {
+        println!("No destination had exported this customer.");
+    }
+    if pending > 0 {
+        eprintln!(
+            "{pending} deletion(s) in Mailchimp are pending; each destination's next run makes them."
+        );
+    }
     Ok(())
 }

@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
         Command::DemoData(args) => commands::demo_data(args).await,
         Command::Segments(command) => commands::segments(command).await,
         Command::Export(ExportCommand::Run(args)) => commands::export_run(args).await,
+        Command::Forget(args) => commands::forget(args).await,
         Command::ApiToken(ApiTokenCommand::Create(args)) => commands::api_token_create(args).await,
         Command::Bench(BenchCommand::Export(args)) => {
             export_destinations::bench::export(args).await

@@ -6,6 +6,7 @@ mod destinations;
 mod extract;
 pub mod models;
 mod openapi;
+mod profiles;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -39,6 +40,10 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/members.csv", get(members_csv))
         .route("/segments", get(list_segments))
         .route("/segments/refresh", post(refresh_segments))
+        .route(
+            "/profiles/{customer_id}/forget",
+            post(profiles::forget_customer),
+        )
         .fallback(extract::no_such_route)
         .method_not_allowed_fallback(extract::method_not_allowed)
         .layer(map_response(extract::problem_json_errors))

@@ -34,6 +34,7 @@ use crate::api::{FieldError, Problem};
         super::members_csv,
         super::list_segments,
         super::refresh_segments,
+        super::profiles::forget_customer,
     ),
     components(schemas(
         Problem,
@@ -56,6 +57,9 @@ use crate::api::{FieldError, Problem};
         crate::export::preview::Preview,
         crate::export::preview::Reason,
         crate::export::preview::TagChange,
+        crate::export::forget::Forgotten,
+        crate::export::forget::Erasure,
+        crate::export::forget::ErasureOutcome,
     )),
     modifiers(&TokensAndFallbacks),
     security(("token" = []))

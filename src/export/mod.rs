@@ -8,6 +8,7 @@ mod cleanup;
 pub mod drift;
 mod engine;
 mod exporter;
+pub mod forget;
 mod plan;
 pub mod preview;
 mod state;

@@ -471,6 +471,23 @@ impl Gateway {
             Err(err) => Err(err),
         }
     }
+
+    /// Deletes a member for good, by subscriber hash: Mailchimp's erasure, after which the
+    /// address cannot be added again through the API.
+    pub async fn delete_permanently(&self, list: &str, hash: &str) -> Result<Archived, ApiError> {
+        match self
+            .send::<Value, ()>(
+                Method::POST,
+                &format!("/lists/{list}/members/{hash}/actions/delete-permanent"),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(Archived::Done),
+            Err(err) if err.kind == ErrorKind::NotFound => Ok(Archived::AlreadyGone),
+            Err(err) => Err(err),
+        }
+    }
 }
 
 #[cfg(test)]

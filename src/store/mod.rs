@@ -6,6 +6,7 @@ pub mod audit;
 pub mod destinations;
 pub mod drift;
 pub mod fields;
+pub mod forgetting;
 pub mod import_jobs;
 pub mod imports;
 pub mod ledger;

@@ -242,3 +242,17 @@ pub async fn page<'e>(
     }
     Ok(rows)
 }
+
+/// The profile of a customer ID.
+pub async fn find_by_customer<'e>(
+    db: impl Executor<'e, Database = Any>,
+    customer_id: &str,
+) -> sqlx::Result<Option<Profile>> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM profiles WHERE customer_id = $1"
+    ))
+    .bind(customer_id)
+    .try_map(from_row)
+    .fetch_optional(db)
+    .await
+}

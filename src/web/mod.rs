@@ -11,6 +11,7 @@ pub mod current_user;
 mod destinations;
 mod error;
 mod fields;
+mod forget;
 pub mod format;
 mod health;
 mod limits;
@@ -69,6 +70,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(segments::router())
         .merge(destinations::router())
         .merge(runs::router())
+        .merge(forget::router())
         .merge(preview::router())
         .merge(system::router())
         .merge(tokens::router())

@@ -200,6 +200,7 @@ async fn list(
 #[template(path = "data/profile.html")]
 struct ProfilePage {
     ctx: PageContext,
+    id: i64,
     customer_id: String,
     values: Vec<(String, String, String)>,
     segments: Vec<String>,
@@ -226,6 +227,7 @@ async fn show(
         .collect();
     let page = ProfilePage {
         ctx: ctx.at(Nav::Profiles),
+        id,
         customer_id: profile.customer_id,
         values,
         segments: segments::of_profile(pool, id).await?,

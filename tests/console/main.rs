@@ -18,6 +18,7 @@ mod export_guards;
 mod export_runs;
 mod exports;
 mod first_admin;
+mod forget;
 mod hardening;
 mod health;
 mod helpers;

@@ -29,6 +29,11 @@ impl Engine {
                 )));
             }
         };
+        // Customers forgotten while Mailchimp could not take their deletion go first.
+        let left = crate::export::forget::erase_pending(self, &destination).await?;
+        if left > 0 {
+            tracing::warn!(left, "deletions for good are still pending");
+        }
         let list = destination.audience_id.clone();
         // Three small reads side by side: did the audience change behind the console (and
         // if so, the ledger's repair), its merge fields, and its tags by name (a removal
