@@ -14,6 +14,7 @@ mod fields;
 pub mod format;
 mod health;
 mod limits;
+mod notifications;
 mod oauth;
 pub mod page;
 mod pairs;
@@ -69,6 +70,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(destinations::router())
         .merge(runs::router())
         .merge(system::router())
+        .merge(notifications::router())
         .merge(tokens::router())
         .merge(account::router())
         .merge(administrators)
