@@ -34,13 +34,10 @@ const MAX_THRESHOLD: i64 = 1_000_000;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(PATH, get(show))
-        .route("/system/notifications/webhook", post(save_webhook))
+        .route(PATH, get(show).post(save))
         .route("/system/notifications/webhook/secret", post(new_secret))
         .route("/system/notifications/webhook/test", post(test_webhook))
-        .route("/system/notifications/email", post(save_email))
         .route("/system/notifications/email/test", post(test_email))
-        .route("/system/notifications/thresholds", post(save_thresholds))
         .route_layer(axum::middleware::from_fn(require_administrator))
 }
 
@@ -275,81 +272,238 @@ async fn refused(state: &AppState, ctx: PageContext, typed: Typed) -> Result<Res
     Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
 }
 
-async fn save_webhook(
+async fn save(
     State(state): State<AppState>,
     ctx: PageContext,
     session: Session,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     let pairs = Pairs::new(pairs);
-    let form = WebhookForm {
-        enabled: pairs.get("enabled") == "yes",
-        url: pairs.get("url"),
+    let pool = state.db.pool();
+    let mut errors: Vec<Invalid> = Vec::new();
+
+    let webhook = WebhookForm {
+        enabled: pairs.get("webhook_enabled") == "yes",
+        url: pairs.get("webhook_url"),
     };
-    // An empty URL is allowed while webhook alerts are off (to clear it).
-    let url = match (form.url.trim().is_empty(), form.enabled) {
-        (true, false) => None,
-        _ => match WebhookUrl::parse(&form.url) {
-            Ok(url) => Some(url),
-            Err(err) => {
-                let typed = Typed {
-                    webhook: Some(form),
-                    errors: vec![err.into()],
-                    ..Typed::default()
-                };
-                return refused(&state, ctx, typed).await;
+    // An empty URL is allowed while webhook alerts are off (it clears the URL).
+    let url = if webhook.url.trim().is_empty() && !webhook.enabled {
+        None
+    } else {
+        WebhookUrl::parse(&webhook.url)
+            .map_err(|err| errors.push(err))
+            .ok()
+    };
+
+    let active: Vec<i64> = crate::store::users::list(pool)
+        .await?
+        .into_iter()
+        .filter(|u| u.is_active())
+        .map(|u| u.id)
+        .collect();
+    let mut recipient_ids = Vec::new();
+    for raw in pairs.all("recipient") {
+        match raw.parse::<i64>() {
+            Ok(id) if active.contains(&id) => {
+                if !recipient_ids.contains(&id) {
+                    recipient_ids.push(id);
+                }
             }
-        },
+            _ => errors.push(Invalid::new(format!(
+                "Recipients: “{}” is not an active user of this console.",
+                excerpt(raw)
+            ))),
+        }
+    }
+    let email = EmailForm {
+        enabled: pairs.get("email_enabled") == "yes",
+        host: pairs.get("smtp_host"),
+        port: pairs.get("smtp_port"),
+        tls: pairs.get("smtp_tls"),
+        username: pairs.get("smtp_username"),
+        from: pairs.get("smtp_from"),
+        extra: pairs.get("extra_recipients"),
+        recipient_ids,
     };
-    let saved = store::load(state.db.pool()).await?;
+    let password = pairs.get("smtp_password");
+    let remove_password = pairs.get("remove_password") == "yes";
+    let nothing_typed = [&email.host, &email.port, &email.username, &email.from]
+        .iter()
+        .all(|v| v.trim().is_empty());
+    // Nothing typed and email off: the SMTP settings are cleared.
+    let server = if nothing_typed && !email.enabled {
+        None
+    } else {
+        SmtpServer::parse(&SmtpInput {
+            host: &email.host,
+            port: &email.port,
+            tls: &email.tls,
+            username: &email.username,
+            from: &email.from,
+        })
+        .map_err(|problems| errors.extend(problems))
+        .ok()
+    };
+    let extra = email::parse_addresses(&email.extra)
+        .map_err(|problems| errors.extend(problems))
+        .unwrap_or_default();
+    if password.chars().count() > 500 {
+        errors.push(Invalid::new("SMTP password: at most 500 characters."));
+    }
+    if email.enabled && email.recipient_ids.is_empty() && extra.is_empty() {
+        errors.push(Invalid::new(
+            "Recipients: choose at least one user or type another address, or turn email alerts off.",
+        ));
+    }
+
+    let destinations: Vec<_> = crate::store::destinations::list(pool)
+        .await?
+        .into_iter()
+        .filter(|d| d.is_active())
+        .collect();
+    let mut rows = Vec::new();
+    let mut thresholds = Vec::new();
+    for d in destinations {
+        let raw = pairs.get(&format!("threshold_{}", d.id));
+        match raw.trim().parse::<i64>() {
+            Ok(n) if (0..=MAX_THRESHOLD).contains(&n) => thresholds.push((d.id, n)),
+            _ => errors.push(Invalid::new(format!(
+                "Failed members for {}: “{}” is not a number from 0 (no alert for failed members) to {}.",
+                d.display_name,
+                excerpt(&raw),
+                format::count(MAX_THRESHOLD)
+            ))),
+        }
+        rows.push(ThresholdRow {
+            id: d.id,
+            name: d.display_name,
+            value: raw,
+        });
+    }
+
+    if !errors.is_empty() {
+        // Everything typed comes back, but the password (never put in a page).
+        let typed = Typed {
+            webhook: Some(webhook),
+            email: Some(email),
+            thresholds: Some(rows),
+            errors: errors.into_iter().map(String::from).collect(),
+            ..Typed::default()
+        };
+        return refused(&state, ctx, typed).await;
+    }
+
+    let saved = store::load(pool).await?;
     // The first webhook gets its secret now; a later one keeps it.
-    let secret =
-        (url.is_some() && saved.webhook_secret_sealed.is_none()).then(crate::crypto::random_token);
+    let secret = (url.is_some() && saved.webhook_secret_sealed.is_none())
+        .then(crate::crypto::random_token);
     let sealed = secret.as_deref().map(|s| state.secret_key.seal(s));
-    let mut tx = crate::db::begin_write(state.db.pool()).await?;
+    let change = if remove_password {
+        PasswordChange::Remove
+    } else if password.is_empty() {
+        PasswordChange::Keep
+    } else {
+        PasswordChange::Set(state.secret_key.seal(&password))
+    };
+    let extra_text = extra
+        .iter()
+        .map(|a| a.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let smtp = store::Smtp {
+        enabled: email.enabled,
+        host: server.as_ref().map(|s| s.host.as_str()),
+        port: server.as_ref().map(|s| i64::from(s.port)),
+        tls: server
+            .as_ref()
+            .map_or(TlsMode::StartTls, |s| s.tls)
+            .as_str(),
+        username: server.as_ref().and_then(|s| s.username.as_deref()),
+        from: server.as_ref().map(|s| s.from.as_str()),
+        extra_recipients: &extra_text,
+    };
+    let before = store::thresholds(pool).await?;
+    let names: std::collections::HashMap<i64, &str> =
+        rows.iter().map(|r| (r.id, r.name.as_str())).collect();
+
+    let mut tx = crate::db::begin_write(pool).await?;
     store::save_webhook(
         &mut *tx,
-        form.enabled,
+        webhook.enabled,
         url.as_ref().map(WebhookUrl::as_str),
         sealed.as_deref(),
         ctx.user.id,
     )
     .await?;
-    let details = format!(
-        "Webhook alerts {}; URL at {}{}",
-        if form.enabled { "on" } else { "off" },
-        url.as_ref()
-            .map(WebhookUrl::origin)
-            .unwrap_or_else(|| "(none)".into()),
-        if secret.is_some() {
-            "; a signing secret was made"
-        } else {
-            ""
+    store::save_email(&mut tx, &smtp, &change, &email.recipient_ids, ctx.user.id).await?;
+    let mut changed = Vec::new();
+    for (id, n) in &thresholds {
+        let was = before
+            .get(id)
+            .copied()
+            .unwrap_or(store::DEFAULT_FAILED_MEMBERS);
+        if was != *n {
+            store::set_threshold(&mut tx, *id, *n).await?;
+            changed.push(format!("{}: {was} → {n}", names[id]));
         }
-    );
+    }
+    // What changed, in words; no secret, and of the webhook's URL only its origin (a path
+    // may carry a token).
+    let mut details = vec![
+        format!(
+            "Webhook alerts {}, to {}{}",
+            if webhook.enabled { "on" } else { "off" },
+            url.as_ref()
+                .map(WebhookUrl::origin)
+                .unwrap_or_else(|| "no URL".into()),
+            if secret.is_some() {
+                ", with a new signing secret"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "email alerts {}, {}, {} recipient(s), SMTP password {}",
+            if email.enabled { "on" } else { "off" },
+            server
+                .as_ref()
+                .map(|s| format!("through {} from {}", s.describe(), s.from.as_str()))
+                .unwrap_or_else(|| "no SMTP server".into()),
+            email.recipient_ids.len() + extra.len(),
+            match change {
+                PasswordChange::Keep => "unchanged",
+                PasswordChange::Set(_) => "changed",
+                PasswordChange::Remove => "removed",
+            }
+        ),
+    ];
+    if !changed.is_empty() {
+        details.push(format!("failed members: {}", changed.join(", ")));
+    }
     audit::record(
         &mut *tx,
         &ctx.user.actor(),
         "notifications",
         None,
         "Failure alerts",
-        &details,
+        &details.join("; "),
     )
     .await?;
     tx.commit().await?;
+    let saved_message = "Saved the notification settings.";
     match secret {
         // Shown in this answer only: never put in the session, never shown again.
         Some(secret) => {
+            let mut ctx = ctx;
+            ctx.flash = Some(saved_message.into());
             let typed = Typed {
                 new_secret: Some(secret),
                 ..Typed::default()
             };
-            let mut ctx = ctx;
-            ctx.flash = Some("Saved the webhook.".into());
             Ok(render(&page(&state, ctx, typed).await?)?.into_response())
         }
         None => {
-            session::set_flash(&session, "Saved the webhook.").await?;
+            session::set_flash(&session, saved_message).await?;
             Ok(Redirect::to(PATH).into_response())
         }
     }
@@ -442,218 +596,3 @@ async fn tested(
     Ok(render(&page(state, ctx, typed).await?)?.into_response())
 }
 
-async fn save_email(
-    State(state): State<AppState>,
-    ctx: PageContext,
-    session: Session,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Result<Response, AppError> {
-    let pairs = Pairs::new(pairs);
-    let pool = state.db.pool();
-    let active: Vec<i64> = crate::store::users::list(pool)
-        .await?
-        .into_iter()
-        .filter(|u| u.is_active())
-        .map(|u| u.id)
-        .collect();
-    let mut recipient_ids = Vec::new();
-    let mut errors: Vec<Invalid> = Vec::new();
-    for raw in pairs.all("recipient") {
-        match raw.parse::<i64>() {
-            Ok(id) if active.contains(&id) => {
-                if !recipient_ids.contains(&id) {
-                    recipient_ids.push(id);
-                }
-            }
-            _ => errors.push(Invalid::new(format!(
-                "Recipients: “{}” is not an active user of this console.",
-                excerpt(raw)
-            ))),
-        }
-    }
-    let form = EmailForm {
-        enabled: pairs.get("enabled") == "yes",
-        host: pairs.get("host"),
-        port: pairs.get("port"),
-        tls: pairs.get("tls"),
-        username: pairs.get("username"),
-        from: pairs.get("from"),
-        extra: pairs.get("extra"),
-        recipient_ids,
-    };
-    let password = pairs.get("password");
-    let remove_password = pairs.get("remove_password") == "yes";
-    let everything_empty = [&form.host, &form.port, &form.username, &form.from]
-        .iter()
-        .all(|v| v.trim().is_empty());
-    // Nothing typed and email off: the settings are cleared.
-    let server = if everything_empty && !form.enabled {
-        None
-    } else {
-        match SmtpServer::parse(&SmtpInput {
-            host: &form.host,
-            port: &form.port,
-            tls: &form.tls,
-            username: &form.username,
-            from: &form.from,
-        }) {
-            Ok(server) => Some(server),
-            Err(problems) => {
-                errors.extend(problems);
-                None
-            }
-        }
-    };
-    let extra = match email::parse_addresses(&form.extra) {
-        Ok(extra) => extra,
-        Err(problems) => {
-            errors.extend(problems);
-            Vec::new()
-        }
-    };
-    if password.chars().count() > 500 {
-        errors.push(Invalid::new("Password: at most 500 characters."));
-    }
-    if form.enabled && errors.is_empty() && form.recipient_ids.is_empty() && extra.is_empty() {
-        errors.push(Invalid::new(
-            "Recipients: choose at least one user or type another address, or turn email alerts off.",
-        ));
-    }
-    if !errors.is_empty() {
-        let typed = Typed {
-            email: Some(form),
-            errors: errors.into_iter().map(String::from).collect(),
-            ..Typed::default()
-        };
-        return refused(&state, ctx, typed).await;
-    }
-    let change = if remove_password {
-        PasswordChange::Remove
-    } else if password.is_empty() {
-        PasswordChange::Keep
-    } else {
-        PasswordChange::Set(state.secret_key.seal(&password))
-    };
-    let extra_text = extra
-        .iter()
-        .map(|a| a.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let smtp = store::Smtp {
-        enabled: form.enabled,
-        host: server.as_ref().map(|s| s.host.as_str()),
-        port: server.as_ref().map(|s| i64::from(s.port)),
-        tls: server
-            .as_ref()
-            .map_or(TlsMode::StartTls, |s| s.tls)
-            .as_str(),
-        username: server.as_ref().and_then(|s| s.username.as_deref()),
-        from: server.as_ref().map(|s| s.from.as_str()),
-        extra_recipients: &extra_text,
-    };
-    let mut tx = crate::db::begin_write(pool).await?;
-    store::save_email(&mut tx, &smtp, &change, &form.recipient_ids, ctx.user.id).await?;
-    let details = format!(
-        "Email alerts {}; {}; {} recipient(s); password {}",
-        if form.enabled { "on" } else { "off" },
-        server
-            .as_ref()
-            .map(|s| format!("through {} from {}", s.describe(), s.from.as_str()))
-            .unwrap_or_else(|| "no SMTP server".into()),
-        form.recipient_ids.len() + extra.len(),
-        match change {
-            PasswordChange::Keep => "unchanged",
-            PasswordChange::Set(_) => "changed",
-            PasswordChange::Remove => "removed",
-        }
-    );
-    audit::record(
-        &mut *tx,
-        &ctx.user.actor(),
-        "notifications",
-        None,
-        "Failure alerts",
-        &details,
-    )
-    .await?;
-    tx.commit().await?;
-    session::set_flash(&session, "Saved the email settings.").await?;
-    Ok(Redirect::to(PATH).into_response())
-}
-
-async fn save_thresholds(
-    State(state): State<AppState>,
-    ctx: PageContext,
-    session: Session,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Result<Response, AppError> {
-    let pairs = Pairs::new(pairs);
-    let pool = state.db.pool();
-    let destinations: Vec<_> = crate::store::destinations::list(pool)
-        .await?
-        .into_iter()
-        .filter(|d| d.is_active())
-        .collect();
-    let mut rows = Vec::new();
-    let mut parsed = Vec::new();
-    let mut errors = Vec::new();
-    for d in destinations {
-        let raw = pairs.get(&format!("threshold_{}", d.id));
-        match raw.trim().parse::<i64>() {
-            Ok(n) if (0..=MAX_THRESHOLD).contains(&n) => {
-                parsed.push((d.id, n, d.display_name.clone()))
-            }
-            _ => errors.push(format!(
-                "{}: “{}” is not a number of members from 0 (no alert for failed members) to {}.",
-                d.display_name,
-                excerpt(&raw),
-                format::count(MAX_THRESHOLD)
-            )),
-        }
-        rows.push(ThresholdRow {
-            id: d.id,
-            name: d.display_name,
-            value: raw,
-        });
-    }
-    if !errors.is_empty() {
-        let typed = Typed {
-            thresholds: Some(rows),
-            errors,
-            ..Typed::default()
-        };
-        return refused(&state, ctx, typed).await;
-    }
-    let before = store::thresholds(pool).await?;
-    let mut tx = crate::db::begin_write(pool).await?;
-    let mut changed = Vec::new();
-    for (id, n, name) in &parsed {
-        let was = before
-            .get(id)
-            .copied()
-            .unwrap_or(store::DEFAULT_FAILED_MEMBERS);
-        if was != *n {
-            store::set_threshold(&mut tx, *id, *n).await?;
-            changed.push(format!("{name}: {was} → {n}"));
-        }
-    }
-    if !changed.is_empty() {
-        audit::record(
-            &mut *tx,
-            &ctx.user.actor(),
-            "notifications",
-            None,
-            "Failure alerts",
-            &format!("Failed-member thresholds: {}", changed.join(", ")),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    let message = if changed.is_empty() {
-        "No threshold changed.".to_owned()
-    } else {
-        format!("Saved the thresholds: {}.", changed.join(", "))
-    };
-    session::set_flash(&session, message).await?;
-    Ok(Redirect::to(PATH).into_response())
-}
