@@ -159,7 +159,7 @@ pub fn parse_addresses(raw: &str) -> Result<Vec<EmailAddress>, Vec<Invalid>> {
     let mut addresses: Vec<EmailAddress> = Vec::new();
     let mut problems = Vec::new();
     for part in raw
-        .split(|c| c == '\n' || c == ',' || c == ';')
+        .split(['\n', ',', ';'])
         .map(str::trim)
         .filter(|p| !p.is_empty())
     {

@@ -395,8 +395,8 @@ async fn save(
 
     let saved = store::load(pool).await?;
     // The first webhook gets its secret now; a later one keeps it.
-    let secret = (url.is_some() && saved.webhook_secret_sealed.is_none())
-        .then(crate::crypto::random_token);
+    let secret =
+        (url.is_some() && saved.webhook_secret_sealed.is_none()).then(crate::crypto::random_token);
     let sealed = secret.as_deref().map(|s| state.secret_key.seal(s));
     let change = if remove_password {
         PasswordChange::Remove
@@ -595,4 +595,3 @@ async fn tested(
     };
     Ok(render(&page(state, ctx, typed).await?)?.into_response())
 }
-

@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::helpers::{
-    TestApp, Target, assert_refused, csrf_token, fresh_database_url, location, saved_destination,
+    Target, TestApp, assert_refused, csrf_token, fresh_database_url, location, saved_destination,
     spawn_stoppable, test_settings, wait_until,
 };
 use crate::receivers::{SmtpSink, WebhookReceiver};
@@ -91,7 +91,10 @@ fn first_names_fail(w: &World) {
     field.kind = "number".into();
 }
 
-async fn wait_for_requests(receiver: &WebhookReceiver, n: usize) -> Vec<crate::receivers::Received> {
+async fn wait_for_requests(
+    receiver: &WebhookReceiver,
+    n: usize,
+) -> Vec<crate::receivers::Received> {
     wait_until(
         &format!("{n} request(s) at the webhook"),
         Duration::from_secs(30),
@@ -194,10 +197,7 @@ async fn a_successful_run_alerts_only_when_its_failed_members_reach_the_threshol
     .await;
     assert_eq!(location(&saved), PAGE);
     let page = admin.get_html(PAGE).await;
-    assert!(
-        page.contains("Saved the notification settings."),
-        "{page}"
-    );
+    assert!(page.contains("Saved the notification settings."), "{page}");
     assert!(page.contains(&format!("name=\"{threshold}\" value=\"2\"")));
 
     let over = export(&w, id, false).await;
@@ -252,12 +252,16 @@ async fn an_alert_answered_500_is_tried_again_until_it_is_delivered_and_a_400_is
         "every try carries the same delivery number"
     );
     assert_eq!(got[0].body, got[2].body, "every try sends the same alert");
-    let settled = wait_until("the delivery to settle", Duration::from_secs(10), || async {
-        deliveries(&w, first.id)
-            .await
-            .into_iter()
-            .find(|d| d.2 == "delivered")
-    })
+    let settled = wait_until(
+        "the delivery to settle",
+        Duration::from_secs(10),
+        || async {
+            deliveries(&w, first.id)
+                .await
+                .into_iter()
+                .find(|d| d.2 == "delivered")
+        },
+    )
     .await;
     assert_eq!(settled.3, 3, "delivered at the third try");
     let page = admin.get_html(PAGE).await;
@@ -274,19 +278,26 @@ async fn an_alert_answered_500_is_tried_again_until_it_is_delivered_and_a_400_is
     let second = export(&w, id, false).await;
     assert_eq!(second.status, RunStatus::Failure);
     wait_for_requests(&receiver, 4).await;
-    let failed = wait_until("the 400 to be given up", Duration::from_secs(10), || async {
-        deliveries(&w, second.id)
-            .await
-            .into_iter()
-            .find(|d| d.2 == "failed")
-    })
+    let failed = wait_until(
+        "the 400 to be given up",
+        Duration::from_secs(10),
+        || async {
+            deliveries(&w, second.id)
+                .await
+                .into_iter()
+                .find(|d| d.2 == "failed")
+        },
+    )
     .await;
     assert_eq!(failed.3, 1);
     // Longer than every retry delay together.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.received().len(), 4, "the 400 was not tried again");
     let page = admin.get_html(PAGE).await;
-    assert!(page.contains("The webhook answered 400 Bad Request."), "{page}");
+    assert!(
+        page.contains("The webhook answered 400 Bad Request."),
+        "{page}"
+    );
     assert!(page.contains("Not delivered"));
 }
 
@@ -298,10 +309,11 @@ async fn a_failed_run_mails_each_recipient_and_a_test_email_shows_the_servers_re
         .app
         .create_user("carla@northwind.io", Role::Contributor)
         .await;
-    let admin_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'admin@example.com'")
-        .fetch_one(w.app.state.db.pool())
-        .await
-        .unwrap();
+    let admin_id: i64 =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = 'admin@example.com'")
+            .fetch_one(w.app.state.db.pool())
+            .await
+            .unwrap();
     let port = sink.port.to_string();
     let threshold = format!("threshold_{id}");
     let (admin_id, contributor) = (admin_id.to_string(), contributor.to_string());
@@ -362,7 +374,10 @@ async fn a_failed_run_mails_each_recipient_and_a_test_email_shows_the_servers_re
         );
     }
     let page = admin.get_html(PAGE).await;
-    assert!(!page.contains("smtp-password-0451"), "the password never comes back");
+    assert!(
+        !page.contains("smtp-password-0451"),
+        "the password never comes back"
+    );
     assert!(page.contains("saved; leave empty to keep it unchanged"));
 
     let tested = admin
@@ -374,11 +389,17 @@ async fn a_failed_run_mails_each_recipient_and_a_test_email_shows_the_servers_re
         html.contains("Delivered to ops@fabrikam.io: answered 250."),
         "{html}"
     );
-    assert!(html.contains("Ok: queued as SINK"), "the server's reply: {html}");
+    assert!(
+        html.contains("Ok: queued as SINK"),
+        "the server's reply: {html}"
+    );
     let tests: Vec<_> = sink
         .mails()
         .into_iter()
-        .filter(|m| m.header("Subject").as_deref() == Some("Test alert from the export-destinations console"))
+        .filter(|m| {
+            m.header("Subject").as_deref()
+                == Some("Test alert from the export-destinations console")
+        })
         .collect();
     assert_eq!(tests.len(), 3, "the test mail reached every recipient");
     assert!(tests[0].text().contains("This is a test alert"));
@@ -454,13 +475,21 @@ async fn only_administrators_reach_the_page_and_every_form_needs_its_token() {
         .signed_in_as("admin@example.com", Role::Administrator)
         .await;
     let nav = admin.get_html("/system/status").await;
-    assert!(nav.contains("<a href=\"/system/notifications\""), "in the System menu");
+    assert!(
+        nav.contains("<a href=\"/system/notifications\""),
+        "in the System menu"
+    );
     for role in [Role::Contributor, Role::Viewer] {
         let other = w.app.another_client();
         other
             .signed_in_as(&format!("{}@example.com", role.as_str()), role)
             .await;
-        assert!(!other.get_html("/system/status").await.contains("/system/notifications"));
+        assert!(
+            !other
+                .get_html("/system/status")
+                .await
+                .contains("/system/notifications")
+        );
         assert_refused(other.get(PAGE).await, 403, "Your role does not allow this.").await;
         let token = csrf_token(&other.get_html("/system/status").await);
         for path in [
@@ -500,7 +529,10 @@ async fn only_administrators_reach_the_page_and_every_form_needs_its_token() {
         assert_refused(posted, 403, "This form could not be accepted").await;
     }
     let settings = alert_store::load(w.app.state.db.pool()).await.unwrap();
-    assert!(!settings.webhook_enabled && settings.webhook_url.is_none(), "nothing saved");
+    assert!(
+        !settings.webhook_enabled && settings.webhook_url.is_none(),
+        "nothing saved"
+    );
 }
 
 #[tokio::test]
@@ -542,9 +574,15 @@ async fn a_bad_form_keeps_what_was_typed_and_secrets_never_come_back() {
     ] {
         assert!(html.contains(kept), "{kept} is kept: {html}");
     }
-    assert!(!html.contains("typed-password-7731"), "a password is never put in a page");
+    assert!(
+        !html.contains("typed-password-7731"),
+        "a password is never put in a page"
+    );
     let settings = alert_store::load(w.app.state.db.pool()).await.unwrap();
-    assert!(settings.webhook_url.is_none() && settings.smtp_host.is_none(), "nothing saved");
+    assert!(
+        settings.webhook_url.is_none() && settings.smtp_host.is_none(),
+        "nothing saved"
+    );
 
     // Saved: the secret once, the password never.
     let secret = webhook_on(
@@ -576,9 +614,15 @@ async fn a_bad_form_keeps_what_was_typed_and_secrets_never_come_back() {
     );
     let audit = admin.get_html("/admin/audit-log").await;
     assert!(audit.contains("Failure alerts"), "{audit}");
-    assert!(audit.contains("Webhook alerts on, to https://hooks.example.com, with a new signing secret"));
+    assert!(
+        audit
+            .contains("Webhook alerts on, to https://hooks.example.com, with a new signing secret")
+    );
     assert!(!audit.contains(&secret) && !audit.contains("typed-password-7731"));
-    assert!(!audit.contains("/alerts"), "only the URL's origin is recorded");
+    assert!(
+        !audit.contains("/alerts"),
+        "only the URL's origin is recorded"
+    );
 
     // Saving again with the password left empty keeps it; a new secret replaces the old.
     let again = save(
@@ -641,12 +685,24 @@ async fn create_owner(state: &export_destinations::state::AppState) -> i64 {
 /// A failed run whose alerts are queued as the worker queues them, made through the
 /// stores (no console executes anything).
 async fn failed_run(db: &export_destinations::db::Db, destination: i64) -> i64 {
-    let mut tx = export_destinations::db::begin_write(db.pool()).await.unwrap();
-    let (id, _) = runs::enqueue(&mut tx, destination, false, None).await.unwrap();
-    runs::claim(&mut *tx, id, "test", 60_000).await.unwrap().unwrap();
-    runs::finish(&mut *tx, id, RunStatus::Failure, Some("Mailchimp was unreachable."))
+    let mut tx = export_destinations::db::begin_write(db.pool())
         .await
         .unwrap();
+    let (id, _) = runs::enqueue(&mut tx, destination, false, None)
+        .await
+        .unwrap();
+    runs::claim(&mut *tx, id, "test", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    runs::finish(
+        &mut *tx,
+        id,
+        RunStatus::Failure,
+        Some("Mailchimp was unreachable."),
+    )
+    .await
+    .unwrap();
     export_destinations::alerts::queue_for_run(&mut tx, id)
         .await
         .unwrap();
@@ -672,9 +728,16 @@ async fn parallel_claims_and_senders_never_deliver_one_alert_twice() {
         audience: "aud",
         audience_name: "Audience",
     };
-    let destination =
-        saved_destination(&db, &state.secret_key, owner, "Newsletter", target, &[], "subscribed")
-            .await;
+    let destination = saved_destination(
+        &db,
+        &state.secret_key,
+        owner,
+        "Newsletter",
+        target,
+        &[],
+        "subscribed",
+    )
+    .await;
     alert_store::save_webhook(
         db.pool(),
         true,
@@ -705,7 +768,10 @@ async fn parallel_claims_and_senders_never_deliver_one_alert_twice() {
         claimers.spawn(async move {
             let owner = format!("claimer-{n}");
             let mut claimed = Vec::new();
-            while let Some(d) = alert_store::claim_due(db.pool(), &owner, 60_000).await.unwrap() {
+            while let Some(d) = alert_store::claim_due(db.pool(), &owner, 60_000)
+                .await
+                .unwrap()
+            {
                 claimed.push(d.id);
             }
             (owner, claimed)
@@ -748,7 +814,9 @@ async fn parallel_claims_and_senders_never_deliver_one_alert_twice() {
     numbers.dedup();
     assert_eq!((got.len(), numbers.len()), (5, 5), "{numbers:?}");
     for run in run_ids {
-        let d = alert_store::deliveries_of_run(db.pool(), run).await.unwrap();
+        let d = alert_store::deliveries_of_run(db.pool(), run)
+            .await
+            .unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].2, "delivered");
     }
@@ -806,13 +874,17 @@ async fn an_alert_cut_short_by_a_stop_is_sent_by_the_next_start() {
         got[1].header("x-export-destinations-delivery"),
         "the same alert"
     );
-    let delivered = wait_until("the alert to be delivered", Duration::from_secs(10), || async {
-        alert_store::deliveries_of_run(second.state.db.pool(), run)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|d| d.2 == "delivered")
-    })
+    let delivered = wait_until(
+        "the alert to be delivered",
+        Duration::from_secs(10),
+        || async {
+            alert_store::deliveries_of_run(second.state.db.pool(), run)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|d| d.2 == "delivered")
+        },
+    )
     .await;
     assert_eq!(delivered.3, 2, "the second try delivered it");
     stop.send(()).unwrap();

@@ -108,7 +108,11 @@ impl Mail {
 
     /// The body, decoded from quoted-printable or base64 when the message says so.
     pub fn text(&self) -> String {
-        let body = self.data.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        let body = self
+            .data
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or("");
         match self
             .header("Content-Transfer-Encoding")
             .map(|e| e.to_ascii_lowercase())
@@ -177,7 +181,10 @@ impl SmtpSink {
     }
 }
 
-async fn session(stream: tokio::net::TcpStream, sink: Arc<Mutex<Vec<Mail>>>) -> std::io::Result<()> {
+async fn session(
+    stream: tokio::net::TcpStream,
+    sink: Arc<Mutex<Vec<Mail>>>,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     write.write_all(b"220 sink.test ESMTP ready\r\n").await?;
@@ -194,7 +201,9 @@ async fn session(stream: tokio::net::TcpStream, sink: Arc<Mutex<Vec<Mail>>>) -> 
         let upper = line.to_ascii_uppercase();
         let verb = upper.split(' ').next().unwrap_or_default();
         let reply: String = match verb {
-            "EHLO" => "250-sink.test\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SMTPUTF8\r\n".into(),
+            "EHLO" => {
+                "250-sink.test\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SMTPUTF8\r\n".into()
+            }
             "HELO" => "250 sink.test\r\n".into(),
             "AUTH" => {
                 let mut words = line.split(' ').skip(1);
@@ -236,7 +245,9 @@ async fn session(stream: tokio::net::TcpStream, sink: Arc<Mutex<Vec<Mail>>>) -> 
                 "250 2.1.5 Ok\r\n".into()
             }
             "DATA" => {
-                write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+                write
+                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    .await?;
                 let mut data = String::new();
                 loop {
                     let mut line = String::new();
