@@ -346,6 +346,9 @@ impl Sender {
     /// Claims and tries one due delivery; its id, or None when none was due.
     pub async fn send_next(&self) -> anyhow::Result<Option<i64>> {
         let pool = self.db.pool();
+        if !store::any_due(pool).await? {
+            return Ok(None);
+        }
         let Some(delivery) = store::claim_due(pool, &self.owner, LEASE_MS).await? else {
             return Ok(None);
         };

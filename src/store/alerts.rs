@@ -275,6 +275,20 @@ pub async fn insert_test<'e>(
     .await
 }
 
+/// Whether any delivery is due: a read, so that an idle sender's polling never takes
+/// SQLite's write lock from an export.
+pub async fn any_due<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<bool> {
+    let now = now_millis();
+    let due: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM alert_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+         AND (lease_expires_at IS NULL OR lease_expires_at < $1) LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(db)
+    .await?;
+    Ok(due.is_some())
+}
+
 /// Claims the delivery due first (one never tried, or whose next try is due, or whose
 /// sender stopped and left its lease to run out), counting the try.
 pub async fn claim_due<'e>(
