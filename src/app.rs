@@ -66,7 +66,14 @@ impl App {
         let (mailchimp, sandbox) = mailchimp_endpoints(&settings, &public_url)?;
         let limiters =
             crate::export::Limiters::for_database(&db, settings.export_lease.as_millis() as i64);
+        let alerts = crate::alerts::Sender::new(
+            db.clone(),
+            secret_key.clone(),
+            public_url.clone(),
+            settings.alert_retry_delays.clone(),
+        );
         let state = AppState {
+            alerts,
             db: db.clone(),
             hasher,
             secret_key: secret_key.clone(),
@@ -145,6 +152,8 @@ impl App {
         );
         let owner = worker.owner().to_owned();
         let worker = tokio::spawn(worker.run(self.state.settings.export_workers));
+        // Failure alerts, those the last stop left among them.
+        let alerts = tokio::spawn(self.state.alerts.clone().run());
         let scheduler = self
             .state
             .settings
@@ -168,8 +177,11 @@ impl App {
                 tracing::warn!(error = %err, "saving the sandbox state");
             }
         }
-        // A run cut short here is resumed by the next worker, at once.
+        // A run cut short here is resumed by the next worker, at once; an alert being sent,
+        // by the next sender.
         worker.abort();
+        alerts.abort();
+        self.state.alerts.release().await;
         if let Some(scheduler) = scheduler {
             scheduler.abort();
         }

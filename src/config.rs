@@ -111,6 +111,32 @@ pub struct ServeArgs {
     /// Base URL of the Marketing API for API keys; `{dc}` becomes the key's data centre.
     #[arg(long, env = "MAILCHIMP_API_BASE_URL")]
     pub mailchimp_api_base_url: Option<String>,
+    /// Seconds to wait before each new try of a failure alert that was not delivered
+    /// (comma-separated; one more try than delays). Empty: one try only.
+    #[arg(long, env = "ALERT_RETRY_DELAYS", default_value = "1,5,30", value_parser = parse_delays)]
+    pub alert_retry_delays: RetryDelays,
+}
+
+/// The waits between tries of a failure alert, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryDelays(pub Vec<Duration>);
+
+/// `1,5,30`: seconds, decimals allowed (`0.5`), at most 10 delays of at most an hour.
+fn parse_delays(raw: &str) -> Result<RetryDelays, String> {
+    let mut delays = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let seconds: f64 = part
+            .parse()
+            .map_err(|_| format!("“{part}” is not a number of seconds"))?;
+        if !(0.0..=3600.0).contains(&seconds) {
+            return Err(format!("“{part}”: a delay is 0 to 3600 seconds"));
+        }
+        delays.push(Duration::from_secs_f64(seconds));
+    }
+    if delays.len() > 10 {
+        return Err("at most 10 delays (11 tries)".into());
+    }
+    Ok(RetryDelays(delays))
 }
 
 /// Largest request body the console reads (pages and the API alike), but for file uploads
@@ -189,6 +215,8 @@ pub struct Settings {
     pub mailchimp: MailchimpSettings,
     /// The bearer token `GET /metrics` asks for; None: the endpoint is off.
     pub metrics_token: Option<String>,
+    /// The waits before each new try of an undelivered failure alert.
+    pub alert_retry_delays: Vec<Duration>,
 }
 
 impl Settings {
@@ -289,6 +317,7 @@ impl Settings {
                 }
                 token => token.filter(|t| !t.is_empty()),
             },
+            alert_retry_delays: args.alert_retry_delays.0,
         })
     }
 }
@@ -360,6 +389,27 @@ mod tests {
         assert!(err.to_string().contains("at least SIGN_IN_MAX_FAILURES"));
         let err = Settings::from_args(args(&["--sign-in-lockout-minutes", "0"])).unwrap_err();
         assert!(err.to_string().contains("SIGN_IN_LOCKOUT_MINUTES"));
+    }
+
+    #[test]
+    fn alert_retry_delays_default_to_one_five_and_thirty_seconds() {
+        let settings = Settings::from_args(args(&[])).unwrap();
+        assert_eq!(
+            settings.alert_retry_delays,
+            [1, 5, 30].map(Duration::from_secs)
+        );
+        let settings = Settings::from_args(args(&["--alert-retry-delays", "0.5, 2"])).unwrap();
+        assert_eq!(
+            settings.alert_retry_delays,
+            [Duration::from_millis(500), Duration::from_secs(2)]
+        );
+        let refused =
+            crate::cli::Cli::try_parse_from(["export-destinations", "--alert-retry-delays", "1,x"]);
+        let message = refused.expect_err("refused").to_string();
+        assert!(
+            message.contains("“x” is not a number of seconds"),
+            "{message}"
+        );
     }
 
     #[test]

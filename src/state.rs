@@ -28,4 +28,6 @@ pub struct AppState {
     pub sandbox: Option<Sandbox>,
     /// Executes export runs (the worker in this process uses the same engine).
     pub engine: crate::export::Engine,
+    /// Sends failure alerts (in the background, and tests from the Notifications page).
+    pub alerts: crate::alerts::Sender,
 }

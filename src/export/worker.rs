@@ -97,7 +97,8 @@ impl Worker {
         heartbeat.abort();
         match result {
             Ok(outcome) => {
-                runs::finish(pool, run.id, outcome.status, outcome.message.as_deref()).await?;
+                self.finish(run.id, outcome.status, outcome.message.as_deref())
+                    .await?;
                 tracing::info!(status = outcome.status.as_str(), "export run finished");
             }
             Err(err) if lost.load(Ordering::Relaxed) => {
@@ -105,14 +106,37 @@ impl Worker {
             }
             Err(err) => {
                 tracing::error!(error = format!("{err:#}"), "export run failed");
-                runs::finish(
-                    pool,
+                self.finish(
                     run.id,
                     RunStatus::Failure,
                     Some(&format!("The export stopped: {err}")),
                 )
                 .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Records the run's end and queues the failure alerts it calls for, in one
+    /// transaction: no alert is lost between the two, and none waits on a webhook or a mail
+    /// server (the console's alert sender delivers them). Should queueing fail, the run
+    /// still ends, without its alerts.
+    async fn finish(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        message: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let pool = self.engine.db.pool();
+        let together = async {
+            let mut tx = crate::db::begin_write(pool).await?;
+            runs::finish(&mut *tx, run_id, status, message).await?;
+            crate::alerts::queue_for_run(&mut tx, run_id).await?;
+            tx.commit().await
+        };
+        if let Err(err) = together.await {
+            tracing::error!(error = %err, "queueing the run's failure alerts; the run ends without them");
+            runs::finish(pool, run_id, status, message).await?;
         }
         Ok(())
     }

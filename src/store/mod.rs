@@ -1,6 +1,7 @@
 //! All SQL lives here, one module per aggregate. Functions take an executor so that
 //! handlers decide what runs in one transaction.
 
+pub mod alerts;
 pub mod api_tokens;
 pub mod audit;
 pub mod destinations;

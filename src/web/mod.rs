@@ -15,6 +15,7 @@ mod forget;
 pub mod format;
 mod health;
 mod limits;
+mod notifications;
 mod oauth;
 pub mod page;
 mod pairs;
@@ -73,6 +74,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(forget::router())
         .merge(preview::router())
         .merge(system::router())
+        .merge(notifications::router())
         .merge(tokens::router())
         .merge(account::router())
         .merge(administrators)
