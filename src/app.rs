@@ -25,6 +25,8 @@ use crate::store::users;
 /// A console ready to serve: bound, migrated, with its state.
 pub struct App {
     listener: TcpListener,
+    /// `GET /metrics` on an address of its own (METRICS_BIND_ADDR).
+    metrics_listener: Option<TcpListener>,
     router: Router,
     state: AppState,
     sessions: DbSessionStore,
@@ -51,6 +53,18 @@ impl App {
             .await
             .with_context(|| format!("listening on {}", settings.bind_addr))?;
         let local = listener.local_addr()?;
+        let metrics_listener = match settings.metrics_bind_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening for metrics on {addr}"))?,
+            ),
+            None => None,
+        };
+        let metrics_addr = match &metrics_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let public_url = match &settings.public_url {
             Some(url) => url.clone(),
             None => default_public_url(local)?,
@@ -74,6 +88,7 @@ impl App {
         );
         let state = AppState {
             alerts,
+            metrics_addr,
             db: db.clone(),
             hasher,
             secret_key: secret_key.clone(),
@@ -110,6 +125,7 @@ impl App {
         let router = crate::web::router(state.clone(), session_layer);
         Ok(Self {
             listener,
+            metrics_listener,
             router,
             state,
             sessions,
@@ -162,6 +178,14 @@ impl App {
         // The built-in sandbox keeps its state in data/sandbox.json as it changes.
         let sandbox = self.state.sandbox.clone();
         let autosave = sandbox.clone().map(|s| tokio::spawn(s.autosave()));
+        let metrics = self.metrics_listener.map(|listener| {
+            let router = crate::web::metrics_router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, router).await {
+                    tracing::error!(error = %err, "serving the metrics stopped");
+                }
+            })
+        });
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -169,6 +193,9 @@ impl App {
             .with_graceful_shutdown(shutdown)
             .await;
         cleanup.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         if let Some(autosave) = autosave {
             autosave.abort();
         }

@@ -307,6 +307,7 @@ pub(crate) fn console_settings(
         },
         mailchimp: Default::default(),
         metrics_token: None,
+        metrics_bind_addr: None,
         alert_retry_delays: vec![std::time::Duration::from_secs(1); 3],
     })
 }

@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// characters); without it the endpoint is off.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Serve `GET /metrics` on this address of its own (for example 127.0.0.1:9464, or an
+    /// internal interface) instead of the console's; there it needs no token unless
+    /// METRICS_TOKEN is set too.
+    #[arg(long, env = "METRICS_BIND_ADDR")]
+    pub metrics_bind_addr: Option<SocketAddr>,
     /// Make sure this administrator exists at start-up (with ADMIN_PASSWORD).
     #[arg(long, env = "ADMIN_EMAIL")]
     pub admin_email: Option<String>,
@@ -213,8 +218,11 @@ pub struct Settings {
     pub sign_in_throttle: SignInThrottle,
     pub hash_cost: HashCost,
     pub mailchimp: MailchimpSettings,
-    /// The bearer token `GET /metrics` asks for; None: the endpoint is off.
+    /// The bearer token `GET /metrics` asks for; None: the endpoint is off (unless it has
+    /// an address of its own).
     pub metrics_token: Option<String>,
+    /// Where `GET /metrics` is served instead of the console's address, if anywhere.
+    pub metrics_bind_addr: Option<SocketAddr>,
     /// The waits before each new try of an undelivered failure alert.
     pub alert_retry_delays: Vec<Duration>,
 }
@@ -317,6 +325,7 @@ impl Settings {
                 }
                 token => token.filter(|t| !t.is_empty()),
             },
+            metrics_bind_addr: args.metrics_bind_addr,
             alert_retry_delays: args.alert_retry_delays.0,
         })
     }

@@ -30,4 +30,6 @@ pub struct AppState {
     pub engine: crate::export::Engine,
     /// Sends failure alerts (in the background, and tests from the Notifications page).
     pub alerts: crate::alerts::Sender,
+    /// Where `GET /metrics` is served when it has an address of its own.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }

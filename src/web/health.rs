@@ -16,15 +16,42 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-/// The metrics, to a request bearing `METRICS_TOKEN`; off (404) when no token is set.
+/// `GET /metrics` alone, for the metrics' own address (METRICS_BIND_ADDR).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(own_address))
+        .with_state(state)
+}
+
+/// On the metrics' own address the token is asked for only when one is set.
+async fn own_address(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match state.settings.metrics_token.clone() {
+        Some(token) => guarded(&state, &headers, &token).await,
+        None => serve(&state).await,
+    }
+}
+
+/// The metrics on the console's address, to a request bearing `METRICS_TOKEN`; off (404)
+/// when no token is set or they have an address of their own.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(token) = state.settings.metrics_token.as_deref() else {
+    if state.metrics_addr.is_some() {
+        return (
+            StatusCode::NOT_FOUND,
+            "Metrics are served on their own address (METRICS_BIND_ADDR).",
+        )
+            .into_response();
+    }
+    let Some(token) = state.settings.metrics_token.clone() else {
         return (
             StatusCode::NOT_FOUND,
             "Metrics are off: set METRICS_TOKEN to serve them.",
         )
             .into_response();
     };
+    guarded(&state, &headers, &token).await
+}
+
+async fn guarded(state: &AppState, headers: &HeaderMap, token: &str) -> Response {
     let offered = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -38,6 +65,10 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         )
             .into_response();
     }
+    serve(state).await
+}
+
+async fn serve(state: &AppState) -> Response {
     match crate::metrics::render(&state.db).await {
         Ok(text) => (
             [(

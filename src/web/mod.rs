@@ -14,6 +14,7 @@ mod fields;
 mod forget;
 pub mod format;
 mod health;
+pub use health::metrics_router;
 mod limits;
 mod notifications;
 mod oauth;

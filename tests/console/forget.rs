@@ -50,6 +50,19 @@ async fn a_forgotten_customer_is_deleted_for_good_in_mailchimp_and_gone_from_the
     )
     .await;
     let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    // A list of customer IDs that names her.
+    let listed = {
+        use export_destinations::store::segments::{self, Definition};
+        let pool = w.app.state.db.pool();
+        let id = segments::create(pool, "Listed", &Definition::Static)
+            .await
+            .unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        segments::set_static_ids(&mut conn, id, &["P1".into(), "P2".into()])
+            .await
+            .unwrap();
+        id
+    };
     refresh(&w.app).await;
     let id = destination(&w, &[germany], "subscribed").await;
     let run = export(&w, id, false).await;
@@ -140,6 +153,13 @@ async fn a_forgotten_customer_is_deleted_for_good_in_mailchimp_and_gone_from_the
         .await
         .unwrap();
     assert_eq!(members_after, members_before - 1);
+    let listed_ids: Vec<String> =
+        sqlx::query_scalar("SELECT customer_id FROM segment_static_ids WHERE segment_id = $1")
+            .bind(listed)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(listed_ids, ["P2"], "she leaves the lists that named her");
     let audit = stored_text(
         &w.app,
         "SELECT action || ' ' || user_email || ' ' || subject || ' ' || details FROM audit_log",

@@ -48,6 +48,45 @@ async fn metrics_are_off_without_a_token_and_refused_without_the_right_one() {
 }
 
 #[tokio::test]
+async fn metrics_can_have_an_address_of_their_own() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.metrics_bind_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let own = app.state.metrics_addr.expect("bound");
+    assert_ne!(own.port(), 0);
+    let scraped = reqwest::get(format!("http://{own}/metrics")).await.unwrap();
+    assert_eq!(scraped.status(), 200, "no token asked there");
+    let text = scraped.text().await.unwrap();
+    assert!(text.contains("export_destinations_queue_length"), "{text}");
+    assert!(text.ends_with("# EOF\n"));
+    let console = app.get("/metrics").await;
+    assert_eq!(console.status(), 404, "not on the console's address");
+    assert!(console.text().await.unwrap().contains("METRICS_BIND_ADDR"));
+    assert_eq!(
+        reqwest::get(format!("http://{own}/"))
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "nothing but the metrics there"
+    );
+
+    // Both: the own address asks for the token too.
+    let both = crate::helpers::spawn_app_with(|s| {
+        s.metrics_bind_addr = Some("127.0.0.1:0".parse().unwrap());
+        s.metrics_token = Some(TOKEN.into());
+    })
+    .await;
+    let own = both.state.metrics_addr.unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://{own}/metrics");
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    let with_token = client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(with_token.status(), 200);
+}
+
+#[tokio::test]
 async fn metrics_count_runs_members_calls_and_the_429s_mailchimp_answered() {
     use crate::world::{PEOPLE, destination, export, import, refresh, segment, world_with};
     use export_destinations::sandbox::SandboxConfig;

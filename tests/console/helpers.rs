@@ -83,6 +83,7 @@ pub fn test_settings(dir: &std::path::Path, database_url: DatabaseUrl) -> Settin
         },
         mailchimp: Default::default(),
         metrics_token: None,
+        metrics_bind_addr: None,
         // Alerts are tried again quickly, so that tests of retries take little time.
         alert_retry_delays: vec![Duration::from_millis(100); 3],
     }

@@ -408,6 +408,29 @@ async fn the_set_up_ends_on_the_preview_and_a_first_export_with_problems_asks_fi
     let run = wait(&w, run.id).await;
     assert_eq!(run.counters.failed, 2, "Ada and Zoë have no city");
 
+    // A preview lasts until the settings change: an edit's Save drops it.
+    let response = w
+        .app
+        .post_form(
+            &configure,
+            &configure,
+            &[
+                ("display_name", "Newsletter"),
+                ("email_field", "Email"),
+                ("segment", &germany.to_string()),
+                ("new_member_status", "subscribed"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&response), "/admin/export-destinations");
+    assert!(
+        w.app
+            .get_html(&preview_page)
+            .await
+            .contains("No preview yet.")
+    );
+
     // Later exports are not asked about again.
     let response = w
         .app
