@@ -30,6 +30,7 @@ use crate::export::state::{Index, NO_TAGS};
 use crate::mailchimp::client::{ApiError, ErrorKind};
 use crate::mailchimp::gateway::{BATCH, BatchAnswer, Gateway, MemberOutcome, Untagged, Upsert};
 use crate::mailchimp::limiter::PER_ACCOUNT;
+use crate::mailchimp::merge_rules::{MergeRules, REFUSED_VALUE};
 use crate::store::destinations::Destination;
 use crate::store::ledger::{self, Entry};
 use crate::store::results::{self, MemberResult};
@@ -148,6 +149,9 @@ struct Exporter<'a> {
     /// Addresses of the ledger entries loaded, when only changed profiles are read (the
     /// whole ledger is not in memory to look them up).
     emails: Option<HashMap<Hash, String>>,
+    /// The audience's merge fields: a value Mailchimp would refuse is reported before a
+    /// batch leaves, and the member not sent.
+    rules: MergeRules,
 }
 
 impl Exporter<'_> {
@@ -277,12 +281,33 @@ impl Exporter<'_> {
                 None => (NO_TAGS, true),
             };
             let adds = self.index.tag_sets.union(tags_now, wanted) != tags_now;
-            let upsert = data || adds;
+            let mut upsert = data || adds;
+            // Mailchimp refuses a whole member for one value it does not take: say which,
+            // and send the rest of the batch.
+            let refused = if upsert {
+                self.rules.refusal(&record.merge_fields)
+            } else {
+                None
+            };
+            if refused.is_some() {
+                upsert = false;
+            }
             let member = Tagged {
                 hash: record.hash,
                 email: record.email.clone(),
             };
             self.schedule_removals(member, tags_now, wanted, upsert);
+            if let Some(reason) = refused {
+                delta.failed += 1;
+                rejected.push(MemberResult {
+                    customer_id: record.customer_id,
+                    email: record.email,
+                    outcome: "failed",
+                    title: REFUSED_VALUE.to_owned(),
+                    detail: format!("{reason}; not sent (Mailchimp would refuse the member)."),
+                });
+                continue;
+            }
             if !upsert {
                 delta.unchanged += 1;
                 continue;

@@ -16,9 +16,8 @@ use crate::export::drift::KEPT_OUT;
 use crate::export::engine::{Engine, OWNERSHIP_TAG, fatal_message};
 use crate::export::plan::{Hash, PlanError, PlanReader, Record};
 use crate::export::state::{Index, NO_TAGS};
-use crate::mailchimp::client::MergeField;
 use crate::mailchimp::gateway::BATCH;
-use crate::mailchimp::merge_rules;
+use crate::mailchimp::merge_rules::MergeRules;
 use crate::store::destinations::Destination;
 
 /// Customer IDs named as examples of each reason.
@@ -165,12 +164,7 @@ pub async fn compute(
     let mut sorter = Sorter {
         index,
         audience,
-        fields: fields.iter().map(|f| (f.tag.clone(), f.clone())).collect(),
-        required: fields
-            .iter()
-            .filter(|f| merge_rules::needs_value(f))
-            .cloned()
-            .collect(),
+        rules: MergeRules::new(&fields),
         full,
         preview: Preview {
             profiles: reader.total,
@@ -215,8 +209,7 @@ pub async fn compute(
 struct Sorter {
     index: Index,
     audience: HashMap<Hash, MemberStatus>,
-    fields: HashMap<String, MergeField>,
-    required: Vec<MergeField>,
+    rules: MergeRules,
     full: bool,
     preview: Preview,
     skipped: Reasons,
@@ -322,31 +315,13 @@ impl Sorter {
         }
     }
 
-    /// Why Mailchimp would refuse this member's merge fields, if it would: a value it does
-    /// not take, a merge field the audience lacks, or a required field a new member leaves
-    /// blank.
+    /// Why Mailchimp would refuse this member's merge fields, if it would.
     fn refusal(&self, record: &Record, is_new: bool) -> Option<String> {
-        for (tag, value) in &record.merge_fields {
-            let Some(field) = self.fields.get(tag) else {
-                return Some(format!(
-                    "The audience has no merge field {tag}: map the attribute to another one or create it"
-                ));
-            };
-            if let Some(reason) = merge_rules::refusal(field, value) {
-                return Some(reason);
-            }
-        }
         if is_new {
-            for field in &self.required {
-                if merge_rules::is_blank(record.merge_fields.get(&field.tag)) {
-                    return Some(format!(
-                        "{} ({}) is required in this audience and the member has no value for it",
-                        field.tag, field.name
-                    ));
-                }
-            }
+            self.rules.refusal_as_new(&record.merge_fields)
+        } else {
+            self.rules.refusal(&record.merge_fields)
         }
-        None
     }
 
     /// Members the ledger has and the plan does not: they keep only the ownership tag.

@@ -8,10 +8,62 @@
 //! birthdays as `MM/DD`, and required fields filled for new members unless the field has a
 //! default value.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::mailchimp::client::MergeField;
+
+/// The title of a member's result when a value was refused before sending.
+pub const REFUSED_VALUE: &str = "Invalid merge field value";
+
+/// An audience's merge fields, to check a member's values against.
+#[derive(Debug, Default)]
+pub struct MergeRules {
+    fields: HashMap<String, MergeField>,
+    required: Vec<MergeField>,
+}
+
+impl MergeRules {
+    pub fn new(fields: &[MergeField]) -> Self {
+        Self {
+            fields: fields.iter().map(|f| (f.tag.clone(), f.clone())).collect(),
+            required: fields.iter().filter(|f| needs_value(f)).cloned().collect(),
+        }
+    }
+
+    /// Why Mailchimp would refuse a member with these merge-field values, if it would: a
+    /// value it does not take, or a merge field the audience lacks.
+    pub fn refusal(&self, values: &Map<String, Value>) -> Option<String> {
+        for (tag, value) in values {
+            let Some(field) = self.fields.get(tag) else {
+                return Some(format!(
+                    "The audience has no merge field {tag}: map the attribute to another one or create it"
+                ));
+            };
+            if let Some(reason) = refusal(field, value) {
+                return Some(reason);
+            }
+        }
+        None
+    }
+
+    /// Why Mailchimp would refuse this member as a new contact: a required field left blank.
+    pub fn refusal_as_new(&self, values: &Map<String, Value>) -> Option<String> {
+        self.refusal(values).or_else(|| {
+            self.required
+                .iter()
+                .find(|f| is_blank(values.get(&f.tag)))
+                .map(|f| {
+                    format!(
+                        "{} ({}) is required in this audience and the member has no value for it",
+                        f.tag, f.name
+                    )
+                })
+        })
+    }
+}
 
 /// A text merge field's size when the audience does not say.
 pub const TEXT_SIZE: usize = 255;

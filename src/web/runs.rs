@@ -227,6 +227,8 @@ fn reason_label(title: &str) -> &'static str {
         "Forgotten Email Not Subscribed" => "Deleted for good in Mailchimp",
         "Opted out, then left the audience" => "Opted out, then left the audience",
         "Member not updated" => "Refused by Mailchimp",
+        "Invalid merge field value" => "A merge-field value Mailchimp would refuse (not sent)",
+        "Forgotten on request" => "Forgotten on request (never sent again)",
         "No answer" => "Not in Mailchimp's answer (tried again next time)",
         _ => "Other",
     }

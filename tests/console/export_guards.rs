@@ -253,3 +253,52 @@ async fn a_run_over_a_million_profiles_fails_before_sending_anything() {
         "nothing was sent"
     );
 }
+
+#[tokio::test]
+async fn a_value_mailchimp_would_refuse_is_reported_per_member_and_never_sent() {
+    let w = world(SandboxConfig::default()).await;
+    let long = "L".repeat(300);
+    import(
+        &w.app,
+        &format!(
+            "CustomerId,FirstName,Email,Country\n\
+             P1,Ada,ada@northwind.io,Germany\n\
+             P2,{long},long@northwind.io,Germany\n\
+             P3,Zoë,zoe@northwind.io,Germany\n"
+        ),
+    )
+    .await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    let run = export(&w, id, false).await;
+    assert_eq!(run.status, RunStatus::Successful);
+    assert_eq!(
+        (run.counters.created, run.counters.failed),
+        (2, 1),
+        "the rest of the batch goes on"
+    );
+    let (outcome, title, detail): (String, String, String) = sqlx::query_as(
+        "SELECT outcome, title, detail FROM export_results WHERE run_id = $1 AND customer_id = 'P2'",
+    )
+    .bind(run.id)
+    .fetch_one(w.app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (outcome.as_str(), title.as_str()),
+        ("failed", "Invalid merge field value")
+    );
+    assert_eq!(
+        detail,
+        "FNAME takes at most 255 characters and this value has 300; not sent (Mailchimp would refuse the member)."
+    );
+    let members: Vec<String> = audience(&w).into_iter().map(|m| m.0).collect();
+    assert_eq!(members, ["ada@northwind.io", "zoe@northwind.io"]);
+    w.app.signed_in_as("viewer@example.com", Role::Viewer).await;
+    let page = w
+        .app
+        .get_html(&format!("/admin/export-runs/{}", run.id))
+        .await;
+    assert!(page.contains("A merge-field value Mailchimp would refuse (not sent)"));
+}

@@ -318,3 +318,51 @@ async fn merge_fields_are_validated_against_the_audience() {
         .await;
     assert_eq!(body["errors"][0]["field"], "POINTS");
 }
+
+#[tokio::test]
+async fn text_sizes_dates_and_birthdays_are_checked_as_mailchimp_does() {
+    let sb = spawn_sandbox().await;
+    for field in [
+        json!({ "name": "Nickname", "type": "text", "tag": "NICK", "options": { "size": 5 } }),
+        json!({ "name": "Joined", "type": "date", "tag": "JOINED" }),
+        json!({ "name": "Joined (EU)", "type": "date", "tag": "JOINEDEU", "options": { "date_format": "DD/MM/YYYY" } }),
+        json!({ "name": "Birthday", "type": "birthday", "tag": "BDAY" }),
+    ] {
+        let (status, body) = sb
+            .post(&format!("/lists/{}/merge-fields", sb.newsletter), field)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, fields) = sb
+        .get(&format!("/lists/{}/merge-fields", sb.newsletter))
+        .await;
+    let nick = fields["merge_fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["tag"] == "NICK")
+        .unwrap();
+    assert_eq!(nick["options"]["size"], 5, "the options are answered back");
+    let refused = |email: &str, fields: serde_json::Value| json!({ "email_address": email, "status": "subscribed", "merge_fields": fields });
+    let body = sb
+        .batch(
+            json!([
+                refused("a@northwind.io", json!({ "NICK": "Adaline" })),
+                refused("b@northwind.io", json!({ "JOINED": "2026-02-30" })),
+                refused("c@northwind.io", json!({ "JOINED": "31/01/2026" })),
+                refused("d@northwind.io", json!({ "BDAY": "13/01" })),
+                refused("e@northwind.io", json!({ "NICK": "Ada", "JOINED": "01/31/2026", "JOINEDEU": "31/01/2026", "BDAY": "02/29" })),
+                refused("f@northwind.io", json!({ "JOINED": "2026-01-31" })),
+            ]),
+            true,
+        )
+        .await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["NICK", "JOINED", "JOINED", "BDAY"]);
+    assert_eq!(body["total_created"], 2, "the rest of the batch goes on");
+}

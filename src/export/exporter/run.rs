@@ -153,6 +153,7 @@ impl Engine {
             halt: None,
             tag_failures: false,
             emails,
+            rules: MergeRules::new(&merge_fields),
         };
         let started = std::time::Instant::now();
         let planned = exporter.pump(chunks, stop).await?;

@@ -19,6 +19,7 @@ const PAGES: &[&str] = &[
     "/system/schedule",
     "/admin/audit-log",
     "/admin/api-tokens",
+    "/system/notifications",
 ];
 
 #[tokio::test]
@@ -51,6 +52,12 @@ async fn every_page_is_readable_and_fits_a_phone() {
     pages.push(format!("/admin/export-destinations/{id}/edit"));
     pages.push(format!("/admin/export-destinations/{id}/runs"));
     pages.push(format!("/data/segments/{segment}"));
+    pages.push(format!("/admin/export-destinations/{id}/preview"));
+    let profile: i64 = sqlx::query_scalar("SELECT MIN(id) FROM profiles")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    pages.push(format!("/data/profiles/{profile}/forget"));
     pages.push(draft.clone());
     pages.push("/admin/export-destinations/mailchimp/new".into());
 
@@ -62,6 +69,16 @@ async fn every_page_is_readable_and_fits_a_phone() {
     }
     browser.goto(&app.url(&draft)).await.unwrap();
     screenshot(&browser, "30-draft-steps").await;
+    browser
+        .goto(&app.url(&format!("/admin/export-destinations/{id}/preview")))
+        .await
+        .unwrap();
+    screenshot(&browser, "31-preview").await;
+    browser
+        .goto(&app.url("/system/notifications"))
+        .await
+        .unwrap();
+    screenshot(&browser, "32-notifications").await;
 
     // At 390 pixels: the menu folds away, and nothing scrolls sideways.
     browser.set_window_size(390, 844).await.unwrap();
