@@ -49,11 +49,6 @@ fn live() -> &'static Live {
     })
 }
 
-/// The account label of an API base and credential.
-pub fn account_label(api_base: &str, secret: &str) -> String {
-    crate::mailchimp::limiter::account_digest(api_base, secret)[..12].to_owned()
-}
-
 /// Counts one Mailchimp call: its account, its answer's HTTP status (None: no answer) and
 /// how long it took.
 pub fn observe_call(account: &str, status: Option<u16>, took: Duration) {

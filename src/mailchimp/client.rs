@@ -37,6 +37,33 @@ pub struct Connection {
     pub credential: Credential,
 }
 
+impl Connection {
+    /// The account's key: a digest of its API base and credential (the credential never
+    /// leaves the process, and the digest is what the database keeps).
+    pub fn account_key(&self) -> String {
+        let secret = match &self.credential {
+            Credential::OAuth(s) | Credential::ApiKey(s) => s,
+        };
+        account_digest(&self.api_base, secret)
+    }
+}
+
+/// The digest of an API base and credential that names an account (in the slot table and,
+/// cut to 12 digits, in the metrics).
+pub fn account_digest(api_base: &str, secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    digest.update(api_base.as_bytes());
+    digest.update(b"|");
+    digest.update(secret.as_bytes());
+    hex::encode(digest.finalize())
+}
+
+/// The account label the metrics give an API base and credential.
+pub fn account_label(api_base: &str, secret: &str) -> String {
+    account_digest(api_base, secret)[..12].to_owned()
+}
+
 /// What kind of failure a call met, for deciding what to do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -180,26 +207,6 @@ pub struct MergeFieldOptions {
     pub date_format: Option<String>,
 }
 
-impl MergeField {
-    /// The most characters a text value may have.
-    pub fn size(&self) -> usize {
-        self.options
-            .as_ref()
-            .and_then(|o| o.size)
-            .filter(|s| *s > 0)
-            .unwrap_or(crate::mailchimp::merge_rules::TEXT_SIZE)
-    }
-
-    /// The date format besides `YYYY-MM-DD`.
-    pub fn date_format(&self) -> &str {
-        self.options
-            .as_ref()
-            .and_then(|o| o.date_format.as_deref())
-            .filter(|f| !f.is_empty())
-            .unwrap_or("MM/DD/YYYY")
-    }
-}
-
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -266,7 +273,7 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let account = &crate::mailchimp::limiter::account_key(connection)[..12];
+        let account = &connection.account_key()[..12];
         let started = std::time::Instant::now();
         let sent = request.send().await;
         let status = sent.as_ref().ok().map(|r| r.status().as_u16());

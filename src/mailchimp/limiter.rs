@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use sha2::{Digest, Sha256};
 use sqlx::AnyPool;
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -74,7 +73,7 @@ impl Limiters {
 
     /// The limit of the account behind a connection (its API base and credential).
     pub fn for_connection(&self, connection: &Connection) -> Arc<AccountLimit> {
-        let key = account_key(connection);
+        let key = connection.account_key();
         let mut map = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(key.clone())
             .or_insert_with(|| {
@@ -99,26 +98,6 @@ impl Limiters {
             }
         }
     }
-}
-
-/// An account's key: a digest of its API base and credential (the credential never leaves
-/// the process, and the digest is what the database keeps).
-pub(crate) fn account_key(connection: &Connection) -> String {
-    use crate::mailchimp::client::Credential;
-    let secret = match &connection.credential {
-        Credential::OAuth(s) | Credential::ApiKey(s) => s,
-    };
-    account_digest(&connection.api_base, secret)
-}
-
-/// The digest of an API base and credential that names an account (in the slot table and,
-/// cut to 12 digits, in the metrics).
-pub fn account_digest(api_base: &str, secret: &str) -> String {
-    let mut digest = Sha256::new();
-    digest.update(api_base.as_bytes());
-    digest.update(b"|");
-    digest.update(secret.as_bytes());
-    hex::encode(digest.finalize())
 }
 
 /// The console's side of the slot leases in the database.

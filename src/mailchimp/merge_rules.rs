@@ -68,6 +68,26 @@ impl MergeRules {
 /// A text merge field's size when the audience does not say.
 pub const TEXT_SIZE: usize = 255;
 
+impl MergeField {
+    /// The most characters a text value may have.
+    pub fn size(&self) -> usize {
+        self.options
+            .as_ref()
+            .and_then(|o| o.size)
+            .filter(|s| *s > 0)
+            .unwrap_or(TEXT_SIZE)
+    }
+
+    /// The date format besides `YYYY-MM-DD`.
+    pub fn date_format(&self) -> &str {
+        self.options
+            .as_ref()
+            .and_then(|o| o.date_format.as_deref())
+            .filter(|f| !f.is_empty())
+            .unwrap_or("MM/DD/YYYY")
+    }
+}
+
 /// Why Mailchimp would refuse this value for this merge field, if it would.
 pub fn refusal(field: &MergeField, value: &Value) -> Option<String> {
     let tag = &field.tag;

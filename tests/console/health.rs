@@ -152,7 +152,7 @@ async fn metrics_count_runs_members_calls_and_the_429s_mailchimp_answered() {
     // The console's count of 429s is Mailchimp's (the sandbox's) own.
     let rejected = w.sandbox.stats().rejected_429;
     assert!(rejected > 0, "the sandbox refused some calls");
-    let account = export_destinations::metrics::account_label(&w.sandbox_base, &w.key);
+    let account = export_destinations::mailchimp::client::account_label(&w.sandbox_base, &w.key);
     let throttled = value(
         &text,
         &format!(r#"export_destinations_mailchimp_throttled_total{{account="{account}"}}"#),
