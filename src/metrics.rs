@@ -1,5 +1,5 @@
 //! `GET /metrics` in the OpenMetrics text format Prometheus reads: the console's Mailchimp
-//! calls as they happen (by account, with their latency and the 429s), and, read from the
+//! calls as they happen (by account, with their latency and the throttled ones), and, read from the
 //! database at each scrape, runs by status, members by outcome, the queue, and how long
 //! imports and segment refreshes took.
 
@@ -49,9 +49,10 @@ fn live() -> &'static Live {
     })
 }
 
-/// Counts one Mailchimp call: its account, its answer's HTTP status (None: no answer) and
-/// how long it took.
-pub fn observe_call(account: &str, status: Option<u16>, took: Duration) {
+/// Counts one Mailchimp call: its account, its answer's HTTP status (None: no answer),
+/// whether the answer was throttling (a 429, or a 403 without Mailchimp's problem document)
+/// and how long it took.
+pub fn observe_call(account: &str, status: Option<u16>, throttled: bool, took: Duration) {
     let live = live();
     let answer = match status {
         None => "unreachable",
@@ -67,7 +68,7 @@ pub fn observe_call(account: &str, status: Option<u16>, took: Duration) {
             answer: answer.to_owned(),
         })
         .inc();
-    if status == Some(429) {
+    if throttled || status == Some(429) {
         live.throttled
             .get_or_create(&Account {
                 account: account.clone(),
@@ -106,7 +107,7 @@ pub async fn render(db: &Db) -> anyhow::Result<String> {
     );
     registry.register(
         "mailchimp_throttled",
-        "Mailchimp calls answered 429 (too many connections), by account",
+        "Mailchimp calls throttled (answered 429, or 403 without an explanation), by account",
         live.throttled.clone(),
     );
     registry.register(

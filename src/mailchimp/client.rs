@@ -69,11 +69,12 @@ pub fn account_label(api_base: &str, secret: &str) -> String {
 pub enum ErrorKind {
     /// 401: the token or key is wrong or was revoked.
     Unauthorized,
-    /// 403: this account may not use the resource.
+    /// 403 with Mailchimp's problem document: this account may not use the resource.
     Forbidden,
     /// 404: no such audience, member or segment.
     NotFound,
-    /// 429: too many connections; slow down and retry.
+    /// 429, or a 403 without Mailchimp's problem document: too many connections; slow
+    /// down and retry.
     Throttled,
     /// 5xx, timeouts, connection failures: retry later.
     Transient,
@@ -99,6 +100,24 @@ impl ApiError {
     fn from_status(status: StatusCode, body: &str) -> Self {
         let problem: Value = serde_json::from_str(body).unwrap_or(Value::Null);
         let text = |key: &str| problem.get(key).and_then(Value::as_str).map(str::to_owned);
+        // Mailchimp explains every refusal of its own with a problem document that has a
+        // title (its OAuth server, with an `error`). Under heavy load it has also answered
+        // a bare 403 (no body, or a proxy's HTML page) where it means 429: that one is
+        // throttling, not a lack of access, and is retried like a 429.
+        let explained = ["title", "error"]
+            .iter()
+            .any(|key| text(key).is_some_and(|t| !t.trim().is_empty()));
+        if status == StatusCode::FORBIDDEN && !explained {
+            return Self {
+                kind: ErrorKind::Throttled,
+                status: Some(status.as_u16()),
+                title: "Too Many Requests".into(),
+                detail: "Mailchimp answered 403 Forbidden without saying why, as it does \
+                         instead of 429 when it throttles"
+                    .into(),
+                retry_after: None,
+            };
+        }
         let kind = match status.as_u16() {
             401 => ErrorKind::Unauthorized,
             403 => ErrorKind::Forbidden,
@@ -179,6 +198,27 @@ pub struct AudienceInfo {
     pub id: String,
     pub name: String,
     pub member_count: i64,
+}
+
+/// The parts of a merge field that [`MergeField`] reads: asked for with `fields=` so that
+/// Mailchimp leaves out the rest.
+pub(crate) const MERGE_FIELD_PARTS: [&str; 7] = [
+    "tag",
+    "name",
+    "type",
+    "required",
+    "default_value",
+    "options.size",
+    "options.date_format",
+];
+
+/// `fields=` for a page of merge fields: the parts read of each.
+pub(crate) fn merge_field_page_fields() -> String {
+    MERGE_FIELD_PARTS
+        .iter()
+        .map(|part| format!("merge_fields.{part}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,11 +315,19 @@ impl Client {
         }
         let account = &connection.account_key()[..12];
         let started = std::time::Instant::now();
-        let sent = request.send().await;
-        let status = sent.as_ref().ok().map(|r| r.status().as_u16());
-        crate::metrics::observe_call(account, status, started.elapsed());
-        let response = sent.map_err(ApiError::transport)?;
-        read(response).await
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => {
+                crate::metrics::observe_call(account, None, false, started.elapsed());
+                return Err(ApiError::transport(err));
+            }
+        };
+        let status = response.status().as_u16();
+        // Read before counting: only the body tells a throttling 403 from a refusal.
+        let answer = read(response).await;
+        let throttled = matches!(&answer, Err(err) if err.kind == ErrorKind::Throttled);
+        crate::metrics::observe_call(account, Some(status), throttled, started.elapsed());
+        answer
     }
 
     pub async fn audience(
@@ -315,7 +363,10 @@ impl Client {
             .call(
                 connection,
                 Method::GET,
-                &format!("/lists/{list_id}/merge-fields?count=1000"),
+                &format!(
+                    "/lists/{list_id}/merge-fields?count=1000&fields={}",
+                    merge_field_page_fields()
+                ),
                 None,
             )
             .await?;
@@ -334,7 +385,10 @@ impl Client {
         self.call(
             connection,
             Method::POST,
-            &format!("/lists/{list_id}/merge-fields"),
+            &format!(
+                "/lists/{list_id}/merge-fields?fields={}",
+                MERGE_FIELD_PARTS.join(",")
+            ),
             Some(&body),
         )
         .await
@@ -368,4 +422,43 @@ async fn read<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, Api
         detail: format!("Mailchimp's answer could not be read: {e}"),
         retry_after: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_403_without_mailchimps_explanation_is_throttling_and_one_with_it_is_a_refusal() {
+        let forbidden = StatusCode::FORBIDDEN;
+        for bare in [
+            "",
+            "<html><body><h1>403 Forbidden</h1></body></html>",
+            "{}",
+            r#"{"title": ""}"#,
+        ] {
+            let err = ApiError::from_status(forbidden, bare);
+            assert_eq!(err.kind, ErrorKind::Throttled, "{bare:?}");
+            assert_eq!(err.status, Some(403));
+        }
+        let refused = ApiError::from_status(
+            forbidden,
+            r#"{"type": "https://mailchimp.com/developer/marketing/docs/errors/",
+                "title": "Forbidden", "status": 403,
+                "detail": "You don't have permission to access this resource."}"#,
+        );
+        assert_eq!(refused.kind, ErrorKind::Forbidden);
+        assert_eq!(refused.title, "Forbidden");
+        let oauth = ApiError::from_status(forbidden, r#"{"error": "forbidden"}"#);
+        assert_eq!(oauth.kind, ErrorKind::Forbidden);
+        // Other statuses are sorted by their status alone, body or not.
+        assert_eq!(
+            ApiError::from_status(StatusCode::UNAUTHORIZED, "").kind,
+            ErrorKind::Unauthorized
+        );
+        assert_eq!(
+            ApiError::from_status(StatusCode::TOO_MANY_REQUESTS, "").kind,
+            ErrorKind::Throttled
+        );
+    }
 }

@@ -12,13 +12,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::domain::MemberStatus;
-use crate::mailchimp::client::{ApiError, Client, Connection, ErrorKind, MergeField};
+use crate::mailchimp::client::{
+    ApiError, Client, Connection, ErrorKind, MergeField, merge_field_page_fields,
+};
 use crate::mailchimp::limiter::{AccountLimit, Limiters, with_retries};
 
 /// Mailchimp's most members per batch subscribe, and per tag call.
 pub const BATCH: usize = 500;
 /// Mailchimp's largest page when listing.
 const PAGE: usize = 1000;
+/// What a batch subscribe's answer is read for: each member's address and status, and
+/// each refusal's address and reason.
+const BATCH_ANSWER_FIELDS: &str = "new_members.email_address,new_members.status,\
+     updated_members.email_address,updated_members.status,errors.email_address,errors.error";
 
 /// A destination's way into its Mailchimp audience's account.
 #[derive(Clone)]
@@ -184,7 +190,10 @@ impl Gateway {
             merge_fields: Vec<MergeField>,
         }
         let page: Page = self
-            .get(&format!("/lists/{list}/merge-fields?count={PAGE}"))
+            .get(&format!(
+                "/lists/{list}/merge-fields?count={PAGE}&fields={}",
+                merge_field_page_fields()
+            ))
             .await?;
         Ok(page.merge_fields)
     }
@@ -365,7 +374,8 @@ impl Gateway {
         members: &[Upsert<'_>],
     ) -> Result<BatchAnswer, ApiError> {
         debug_assert!(members.len() <= BATCH);
-        // Mailchimp sends whole member records back; only these fields are read.
+        // Mailchimp would send whole member records back (about a kilobyte each): only
+        // these fields are read, so only they are asked for.
         #[derive(Deserialize)]
         struct Answered {
             email_address: String,
@@ -393,7 +403,11 @@ impl Gateway {
             update_existing: true,
         };
         let answer: Answer = self
-            .send(Method::POST, &format!("/lists/{list}"), Some(&body))
+            .send(
+                Method::POST,
+                &format!("/lists/{list}?fields={BATCH_ANSWER_FIELDS}"),
+                Some(&body),
+            )
             .await?;
         let mut out = BatchAnswer {
             members: Vec::with_capacity(members.len()),
@@ -437,10 +451,12 @@ impl Gateway {
             #[serde(default)]
             errors: Vec<Error>,
         }
+        // The members added and removed come back whole: only the addresses ignored are
+        // read.
         let answer: Answer = self
             .send(
                 Method::POST,
-                &format!("/lists/{list}/segments/{tag_id}"),
+                &format!("/lists/{list}/segments/{tag_id}?fields=errors.email_addresses"),
                 Some(&Body {
                     members_to_remove: emails,
                 }),

@@ -2,8 +2,9 @@
 //! every destination on it, and on PostgreSQL by every console on the database (slot leases
 //! in the database, renewed while held, so a console that dies frees its slots when they run
 //! out). Throttled and transient failures are retried with exponential back-off and jitter
-//! (or as long as a `Retry-After` asks), a bounded number of times; a 429 also takes a
-//! connection slot away for a while. A per-member 400 is never retried.
+//! (or as long as a `Retry-After` asks), a bounded number of times; a 429 (or the bare 403
+//! Mailchimp sometimes answers instead) also takes a connection slot away for a while. A
+//! per-member 400 is never retried.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -226,7 +227,7 @@ impl AccountShare {
     }
 }
 
-/// An account's connection slots. A 429 takes one slot away (down to one: someone else is
+/// An account's connection slots. A throttled call (429, or a bare 403) takes one slot away (down to one: someone else is
 /// using the account's connections too); a run of successes gives it back.
 pub struct AccountLimit {
     semaphore: Semaphore,

@@ -1,5 +1,6 @@
 //! Mailchimp's limits and failures, modelled: at most N requests in flight per credential
-//! (the next gets 429), a latency per call and per member, and seeded random faults.
+//! (the next gets 429, or a bare 403 when so configured), a latency per call and per member,
+//! and seeded random faults. The size of every answer is counted here too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -25,6 +26,9 @@ pub struct Stats {
     pub calls: u64,
     /// Calls refused for exceeding the connection limit.
     pub rejected_429: u64,
+    /// Calls refused for exceeding the connection limit with a bare 403 instead of 429
+    /// (`throttle_as_bare_403`).
+    pub rejected_403: u64,
     /// Calls failed on purpose by fault injection.
     pub faults_injected: u64,
     /// Sum of the modelled time of every call that did its work, in milliseconds.
@@ -33,6 +37,9 @@ pub struct Stats {
     pub peak_in_flight: usize,
     /// Calls by method and route, e.g. "POST /lists/{list_id}".
     pub calls_by_route: BTreeMap<String, u64>,
+    /// Bytes of the answers' bodies (as sent, after `fields` and `exclude_fields`), by
+    /// method and route.
+    pub bytes_by_route: BTreeMap<String, u64>,
 }
 
 pub struct Limits {
@@ -61,8 +68,8 @@ impl Limits {
         self.writes.load(Ordering::Relaxed)
     }
 
-    fn with_stats(&self, f: impl FnOnce(&mut Stats)) {
-        f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    fn with_stats<R>(&self, f: impl FnOnce(&mut Stats) -> R) -> R {
+        f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -99,7 +106,6 @@ pub async fn limit_and_fault(
     next: Next,
 ) -> Response {
     let limits = &sandbox.inner.limits;
-    let config = sandbox.config();
     let route = format!(
         "{} {}",
         request.method(),
@@ -116,8 +122,22 @@ pub async fn limit_and_fault(
     );
     limits.with_stats(|s| {
         s.calls += 1;
-        *s.calls_by_route.entry(route).or_default() += 1;
+        *s.calls_by_route.entry(route.clone()).or_default() += 1;
     });
+    let response = answer(&sandbox, request, next).await;
+    // Answers are small and already whole: read to count, then sent as they were.
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    limits.with_stats(|s| *s.bytes_by_route.entry(route).or_default() += bytes.len() as u64);
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// The call's answer within the credential's connection limit and the fault rate.
+async fn answer(sandbox: &Sandbox, request: Request, next: Next) -> Response {
+    let limits = &sandbox.inner.limits;
+    let config = sandbox.config();
     let credential = Credential::from_header(
         request
             .headers()
@@ -130,6 +150,13 @@ pub async fn limit_and_fault(
             let count = map.entry(key.to_owned()).or_default();
             if *count >= config.max_connections {
                 drop(map);
+                if config.throttle_as_bare_403 {
+                    let n = limits.with_stats(|s| {
+                        s.rejected_403 += 1;
+                        s.rejected_403
+                    });
+                    return bare_403(n);
+                }
                 limits.with_stats(|s| s.rejected_429 += 1);
                 return too_many(config.max_connections);
             }
@@ -149,7 +176,13 @@ pub async fn limit_and_fault(
     }
     match roll_fault(limits, config.fault_rate) {
         Some(Fault::Status(status, title, detail)) => {
-            limits.with_stats(|s| s.faults_injected += 1);
+            let n = limits.with_stats(|s| {
+                s.faults_injected += 1;
+                s.faults_injected
+            });
+            if status == StatusCode::TOO_MANY_REQUESTS && config.throttle_as_bare_403 {
+                return bare_403(n);
+            }
             Problem::new(status, title, detail).into_response()
         }
         Some(Fault::Hang) => {
@@ -198,6 +231,21 @@ fn too_many(max: usize) -> Response {
         format!("You have exceeded the limit of {max} simultaneous connections."),
     )
     .into_response()
+}
+
+/// Throttling as Mailchimp has sometimes answered it under load: 403 Forbidden without its
+/// problem document. Every other one has an empty body, the rest a proxy's HTML page.
+fn bare_403(n: u64) -> Response {
+    if n % 2 == 1 {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "text/html")],
+        "<html><head><title>403 Forbidden</title></head>\
+         <body><h1>Forbidden</h1><p>Access denied.</p></body></html>",
+    )
+        .into_response()
 }
 
 impl Sandbox {

@@ -10,6 +10,7 @@ mod json;
 mod limits;
 mod oauth;
 mod pages;
+mod partial;
 pub mod problem;
 pub mod standalone;
 pub mod status;
@@ -34,6 +35,10 @@ use store::{OAuthClient, Store};
 pub struct SandboxConfig {
     /// Requests in flight per credential before 429 (Mailchimp: 10).
     pub max_connections: usize,
+    /// Refuse calls past the connection limit (and injected throttling faults) with a bare
+    /// 403 instead of 429: no problem document, an empty body or a proxy's HTML page, as
+    /// Mailchimp has answered under heavy load.
+    pub throttle_as_bare_403: bool,
     /// Modelled time of every API call.
     pub latency: Duration,
     /// Modelled extra time per member in a batch call.
@@ -62,6 +67,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             max_connections: 10,
+            throttle_as_bare_403: false,
             latency: Duration::ZERO,
             per_member: Duration::ZERO,
             fault_rate: 0.0,
@@ -137,6 +143,7 @@ impl Sandbox {
         let api = api_lists::router()
             .merge(api_members::router())
             .merge(api_segments::router())
+            .layer(axum::middleware::from_fn(partial::only_the_fields_asked))
             .layer(from_fn_with_state(self.clone(), limits::limit_and_fault));
         Router::new()
             .nest("/3.0", api)

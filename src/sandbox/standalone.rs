@@ -33,6 +33,10 @@ pub struct SandboxArgs {
     /// Requests in flight per credential before 429.
     #[arg(long, env = "SANDBOX_MAX_CONNECTIONS", default_value_t = 10)]
     pub max_connections: usize,
+    /// Refuse calls past the connection limit with a bare 403 (no problem document) instead
+    /// of 429, as Mailchimp has under heavy load.
+    #[arg(long, env = "SANDBOX_THROTTLE_AS_BARE_403")]
+    pub throttle_as_bare_403: bool,
     /// Modelled milliseconds per API call.
     #[arg(long, env = "SANDBOX_LATENCY_MS", default_value_t = 0)]
     pub latency_ms: u64,
@@ -92,6 +96,7 @@ impl SandboxArgs {
             .unwrap_or_else(|| "us1".into());
         Ok(SandboxConfig {
             max_connections: self.max_connections,
+            throttle_as_bare_403: self.throttle_as_bare_403,
             latency: Duration::from_millis(self.latency_ms),
             per_member: Duration::from_micros(self.per_member_us),
             fault_rate: self.fault_rate,
@@ -251,6 +256,10 @@ mod cli_tests {
         assert_eq!(config.per_member.as_micros(), 1000);
         assert_eq!(config.clients[0].client_id, "app");
         assert_eq!(config.seed, 9);
+        assert!(!config.throttle_as_bare_403, "429s unless asked");
+        let bare = self::config(&["--max-connections", "2", "--throttle-as-bare-403"]).unwrap();
+        assert!(bare.throttle_as_bare_403);
+        assert_eq!(bare.max_connections, 2);
     }
 
     #[test]

@@ -34,6 +34,50 @@ async fn the_call_past_the_connection_limit_gets_429() {
 }
 
 #[tokio::test]
+async fn with_throttling_as_bare_403_the_call_past_the_limit_gets_403_without_a_problem() {
+    let sb = spawn_with(SandboxConfig {
+        max_connections: 1,
+        throttle_as_bare_403: true,
+        latency: Duration::from_millis(600),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let calls = (0..3).map(|_| async {
+        let response = sb
+            .http
+            .get(format!("{}/3.0/ping", sb.base))
+            .basic_auth("anystring", Some(&sb.key))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, kind, response.text().await.unwrap())
+    });
+    let results = futures::future::join_all(calls).await;
+    let refused: Vec<_> = results
+        .iter()
+        .filter(|(status, ..)| *status == 403)
+        .collect();
+    assert_eq!(refused.len(), 2, "{results:?}");
+    for (_, kind, body) in &refused {
+        assert!(!kind.contains("json"), "no problem document: {kind}");
+        assert!(!body.contains("\"title\""), "{body}");
+    }
+    assert!(
+        refused.iter().any(|(_, _, body)| body.is_empty())
+            && refused.iter().any(|(_, _, body)| body.contains("<html>")),
+        "an empty body and a proxy's page: {results:?}"
+    );
+    let stats = sb.sandbox.stats();
+    assert_eq!((stats.rejected_403, stats.rejected_429), (2, 0));
+}
+
+#[tokio::test]
 async fn each_credential_has_its_own_connection_limit() {
     let sb = spawn_with(SandboxConfig {
         max_connections: 1,
