@@ -308,6 +308,7 @@ pub(crate) fn console_settings(
         mailchimp: Default::default(),
         metrics_token: None,
         alert_retry_delays: vec![std::time::Duration::from_secs(1); 3],
+        mailchimp_webhooks: crate::config::WebhookSetting::Off,
     })
 }
 

@@ -14,6 +14,7 @@ mod fields;
 mod forget;
 pub mod format;
 mod health;
+mod hooks;
 mod limits;
 mod notifications;
 mod oauth;
@@ -103,6 +104,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
     let sandbox_state = state.clone();
     let mut router = Router::new()
         .merge(health::router())
+        .merge(hooks::router())
         .merge(assets::router())
         .merge(pages)
         .fallback(|| async { AppError::NotFound })
