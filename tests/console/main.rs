@@ -38,5 +38,6 @@ mod security;
 mod segments;
 mod sign_in;
 mod users;
+mod webhooks;
 mod wizard;
 mod world;
