@@ -86,6 +86,11 @@ impl App {
             public_url.clone(),
             settings.alert_retry_delays.clone(),
         );
+        // Destinations keep a webhook on their audience when Mailchimp can reach the console.
+        let webhooks = settings
+            .mailchimp_webhooks
+            .is_on(settings.public_url.as_ref())
+            .then(|| crate::export::webhooks::Hooks::new(public_url.clone()));
         let state = AppState {
             alerts,
             metrics_addr,
@@ -105,6 +110,7 @@ impl App {
                     }
                     None => crate::export::SandboxApi::Off,
                 },
+                webhooks,
             },
             mailchimp,
             mailchimp_client: mailchimp::client::Client::new(),

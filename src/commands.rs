@@ -177,6 +177,7 @@ pub async fn export_run(args: ExportRunArgs) -> anyhow::Result<()> {
         client: crate::mailchimp::client::Client::new(),
         limiters: crate::export::Limiters::default(),
         sandbox: Default::default(),
+        webhooks: None,
     };
     let worker = crate::export::worker::Worker::new(engine);
     // Queued and claimed in one transaction: no console's worker can take it in between.
@@ -298,6 +299,7 @@ pub async fn forget(args: ForgetArgs) -> anyhow::Result<()> {
         client: crate::mailchimp::client::Client::new(),
         limiters: crate::export::Limiters::default(),
         sandbox: Default::default(),
+        webhooks: None,
     };
     let actor = crate::store::audit::Actor {
         user_id: user.id,

@@ -116,10 +116,65 @@ pub struct ServeArgs {
     /// Base URL of the Marketing API for API keys; `{dc}` becomes the key's data centre.
     #[arg(long, env = "MAILCHIMP_API_BASE_URL")]
     pub mailchimp_api_base_url: Option<String>,
+    /// Register a webhook on each destination's audience so that unsubscribes, bounces and
+    /// address changes reach the console as they happen: on, off, or auto (on when
+    /// PUBLIC_URL is set to an address other than loopback).
+    #[arg(long, env = "MAILCHIMP_WEBHOOKS", default_value = "auto", value_parser = parse_webhooks)]
+    pub mailchimp_webhooks: WebhookSetting,
     /// Seconds to wait before each new try of a failure alert that was not delivered
     /// (comma-separated; one more try than delays). Empty: one try only.
     #[arg(long, env = "ALERT_RETRY_DELAYS", default_value = "1,5,30", value_parser = parse_delays)]
     pub alert_retry_delays: RetryDelays,
+}
+
+/// Whether destinations register a webhook on their audience (MAILCHIMP_WEBHOOKS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WebhookSetting {
+    /// On when PUBLIC_URL is set and is not a loopback address: Mailchimp must reach it.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl WebhookSetting {
+    /// Whether webhooks are on for a console reached at `public_url` (None: PUBLIC_URL
+    /// unset).
+    pub fn is_on(self, public_url: Option<&Url>) -> bool {
+        match self {
+            WebhookSetting::On => true,
+            WebhookSetting::Off => false,
+            WebhookSetting::Auto => public_url.is_some_and(|url| !is_loopback(url)),
+        }
+    }
+}
+
+/// A URL only this machine reaches: `localhost` or a loopback or unspecified address.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        None => true,
+    }
+}
+
+fn parse_webhooks(raw: &str) -> Result<WebhookSetting, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(WebhookSetting::Auto),
+        other => parse_switch(other)
+            .map(|on| {
+                if on {
+                    WebhookSetting::On
+                } else {
+                    WebhookSetting::Off
+                }
+            })
+            .map_err(|_| format!("“{raw}” is not on, off or auto")),
+    }
 }
 
 /// The waits between tries of a failure alert, in order.
@@ -225,6 +280,8 @@ pub struct Settings {
     pub metrics_bind_addr: Option<SocketAddr>,
     /// The waits before each new try of an undelivered failure alert.
     pub alert_retry_delays: Vec<Duration>,
+    /// Whether destinations register a webhook on their audience.
+    pub mailchimp_webhooks: WebhookSetting,
 }
 
 impl Settings {
@@ -327,6 +384,7 @@ impl Settings {
             },
             metrics_bind_addr: args.metrics_bind_addr,
             alert_retry_delays: args.alert_retry_delays.0,
+            mailchimp_webhooks: args.mailchimp_webhooks,
         })
     }
 }
@@ -511,6 +569,41 @@ mod tests {
         ] {
             assert!(err.contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn webhooks_are_on_by_default_only_for_a_public_url_mailchimp_can_reach() {
+        let on = |extra: &[&str]| {
+            let settings = Settings::from_args(args(extra)).unwrap();
+            settings
+                .mailchimp_webhooks
+                .is_on(settings.public_url.as_ref())
+        };
+        assert!(!on(&[]), "no PUBLIC_URL");
+        for local in [
+            "http://127.0.0.1:8080/",
+            "http://localhost:8080",
+            "http://[::1]:8080/",
+            "http://0.0.0.0:8080/",
+        ] {
+            assert!(!on(&["--public-url", local]), "{local}");
+        }
+        assert!(on(&["--public-url", "https://console.example.com/"]));
+        assert!(on(&["--public-url", "http://10.0.0.5:8080/"]));
+        assert!(on(&["--mailchimp-webhooks", "on"]));
+        assert!(!on(&[
+            "--public-url",
+            "https://console.example.com/",
+            "--mailchimp-webhooks",
+            "OFF"
+        ]));
+        let refused = crate::cli::Cli::try_parse_from([
+            "export-destinations",
+            "--mailchimp-webhooks",
+            "sometimes",
+        ]);
+        let message = refused.expect_err("refused").to_string();
+        assert!(message.contains("not on, off or auto"), "{message}");
     }
 
     #[test]

@@ -122,6 +122,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         client: crate::mailchimp::client::Client::new(),
         limiters: Limiters::default(),
         sandbox: Default::default(),
+        webhooks: None,
     };
     let worker = Worker::new(engine);
     let http = reqwest::Client::new();

@@ -174,6 +174,7 @@ impl Engine {
         let details =
             format!("{done} {what} in Mailchimp; {problems} could not be; credential deleted");
         let by = runs::requester(pool, run.id).await?;
+        self.remove_webhook(&destination).await;
         let mut tx = crate::db::begin_write(pool).await?;
         destinations::retire(&mut tx, destination.id).await?;
         if let Some((user_id, email)) = &by {

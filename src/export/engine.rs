@@ -26,6 +26,8 @@ pub struct Engine {
     pub limiters: Limiters,
     /// Where this process finds the built-in sandbox, for destinations on it.
     pub sandbox: SandboxApi,
+    /// Destinations keep a webhook on their audience (MAILCHIMP_WEBHOOKS): where it calls.
+    pub webhooks: Option<crate::export::webhooks::Hooks>,
 }
 
 /// Where destinations on the built-in sandbox are reached from this process.

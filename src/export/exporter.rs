@@ -265,15 +265,19 @@ impl Exporter<'_> {
             let (tags_now, data) = match known {
                 Some(slot) if slot.refused.is_some() => {
                     let title = self.index.statuses.name(slot.refused.unwrap_or(0));
+                    let detail = if title == crate::export::webhooks::ADDRESS_CHANGED {
+                        "The contact moved to another address in Mailchimp; this one is not sent \
+                         again. Change the profile's address to export it under the new one."
+                    } else {
+                        "Mailchimp refused this contact for good before; it is not sent again."
+                    };
                     delta.skipped += 1;
                     rejected.push(MemberResult {
                         customer_id: record.customer_id,
                         email: record.email,
                         outcome: "skipped",
                         title: title.to_owned(),
-                        detail:
-                            "Mailchimp refused this contact for good before; it is not sent again."
-                                .into(),
+                        detail: detail.into(),
                     });
                     continue;
                 }

@@ -12,6 +12,7 @@ pub mod forget;
 mod plan;
 pub mod preview;
 mod state;
+pub mod webhooks;
 pub mod worker;
 
 pub use crate::mailchimp::limiter::Limiters;

@@ -506,6 +506,97 @@ impl Gateway {
     }
 }
 
+/// A webhook of an audience: Mailchimp's ID for it and the URL it calls.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WebhookInfo {
+    pub id: String,
+    pub url: String,
+}
+
+/// The events and sources a webhook of the console's asks for: opt-outs, bounces, profile
+/// and address changes, made by the contact or in Mailchimp's pages, never the API's (the
+/// console's own writes would come back to it).
+#[derive(Serialize)]
+struct NewWebhook<'a> {
+    url: &'a str,
+    events: WebhookEvents,
+    sources: WebhookSources,
+}
+
+#[derive(Serialize)]
+struct WebhookEvents {
+    subscribe: bool,
+    unsubscribe: bool,
+    profile: bool,
+    cleaned: bool,
+    upemail: bool,
+    campaign: bool,
+}
+
+#[derive(Serialize)]
+struct WebhookSources {
+    user: bool,
+    admin: bool,
+    api: bool,
+}
+
+impl Gateway {
+    /// The audience's webhooks.
+    pub async fn webhooks(&self, list: &str) -> Result<Vec<WebhookInfo>, ApiError> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            webhooks: Vec<WebhookInfo>,
+        }
+        let page: Page = self.get(&format!("/lists/{list}/webhooks")).await?;
+        Ok(page.webhooks)
+    }
+
+    /// Adds a webhook calling `url` for unsubscribes, bounces, profile and address changes
+    /// made by contacts and account users (not through the API). Mailchimp calls the URL
+    /// (a GET) before it answers, and refuses a URL that does not answer 200.
+    pub async fn add_webhook(&self, list: &str, url: &str) -> Result<WebhookInfo, ApiError> {
+        let body = NewWebhook {
+            url,
+            events: WebhookEvents {
+                subscribe: false,
+                unsubscribe: true,
+                profile: true,
+                cleaned: true,
+                upemail: true,
+                campaign: false,
+            },
+            sources: WebhookSources {
+                user: true,
+                admin: true,
+                api: false,
+            },
+        };
+        self.send(
+            Method::POST,
+            &format!("/lists/{list}/webhooks"),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Deletes a webhook of the audience; one already gone is no error.
+    pub async fn delete_webhook(&self, list: &str, id: &str) -> Result<Archived, ApiError> {
+        match self
+            .send::<Value, ()>(
+                Method::DELETE,
+                &format!("/lists/{list}/webhooks/{id}"),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(Archived::Done),
+            Err(err) if err.kind == ErrorKind::NotFound => Ok(Archived::AlreadyGone),
+            Err(err) => Err(err),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

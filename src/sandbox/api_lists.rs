@@ -12,6 +12,7 @@ use crate::sandbox::Sandbox;
 use crate::sandbox::audience::{ExistingPolicy, MemberWrite, Written};
 use crate::sandbox::json::{self, ApiJson, Caller, paging};
 use crate::sandbox::problem::{FieldError, Problem};
+use crate::sandbox::webhooks::{Source, events_of_write};
 
 /// Mailchimp's limit on members in one batch-subscribe call.
 pub const MAX_BATCH: usize = 500;
@@ -209,6 +210,9 @@ async fn batch_subscribe(
         ExistingPolicy::Report
     };
     let (mut created, mut updated, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    // What the webhooks that hear the API's changes are told.
+    let heard = Sandbox::heard(audience, Source::Api);
+    let mut events = Vec::new();
     for item in body.members {
         let status = match item.status.as_deref().map(str::parse) {
             Some(Ok(status)) => status,
@@ -245,8 +249,15 @@ async fn batch_subscribe(
             vip: item.vip,
             ..MemberWrite::default()
         };
+        let before = heard.then(|| {
+            let hash = crate::domain::subscriber_hash(&item.email_address);
+            audience.members.get(&hash).cloned()
+        });
         match audience.write_member(write, policy, &mut web_id, &now) {
             Ok((hash, written)) => {
+                if let Some(before) = &before {
+                    events.extend(events_of_write(before.as_ref(), &audience.members[&hash]));
+                }
                 let email = audience.members[&hash].email_address.clone();
                 if body.sync_tags {
                     let keep: Vec<u64> = tags
@@ -286,6 +297,8 @@ async fn batch_subscribe(
     }
     store.next_web_id = web_id;
     store.next_segment_id = segment_id;
+    drop(store);
+    sandbox.fire(&list_id, Source::Api, events);
     Ok(Json(json!({
         "total_created": created.len(),
         "total_updated": updated.len(),

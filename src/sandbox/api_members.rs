@@ -16,6 +16,7 @@ use crate::sandbox::audience::{ExistingPolicy, MemberWrite};
 use crate::sandbox::json::{self, ApiJson, Caller, paging};
 use crate::sandbox::problem::Problem;
 use crate::sandbox::status::MemberStatus;
+use crate::sandbox::webhooks::{Source, events_of_write};
 
 pub fn router() -> Router<Sandbox> {
     Router::new()
@@ -152,17 +153,29 @@ async fn write(
     let mut store = sandbox.store();
     let mut web_id = store.next_web_id;
     let audience = store.audience_mut(&caller.account_id, list_id)?;
+    // What the webhooks that hear the API's changes are told.
+    let before = Sandbox::heard(audience, Source::Api).then(|| {
+        audience
+            .members
+            .get(&subscriber_hash(&write.email_address))
+            .cloned()
+    });
     let result = audience.write_member(write, policy, &mut web_id, &now);
+    let mut events = Vec::new();
     let response = match result {
-        Ok((hash, _)) => Ok(Json(json::member(
-            audience,
-            &hash,
-            &audience.members[&hash],
-        ))),
+        Ok((hash, _)) => {
+            let member = &audience.members[&hash];
+            if let Some(before) = &before {
+                events = events_of_write(before.as_ref(), member);
+            }
+            Ok(Json(json::member(audience, &hash, member)))
+        }
         Err(error) if error.title == "Resource Not Found" => Err(Problem::not_found()),
         Err(error) => Err(error.into_problem()),
     };
     store.next_web_id = web_id;
+    drop(store);
+    sandbox.fire(list_id, Source::Api, events);
     response
 }
 

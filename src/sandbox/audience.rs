@@ -79,6 +79,9 @@ pub struct Audience {
     pub segments: BTreeMap<u64, Segment>,
     /// Hashes of permanently deleted contacts: they cannot be added again by the API.
     pub forgotten: HashSet<String>,
+    /// Where Mailchimp tells others of changes to the audience's contacts.
+    #[serde(default)]
+    pub webhooks: Vec<crate::sandbox::webhooks::Webhook>,
 }
 
 /// Why one member write was refused: Mailchimp's title, its message, and the field.
@@ -212,6 +215,7 @@ impl Audience {
             ],
             segments: BTreeMap::new(),
             forgotten: HashSet::new(),
+            webhooks: Vec::new(),
         }
     }
 

@@ -68,6 +68,11 @@ impl Limits {
         self.writes.load(Ordering::Relaxed)
     }
 
+    /// Notes a change made outside the API (the sandbox's pages), so that it is saved.
+    pub fn note_write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn with_stats<R>(&self, f: impl FnOnce(&mut Stats) -> R) -> R {
         f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()))
     }

@@ -5,6 +5,7 @@
 mod api_lists;
 mod api_members;
 mod api_segments;
+mod api_webhooks;
 pub mod audience;
 mod json;
 mod limits;
@@ -15,6 +16,7 @@ pub mod problem;
 pub mod standalone;
 pub mod status;
 pub mod store;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -98,6 +100,8 @@ struct Inner {
     limits: limits::Limits,
     /// Proves that a form post on the sandbox's pages came from those pages.
     page_token: String,
+    /// Webhook calls waiting to be made, and those made.
+    outbox: webhooks::Outbox,
 }
 
 impl Sandbox {
@@ -134,6 +138,7 @@ impl Sandbox {
                 base_url,
                 store: Mutex::new(store),
                 page_token: crate::crypto::random_token(),
+                outbox: webhooks::Outbox::default(),
             }),
         })
     }
@@ -143,6 +148,7 @@ impl Sandbox {
         let api = api_lists::router()
             .merge(api_members::router())
             .merge(api_segments::router())
+            .merge(api_webhooks::router())
             .layer(axum::middleware::from_fn(partial::only_the_fields_asked))
             .layer(from_fn_with_state(self.clone(), limits::limit_and_fault));
         Router::new()

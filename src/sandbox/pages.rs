@@ -32,6 +32,7 @@ pub fn router() -> Router<Sandbox> {
     Router::new()
         .route("/", get(account))
         .route("/audiences/{list_id}", get(audience))
+        .route("/audiences/{list_id}/members/{hash}", post(change_member))
         .route("/apps/disconnect", post(disconnect))
         .route("/inspect/stats.json", get(stats))
         .route(
@@ -210,6 +211,7 @@ async fn account(
 }
 
 struct MemberRow {
+    hash: String,
     email: String,
     status: String,
     first_name: String,
@@ -236,13 +238,17 @@ struct AudiencePage {
     page: usize,
     pages: usize,
     status: String,
+    /// Empty when the person looking may not change contacts.
+    page_token: String,
 }
 
 async fn audience(
     State(sandbox): State<Sandbox>,
+    access: Option<Extension<PageAccess>>,
     Path(list_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Html<String>, PageError> {
+    let may_change = access.is_none_or(|Extension(a)| a == PageAccess::Everything);
     let page: usize = query
         .get("page")
         .and_then(|p| p.parse().ok())
@@ -258,10 +264,10 @@ async fn audience(
     })?;
     let mut members: Vec<_> = audience
         .members
-        .values()
-        .filter(|m| status_filter.is_none_or(|s| m.status == s))
+        .iter()
+        .filter(|(_, m)| status_filter.is_none_or(|s| m.status == s))
         .collect();
-    members.sort_unstable_by_key(|m| m.web_id);
+    members.sort_unstable_by_key(|(_, m)| m.web_id);
     let pages = members.len().div_ceil(PAGE_SIZE).max(1);
     let text = |m: &crate::sandbox::audience::Member, tag: &str| match m.merge_fields.get(tag) {
         Some(Value::String(s)) => s.clone(),
@@ -272,7 +278,8 @@ async fn audience(
         .iter()
         .skip((page - 1) * PAGE_SIZE)
         .take(PAGE_SIZE)
-        .map(|m| MemberRow {
+        .map(|(hash, m)| MemberRow {
+            hash: (*hash).clone(),
             email: m.email_address.clone(),
             status: m.status.to_string(),
             first_name: text(m, "FNAME"),
@@ -314,8 +321,54 @@ async fn audience(
         page,
         pages,
         status: status_filter.map(|s| s.to_string()).unwrap_or_default(),
+        page_token: if may_change {
+            sandbox.page_token().to_owned()
+        } else {
+            String::new()
+        },
     };
     Ok(Html(page.render().map_err(PageError::internal)?))
+}
+
+#[derive(Deserialize)]
+struct ChangeForm {
+    action: String,
+    page_token: String,
+}
+
+/// A user of the account unsubscribes a contact or marks it as bounced, as in Mailchimp's
+/// own pages: the audience's webhooks that hear admins are told.
+async fn change_member(
+    State(sandbox): State<Sandbox>,
+    Path((list_id, hash)): Path<(String, String)>,
+    Form(form): Form<ChangeForm>,
+) -> Result<Redirect, PageError> {
+    use crate::sandbox::webhooks::{MemberChange, Source};
+    check_page_token(&sandbox, &form.page_token)?;
+    let change = match form.action.as_str() {
+        "unsubscribe" => MemberChange::Unsubscribe,
+        "clean" => MemberChange::Clean { abuse: false },
+        _ => return Err(PageError::bad_request("Choose unsubscribe or clean.")),
+    };
+    let email = {
+        let store = sandbox.store();
+        store
+            .audiences
+            .get(&list_id)
+            .and_then(|a| a.members.get(&hash))
+            .map(|m| m.email_address.clone())
+            .ok_or(PageError {
+                status: StatusCode::NOT_FOUND,
+                message: "There is no such contact in this audience.".into(),
+            })?
+    };
+    sandbox
+        .change_member(&list_id, &email, change, Source::Admin)
+        .map_err(|problem| PageError::bad_request(&problem.detail))?;
+    Ok(Redirect::to(&format!(
+        "{}/audiences/{list_id}",
+        sandbox.base_path()
+    )))
 }
 
 #[derive(Deserialize)]

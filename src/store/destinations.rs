@@ -366,7 +366,7 @@ pub async fn name_of<'e>(
 }
 
 /// Removes a saved destination but keeps its runs: the credential, segment choices, ledger,
-/// marks and audience checks go; the row stays, named "… (removed #id)" so that the name is
+/// marks, audience checks and webhook (its secret and the events it delivered) go; the row stays, named "… (removed #id)" so that the name is
 /// free again, and every lookup but [`names`] and [`name_of`] treats it as gone.
 pub async fn retire(conn: &mut AnyConnection, id: i64) -> sqlx::Result<()> {
     for table in [
@@ -376,6 +376,8 @@ pub async fn retire(conn: &mut AnyConnection, id: i64) -> sqlx::Result<()> {
         "export_marks",
         "audience_checks",
         "export_previews",
+        "mailchimp_webhooks",
+        "webhook_events",
     ] {
         sqlx::query(&format!("DELETE FROM {table} WHERE destination_id = $1"))
             .bind(id)

@@ -23,6 +23,7 @@ pub mod segments;
 pub mod sign_in_failures;
 pub mod slots;
 pub mod users;
+pub mod webhooks;
 
 /// `$first, $first+1, …`: `n` numbered parameters for a statement's `IN (…)` or `VALUES (…)`.
 pub(crate) fn placeholders(first: usize, n: usize) -> String {

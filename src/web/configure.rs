@@ -332,6 +332,17 @@ async fn submit(
         action,
         "destination saved"
     );
+    // Mailchimp's webhook brings opt-outs in as they happen (when webhooks are on).
+    let webhook = state
+        .engine
+        .register_webhook_after_save(id)
+        .await
+        .map(|problem| {
+            format!(
+                " Mailchimp's webhook could not be registered ({problem}); the next export tries again."
+            )
+        })
+        .unwrap_or_default();
     if action == "save" {
         // The set-up ends on the preview of the first export.
         if let Some(saved) = destinations::find(state.db.pool(), id).await? {
@@ -340,7 +351,7 @@ async fn submit(
         session::set_flash(
             &session,
             format!(
-                "Saved “{name}”. Nothing is exported yet: here is what the first export would do."
+                "Saved “{name}”. Nothing is exported yet: here is what the first export would do.{webhook}"
             ),
         )
         .await?;
@@ -350,7 +361,7 @@ async fn submit(
     }
     session::set_flash(
         &session,
-        format!("Saved “{name}”. Saving does not run an export: choose Export on its row when you are ready."),
+        format!("Saved “{name}”. Saving does not run an export: choose Export on its row when you are ready.{webhook}"),
     )
     .await?;
     Ok(Redirect::to("/admin/export-destinations").into_response())

@@ -247,6 +247,10 @@ async fn remove(
     };
     let pool = state.db.pool();
     runs::cancel_all(pool, id).await?;
+    if cleanup.is_none() {
+        // Mailchimp stops calling the console for a destination that is gone.
+        state.engine.remove_webhook(&destination).await;
+    }
     let mut tx = crate::db::begin_write(pool).await?;
     let mut next = "/admin/export-destinations".to_owned();
     let message = match cleanup {

@@ -14,6 +14,7 @@ mod fields;
 mod forget;
 pub mod format;
 mod health;
+mod hooks;
 pub use health::metrics_router;
 mod limits;
 mod notifications;
@@ -104,6 +105,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
     let sandbox_state = state.clone();
     let mut router = Router::new()
         .merge(health::router())
+        .merge(hooks::router())
         .merge(assets::router())
         .merge(pages)
         .fallback(|| async { AppError::NotFound })

@@ -152,12 +152,58 @@ struct ExportRow {
     started: String,
 }
 
+/// What one destination's Mailchimp webhook brought in.
+struct HookRow {
+    destination: String,
+    registered: String,
+    since: String,
+    unsubscribes: i64,
+    cleaned: i64,
+    profiles: i64,
+    address_changes: i64,
+}
+
 #[derive(Template)]
 #[template(path = "system/status.html")]
 struct StatusPage {
     ctx: PageContext,
     refreshes: Vec<RefreshRow>,
     exports: Vec<ExportRow>,
+    webhooks_on: bool,
+    hooks: Vec<HookRow>,
+}
+
+/// Each destination's webhook and the events it delivered, by kind.
+async fn hook_rows(
+    pool: &sqlx::AnyPool,
+    names: &std::collections::HashMap<i64, String>,
+) -> Result<Vec<HookRow>, AppError> {
+    let mut rows = Vec::new();
+    for registration in crate::store::webhooks::all(pool).await? {
+        let counts = crate::store::webhooks::counts(pool, registration.destination_id).await?;
+        let of = |kind: &str| {
+            counts
+                .iter()
+                .find(|(k, _, _)| k == kind)
+                .map_or(0, |(_, n, _)| *n)
+        };
+        rows.push(HookRow {
+            destination: names
+                .get(&registration.destination_id)
+                .cloned()
+                .unwrap_or_else(|| "(removed)".into()),
+            registered: match registration.registered_at {
+                Some(at) => format!("Registered {}", format::timestamp(at)),
+                None => "Not registered in Mailchimp yet: the next export tries again".into(),
+            },
+            since: format::timestamp(registration.created_at),
+            unsubscribes: of("unsubscribe"),
+            cleaned: of("cleaned"),
+            profiles: of("profile"),
+            address_changes: of("upemail"),
+        });
+    }
+    Ok(rows)
 }
 
 async fn status(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
@@ -185,10 +231,13 @@ async fn status(State(state): State<AppState>, ctx: PageContext) -> Result<Respo
             started: format::optional_timestamp(run.started_at.or(Some(run.created_at))),
         })
         .collect();
+    let hooks = hook_rows(pool, &names).await?;
     Ok(render(&StatusPage {
         ctx: ctx.at(Nav::Status),
         refreshes,
         exports,
+        webhooks_on: state.engine.webhooks.is_some(),
+        hooks,
     })?
     .into_response())
 }

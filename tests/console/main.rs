@@ -40,5 +40,6 @@ mod segments;
 mod sign_in;
 mod throttled_403;
 mod users;
+mod webhooks;
 mod wizard;
 mod world;

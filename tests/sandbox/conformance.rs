@@ -128,6 +128,19 @@ async fn sandbox_responses_match_mailchimps_api_description() {
         .await
         .1;
     let tag_id = tag["id"].as_u64().unwrap();
+    // A webhook needs a URL that answers the sandbox's check.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let receiver = axum::Router::new().route("/hook", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let webhook = sb
+        .post(
+            &format!("/lists/{list}/webhooks"),
+            json!({ "url": hook_url, "events": { "unsubscribe": true }, "sources": { "user": true } }),
+        )
+        .await
+        .1;
+    let webhook_id = webhook["id"].as_str().unwrap().to_owned();
     let cases: Vec<(&str, &str, Value)> = vec![
         ("/ping", "get", sb.get("/ping").await.1),
         ("/lists", "get", sb.get("/lists").await.1),
@@ -182,6 +195,19 @@ async fn sandbox_responses_match_mailchimps_api_description() {
             "/lists/{listId}/members/{subscriberHash}/tags",
             "get",
             sb.get(&format!("/lists/{list}/members/{hash}/tags"))
+                .await
+                .1,
+        ),
+        ("/lists/{listId}/webhooks", "post", webhook),
+        (
+            "/lists/{listId}/webhooks",
+            "get",
+            sb.get(&format!("/lists/{list}/webhooks")).await.1,
+        ),
+        (
+            "/lists/{listId}/webhooks/{webhookId}",
+            "get",
+            sb.get(&format!("/lists/{list}/webhooks/{webhook_id}"))
                 .await
                 .1,
         ),

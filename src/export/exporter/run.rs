@@ -37,12 +37,17 @@ impl Engine {
         let list = destination.audience_id.clone();
         // Three small reads side by side: did the audience change behind the console (and
         // if so, the ledger's repair), its merge fields, and its tags by name (a removal
-        // needs the tag's ID).
-        let (repair, merge_fields, tag_ids) = tokio::join!(
+        // needs the tag's ID); and, with webhooks on, is the audience's webhook still there.
+        let (repair, merge_fields, tag_ids, webhook) = tokio::join!(
             crate::export::drift::check(&self.db, &gateway, &destination, run.id),
             gateway.merge_fields(&list),
             gateway.tags(&list),
+            self.ensure_webhook(&gateway, &destination),
         );
+        if let Err(err) = webhook {
+            // Opt-outs still reach the ledger through the statuses the run reads.
+            tracing::warn!(error = %err, "the audience's webhook could not be checked; the next run tries again");
+        }
         let repair = match repair {
             Ok(repair) => repair,
             Err(crate::export::drift::CheckError::Mailchimp(err)) => {

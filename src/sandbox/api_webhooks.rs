@@ -1,0 +1,194 @@
+//! An audience's webhooks: list, add (after checking that the URL answers), read, change
+//! and delete.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::sandbox::Sandbox;
+use crate::sandbox::json::{ApiJson, Caller};
+use crate::sandbox::problem::Problem;
+use crate::sandbox::webhooks::{Events, Sources, Webhook, probe};
+
+pub fn router() -> Router<Sandbox> {
+    Router::new()
+        .route(
+            "/lists/{list_id}/webhooks",
+            get(list_webhooks).post(add_webhook),
+        )
+        .route(
+            "/lists/{list_id}/webhooks/{webhook_id}",
+            get(get_webhook)
+                .patch(update_webhook)
+                .delete(delete_webhook),
+        )
+}
+
+fn webhook_json(list_id: &str, webhook: &Webhook) -> Value {
+    json!({
+        "id": webhook.id,
+        "url": webhook.url,
+        "events": webhook.events,
+        "sources": webhook.sources,
+        "list_id": list_id,
+        "_links": [],
+    })
+}
+
+async fn list_webhooks(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path(list_id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    sandbox.work(0).await;
+    let mut store = sandbox.store();
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let webhooks: Vec<Value> = audience
+        .webhooks
+        .iter()
+        .map(|w| webhook_json(&audience.id, w))
+        .collect();
+    Ok(Json(json!({
+        "webhooks": webhooks,
+        "list_id": audience.id,
+        "total_items": webhooks.len(),
+        "_links": [],
+    })))
+}
+
+#[derive(Deserialize)]
+struct NewWebhook {
+    url: Option<String>,
+    #[serde(default)]
+    events: Events,
+    #[serde(default)]
+    sources: Sources,
+}
+
+/// An http(s) URL with a host, as Mailchimp takes for a webhook.
+fn check_url(raw: Option<&str>) -> Result<String, Problem> {
+    let raw = raw.map(str::trim).unwrap_or_default();
+    if raw.is_empty() {
+        return Err(Problem::field("url", "This value should not be blank."));
+    }
+    match url::Url::parse(raw) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Ok(raw.to_owned())
+        }
+        _ => Err(Problem::field("url", "Please enter a valid URL.")),
+    }
+}
+
+async fn add_webhook(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path(list_id): Path<String>,
+    ApiJson(body): ApiJson<NewWebhook>,
+) -> Result<Json<Value>, Problem> {
+    let url = check_url(body.url.as_deref())?;
+    let taken = |sandbox: &Sandbox| -> Result<(), Problem> {
+        let mut store = sandbox.store();
+        let audience = store.audience_mut(&caller.account_id, &list_id)?;
+        if audience.webhooks.iter().any(|w| w.url == url) {
+            return Err(Problem::field(
+                "url",
+                "A webhook with this URL already exists for this audience.",
+            ));
+        }
+        Ok(())
+    };
+    taken(&sandbox)?;
+    sandbox.work(0).await;
+    // Mailchimp checks that the URL answers before it keeps the webhook.
+    probe(&url).await?;
+    taken(&sandbox)?;
+    let mut store = sandbox.store();
+    let id = store.random_hex(5);
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let webhook = Webhook {
+        id,
+        url,
+        events: body.events,
+        sources: body.sources,
+    };
+    let answer = webhook_json(&audience.id, &webhook);
+    audience.webhooks.push(webhook);
+    Ok(Json(answer))
+}
+
+async fn get_webhook(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path((list_id, webhook_id)): Path<(String, String)>,
+) -> Result<Json<Value>, Problem> {
+    sandbox.work(0).await;
+    let mut store = sandbox.store();
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let webhook = audience
+        .webhooks
+        .iter()
+        .find(|w| w.id == webhook_id)
+        .ok_or_else(Problem::not_found)?;
+    Ok(Json(webhook_json(&audience.id, webhook)))
+}
+
+#[derive(Deserialize)]
+struct WebhookChange {
+    url: Option<String>,
+    events: Option<Events>,
+    sources: Option<Sources>,
+}
+
+async fn update_webhook(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path((list_id, webhook_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<WebhookChange>,
+) -> Result<Json<Value>, Problem> {
+    let url = body
+        .url
+        .as_deref()
+        .map(|u| check_url(Some(u)))
+        .transpose()?;
+    sandbox.work(0).await;
+    if let Some(url) = &url {
+        probe(url).await?;
+    }
+    let mut store = sandbox.store();
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let list = audience.id.clone();
+    let webhook = audience
+        .webhooks
+        .iter_mut()
+        .find(|w| w.id == webhook_id)
+        .ok_or_else(Problem::not_found)?;
+    if let Some(url) = url {
+        webhook.url = url;
+    }
+    if let Some(events) = body.events {
+        webhook.events = events;
+    }
+    if let Some(sources) = body.sources {
+        webhook.sources = sources;
+    }
+    Ok(Json(webhook_json(&list, webhook)))
+}
+
+async fn delete_webhook(
+    State(sandbox): State<Sandbox>,
+    caller: Caller,
+    Path((list_id, webhook_id)): Path<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    sandbox.work(0).await;
+    let mut store = sandbox.store();
+    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let before = audience.webhooks.len();
+    audience.webhooks.retain(|w| w.id != webhook_id);
+    if audience.webhooks.len() == before {
+        return Err(Problem::not_found());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
