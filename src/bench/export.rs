@@ -124,7 +124,17 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         sandbox: Default::default(),
         webhooks: None,
     };
-    let worker = Worker::new(engine);
+    let worker = Worker::new(engine.clone());
+    let destination = crate::store::destinations::find(db.pool(), id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the destination vanished"))?;
+    let preview = || async {
+        let started = Instant::now();
+        let p = crate::export::preview::compute(&engine, &destination, false)
+            .await
+            .map_err(|e| anyhow::anyhow!("the preview failed: {e}"))?;
+        Ok::<_, anyhow::Error>((p, started.elapsed().as_secs_f64()))
+    };
     let http = reqwest::Client::new();
     let stats = || async {
         let stats: serde_json::Value = http
@@ -173,10 +183,23 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         "console process before the export: {} resident",
         mib(rss_mib("VmRSS:"))
     );
+    let (p, preview_seconds) = preview().await?;
+    let rss_after_preview = rss_mib("VmRSS:");
     let before = stats().await?;
     let (run, seconds) = run_once(false).await?;
     let after = stats().await?;
     let pages = load.stop().await;
+    println!(
+        "preview before the first export: {preview_seconds:.1} s; it said create {}, skip {}, refuse {}; \
+         the export created {}, skipped {}, failed {}; console resident after it: {}",
+        p.create,
+        p.skip,
+        p.fail,
+        run.counters.created,
+        run.counters.skipped,
+        run.counters.failed,
+        mib(rss_after_preview)
+    );
     let busy_ms = after["modelled_busy_ms"].as_f64().unwrap_or(0.0)
         - before["modelled_busy_ms"].as_f64().unwrap_or(0.0);
     let calls = after["calls"].as_u64().unwrap_or(0) - before["calls"].as_u64().unwrap_or(0);
@@ -260,9 +283,16 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
     .bind(crate::db::now_millis())
     .execute(db.pool())
     .await?;
+    // The preview reads the whole audience (1,000 members a page) and the whole plan.
+    let (p, preview_seconds) = preview().await?;
     let before = stats().await?;
     let (run, seconds) = run_once(false).await?;
     let after = stats().await?;
+    println!(
+        "preview before the 1 % re-export: {preview_seconds:.1} s (the audience read whole); it said update {}, unchanged {}; \
+         the re-export updated {}, unchanged {}",
+        p.update, p.unchanged, run.counters.updated, run.counters.unchanged
+    );
     let calls = after["calls"].as_u64().unwrap_or(0) - before["calls"].as_u64().unwrap_or(0);
     let minimum = (run.counters.sent + 499) / 500 + fixed_reads;
     println!(
