@@ -310,6 +310,45 @@ async fn the_preview_says_what_the_following_runs_do_and_writes_nothing() {
     assert_eq!(p["full_resync"], true);
     let run = export(&w, id, true).await;
     assert_run_as_previewed(&p, &run);
+
+    // Every value mended: a complete export, after which a run reads only what changed.
+    import(
+        &w.app,
+        "CustomerId,Score,Joined,City\nP8,8,2026-01-01,Bonn\nP9,2,2026-01-31,Bonn\nP10,2,2026-01-01,Bonn\n",
+    )
+    .await;
+    refresh(&w.app).await;
+    let p = preview(&w, &token, id).await;
+    assert_eq!(p["fail"], 0, "{p:#}");
+    let run = export(&w, id, false).await;
+    assert_run_as_previewed(&p, &run);
+    assert_eq!(run.counters.failed, 0);
+    // Eve's first name changes. The run reads only her profile and counts the profiles it
+    // did not read as unchanged, the three it skipped last time among them; the preview
+    // names those three by reason: the sum is the same, and so is everything sent.
+    tokio::time::sleep(std::time::Duration::from_millis(
+        export_destinations::export::changes::CLOCK_MARGIN_MS as u64 + 50,
+    ))
+    .await;
+    import(&w.app, "CustomerId,FirstName\nP11,Evelyn\n").await;
+    let p = preview(&w, &token, id).await;
+    let run = export(&w, id, false).await;
+    assert!(run.changes_since.is_some(), "only what changed was read");
+    let c = run.counters;
+    let n = |key: &str| p[key].as_i64().unwrap();
+    assert_eq!(
+        (c.created, c.updated, c.failed, c.tag_changes, c.total),
+        (
+            n("create"),
+            n("update"),
+            n("fail"),
+            n("tags_added") + n("tags_removed"),
+            n("profiles")
+        ),
+        "{p:#}"
+    );
+    assert_eq!((n("update"), n("skip")), (1, 3));
+    assert_eq!(c.unchanged + c.skipped, n("unchanged") + n("skip"));
 }
 
 #[tokio::test]
