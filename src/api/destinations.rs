@@ -20,7 +20,7 @@ use crate::export::preview::{self, Preview, PreviewError};
 use crate::matching;
 use crate::state::AppState;
 use crate::store::audit::{self, Actor};
-use crate::store::destinations::{self, Configuration, FieldMapping};
+use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
 use crate::store::runs;
 
 /// Saved destinations.
@@ -43,6 +43,14 @@ pub async fn list(
     Ok(Json(DestinationList { destinations: out }))
 }
 
+/// A saved destination (drafts and removed ones are not found).
+async fn saved(pool: &sqlx::AnyPool, id: i64) -> Result<Destination, Problem> {
+    destinations::find(pool, id)
+        .await?
+        .filter(|d| d.is_active())
+        .ok_or_else(Problem::not_found)
+}
+
 /// One destination.
 #[utoipa::path(get, path = "/api/v1/destinations/{id}", tag = "destinations", params(("id" = i64, Path)),
     responses((status = 200, body = DestinationOut),
@@ -55,10 +63,7 @@ pub async fn show(
     PathId(id): PathId,
 ) -> Result<Json<DestinationOut>, Problem> {
     let pool = state.db.pool();
-    let d = destinations::find(pool, id)
-        .await?
-        .filter(|d| d.is_active())
-        .ok_or_else(Problem::not_found)?;
+    let d = saved(pool, id).await?;
     let ids = destinations::segment_ids(pool, id).await?;
     Ok(Json(DestinationOut::of(&d, &ids)))
 }
@@ -271,10 +276,7 @@ pub async fn start_run(
     ApiJson(request): ApiJson<RunRequest>,
 ) -> Result<Response, Problem> {
     user.require(Role::Contributor)?;
-    destinations::find(state.db.pool(), id)
-        .await?
-        .filter(|d| d.is_active())
-        .ok_or_else(Problem::not_found)?;
+    saved(state.db.pool(), id).await?;
     let mut conn = state.db.pool().acquire().await?;
     let (run_id, _) = runs::enqueue(&mut conn, id, request.full, Some(user.id)).await?;
     drop(conn);
@@ -318,10 +320,7 @@ pub async fn preview(
     ApiJson(request): ApiJson<PreviewRequest>,
 ) -> Result<Response, Problem> {
     user.require(Role::Contributor)?;
-    let destination = destinations::find(state.db.pool(), id)
-        .await?
-        .filter(|d| d.is_active())
-        .ok_or_else(Problem::not_found)?;
+    let destination = saved(state.db.pool(), id).await?;
     crate::store::previews::start(state.db.pool(), id, Some(user.id)).await?;
     match preview::compute_and_keep(&state.engine, &destination, request.full).await {
         Ok(preview) => Ok(Json(preview).into_response()),

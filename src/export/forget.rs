@@ -63,6 +63,10 @@ pub async fn forget(
     };
     let destinations = crate::store::destinations::list(pool).await?;
     let mut tx = crate::db::begin_write(pool).await?;
+    if !forgetting::take_profile(&mut tx, profile.id).await? {
+        // Forgotten by a request that came at the same moment.
+        return Ok(None);
+    }
     let exported = forgetting::ledger_entries(&mut tx, customer_id).await?;
     // Every destination keeps the forgotten address out from now on: the address it would
     // read from the profile, and any address it exported for the customer.
@@ -77,7 +81,7 @@ pub async fn forget(
             }
         }
     }
-    forgetting::delete_profile(&mut tx, profile.id, customer_id).await?;
+    forgetting::delete_traces(&mut tx, profile.id, customer_id).await?;
     for (destination_id, hash, in_mailchimp) in &tombstones {
         forgetting::tombstone(&mut tx, *destination_id, hash, *in_mailchimp).await?;
         // The next run reads the whole plan, not only what changed.

@@ -167,7 +167,7 @@ pub async fn compute(
         rules: MergeRules::new(&fields),
         full,
         preview: Preview {
-            profiles: reader.total,
+            profiles: 0,
             create: 0,
             update: 0,
             unchanged: 0,
@@ -200,10 +200,9 @@ pub async fn compute(
         }
     }
     sorter.leavers(ownership);
-    let mut preview = sorter.finish();
-    // Segments refreshed while the plan was read: count what it really held.
-    preview.profiles = planned;
-    Ok(preview)
+    // What the plan really held (segments may be refreshed while it is read).
+    sorter.preview.profiles = planned;
+    Ok(sorter.finish())
 }
 
 struct Sorter {

@@ -126,12 +126,12 @@ pub fn refusal(field: &MergeField, value: &Value) -> Option<String> {
 }
 
 /// Whether a new member lacking this field would be refused.
-pub fn needs_value(field: &MergeField) -> bool {
+fn needs_value(field: &MergeField) -> bool {
     field.required && field.default_value.trim().is_empty()
 }
 
 /// Whether a value leaves a required field blank.
-pub fn is_blank(value: Option<&Value>) -> bool {
+fn is_blank(value: Option<&Value>) -> bool {
     match value {
         None | Some(Value::Null) => true,
         Some(Value::String(s)) => s.trim().is_empty(),

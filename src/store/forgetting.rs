@@ -27,8 +27,18 @@ pub async fn ledger_entries(
         .collect())
 }
 
-/// Deletes the profile and its traces; the profile's row ID is `profile_id`.
-pub async fn delete_profile(
+/// Takes the profile row first, so that of two requests to forget one customer at once
+/// only one goes on: false when it is already gone.
+pub async fn take_profile(conn: &mut AnyConnection, profile_id: i64) -> sqlx::Result<bool> {
+    let deleted = sqlx::query("DELETE FROM profiles WHERE id = $1")
+        .bind(profile_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(deleted.rows_affected() > 0)
+}
+
+/// Deletes the traces of a profile taken by [`take_profile`].
+pub async fn delete_traces(
     conn: &mut AnyConnection,
     profile_id: i64,
     customer_id: &str,
@@ -50,7 +60,6 @@ pub async fn delete_profile(
         ),
         ("DELETE FROM export_results WHERE customer_id = $1", true),
         ("DELETE FROM export_repeats WHERE customer_id = $1", true),
-        ("DELETE FROM profiles WHERE id = $1", false),
     ] {
         let query = sqlx::query(sql);
         let query = if by_customer {

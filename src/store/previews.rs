@@ -86,21 +86,24 @@ pub async fn find(pool: &AnyPool, destination_id: i64) -> sqlx::Result<Option<St
     .bind(destination_id)
     .fetch_optional(pool)
     .await?;
-    Ok(
-        row.map(|(state, body, message, started_at, finished_at)| Stored {
-            state: match state.as_str() {
-                "computing" if started_at >= now_millis() - STALE_MS => State::Computing,
-                "done" => State::Done,
-                _ => State::Failed,
-            },
+    Ok(row.map(|(state, body, message, started_at, finished_at)| {
+        let (state, message) = match state.as_str() {
+            "computing" if started_at >= now_millis() - STALE_MS => (State::Computing, None),
+            "computing" => (
+                State::Failed,
+                Some("The console stopped while computing it.".to_owned()),
+            ),
+            "done" => (State::Done, None),
+            _ => (State::Failed, message),
+        };
+        Stored {
+            state,
             body,
-            message: message.or_else(|| {
-                (state == "computing").then(|| "The console stopped while computing it.".to_owned())
-            }),
+            message,
             started_at,
             finished_at,
-        }),
-    )
+        }
+    }))
 }
 
 /// Forgets a destination's preview (its settings changed, or it was removed).

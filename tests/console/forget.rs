@@ -335,3 +335,35 @@ async fn the_command_line_forgets_a_customer_as_the_page_does() {
             .contains("there is no profile with customer ID \"P404\"")
     );
 }
+
+#[tokio::test]
+async fn requests_to_forget_one_customer_at_once_forget_them_once() {
+    let w = world(SandboxConfig::default()).await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    export(&w, id, false).await;
+    let admin = token(&w.app, "dpo@example.com", Role::Administrator).await;
+    let answers = futures::future::join_all((0..6).map(|_| {
+        call(
+            &w.app,
+            reqwest::Method::POST,
+            "/api/v1/profiles/P1/forget",
+            Some(&admin),
+            None,
+        )
+    }))
+    .await;
+    let mut statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 404, 404, 404, 404, 404], "{answers:?}");
+    let forgotten = answers.iter().find(|(status, _)| *status == 200).unwrap();
+    assert_eq!(forgotten.1["erasures"][0]["outcome"], "deleted");
+    assert!(erased_in_audience(&w, "ada@northwind.io"));
+    let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'forget'")
+        .fetch_one(w.app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(audited, 1);
+}

@@ -536,3 +536,37 @@ async fn previews_are_for_contributors_and_say_why_they_could_not_be_made() {
     assert!(html.contains("The preview could not be computed"), "{html}");
     assert!(!html.contains("Compute again"), "viewers only look");
 }
+
+#[tokio::test]
+async fn previews_asked_for_at_once_are_computed_once() {
+    // Mailchimp answers slowly: the first preview is still computing when the others ask.
+    let w = world(SandboxConfig {
+        latency: Duration::from_millis(500),
+        ..SandboxConfig::default()
+    })
+    .await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    w.app
+        .signed_in_as("ed@example.com", Role::Contributor)
+        .await;
+    let page = format!("/admin/export-destinations/{id}/preview");
+    let token = crate::helpers::csrf_token(&w.app.get_html(&page).await);
+    let before = routes(&w);
+    let form = [("csrf_token", token.as_str())];
+    let answers = futures::future::join_all((0..6).map(|_| w.app.post_raw(&page, &form))).await;
+    assert!(answers.iter().all(|r| r.status() == 303));
+    wait_until("the preview", Duration::from_secs(20), || async {
+        let html = w.app.get_html(&page).await;
+        html.contains("id=\"preview-create\"").then_some(())
+    })
+    .await;
+    assert_eq!(
+        calls_since(&w, &before).get("GET /lists/{list_id}/merge-fields"),
+        Some(&1),
+        "one preview was computed for the six requests: {:?}",
+        calls_since(&w, &before)
+    );
+}
