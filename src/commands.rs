@@ -36,6 +36,7 @@ pub async fn import_profiles(args: ImportProfilesArgs) -> anyhow::Result<()> {
     let options = ImportOptions {
         id_column: args.id_column,
         types: args.types.into_iter().collect(),
+        max_rows: None,
     };
     let name = args
         .file
@@ -52,11 +53,16 @@ pub async fn import_profiles(args: ImportProfilesArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "Imported {}: {} rows read, {} created, {} updated, {} rejected.",
+        "Imported {}: {} rows read, {} created, {} updated, {}{} rejected.",
         args.file.display(),
         totals.rows_read,
         totals.created,
         totals.updated,
+        if totals.unchanged > 0 {
+            format!("{} unchanged, ", totals.unchanged)
+        } else {
+            String::new()
+        },
         totals.rejected
     );
     for (name, field_type) in &totals.new_fields {

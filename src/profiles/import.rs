@@ -38,6 +38,8 @@ pub struct ImportOptions {
     pub id_column: Option<String>,
     /// Types for new fields, overriding inference.
     pub types: HashMap<String, FieldType>,
+    /// Read at most this many rows (a preview of what an import would do).
+    pub max_rows: Option<u64>,
 }
 
 /// The result of one import, as recorded under `id`.
@@ -68,16 +70,99 @@ pub async fn import_reader<R: Read + Send + 'static>(
     imported_by: Option<i64>,
     progress: Progress<'_>,
 ) -> anyhow::Result<ImportOutcome> {
-    let known = catalogue::list(db.pool()).await?;
-    let (sender, receiver) = mpsc::channel(4);
-    let parser = tokio::task::spawn_blocking(move || {
-        if let Err(reason) = parse(reader, &known, &options, &sender) {
-            let _ = sender.blocking_send(Message::Failed(reason));
-        }
-    });
+    let (receiver, parser) = start(db, CsvRecords::new(reader), options).await?;
     let (id, totals) = writer::write(db, receiver, file_name, imported_by, progress).await?;
     parser.await?;
     Ok(ImportOutcome { id, totals })
+}
+
+/// Rows to import: a header naming the columns, then records. A CSV file is one kind;
+/// a source's rows are another, typed and checked the same way.
+pub trait Records: Send + 'static {
+    /// The column names, in order.
+    fn header(&mut self) -> Result<Vec<String>, Invalid>;
+    /// The next record: (line or row number, cells, bytes read so far).
+    fn next_record(&mut self) -> Result<Option<(u64, Vec<String>, u64)>, Invalid>;
+    /// Checks once the last record was read: `last` is its line and whether one of its
+    /// values holds a line break.
+    fn finish(&mut self, _last: Option<(u64, bool)>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
+/// Starts parsing `records` against the field catalogue on a blocking thread; the writer
+/// consumes what it sends.
+pub async fn start<T: Records>(
+    db: &Db,
+    records: T,
+    options: ImportOptions,
+) -> anyhow::Result<(mpsc::Receiver<Message>, tokio::task::JoinHandle<()>)> {
+    let known = catalogue::list(db.pool()).await?;
+    let (sender, receiver) = mpsc::channel(4);
+    let parser = tokio::task::spawn_blocking(move || {
+        if let Err(reason) = parse(records, &known, &options, &sender) {
+            let _ = sender.blocking_send(Message::Failed(reason));
+        }
+    });
+    Ok((receiver, parser))
+}
+
+/// A CSV file's records.
+pub struct CsvRecords<R: Read> {
+    csv: csv::Reader<QuoteCounter<R>>,
+    quotes: Arc<AtomicU64>,
+    record: csv::ByteRecord,
+}
+
+impl<R: Read> CsvRecords<R> {
+    pub fn new(reader: R) -> Self {
+        let quotes = Arc::new(AtomicU64::new(0));
+        let reader = QuoteCounter {
+            inner: reader,
+            quotes: quotes.clone(),
+        };
+        Self {
+            csv: csv::ReaderBuilder::new().flexible(true).from_reader(reader),
+            quotes,
+            record: csv::ByteRecord::new(),
+        }
+    }
+}
+
+impl<R: Read + Send + 'static> Records for CsvRecords<R> {
+    fn header(&mut self) -> Result<Vec<String>, Invalid> {
+        let raw_headers = self.csv.byte_headers().map_err(describe)?.clone();
+        if raw_headers.is_empty() || raw_headers.iter().all(|h| h.is_empty()) {
+            return Err("The file is empty: its first line must name the columns.".into());
+        }
+        raw_headers
+            .iter()
+            .map(|raw| {
+                std::str::from_utf8(raw).map(str::to_owned).map_err(|_| {
+                    "Line 1 is not UTF-8 text: save the file as UTF-8 (with or without a BOM) and import it again."
+                        .into()
+                })
+            })
+            .collect()
+    }
+
+    fn next_record(&mut self) -> Result<Option<(u64, Vec<String>, u64)>, Invalid> {
+        read_record(&mut self.csv, &mut self.record)
+    }
+
+    fn finish(&mut self, last: Option<(u64, bool)>) -> Result<(), Invalid> {
+        // A quote that never closes swallows the rest of the file into one value: an odd
+        // number of quotes with a line break inside the last value. Refuse the file rather
+        // than lose the rows after that quote.
+        if let Some((line, true)) = last {
+            if self.quotes.load(Ordering::Relaxed) % 2 == 1 {
+                return Err(Invalid::new(format!(
+                    "Line {line}: a quoted value starts here and never ends. Check the quotes on that line."
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 struct Column {
@@ -85,30 +170,19 @@ struct Column {
     field_type: FieldType,
 }
 
-fn parse<R: Read>(
-    reader: R,
+fn parse<T: Records>(
+    mut records: T,
     known: &[Field],
     options: &ImportOptions,
     out: &mpsc::Sender<Message>,
 ) -> Result<(), Invalid> {
-    let quotes = Arc::new(AtomicU64::new(0));
-    let reader = QuoteCounter {
-        inner: reader,
-        quotes: quotes.clone(),
-    };
-    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
-    let raw_headers = csv.byte_headers().map_err(describe)?.clone();
-    if raw_headers.is_empty() || raw_headers.iter().all(|h| h.is_empty()) {
-        return Err("The file is empty: its first line must name the columns.".into());
-    }
+    let raw_headers = records.header()?;
     // Counted before any name is read: a header of 100,000 columns is refused at once.
     if raw_headers.len() > catalogue::MAX_FIELDS + 1 {
         return Err(too_many_fields(raw_headers.len() - 1, known.len()));
     }
     let mut names = Vec::new();
-    for raw in raw_headers.iter() {
-        let text = std::str::from_utf8(raw)
-            .map_err(|_| "Line 1 is not UTF-8 text: save the file as UTF-8 (with or without a BOM) and import it again.".to_owned())?;
+    for text in &raw_headers {
         let name = FieldName::parse(text).map_err(|e| format!("Line 1: {e}."))?;
         names.push(name.as_str().to_owned());
     }
@@ -124,10 +198,10 @@ fn parse<R: Read>(
     let id_index = id_column(&names, options.id_column.as_deref())?;
 
     // Read a sample to infer the types of new fields.
+    let limit = options.max_rows.unwrap_or(u64::MAX);
     let mut sample = Vec::new();
-    let mut record = csv::ByteRecord::new();
-    while sample.len() < SAMPLE_ROWS {
-        match read_record(&mut csv, &mut record)? {
+    while sample.len() < SAMPLE_ROWS && (sample.len() as u64) < limit {
+        match records.next_record()? {
             Some(row) => sample.push(row),
             None => break,
         }
@@ -211,24 +285,22 @@ fn parse<R: Read>(
             }
             Ok(())
         };
-    // A quote that never closes swallows the rest of the file into one value: an odd
-    // number of quotes with a line break inside the last value. Refuse the file rather
-    // than lose the rows after that quote.
     let mut last: Option<(u64, bool)> = None;
+    let mut taken = sample.len() as u64;
     for row in sample {
         last = Some((row.0, row.1.iter().any(|c| c.contains('\n'))));
         handle(row, &mut batch)?;
     }
-    while let Some(row) = read_record(&mut csv, &mut record)? {
+    while taken < limit {
+        let Some(row) = records.next_record()? else {
+            break;
+        };
+        taken += 1;
         last = Some((row.0, row.1.iter().any(|c| c.contains('\n'))));
         handle(row, &mut batch)?;
     }
-    if let Some((line, true)) = last {
-        if quotes.load(Ordering::Relaxed) % 2 == 1 {
-            return Err(Invalid::new(format!(
-                "Line {line}: a quoted value starts here and never ends. Check the quotes on that line."
-            )));
-        }
+    if taken < limit {
+        records.finish(last)?;
     }
     if batch.rows_read > 0 {
         send(out, Message::Batch(batch))?;

@@ -21,7 +21,11 @@ pub struct ImportRecord {
     pub rows_read: i64,
     pub created: i64,
     pub updated: i64,
+    /// Rows that changed nothing (their profile already held every value).
+    pub unchanged: i64,
     pub rejected: i64,
+    /// Profiles a source's full pull deleted (it no longer returned them).
+    pub deleted: i64,
     pub rejections: Vec<Rejection>,
     pub started_at: i64,
     pub finished_at: i64,
@@ -33,7 +37,9 @@ pub struct NewImport<'a> {
     pub rows_read: u64,
     pub created: u64,
     pub updated: u64,
+    pub unchanged: u64,
     pub rejected: u64,
+    pub deleted: u64,
     pub rejections: &'a [Rejection],
     pub started_at: i64,
     pub finished_at: i64,
@@ -47,8 +53,8 @@ pub async fn insert<'e>(
     let rejections = serde_json::to_string(import.rejections).unwrap_or_else(|_| "[]".into());
     sqlx::query_scalar(
         "INSERT INTO profile_imports (file_name, status, error, rows_read, created, updated, rejected, \
-         rejections, started_at, finished_at, imported_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+         rejections, started_at, finished_at, imported_by, unchanged, deleted) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
     )
     .bind(import.file_name)
     .bind(if import.error.is_some() { "failed" } else { "succeeded" })
@@ -61,6 +67,8 @@ pub async fn insert<'e>(
     .bind(import.started_at)
     .bind(import.finished_at)
     .bind(import.imported_by)
+    .bind(import.unchanged as i64)
+    .bind(import.deleted as i64)
     .fetch_one(db)
     .await
 }
@@ -76,7 +84,9 @@ fn from_row(row: AnyRow) -> sqlx::Result<ImportRecord> {
         rows_read: row.try_get("rows_read")?,
         created: row.try_get("created")?,
         updated: row.try_get("updated")?,
+        unchanged: row.try_get("unchanged")?,
         rejected: row.try_get("rejected")?,
+        deleted: row.try_get("deleted")?,
         rejections: serde_json::from_str(&rejections).unwrap_or_default(),
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
@@ -84,7 +94,7 @@ fn from_row(row: AnyRow) -> sqlx::Result<ImportRecord> {
 }
 
 const COLUMNS: &str = "id, file_name, status, error, rows_read, created, updated, rejected, rejections, \
-                       started_at, finished_at";
+                       started_at, finished_at, unchanged, deleted";
 
 pub async fn find<'e>(
     db: impl Executor<'e, Database = Any>,

@@ -256,3 +256,111 @@ pub async fn find_by_customer<'e>(
     .fetch_optional(db)
     .await
 }
+
+/// What a write did to one profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    /// The profile already held every value the write carried: nothing was written, so
+    /// re-exports that read only what changed do not read it again.
+    Unchanged,
+}
+
+/// `stored` with `patch` applied as a write applies it: given fields set, `null` clears one.
+pub fn merged(stored: &str, patch: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut attributes: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(stored).unwrap_or_default();
+    for (name, value) in patch {
+        if value.is_null() {
+            attributes.remove(name);
+        } else {
+            attributes.insert(name.clone(), value.clone());
+        }
+    }
+    serde_json::Value::Object(attributes).to_string()
+}
+
+/// Writes profiles, each one only when it changes something, and says what happened to
+/// each row (in order). Customer IDs must be distinct within one call. On PostgreSQL the
+/// existing rows are locked while the transaction lasts, so a concurrent write to the same
+/// customer waits instead of being counted against a stale copy (SQLite writers are
+/// serialised by `BEGIN IMMEDIATE`).
+pub async fn write(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    rows: &[ProfileWrite],
+    sets_email_key: bool,
+    now: i64,
+) -> sqlx::Result<Vec<Outcome>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT customer_id, attributes, email_key FROM profiles WHERE customer_id IN ({}){lock}",
+        super::placeholders(1, rows.len())
+    );
+    let mut query = sqlx::query_as::<_, (String, String, Option<String>)>(&sql);
+    for row in rows {
+        query = query.bind(&row.customer_id);
+    }
+    let stored: std::collections::HashMap<String, (String, Option<String>)> = query
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(id, attributes, email_key)| (id, (attributes, email_key)))
+        .collect();
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut changed = Vec::new();
+    for row in rows {
+        let outcome = match stored.get(&row.customer_id) {
+            None => Outcome::Created,
+            Some((attributes, email_key)) => {
+                let patch: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&row.attributes).unwrap_or_default();
+                let before: serde_json::Value =
+                    serde_json::from_str(attributes).unwrap_or_default();
+                let after: serde_json::Value =
+                    serde_json::from_str(&merged(attributes, &patch)).unwrap_or_default();
+                let key_changes = sets_email_key && *email_key != row.email_key;
+                if before == after && !key_changes {
+                    Outcome::Unchanged
+                } else {
+                    Outcome::Updated
+                }
+            }
+        };
+        if outcome != Outcome::Unchanged {
+            changed.push(row.clone());
+        }
+        outcomes.push(outcome);
+    }
+    upsert(conn, backend, &changed, sets_email_key, now).await?;
+    Ok(outcomes)
+}
+
+/// Deletes profiles by row ID (not erasure: results, reports and the ledger keep what they
+/// hold; the profiles leave their segments at the next refresh, and each destination then
+/// treats its member as a leaver). Returns how many were deleted.
+pub async fn delete(conn: &mut AnyConnection, ids: &[i64]) -> sqlx::Result<u64> {
+    let mut deleted = 0;
+    for chunk in ids.chunks(500) {
+        let list = super::placeholders(1, chunk.len());
+        for table in ["profile_sources WHERE profile_id", "profiles WHERE id"] {
+            let sql = format!("DELETE FROM {table} IN ({list})");
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            let done = query.execute(&mut *conn).await?;
+            if table.starts_with("profiles ") {
+                deleted += done.rows_affected();
+            }
+        }
+    }
+    Ok(deleted)
+}

@@ -411,7 +411,7 @@ struct ImportPage {
     job: Option<ImportJob>,
     /// The segments were (or are being) refreshed after the import.
     refreshed: bool,
-    counts: [String; 4],
+    counts: [String; 6],
 }
 
 async fn report(
@@ -438,6 +438,8 @@ async fn report(
             import.created,
             import.updated,
             import.rejected,
+            import.unchanged,
+            import.deleted,
         ]
         .map(format::count),
         import,
