@@ -309,6 +309,7 @@ pub(crate) fn console_settings(
         metrics_token: None,
         metrics_bind_addr: None,
         alert_retry_delays: vec![std::time::Duration::from_secs(1); 3],
+        source_statement_timeout: std::time::Duration::from_secs(300),
         mailchimp_webhooks: crate::config::WebhookSetting::Off,
     })
 }

@@ -125,6 +125,10 @@ pub struct ServeArgs {
     /// (comma-separated; one more try than delays). Empty: one try only.
     #[arg(long, env = "ALERT_RETRY_DELAYS", default_value = "1,5,30", value_parser = parse_delays)]
     pub alert_retry_delays: RetryDelays,
+    /// Seconds a source's query may run before the database stops it (a pull then fails
+    /// and changes nothing).
+    #[arg(long, env = "SOURCE_STATEMENT_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub source_statement_timeout: u64,
 }
 
 /// Whether destinations register a webhook on their audience (MAILCHIMP_WEBHOOKS).
@@ -282,6 +286,8 @@ pub struct Settings {
     pub alert_retry_delays: Vec<Duration>,
     /// Whether destinations register a webhook on their audience.
     pub mailchimp_webhooks: WebhookSetting,
+    /// How long a source's query may run.
+    pub source_statement_timeout: Duration,
 }
 
 impl Settings {
@@ -384,6 +390,7 @@ impl Settings {
             },
             metrics_bind_addr: args.metrics_bind_addr,
             alert_retry_delays: args.alert_retry_delays.0,
+            source_statement_timeout: Duration::from_secs(args.source_statement_timeout),
             mailchimp_webhooks: args.mailchimp_webhooks,
         })
     }

@@ -23,6 +23,7 @@ pub mod profiles;
 pub mod sandbox;
 pub mod schedule;
 pub mod segments;
+pub mod sources;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -96,6 +96,28 @@ pub fn parse_bool(cell: &str) -> Option<bool> {
     }
 }
 
+/// "Age=number, Joined=date": types for new columns, overriding inference.
+pub fn parse_types(
+    raw: &str,
+) -> Result<std::collections::HashMap<String, FieldType>, String> {
+    raw.split([',', '\n'])
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, kind) = pair.split_once('=').ok_or_else(|| {
+                format!(
+                    "Column types: write COLUMN=TYPE, got “{}”.",
+                    super::text::excerpt(pair)
+                )
+            })?;
+            let kind = kind
+                .parse()
+                .map_err(|e: String| format!("Column types: {e}."))?;
+            Ok((name.trim().to_owned(), kind))
+        })
+        .collect()
+}
+
 impl FromStr for FieldType {
     type Err = String;
     fn from_str(raw: &str) -> Result<Self, Self::Err> {

@@ -90,6 +90,20 @@ pub trait Records: Send + 'static {
     }
 }
 
+impl Records for Box<dyn Records> {
+    fn header(&mut self) -> Result<Vec<String>, Invalid> {
+        (**self).header()
+    }
+
+    fn next_record(&mut self) -> Result<Option<(u64, Vec<String>, u64)>, Invalid> {
+        (**self).next_record()
+    }
+
+    fn finish(&mut self, last: Option<(u64, bool)>) -> Result<(), Invalid> {
+        (**self).finish(last)
+    }
+}
+
 /// Starts parsing `records` against the field catalogue on a blocking thread; the writer
 /// consumes what it sends.
 pub async fn start<T: Records>(
@@ -420,7 +434,7 @@ fn to_profile(
     })
 }
 
-fn id_column(names: &[String], named: Option<&str>) -> Result<usize, Invalid> {
+pub fn id_column(names: &[String], named: Option<&str>) -> Result<usize, Invalid> {
     if let Some(named) = named {
         return names
             .iter()

@@ -4,6 +4,6 @@
 pub mod demo;
 pub mod import;
 pub mod jobs;
-mod writer;
+pub mod writer;
 
 pub use import::{ImportOptions, ImportOutcome, import_file};

@@ -405,6 +405,7 @@ pub async fn start_pull(
 }
 
 /// Counts so far, as a pull reads.
+#[derive(Debug, Clone, Default)]
 pub struct PullCounts {
     pub rows_read: u64,
     pub created: u64,

@@ -277,7 +277,7 @@ async fn upload(
                 let value = multipart_text(&mut field, MAX_FIELD_CHARS)
                     .await
                     .map_err(bad)?;
-                options.types = parse_types(&value).map_err(bad)?;
+                options.types = crate::domain::field::parse_types(&value).map_err(bad)?;
             }
             Some("refresh_segments") => {
                 let value = multipart_text(&mut field, 10).await.map_err(bad)?;
@@ -375,28 +375,6 @@ async fn job_page(
         job,
     };
     Ok(render(&page)?.into_response())
-}
-
-/// "Age=number, Joined=date": types for new columns, overriding inference.
-fn parse_types(
-    raw: &str,
-) -> Result<std::collections::HashMap<String, crate::domain::FieldType>, String> {
-    raw.split([',', '\n'])
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, kind) = pair.split_once('=').ok_or_else(|| {
-                format!(
-                    "Column types: write COLUMN=TYPE, got “{}”.",
-                    crate::domain::text::excerpt(pair)
-                )
-            })?;
-            let kind = kind
-                .parse()
-                .map_err(|e: String| format!("Column types: {e}."))?;
-            Ok((name.trim().to_owned(), kind))
-        })
-        .collect()
 }
 
 #[derive(Template)]

@@ -86,6 +86,7 @@ pub fn test_settings(dir: &std::path::Path, database_url: DatabaseUrl) -> Settin
         metrics_bind_addr: None,
         // Alerts are tried again quickly, so that tests of retries take little time.
         alert_retry_delays: vec![Duration::from_millis(100); 3],
+        source_statement_timeout: Duration::from_secs(300),
         mailchimp_webhooks: Default::default(),
     }
 }

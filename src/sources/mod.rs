@@ -1,0 +1,197 @@
+//! Sources: where customers live. A PostgreSQL or MySQL/MariaDB query, or a CSV file at an
+//! HTTP(S) URL, read on the schedule (or on demand) through the same typing, checks and
+//! writer as a CSV import. A full pull deletes the source's profiles it no longer returns;
+//! an incremental pull reads the rows changed since the last one.
+//!
+//! - [`spec`]: what a person or a pipeline gives (parsed into a [`spec::SourceSpec`] first);
+//! - [`reach`]: which addresses a source may name;
+//! - [`database`] and [`csv_url`]: reading rows;
+//! - [`pull`]: one pull, claimed in the database, from the first row to its report.
+
+pub mod csv_url;
+pub mod database;
+pub mod pull;
+pub mod reach;
+pub mod spec;
+
+use std::time::Duration;
+
+use crate::crypto::SecretKey;
+use crate::db::Db;
+
+pub use spec::{SourceKind, SourceSpec};
+
+/// What reading a source needs, shared by pages, the API, the schedule and the command line.
+#[derive(Clone)]
+pub struct Sources {
+    pub db: Db,
+    pub key: SecretKey,
+    pub reach: reach::Reach,
+    /// How long a source's query may run.
+    pub statement_timeout: Duration,
+}
+
+/// Why a source could not be read: a sentence for the person who set it up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
+impl SourceError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// The columns a source returns, and the first rows as the import would take them.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    pub columns: Vec<String>,
+    /// Rows that would be written: customer ID and (field, value) in column order.
+    pub rows: Vec<(String, Vec<(String, String)>)>,
+    /// Rows that would be rejected: row number, customer ID, and why.
+    pub rejected: Vec<(u64, String, String)>,
+    /// New fields and the type each would get.
+    pub new_fields: Vec<(String, crate::domain::FieldType)>,
+}
+
+/// Reads the first `rows` rows of a source and maps them as a pull would, writing nothing.
+pub async fn preview(
+    sources: &Sources,
+    spec: &SourceSpec,
+    rows: u64,
+) -> Result<Sample, SourceError> {
+    let reader = open(sources, spec, None, None, Some(rows))
+        .await?
+        .ok_or_else(|| SourceError::new("The file was not sent."))?;
+    let columns = reader.columns.clone();
+    let options = spec.import_options(Some(rows));
+    let (mut receiver, parser) =
+        crate::profiles::import::start(&sources.db, reader.records, options)
+            .await
+            .map_err(|e| SourceError::new(format!("The console could not read its fields: {e}")))?;
+    let mut sample = Sample {
+        columns,
+        ..Sample::default()
+    };
+    use crate::profiles::writer::Message;
+    while let Some(message) = receiver.recv().await {
+        match message {
+            Message::Header { new_fields, .. } => sample.new_fields = new_fields,
+            Message::Batch(batch) => {
+                for row in batch.rows {
+                    let values = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(
+                        &row.attributes,
+                    )
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let shown = match value {
+                            serde_json::Value::String(s) => s,
+                            serde_json::Value::Null => String::new(),
+                            other => other.to_string(),
+                        };
+                        (name, shown)
+                    })
+                    .collect();
+                    sample.rows.push((row.customer_id, values));
+                }
+                sample.rejected.extend(
+                    batch
+                        .rejections
+                        .into_iter()
+                        .map(|r| (r.line, r.customer_id, r.reason)),
+                );
+            }
+            Message::Failed(reason) => return Err(SourceError::new(reason.as_str())),
+        }
+    }
+    let _ = parser.await;
+    Ok(sample)
+}
+
+/// Opened rows of a source: its columns, and records for the import's parser.
+pub struct Opened {
+    pub columns: Vec<String>,
+    pub records: Box<dyn crate::profiles::import::Records>,
+    /// Resolves, once every row was read, to the highest changed-at value seen (databases).
+    pub watermark: Option<tokio::sync::oneshot::Receiver<Option<String>>>,
+    /// A CSV file's validators.
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// Opens a source for reading: `since` reads only rows changed at or after that value (less
+/// the margin); with `validators`, a CSV file that has not changed answers `Ok(None)`;
+/// `limit` stops after that many rows.
+pub async fn open(
+    sources: &Sources,
+    spec: &SourceSpec,
+    since: Option<&str>,
+    validators: Option<(&Option<String>, &Option<String>)>,
+    limit: Option<u64>,
+) -> Result<Option<Opened>, SourceError> {
+    match spec.kind {
+        SourceKind::Postgres | SourceKind::Mysql => {
+            database::open(sources, spec, since, limit).await.map(Some)
+        }
+        SourceKind::CsvUrl => csv_url::open(sources, spec, validators).await,
+    }
+}
+
+/// Connects and reads the columns only: what **Test connection** says.
+pub async fn test_connection(sources: &Sources, spec: &SourceSpec) -> Result<String, SourceError> {
+    match spec.kind {
+        SourceKind::Postgres | SourceKind::Mysql => {
+            let columns = database::columns(sources, spec).await?;
+            Ok(format!(
+                "Connected. The query returns {} columns: {}.",
+                columns.len(),
+                columns.join(", ")
+            ))
+        }
+        SourceKind::CsvUrl => {
+            let opened = csv_url::open(sources, spec, None)
+                .await?
+                .ok_or_else(|| SourceError::new("The file was not sent."))?;
+            Ok(format!(
+                "Fetched the file. It has {} columns: {}.",
+                opened.columns.len(),
+                opened.columns.join(", ")
+            ))
+        }
+    }
+}
+
+/// The fields a source with these columns provides: every column but the customer ID.
+pub fn fields_of(spec: &SourceSpec, columns: &[String]) -> Vec<String> {
+    columns
+        .iter()
+        .filter(|c| !spec.is_id_column(c, columns))
+        .cloned()
+        .collect()
+}
+
+/// Refuses a field that another source already provides (one owner per field), naming both.
+pub async fn check_owners(
+    db: &Db,
+    source_id: Option<i64>,
+    name: &str,
+    fields: &[String],
+) -> Result<(), SourceError> {
+    let others = crate::store::sources::list(db.pool())
+        .await
+        .map_err(|e| SourceError::new(format!("The sources could not be read: {e}")))?;
+    for other in others.iter().filter(|o| Some(o.id) != source_id) {
+        if let Some(field) = fields
+            .iter()
+            .find(|f| other.fields.iter().any(|o| o.eq_ignore_ascii_case(f)))
+        {
+            return Err(SourceError::new(format!(
+                "The field {field:?} is already provided by the source {:?}; a field has one source. \
+                 Leave the column out of {name:?}'s query (or rename it with AS), or change {:?}.",
+                other.name, other.name
+            )));
+        }
+    }
+    Ok(())
+}
