@@ -91,7 +91,14 @@ impl App {
             .mailchimp_webhooks
             .is_on(settings.public_url.as_ref())
             .then(|| crate::export::webhooks::Hooks::new(public_url.clone()));
+        let sources = crate::sources::Sources {
+            db: db.clone(),
+            key: secret_key.clone(),
+            reach: crate::sources::reach::Reach::new(local, &public_url),
+            statement_timeout: settings.source_statement_timeout,
+        };
         let state = AppState {
+            sources,
             alerts,
             metrics_addr,
             db: db.clone(),
@@ -180,7 +187,7 @@ impl App {
             .state
             .settings
             .scheduler
-            .then(|| tokio::spawn(crate::schedule::run(self.state.db.clone())));
+            .then(|| tokio::spawn(crate::schedule::run(self.state.sources.clone())));
         // The built-in sandbox keeps its state in data/sandbox.json as it changes.
         let sandbox = self.state.sandbox.clone();
         let autosave = sandbox.clone().map(|s| tokio::spawn(s.autosave()));

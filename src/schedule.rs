@@ -1,12 +1,16 @@
-//! The scheduled refresh: when an occurrence of the schedule is due, refresh every segment,
-//! then queue an export of every saved destination (one still exporting gets a Skipped run).
-//! An occurrence is claimed in the database first, so several consoles run it once.
+//! The scheduled refresh: when an occurrence of the schedule is due, pull every source,
+//! then refresh every segment, then queue an export of every saved destination (one still
+//! exporting gets a Skipped run). An occurrence is claimed in the database first, so several
+//! consoles run it once. Sources set to be pulled every N minutes are pulled on their own
+//! between occurrences.
 
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::db::{Db, now_millis};
+use crate::db::now_millis;
+use crate::sources::Sources;
+use crate::sources::pull::{self, PullRequest, Trigger};
 use crate::domain::schedule::ScheduleSpec;
 use crate::store::runs::{self, RunStatus};
 use crate::store::{destinations, schedule};
@@ -30,7 +34,8 @@ fn instant(millis: i64) -> DateTime<Utc> {
 }
 
 /// Runs the occurrence due at `now`, if any; returns the refresh run's id.
-pub async fn run_due(db: &Db, now: DateTime<Utc>) -> anyhow::Result<Option<i64>> {
+pub async fn run_due(sources: &Sources, now: DateTime<Utc>) -> anyhow::Result<Option<i64>> {
+    let db = &sources.db;
     let row = schedule::load(db.pool()).await?;
     let Some(spec) = spec_of(&row) else {
         return Ok(None);
@@ -53,17 +58,22 @@ pub async fn run_due(db: &Db, now: DateTime<Utc>) -> anyhow::Result<Option<i64>>
         return Ok(None);
     }
     Ok(Some(
-        refresh_and_export(db, "schedule", Some(latest.timestamp_millis())).await?,
+        refresh_and_export(sources, "schedule", Some(latest.timestamp_millis())).await?,
     ))
 }
 
-/// Refreshes all segments, then queues every saved destination's export.
+/// Pulls every source, refreshes all segments, then queues every saved destination's
+/// export. A source that fails to pull keeps its profiles as they were; the chain goes on
+/// with the others.
 pub async fn refresh_and_export(
-    db: &Db,
+    sources: &Sources,
     trigger: &str,
     scheduled_for: Option<i64>,
 ) -> anyhow::Result<i64> {
+    let db = &sources.db;
     let id = schedule::start_refresh(db.pool(), trigger, scheduled_for).await?;
+    let pulls = pull_every_source(sources).await?;
+    schedule::set_pulls(db.pool(), id, pulls).await?;
     let report = match crate::segments::refresh(db, None).await {
         Ok(report) => report,
         Err(err) => {
@@ -100,11 +110,68 @@ pub async fn refresh_and_export(
     Ok(id)
 }
 
-/// Checks the schedule twice a minute until the process stops.
-pub async fn run(db: Db) {
+/// Pulls each source in turn: (succeeded, failed). A source already being pulled counts
+/// as neither (that pull is under way).
+async fn pull_every_source(sources: &Sources) -> anyhow::Result<(i64, i64)> {
+    let (mut succeeded, mut failed) = (0, 0);
+    for source in crate::store::sources::list(sources.db.pool()).await? {
+        let request = PullRequest {
+            source_id: source.id,
+            full: false,
+            trigger: Trigger::Schedule,
+            by: None,
+        };
+        match pull::run(sources, request).await {
+            Ok(Ok(pull)) if pull.status == "failed" => failed += 1,
+            Ok(Ok(_)) => succeeded += 1,
+            Ok(Err(_)) => {}
+            Err(err) => {
+                failed += 1;
+                tracing::error!(error = format!("{err:#}"), source_id = source.id, "pulling a source");
+            }
+        }
+    }
+    Ok((succeeded, failed))
+}
+
+/// Pulls the sources whose own interval is due, then refreshes the segments when a pull
+/// changed anything.
+pub async fn pull_due_sources(sources: &Sources, now_ms: i64) -> anyhow::Result<usize> {
+    let mut pulled = 0;
+    let mut changed = false;
+    for (source_id, last) in crate::store::sources::last_started(sources.db.pool()).await? {
+        let Some(source) = crate::store::sources::find(sources.db.pool(), source_id).await? else {
+            continue;
+        };
+        let every_ms = source.every_minutes.unwrap_or(i64::MAX / 120_000) * 60_000;
+        if last.is_some_and(|last| last + every_ms > now_ms) {
+            continue;
+        }
+        let request = PullRequest {
+            source_id,
+            full: false,
+            trigger: Trigger::Every,
+            by: None,
+        };
+        if let Ok(pull) = pull::run(sources, request).await? {
+            pulled += 1;
+            changed |= pull::changed_anything(&pull);
+        }
+    }
+    if changed {
+        crate::segments::refresh(&sources.db, None).await?;
+    }
+    Ok(pulled)
+}
+
+/// Checks the schedule and the sources' intervals twice a minute until the process stops.
+pub async fn run(sources: Sources) {
     loop {
-        if let Err(err) = run_due(&db, Utc::now()).await {
+        if let Err(err) = run_due(&sources, Utc::now()).await {
             tracing::error!(error = format!("{err:#}"), "the scheduled refresh failed");
+        }
+        if let Err(err) = pull_due_sources(&sources, now_millis()).await {
+            tracing::error!(error = format!("{err:#}"), "pulling sources on their own interval");
         }
         tokio::time::sleep(Duration::from_secs(20)).await;
     }

@@ -32,4 +32,6 @@ pub struct AppState {
     pub alerts: crate::alerts::Sender,
     /// Where `GET /metrics` is served when it has an address of its own.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Reads database and CSV sources (pages, the API and the schedule share it).
+    pub sources: crate::sources::Sources,
 }

@@ -195,3 +195,110 @@ pub async fn check_owners(
     }
     Ok(())
 }
+
+/// Why a source was not saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// It could not be read, or a field it provides has another source.
+    #[error("{0}")]
+    Refused(SourceError),
+    #[error("A source named {0:?} exists already; choose another name.")]
+    NameTaken(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Reads the source's columns (a source that cannot be read is not saved), checks that
+/// no other source provides its fields, and saves it; returns its ID. The URL and
+/// credentials are sealed; the audit log records who saved which source.
+pub async fn save(
+    sources: &Sources,
+    id: Option<i64>,
+    spec: &SourceSpec,
+    actor: &crate::store::audit::Actor<'_>,
+) -> Result<i64, SaveError> {
+    let columns = match spec.kind {
+        SourceKind::CsvUrl => {
+            let opened = csv_url::open(sources, spec, None)
+                .await
+                .map_err(SaveError::Refused)?
+                .ok_or_else(|| SaveError::Refused(SourceError::new("The file was not sent.")))?;
+            crate::profiles::import::id_column(&opened.columns, spec.id_column.as_deref())
+                .map_err(|e| SaveError::Refused(SourceError::new(e.as_str())))?;
+            opened.columns
+        }
+        _ => database::columns(sources, spec).await.map_err(SaveError::Refused)?,
+    };
+    let fields = fields_of(spec, &columns);
+    check_owners(&sources.db, id, &spec.name, &fields)
+        .await
+        .map_err(SaveError::Refused)?;
+    let id_column = match &spec.id_column {
+        Some(column) => column.clone(),
+        None => crate::profiles::import::id_column(&columns, None)
+            .ok()
+            .and_then(|i| columns.get(i).cloned())
+            .unwrap_or_default(),
+    };
+    let url_sealed = sources.key.seal(spec.url.as_str());
+    let credentials_sealed = spec.credentials_sealed(&sources.key);
+    let field_types = spec.field_types_json();
+    let url_shown = spec.url_shown();
+    let write = crate::store::sources::SourceWrite {
+        name: &spec.name,
+        kind: spec.kind.as_str(),
+        url_sealed: &url_sealed,
+        url_shown: &url_shown,
+        credentials_sealed: credentials_sealed.as_deref(),
+        query: spec.query.as_deref(),
+        id_column: &id_column,
+        changed_at_column: spec.changed_at_column.as_deref(),
+        field_types: &field_types,
+        fields: &fields,
+        missing_profiles: spec.missing.as_str(),
+        full_every: spec.full_every,
+        every_minutes: spec.every_minutes,
+    };
+    let pool = sources.db.pool();
+    let saved = match id {
+        Some(id) => crate::store::sources::update(pool, id, &write)
+            .await
+            .map(|_| id),
+        None => crate::store::sources::insert(pool, &write, Some(actor.user_id)).await,
+    };
+    let id = match saved {
+        Ok(id) => id,
+        Err(err) if crate::store::is_unique_violation(&err) => {
+            return Err(SaveError::NameTaken(spec.name.clone()));
+        }
+        Err(err) => return Err(anyhow::Error::from(err).into()),
+    };
+    crate::store::audit::record(
+        pool,
+        actor,
+        "source saved",
+        None,
+        &spec.name,
+        &format!("{} at {url_shown}", spec.kind.label()),
+    )
+    .await
+    .map_err(anyhow::Error::from)?;
+    Ok(id)
+}
+
+/// Deletes a source with its pulls; its profiles stay. False when there was none.
+pub async fn delete(
+    db: &Db,
+    id: i64,
+    actor: &crate::store::audit::Actor<'_>,
+) -> anyhow::Result<bool> {
+    let Some(source) = crate::store::sources::find(db.pool(), id).await? else {
+        return Ok(false);
+    };
+    let mut tx = crate::db::begin_write(db.pool()).await?;
+    let deleted = crate::store::sources::delete(&mut tx, id).await?;
+    crate::store::audit::record(&mut *tx, actor, "source deleted", None, &source.name, "")
+        .await?;
+    tx.commit().await?;
+    Ok(deleted)
+}

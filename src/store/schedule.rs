@@ -82,6 +82,9 @@ pub struct RefreshRun {
     pub exports_queued: i64,
     pub exports_skipped: i64,
     pub message: Option<String>,
+    /// Sources the chain pulled first, and those whose pull failed.
+    pub pulls_succeeded: i64,
+    pub pulls_failed: i64,
 }
 
 pub async fn start_refresh<'e>(
@@ -97,6 +100,21 @@ pub async fn start_refresh<'e>(
     .bind(now_millis())
     .fetch_one(db)
     .await
+}
+
+/// Records what the chain's pulls did: (succeeded, failed).
+pub async fn set_pulls<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    pulls: (i64, i64),
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE refresh_runs SET pulls_succeeded = $1, pulls_failed = $2 WHERE id = $3")
+        .bind(pulls.0)
+        .bind(pulls.1)
+        .bind(id)
+        .execute(db)
+        .await
+        .map(drop)
 }
 
 pub async fn finish_refresh<'e>(
@@ -128,7 +146,7 @@ pub async fn recent_refreshes<'e>(
 ) -> sqlx::Result<Vec<RefreshRun>> {
     sqlx::query(
         "SELECT id, trigger_kind, scheduled_for, started_at, finished_at, status, segments_refreshed, exports_queued, \
-         exports_skipped, message FROM refresh_runs ORDER BY id DESC LIMIT $1",
+         exports_skipped, message, pulls_succeeded, pulls_failed FROM refresh_runs ORDER BY id DESC LIMIT $1",
     )
     .bind(limit)
     .try_map(|row: AnyRow| {
@@ -143,6 +161,8 @@ pub async fn recent_refreshes<'e>(
             exports_queued: row.try_get("exports_queued")?,
             exports_skipped: row.try_get("exports_skipped")?,
             message: row.try_get("message")?,
+            pulls_succeeded: row.try_get("pulls_succeeded")?,
+            pulls_failed: row.try_get("pulls_failed")?,
         })
     })
     .fetch_all(db)

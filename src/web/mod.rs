@@ -26,6 +26,7 @@ mod profiles;
 mod runs;
 mod segments;
 mod setup;
+mod sources;
 mod system;
 mod tokens;
 mod users;
@@ -66,10 +67,12 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(destinations::admin_router())
         .merge(audit::router())
         .merge(fields::admin_router())
+        .merge(sources::admin_router())
         .route_layer(from_fn(require_administrator));
     let signed_in = Router::new()
         .merge(profiles::router())
         .merge(fields::router())
+        .merge(sources::router())
         .merge(segments::router())
         .merge(destinations::router())
         .merge(runs::router())

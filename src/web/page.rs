@@ -16,6 +16,7 @@ use crate::web::current_user::CurrentUser;
 pub enum Nav {
     Profiles,
     Fields,
+    Sources,
     Segments,
     ExportDestinations,
     Users,
@@ -45,6 +46,7 @@ impl PageContext {
         match self.nav {
             Nav::Profiles => "profiles",
             Nav::Fields => "fields",
+            Nav::Sources => "sources",
             Nav::Segments => "segments",
             Nav::ExportDestinations => "export-destinations",
             Nav::Users => "users",

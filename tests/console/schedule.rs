@@ -114,18 +114,18 @@ async fn a_due_occurrence_refreshes_segments_and_queues_every_destination_once()
         .unwrap();
     let before_six = Utc.with_ymd_and_hms(2026, 11, 1, 5, 59, 0).unwrap();
     assert_eq!(
-        export_destinations::schedule::run_due(&app.state.db, before_six)
+        export_destinations::schedule::run_due(&app.state.sources, before_six)
             .await
             .unwrap(),
         None
     );
     let after_six = Utc.with_ymd_and_hms(2026, 11, 1, 6, 0, 30).unwrap();
-    let refresh = export_destinations::schedule::run_due(&app.state.db, after_six)
+    let refresh = export_destinations::schedule::run_due(&app.state.sources, after_six)
         .await
         .unwrap();
     assert!(refresh.is_some(), "the 06:00 occurrence ran");
     assert_eq!(
-        export_destinations::schedule::run_due(&app.state.db, after_six)
+        export_destinations::schedule::run_due(&app.state.sources, after_six)
             .await
             .unwrap(),
         None,
@@ -162,7 +162,7 @@ async fn a_destination_still_exporting_gets_a_skipped_run() {
     .execute(pool)
     .await
     .unwrap();
-    export_destinations::schedule::refresh_and_export(&app.state.db, "manual", None)
+    export_destinations::schedule::refresh_and_export(&app.state.sources, "manual", None)
         .await
         .unwrap();
     let record = &schedule::recent_refreshes(pool, 1).await.unwrap()[0];
@@ -191,13 +191,13 @@ async fn missed_occurrences_run_once_when_the_console_comes_back() {
         .unwrap();
     let three_days_later = Utc.with_ymd_and_hms(2026, 11, 4, 12, 0, 0).unwrap();
     assert!(
-        export_destinations::schedule::run_due(&app.state.db, three_days_later)
+        export_destinations::schedule::run_due(&app.state.sources, three_days_later)
             .await
             .unwrap()
             .is_some()
     );
     assert_eq!(
-        export_destinations::schedule::run_due(&app.state.db, three_days_later)
+        export_destinations::schedule::run_due(&app.state.sources, three_days_later)
             .await
             .unwrap(),
         None
