@@ -9,9 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::db::now_millis;
+use crate::domain::schedule::ScheduleSpec;
 use crate::sources::Sources;
 use crate::sources::pull::{self, PullRequest, Trigger};
-use crate::domain::schedule::ScheduleSpec;
 use crate::store::runs::{self, RunStatus};
 use crate::store::{destinations, schedule};
 
@@ -127,7 +127,11 @@ async fn pull_every_source(sources: &Sources) -> anyhow::Result<(i64, i64)> {
             Ok(Err(_)) => {}
             Err(err) => {
                 failed += 1;
-                tracing::error!(error = format!("{err:#}"), source_id = source.id, "pulling a source");
+                tracing::error!(
+                    error = format!("{err:#}"),
+                    source_id = source.id,
+                    "pulling a source"
+                );
             }
         }
     }
@@ -171,7 +175,10 @@ pub async fn run(sources: Sources) {
             tracing::error!(error = format!("{err:#}"), "the scheduled refresh failed");
         }
         if let Err(err) = pull_due_sources(&sources, now_millis()).await {
-            tracing::error!(error = format!("{err:#}"), "pulling sources on their own interval");
+            tracing::error!(
+                error = format!("{err:#}"),
+                "pulling sources on their own interval"
+            );
         }
         tokio::time::sleep(Duration::from_secs(20)).await;
     }

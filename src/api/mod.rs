@@ -7,6 +7,7 @@ mod extract;
 pub mod models;
 mod openapi;
 mod profiles;
+mod sources;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -38,6 +39,9 @@ pub fn router(state: AppState) -> Router {
         .route("/destinations/{id}/preview", post(destinations::preview))
         .route("/runs/{id}", get(run))
         .route("/runs/{id}/members.csv", get(members_csv))
+        .route("/sources", get(sources::list).post(sources::create))
+        .route("/sources/{id}/pulls", post(sources::start_pull))
+        .route("/pulls/{id}", get(sources::show_pull))
         .route("/segments", get(list_segments))
         .route("/segments/refresh", post(refresh_segments))
         .route(

@@ -97,9 +97,7 @@ pub fn parse_bool(cell: &str) -> Option<bool> {
 }
 
 /// "Age=number, Joined=date": types for new columns, overriding inference.
-pub fn parse_types(
-    raw: &str,
-) -> Result<std::collections::HashMap<String, FieldType>, String> {
+pub fn parse_types(raw: &str) -> Result<std::collections::HashMap<String, FieldType>, String> {
     raw.split([',', '\n'])
         .map(str::trim)
         .filter(|pair| !pair.is_empty())

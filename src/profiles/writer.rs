@@ -256,7 +256,9 @@ impl Seen {
 
     fn contains(&self, id: i64) -> bool {
         let id = id.max(0) as usize;
-        self.0.get(id / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+        self.0
+            .get(id / 64)
+            .is_some_and(|w| w & (1 << (id % 64)) != 0)
     }
 }
 

@@ -34,9 +34,9 @@ pub async fn open(
         // Connect to the addresses that were checked, not to a second answer of the name.
         client = client.resolve_to_addrs(host, &addrs);
     }
-    let client = client
-        .build()
-        .map_err(|e| SourceError::new(format!("The console could not make an HTTP client: {e}.")))?;
+    let client = client.build().map_err(|e| {
+        SourceError::new(format!("The console could not make an HTTP client: {e}."))
+    })?;
     let mut request = client.get(url.clone());
     request = match &spec.credentials {
         Credentials::None => request,
@@ -87,9 +87,7 @@ pub async fn open(
     file.rewind()
         .map_err(|e| SourceError::new(format!("The console could not read the file: {e}.")))?;
     let mut records = CsvRecords::new(file);
-    let columns = records
-        .header()
-        .map_err(|e| SourceError::new(e.as_str()))?;
+    let columns = records.header().map_err(|e| SourceError::new(e.as_str()))?;
     Ok(Some(Opened {
         columns,
         records: Box::new(records),
@@ -110,9 +108,9 @@ fn refused(status: StatusCode, response: &reqwest::Response, shown: &str) -> Sou
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("no address given")
         ),
-        401 | 403 => format!(
-            "The server refused to give the file (HTTP {code}): check the credentials."
-        ),
+        401 | 403 => {
+            format!("The server refused to give the file (HTTP {code}): check the credentials.")
+        }
         404 | 410 => format!("There is no file at {shown} (HTTP {code})."),
         _ => format!("The server answered HTTP {code} for {shown}."),
     })

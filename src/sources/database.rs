@@ -68,15 +68,18 @@ pub async fn open(
         ),
         None => None,
     };
-    let sql = wrapped(spec, &columns, changed_at.filter(|_| since.is_some()), limit);
+    let sql = wrapped(
+        spec,
+        &columns,
+        changed_at.filter(|_| since.is_some()),
+        limit,
+    );
     let (sender, receiver) = mpsc::channel(AHEAD);
     let (watermark_sender, watermark) = oneshot::channel();
     let since = since.map(str::to_owned);
     tokio::spawn(async move {
         let highest = match conn {
-            Conn::Postgres(conn) => {
-                stream::<Postgres>(conn, sql, since, changed_at, sender).await
-            }
+            Conn::Postgres(conn) => stream::<Postgres>(conn, sql, since, changed_at, sender).await,
             Conn::Mysql(conn) => stream::<MySql>(conn, sql, since, changed_at, sender).await,
         };
         let _ = watermark_sender.send(highest);
@@ -276,7 +279,11 @@ fn wrapped(
     if let Some(index) = changed_at {
         let column = &columns[index];
         sql.push_str(" WHERE ");
-        sql.push_str(&since_condition(postgres, &quote(&column.name), &column.type_name));
+        sql.push_str(&since_condition(
+            postgres,
+            &quote(&column.name),
+            &column.type_name,
+        ));
     }
     if let Some(limit) = limit {
         sql.push_str(&format!(" LIMIT {limit}"));
@@ -289,9 +296,11 @@ fn since_condition(postgres: bool, column: &str, type_name: &str) -> String {
     let upper = type_name.to_ascii_uppercase();
     let margin = WATERMARK_MARGIN_SECONDS;
     let is_time = upper.contains("TIMESTAMP") || upper.contains("DATE");
-    let is_number = ["INT", "NUMERIC", "DECIMAL", "FLOAT", "DOUBLE", "REAL", "SERIAL"]
-        .iter()
-        .any(|n| upper.contains(n));
+    let is_number = [
+        "INT", "NUMERIC", "DECIMAL", "FLOAT", "DOUBLE", "REAL", "SERIAL",
+    ]
+    .iter()
+    .any(|n| upper.contains(n));
     match (postgres, is_time, is_number) {
         (true, true, _) => format!(
             "{column} >= CAST($1 AS {}) - INTERVAL '{margin} seconds'",
@@ -299,7 +308,9 @@ fn since_condition(postgres: bool, column: &str, type_name: &str) -> String {
         ),
         (true, false, true) => format!("{column} >= CAST($1 AS numeric)"),
         (true, false, false) => format!("{column}::text >= $1"),
-        (false, true, _) => format!("{column} >= CAST(? AS DATETIME(6)) - INTERVAL {margin} SECOND"),
+        (false, true, _) => {
+            format!("{column} >= CAST(? AS DATETIME(6)) - INTERVAL {margin} SECOND")
+        }
         (false, false, true) => format!("{column} >= CAST(? AS DECIMAL(65, 10))"),
         (false, false, false) => format!("CAST({column} AS CHAR) >= ?"),
     }
@@ -378,7 +389,9 @@ fn describe_error(err: &sqlx::Error) -> SourceError {
                 "42P01" | "1146" => "The query names a table that does not exist",
                 "42703" | "1054" => "The query names a column that does not exist",
                 "42501" | "1142" => "The database user may not read this",
-                "57014" | "1969" | "3024" => "The query ran longer than SOURCE_STATEMENT_TIMEOUT allows",
+                "57014" | "1969" | "3024" => {
+                    "The query ran longer than SOURCE_STATEMENT_TIMEOUT allows"
+                }
                 _ => "The database refused the query",
             };
             SourceError::new(format!("{said}: {message}"))

@@ -79,20 +79,21 @@ pub async fn preview(
             Message::Header { new_fields, .. } => sample.new_fields = new_fields,
             Message::Batch(batch) => {
                 for row in batch.rows {
-                    let values = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(
-                        &row.attributes,
-                    )
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(name, value)| {
-                        let shown = match value {
-                            serde_json::Value::String(s) => s,
-                            serde_json::Value::Null => String::new(),
-                            other => other.to_string(),
-                        };
-                        (name, shown)
-                    })
-                    .collect();
+                    let values =
+                        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(
+                            &row.attributes,
+                        )
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(name, value)| {
+                            let shown = match value {
+                                serde_json::Value::String(s) => s,
+                                serde_json::Value::Null => String::new(),
+                                other => other.to_string(),
+                            };
+                            (name, shown)
+                        })
+                        .collect();
                     sample.rows.push((row.customer_id, values));
                 }
                 sample.rejected.extend(
@@ -227,7 +228,9 @@ pub async fn save(
                 .map_err(|e| SaveError::Refused(SourceError::new(e.as_str())))?;
             opened.columns
         }
-        _ => database::columns(sources, spec).await.map_err(SaveError::Refused)?,
+        _ => database::columns(sources, spec)
+            .await
+            .map_err(SaveError::Refused)?,
     };
     let fields = fields_of(spec, &columns);
     check_owners(&sources.db, id, &spec.name, &fields)
@@ -297,8 +300,7 @@ pub async fn delete(
     };
     let mut tx = crate::db::begin_write(db.pool()).await?;
     let deleted = crate::store::sources::delete(&mut tx, id).await?;
-    crate::store::audit::record(&mut *tx, actor, "source deleted", None, &source.name, "")
-        .await?;
+    crate::store::audit::record(&mut *tx, actor, "source deleted", None, &source.name, "").await?;
     tx.commit().await?;
     Ok(deleted)
 }

@@ -108,19 +108,28 @@ pub async fn claim(
 }
 
 /// Claims and runs a pull in the background; returns its ID (or why none started).
-pub async fn start(sources: &Sources, request: PullRequest) -> anyhow::Result<Result<i64, NotStarted>> {
+pub async fn start(
+    sources: &Sources,
+    request: PullRequest,
+) -> anyhow::Result<Result<i64, NotStarted>> {
     let claimed = match claim(sources, request).await? {
         Ok(claimed) => claimed,
         Err(not) => return Ok(Err(not)),
     };
     let id = claimed.pull_id;
     let sources = sources.clone();
-    let refresh = matches!(request.trigger, Trigger::Manual | Trigger::Api | Trigger::Every);
+    let refresh = matches!(
+        request.trigger,
+        Trigger::Manual | Trigger::Api | Trigger::Every
+    );
     tokio::spawn(async move {
         match execute(&sources, claimed).await {
             Ok(pull) if refresh && changed_anything(&pull) => {
                 if let Err(err) = crate::segments::refresh(&sources.db, None).await {
-                    tracing::error!(error = format!("{err:#}"), "refreshing segments after a pull");
+                    tracing::error!(
+                        error = format!("{err:#}"),
+                        "refreshing segments after a pull"
+                    );
                 }
             }
             Ok(_) => {}
@@ -131,7 +140,10 @@ pub async fn start(sources: &Sources, request: PullRequest) -> anyhow::Result<Re
 }
 
 /// Claims and runs a pull to its end (the schedule, the command line).
-pub async fn run(sources: &Sources, request: PullRequest) -> anyhow::Result<Result<PullRow, NotStarted>> {
+pub async fn run(
+    sources: &Sources,
+    request: PullRequest,
+) -> anyhow::Result<Result<PullRow, NotStarted>> {
     match claim(sources, request).await? {
         Ok(claimed) => Ok(Ok(execute(sources, claimed).await?)),
         Err(not) => Ok(Err(not)),
@@ -161,8 +173,16 @@ pub async fn execute(sources: &Sources, claimed: Claimed) -> anyhow::Result<Pull
     let id = claimed.pull_id;
     let outcome = read_and_write(sources, &claimed).await;
     match outcome {
-        Ok(Ended::Written { totals, import_id, after }) => {
-            let status = if totals.error.is_some() { "failed" } else { "succeeded" };
+        Ok(Ended::Written {
+            totals,
+            import_id,
+            after,
+        }) => {
+            let status = if totals.error.is_some() {
+                "failed"
+            } else {
+                "succeeded"
+            };
             if totals.error.is_none() {
                 store::set_after_pull(pool, claimed.row.id, &after.as_ref()).await?;
             }
@@ -177,8 +197,15 @@ pub async fn execute(sources: &Sources, claimed: Claimed) -> anyhow::Result<Pull
             .await?;
         }
         Ok(Ended::NotModified) => {
-            store::finish_pull(pool, id, "unchanged", &counts_of(&Totals::default()), None, None)
-                .await?;
+            store::finish_pull(
+                pool,
+                id,
+                "unchanged",
+                &counts_of(&Totals::default()),
+                None,
+                None,
+            )
+            .await?;
         }
         Err(err) => {
             store::finish_pull(
@@ -239,13 +266,16 @@ impl After {
 
 async fn read_and_write(sources: &Sources, claimed: &Claimed) -> Result<Ended, SourceError> {
     let (row, spec) = (&claimed.row, &claimed.spec);
-    let since = (!claimed.full).then_some(row.watermark.as_deref()).flatten();
+    let since = (!claimed.full)
+        .then_some(row.watermark.as_deref())
+        .flatten();
     let validators = (spec.kind == SourceKind::CsvUrl).then_some((&row.etag, &row.last_modified));
     let Some(opened) = super::open(sources, spec, since, validators, None).await? else {
         return Ok(Ended::NotModified);
     };
     let db = &sources.db;
-    let internal = |e: anyhow::Error| SourceError::new(format!("The console could not write the pull: {e:#}"));
+    let internal =
+        |e: anyhow::Error| SourceError::new(format!("The console could not write the pull: {e:#}"));
     let (receiver, parser) =
         crate::profiles::import::start(db, opened.records, spec.import_options(None))
             .await
@@ -289,7 +319,11 @@ async fn read_and_write(sources: &Sources, claimed: &Claimed) -> Result<Ended, S
         import_id,
         after: After {
             watermark,
-            incrementals: if claimed.full { 0 } else { row.incrementals + 1 },
+            incrementals: if claimed.full {
+                0
+            } else {
+                row.incrementals + 1
+            },
             etag: opened.etag,
             last_modified: opened.last_modified,
         },

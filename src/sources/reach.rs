@@ -30,14 +30,18 @@ impl Reach {
 
     /// Resolves the URL's host and checks every address it names; returns them to connect
     /// to (so that a name cannot resolve to another address between check and use).
-    pub async fn check(&self, url: &Url, default_port: u16) -> Result<Vec<SocketAddr>, SourceError> {
+    pub async fn check(
+        &self,
+        url: &Url,
+        default_port: u16,
+    ) -> Result<Vec<SocketAddr>, SourceError> {
         let host = url
             .host_str()
             .ok_or_else(|| SourceError::new("The URL names no host."))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = url.port().unwrap_or(default_port);
+        let port = url.port_or_known_default().unwrap_or(default_port);
         if let Some((public_host, public_port)) = &self.public {
             if host.eq_ignore_ascii_case(public_host) && port == *public_port {
                 return Err(own_address(&host, port));
@@ -80,7 +84,8 @@ impl Reach {
         }
         let ip = canonical(addr.ip());
         let bound = canonical(bind.ip());
-        ip == bound || (bound.is_unspecified() && (ip.is_loopback() || ip.is_unspecified()))
+        ip == bound
+            || (bound.is_unspecified() && (ip.is_loopback() || ip.is_unspecified()))
             || (bound.is_loopback() && ip.is_loopback())
     }
 }
@@ -135,7 +140,10 @@ mod tests {
         }
         assert!(
             reach
-                .check(&Url::parse("postgres://u:p@127.0.0.1:5432/shop").unwrap(), 5432)
+                .check(
+                    &Url::parse("postgres://u:p@127.0.0.1:5432/shop").unwrap(),
+                    5432
+                )
                 .await
                 .is_ok(),
             "a database on this machine is fine"

@@ -483,9 +483,8 @@ impl SourceSpec {
 
     /// The credentials as stored: sealed JSON, or None when there are none.
     pub fn credentials_sealed(&self, key: &SecretKey) -> Option<String> {
-        (self.credentials != Credentials::None).then(|| {
-            key.seal(&serde_json::to_string(&self.credentials).unwrap_or_default())
-        })
+        (self.credentials != Credentials::None)
+            .then(|| key.seal(&serde_json::to_string(&self.credentials).unwrap_or_default()))
     }
 }
 
@@ -509,13 +508,21 @@ mod tests {
         let spec = input("postgres", "postgres://u:secret@db:5432/shop")
             .parse(None)
             .unwrap();
-        assert_eq!(spec.query.as_deref(), Some("SELECT id, email FROM customers"));
+        assert_eq!(
+            spec.query.as_deref(),
+            Some("SELECT id, email FROM customers")
+        );
         assert_eq!(spec.url_shown(), "postgres://db:5432/shop");
         assert_eq!(spec.missing, Missing::Delete);
         assert_eq!(spec.full_every, DEFAULT_FULL_EVERY);
 
-        let errors = input("postgres", "file:///etc/passwd").parse(None).unwrap_err();
-        assert!(errors[0].1.contains("starts with postgres://"), "{errors:?}");
+        let errors = input("postgres", "file:///etc/passwd")
+            .parse(None)
+            .unwrap_err();
+        assert!(
+            errors[0].1.contains("starts with postgres://"),
+            "{errors:?}"
+        );
         let errors = input("mysql", "https://x.example/a.csv")
             .parse(None)
             .unwrap_err();

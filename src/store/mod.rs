@@ -21,8 +21,8 @@ pub mod runs;
 pub mod schedule;
 pub mod segments;
 pub mod sign_in_failures;
-pub mod sources;
 pub mod slots;
+pub mod sources;
 pub mod users;
 pub mod webhooks;
 

@@ -293,10 +293,11 @@ pub async fn unlink(
         .bind(profile_id)
         .execute(&mut *conn)
         .await?;
-    let stored: Option<String> = sqlx::query_scalar("SELECT attributes FROM profiles WHERE id = $1")
-        .bind(profile_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT attributes FROM profiles WHERE id = $1")
+            .bind(profile_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     if let Some(stored) = stored {
         let clear = fields
             .iter()
@@ -497,9 +498,7 @@ pub async fn pulls_of<'e>(
 }
 
 /// Each source's latest pull.
-pub async fn latest_pulls<'e>(
-    db: impl Executor<'e, Database = Any>,
-) -> sqlx::Result<Vec<PullRow>> {
+pub async fn latest_pulls<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<PullRow>> {
     sqlx::query(&format!(
         "SELECT {PULL_COLUMNS} FROM source_pulls WHERE id IN \
          (SELECT MAX(id) FROM source_pulls GROUP BY source_id)"

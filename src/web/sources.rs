@@ -41,7 +41,10 @@ pub fn admin_router() -> Router<AppState> {
     Router::new()
         .route("/data/sources/new", get(new_form).post(submit_new))
         .route("/data/sources/{id}/edit", get(edit_form).post(submit_edit))
-        .route("/data/sources/{id}/delete", get(confirm_delete).post(delete))
+        .route(
+            "/data/sources/{id}/delete",
+            get(confirm_delete).post(delete),
+        )
 }
 
 struct ListRow {
@@ -221,7 +224,9 @@ async fn pull_page(
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
     let pool = state.db.pool();
-    let pull = store::find_pull(pool, id).await?.ok_or(AppError::NotFound)?;
+    let pull = store::find_pull(pool, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let source = store::find(pool, pull.source_id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -337,7 +342,14 @@ async fn edit_form(
         password_set: password_set || spec.url.password().is_some(),
         token_set,
     };
-    form_page(ctx, Some(id), typed, Vec::new(), Found::Nothing, StatusCode::OK)
+    form_page(
+        ctx,
+        Some(id),
+        typed,
+        Vec::new(),
+        Found::Nothing,
+        StatusCode::OK,
+    )
 }
 
 async fn stored(state: &AppState, id: i64) -> Result<(SourceRow, SourceSpec), AppError> {

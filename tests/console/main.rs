@@ -38,6 +38,8 @@ mod schedule;
 mod security;
 mod segments;
 mod sign_in;
+mod source_dbs;
+mod sources;
 mod throttled_403;
 mod users;
 mod webhooks;
