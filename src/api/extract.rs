@@ -51,6 +51,8 @@ pub trait ApiBody: DeserializeOwned {
     const FIELDS: &'static [&'static str];
     /// True when an empty body (no bytes at all) stands for `{}`.
     const EMPTY_MEANS_DEFAULTS: bool = false;
+    /// What takes these fields, as refusals of an unknown field say it.
+    const TAKER: &'static str = "this request";
 }
 
 /// A JSON object body, read within the console's body limit and checked field by field.
@@ -132,31 +134,60 @@ fn kind_of(value: &Value) -> &'static str {
 
 /// Unknown fields are named; a field of the wrong type is named with serde's reason.
 fn parse<T: ApiBody>(object: Map<String, Value>) -> Result<T, Problem> {
-    let unknown: Vec<&String> = object
-        .keys()
-        .filter(|k| !T::FIELDS.contains(&k.as_str()))
-        .collect();
+    let unknown = unknown_fields::<T>(&object, "");
     if !unknown.is_empty() {
         let names = unknown
             .iter()
-            .map(|k| format!("“{k}”"))
+            .map(|e| format!("“{}”", e.field))
             .collect::<Vec<_>>()
             .join(", ");
-        let errors = unknown
-            .iter()
-            .map(|k| FieldError {
-                field: (*k).clone(),
-                message: format!(
-                    "Unknown field: this request takes only {}.",
-                    T::FIELDS.join(", ")
-                ),
-            })
-            .collect();
         return Err(Problem::invalid_because(
             format!("The body has fields this request does not take: {names}."),
-            errors,
+            unknown,
         ));
     }
+    typed(object, "").map_err(Problem::invalid)
+}
+
+/// An object inside a body (an item of a list, at `at`, e.g. `conditions[1]`), read as the
+/// body is: each field at fault named under `at` (`conditions[1].value`).
+pub fn item<T: ApiBody>(value: Value, at: &str) -> Result<T, Vec<FieldError>> {
+    let Value::Object(object) = value else {
+        return Err(vec![FieldError {
+            field: at.to_owned(),
+            message: format!(
+                "A JSON object is expected here ({{{}}}); this is {}.",
+                T::FIELDS.join(", "),
+                kind_of(&value)
+            ),
+        }]);
+    };
+    let prefix = format!("{at}.");
+    let unknown = unknown_fields::<T>(&object, &prefix);
+    if !unknown.is_empty() {
+        return Err(unknown);
+    }
+    typed(object, &prefix)
+}
+
+/// Each field `T` does not take, named under `prefix`.
+fn unknown_fields<T: ApiBody>(object: &Map<String, Value>, prefix: &str) -> Vec<FieldError> {
+    object
+        .keys()
+        .filter(|k| !T::FIELDS.contains(&k.as_str()))
+        .map(|k| FieldError {
+            field: format!("{prefix}{k}"),
+            message: format!(
+                "Unknown field: {} takes only {}.",
+                T::TAKER,
+                T::FIELDS.join(", ")
+            ),
+        })
+        .collect()
+}
+
+/// The object as a `T`; when it is not one, each field at fault, named under `prefix`.
+fn typed<T: ApiBody>(object: Map<String, Value>, prefix: &str) -> Result<T, Vec<FieldError>> {
     match T::deserialize(Value::Object(object.clone())) {
         Ok(value) => Ok(value),
         Err(whole) => {
@@ -167,18 +198,19 @@ fn parse<T: ApiBody>(object: Map<String, Value>) -> Result<T, Problem> {
                 .filter_map(|(k, v)| {
                     let alone = Value::Object(Map::from_iter([(k.clone(), v)]));
                     T::deserialize(alone).err().map(|e| FieldError {
-                        field: k,
+                        field: format!("{prefix}{k}"),
                         message: e.to_string(),
                     })
                 })
                 .collect();
             if errors.is_empty() {
+                let field = prefix.strip_suffix('.').unwrap_or("body").to_owned();
                 errors.push(FieldError {
-                    field: "body".into(),
+                    field,
                     message: whole.to_string(),
                 });
             }
-            Err(Problem::invalid(errors))
+            Err(errors)
         }
     }
 }
@@ -287,6 +319,22 @@ mod tests {
         let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["colour", "size"]);
         assert!(err.detail.contains("colour") && err.detail.contains("size"));
+    }
+
+    #[test]
+    fn an_item_of_a_list_is_read_as_a_body_is_with_its_place_named() {
+        let err =
+            item::<Example>(serde_json::json!({ "count": "many", "x": 1 }), "rows[2]").unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].field, "rows[2].x");
+        assert!(err[0].message.contains("name, count"), "{}", err[0].message);
+        let err = item::<Example>(serde_json::json!({ "count": "many" }), "rows[2]").unwrap_err();
+        assert_eq!(err[0].field, "rows[2].count");
+        let err = item::<Example>(serde_json::json!("x"), "rows[0]").unwrap_err();
+        assert_eq!(err[0].field, "rows[0]");
+        assert!(err[0].message.contains("a string"), "{}", err[0].message);
+        let ok = item::<Example>(serde_json::json!({ "name": "x" }), "rows[0]").unwrap();
+        assert_eq!(ok.name.as_deref(), Some("x"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod extract;
 pub mod models;
 mod openapi;
 mod profiles;
+mod segments;
 mod sources;
 
 use axum::extract::{FromRequestParts, State};
@@ -21,7 +22,7 @@ use utoipa::ToSchema;
 
 use crate::domain::Role;
 use crate::state::AppState;
-use crate::store::{api_tokens, runs, segments, users};
+use crate::store::{api_tokens, fields, runs, users};
 use extract::PathId;
 use models::{RefreshOut, RefreshedSegment, RunOut, SegmentList, SegmentOut};
 
@@ -42,7 +43,13 @@ pub fn router(state: AppState) -> Router {
         .route("/sources", get(sources::list).post(sources::create))
         .route("/sources/{id}/pulls", post(sources::start_pull))
         .route("/pulls/{id}", get(sources::show_pull))
-        .route("/segments", get(list_segments))
+        .route("/segments", get(list_segments).post(segments::create))
+        .route(
+            "/segments/{id}",
+            get(segments::show)
+                .patch(segments::change)
+                .delete(segments::delete),
+        )
         .route("/segments/refresh", post(refresh_segments))
         .route(
             "/profiles/{customer_id}/forget",
@@ -238,17 +245,19 @@ async fn members_csv(
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
 }
 
-/// Segments.
+/// Segments, with their rules and whether their members are being computed.
 #[utoipa::path(get, path = "/api/v1/segments", tag = "segments",
     responses((status = 200, body = SegmentList), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn list_segments(
     State(state): State<AppState>,
     _user: ApiUser,
 ) -> Result<Json<SegmentList>, Problem> {
-    let segments = segments::list(state.db.pool())
+    let pool = state.db.pool();
+    let catalogue = fields::as_catalogue(&fields::list(pool).await?);
+    let segments = crate::store::segments::list(pool)
         .await?
         .iter()
-        .map(SegmentOut::of)
+        .map(|s| SegmentOut::of(s, &catalogue))
         .collect();
     Ok(Json(SegmentList { segments }))
 }

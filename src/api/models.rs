@@ -1,9 +1,13 @@
 //! What the API answers, as types: the handlers return them and the served OpenAPI
 //! description is derived from them, so the two cannot drift apart.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::FieldType;
+use crate::domain::segment_rules::{Condition, Match, Operator};
 use crate::store::destinations::{Destination, Stage};
 use crate::store::runs::Run;
 use crate::store::segments::{Definition, Segment};
@@ -185,27 +189,66 @@ pub struct Counts {
     pub tag_changes: i64,
 }
 
+/// A segment: its members as last computed, and its rules (none for a static list).
 #[derive(Serialize, ToSchema)]
 pub struct SegmentOut {
     pub id: i64,
     pub name: String,
+    /// Members as last computed; while `refreshing`, those of the definition before.
     pub member_count: i64,
     pub last_refreshed_at: Option<i64>,
     pub kind: SegmentKind,
+    /// True while the members of the definition as saved are being computed (after it was
+    /// created or changed); `member_count` is then not theirs yet.
+    pub refreshing: bool,
+    /// Whether all conditions must hold or any one; null for a static list.
+    #[serde(rename = "match")]
+    pub match_: Option<Match>,
+    /// Null for a static list.
+    pub conditions: Option<Vec<ConditionOut>>,
 }
 
 impl SegmentOut {
-    pub fn of(s: &Segment) -> Self {
+    /// `catalogue`: the profile fields and their types, which tell whether the segment's
+    /// members are being computed.
+    pub fn of(s: &Segment, catalogue: &HashMap<String, FieldType>) -> Self {
+        let rules = match &s.definition {
+            Definition::Rules(rules) => Some(rules),
+            Definition::Static => None,
+        };
         Self {
             id: s.id,
             name: s.name.clone(),
             member_count: s.member_count,
             last_refreshed_at: s.last_refreshed_at,
-            kind: if s.definition == Definition::Static {
-                SegmentKind::Static
-            } else {
+            kind: if rules.is_some() {
                 SegmentKind::Rules
+            } else {
+                SegmentKind::Static
             },
+            refreshing: crate::segments::is_refreshing(s, catalogue),
+            match_: rules.map(|r| r.match_),
+            conditions: rules.map(|r| r.conditions.iter().map(ConditionOut::of).collect()),
+        }
+    }
+}
+
+/// One condition of a rules segment.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SegmentCondition)]
+pub struct ConditionOut {
+    pub field: String,
+    pub operator: Operator,
+    /// What the field is compared with, as text; `is_empty` and `is_not_empty` use none.
+    pub value: String,
+}
+
+impl ConditionOut {
+    fn of(c: &Condition) -> Self {
+        Self {
+            field: c.field.clone(),
+            operator: c.op,
+            value: c.value.clone(),
         }
     }
 }

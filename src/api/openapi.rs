@@ -7,9 +7,9 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder}
 use utoipa::{Modify, OpenApi};
 
 use crate::api::models::{
-    Counts, DestinationKind, DestinationList, DestinationOut, DestinationStatus, MailchimpTarget,
-    MergeFieldOut, NewMemberStatusOut, RefreshOut, RefreshedSegment, RunOut, RunStatusOut,
-    SegmentKind, SegmentList, SegmentOut,
+    ConditionOut, Counts, DestinationKind, DestinationList, DestinationOut, DestinationStatus,
+    MailchimpTarget, MergeFieldOut, NewMemberStatusOut, RefreshOut, RefreshedSegment, RunOut,
+    RunStatusOut, SegmentKind, SegmentList, SegmentOut,
 };
 use crate::api::{FieldError, Problem};
 
@@ -33,6 +33,10 @@ use crate::api::{FieldError, Problem};
         super::run,
         super::members_csv,
         super::list_segments,
+        super::segments::create,
+        super::segments::show,
+        super::segments::change,
+        super::segments::delete,
         super::refresh_segments,
         super::profiles::forget_customer,
         super::sources::list,
@@ -56,6 +60,13 @@ use crate::api::{FieldError, Problem};
         SegmentOut,
         SegmentList,
         SegmentKind,
+        ConditionOut,
+        crate::domain::segment_rules::Match,
+        crate::domain::segment_rules::Operator,
+        super::segments::NewSegment,
+        super::segments::SegmentChange,
+        super::segments::ConditionIn,
+        super::segments::ConditionValue,
         RefreshOut,
         RefreshedSegment,
         crate::export::preview::Preview,

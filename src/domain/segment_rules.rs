@@ -37,15 +37,20 @@ impl fmt::Display for SegmentName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Whether all conditions must hold or any one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = SegmentMatch)]
 pub enum Match {
     All,
     Any,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How a condition compares a field with its value; which operators a field takes depends
+/// on its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = SegmentOperator)]
 pub enum Operator {
     Equals,
     NotEquals,
@@ -182,6 +187,99 @@ pub struct CompiledRules {
     conditions: Vec<Compiled>,
 }
 
+/// The most conditions a segment takes.
+pub const MAX_CONDITIONS: usize = 100;
+
+/// Which part of a segment's rules a refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RulePart {
+    /// The conditions as a whole: none, or too many.
+    Conditions,
+    Field,
+    Operator,
+    Value,
+}
+
+/// A refusal of a segment's rules: the condition (0-based) and the part of it at fault,
+/// and what is wrong. Shown as "Condition 2: …" (1-based), as the rule builder lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub condition: Option<usize>,
+    pub part: RulePart,
+    pub message: String,
+}
+
+impl RuleError {
+    fn of(index: usize, part: RulePart, message: impl Into<String>) -> Self {
+        Self {
+            condition: Some(index),
+            part,
+            message: message.into(),
+        }
+    }
+
+    fn whole(message: impl Into<String>) -> Self {
+        Self {
+            condition: None,
+            part: RulePart::Conditions,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.condition {
+            Some(index) => write!(f, "Condition {}: {}", index + 1, self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl Condition {
+    /// A condition as asked for; its value is kept trimmed.
+    pub fn new(field: impl Into<String>, op: Operator, value: &str) -> Self {
+        Self {
+            field: field.into(),
+            op,
+            value: value.trim().to_owned(),
+        }
+    }
+
+    /// This condition checked against the field catalogue (it is condition `index`).
+    fn check(
+        &self,
+        index: usize,
+        catalogue: &HashMap<String, FieldType>,
+    ) -> Result<Compiled, RuleError> {
+        let Some(&field_type) = catalogue.get(&self.field) else {
+            let message = if self.field.trim().is_empty() {
+                "choose a field.".to_owned()
+            } else {
+                format!("there is no profile field “{}”.", self.field)
+            };
+            return Err(RuleError::of(index, RulePart::Field, message));
+        };
+        let op = self.op;
+        if !op.applies_to(field_type) {
+            let message = format!("{field_type} fields cannot use “{}”.", op.label());
+            return Err(RuleError::of(index, RulePart::Operator, message));
+        }
+        let value = self.value.trim();
+        if op.needs_value() && value.is_empty() {
+            let message = format!("enter a value for {}.", self.field);
+            return Err(RuleError::of(index, RulePart::Value, message));
+        }
+        match compile_test(field_type, op, value) {
+            Ok(test) => Ok(Compiled {
+                field: self.field.clone(),
+                test,
+            }),
+            Err(why) => Err(RuleError::of(index, RulePart::Value, format!("{why}."))),
+        }
+    }
+}
+
 impl SegmentRules {
     /// Checks every condition against the field catalogue; the errors name the condition
     /// (1-based) and what is wrong.
@@ -189,40 +287,31 @@ impl SegmentRules {
         &self,
         catalogue: &HashMap<String, FieldType>,
     ) -> Result<CompiledRules, Vec<Invalid>> {
+        self.check(catalogue)
+            .map_err(|errors| errors.iter().map(|e| Invalid::new(e.to_string())).collect())
+    }
+
+    /// [`compile`](Self::compile), each refusal saying which condition and which part of
+    /// it is at fault.
+    pub fn check(
+        &self,
+        catalogue: &HashMap<String, FieldType>,
+    ) -> Result<CompiledRules, Vec<RuleError>> {
+        let count = self.conditions.len();
+        if count == 0 {
+            return Err(vec![RuleError::whole("Add at least one condition.")]);
+        }
+        if count > MAX_CONDITIONS {
+            return Err(vec![RuleError::whole(format!(
+                "A segment takes at most {MAX_CONDITIONS} conditions; this one has {count}."
+            ))]);
+        }
         let mut errors = Vec::new();
         let mut compiled = Vec::new();
-        if self.conditions.is_empty() {
-            errors.push("Add at least one condition.".to_owned());
-        }
         for (i, condition) in self.conditions.iter().enumerate() {
-            let n = i + 1;
-            let Some(&field_type) = catalogue.get(&condition.field) else {
-                errors.push(format!("Condition {n}: choose a field."));
-                continue;
-            };
-            let op = condition.op;
-            if !op.applies_to(field_type) {
-                errors.push(format!(
-                    "Condition {n}: {} fields cannot use “{}”.",
-                    field_type,
-                    op.label()
-                ));
-                continue;
-            }
-            let value = condition.value.trim();
-            if op.needs_value() && value.is_empty() {
-                errors.push(format!(
-                    "Condition {n}: enter a value for {}.",
-                    condition.field
-                ));
-                continue;
-            }
-            match compile_test(field_type, op, value) {
-                Ok(test) => compiled.push(Compiled {
-                    field: condition.field.clone(),
-                    test,
-                }),
-                Err(message) => errors.push(format!("Condition {n}: {message}.")),
+            match condition.check(i, catalogue) {
+                Ok(c) => compiled.push(c),
+                Err(e) => errors.push(e),
             }
         }
         if errors.is_empty() {
@@ -231,7 +320,7 @@ impl SegmentRules {
                 conditions: compiled,
             })
         } else {
-            Err(errors.into_iter().map(Invalid::from).collect())
+            Err(errors)
         }
     }
 }
@@ -448,7 +537,7 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "Condition 1: choose a field.",
+                "Condition 1: there is no profile field “Nope”.",
                 "Condition 2: text fields cannot use “is greater than”.",
                 "Condition 3: \"lots\" is not a number.",
                 "Condition 4: \"yesterday\" is not a date (YYYY-MM-DD).",
@@ -458,6 +547,58 @@ mod tests {
         assert_eq!(
             rules(Match::All, &[]).compile(&catalogue()).unwrap_err(),
             ["Add at least one condition."]
+        );
+    }
+
+    #[test]
+    fn each_refusal_names_its_condition_and_the_part_at_fault() {
+        use Operator::*;
+        let errors = rules(
+            Match::All,
+            &[
+                ("Country", Equals, "x"),
+                ("Nope", Equals, "x"),
+                ("Spend", Before, "2026-01-01"),
+                ("Spend", GreaterThan, "lots"),
+                ("Country", Equals, ""),
+            ],
+        )
+        .check(&catalogue())
+        .unwrap_err();
+        let at: Vec<_> = errors.iter().map(|e| (e.condition, e.part)).collect();
+        assert_eq!(
+            at,
+            [
+                (Some(1), RulePart::Field),
+                (Some(2), RulePart::Operator),
+                (Some(3), RulePart::Value),
+                (Some(4), RulePart::Value),
+            ]
+        );
+        assert_eq!(
+            errors[2].to_string(),
+            "Condition 4: \"lots\" is not a number."
+        );
+    }
+
+    #[test]
+    fn a_segment_takes_at_most_so_many_conditions() {
+        let many = vec![("Country", Operator::Equals, "x"); MAX_CONDITIONS + 1];
+        let errors = rules(Match::Any, &many).check(&catalogue()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            (errors[0].condition, errors[0].part),
+            (None, RulePart::Conditions)
+        );
+        assert!(
+            errors[0].to_string().contains("at most 100"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            rules(Match::Any, &many[..MAX_CONDITIONS])
+                .check(&catalogue())
+                .is_ok()
         );
     }
 

@@ -1,7 +1,11 @@
-//! Segments: evaluating rules over every profile, previews, and refreshes that publish
-//! new membership atomically.
+//! Segments: evaluating rules over every profile, previews, refreshes that publish new
+//! membership atomically, and saving or deleting a segment as the pages and the API do.
 
+pub mod define;
 pub mod progress;
 mod refresh;
 
-pub use refresh::{RefreshOutcome, RefreshReport, is_current, preview_count, refresh, scan};
+pub use refresh::{
+    RefreshOutcome, RefreshReport, is_current, is_refreshing, preview_count, refresh,
+    refresh_in_background, scan,
+};

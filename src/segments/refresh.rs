@@ -8,6 +8,7 @@ use futures::TryStreamExt;
 use serde_json::{Map, Value};
 use sqlx::Row;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use crate::db::Db;
 use crate::domain::Invalid;
@@ -123,6 +124,21 @@ pub async fn refresh(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshRep
         },
     );
     refreshed
+}
+
+/// Refreshes segments in the background (all when `only` is None); the console's refresh
+/// board follows it.
+pub fn refresh_in_background(db: &Db, user_id: i64, only: Option<Vec<i64>>) {
+    let db = db.clone();
+    let span = tracing::info_span!("segment refresh", user_id);
+    tokio::spawn(
+        async move {
+            if let Err(err) = refresh(&db, only.as_deref()).await {
+                tracing::error!(error = %err, "the segment refresh stopped");
+            }
+        }
+        .instrument(span),
+    );
 }
 
 async fn refresh_locked(db: &Db, only: Option<&[i64]>) -> anyhow::Result<RefreshReport> {
@@ -282,6 +298,16 @@ pub fn is_current(
         Definition::Static => static_basis(segment),
     };
     segment.members_basis == basis
+}
+
+/// True while a refresh of the segment's definition as saved is still to publish its members
+/// (rules that no longer fit the fields cannot be refreshed, so are not waiting for one).
+pub fn is_refreshing(
+    segment: &Segment,
+    catalogue: &std::collections::HashMap<String, crate::domain::field::FieldType>,
+) -> bool {
+    !is_current(segment, catalogue)
+        && matches!(&segment.definition, Definition::Rules(rules) if rules.compile(catalogue).is_ok())
 }
 
 /// What a rules segment's membership is computed from: its rules and the types of the

@@ -312,6 +312,23 @@ pub async fn segment_ids<'e>(
     .await
 }
 
+/// The names of the destinations that export a segment, by name (one being removed exports
+/// nothing more and does not count).
+pub async fn names_exporting<'e>(
+    db: impl Executor<'e, Database = Any>,
+    segment_id: i64,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT d.display_name FROM destinations d \
+         JOIN destination_segments s ON s.destination_id = d.id \
+         WHERE s.segment_id = $1 AND d.removed_at IS NULL AND d.status <> 'removing' \
+         ORDER BY lower(d.display_name), d.id",
+    )
+    .bind(segment_id)
+    .fetch_all(db)
+    .await
+}
+
 /// How many distinct profiles the segments hold now (a profile in several counts once).
 pub async fn distinct_profiles<'e>(
     db: impl Executor<'e, Database = Any>,

@@ -105,6 +105,23 @@ pub async fn find_by_name<'e>(
         .await
 }
 
+/// The segment, held until the transaction ends on PostgreSQL, so that no destination can
+/// choose it meanwhile (SQLite's write transaction holds the whole database already).
+pub async fn find_for_update(conn: &mut AnyConnection, id: i64) -> sqlx::Result<Option<Segment>> {
+    let hold = if conn.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM segments WHERE id = $1{hold}"
+    ))
+    .bind(id)
+    .try_map(from_row)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
 /// Creates a segment; a taken name comes back as a unique violation.
 pub async fn create<'e>(
     db: impl Executor<'e, Database = Any>,

@@ -1,5 +1,6 @@
 //! Data > Segments: the list with counts and refresh times, the rule builder with a count
-//! preview, static segments from a CSV of customer IDs, refresh and delete.
+//! preview, static segments from a CSV of customer IDs, refresh, and delete (refused while a
+//! destination exports the segment).
 
 use askama::Template;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
@@ -13,7 +14,9 @@ use tower_sessions::Session;
 use crate::auth::session;
 use crate::domain::FieldType;
 use crate::domain::segment_rules::{Condition, Match, Operator, SegmentName, SegmentRules};
-use crate::segments::{RefreshOutcome, preview_count, progress, refresh};
+use crate::segments::{
+    RefreshOutcome, define, preview_count, progress, refresh, refresh_in_background,
+};
 use crate::state::AppState;
 use crate::store::segments::{self, Definition, MemberRow, Segment};
 use crate::store::{self as db_store, fields};
@@ -21,7 +24,6 @@ use crate::web::current_user::{CurrentUser, require_contributor};
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::pairs::Pairs;
 use crate::web::{AppError, format};
-use tracing::Instrument;
 
 mod builder;
 mod uploaded;
@@ -160,8 +162,7 @@ async fn show(
     // Its members were computed from another definition: a refresh of the saved one is
     // under way (or, for rules that no longer fit the fields, cannot be).
     let catalogue = fields::as_catalogue(&fields::list(pool).await?);
-    let refreshing = !crate::segments::is_current(&segment, &catalogue)
-        && matches!(&segment.definition, Definition::Rules(rules) if rules.compile(&catalogue).is_ok());
+    let refreshing = crate::segments::is_refreshing(&segment, &catalogue);
     let page = SegmentPage {
         ctx: ctx.at(Nav::Segments),
         refreshing,
@@ -190,6 +191,9 @@ async fn confirm_delete(
     let segment = segments::find(state.db.pool(), id)
         .await?
         .ok_or(AppError::NotFound)?;
+    define::check_unused(state.db.pool(), &segment)
+        .await
+        .map_err(refused_delete)?;
     Ok(render(&DeletePage {
         ctx: ctx.at(Nav::Segments),
         segment,
@@ -203,35 +207,25 @@ async fn delete(
     session: Session,
     Path(id): Path<i64>,
 ) -> Result<Redirect, AppError> {
-    let segment = segments::find(state.db.pool(), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let mut tx = crate::db::begin_write(state.db.pool()).await?;
-    segments::delete(&mut tx, id).await?;
-    tx.commit().await?;
-    tracing::info!(user_id = user.id, segment_id = id, "segment deleted");
+    let segment = define::delete(&state.db, user.id, id)
+        .await
+        .map_err(refused_delete)?;
     session::set_flash(&session, format!("Deleted “{}”.", segment.name)).await?;
     Ok(Redirect::to("/data/segments"))
 }
 
-/// Refreshes segments in the background (all when `only` is None); the board of this
-/// console follows it.
-fn spawn_refresh(state: &AppState, user_id: i64, only: Option<Vec<i64>>) {
-    let db = state.db.clone();
-    let span = tracing::info_span!("segment refresh", user_id);
-    tokio::spawn(
-        async move {
-            if let Err(err) = refresh(&db, only.as_deref()).await {
-                tracing::error!(error = %err, "the segment refresh stopped");
-            }
-        }
-        .instrument(span),
-    );
+/// A delete refused: a segment in use is a conflict saying what uses it.
+fn refused_delete(err: define::DeleteError) -> AppError {
+    match err {
+        define::DeleteError::NotFound => AppError::NotFound,
+        err @ define::DeleteError::InUse { .. } => AppError::Conflict(err.to_string()),
+        define::DeleteError::Database(err) => err.into(),
+    }
 }
 
 /// Starts a refresh in the background and shows its progress.
 fn start_refresh(state: &AppState, user: &CurrentUser, only: Option<Vec<i64>>) -> Redirect {
-    spawn_refresh(state, user.id, only);
+    refresh_in_background(&state.db, user.id, only);
     Redirect::to("/data/segments/refresh")
 }
 

@@ -10,7 +10,13 @@ use crate::wizard::{audience, seed};
 /// Every property of `value` is declared by `schema` with a fitting type (OpenAPI 3.1: a
 /// type or a list of types, `null` among them for what may be absent; `oneOf` alternatives;
 /// `enum` values).
-fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+pub(crate) fn conforms(
+    doc: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    errors: &mut Vec<String>,
+) {
     let schema = match schema.get("$ref").and_then(Value::as_str) {
         Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
         None => schema,

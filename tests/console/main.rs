@@ -37,6 +37,7 @@ mod scale;
 mod schedule;
 mod security;
 mod segments;
+mod segments_api;
 mod sign_in;
 mod source_dbs;
 mod sources;

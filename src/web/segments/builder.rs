@@ -1,5 +1,5 @@
 //! The rule builder: condition rows kept as typed across every reload, the count
-//! preview, and saving a segment (refreshed at once).
+//! preview, and saving a segment (refreshed at once) through the path the API takes too.
 
 use super::*;
 
@@ -100,11 +100,7 @@ impl BuilderForm {
         let mut conditions = Vec::new();
         for (i, row) in self.rows.iter().enumerate() {
             match row.op.parse::<Operator>() {
-                Ok(op) => conditions.push(Condition {
-                    field: row.field.clone(),
-                    op,
-                    value: row.value.trim().to_owned(),
-                }),
+                Ok(op) => conditions.push(Condition::new(row.field.clone(), op, &row.value)),
                 Err(_) => errors.push(format!("Condition {}: choose an operator.", i + 1)),
             }
         }
@@ -209,9 +205,7 @@ async fn submit(
     id: Option<i64>,
     mut form: BuilderForm,
 ) -> Result<Response, AppError> {
-    let action_url = id.map_or("/data/segments/new".to_owned(), |id| {
-        format!("/data/segments/{id}/edit")
-    });
+    let action_url = action_url(id);
     if form.action == "add" {
         form.rows.push(blank_row());
         return Ok(
@@ -236,6 +230,9 @@ async fn submit(
         Ok(rules) => rules,
         Err(errors) => return invalid(&state, ctx, action_url, form, errors).await,
     };
+    if form.action == "save" {
+        return save(state, ctx, session, id, form, rules).await;
+    }
     let catalogue = fields::as_catalogue(&fields::list(state.db.pool()).await?);
     let compiled = match rules.compile(&catalogue) {
         Ok(compiled) => compiled,
@@ -245,48 +242,48 @@ async fn submit(
         }
     };
     let count = preview_count(&state.db, compiled).await?;
-    if form.action != "save" {
-        return Ok(render(
-            &builder(&state, ctx, action_url, form, Vec::new(), Some(count)).await?,
-        )?
-        .into_response());
-    }
-    let name = match SegmentName::parse(&form.name) {
-        Ok(name) => name,
-        Err(message) => {
-            return invalid(&state, ctx, action_url, form, vec![message.into()]).await;
+    Ok(
+        render(&builder(&state, ctx, action_url, form, Vec::new(), Some(count)).await?)?
+            .into_response(),
+    )
+}
+
+/// Save: the same path as the API's, refreshed in the background; refusals are shown on
+/// the form as typed.
+async fn save(
+    state: AppState,
+    ctx: PageContext,
+    session: Session,
+    id: Option<i64>,
+    form: BuilderForm,
+    rules: SegmentRules,
+) -> Result<Response, AppError> {
+    let user_id = ctx.user.id;
+    let saved = match define::save_rules(&state.db, user_id, id, &form.name, rules).await {
+        Ok(saved) => saved,
+        Err(define::SaveError::Refused(refusals)) => {
+            let errors = refusals.iter().map(ToString::to_string).collect();
+            return invalid(&state, ctx, action_url(id), form, errors).await;
         }
-    };
-    let definition = Definition::Rules(rules);
-    let saved = match id {
-        Some(id) => segments::update(state.db.pool(), id, name.as_str(), &definition)
-            .await
-            .map(|_| id),
-        None => segments::create(state.db.pool(), name.as_str(), &definition).await,
-    };
-    let id = match saved {
-        Ok(id) => id,
-        Err(err) if db_store::is_unique_violation(&err) => {
-            return invalid(
-                &state,
-                ctx,
-                action_url,
-                form,
-                vec![format!("Name: a segment named “{name}” already exists.")],
-            )
-            .await;
+        Err(define::SaveError::NotFound) => return Err(AppError::NotFound),
+        Err(err @ define::SaveError::Static(_)) => {
+            return Err(AppError::BadRequest(err.to_string()));
         }
-        Err(err) => return Err(err.into()),
+        Err(define::SaveError::Database(err)) => return Err(err.into()),
     };
-    // Its members are computed in the background; its page follows the refresh.
-    spawn_refresh(&state, ctx.user.id, Some(vec![id]));
-    tracing::info!(user_id = ctx.user.id, segment_id = id, "segment saved");
     session::set_flash(
         &session,
-        format!("Saved “{name}”; its members are being computed."),
+        format!("Saved “{}”; its members are being computed.", saved.name),
     )
     .await?;
-    Ok(Redirect::to(&format!("/data/segments/{id}")).into_response())
+    Ok(Redirect::to(&format!("/data/segments/{}", saved.id)).into_response())
+}
+
+/// Where the form posts: the new segment's or the edited one's.
+fn action_url(id: Option<i64>) -> String {
+    id.map_or("/data/segments/new".to_owned(), |id| {
+        format!("/data/segments/{id}/edit")
+    })
 }
 
 async fn invalid(
