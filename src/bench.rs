@@ -12,8 +12,10 @@ use crate::store::segments::{self, Definition};
 
 mod export;
 mod scale;
+mod sources;
 pub use export::export;
 pub use scale::scale;
+pub use sources::sources;
 
 /// Peak resident memory of this process so far, in MiB (Linux; None elsewhere).
 pub fn peak_rss_mib() -> Option<f64> {

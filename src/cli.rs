@@ -111,6 +111,25 @@ pub enum BenchCommand {
     Export(BenchExportArgs),
     /// Export all over several destinations on several accounts, pages timed under load.
     Scale(BenchScaleArgs),
+    /// Pull a million-row table from PostgreSQL and MariaDB, and a CSV file over HTTP:
+    /// full, incremental (1 % changed) and unchanged pulls into a fresh console database.
+    Sources(BenchSourcesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchSourcesArgs {
+    /// Rows in the source table (and the CSV file).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub profiles: u64,
+    /// A PostgreSQL server whose user may create databases (one is made for the bench).
+    #[arg(long, env = "BENCH_SOURCE_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
+    /// A MySQL/MariaDB server whose user may create databases.
+    #[arg(long, env = "BENCH_SOURCE_MYSQL_URL")]
+    pub mysql_url: Option<String>,
+    /// The console's database (default: a fresh SQLite file).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -44,5 +44,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Scale(args)) => export_destinations::bench::scale(args).await,
         Command::Bench(BenchCommand::Data(args)) => export_destinations::bench::data(args).await,
+        Command::Bench(BenchCommand::Sources(args)) => {
+            export_destinations::bench::sources(args).await
+        }
     }
 }

@@ -109,6 +109,28 @@ async fn scheduled_refresh(w: &World, destination: i64) -> Run {
     crate::world::wait(w, run).await
 }
 
+/// Waits until the segment's published membership has `count` members.
+async fn members_become(app: &TestApp, segment: i64, count: i64) {
+    let db = app.state.db.clone();
+    wait_until(
+        &format!("segment {segment} to have {count} members"),
+        Duration::from_secs(30),
+        || {
+            let db = db.clone();
+            async move {
+                let now: i64 =
+                    sqlx::query_scalar("SELECT member_count FROM segments WHERE id = $1")
+                        .bind(segment)
+                        .fetch_one(db.pool())
+                        .await
+                        .unwrap();
+                (now == count).then_some(())
+            }
+        },
+    )
+    .await
+}
+
 fn tags(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| n.to_string()).collect()
 }
@@ -590,9 +612,12 @@ async fn an_unchanged_csv_file_costs_one_request_and_its_credentials_are_sent() 
         ],
     )
     .await;
+    let berlin = crate::world::segment(&app, "Berlin", "City", "Berlin").await;
     let before = requests.load(Ordering::SeqCst);
     let first = pull_now(&app, source, false).await;
     assert_eq!(counts(&first), (2, 2, 0, 0, 0, 0), "{first:?}");
+    // A pull that changed anything refreshes the segments when it ends.
+    members_become(&app, berlin, 1).await;
     assert_eq!(requests.load(Ordering::SeqCst), before + 1);
     let second = pull_now(&app, source, false).await;
     assert_eq!(second.status, "unchanged", "{second:?}");
@@ -768,4 +793,109 @@ async fn a_full_pull_that_returns_no_rows_deletes_nothing() {
             .unwrap(),
         2
     );
+}
+
+#[tokio::test]
+async fn sources_pull_on_their_own_interval_share_customers_and_a_stopped_pull_is_marked_interrupted()
+ {
+    let app = spawn_app().await;
+    let db = source_dbs::postgres().await;
+    pg_exec(
+        &db,
+        &[
+            "CREATE TABLE customers (id text, email text)",
+            "CREATE TABLE loyalty (id text, tier text)",
+            "INSERT INTO customers VALUES ('S1', 's1@northwind.io'), ('S2', 's2@northwind.io')",
+            "INSERT INTO loyalty VALUES ('S1', 'gold'), ('S2', 'silver')",
+        ],
+    )
+    .await;
+    app.signed_in_as("admin@example.com", Role::Administrator)
+        .await;
+    let shop = add_source(
+        &app,
+        &[
+            ("kind", "postgres"),
+            ("name", "Shop"),
+            ("url", &db),
+            ("query", "SELECT id, email AS \"Email\" FROM customers"),
+            ("id_column", "id"),
+            ("every_minutes", "5"),
+        ],
+    )
+    .await;
+    let loyalty = add_source(
+        &app,
+        &[
+            ("kind", "postgres"),
+            ("name", "Loyalty"),
+            ("url", &db),
+            ("query", "SELECT id, tier AS \"Tier\" FROM loyalty"),
+            ("id_column", "id"),
+        ],
+    )
+    .await;
+
+    // Only the shop has an interval of its own: due at once, then not for 5 minutes.
+    let sources = &app.state.sources;
+    let now = export_destinations::db::now_millis();
+    let due = export_destinations::schedule::pull_due_sources(sources, now)
+        .await
+        .unwrap();
+    assert_eq!(due, 1);
+    assert_eq!(
+        export_destinations::schedule::pull_due_sources(sources, now)
+            .await
+            .unwrap(),
+        0,
+        "not due again yet"
+    );
+    assert_eq!(
+        export_destinations::schedule::pull_due_sources(sources, now + 6 * 60_000)
+            .await
+            .unwrap(),
+        1
+    );
+    let pulls = store::pulls_of(app.state.db.pool(), shop, 5).await.unwrap();
+    assert_eq!(pulls.len(), 2);
+    assert!(pulls.iter().all(|p| p.trigger_kind == "every"), "{pulls:?}");
+
+    // Two sources join on the customer ID; a customer who leaves one keeps the other's fields.
+    assert_eq!(pull_now(&app, loyalty, false).await.updated, 2);
+    pg_exec(&db, &["DELETE FROM loyalty WHERE id = 'S2'"]).await;
+    let pull = pull_now(&app, loyalty, false).await;
+    assert_eq!(pull.deleted, 0, "the shop still provides S2");
+    let s2 = export_destinations::store::profiles::find_by_customer(app.state.db.pool(), "S2")
+        .await
+        .unwrap()
+        .expect("S2 stays");
+    let attributes: serde_json::Value = serde_json::from_str(&s2.attributes).unwrap();
+    assert_eq!(
+        attributes.get("Tier"),
+        None,
+        "the loyalty field is gone: {attributes}"
+    );
+    assert_eq!(attributes["Email"], "s2@northwind.io");
+
+    // A pull whose console stopped beating is marked interrupted when the source is pulled next.
+    let stale = export_destinations::db::now_millis() - 3 * 60_000;
+    sqlx::query(
+        "INSERT INTO source_pulls (source_id, mode, trigger_kind, status, started_at, heartbeat_at) \
+         VALUES ($1, 'full', 'manual', 'running', $2, $2)",
+    )
+    .bind(shop)
+    .bind(stale)
+    .execute(app.state.db.pool())
+    .await
+    .unwrap();
+    let next = pull_now(&app, shop, false).await;
+    assert_eq!(next.status, "succeeded");
+    let interrupted: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM source_pulls WHERE source_id = $1 AND status = 'interrupted'",
+    )
+    .bind(shop)
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(interrupted, 1);
 }

@@ -60,6 +60,16 @@ async fn every_page_is_readable_and_fits_a_phone() {
     pages.push(format!("/data/profiles/{profile}/forget"));
     pages.push(draft.clone());
     pages.push("/admin/export-destinations/mailchimp/new".into());
+    let (source, pull) = pulled_source(&app).await;
+    for page in [
+        "/data/sources".to_owned(),
+        "/data/sources/new".to_owned(),
+        format!("/data/sources/{source}"),
+        format!("/data/sources/{source}/edit"),
+        format!("/data/pulls/{pull}"),
+    ] {
+        pages.push(page);
+    }
 
     // At desktop width: readable.
     for page in &pages {
@@ -79,6 +89,14 @@ async fn every_page_is_readable_and_fits_a_phone() {
         .await
         .unwrap();
     screenshot(&browser, "32-notifications").await;
+    for (page, name) in [
+        (format!("/data/sources/{source}"), "33-source"),
+        ("/data/sources/new".to_owned(), "34-source-form"),
+        (format!("/data/pulls/{pull}"), "35-pull"),
+    ] {
+        browser.goto(&app.url(&page)).await.unwrap();
+        screenshot(&browser, name).await;
+    }
 
     // At 390 pixels: the menu folds away, and nothing scrolls sideways.
     browser.set_window_size(390, 844).await.unwrap();
@@ -107,6 +125,18 @@ async fn every_page_is_readable_and_fits_a_phone() {
         "the menu button opens it"
     );
     screenshot(&browser, "32-phone-menu").await;
+    for (page, name) in [
+        (format!("/data/sources/{source}"), "36-phone-source"),
+        ("/data/sources/new".to_owned(), "37-phone-source-form"),
+    ] {
+        browser.goto(&app.url(&page)).await.unwrap();
+        screenshot(&browser, name).await;
+    }
+    browser
+        .goto(&app.url("/admin/export-destinations"))
+        .await
+        .unwrap();
+    click(&browser, "label.nav-button").await;
     browser
         .find(Locator::LinkText("Segments"))
         .await
@@ -116,4 +146,52 @@ async fn every_page_is_readable_and_fits_a_phone() {
         .unwrap();
     wait_for_path(&browser, "/data/segments").await;
     browser.close().await.unwrap();
+}
+
+/// A PostgreSQL source, saved and pulled once: (source, pull).
+async fn pulled_source(app: &crate::helpers::TestApp) -> (i64, i64) {
+    let db = crate::source_dbs::postgres().await;
+    crate::source_dbs::pg_exec(
+        &db,
+        &[
+            "CREATE TABLE customers (id text, email text, first_name text, city text)",
+            "INSERT INTO customers SELECT 'R' || i, 'r' || i || '@northwind.io', 'Reader ' || i, 'Lisbon' \
+             FROM generate_series(1, 50) i",
+        ],
+    )
+    .await;
+    let sources = &app.state.sources;
+    let spec = export_destinations::sources::spec::SourceInput {
+        name: "Shop database".into(),
+        kind: "postgres".into(),
+        url: db,
+        query: "SELECT id, email AS \"ShopEmail\", first_name AS \"ShopFirstName\", city AS \"ShopCity\" FROM customers"
+            .into(),
+        id_column: "id".into(),
+        ..Default::default()
+    }
+    .parse(None)
+    .unwrap();
+    let admin: i64 = sqlx::query_scalar("SELECT MIN(id) FROM users")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    let actor = export_destinations::store::audit::Actor {
+        user_id: admin,
+        email: "ada@example.com",
+    };
+    let source = export_destinations::sources::save(sources, None, &spec, &actor)
+        .await
+        .unwrap();
+    let request = export_destinations::sources::pull::PullRequest {
+        source_id: source,
+        full: false,
+        trigger: export_destinations::sources::pull::Trigger::Manual,
+        by: None,
+    };
+    let pull = export_destinations::sources::pull::run(sources, request)
+        .await
+        .unwrap()
+        .unwrap();
+    (source, pull.id)
 }
