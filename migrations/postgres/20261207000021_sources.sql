@@ -78,3 +78,7 @@ ALTER TABLE profile_imports ADD COLUMN deleted BIGINT NOT NULL DEFAULT 0;
 -- A scheduled refresh pulls every source first: how many pulls succeeded and failed.
 ALTER TABLE refresh_runs ADD COLUMN pulls_succeeded BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE refresh_runs ADD COLUMN pulls_failed BIGINT NOT NULL DEFAULT 0;
+
+-- A failed pull raises the same failure alerts as a failed export.
+ALTER TABLE alert_deliveries ADD COLUMN pull_id BIGINT REFERENCES source_pulls (id) ON DELETE CASCADE;
+CREATE UNIQUE INDEX alert_deliveries_one_per_pull ON alert_deliveries (pull_id, channel, target);

@@ -31,6 +31,8 @@ pub enum Event {
     RunFailed,
     /// The run was Successful, but at least the destination's threshold of members failed.
     MembersFailed,
+    /// A source's pull failed (it wrote nothing).
+    PullFailed,
     /// Sent from the Notifications page to check the settings.
     Test,
 }
@@ -40,6 +42,7 @@ impl Event {
         match self {
             Event::RunFailed => "run.failed",
             Event::MembersFailed => "run.members_failed",
+            Event::PullFailed => "pull.failed",
             Event::Test => "test",
         }
     }
@@ -47,6 +50,7 @@ impl Event {
     fn parse(raw: &str) -> Self {
         match raw {
             "run.members_failed" => Event::MembersFailed,
+            "pull.failed" => Event::PullFailed,
             "test" => Event::Test,
             _ => Event::RunFailed,
         }
@@ -57,6 +61,7 @@ impl Event {
         match self {
             Event::RunFailed => "Export failed",
             Event::MembersFailed => "Export had failed members",
+            Event::PullFailed => "Pull failed",
             Event::Test => "Test alert",
         }
     }
@@ -79,10 +84,38 @@ pub struct Payload {
     pub event: &'static str,
     /// True only for a test sent from the Notifications page.
     pub test: bool,
-    pub destination: DestinationRef,
-    pub run: RunReport,
-    /// The run's page in the console (for a test, the Notifications page).
+    /// An export's alert: its destination and run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<DestinationRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunReport>,
+    /// A pull's alert (`pull.failed`): its source and pull.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullReport>,
+    /// The run's or pull's page in the console (for a test, the Notifications page).
     pub link: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceRef {
+    pub id: i64,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PullReport {
+    pub id: i64,
+    /// `full` or `incremental`.
+    pub mode: String,
+    /// `failed`.
+    pub status: String,
+    pub error: Option<String>,
+    /// RFC 3339, UTC.
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub rows_read: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -130,11 +163,13 @@ impl Payload {
         Self {
             event: event.as_str(),
             test: false,
-            destination: DestinationRef {
+            source: None,
+            pull: None,
+            destination: Some(DestinationRef {
                 id: run.destination_id,
                 name: destination_name.to_owned(),
-            },
-            run: RunReport {
+            }),
+            run: Some(RunReport {
                 id: run.id,
                 kind,
                 status: run.status.as_str(),
@@ -148,8 +183,37 @@ impl Payload {
                     skipped: run.counters.skipped,
                     failed: run.counters.failed,
                 },
-            },
+            }),
             link: crate::mailchimp::join(public_url, &format!("admin/export-runs/{}", run.id))
+                .to_string(),
+        }
+    }
+
+    /// A failed pull's alert.
+    pub fn of_pull(
+        pull: &crate::store::sources::PullRow,
+        source_name: &str,
+        public_url: &Url,
+    ) -> Self {
+        Self {
+            event: Event::PullFailed.as_str(),
+            test: false,
+            destination: None,
+            run: None,
+            source: Some(SourceRef {
+                id: pull.source_id,
+                name: source_name.to_owned(),
+            }),
+            pull: Some(PullReport {
+                id: pull.id,
+                mode: pull.mode.clone(),
+                status: pull.status.clone(),
+                error: pull.error.clone(),
+                started_at: rfc3339(pull.started_at),
+                ended_at: pull.finished_at.and_then(rfc3339),
+                rows_read: pull.rows_read,
+            }),
+            link: crate::mailchimp::join(public_url, &format!("data/pulls/{}", pull.id))
                 .to_string(),
         }
     }
@@ -161,11 +225,13 @@ impl Payload {
         Self {
             event: Event::Test.as_str(),
             test: true,
-            destination: DestinationRef {
+            source: None,
+            pull: None,
+            destination: Some(DestinationRef {
                 id: 0,
                 name: "Test destination".into(),
-            },
-            run: RunReport {
+            }),
+            run: Some(RunReport {
                 id: 0,
                 kind: "export",
                 status: RunStatus::Failure.as_str(),
@@ -176,7 +242,7 @@ impl Payload {
                 started_at: now.clone(),
                 ended_at: now,
                 counts: Counts::default(),
-            },
+            }),
             link: crate::mailchimp::join(public_url, "system/notifications").to_string(),
         }
     }
@@ -185,29 +251,53 @@ impl Payload {
         Event::parse(self.event)
     }
 
+    /// Whose alert it is: the destination's or the source's name.
+    fn subject_name(&self) -> &str {
+        self.destination
+            .as_ref()
+            .map(|d| d.name.as_str())
+            .or(self.source.as_ref().map(|s| s.name.as_str()))
+            .unwrap_or_default()
+    }
+
     /// The email's subject: "Export failed: Newsletter".
     pub fn subject(&self) -> String {
         match self.event() {
             Event::Test => "Test alert from the export-destinations console".to_owned(),
-            event => format!("{}: {}", event.label(), self.destination.name),
+            event => format!("{}: {}", event.label(), self.subject_name()),
         }
     }
 
     /// The email's plain text.
     pub fn text(&self) -> String {
-        let run = &self.run;
+        if let Some(pull) = &self.pull {
+            return format!(
+                "The {} pull of the source “{}” failed; it wrote nothing, and the profiles stay as they were.\n\n\
+                 Error: {}\nStarted: {}\nEnded: {}\nRows read before it stopped: {}\n\nThe pull's page: {}\n",
+                pull.mode,
+                self.subject_name(),
+                pull.error.as_deref().unwrap_or("none given"),
+                pull.started_at.as_deref().unwrap_or("not started"),
+                pull.ended_at.as_deref().unwrap_or("not ended"),
+                pull.rows_read,
+                self.link
+            );
+        }
+        let Some(run) = &self.run else {
+            return self.link.clone();
+        };
+        let name = self.subject_name();
         let counts = &run.counts;
         let opening = match self.event() {
             Event::Test => "This is a test alert sent from System > Notifications of the \
                             export-destinations console. No export failed."
                 .to_owned(),
-            Event::RunFailed => format!(
-                "The export to “{}” ended in Failure.",
-                self.destination.name
-            ),
+            Event::RunFailed | Event::PullFailed => {
+                format!("The export to “{name}” ended in Failure.")
+            }
             Event::MembersFailed => format!(
-                "The export to “{}” ended Successful, but {} of its members failed.",
-                self.destination.name, counts.failed
+                "The export to “{name}” ended Successful, but {} of its members failed.",
+                counts.failed
             ),
         };
         let mut text = format!("{opening}\n\n");
@@ -244,21 +334,7 @@ pub async fn queue_for_run(conn: &mut AnyConnection, run_id: i64) -> sqlx::Resul
     let Some(event) = Event::of_run(&run, threshold) else {
         return Ok(0);
     };
-    let settings = store::load(&mut *conn).await?;
-    let mut queued = 0;
-    if let (true, Some(url), Some(_)) = (
-        settings.webhook_enabled,
-        &settings.webhook_url,
-        &settings.webhook_secret_sealed,
-    ) {
-        queued += usize::from(store::queue(conn, run.id, event.as_str(), "webhook", url).await?);
-    }
-    if settings.email_enabled && settings.smtp_host.is_some() && settings.smtp_from.is_some() {
-        for address in recipients(conn, &settings).await? {
-            queued +=
-                usize::from(store::queue(conn, run.id, event.as_str(), "email", &address).await?);
-        }
-    }
+    let queued = queue_to_every_channel(conn, store::About::Run(run.id), event).await?;
     if queued > 0 {
         tracing::info!(
             run_id,
@@ -266,6 +342,40 @@ pub async fn queue_for_run(conn: &mut AnyConnection, run_id: i64) -> sqlx::Resul
             queued,
             "failure alerts queued"
         );
+    }
+    Ok(queued)
+}
+
+/// Queues a failed pull's alerts, on the connection (or transaction) that finished it.
+pub async fn queue_for_pull(conn: &mut AnyConnection, pull_id: i64) -> sqlx::Result<usize> {
+    let queued =
+        queue_to_every_channel(conn, store::About::Pull(pull_id), Event::PullFailed).await?;
+    if queued > 0 {
+        tracing::info!(pull_id, queued, "failure alerts queued");
+    }
+    Ok(queued)
+}
+
+/// One delivery per channel that is on and target it has: how many were queued.
+async fn queue_to_every_channel(
+    conn: &mut AnyConnection,
+    about: store::About,
+    event: Event,
+) -> sqlx::Result<usize> {
+    let settings = store::load(&mut *conn).await?;
+    let mut queued = 0;
+    if let (true, Some(url), Some(_)) = (
+        settings.webhook_enabled,
+        &settings.webhook_url,
+        &settings.webhook_secret_sealed,
+    ) {
+        queued += usize::from(store::queue(conn, about, event.as_str(), "webhook", url).await?);
+    }
+    if settings.email_enabled && settings.smtp_host.is_some() && settings.smtp_from.is_some() {
+        for address in recipients(conn, &settings).await? {
+            queued +=
+                usize::from(store::queue(conn, about, event.as_str(), "email", &address).await?);
+        }
     }
     Ok(queued)
 }
@@ -396,18 +506,9 @@ impl Sender {
     async fn try_delivery(&self, delivery: &Delivery) -> anyhow::Result<Tried> {
         let pool = self.db.pool();
         let settings = store::load(pool).await?;
-        let run = match delivery.run_id {
-            Some(id) => runs::find(pool, id).await?,
-            None => None,
+        let Some(payload) = self.payload(delivery).await? else {
+            return Ok(not_sent("The run or pull of this alert no longer exists."));
         };
-        let Some(run) = run else {
-            return Ok(not_sent("The run of this alert no longer exists."));
-        };
-        let name = crate::store::destinations::name_of(pool, run.destination_id)
-            .await?
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "(removed destination)".into());
-        let payload = Payload::of_run(Event::parse(&delivery.event), &run, &name, &self.public_url);
         match delivery.channel.as_str() {
             "webhook" => {
                 let (true, Some(url), Some(sealed)) = (
@@ -439,6 +540,37 @@ impl Sender {
                     .await)
             }
         }
+    }
+
+    /// What the delivery tells: about its run, or about its pull.
+    async fn payload(&self, delivery: &Delivery) -> anyhow::Result<Option<Payload>> {
+        let pool = self.db.pool();
+        if let Some(pull_id) = delivery.pull_id {
+            let Some(pull) = crate::store::sources::find_pull(pool, pull_id).await? else {
+                return Ok(None);
+            };
+            let name = crate::store::sources::find(pool, pull.source_id)
+                .await?
+                .map_or_else(|| "(deleted source)".to_owned(), |s| s.name);
+            return Ok(Some(Payload::of_pull(&pull, &name, &self.public_url)));
+        }
+        let run = match delivery.run_id {
+            Some(id) => runs::find(pool, id).await?,
+            None => None,
+        };
+        let Some(run) = run else {
+            return Ok(None);
+        };
+        let name = crate::store::destinations::name_of(pool, run.destination_id)
+            .await?
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "(removed destination)".into());
+        Ok(Some(Payload::of_run(
+            Event::parse(&delivery.event),
+            &run,
+            &name,
+            &self.public_url,
+        )))
     }
 
     async fn post(&self, delivery_id: i64, secret: &str, url: &str, payload: &Payload) -> Tried {

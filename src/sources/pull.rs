@@ -172,53 +172,32 @@ pub async fn execute(sources: &Sources, claimed: Claimed) -> anyhow::Result<Pull
     let pool = sources.db.pool();
     let id = claimed.pull_id;
     let outcome = read_and_write(sources, &claimed).await;
-    match outcome {
+    let (status, counts, error, import_id) = match outcome {
         Ok(Ended::Written {
             totals,
             import_id,
             after,
         }) => {
+            if totals.error.is_none() {
+                store::set_after_pull(pool, claimed.row.id, &after.as_ref()).await?;
+            }
             let status = if totals.error.is_some() {
                 "failed"
             } else {
                 "succeeded"
             };
-            if totals.error.is_none() {
-                store::set_after_pull(pool, claimed.row.id, &after.as_ref()).await?;
-            }
-            store::finish_pull(
-                pool,
-                id,
-                status,
-                &counts_of(&totals),
-                totals.error.as_deref(),
-                Some(import_id),
-            )
-            .await?;
+            (status, counts_of(&totals), totals.error, Some(import_id))
         }
-        Ok(Ended::NotModified) => {
-            store::finish_pull(
-                pool,
-                id,
-                "unchanged",
-                &counts_of(&Totals::default()),
-                None,
-                None,
-            )
-            .await?;
-        }
-        Err(err) => {
-            store::finish_pull(
-                pool,
-                id,
-                "failed",
-                &counts_of(&Totals::default()),
-                Some(&err.0),
-                None,
-            )
-            .await?;
-        }
+        Ok(Ended::NotModified) => ("unchanged", PullCounts::default(), None, None),
+        Err(err) => ("failed", PullCounts::default(), Some(err.0), None),
+    };
+    // The pull's end and its failure alerts are written together, as a run's are.
+    let mut tx = crate::db::begin_write(pool).await?;
+    store::finish_pull(&mut *tx, id, status, &counts, error.as_deref(), import_id).await?;
+    if status == "failed" {
+        crate::alerts::queue_for_pull(&mut tx, id).await?;
     }
+    tx.commit().await?;
     let pull = store::find_pull(pool, id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("pull {id} vanished"))?;

@@ -213,6 +213,8 @@ pub async fn set_threshold(
 pub struct Delivery {
     pub id: i64,
     pub run_id: Option<i64>,
+    /// Set instead of the run for an alert about a source's pull.
+    pub pull_id: Option<i64>,
     pub event: String,
     pub channel: String,
     pub target: String,
@@ -220,12 +222,13 @@ pub struct Delivery {
     pub attempts: i64,
 }
 
-const DELIVERY_COLUMNS: &str = "id, run_id, event, channel, target, attempts";
+const DELIVERY_COLUMNS: &str = "id, run_id, pull_id, event, channel, target, attempts";
 
 fn delivery_from_row(row: AnyRow) -> sqlx::Result<Delivery> {
     Ok(Delivery {
         id: row.try_get("id")?,
         run_id: row.try_get("run_id")?,
+        pull_id: row.try_get("pull_id")?,
         event: row.try_get("event")?,
         channel: row.try_get("channel")?,
         target: row.try_get("target")?,
@@ -235,19 +238,30 @@ fn delivery_from_row(row: AnyRow) -> sqlx::Result<Delivery> {
 
 /// Queues an alert of a run to one target; a second queueing of the same alert is a
 /// no-op. True when it was queued.
+/// What an alert is about.
+#[derive(Debug, Clone, Copy)]
+pub enum About {
+    Run(i64),
+    Pull(i64),
+}
+
 pub async fn queue(
     conn: &mut AnyConnection,
-    run_id: i64,
+    about: About,
     event: &str,
     channel: &str,
     target: &str,
 ) -> sqlx::Result<bool> {
     let now = now_millis();
-    let done = sqlx::query(
-        "INSERT INTO alert_deliveries (run_id, event, channel, target, status, next_attempt_at, created_at) \
-         VALUES ($1, $2, $3, $4, 'pending', $5, $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(run_id)
+    let (column, id) = match about {
+        About::Run(id) => ("run_id", id),
+        About::Pull(id) => ("pull_id", id),
+    };
+    let done = sqlx::query(&format!(
+        "INSERT INTO alert_deliveries ({column}, event, channel, target, status, next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, $4, 'pending', $5, $5) ON CONFLICT DO NOTHING"
+    ))
+    .bind(id)
     .bind(event)
     .bind(channel)
     .bind(target)
@@ -433,6 +447,7 @@ async fn insert_attempt(
 pub struct Attempt {
     pub delivery_id: i64,
     pub run_id: Option<i64>,
+    pub pull_id: Option<i64>,
     pub event: String,
     pub channel: String,
     pub target: String,
@@ -451,7 +466,7 @@ pub async fn recent_attempts<'e>(
     limit: i64,
 ) -> sqlx::Result<Vec<Attempt>> {
     sqlx::query(
-        "SELECT a.delivery_id, d.run_id, d.event, d.channel, d.target, a.attempt, a.at, a.status_code, \
+        "SELECT a.delivery_id, d.run_id, d.pull_id, d.event, d.channel, d.target, a.attempt, a.at, a.status_code, \
          a.error, a.answer, a.outcome \
          FROM alert_attempts a JOIN alert_deliveries d ON d.id = a.delivery_id \
          ORDER BY a.id DESC LIMIT $1",
@@ -461,6 +476,7 @@ pub async fn recent_attempts<'e>(
         Ok(Attempt {
             delivery_id: row.try_get("delivery_id")?,
             run_id: row.try_get("run_id")?,
+            pull_id: row.try_get("pull_id")?,
             event: row.try_get("event")?,
             channel: row.try_get("channel")?,
             target: row.try_get("target")?,

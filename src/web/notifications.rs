@@ -69,6 +69,7 @@ struct AttemptRow {
     at: String,
     delivery_id: i64,
     run_id: Option<i64>,
+    pull_id: Option<i64>,
     event: &'static str,
     channel: &'static str,
     target: String,
@@ -230,6 +231,7 @@ fn attempt_row(a: store::Attempt) -> AttemptRow {
     let event = match a.event.as_str() {
         "test" => "Test",
         "run.members_failed" => "Failed members",
+        "pull.failed" => "Pull failed",
         _ => "Run failed",
     };
     let channel = if a.channel == "webhook" {
@@ -252,6 +254,7 @@ fn attempt_row(a: store::Attempt) -> AttemptRow {
         at: format::timestamp(a.at),
         delivery_id: a.delivery_id,
         run_id: a.run_id,
+        pull_id: a.pull_id,
         event,
         channel,
         target: a.target,

@@ -39,12 +39,12 @@ async fn exporting_world() -> (World, TestApp, i64) {
 }
 
 /// Saves the settings form with `fields` (everything else left empty or off).
-async fn save(admin: &TestApp, fields: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn save(admin: &TestApp, fields: &[(&str, &str)]) -> reqwest::Response {
     admin.post_form(PAGE, PAGE, fields).await
 }
 
 /// The signing secret a page shows once.
-fn shown_secret(html: &str) -> String {
+pub(crate) fn shown_secret(html: &str) -> String {
     let start = html
         .find("id=\"new-secret\"")
         .expect("the page shows the new secret");
@@ -55,7 +55,7 @@ fn shown_secret(html: &str) -> String {
 }
 
 /// Turns the webhook on at `url`; returns the secret shown once.
-async fn webhook_on(admin: &TestApp, url: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) async fn webhook_on(admin: &TestApp, url: &str, extra: &[(&str, &str)]) -> String {
     let mut fields = vec![("webhook_enabled", "yes"), ("webhook_url", url)];
     fields.extend_from_slice(extra);
     let saved = save(admin, &fields).await;
@@ -68,7 +68,7 @@ async fn webhook_on(admin: &TestApp, url: &str, extra: &[(&str, &str)]) -> Strin
 
 /// `sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`, as the README tells a
 /// receiver to compute it.
-fn expected_signature(secret: &str, timestamp: &str, body: &str) -> String {
+pub(crate) fn expected_signature(secret: &str, timestamp: &str, body: &str) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{timestamp}.{body}").as_bytes());
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
@@ -91,7 +91,7 @@ fn first_names_fail(w: &World) {
     field.kind = "number".into();
 }
 
-async fn wait_for_requests(
+pub(crate) async fn wait_for_requests(
     receiver: &WebhookReceiver,
     n: usize,
 ) -> Vec<crate::receivers::Received> {

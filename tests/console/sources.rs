@@ -899,3 +899,69 @@ async fn sources_pull_on_their_own_interval_share_customers_and_a_stopped_pull_i
     .unwrap();
     assert_eq!(interrupted, 1);
 }
+
+#[tokio::test]
+async fn a_failed_pull_raises_the_failure_alerts_an_export_would() {
+    let app = spawn_app().await;
+    let db = source_dbs::postgres().await;
+    pg_exec(
+        &db,
+        &[
+            "CREATE TABLE customers (id text, email text)",
+            "INSERT INTO customers VALUES ('A1', 'a1@northwind.io')",
+        ],
+    )
+    .await;
+    app.signed_in_as("admin@example.com", Role::Administrator)
+        .await;
+    let receiver = crate::receivers::WebhookReceiver::start(&[]).await;
+    let secret = crate::notifications::webhook_on(&app, &receiver.url, &[]).await;
+    let source = add_source(
+        &app,
+        &[
+            ("kind", "postgres"),
+            ("name", "Shop"),
+            ("url", &db),
+            ("query", "SELECT id, email AS \"Email\" FROM customers"),
+            ("id_column", "id"),
+        ],
+    )
+    .await;
+    assert_eq!(pull_now(&app, source, false).await.status, "succeeded");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.received().is_empty(), "a good pull alerts no one");
+
+    pg_exec(&db, &["DROP TABLE customers"]).await;
+    let failed = pull_now(&app, source, false).await;
+    assert_eq!(failed.status, "failed");
+    let got = crate::notifications::wait_for_requests(&receiver, 1).await;
+    let request = &got[0];
+    let timestamp = request.header("x-export-destinations-timestamp");
+    assert_eq!(
+        request.header("x-export-destinations-signature"),
+        crate::notifications::expected_signature(&secret, &timestamp, &request.body)
+    );
+    let body = request.json();
+    assert_eq!(body["event"], "pull.failed");
+    assert_eq!(body["source"]["name"], "Shop");
+    assert_eq!(body["pull"]["id"], failed.id);
+    assert!(
+        body["pull"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not exist"),
+        "{body}"
+    );
+    assert_eq!(
+        body["link"],
+        format!("{}/data/pulls/{}", app.base, failed.id)
+    );
+    let page = app.get_html("/system/notifications").await;
+    assert!(
+        page.contains(&format!(
+            "<a href=\"/data/pulls/{}\">Pull {}</a>",
+            failed.id, failed.id
+        )) && page.contains("Pull failed"),
+        "{page}"
+    );
+}
