@@ -95,12 +95,42 @@ fn counts(pull: &PullRow) -> (i64, i64, i64, i64, i64, i64) {
     )
 }
 
-/// The scheduled refresh as it runs when due: pull every source, refresh the segments,
-/// queue every destination's export; then the destination's run, once it ended.
-async fn scheduled_refresh(w: &World, destination: i64) -> Run {
-    export_destinations::schedule::refresh_and_export(&w.app.state.sources, "schedule", None)
+/// The schedule on (daily at 06:00 UTC) and its occurrence on November `day` due: the
+/// console pulls every source, refreshes the segments and queues every destination's
+/// export; then the destination's run, once it ended.
+async fn scheduled_refresh(w: &World, destination: i64, day: u32) -> Run {
+    use chrono::TimeZone;
+    let pool = w.app.state.db.pool();
+    if day == 1 {
+        let spec = export_destinations::domain::schedule::ScheduleSpec::parse(
+            true,
+            "daily",
+            &[],
+            "06:00",
+            "UTC",
+        )
+        .unwrap();
+        export_destinations::store::schedule::save(pool, &spec, 1)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE schedule SET fired_through = $1")
+            .bind(
+                chrono::Utc
+                    .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+                    .unwrap()
+                    .timestamp_millis(),
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let due = chrono::Utc
+        .with_ymd_and_hms(2026, 11, day, 6, 0, 30)
+        .unwrap();
+    let refresh = export_destinations::schedule::run_due(&w.app.state.sources, due)
         .await
         .unwrap();
+    assert!(refresh.is_some(), "the occurrence of November {day} ran");
     let run: i64 = sqlx::query_scalar("SELECT MAX(id) FROM export_runs WHERE destination_id = $1")
         .bind(destination)
         .fetch_one(w.app.state.db.pool())
@@ -178,7 +208,7 @@ async fn a_postgres_table_reaches_the_audience_at_each_scheduled_refresh_with_no
     let germany = segment(&w.app, "Germany", "Country", "Germany").await;
     let id = destination(&w, &[germany], "subscribed").await;
 
-    let first = scheduled_refresh(&w, id).await;
+    let first = scheduled_refresh(&w, id, 1).await;
     assert_eq!(first.status, RunStatus::Successful, "{:?}", first.message);
     let pulls = store::pulls_of(w.app.state.db.pool(), source, 5)
         .await
@@ -205,7 +235,7 @@ async fn a_postgres_table_reaches_the_audience_at_each_scheduled_refresh_with_no
         ],
     )
     .await;
-    let second = scheduled_refresh(&w, id).await;
+    let second = scheduled_refresh(&w, id, 2).await;
     assert_eq!(second.status, RunStatus::Successful, "{:?}", second.message);
     let pulls = store::pulls_of(w.app.state.db.pool(), source, 5)
         .await
