@@ -96,6 +96,7 @@ impl App {
             key: secret_key.clone(),
             reach: crate::sources::reach::Reach::new(local, &public_url),
             statement_timeout: settings.source_statement_timeout,
+            live: Default::default(),
         };
         let state = AppState {
             sources,

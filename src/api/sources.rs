@@ -382,5 +382,5 @@ pub async fn show_pull(
     let pull = store::find_pull(state.db.pool(), id)
         .await?
         .ok_or_else(Problem::not_found)?;
-    Ok(Json(PullOut::of(&pull)))
+    Ok(Json(PullOut::of(&state.sources.live.current(pull))))
 }

@@ -139,6 +139,7 @@ async fn console(args: &BenchSourcesArgs, dir: &std::path::Path) -> anyhow::Resu
         key: crate::crypto::SecretKey::generate(),
         reach: crate::sources::reach::Reach::default(),
         statement_timeout: std::time::Duration::from_secs(600),
+        live: Default::default(),
     })
 }
 

@@ -29,6 +29,71 @@ pub struct Sources {
     pub reach: reach::Reach,
     /// How long a source's query may run.
     pub statement_timeout: Duration,
+    /// The pulls running in this process and their counts so far.
+    pub live: Live,
+}
+
+/// Pulls running in this process: pull ID → (source ID, counts so far). On SQLite a pull's
+/// transaction holds the database's one write lock until it ends, so its counts and its
+/// heartbeat cannot be written while it runs: pages read them from here instead, and a
+/// pull that is running here is never taken for a stopped one.
+#[derive(Clone, Default)]
+pub struct Live(
+    std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<i64, (i64, crate::store::sources::PullCounts)>>,
+    >,
+);
+
+impl Live {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<i64, (i64, crate::store::sources::PullCounts)>,
+    > {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn set(
+        &self,
+        pull_id: i64,
+        source_id: i64,
+        counts: crate::store::sources::PullCounts,
+    ) {
+        self.lock().insert(pull_id, (source_id, counts));
+    }
+
+    pub(crate) fn remove(&self, pull_id: i64) {
+        self.lock().remove(&pull_id);
+    }
+
+    /// The pull of this source running in this process, if any.
+    pub fn running(&self, source_id: i64) -> Option<i64> {
+        self.lock()
+            .iter()
+            .find(|(_, (source, _))| *source == source_id)
+            .map(|(pull, _)| *pull)
+    }
+
+    /// A pull as it stands: its row, with the counts of this process when it runs here.
+    pub fn current(
+        &self,
+        mut pull: crate::store::sources::PullRow,
+    ) -> crate::store::sources::PullRow {
+        if pull.status == "running" {
+            if let Some((_, counts)) = self.lock().get(&pull.id) {
+                pull.rows_read = counts.rows_read as i64;
+                pull.created = counts.created as i64;
+                pull.updated = counts.updated as i64;
+                pull.unchanged = counts.unchanged as i64;
+                pull.rejected = counts.rejected as i64;
+                pull.deleted = counts.deleted as i64;
+            }
+        }
+        pull
+    }
 }
 
 /// Why a source could not be read: a sentence for the person who set it up.

@@ -79,6 +79,9 @@ pub async fn claim(
     let Some(row) = store::find(pool, request.source_id).await? else {
         return Ok(Err(NotStarted::NoSuchSource));
     };
+    if let Some(running) = sources.live.running(row.id) {
+        return Ok(Err(NotStarted::Running(running)));
+    }
     let spec = SourceSpec::from_row(&row, &sources.key)?;
     let full = request.full
         || spec.kind == SourceKind::CsvUrl
@@ -171,6 +174,7 @@ fn counts_of(totals: &Totals) -> PullCounts {
 pub async fn execute(sources: &Sources, claimed: Claimed) -> anyhow::Result<PullRow> {
     let pool = sources.db.pool();
     let id = claimed.pull_id;
+    sources.live.set(id, claimed.row.id, PullCounts::default());
     let outcome = read_and_write(sources, &claimed).await;
     let (status, counts, error, import_id) = match outcome {
         Ok(Ended::Written {
@@ -198,6 +202,7 @@ pub async fn execute(sources: &Sources, claimed: Claimed) -> anyhow::Result<Pull
         crate::alerts::queue_for_pull(&mut tx, id).await?;
     }
     tx.commit().await?;
+    sources.live.remove(id);
     let pull = store::find_pull(pool, id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("pull {id} vanished"))?;
@@ -260,7 +265,10 @@ async fn read_and_write(sources: &Sources, claimed: &Claimed) -> Result<Ended, S
             .await
             .map_err(internal)?;
     let counts = Arc::new(Mutex::new(PullCounts::default()));
-    let publisher = {
+    // PostgreSQL takes the counts and the heartbeat while the pull writes (other consoles
+    // read them there); SQLite's one write lock is the pull's until it ends, so there they
+    // stay in this process (`Sources::live`).
+    let publisher = (db.backend() == crate::db::Backend::Postgres).then(|| {
         let (db, counts, id) = (db.clone(), counts.clone(), claimed.pull_id);
         AbortOnDrop(tokio::spawn(async move {
             loop {
@@ -271,7 +279,8 @@ async fn read_and_write(sources: &Sources, claimed: &Claimed) -> Result<Ended, S
                 }
             }
         }))
-    };
+    });
+    let (live, pull_id, source_id) = (sources.live.clone(), claimed.pull_id, row.id);
     let file_name = format!("{} (pull {})", spec.name, claimed.pull_id);
     let target = Target {
         file_name: &file_name,
@@ -284,6 +293,7 @@ async fn read_and_write(sources: &Sources, claimed: &Claimed) -> Result<Ended, S
     };
     let written = writer::write_counting(db, receiver, target, &|totals, _| {
         *counts.lock().expect("counts") = counts_of(totals);
+        live.set(pull_id, source_id, counts_of(totals));
     })
     .await;
     drop(publisher);

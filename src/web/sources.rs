@@ -149,8 +149,8 @@ async fn show(
     let source = store::find(pool, id).await?.ok_or(AppError::NotFound)?;
     let pulls: Vec<PullView> = store::pulls_of(pool, id, 20)
         .await?
-        .iter()
-        .map(PullView::of)
+        .into_iter()
+        .map(|p| PullView::of(&state.sources.live.current(p)))
         .collect();
     let running = pulls
         .iter()
@@ -227,6 +227,7 @@ async fn pull_page(
     let pull = store::find_pull(pool, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    let pull = state.sources.live.current(pull);
     let source = store::find(pool, pull.source_id)
         .await?
         .ok_or(AppError::NotFound)?;

@@ -385,7 +385,7 @@ async fn a_pull_that_fails_part_way_writes_nothing() {
             ("url", &db),
             (
                 "query",
-                "SELECT 'P' || n AS customer_id, email AS \"Email\", 10 / (2500 - n) AS \"Ratio\" FROM customers ORDER BY n",
+                "SELECT 'P' || n AS customer_id, email AS \"Email\", 10 / (2500 - n) AS \"Ratio\" FROM customers",
             ),
             ("id_column", "customer_id"),
         ],
@@ -395,6 +395,10 @@ async fn a_pull_that_fails_part_way_writes_nothing() {
     assert_eq!(pull.status, "failed");
     let error = pull.error.clone().unwrap_or_default();
     assert!(error.contains("division by zero"), "{error}");
+    assert!(
+        error.starts_with("Row 2500:"),
+        "2,499 rows were read (and 2,000 written in the pull's transaction) first: {error}"
+    );
     assert!(
         error.contains("Nothing of this pull was written"),
         "{error}"
@@ -994,4 +998,67 @@ async fn a_failed_pull_raises_the_failure_alerts_an_export_would() {
         )) && page.contains("Pull failed"),
         "{page}"
     );
+}
+
+#[tokio::test]
+async fn a_running_pull_shows_its_counts_as_they_grow() {
+    let app = spawn_app().await;
+    let db = source_dbs::postgres().await;
+    pg_exec(
+        &db,
+        &[
+            "CREATE TABLE customers (n int, email text)",
+            "INSERT INTO customers SELECT i, 'g' || i || '@northwind.io' FROM generate_series(1, 1500) i",
+        ],
+    )
+    .await;
+    app.signed_in_as("admin@example.com", Role::Administrator)
+        .await;
+    // Rows after the 600th come slowly: the pull is still running with 500 or 1,000 rows
+    // written (the table is read in the order it was written).
+    let source = add_source(
+        &app,
+        &[
+            ("kind", "postgres"),
+            ("name", "Slow shop"),
+            ("url", &db),
+            (
+                "query",
+                "SELECT 'G' || n AS id, email AS \"Email\", \
+                 CASE WHEN n > 600 THEN pg_sleep(0.004)::text END AS \"Slow\" FROM customers",
+            ),
+            ("id_column", "id"),
+        ],
+    )
+    .await;
+    let page = format!("/data/sources/{source}");
+    let response = app.post_form(&page, &format!("{page}/pull"), &[]).await;
+    let pull: i64 = location(&response)
+        .trim_start_matches("/data/pulls/")
+        .parse()
+        .unwrap();
+    let shown = wait_until(
+        "the pull page to show rows read while it runs",
+        Duration::from_secs(20),
+        || {
+            let app = &app;
+            async move {
+                let html = app.get_html(&format!("/data/pulls/{pull}")).await;
+                let read = html
+                    .split("<dt>Rows read</dt><dd>")
+                    .nth(1)
+                    .and_then(|rest| rest.split('<').next())
+                    .unwrap_or_default()
+                    .to_owned();
+                (html.contains("Pulling…") && (read == "500" || read == "1,000")).then_some(html)
+            }
+        },
+    )
+    .await;
+    assert!(
+        shown.contains("http-equiv=\"refresh\""),
+        "the page follows the pull"
+    );
+    let done = ended(&app, pull).await;
+    assert_eq!((done.status.as_str(), done.created), ("succeeded", 1500));
 }
