@@ -2,17 +2,19 @@
 //! status a client can act on and a detail saying what to change: an ID in the path that
 //! is not a number (400), a body that is too large (413), not JSON (415 or 400), not a JSON
 //! object or with fields the request does not take (422, naming them), an unknown route
-//! (404) or method (405).
+//! (404) or method (405). Bulk profile writes take a JSON array or NDJSON instead, with
+//! limits of their own (413 past them).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, Error as _, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::api::{FieldError, Problem};
+use crate::profiles::push;
 
 /// The `{id}` of a route: a whole number, or 400 saying so.
 #[derive(Debug, Clone, Copy)]
@@ -62,51 +64,256 @@ impl<T: ApiBody, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_json_content_type);
-        let bytes = Bytes::from_request(request, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "Bad request",
-                    format!("The body could not be read: {}", e.body_text()),
-                )
-            }
-        })?;
+        let (content_type, bytes) = read_body(request, state, too_large).await?;
         if bytes.is_empty() && T::EMPTY_MEANS_DEFAULTS {
             return parse(Map::new()).map(ApiJson);
         }
-        if !is_json {
-            return Err(Problem::new(
+        parse(json_object(&content_type, &bytes)?).map(ApiJson)
+    }
+}
+
+/// A JSON object body whose names are not known in advance (a profile's fields), read
+/// within the console's body limit.
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let (content_type, bytes) = read_body(request, state, too_large).await?;
+        json_object(&content_type, &bytes).map(JsonObject)
+    }
+}
+
+/// Where a row of a bulk body came from: its place in a JSON array (from 0) or its line in
+/// NDJSON (from 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowAt {
+    Index(usize),
+    Line(usize),
+}
+
+/// The rows of a bulk profile write: a JSON array (`application/json`) or one JSON value a
+/// line (`application/x-ndjson`), within [`push::MAX_PUSH_BYTES`] and [`push::MAX_ROWS`]
+/// (413 past either: nothing is written). An NDJSON line that is not JSON is a row of its
+/// own, refused with why; a JSON array that is not JSON is refused whole (400).
+pub struct ProfileRows(pub Vec<BulkRow>);
+
+/// One row of a bulk body: where it came from, and its JSON or why it is not JSON.
+pub struct BulkRow {
+    pub at: RowAt,
+    pub value: Result<Value, String>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for ProfileRows {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let (content_type, bytes) = read_body(request, state, push_too_large).await?;
+        if is_json_content_type(&content_type) {
+            json_array(&bytes).map(ProfileRows)
+        } else if is_ndjson_content_type(&content_type) {
+            ndjson_lines(&bytes).map(ProfileRows)
+        } else {
+            Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Unsupported Media Type",
-                "Send the body as JSON, with the header Content-Type: application/json.",
-            ));
+                "Send the profiles as a JSON array with the header Content-Type: application/json, \
+                 or one JSON object a line with Content-Type: application/x-ndjson.",
+            ))
         }
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    }
+}
+
+/// `application/x-ndjson` or `application/ndjson`, with or without parameters.
+fn is_ndjson_content_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/x-ndjson" || essence == "application/ndjson"
+}
+
+fn push_too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Payload Too Large",
+        format!(
+            "The body is larger than a bulk profile write takes ({} bytes at most). Nothing was written: \
+             send the profiles in several requests.",
+            push::MAX_PUSH_BYTES
+        ),
+    )
+}
+
+fn too_many_rows() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Payload Too Large",
+        format!(
+            "The body holds more than {} profiles, the most one request takes. Nothing was written: \
+             send them in several requests.",
+            push::MAX_ROWS
+        ),
+    )
+}
+
+/// A JSON array's elements, read one by one and refused past [`push::MAX_ROWS`] without
+/// reading further.
+fn json_array(bytes: &[u8]) -> Result<Vec<BulkRow>, Problem> {
+    let over = std::cell::Cell::new(false);
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let read = AtMost {
+        max: push::MAX_ROWS,
+        over: &over,
+    }
+    .deserialize(&mut reader)
+    .and_then(|rows| reader.end().map(|()| rows));
+    match read {
+        Ok(rows) => Ok(rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| BulkRow {
+                at: RowAt::Index(i),
+                value: Ok(row),
+            })
+            .collect()),
+        Err(_) if over.get() => Err(too_many_rows()),
+        Err(e) if e.classify() == serde_json::error::Category::Data => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid request",
+            format!(
+                "A JSON array of profiles is expected as the body ([{{\"customer_id\": …, fields…}}, …]): {e}."
+            ),
+        )),
+        Err(e) => Err(not_json(&e)),
+    }
+}
+
+/// Up to `max` elements of a JSON array; `over` is set when there are more.
+struct AtMost<'a> {
+    max: usize,
+    over: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for AtMost<'_> {
+    type Value = Vec<Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<Value>, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AtMost<'_> {
+    type Value = Vec<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+        let mut rows = Vec::new();
+        while let Some(row) = seq.next_element::<Value>()? {
+            if rows.len() == self.max {
+                self.over.set(true);
+                return Err(A::Error::custom("too many rows"));
+            }
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+}
+
+/// Each line that is not blank, numbered from 1, as JSON or why it is not; more than
+/// [`push::MAX_ROWS`] such lines are refused before any is read.
+fn ndjson_lines(bytes: &[u8]) -> Result<Vec<BulkRow>, Problem> {
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The body is not UTF-8 text: NDJSON is UTF-8, one JSON object a line.",
+        )
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let lines = || {
+        text.split('\n')
+            .enumerate()
+            .map(|(i, line)| (i + 1, line.trim()))
+            .filter(|(_, line)| !line.is_empty())
+    };
+    if lines().count() > push::MAX_ROWS {
+        return Err(too_many_rows());
+    }
+    Ok(lines()
+        .map(|(line, text)| {
+            let value =
+                serde_json::from_str(text).map_err(|e| format!("The line is not JSON: {e}."));
+            BulkRow {
+                at: RowAt::Line(line),
+                value,
+            }
+        })
+        .collect())
+}
+
+/// The body's content type (empty when there is none) and bytes; `too_large` answers a
+/// body past the route's limit.
+async fn read_body<S: Send + Sync>(
+    request: Request,
+    state: &S,
+    too_large: fn() -> Problem,
+) -> Result<(String, Bytes), Problem> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = Bytes::from_request(request, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
             Problem::new(
                 StatusCode::BAD_REQUEST,
                 "Bad request",
-                format!("The body is not valid JSON: {e}."),
+                format!("The body could not be read: {}", e.body_text()),
             )
-        })?;
-        let Value::Object(object) = value else {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Invalid request",
-                format!(
-                    "A JSON object is expected as the body ({{\"name\": value, …}}); this body is {}.",
-                    kind_of(&value)
-                ),
-            ));
-        };
-        parse(object).map(ApiJson)
+        }
+    })?;
+    Ok((content_type, bytes))
+}
+
+/// A body sent as JSON that holds a JSON object: 415, 400 or 422 saying what is wrong.
+fn json_object(content_type: &str, bytes: &[u8]) -> Result<Map<String, Value>, Problem> {
+    if !is_json_content_type(content_type) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type",
+            "Send the body as JSON, with the header Content-Type: application/json.",
+        ));
     }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| not_json(&e))?;
+    match value {
+        Value::Object(object) => Ok(object),
+        value => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid request",
+            format!(
+                "A JSON object is expected as the body ({{\"name\": value, …}}); this body is {}.",
+                kind_of(&value)
+            ),
+        )),
+    }
+}
+
+fn not_json(err: &serde_json::Error) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "Bad request",
+        format!("The body is not valid JSON: {err}."),
+    )
 }
 
 /// `application/json`, or any `application/…+json`, with or without parameters.

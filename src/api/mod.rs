@@ -10,12 +10,12 @@ mod profiles;
 mod segments;
 mod sources;
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -51,6 +51,15 @@ pub fn router(state: AppState) -> Router {
                 .delete(segments::delete),
         )
         .route("/segments/refresh", post(refresh_segments))
+        .route(
+            "/profiles",
+            post(profiles::push_profiles)
+                .layer(DefaultBodyLimit::max(crate::profiles::push::MAX_PUSH_BYTES)),
+        )
+        .route(
+            "/profiles/{customer_id}",
+            put(profiles::put_profile).delete(profiles::delete_profile),
+        )
         .route(
             "/profiles/{customer_id}/forget",
             post(profiles::forget_customer),

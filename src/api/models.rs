@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::domain::FieldType;
 use crate::domain::segment_rules::{Condition, Match, Operator};
 use crate::store::destinations::{Destination, Stage};
+use crate::store::profiles::Outcome;
 use crate::store::runs::Run;
 use crate::store::segments::{Definition, Segment};
 
@@ -281,4 +283,126 @@ pub struct RefreshedSegment {
     pub member_count: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<String>>,
+}
+
+/// A profile field's value as sent: text, a number or a boolean, each read as an import
+/// reads its cell's text; `null` clears the field.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum FieldValueIn {
+    Text(String),
+    Number(f64),
+    Boolean(bool),
+    /// Clears the field.
+    Null,
+}
+
+/// A profile's fields, by name: the fields given are set and the others kept; `null`
+/// clears one. A field the catalogue does not have yet is added, typed from its value.
+#[derive(ToSchema)]
+pub struct ProfileFieldsIn {
+    #[serde(flatten)]
+    pub fields: std::collections::HashMap<String, FieldValueIn>,
+}
+
+/// One profile of a bulk write: its customer ID and fields, as a PUT's body takes them.
+#[derive(ToSchema)]
+pub struct ProfileIn {
+    /// 1 to 200 characters (a number is read as its text).
+    #[schema(min_length = 1, max_length = 200)]
+    pub customer_id: String,
+    #[serde(flatten)]
+    pub fields: std::collections::HashMap<String, FieldValueIn>,
+}
+
+/// What a write did to a profile.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfileOutcome {
+    Created,
+    Updated,
+    /// It already held every value sent: nothing was written.
+    Unchanged,
+}
+
+impl From<Outcome> for ProfileOutcome {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Created => Self::Created,
+            Outcome::Updated => Self::Updated,
+            Outcome::Unchanged => Self::Unchanged,
+        }
+    }
+}
+
+/// A profile after a write: its customer ID, what the write did, and its fields now.
+#[derive(Serialize, ToSchema)]
+pub struct ProfileWritten {
+    pub customer_id: String,
+    pub outcome: ProfileOutcome,
+    /// Every field the profile holds a value for, typed as its field is.
+    #[schema(value_type = std::collections::HashMap<String, FieldValueIn>)]
+    pub fields: Map<String, Value>,
+}
+
+/// What became of one row of a bulk write.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RowOutcome {
+    Created,
+    Updated,
+    Unchanged,
+    /// Not written: `reason` says why.
+    Rejected,
+}
+
+impl From<Outcome> for RowOutcome {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Created => Self::Created,
+            Outcome::Updated => Self::Updated,
+            Outcome::Unchanged => Self::Unchanged,
+        }
+    }
+}
+
+/// One row of a bulk write, in the order sent.
+#[derive(Serialize, ToSchema)]
+pub struct RowResult {
+    /// A JSON array's row: its place, from 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// An NDJSON row: its line, from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// The row's customer ID (an over-long one in part); absent when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    pub outcome: RowOutcome,
+    /// Why the row was rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A bulk write's rows, in the order sent, and how many had each outcome.
+#[derive(Serialize, ToSchema, Default)]
+pub struct ProfilesPushed {
+    pub results: Vec<RowResult>,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+}
+
+impl ProfilesPushed {
+    /// Adds the next row's result and counts it.
+    pub fn add(&mut self, result: RowResult) {
+        match result.outcome {
+            RowOutcome::Created => self.created += 1,
+            RowOutcome::Updated => self.updated += 1,
+            RowOutcome::Unchanged => self.unchanged += 1,
+            RowOutcome::Rejected => self.rejected += 1,
+        }
+        self.results.push(result);
+    }
 }

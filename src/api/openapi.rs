@@ -8,8 +8,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api::models::{
     ConditionOut, Counts, DestinationKind, DestinationList, DestinationOut, DestinationStatus,
-    MailchimpTarget, MergeFieldOut, NewMemberStatusOut, RefreshOut, RefreshedSegment, RunOut,
-    RunStatusOut, SegmentKind, SegmentList, SegmentOut,
+    FieldValueIn, MailchimpTarget, MergeFieldOut, NewMemberStatusOut, ProfileFieldsIn, ProfileIn,
+    ProfileOutcome, ProfileWritten, ProfilesPushed, RefreshOut, RefreshedSegment, RowOutcome,
+    RowResult, RunOut, RunStatusOut, SegmentKind, SegmentList, SegmentOut,
 };
 use crate::api::{FieldError, Problem};
 
@@ -22,7 +23,9 @@ use crate::api::{FieldError, Problem};
             there is one. Besides the responses listed per operation: a path the API does not have answers 404, and a \
             method a path does not take answers 405 with an Allow header (components.responses). Request bodies are \
             JSON objects sent with Content-Type: application/json (415 otherwise), at most 1 MiB (413); fields an \
-            operation does not take are refused (422)."
+            operation does not take are refused (422). A profile's body names its fields, whichever the catalogue \
+            has or gains; a bulk profile write takes a JSON array or NDJSON (Content-Type: application/x-ndjson) of \
+            at most 10,000 profiles in at most 32 MiB (413 past either)."
     ),
     paths(
         super::destinations::list,
@@ -38,6 +41,9 @@ use crate::api::{FieldError, Problem};
         super::segments::change,
         super::segments::delete,
         super::refresh_segments,
+        super::profiles::put_profile,
+        super::profiles::push_profiles,
+        super::profiles::delete_profile,
         super::profiles::forget_customer,
         super::sources::list,
         super::sources::create,
@@ -81,6 +87,14 @@ use crate::api::{FieldError, Problem};
         super::sources::PullRequestIn,
         crate::export::forget::Erasure,
         crate::export::forget::ErasureOutcome,
+        FieldValueIn,
+        ProfileFieldsIn,
+        ProfileIn,
+        ProfileOutcome,
+        ProfileWritten,
+        RowOutcome,
+        RowResult,
+        ProfilesPushed,
     )),
     modifiers(&TokensAndFallbacks),
     security(("token" = []))

@@ -13,11 +13,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::db::Db;
 use crate::domain::{FieldName, FieldType, Invalid, field};
+use crate::profiles::row::{self, Column};
 use crate::profiles::writer::{self, Batch, Message, Progress, Totals};
 use crate::store::fields::{self as catalogue, Field};
 use crate::store::imports::Rejection;
@@ -26,9 +26,6 @@ use crate::store::profiles::ProfileWrite;
 const BATCH_ROWS: usize = 500;
 /// Rows read before types of new fields are inferred.
 const SAMPLE_ROWS: usize = 1000;
-const MAX_CUSTOMER_ID_CHARS: usize = 200;
-/// The longest value one cell may hold; a longer one rejects its row.
-pub const MAX_CELL_CHARS: usize = 10_000;
 /// Headers taken as the customer ID column when none is named (compared loosely).
 const ID_HEADERS: [&str; 3] = ["customerid", "id", "customer"];
 
@@ -179,11 +176,6 @@ impl<R: Read + Send + 'static> Records for CsvRecords<R> {
     }
 }
 
-struct Column {
-    name: String,
-    field_type: FieldType,
-}
-
 fn parse<T: Records>(
     mut records: T,
     known: &[Field],
@@ -264,14 +256,14 @@ fn parse<T: Records>(
                 .find(|(_, t)| *t == FieldType::Email)
                 .map(|(n, _)| n.clone())
         });
-    let email_index = primary_email
+    let sets_email_key = primary_email
         .as_ref()
-        .and_then(|email| names.iter().position(|n| n == email));
+        .is_some_and(|email| names.contains(email));
     send(
         out,
         Message::Header {
             new_fields,
-            sets_email_key: email_index.is_some(),
+            sets_email_key,
         },
     )?;
 
@@ -279,7 +271,12 @@ fn parse<T: Records>(
     let mut batch_ids = HashSet::new();
     let mut handle =
         |(line, cells, bytes): (u64, Vec<String>, u64), batch: &mut Batch| -> Result<(), Invalid> {
-            match to_profile(line, &cells, id_index, &columns, email_index, names.len()) {
+            let shape = Shape {
+                id_index,
+                columns: &columns,
+                primary_email: primary_email.as_deref(),
+            };
+            match to_profile(line, &cells, &shape) {
                 Ok(profile) => {
                     if !batch_ids.insert(profile.customer_id.clone()) {
                         // The same ID twice in one batch: write what came before first.
@@ -371,67 +368,36 @@ fn read_record<R: Read>(
     Ok(Some((line, cells, csv.position().byte())))
 }
 
-fn to_profile(
-    line: u64,
-    cells: &[String],
+/// Where a record's values go: the ID column, the field of every other column, and the
+/// primary email field's name.
+struct Shape<'a> {
     id_index: usize,
-    columns: &[Option<Column>],
-    email_index: Option<usize>,
-    expected: usize,
-) -> Result<ProfileWrite, Rejection> {
+    columns: &'a [Option<Column>],
+    primary_email: Option<&'a str>,
+}
+
+fn to_profile(line: u64, cells: &[String], shape: &Shape) -> Result<ProfileWrite, Rejection> {
     let raw_id = cells
-        .get(id_index)
-        .map(|s| s.trim())
-        .unwrap_or_default()
-        .to_owned();
+        .get(shape.id_index)
+        .map(String::as_str)
+        .unwrap_or_default();
     let reject = |reason: String| Rejection {
         line,
-        // A report repeats an over-long ID only in part.
-        customer_id: if raw_id.chars().count() > MAX_CUSTOMER_ID_CHARS {
-            crate::domain::text::excerpt(&raw_id)
-        } else {
-            raw_id.clone()
-        },
+        customer_id: row::shown_id(raw_id),
         reason,
     };
-    if cells.len() != expected {
+    if cells.len() != shape.columns.len() {
         return Err(reject(format!(
-            "The row has {} values; the header names {expected} columns.",
-            cells.len()
+            "The row has {} values; the header names {} columns.",
+            cells.len(),
+            shape.columns.len()
         )));
     }
-    if raw_id.is_empty() {
-        return Err(reject("The customer ID is empty.".into()));
-    }
-    if raw_id.chars().count() > MAX_CUSTOMER_ID_CHARS {
-        return Err(reject(format!(
-            "The customer ID is longer than {MAX_CUSTOMER_ID_CHARS} characters."
-        )));
-    }
-    let mut attributes = Map::new();
-    for (cell, column) in cells.iter().zip(columns) {
-        let Some(column) = column else { continue };
-        if cell.chars().count() > MAX_CELL_CHARS {
-            return Err(reject(format!(
-                "{}: the value is longer than {MAX_CELL_CHARS} characters.",
-                column.name
-            )));
-        }
-        let value = column
-            .field_type
-            .parse_cell(cell)
-            .map_err(|reason| reject(format!("{}: {reason}.", column.name)))?;
-        attributes.insert(column.name.clone(), value);
-    }
-    let email_key = email_index
-        .and_then(|i| cells.get(i))
-        .map(|e| e.trim().to_lowercase())
-        .filter(|e| !e.is_empty());
-    Ok(ProfileWrite {
-        customer_id: raw_id.clone(),
-        attributes: Value::Object(attributes).to_string(),
-        email_key,
-    })
+    let values = cells
+        .iter()
+        .zip(shape.columns)
+        .filter_map(|(cell, column)| Some((column.as_ref()?, cell.as_str())));
+    row::typed(raw_id, values, shape.primary_email).map_err(|fault| reject(fault.to_string()))
 }
 
 pub fn id_column(names: &[String], named: Option<&str>) -> Result<usize, Invalid> {

@@ -191,7 +191,7 @@ async fn write_all(
         }
     }
     if let Some(link) = target.source.as_ref().filter(|l| l.delete_missing) {
-        if totals.rows_read == 0 && sources::has_profiles(&mut *tx, link.source_id).await? {
+        if totals.rows_read == 0 && sources::has_profiles(&mut tx, link.source_id).await? {
             // An empty answer is far more often a broken query or a truncated table than a
             // source whose every customer left: delete nothing, and say so.
             tx.rollback().await?;

@@ -221,7 +221,7 @@ pub async fn execute(sources: &Sources, claimed: Claimed) -> anyhow::Result<Pull
 
 enum Ended {
     Written {
-        totals: Totals,
+        totals: Box<Totals>,
         import_id: i64,
         after: After,
     },
@@ -304,7 +304,7 @@ async fn read_and_write(sources: &Sources, claimed: &Claimed) -> Result<Ended, S
         None => None,
     };
     Ok(Ended::Written {
-        totals,
+        totals: Box::new(totals),
         import_id,
         after: After {
             watermark,

@@ -26,6 +26,7 @@ mod notifications;
 mod oauth_fake_mailchimp;
 mod partial_answers;
 mod preview;
+mod profile_api;
 mod profiles;
 mod reach;
 mod receivers;
