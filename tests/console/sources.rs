@@ -1062,3 +1062,158 @@ async fn a_running_pull_shows_its_counts_as_they_grow() {
     let done = ended(&app, pull).await;
     assert_eq!((done.status.as_str(), done.created), ("succeeded", 1500));
 }
+
+#[tokio::test]
+async fn a_query_runs_read_only_and_within_the_statement_timeout() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.source_statement_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let db = source_dbs::postgres().await;
+    pg_exec(
+        &db,
+        &[
+            "CREATE TABLE customers (id text, email text)",
+            "INSERT INTO customers VALUES ('W1', 'w1@northwind.io')",
+            "CREATE SEQUENCE counter",
+        ],
+    )
+    .await;
+    app.signed_in_as("admin@example.com", Role::Administrator)
+        .await;
+    // A query that would write (here, advance a sequence) is refused by the read-only
+    // transaction; one that nests a DELETE is refused by the database before it runs.
+    let writes = app
+        .post_form(
+            "/data/sources/new",
+            "/data/sources/new",
+            &[
+                ("kind", "postgres"),
+                ("name", "Sneaky"),
+                ("url", &db),
+                (
+                    "query",
+                    "SELECT id, email AS \"Email\", nextval('counter') AS \"N\" FROM customers",
+                ),
+                ("id_column", "id"),
+                ("action", "preview"),
+            ],
+        )
+        .await;
+    assert_eq!(writes.status(), 422);
+    let html = writes.text().await.unwrap();
+    assert!(html.contains("read-only transaction"), "{html}");
+    let deletes = app
+        .post_form(
+            "/data/sources/new",
+            "/data/sources/new",
+            &[
+                ("kind", "postgres"),
+                ("name", "Sneaky"),
+                ("url", &db),
+                (
+                    "query",
+                    "WITH gone AS (DELETE FROM customers RETURNING id, email) SELECT * FROM gone",
+                ),
+                ("id_column", "id"),
+                ("action", "preview"),
+            ],
+        )
+        .await;
+    assert_eq!(deletes.status(), 422);
+    let left: i64 = {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM customers")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(left, 1, "nothing was deleted in the source");
+
+    // A query slower than SOURCE_STATEMENT_TIMEOUT is stopped, and its pull writes nothing.
+    let source = add_source(
+        &app,
+        &[
+            ("kind", "postgres"),
+            ("name", "Slow"),
+            ("url", &db),
+            (
+                "query",
+                "SELECT id, email AS \"Email\", pg_sleep(3)::text AS \"Nap\" FROM customers",
+            ),
+            ("id_column", "id"),
+        ],
+    )
+    .await;
+    let pull = pull_now(&app, source, false).await;
+    assert_eq!(pull.status, "failed");
+    assert!(
+        pull.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ran longer than SOURCE_STATEMENT_TIMEOUT allows"),
+        "{pull:?}"
+    );
+}
+
+#[tokio::test]
+async fn two_consoles_on_one_database_never_pull_one_source_twice() {
+    let app = spawn_app().await;
+    let db = source_dbs::postgres().await;
+    pg_exec(
+        &db,
+        &[
+            "CREATE TABLE customers (id text, email text)",
+            "INSERT INTO customers SELECT 'T' || i, 't' || i || '@northwind.io' FROM generate_series(1, 5000) i",
+        ],
+    )
+    .await;
+    app.signed_in_as("admin@example.com", Role::Administrator)
+        .await;
+    let source = add_source(
+        &app,
+        &[
+            ("kind", "postgres"),
+            ("name", "Shop"),
+            ("url", &db),
+            ("query", "SELECT id, email AS \"Email\" FROM customers"),
+            ("id_column", "id"),
+        ],
+    )
+    .await;
+    // A second console on the same database (its own process state, its own pulls).
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut settings =
+        crate::helpers::test_settings(dir.path(), app.state.settings.database_url.clone());
+    settings.secret_key = Some(app.state.secret_key.clone());
+    let (other, stop, stopped) = crate::helpers::spawn_stoppable(dir, settings).await;
+    let request = export_destinations::sources::pull::PullRequest {
+        source_id: source,
+        full: false,
+        trigger: export_destinations::sources::pull::Trigger::Schedule,
+        by: None,
+    };
+    let (here, there) = tokio::join!(
+        export_destinations::sources::pull::start(&app.state.sources, request),
+        export_destinations::sources::pull::start(&other.state.sources, request),
+    );
+    let started = [here.unwrap(), there.unwrap()];
+    assert_eq!(
+        started.iter().filter(|s| s.is_ok()).count(),
+        1,
+        "one console pulls, the other is told it is under way: {started:?}"
+    );
+    let pull = started
+        .iter()
+        .find_map(|s| s.as_ref().ok().copied())
+        .unwrap();
+    assert_eq!(ended(&app, pull).await.created, 5000);
+    let pulls: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM source_pulls")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(pulls, 1);
+    let _ = stop.send(());
+    let _ = stopped.await;
+}
