@@ -1217,3 +1217,76 @@ async fn two_consoles_on_one_database_never_pull_one_source_twice() {
     let _ = stop.send(());
     let _ = stopped.await;
 }
+
+#[tokio::test]
+async fn everyone_sees_sources_contributors_pull_and_only_administrators_change_them() {
+    let app = spawn_app().await;
+    let db = source_dbs::postgres().await;
+    pg_exec(
+        &db,
+        &[
+            "CREATE TABLE customers (id text, email text)",
+            "INSERT INTO customers VALUES ('V1', 'v1@northwind.io')",
+        ],
+    )
+    .await;
+    app.signed_in_as("admin@example.com", Role::Administrator)
+        .await;
+    let source = add_source(
+        &app,
+        &[
+            ("kind", "postgres"),
+            ("name", "Shop"),
+            ("url", &db),
+            ("query", "SELECT id, email AS \"Email\" FROM customers"),
+            ("id_column", "id"),
+        ],
+    )
+    .await;
+    let page = format!("/data/sources/{source}");
+
+    let viewer = app.another_client();
+    viewer
+        .signed_in_as("viewer@example.com", Role::Viewer)
+        .await;
+    let list = viewer.get_html("/data/sources").await;
+    assert!(
+        list.contains("Shop") && !list.contains("Add a source"),
+        "{list}"
+    );
+    let shown = viewer.get_html(&page).await;
+    assert!(
+        !shown.contains("Pull now") && !shown.contains("/edit"),
+        "{shown}"
+    );
+    assert_eq!(viewer.get("/data/sources/new").await.status(), 403);
+    let token = crate::helpers::csrf_token(&shown);
+    let refused = viewer
+        .post_raw(&format!("{page}/pull"), &[("csrf_token", &token)])
+        .await;
+    assert_eq!(refused.status(), 403, "a Viewer cannot pull");
+
+    let contributor = app.another_client();
+    contributor
+        .signed_in_as("contributor@example.com", Role::Contributor)
+        .await;
+    let shown = contributor.get_html(&page).await;
+    assert!(
+        shown.contains("Pull now") && !shown.contains("/edit\""),
+        "{shown}"
+    );
+    assert_eq!(pull_now(&contributor, source, false).await.created, 1);
+    assert_eq!(contributor.get(&format!("{page}/edit")).await.status(), 403);
+    let token = crate::helpers::csrf_token(&shown);
+    let refused = contributor
+        .post_raw(&format!("{page}/delete"), &[("csrf_token", &token)])
+        .await;
+    assert_eq!(
+        refused.status(),
+        403,
+        "a Contributor cannot delete a source"
+    );
+    let no_token = app.post_raw(&format!("{page}/delete"), &[]).await;
+    assert_eq!(no_token.status(), 403, "every form needs its CSRF token");
+    assert_eq!(store::list(app.state.db.pool()).await.unwrap().len(), 1);
+}
