@@ -1,7 +1,5 @@
 //! Unified customer profiles: attributes as a JSON object per customer ID.
 
-use std::collections::HashSet;
-
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
@@ -38,25 +36,6 @@ fn from_row(row: AnyRow) -> sqlx::Result<Profile> {
 }
 
 const COLUMNS: &str = "id, customer_id, attributes, email_key, created_at, updated_at";
-
-/// Which of these customer IDs already have a profile.
-pub async fn existing(
-    conn: &mut AnyConnection,
-    customer_ids: &[&str],
-) -> sqlx::Result<HashSet<String>> {
-    if customer_ids.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let sql = format!(
-        "SELECT customer_id FROM profiles WHERE customer_id IN ({})",
-        super::placeholders(1, customer_ids.len())
-    );
-    let mut query = sqlx::query_scalar::<_, String>(&sql);
-    for id in customer_ids {
-        query = query.bind(*id);
-    }
-    Ok(query.fetch_all(conn).await?.into_iter().collect())
-}
 
 /// Inserts or updates profiles; an update merges the given attributes into the stored
 /// ones (a null clears one). `sets_email_key`: the write carries the primary email field.
