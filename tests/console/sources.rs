@@ -50,6 +50,33 @@ async fn add_source(app: &TestApp, fields: &[(&str, &str)]) -> i64 {
     to.trim_start_matches("/data/sources/").parse().unwrap()
 }
 
+/// A console with an Administrator signed in, and a fresh PostgreSQL database made by
+/// `statements`, saved through the form as the source `name` reading `query` (customer ID
+/// column `id`): (console, the database's URL, the source's ID).
+async fn console_with_pg_source(
+    statements: &[&str],
+    name: &str,
+    query: &str,
+) -> (TestApp, String, i64) {
+    let app = spawn_app().await;
+    let db = source_dbs::postgres().await;
+    pg_exec(&db, statements).await;
+    app.signed_in_as("admin@example.com", Role::Administrator)
+        .await;
+    let source = add_source(
+        &app,
+        &[
+            ("kind", "postgres"),
+            ("name", name),
+            ("url", &db),
+            ("query", query),
+            ("id_column", "id"),
+        ],
+    )
+    .await;
+    (app, db, source)
+}
+
 /// Pull now on the source's page, then the pull once it ended.
 async fn pull_now(app: &TestApp, source: i64, full: bool) -> PullRow {
     let page = format!("/data/sources/{source}");
@@ -787,27 +814,13 @@ async fn pull_requests_sent_at_once_start_one_pull_and_the_api_follows_it() {
 
 #[tokio::test]
 async fn a_full_pull_that_returns_no_rows_deletes_nothing() {
-    let app = spawn_app().await;
-    let db = source_dbs::postgres().await;
-    pg_exec(
-        &db,
+    let (app, db, source) = console_with_pg_source(
         &[
             "CREATE TABLE customers (id text, email text)",
             "INSERT INTO customers VALUES ('E1', 'e1@northwind.io'), ('E2', 'e2@northwind.io')",
         ],
-    )
-    .await;
-    app.signed_in_as("admin@example.com", Role::Administrator)
-        .await;
-    let source = add_source(
-        &app,
-        &[
-            ("kind", "postgres"),
-            ("name", "Shop"),
-            ("url", &db),
-            ("query", "SELECT id, email AS \"Email\" FROM customers"),
-            ("id_column", "id"),
-        ],
+        "Shop",
+        "SELECT id, email AS \"Email\" FROM customers",
     )
     .await;
     assert_eq!(pull_now(&app, source, false).await.created, 2);
@@ -1002,33 +1015,16 @@ async fn a_failed_pull_raises_the_failure_alerts_an_export_would() {
 
 #[tokio::test]
 async fn a_running_pull_shows_its_counts_as_they_grow() {
-    let app = spawn_app().await;
-    let db = source_dbs::postgres().await;
-    pg_exec(
-        &db,
+    // Rows after the 600th come slowly: the pull is still running with 500 or 1,000 rows
+    // written (the table is read in the order it was written).
+    let (app, _, source) = console_with_pg_source(
         &[
             "CREATE TABLE customers (n int, email text)",
             "INSERT INTO customers SELECT i, 'g' || i || '@northwind.io' FROM generate_series(1, 1500) i",
         ],
-    )
-    .await;
-    app.signed_in_as("admin@example.com", Role::Administrator)
-        .await;
-    // Rows after the 600th come slowly: the pull is still running with 500 or 1,000 rows
-    // written (the table is read in the order it was written).
-    let source = add_source(
-        &app,
-        &[
-            ("kind", "postgres"),
-            ("name", "Slow shop"),
-            ("url", &db),
-            (
-                "query",
-                "SELECT 'G' || n AS id, email AS \"Email\", \
+        "Slow shop",
+        "SELECT 'G' || n AS id, email AS \"Email\", \
                  CASE WHEN n > 600 THEN pg_sleep(0.004)::text END AS \"Slow\" FROM customers",
-            ),
-            ("id_column", "id"),
-        ],
     )
     .await;
     let page = format!("/data/sources/{source}");
@@ -1159,27 +1155,13 @@ async fn a_query_runs_read_only_and_within_the_statement_timeout() {
 
 #[tokio::test]
 async fn two_consoles_on_one_database_never_pull_one_source_twice() {
-    let app = spawn_app().await;
-    let db = source_dbs::postgres().await;
-    pg_exec(
-        &db,
+    let (app, _, source) = console_with_pg_source(
         &[
             "CREATE TABLE customers (id text, email text)",
             "INSERT INTO customers SELECT 'T' || i, 't' || i || '@northwind.io' FROM generate_series(1, 5000) i",
         ],
-    )
-    .await;
-    app.signed_in_as("admin@example.com", Role::Administrator)
-        .await;
-    let source = add_source(
-        &app,
-        &[
-            ("kind", "postgres"),
-            ("name", "Shop"),
-            ("url", &db),
-            ("query", "SELECT id, email AS \"Email\" FROM customers"),
-            ("id_column", "id"),
-        ],
+        "Shop",
+        "SELECT id, email AS \"Email\" FROM customers",
     )
     .await;
     // A second console on the same database (its own process state, its own pulls).
@@ -1220,27 +1202,13 @@ async fn two_consoles_on_one_database_never_pull_one_source_twice() {
 
 #[tokio::test]
 async fn everyone_sees_sources_contributors_pull_and_only_administrators_change_them() {
-    let app = spawn_app().await;
-    let db = source_dbs::postgres().await;
-    pg_exec(
-        &db,
+    let (app, _, source) = console_with_pg_source(
         &[
             "CREATE TABLE customers (id text, email text)",
             "INSERT INTO customers VALUES ('V1', 'v1@northwind.io')",
         ],
-    )
-    .await;
-    app.signed_in_as("admin@example.com", Role::Administrator)
-        .await;
-    let source = add_source(
-        &app,
-        &[
-            ("kind", "postgres"),
-            ("name", "Shop"),
-            ("url", &db),
-            ("query", "SELECT id, email AS \"Email\" FROM customers"),
-            ("id_column", "id"),
-        ],
+        "Shop",
+        "SELECT id, email AS \"Email\" FROM customers",
     )
     .await;
     let page = format!("/data/sources/{source}");
