@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use md5::{Digest, Md5};
 
 use crate::db::Db;
+use crate::export::ledger_index::Index;
 use crate::export::plan::{Chunk, Hash, PlanReader, hash_of, hex_of};
-use crate::export::state::Index;
 use crate::store::destinations::Destination;
 use crate::store::ledger::{self, Key};
 use crate::store::marks::{self, Mark, RepeatKey};

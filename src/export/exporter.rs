@@ -22,11 +22,10 @@ use tokio::task::JoinSet;
 use crate::domain::MemberStatus;
 use crate::domain::destination::NewMemberStatus;
 use crate::export::changes;
-use crate::export::engine::{
-    Engine, OWNERSHIP_TAG, Outcome, failure, fatal_message, is_fatal, result_of,
-};
+use crate::export::decide::{Decider, Fate, Presence, Tags};
+use crate::export::engine::{Engine, Outcome, failure, fatal_message, is_fatal, result_of};
+use crate::export::ledger_index::Index;
 use crate::export::plan::{Chunk, Hash, PlanError, PlanReader, Record, hash_of, hex_of};
-use crate::export::state::{Index, NO_TAGS};
 use crate::mailchimp::client::{ApiError, ErrorKind};
 use crate::mailchimp::gateway::{BATCH, BatchAnswer, Gateway, MemberOutcome, Untagged, Upsert};
 use crate::mailchimp::limiter::PER_ACCOUNT;
@@ -63,6 +62,13 @@ struct Outgoing {
 struct Tagged {
     hash: Hash,
     email: String,
+}
+
+fn member_of(record: &Record) -> Tagged {
+    Tagged {
+        hash: record.hash,
+        email: record.email.clone(),
+    }
 }
 
 enum Job {
@@ -131,7 +137,6 @@ struct Exporter<'a> {
     /// crash can make the next run resend no more than the calls that were in flight.
     recording: Arc<Semaphore>,
     index: Index,
-    ownership: u16,
     new_status: MemberStatus,
     /// Statuses of audience members that differ from the new-member status, as Mailchimp
     /// has them (read once, when the first member is about to be sent).
@@ -149,9 +154,9 @@ struct Exporter<'a> {
     /// Addresses of the ledger entries loaded, when only changed profiles are read (the
     /// whole ledger is not in memory to look them up).
     emails: Option<HashMap<Hash, String>>,
-    /// The audience's merge fields: a value Mailchimp would refuse is reported before a
-    /// batch leaves, and the member not sent.
-    rules: MergeRules,
+    /// What happens to each member (the audience's merge fields among its rules: a value
+    /// Mailchimp would refuse is reported before a batch leaves, and the member not sent).
+    decider: Decider,
 }
 
 impl Exporter<'_> {
@@ -253,77 +258,49 @@ impl Exporter<'_> {
             ..Counters::default()
         };
         for record in records {
-            let wanted: Vec<u16> = std::iter::once(self.ownership)
-                .chain(record.tags.iter().map(|t| self.index.tag_names.intern(t)))
-                .collect();
-            let wanted = self.index.tag_sets.intern(wanted);
-            let full = self.run.full_resync;
-            let known = self.index.get_mut(record.hash).map(|slot| {
-                slot.planned = true;
-                *slot
-            });
-            let (tags_now, data) = match known {
-                Some(slot) if slot.refused.is_some() => {
-                    let title = self.index.statuses.name(slot.refused.unwrap_or(0));
-                    let detail = if title == crate::export::webhooks::ADDRESS_CHANGED {
-                        "The contact moved to another address in Mailchimp; this one is not sent \
-                         again. Change the profile's address to export it under the new one."
-                    } else {
-                        "Mailchimp refused this contact for good before; it is not sent again."
-                    };
+            let (tags, data) = match self
+                .decider
+                .member(&mut self.index, &record, Presence::Ledger)
+            {
+                Fate::Skip { title, detail } => {
                     delta.skipped += 1;
                     rejected.push(MemberResult {
                         customer_id: record.customer_id,
                         email: record.email,
                         outcome: "skipped",
-                        title: title.to_owned(),
+                        title,
                         detail: detail.into(),
                     });
                     continue;
                 }
-                Some(slot) => (slot.tags, full || slot.content != record.content_hash),
-                None => (NO_TAGS, true),
+                Fate::Fail { reason, tags, .. } => {
+                    self.schedule_removals(member_of(&record), tags, false);
+                    delta.failed += 1;
+                    rejected.push(MemberResult {
+                        customer_id: record.customer_id,
+                        email: record.email,
+                        outcome: "failed",
+                        title: REFUSED_VALUE.to_owned(),
+                        detail: format!("{reason}; not sent (Mailchimp would refuse the member)."),
+                    });
+                    continue;
+                }
+                Fate::Unchanged { tags } => {
+                    self.schedule_removals(member_of(&record), tags, false);
+                    delta.unchanged += 1;
+                    continue;
+                }
+                Fate::Send { data, tags, .. } => (tags, data),
             };
-            let adds = self.index.tag_sets.union(tags_now, wanted) != tags_now;
-            let mut upsert = data || adds;
-            // Mailchimp refuses a whole member for one value it does not take: say which,
-            // and send the rest of the batch.
-            let refused = if upsert {
-                self.rules.refusal(&record.merge_fields)
-            } else {
-                None
-            };
-            if refused.is_some() {
-                upsert = false;
-            }
-            let member = Tagged {
-                hash: record.hash,
-                email: record.email.clone(),
-            };
-            self.schedule_removals(member, tags_now, wanted, upsert);
-            if let Some(reason) = refused {
-                delta.failed += 1;
-                rejected.push(MemberResult {
-                    customer_id: record.customer_id,
-                    email: record.email,
-                    outcome: "failed",
-                    title: REFUSED_VALUE.to_owned(),
-                    detail: format!("{reason}; not sent (Mailchimp would refuse the member)."),
-                });
-                continue;
-            }
-            if !upsert {
-                delta.unchanged += 1;
-                continue;
-            }
+            self.schedule_removals(member_of(&record), tags, true);
             let status = self.status_of(record.hash).await?;
-            let tag_names = self.names_of(wanted);
+            let tag_names = self.names_of(tags.wanted);
             self.upserts.push_back(Outgoing {
                 record,
                 status,
                 data,
-                tags_now,
-                tags_wanted: wanted,
+                tags_now: tags.now,
+                tags_wanted: tags.wanted,
                 tag_names,
             });
         }
@@ -403,10 +380,8 @@ impl Exporter<'_> {
     /// Queues the removal of every tag the member has and should not (a tag call of up to
     /// 500 members each), and notes its calls in flight: the removals and, if `upsert`, its
     /// upsert, so that its tags in the ledger are right whichever is answered first.
-    fn schedule_removals(&mut self, member: Tagged, now: u32, wanted: u32, upsert: bool) {
-        let have = self.index.tag_sets.tags(now).to_vec();
-        let want = self.index.tag_sets.tags(wanted);
-        let losing: Vec<u16> = have.into_iter().filter(|t| !want.contains(t)).collect();
+    fn schedule_removals(&mut self, member: Tagged, tags: Tags, upsert: bool) {
+        let losing = tags.losing(&self.index);
         if losing.is_empty() {
             return;
         }
@@ -415,7 +390,7 @@ impl Exporter<'_> {
             self.removes.entry(tag).or_default().push(member.clone());
         }
         let live = self.live.entry(member.hash).or_insert(Live {
-            tags: now,
+            tags: tags.now,
             pending: 0,
         });
         live.pending += pending;
@@ -424,13 +399,8 @@ impl Exporter<'_> {
     /// Members the ledger has and the plan does not: they keep only the ownership tag.
     #[tracing::instrument(name = "leavers", skip_all)]
     async fn leavers(&mut self) -> anyhow::Result<()> {
-        let only_ours = self.index.tag_sets.intern(vec![self.ownership]);
-        let leaving: HashMap<Hash, u32> = self
-            .index
-            .leavers()
-            .filter(|s| s.tags != only_ours && s.tags != NO_TAGS)
-            .map(|s| (s.hash, s.tags))
-            .collect();
+        let leaving: HashMap<Hash, Tags> =
+            self.decider.leavers(&mut self.index).into_iter().collect();
         if leaving.is_empty() {
             return Ok(());
         }
@@ -465,17 +435,7 @@ impl Exporter<'_> {
             }
         }
         for (hash, email, tags) in found {
-            // Tags of segments this destination no longer exports go too.
-            let keep: Vec<u16> = self
-                .index
-                .tag_sets
-                .tags(tags)
-                .iter()
-                .copied()
-                .filter(|t| *t == self.ownership)
-                .collect();
-            let wanted = self.index.tag_sets.intern(keep);
-            self.schedule_removals(Tagged { hash, email }, tags, wanted, false);
+            self.schedule_removals(Tagged { hash, email }, tags, false);
         }
         Ok(())
     }

@@ -5,13 +5,14 @@
 
 pub mod changes;
 mod cleanup;
+mod decide;
 pub mod drift;
 mod engine;
 mod exporter;
 pub mod forget;
+mod ledger_index;
 mod plan;
 pub mod preview;
-mod state;
 pub mod webhooks;
 pub mod worker;
 

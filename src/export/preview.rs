@@ -2,8 +2,9 @@
 //! or leave unchanged, members skipped and why, tags added and taken off, how much the
 //! audience grows, and the merge-field values Mailchimp would refuse.
 //!
-//! It sorts the same plan against the same ledger as a run ([`super::exporter`]), and reads
-//! what a run learns from Mailchimp's answers beforehand: the audience's members and their
+//! It reads the same plan against the same ledger as a run ([`super::exporter`]), and each
+//! member's fate comes from the one decision a run acts on ([`super::decide`]). What a run
+//! learns from Mailchimp's answers is read beforehand: the audience's members and their
 //! statuses (one read of 1,000 members a page), its merge fields and its size. A run that
 //! follows with nothing changed in between does what the preview says.
 
@@ -12,10 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::MemberStatus;
-use crate::export::drift::KEPT_OUT;
-use crate::export::engine::{Engine, OWNERSHIP_TAG, fatal_message};
+use crate::export::decide::{Decider, Fate, Presence, Tags};
+use crate::export::engine::{Engine, fatal_message};
+use crate::export::ledger_index::Index;
 use crate::export::plan::{Hash, PlanError, PlanReader, Record};
-use crate::export::state::{Index, NO_TAGS};
 use crate::mailchimp::gateway::BATCH;
 use crate::mailchimp::merge_rules::MergeRules;
 use crate::store::destinations::Destination;
@@ -160,12 +161,12 @@ pub async fn compute(
         }
         Err(PlanError::Other(err)) => return Err(err.into()),
     };
-    let index = Index::load(pool, engine.db.backend(), destination.id).await?;
-    let mut sorter = Sorter {
+    let mut index = Index::load(pool, engine.db.backend(), destination.id).await?;
+    let decider = Decider::new(&mut index, full, MergeRules::new(&fields));
+    let mut counts = Counts {
         index,
+        decider,
         audience,
-        rules: MergeRules::new(&fields),
-        full,
         preview: Preview {
             profiles: 0,
             create: 0,
@@ -187,104 +188,71 @@ pub async fn compute(
         tags: BTreeMap::new(),
         upserts: 0,
     };
-    let ownership = sorter.index.tag_names.intern(OWNERSHIP_TAG);
     let mut planned = 0i64;
     while let Some(chunk) = reader.next_chunk().await? {
         planned += (chunk.records.len() + chunk.rejected.len()) as i64;
         for rejected in &chunk.rejected {
-            sorter.preview.skip += 1;
-            sorter.skipped.add(&rejected.title, &rejected.customer_id);
+            counts.skip(&rejected.title, &rejected.customer_id);
         }
         for record in &chunk.records {
-            sorter.sort(record, ownership);
+            counts.member(record);
         }
     }
-    sorter.leavers(ownership);
+    counts.leavers();
     // What the plan really held (segments may be refreshed while it is read).
-    sorter.preview.profiles = planned;
-    Ok(sorter.finish())
+    counts.preview.profiles = planned;
+    Ok(counts.finish())
 }
 
-struct Sorter {
+/// The preview being counted: each member's fate as a run would decide it, with what
+/// Mailchimp would answer (read from the audience beforehand).
+struct Counts {
     index: Index,
+    decider: Decider,
     audience: HashMap<Hash, MemberStatus>,
-    rules: MergeRules,
-    full: bool,
     preview: Preview,
     skipped: Reasons,
     problems: Reasons,
     /// Per tag name: members gaining it, members losing it.
     tags: BTreeMap<String, (i64, i64)>,
+    /// Members a run would send in batch upserts.
     upserts: i64,
 }
 
-impl Sorter {
-    /// One member of the plan, as the run's sorting and Mailchimp's answer would have it.
-    fn sort(&mut self, record: &Record, ownership: u16) {
-        let wanted: Vec<u16> = std::iter::once(ownership)
-            .chain(record.tags.iter().map(|t| self.index.tag_names.intern(t)))
-            .collect();
-        let wanted = self.index.tag_sets.intern(wanted);
-        let present = self.audience.get(&record.hash).copied();
-        let known = self.index.get_mut(record.hash).map(|slot| {
-            slot.planned = true;
-            *slot
-        });
-        let (tags_now, data) = match known {
-            Some(slot) if slot.refused.is_some() => {
-                let title = self
-                    .index
-                    .statuses
-                    .name(slot.refused.unwrap_or(0))
-                    .to_owned();
-                self.skip(&title, &record.customer_id);
-                return;
+impl Counts {
+    fn member(&mut self, record: &Record) {
+        let present = self.audience.contains_key(&record.hash);
+        let presence = if present {
+            Presence::Present
+        } else {
+            Presence::Absent
+        };
+        match self.decider.member(&mut self.index, record, presence) {
+            Fate::Skip { title, .. } => self.skip(&title, &record.customer_id),
+            Fate::Fail { reason, tags, sent } => {
+                self.removals(tags, present);
+                self.upserts += i64::from(sent);
+                self.preview.fail += 1;
+                self.problems.add(&reason, &record.customer_id);
             }
-            // Gone from the audience: the run's audience check forgets it and sends it
-            // again, unless it had opted out.
-            Some(slot) if present.is_none() => {
-                let status = self.index.statuses.name(slot.status);
-                if matches!(status, "unsubscribed" | "cleaned") {
-                    self.skip(KEPT_OUT, &record.customer_id);
-                    return;
+            Fate::Unchanged { tags } => {
+                self.removals(tags, present);
+                self.preview.unchanged += 1;
+            }
+            Fate::Send { data, new, tags } => {
+                self.removals(tags, present);
+                self.upserts += 1;
+                for tag in tags.gaining(&self.index) {
+                    let name = self.index.tag_names.name(tag).to_owned();
+                    self.tags.entry(name).or_default().0 += 1;
+                    self.preview.tags_added += 1;
                 }
-                (NO_TAGS, true)
+                match (data, new) {
+                    (false, _) => self.preview.unchanged += 1,
+                    (true, true) => self.preview.create += 1,
+                    (true, false) => self.preview.update += 1,
+                }
             }
-            Some(slot) => (slot.tags, self.full || slot.content != record.content_hash),
-            None => (NO_TAGS, true),
-        };
-        let after = self.index.tag_sets.union(tags_now, wanted);
-        let adds = after != tags_now;
-        self.removals(tags_now, wanted, present.is_some());
-        if !(data || adds) {
-            self.preview.unchanged += 1;
-            return;
-        }
-        self.upserts += 1;
-        if let Some(problem) = self.refusal(record, present.is_none()) {
-            self.preview.fail += 1;
-            self.problems.add(&problem, &record.customer_id);
-            return;
-        }
-        let gained: Vec<u16> = {
-            let now = self.index.tag_sets.tags(tags_now);
-            self.index
-                .tag_sets
-                .tags(after)
-                .iter()
-                .copied()
-                .filter(|t| !now.contains(t))
-                .collect()
-        };
-        for tag in gained {
-            let name = self.index.tag_names.name(tag).to_owned();
-            self.tags.entry(name).or_default().0 += 1;
-            self.preview.tags_added += 1;
-        }
-        match (present, data) {
-            (_, false) => self.preview.unchanged += 1,
-            (None, true) => self.preview.create += 1,
-            (Some(_), true) => self.preview.update += 1,
         }
     }
 
@@ -295,46 +263,21 @@ impl Sorter {
 
     /// Tags the member has and should not: each taken off by a tag call (which leaves
     /// addresses that are not on the audience alone).
-    fn removals(&mut self, now: u32, wanted: u32, present: bool) {
+    fn removals(&mut self, tags: Tags, present: bool) {
         if !present {
             return;
         }
-        let want = self.index.tag_sets.tags(wanted).to_vec();
-        let losing: Vec<String> = self
-            .index
-            .tag_sets
-            .tags(now)
-            .iter()
-            .filter(|t| !want.contains(t))
-            .map(|t| self.index.tag_names.name(*t).to_owned())
-            .collect();
-        for name in losing {
+        for tag in tags.losing(&self.index) {
+            let name = self.index.tag_names.name(tag).to_owned();
             self.tags.entry(name).or_default().1 += 1;
             self.preview.tags_removed += 1;
         }
     }
 
-    /// Why Mailchimp would refuse this member's merge fields, if it would.
-    fn refusal(&self, record: &Record, is_new: bool) -> Option<String> {
-        if is_new {
-            self.rules.refusal_as_new(&record.merge_fields)
-        } else {
-            self.rules.refusal(&record.merge_fields)
-        }
-    }
-
-    /// Members the ledger has and the plan does not: they keep only the ownership tag.
-    fn leavers(&mut self, ownership: u16) {
-        let only_ours = self.index.tag_sets.intern(vec![ownership]);
-        let leaving: Vec<(Hash, u32)> = self
-            .index
-            .leavers()
-            .filter(|s| s.tags != only_ours && s.tags != NO_TAGS)
-            .map(|s| (s.hash, s.tags))
-            .collect();
-        for (hash, tags) in leaving {
+    fn leavers(&mut self) {
+        for (hash, tags) in self.decider.leavers(&mut self.index) {
             let present = self.audience.contains_key(&hash);
-            self.removals(tags, only_ours, present);
+            self.removals(tags, present);
         }
     }
 

@@ -131,7 +131,7 @@ impl Engine {
         };
         let partial = emails.is_some();
         runs::add(pool, run.id, &counters).await?;
-        let ownership = index.tag_names.intern(OWNERSHIP_TAG);
+        let decider = Decider::new(&mut index, run.full_resync, MergeRules::new(&merge_fields));
         let new_status = destination
             .new_member_status
             .parse::<NewMemberStatus>()
@@ -146,7 +146,7 @@ impl Engine {
             gateway,
             recording: Arc::new(Semaphore::new(PER_ACCOUNT)),
             index,
-            ownership,
+            decider,
             new_status,
             statuses: None,
             tag_ids,
@@ -158,7 +158,6 @@ impl Engine {
             halt: None,
             tag_failures: false,
             emails,
-            rules: MergeRules::new(&merge_fields),
         };
         let started = std::time::Instant::now();
         let planned = exporter.pump(chunks, stop).await?;
