@@ -186,24 +186,16 @@ pub async fn export_run(args: ExportRunArgs) -> anyhow::Result<()> {
         webhooks: None,
     };
     let worker = crate::export::worker::Worker::new(engine);
-    // Queued and claimed in one transaction: no console's worker can take it in between.
-    let mut tx = crate::db::begin_write(db.pool()).await?;
-    let (run_id, status) = runs::enqueue(&mut tx, destination.id, args.full, None).await?;
-    if status != runs::RunStatus::Queued {
+    let Some(run) =
+        crate::actions::exports::queue_and_claim(&db, destination, args.full, worker.owner())
+            .await?
+    else {
         bail!(
             "“{}” is already exporting; try again when that run ends",
             destination.display_name
         );
-    }
-    let run = runs::claim(
-        &mut *tx,
-        run_id,
-        worker.owner(),
-        crate::export::worker::LEASE_MS,
-    )
-    .await?
-    .ok_or_else(|| anyhow::anyhow!("the run could not be claimed"))?;
-    tx.commit().await?;
+    };
+    let run_id = run.id;
     let progress = bar(0, "members");
     let watch = {
         let (pool, progress) = (db.pool().clone(), progress.clone());

@@ -1,6 +1,7 @@
 //! export-destinations: a self-hosted console that exports segments of unified customer
 //! profiles into Mailchimp audiences.
 
+pub mod actions;
 pub mod alerts;
 pub mod api;
 pub mod app;

@@ -12,8 +12,8 @@ use crate::db::now_millis;
 use crate::domain::schedule::ScheduleSpec;
 use crate::sources::Sources;
 use crate::sources::pull::{self, PullRequest, Trigger};
-use crate::store::runs::{self, RunStatus};
-use crate::store::{destinations, schedule};
+
+use crate::store::schedule;
 
 /// The schedule as stored, as a spec (None when it cannot be read as one).
 pub fn spec_of(row: &schedule::ScheduleRow) -> Option<ScheduleSpec> {
@@ -88,22 +88,8 @@ pub async fn refresh_and_export(
             return Ok(id);
         }
     };
-    let (mut queued, mut skipped) = (0, 0);
-    let mut conn = db.pool().acquire().await?;
-    for destination in destinations::list(db.pool())
-        .await?
-        .into_iter()
-        .filter(|d| d.is_active())
-    {
-        match runs::enqueue(&mut conn, destination.id, false, None)
-            .await?
-            .1
-        {
-            RunStatus::Queued => queued += 1,
-            _ => skipped += 1,
-        }
-    }
-    drop(conn);
+    let crate::actions::exports::QueuedAll { queued, skipped } =
+        crate::actions::exports::queue_all(db, None).await?;
     let counts = (report.segments.len() as i64, queued, skipped);
     schedule::finish_refresh(db.pool(), id, true, counts, None).await?;
     tracing::info!(refresh_id = id, queued, skipped, "scheduled refresh done");

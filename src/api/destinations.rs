@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use crate::actions::exports::{self, ExportRequest, NotQueued};
+use crate::actions::previews;
 use crate::api::extract::{ApiBody, ApiJson, PathId};
 use crate::api::models::{
     DestinationList, DestinationOut, MailchimpTarget, NewMemberStatusOut, RunOut,
@@ -16,7 +18,7 @@ use crate::api::{ApiUser, FieldError, Problem};
 use crate::connect::{self, ConnectError};
 use crate::domain::Role;
 use crate::domain::destination::{ApiKey, AudienceId, DisplayName};
-use crate::export::preview::{self, Preview, PreviewError};
+use crate::export::preview::{Preview, PreviewError};
 use crate::matching;
 use crate::state::AppState;
 use crate::store::audit::{self, Actor};
@@ -44,10 +46,9 @@ pub async fn list(
 }
 
 /// A saved destination (drafts and removed ones are not found).
-async fn saved(pool: &sqlx::AnyPool, id: i64) -> Result<Destination, Problem> {
-    destinations::find(pool, id)
+async fn saved(state: &AppState, id: i64) -> Result<Destination, Problem> {
+    crate::actions::active_destination(&state.db, id)
         .await?
-        .filter(|d| d.is_active())
         .ok_or_else(Problem::not_found)
 }
 
@@ -63,7 +64,7 @@ pub async fn show(
     PathId(id): PathId,
 ) -> Result<Json<DestinationOut>, Problem> {
     let pool = state.db.pool();
-    let d = saved(pool, id).await?;
+    let d = saved(&state, id).await?;
     let ids = destinations::segment_ids(pool, id).await?;
     Ok(Json(DestinationOut::of(&d, &ids)))
 }
@@ -248,12 +249,17 @@ pub async fn create(
 /// Optional: no body queues an ordinary run.
 #[derive(Deserialize, ToSchema)]
 pub struct RunRequest {
+    /// A full resync: every member's data is sent again.
     #[serde(default)]
     full: bool,
+    /// Export although the destination's first preview found members Mailchimp would
+    /// refuse (without it, such a first export is answered 409 with that preview).
+    #[serde(default)]
+    confirm: bool,
 }
 
 impl ApiBody for RunRequest {
-    const FIELDS: &'static [&'static str] = &["full"];
+    const FIELDS: &'static [&'static str] = &["full", "confirm"];
     /// `POST …/runs` with no body at all queues an ordinary (not full) run.
     const EMPTY_MEANS_DEFAULTS: bool = true;
 }
@@ -266,6 +272,7 @@ impl ApiBody for RunRequest {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -276,10 +283,16 @@ pub async fn start_run(
     ApiJson(request): ApiJson<RunRequest>,
 ) -> Result<Response, Problem> {
     user.require(Role::Contributor)?;
-    saved(state.db.pool(), id).await?;
-    let mut conn = state.db.pool().acquire().await?;
-    let (run_id, _) = runs::enqueue(&mut conn, id, request.full, Some(user.id)).await?;
-    drop(conn);
+    let request = ExportRequest {
+        full: request.full,
+        confirmed: request.confirm,
+        by: Some(user.id),
+    };
+    let run_id = match exports::queue(&state.db, id, request).await? {
+        Ok(queued) => queued.run_id,
+        Err(NotQueued::NoSuchDestination) => return Err(Problem::not_found()),
+        Err(NotQueued::Unconfirmed(preview)) => return Err(Problem::unconfirmed(preview)),
+    };
     let run = runs::find(state.db.pool(), run_id)
         .await?
         .ok_or_else(Problem::not_found)?;
@@ -320,9 +333,8 @@ pub async fn preview(
     ApiJson(request): ApiJson<PreviewRequest>,
 ) -> Result<Response, Problem> {
     user.require(Role::Contributor)?;
-    let destination = saved(state.db.pool(), id).await?;
-    crate::store::previews::start(state.db.pool(), id, Some(user.id)).await?;
-    match preview::compute_and_keep(&state.engine, &destination, request.full).await {
+    let destination = saved(&state, id).await?;
+    match previews::compute(&state.engine, &destination, request.full, user.id).await {
         Ok(preview) => Ok(Json(preview).into_response()),
         Err(PreviewError::Mailchimp(detail)) => Err(Problem::new(
             StatusCode::BAD_GATEWAY,

@@ -82,6 +82,9 @@ pub struct Problem {
     detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FieldError>,
+    /// With a 409 for a first export: the preview whose problems are to be confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preview: Option<Box<crate::export::preview::Preview>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -98,6 +101,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            preview: None,
         }
     }
 
@@ -111,6 +115,19 @@ impl Problem {
         Self {
             errors,
             ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request", detail)
+        }
+    }
+
+    /// 409: a first export whose preview found members Mailchimp would refuse waits for
+    /// `"confirm": true`.
+    pub fn unconfirmed(preview: Box<crate::export::preview::Preview>) -> Self {
+        let detail = format!(
+            "This is the destination's first export and its last preview found {} member(s) Mailchimp would refuse. Look at `preview`, then send the request again with \"confirm\": true to export anyway.",
+            preview.fail
+        );
+        Self {
+            preview: Some(preview),
+            ..Self::new(StatusCode::CONFLICT, "Confirm the first export", detail)
         }
     }
 

@@ -346,7 +346,7 @@ async fn submit(
     if action == "save" {
         // The set-up ends on the preview of the first export.
         if let Some(saved) = destinations::find(state.db.pool(), id).await? {
-            crate::web::preview::begin(&state, saved, false, ctx.user.id).await?;
+            crate::actions::previews::begin(&state.engine, saved, false, ctx.user.id).await?;
         }
         session::set_flash(
             &session,

@@ -8,13 +8,20 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
 
+use crate::actions::removal::{self, InMailchimp, Removed};
 use crate::auth::session;
 use crate::state::AppState;
-use crate::store::audit;
 use crate::store::destinations::{self, Destination};
-use crate::store::runs::{self, RunKind};
+use crate::store::runs;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
+
+/// A finished destination (the kind that exports and previews), or Not found.
+pub(crate) async fn active(state: &AppState, id: i64) -> Result<Destination, AppError> {
+    crate::actions::active_destination(&state.db, id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
 
 /// A destination this administrator may work on: any active one, or their own draft.
 /// Another person's draft is as good as absent.
@@ -235,71 +242,29 @@ async fn remove(
             "A clean-up for this destination is running. Cancel it on its run's page first, or wait for it to end.".into(),
         ));
     }
-    let cleanup = match form.in_mailchimp.as_str() {
-        "leave" => None,
-        "remove_tags" => Some(RunKind::RemoveTags),
-        "archive_members" => Some(RunKind::ArchiveMembers),
-        _ => {
-            return Err(AppError::BadRequest(
-                "Choose what happens in Mailchimp.".into(),
-            ));
-        }
+    let Some(how) = InMailchimp::parse(&form.in_mailchimp) else {
+        return Err(AppError::BadRequest(
+            "Choose what happens in Mailchimp.".into(),
+        ));
     };
-    let pool = state.db.pool();
-    runs::cancel_all(pool, id).await?;
-    if cleanup.is_none() {
-        // Mailchimp stops calling the console for a destination that is gone.
-        state.engine.remove_webhook(&destination).await;
-    }
-    let mut tx = crate::db::begin_write(pool).await?;
-    let mut next = "/admin/export-destinations".to_owned();
-    let message = match cleanup {
-        None => {
-            destinations::retire(&mut tx, id).await?;
-            audit::record(
-                &mut *tx,
-                &ctx.user.actor(),
-                "remove",
-                Some(id),
-                &destination.display_name,
-                "members left as they are in Mailchimp; credential deleted",
-            )
-            .await?;
+    let name = &destination.display_name;
+    let (next, message) = match removal::remove(&state.engine, &destination, how, &ctx.user.actor())
+        .await?
+    {
+        Removed::Now => (
+            "/admin/export-destinations".to_owned(),
             format!(
-                "Removed “{}”. Its Mailchimp credential is deleted; the audience's members are as they were.",
-                destination.display_name
-            )
-        }
-        Some(kind) => {
-            destinations::mark_removing(&mut *tx, id).await?;
-            let run_id = runs::enqueue_cleanup(&mut tx, id, kind, ctx.user.id).await?;
-            next = format!("/admin/export-runs/{run_id}");
-            let what = if kind == RunKind::RemoveTags {
-                "taking its tags off the members"
-            } else {
-                "archiving the members it added"
-            };
-            audit::record(
-                &mut *tx,
-                &ctx.user.actor(),
-                "remove",
-                Some(id),
-                &destination.display_name,
-                &format!("clean-up queued: {what}"),
-            )
-            .await?;
+                "Removed “{name}”. Its Mailchimp credential is deleted; the audience's members are as they were."
+            ),
+        ),
+        Removed::AfterCleanup { run_id, kind } => (
+            format!("/admin/export-runs/{run_id}"),
             format!(
-                "Removing “{}”: {what} in Mailchimp first, then the destination and its credential are deleted. This page follows the clean-up; it stays in System > Status.",
-                destination.display_name
-            )
-        }
+                "Removing “{name}”: {} in Mailchimp first, then the destination and its credential are deleted. This page follows the clean-up; it stays in System > Status.",
+                removal::cleanup_words(kind)
+            ),
+        ),
     };
-    tx.commit().await?;
-    tracing::info!(
-        user_id = ctx.user.id,
-        destination_id = id,
-        "destination removal requested"
-    );
     session::set_flash(&session, message).await?;
     Ok(Redirect::to(&next))
 }

@@ -9,11 +9,13 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
+use crate::actions::previews;
 use crate::export::preview::{self, Preview};
 use crate::state::AppState;
-use crate::store::destinations::{self, Destination};
-use crate::store::previews::{self, State as PreviewState};
+use crate::store::destinations::Destination;
+use crate::store::previews::{self as kept, State as PreviewState};
 use crate::web::current_user::{CurrentUser, require_contributor};
+use crate::web::destinations::active;
 use crate::web::page::{PageContext, render};
 use crate::web::{AppError, format};
 
@@ -23,31 +25,6 @@ pub fn router() -> Router<AppState> {
         .route("/admin/export-destinations/{id}/preview", post(start))
         .route_layer(axum::middleware::from_fn(require_contributor));
     read.merge(write)
-}
-
-async fn active(state: &AppState, id: i64) -> Result<Destination, AppError> {
-    destinations::find(state.db.pool(), id)
-        .await?
-        .filter(|d| d.is_active())
-        .ok_or(AppError::NotFound)
-}
-
-/// Starts computing the destination's preview in the background, unless one already is.
-pub(crate) async fn begin(
-    state: &AppState,
-    destination: Destination,
-    full: bool,
-    user_id: i64,
-) -> Result<(), AppError> {
-    if !previews::start(state.db.pool(), destination.id, Some(user_id)).await? {
-        return Ok(());
-    }
-    let engine = state.engine.clone();
-    tokio::spawn(async move {
-        // Its result, or why it failed, is kept for the page.
-        let _ = preview::compute_and_keep(&engine, &destination, full).await;
-    });
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -63,13 +40,7 @@ async fn start(
 ) -> Result<Redirect, AppError> {
     let destination = active(&state, id).await?;
     let full = form.full.as_deref() == Some("yes");
-    begin(&state, destination, full, user.id).await?;
-    tracing::info!(
-        user_id = user.id,
-        destination_id = id,
-        full,
-        "preview requested"
-    );
+    previews::begin(&state.engine, destination, full, user.id).await?;
     Ok(Redirect::to(&format!(
         "/admin/export-destinations/{id}/preview"
     )))
@@ -105,7 +76,7 @@ pub(crate) async fn page(
     confirming: bool,
 ) -> Result<PreviewPage, AppError> {
     let pool = state.db.pool();
-    let stored = previews::find(pool, destination.id).await?;
+    let stored = kept::find(pool, destination.id).await?;
     let first = !crate::store::runs::has_exported(pool, destination.id).await?;
     let (computing, failed, preview, computed) = match stored {
         None => (false, None, None, String::new()),
@@ -152,18 +123,4 @@ async fn show(
 ) -> Result<Response, AppError> {
     let destination = active(&state, id).await?;
     Ok(render(&page(&state, ctx, destination, false).await?)?.into_response())
-}
-
-/// Whether an export of this destination must be confirmed first: its first export, and
-/// its last preview found members Mailchimp would refuse.
-pub(crate) async fn needs_confirmation(state: &AppState, id: i64) -> Result<bool, AppError> {
-    let pool = state.db.pool();
-    if crate::store::runs::has_exported(pool, id).await? {
-        return Ok(false);
-    }
-    Ok(previews::find(pool, id)
-        .await?
-        .filter(|s| s.state == PreviewState::Done)
-        .and_then(|s| s.body.as_deref().and_then(preview::decode))
-        .is_some_and(|p| p.is_blocking()))
 }

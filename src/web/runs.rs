@@ -10,12 +10,14 @@ use axum::{Form, Router};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
+use crate::actions::exports::{self, Cancel, ExportRequest, NotQueued};
 use crate::auth::session;
 use crate::state::AppState;
 use crate::store::destinations::{self, Destination};
 use crate::store::results;
 use crate::store::runs::{self, Run, RunKind, RunStatus};
 use crate::web::current_user::{CurrentUser, require_contributor};
+use crate::web::destinations::active;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
 
@@ -31,13 +33,6 @@ pub fn router() -> Router<AppState> {
         .route("/admin/export-runs/{id}/cancel", post(cancel))
         .route_layer(axum::middleware::from_fn(require_contributor));
     read.merge(write)
-}
-
-async fn active(state: &AppState, id: i64) -> Result<Destination, AppError> {
-    destinations::find(state.db.pool(), id)
-        .await?
-        .filter(|d| d.is_active())
-        .ok_or(AppError::NotFound)
 }
 
 #[derive(Deserialize)]
@@ -56,35 +51,33 @@ async fn export(
     Path(id): Path<i64>,
     Form(form): Form<ExportForm>,
 ) -> Result<Response, AppError> {
-    let destination = active(&state, id).await?;
-    let user = ctx.user.clone();
-    let full = form.full.as_deref() == Some("yes");
-    if form.confirm.as_deref() != Some("yes")
-        && crate::web::preview::needs_confirmation(&state, id).await?
-    {
-        let page = crate::web::preview::page(&state, ctx, destination, true).await?;
-        return Ok((StatusCode::CONFLICT, render(&page)?).into_response());
-    }
-    let mut conn = state.db.pool().acquire().await?;
-    let (run_id, status) = runs::enqueue(&mut conn, id, full, Some(user.id)).await?;
-    tracing::info!(
-        user_id = user.id,
-        destination_id = id,
-        run_id,
-        full,
-        "export requested"
-    );
-    if status == RunStatus::Skipped {
+    let request = ExportRequest {
+        full: form.full.as_deref() == Some("yes"),
+        confirmed: form.confirm.as_deref() == Some("yes"),
+        by: Some(ctx.user.id),
+    };
+    let queued = match exports::queue(&state.db, id, request).await? {
+        Ok(queued) => queued,
+        Err(NotQueued::NoSuchDestination) => return Err(AppError::NotFound),
+        Err(NotQueued::Unconfirmed(_)) => {
+            let destination = crate::actions::active_destination(&state.db, id)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            let page = crate::web::preview::page(&state, ctx, destination, true).await?;
+            return Ok((StatusCode::CONFLICT, render(&page)?).into_response());
+        }
+    };
+    if queued.status == RunStatus::Skipped {
         session::set_flash(
             &session,
             format!(
                 "“{}” is already exporting: this request was recorded as Skipped.",
-                destination.display_name
+                queued.destination.display_name
             ),
         )
         .await?;
     }
-    Ok(Redirect::to(&format!("/admin/export-runs/{run_id}")).into_response())
+    Ok(Redirect::to(&format!("/admin/export-runs/{}", queued.run_id)).into_response())
 }
 
 async fn export_all(
@@ -92,26 +85,12 @@ async fn export_all(
     user: CurrentUser,
     session: Session,
 ) -> Result<Redirect, AppError> {
-    let mut queued = 0;
-    let mut skipped = 0;
-    let mut conn = state.db.pool().acquire().await?;
-    for destination in destinations::list(state.db.pool())
-        .await?
-        .into_iter()
-        .filter(|d| d.is_active())
-    {
-        match runs::enqueue(&mut conn, destination.id, false, Some(user.id))
-            .await?
-            .1
-        {
-            RunStatus::Queued => queued += 1,
-            _ => skipped += 1,
-        }
-    }
-    let mut message = format!("Queued {queued} export(s).");
-    if skipped > 0 {
+    let all = exports::queue_all(&state.db, Some(user.id)).await?;
+    let mut message = format!("Queued {} export(s).", all.queued);
+    if all.skipped > 0 {
         message.push_str(&format!(
-            " {skipped} destination(s) were already exporting (recorded as Skipped)."
+            " {} destination(s) were already exporting (recorded as Skipped).",
+            all.skipped
         ));
     }
     session::set_flash(&session, message).await?;
@@ -356,20 +335,16 @@ async fn cancel(
     Path(id): Path<i64>,
 ) -> Result<Redirect, AppError> {
     let run = load_run(&state, id).await?;
-    // A removal clean-up decides whether a destination and its credential go: only an
-    // administrator, who asked for it, may stop it halfway.
-    if run.kind != RunKind::Export && !user.is_administrator() {
-        return Err(AppError::Forbidden);
-    }
-    if run.status.is_finished() {
-        session::set_flash(
-            &session,
-            "The run had already ended: there was nothing to cancel.",
-        )
-        .await?;
-    } else {
-        runs::request_cancel(state.db.pool(), id).await?;
-        tracing::info!(user_id = user.id, run_id = id, "export cancel requested");
+    match exports::cancel(&state.db, &run, user.id, user.is_administrator()).await? {
+        Cancel::NotYours => return Err(AppError::Forbidden),
+        Cancel::AlreadyEnded => {
+            session::set_flash(
+                &session,
+                "The run had already ended: there was nothing to cancel.",
+            )
+            .await?;
+        }
+        Cancel::Requested => {}
     }
     Ok(Redirect::to(&format!("/admin/export-runs/{id}")))
 }

@@ -570,3 +570,75 @@ async fn previews_asked_for_at_once_are_computed_once() {
         calls_since(&w, &before)
     );
 }
+
+#[tokio::test]
+async fn the_api_asks_for_the_same_confirmation_before_a_first_export_with_problems() {
+    let w = world(SandboxConfig::default()).await;
+    merge_field(
+        &w,
+        json!({"name": "City", "type": "text", "tag": "CITY", "required": true}),
+    )
+    .await;
+    import(&w.app, PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    let token = token(&w.app, "scripts@example.com", Role::Contributor).await;
+    let runs_path = format!("/api/v1/destinations/{id}/runs");
+
+    // The audience requires CITY and the mapping does not fill it.
+    let p = preview(&w, &token, id).await;
+    assert_eq!(p["fail"], 2, "Ada and Zoë have no city: {p:#}");
+
+    let (status, body) = call(
+        &w.app,
+        reqwest::Method::POST,
+        &runs_path,
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["title"], "Confirm the first export");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("\"confirm\": true"),
+        "the refusal says how to go on: {body}"
+    );
+    assert_eq!(
+        body["preview"], p,
+        "the answer carries the preview to confirm"
+    );
+    assert!(
+        runs::for_destination(w.app.state.db.pool(), id, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no run was queued"
+    );
+
+    let (status, body) = call(
+        &w.app,
+        reqwest::Method::POST,
+        &runs_path,
+        Some(&token),
+        Some(json!({ "confirm": true })),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let run = wait(&w, body["id"].as_i64().unwrap()).await;
+    assert_eq!(run.counters.failed, 2);
+
+    // Later exports are not asked about again.
+    let (status, body) = call(
+        &w.app,
+        reqwest::Method::POST,
+        &runs_path,
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+}
