@@ -10,6 +10,7 @@ use sqlx::AnyConnection;
 use crate::domain::destination::{ApiKey, AudienceId, CONSENT_VERSION, DisplayName, Target};
 use crate::mailchimp::SandboxOff;
 use crate::mailchimp::client::{Connection, Credential};
+use crate::mailchimp::gateway::Gateway;
 pub use crate::mailchimp::refusal::{Refusal, RefusalKind};
 use crate::state::AppState;
 use crate::store::audit::{self, Actor};
@@ -117,9 +118,14 @@ async fn verify(
     account: &str,
     audience_id: &str,
 ) -> Result<Verified, ConnectError> {
-    let audience = state
-        .mailchimp_client
-        .audience(&connection, audience_id)
+    // Within the account's connection budget, like every other call to it.
+    let gateway = Gateway::new(
+        state.mailchimp_client.clone(),
+        connection.clone(),
+        &state.engine.limiters,
+    );
+    let audience = gateway
+        .audience(audience_id)
         .await
         .map_err(|err| ConnectError::Refused(Refusal::of(&err, account, audience_id)))?;
     let secret = match &connection.credential {

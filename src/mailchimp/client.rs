@@ -285,17 +285,6 @@ impl Client {
         read(response).await
     }
 
-    /// Sends one Marketing API call and reads its JSON answer.
-    pub async fn call<T: DeserializeOwned>(
-        &self,
-        connection: &Connection,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<T, ApiError> {
-        self.call_with(connection, method, path, body).await
-    }
-
     /// Sends one Marketing API call with a typed body and reads its JSON answer.
     pub async fn call_with<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
@@ -328,70 +317,6 @@ impl Client {
         let throttled = matches!(&answer, Err(err) if err.kind == ErrorKind::Throttled);
         crate::metrics::observe_call(account, Some(status), throttled, started.elapsed());
         answer
-    }
-
-    pub async fn audience(
-        &self,
-        connection: &Connection,
-        list_id: &str,
-    ) -> Result<AudienceInfo, ApiError> {
-        let list: Value = self
-            .call(
-                connection,
-                Method::GET,
-                &format!("/lists/{list_id}?fields=id,name,stats.member_count"),
-                None,
-            )
-            .await?;
-        Ok(AudienceInfo {
-            id: list["id"].as_str().unwrap_or(list_id).to_owned(),
-            name: list["name"].as_str().unwrap_or_default().to_owned(),
-            member_count: list["stats"]["member_count"].as_i64().unwrap_or(0),
-        })
-    }
-
-    pub async fn merge_fields(
-        &self,
-        connection: &Connection,
-        list_id: &str,
-    ) -> Result<Vec<MergeField>, ApiError> {
-        #[derive(Deserialize)]
-        struct Page {
-            merge_fields: Vec<MergeField>,
-        }
-        let page: Page = self
-            .call(
-                connection,
-                Method::GET,
-                &format!(
-                    "/lists/{list_id}/merge-fields?count=1000&fields={}",
-                    merge_field_page_fields()
-                ),
-                None,
-            )
-            .await?;
-        Ok(page.merge_fields)
-    }
-
-    pub async fn create_merge_field(
-        &self,
-        connection: &Connection,
-        list_id: &str,
-        name: &str,
-        kind: &str,
-        tag: &crate::domain::destination::MergeTag,
-    ) -> Result<MergeField, ApiError> {
-        let body = serde_json::json!({ "name": name, "type": kind, "tag": tag.as_str() });
-        self.call(
-            connection,
-            Method::POST,
-            &format!(
-                "/lists/{list_id}/merge-fields?fields={}",
-                MERGE_FIELD_PARTS.join(",")
-            ),
-            Some(&body),
-        )
-        .await
     }
 }
 

@@ -1,6 +1,8 @@
-//! Every call an export or a clean-up makes to Mailchimp, in domain terms: typed requests and
+//! Every call the console makes to Mailchimp's Marketing API (exports, clean-ups, previews,
+//! connecting a destination, the Data matching page), in domain terms: typed requests and
 //! answers, paging, retries with back-off, the account's connection budget and a count of
-//! the calls made. Nothing outside this file builds a Marketing API path or reads its JSON.
+//! the calls made. Nothing outside this file builds a Marketing API path or reads its JSON;
+//! the client below it only sends what it is given.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +15,8 @@ use serde_json::{Map, Value};
 
 use crate::domain::MemberStatus;
 use crate::mailchimp::client::{
-    ApiError, Client, Connection, ErrorKind, MergeField, merge_field_page_fields,
+    ApiError, AudienceInfo, Client, Connection, ErrorKind, MERGE_FIELD_PARTS, MergeField,
+    merge_field_page_fields,
 };
 use crate::mailchimp::limiter::{AccountLimit, Limiters, with_retries};
 
@@ -196,6 +199,38 @@ impl Gateway {
             ))
             .await?;
         Ok(page.merge_fields)
+    }
+
+    /// The audience's ID, name and member count: what connecting a destination checks.
+    pub async fn audience(&self, list: &str) -> Result<AudienceInfo, ApiError> {
+        let answer: Value = self
+            .get(&format!("/lists/{list}?fields=id,name,stats.member_count"))
+            .await?;
+        Ok(AudienceInfo {
+            id: answer["id"].as_str().unwrap_or(list).to_owned(),
+            name: answer["name"].as_str().unwrap_or_default().to_owned(),
+            member_count: answer["stats"]["member_count"].as_i64().unwrap_or(0),
+        })
+    }
+
+    /// Creates a merge field in the audience.
+    pub async fn create_merge_field(
+        &self,
+        list: &str,
+        name: &str,
+        kind: &str,
+        tag: &crate::domain::destination::MergeTag,
+    ) -> Result<MergeField, ApiError> {
+        let body = serde_json::json!({ "name": name, "type": kind, "tag": tag.as_str() });
+        self.send(
+            Method::POST,
+            &format!(
+                "/lists/{list}/merge-fields?fields={}",
+                MERGE_FIELD_PARTS.join(",")
+            ),
+            Some(&body),
+        )
+        .await
     }
 
     /// The audience's tags (static segments) by name, every page of them.

@@ -102,12 +102,10 @@ async fn page(
         .into_iter()
         .map(|f| (f.name, f.field_type))
         .partition(|(_, t)| *t == FieldType::Email);
-    let (merge_fields, merge_fields_error) = match state.engine.connection(&destination) {
-        Ok(connection) => match state
-            .mailchimp_client
-            .merge_fields(&connection, &destination.audience_id)
-            .await
-        {
+    // Through the gateway: within the account's connection budget, even while an export of
+    // the same account keeps every connection busy.
+    let (merge_fields, merge_fields_error) = match state.engine.gateway(&destination) {
+        Ok(gateway) => match gateway.merge_fields(&destination.audience_id).await {
             Ok(fields) => (fields, None),
             Err(err) => (
                 Vec::new(),
@@ -427,10 +425,10 @@ async fn create_merge_field(
         let page = page(state, ctx, destination, form, errors).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
     };
-    let connection = state.engine.connection(&destination)?;
     let created = state
-        .mailchimp_client
-        .create_merge_field(&connection, &destination.audience_id, &name, &kind, &tag)
+        .engine
+        .gateway(&destination)?
+        .create_merge_field(&destination.audience_id, &name, &kind, &tag)
         .await;
     let field = match created {
         Ok(field) => field,

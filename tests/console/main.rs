@@ -2,6 +2,7 @@
 //! TEST_DATABASE_URL is set.
 
 mod account;
+mod account_budget;
 mod api;
 mod api_description;
 mod api_refusals;
