@@ -1,5 +1,24 @@
 //! export-destinations: a self-hosted console that exports segments of unified customer
 //! profiles into Mailchimp audiences.
+//!
+//! The layers, top down: `web` (pages), `api` (JSON), `commands` and `schedule` take requests
+//! and call `actions`, where each thing a person can do is written once; `actions` calls the
+//! export engine (`export`), profiles, segments and sources; those call `mailchimp` (every
+//! Marketing API call goes through its gateway) and `store` (the console's tables); `domain`
+//! holds the types every layer parses into. Nothing calls back up.
+//!
+//! The path of one export, a file a step:
+//! 1. `web/runs.rs` (the Export button), `api/destinations.rs`, `commands.rs` or `schedule.rs`
+//!    ask `actions/exports.rs` to queue it (a first export with problems asks first).
+//! 2. `store/runs.rs` records the run; `export/worker.rs` claims it under a lease and calls
+//!    `export/engine.rs`, which hands an export to `export/run.rs`.
+//! 3. `export/run.rs` makes the small reads (`export/drift.rs`, merge fields, tags), opens the
+//!    plan (`export/plan.rs`, or only what changed: `export/changes.rs`) and loads the ledger's
+//!    index (`export/ledger_index.rs`).
+//! 4. `export/pipeline.rs` sorts each member by `export/decide.rs` (the decision a preview,
+//!    `export/preview.rs`, counts too) and sends batches through `mailchimp/gateway.rs`.
+//! 5. `export/pipeline/answers.rs` records each answer: ledger rows (`store/ledger.rs`),
+//!    per-member results and counts, in one transaction.
 
 pub mod actions;
 pub mod alerts;

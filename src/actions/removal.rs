@@ -70,7 +70,7 @@ pub async fn remove(
     runs::cancel_all(pool, id).await?;
     if how == InMailchimp::Leave {
         // Mailchimp stops calling the console for a destination that is gone.
-        engine.remove_webhook(destination).await;
+        crate::export::webhooks::remove(engine, destination).await;
     }
     let mut tx = crate::db::begin_write(pool).await?;
     let removed = match how.cleanup() {

@@ -235,7 +235,7 @@ pub async fn create(
     audit::record(&mut *tx, &actor, "save", Some(id), name.as_str(), &saved).await?;
     tx.commit().await?;
     // A failure is logged; the first export registers the webhook then.
-    let _ = state.engine.register_webhook_after_save(id).await;
+    let _ = crate::export::webhooks::register_after_save(&state.engine, id).await;
     let d = destinations::find(pool, id)
         .await?
         .ok_or_else(Problem::not_found)?;

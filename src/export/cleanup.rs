@@ -33,172 +33,170 @@ impl Call {
     }
 }
 
-impl Engine {
-    #[tracing::instrument(name = "clean-up", skip_all, fields(run_id = run.id, destination_id = run.destination_id, ?kind))]
-    pub(crate) async fn clean_up(
-        &self,
-        run: &Run,
-        kind: RunKind,
-        stop: &AtomicBool,
-    ) -> anyhow::Result<Outcome> {
-        let pool = self.db.pool();
-        let Some(destination) = destinations::find(pool, run.destination_id).await? else {
-            return Ok(failure("The destination was already removed."));
-        };
-        if !destination.is_removing() {
-            return Ok(failure("The destination is not being removed."));
+#[tracing::instrument(name = "clean-up", skip_all, fields(run_id = run.id, destination_id = run.destination_id, ?kind))]
+pub(crate) async fn clean_up(
+    engine: &Engine,
+    run: &Run,
+    kind: RunKind,
+    stop: &AtomicBool,
+) -> anyhow::Result<Outcome> {
+    let pool = engine.db.pool();
+    let Some(destination) = destinations::find(pool, run.destination_id).await? else {
+        return Ok(failure("The destination was already removed."));
+    };
+    if !destination.is_removing() {
+        return Ok(failure("The destination is not being removed."));
+    }
+    let gateway = match engine.gateway(&destination) {
+        Ok(gateway) => gateway,
+        Err(err) => {
+            return Ok(failure(format!(
+                "The destination's credential cannot be used: {err}."
+            )));
         }
-        let gateway = match self.gateway(&destination) {
-            Ok(gateway) => gateway,
-            Err(err) => {
-                return Ok(failure(format!(
-                    "The destination's credential cannot be used: {err}."
-                )));
-            }
-        };
-        let list = destination.audience_id.as_str();
-        let mut delta = Counters {
-            total: ledger::count_managed(pool, destination.id).await?,
-            ..Counters::default()
-        };
-        let tag_ids: HashMap<String, u64> = if kind == RunKind::RemoveTags {
-            match gateway.tags(list).await {
-                Ok(tags) => tags,
-                Err(err) => return Ok(failure(fatal_message(&err))),
-            }
-        } else {
-            HashMap::new()
-        };
-        let mut by_tag: HashMap<String, Vec<String>> = HashMap::new();
-        let mut calls: Vec<Call> = Vec::new();
-        let mut in_flight = futures::stream::FuturesUnordered::new();
-        let mut after = String::new();
-        let mut exhausted = false;
-        let mut problems = 0usize;
-        let (mut untagged, mut archived) = (0i64, 0i64);
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                gateway.stop();
-                anyhow::bail!("the run's lease was lost; another worker will resume it");
-            }
-            if calls.is_empty() && !exhausted && runs::cancel_requested(pool, run.id).await? {
-                // Calls in flight are let finish; nothing new leaves. The destination stays,
-                // marked as removal stopped, for an administrator to retry or remove.
-                gateway.stop();
-                while in_flight.next().await.is_some() {}
-                return Ok(Outcome {
+    };
+    let list = destination.audience_id.as_str();
+    let mut delta = Counters {
+        total: ledger::count_managed(pool, destination.id).await?,
+        ..Counters::default()
+    };
+    let tag_ids: HashMap<String, u64> = if kind == RunKind::RemoveTags {
+        match gateway.tags(list).await {
+            Ok(tags) => tags,
+            Err(err) => return Ok(failure(fatal_message(&err))),
+        }
+    } else {
+        HashMap::new()
+    };
+    let mut by_tag: HashMap<String, Vec<String>> = HashMap::new();
+    let mut calls: Vec<Call> = Vec::new();
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut after = String::new();
+    let mut exhausted = false;
+    let mut problems = 0usize;
+    let (mut untagged, mut archived) = (0i64, 0i64);
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            gateway.stop();
+            anyhow::bail!("the run's lease was lost; another worker will resume it");
+        }
+        if calls.is_empty() && !exhausted && runs::cancel_requested(pool, run.id).await? {
+            // Calls in flight are let finish; nothing new leaves. The destination stays,
+            // marked as removal stopped, for an administrator to retry or remove.
+            gateway.stop();
+            while in_flight.next().await.is_some() {}
+            return Ok(Outcome {
                     status: RunStatus::Canceled,
                     message: Some(
                         "Clean-up canceled: the destination is kept; retry the clean-up or remove it without one."
                             .into(),
                     ),
                 });
+        }
+        while calls.is_empty() && !exhausted {
+            let page = ledger::managed_page(pool, destination.id, &after, PAGE).await?;
+            exhausted = (page.len() as i64) < PAGE;
+            if let Some(last) = page.last() {
+                after = last.email_hash.clone();
             }
-            while calls.is_empty() && !exhausted {
-                let page = ledger::managed_page(pool, destination.id, &after, PAGE).await?;
-                exhausted = (page.len() as i64) < PAGE;
-                if let Some(last) = page.last() {
-                    after = last.email_hash.clone();
-                }
-                for Managed { email, tags, .. } in page {
-                    if kind == RunKind::RemoveTags {
-                        let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
-                        for tag in tags {
-                            let waiting = by_tag.entry(tag.clone()).or_default();
-                            waiting.push(email.clone());
-                            if waiting.len() == BATCH {
-                                let emails = std::mem::take(waiting);
-                                calls.extend(untag(&tag_ids, &tag, emails));
-                            }
+            for Managed { email, tags, .. } in page {
+                if kind == RunKind::RemoveTags {
+                    let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
+                    for tag in tags {
+                        let waiting = by_tag.entry(tag.clone()).or_default();
+                        waiting.push(email.clone());
+                        if waiting.len() == BATCH {
+                            let emails = std::mem::take(waiting);
+                            calls.extend(untag(&tag_ids, &tag, emails));
                         }
-                    } else {
-                        calls.push(Call::Archive { email });
                     }
-                }
-                if exhausted {
-                    for (tag, emails) in by_tag.drain() {
-                        calls.extend(untag(&tag_ids, &tag, emails));
-                    }
+                } else {
+                    calls.push(Call::Archive { email });
                 }
             }
-            while in_flight.len() < PER_ACCOUNT {
-                let Some(call) = calls.pop() else {
-                    break;
+            if exhausted {
+                for (tag, emails) in by_tag.drain() {
+                    calls.extend(untag(&tag_ids, &tag, emails));
+                }
+            }
+        }
+        while in_flight.len() < PER_ACCOUNT {
+            let Some(call) = calls.pop() else {
+                break;
+            };
+            let gateway = &gateway;
+            in_flight.push(async move {
+                let members = call.members();
+                let result = match &call {
+                    Call::Untag { tag_id, emails } => {
+                        let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+                        gateway.untag(list, *tag_id, &emails).await.map(|_| ())
+                    }
+                    // Already gone from the audience counts as archived: nothing is left.
+                    Call::Archive { email } => gateway.archive(list, email).await.map(|_| ()),
                 };
-                let gateway = &gateway;
-                in_flight.push(async move {
-                    let members = call.members();
-                    let result = match &call {
-                        Call::Untag { tag_id, emails } => {
-                            let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
-                            gateway.untag(list, *tag_id, &emails).await.map(|_| ())
-                        }
-                        // Already gone from the audience counts as archived: nothing is left.
-                        Call::Archive { email } => gateway.archive(list, email).await.map(|_| ()),
-                    };
-                    (result, members)
-                });
-            }
-            let Some((result, members)) = in_flight.next().await else {
-                if calls.is_empty() && exhausted {
-                    break;
-                }
-                continue;
-            };
-            match result {
-                Ok(_) if kind == RunKind::RemoveTags => untagged += members as i64,
-                Ok(_) => archived += 1,
-                Err(err) => {
-                    tracing::warn!(error = %err, "a clean-up call failed");
-                    problems += members;
-                }
-            }
+                (result, members)
+            });
         }
-        drop(in_flight);
-        delta.calls = gateway.take_calls();
-        delta.tag_changes = untagged;
-        delta.sent = archived;
-        runs::add(pool, run.id, &delta).await?;
-        let (what, done) = if kind == RunKind::RemoveTags {
-            ("tags taken off", untagged)
-        } else {
-            ("members archived", archived)
+        let Some((result, members)) = in_flight.next().await else {
+            if calls.is_empty() && exhausted {
+                break;
+            }
+            continue;
         };
-        if problems > 0 {
-            // A clean-up that did not finish keeps the destination (and its credential) so
-            // it can be retried; nothing is deleted behind the administrator's back.
-            return Ok(failure(format!(
-                "Clean-up incomplete: {done} {what} in Mailchimp, {problems} could not be. The destination is kept; retry the clean-up or remove it without one."
-            )));
+        match result {
+            Ok(_) if kind == RunKind::RemoveTags => untagged += members as i64,
+            Ok(_) => archived += 1,
+            Err(err) => {
+                tracing::warn!(error = %err, "a clean-up call failed");
+                problems += members;
+            }
         }
-        let details =
-            format!("{done} {what} in Mailchimp; {problems} could not be; credential deleted");
-        let by = runs::requester(pool, run.id).await?;
-        self.remove_webhook(&destination).await;
-        let mut tx = crate::db::begin_write(pool).await?;
-        destinations::retire(&mut tx, destination.id).await?;
-        if let Some((user_id, email)) = &by {
-            let actor = crate::store::audit::Actor {
-                user_id: *user_id,
-                email,
-            };
-            crate::store::audit::record(
-                &mut *tx,
-                &actor,
-                "removed",
-                Some(destination.id),
-                &destination.display_name,
-                &details,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        tracing::info!(destination_id = destination.id, %details, "destination removed after its clean-up");
-        Ok(Outcome {
-            status: RunStatus::Successful,
-            message: Some(details),
-        })
     }
+    drop(in_flight);
+    delta.calls = gateway.take_calls();
+    delta.tag_changes = untagged;
+    delta.sent = archived;
+    runs::add(pool, run.id, &delta).await?;
+    let (what, done) = if kind == RunKind::RemoveTags {
+        ("tags taken off", untagged)
+    } else {
+        ("members archived", archived)
+    };
+    if problems > 0 {
+        // A clean-up that did not finish keeps the destination (and its credential) so
+        // it can be retried; nothing is deleted behind the administrator's back.
+        return Ok(failure(format!(
+            "Clean-up incomplete: {done} {what} in Mailchimp, {problems} could not be. The destination is kept; retry the clean-up or remove it without one."
+        )));
+    }
+    let details =
+        format!("{done} {what} in Mailchimp; {problems} could not be; credential deleted");
+    let by = runs::requester(pool, run.id).await?;
+    crate::export::webhooks::remove(engine, &destination).await;
+    let mut tx = crate::db::begin_write(pool).await?;
+    destinations::retire(&mut tx, destination.id).await?;
+    if let Some((user_id, email)) = &by {
+        let actor = crate::store::audit::Actor {
+            user_id: *user_id,
+            email,
+        };
+        crate::store::audit::record(
+            &mut *tx,
+            &actor,
+            "removed",
+            Some(destination.id),
+            &destination.display_name,
+            &details,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(destination_id = destination.id, %details, "destination removed after its clean-up");
+    Ok(Outcome {
+        status: RunStatus::Successful,
+        message: Some(details),
+    })
 }
 
 /// The call that takes one tag off some members (none if the audience lacks the tag: nobody

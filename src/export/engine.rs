@@ -106,8 +106,8 @@ impl Engine {
     /// Runs an export or a removal clean-up; `stop` is raised when the run's lease is lost.
     pub async fn execute(&self, run: &Run, stop: &AtomicBool) -> anyhow::Result<Outcome> {
         match run.kind {
-            RunKind::Export => self.export(run, stop).await,
-            kind => self.clean_up(run, kind, stop).await,
+            RunKind::Export => crate::export::run::export(self, run, stop).await,
+            kind => crate::export::cleanup::clean_up(self, run, kind, stop).await,
         }
     }
 }

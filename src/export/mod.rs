@@ -8,11 +8,12 @@ mod cleanup;
 mod decide;
 pub mod drift;
 mod engine;
-mod exporter;
 pub mod forget;
 mod ledger_index;
+mod pipeline;
 mod plan;
 pub mod preview;
+mod run;
 pub mod webhooks;
 pub mod worker;
 

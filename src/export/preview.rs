@@ -2,7 +2,7 @@
 //! or leave unchanged, members skipped and why, tags added and taken off, how much the
 //! audience grows, and the merge-field values Mailchimp would refuse.
 //!
-//! It reads the same plan against the same ledger as a run ([`super::exporter`]), and each
+//! It reads the same plan against the same ledger as a run ([`super::run`]), and each
 //! member's fate comes from the one decision a run acts on ([`super::decide`]). What a run
 //! learns from Mailchimp's answers is read beforehand: the audience's members and their
 //! statuses (one read of 1,000 members a page), its merge fields and its size. A run that

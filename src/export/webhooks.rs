@@ -81,150 +81,148 @@ impl From<sqlx::Error> for HookError {
     }
 }
 
-impl Engine {
-    /// Makes sure Mailchimp has the destination's webhook, exactly once: added when missing,
-    /// extra copies and those with an older secret deleted.
-    pub async fn ensure_webhook(
-        &self,
-        gateway: &Gateway,
-        destination: &Destination,
-    ) -> Result<Checked, HookError> {
-        let Some(hooks) = &self.webhooks else {
-            return Ok(Checked::Off);
-        };
-        if !destination.is_active() {
-            return Ok(Checked::Off);
+/// Makes sure Mailchimp has the destination's webhook, exactly once: added when missing,
+/// extra copies and those with an older secret deleted.
+pub async fn ensure(
+    engine: &Engine,
+    gateway: &Gateway,
+    destination: &Destination,
+) -> Result<Checked, HookError> {
+    let Some(hooks) = &engine.webhooks else {
+        return Ok(Checked::Off);
+    };
+    if !destination.is_active() {
+        return Ok(Checked::Off);
+    }
+    let _one_at_a_time = hooks.registering.lock().await;
+    let pool = engine.db.pool();
+    let registration = match webhooks::find(pool, destination.id).await? {
+        Some(found) => found,
+        None => {
+            let sealed = engine.key.seal(&crate::crypto::random_token());
+            webhooks::put_secret(pool, destination.id, &sealed).await?;
+            webhooks::find(pool, destination.id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the webhook's secret was not kept"))?
         }
-        let _one_at_a_time = hooks.registering.lock().await;
-        let pool = self.db.pool();
-        let registration = match webhooks::find(pool, destination.id).await? {
-            Some(found) => found,
-            None => {
-                let sealed = self.key.seal(&crate::crypto::random_token());
-                webhooks::put_secret(pool, destination.id, &sealed).await?;
-                webhooks::find(pool, destination.id)
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("the webhook's secret was not kept"))?
-            }
-        };
-        let secret = self.key.open(&registration.secret_sealed)?;
-        let url = hooks.url(destination.id, &secret);
-        let prefix = hooks.prefix(destination.id);
-        let list = &destination.audience_id;
-        let mut found = gateway.webhooks(list).await?;
-        let checked = if found.iter().any(|w| w.url == url) {
-            Checked::Present
-        } else {
-            match gateway.add_webhook(list, &url).await {
-                Ok(added) => found.push(added),
-                // Added meanwhile by another console on the database: Mailchimp takes one
-                // webhook per URL.
-                Err(err) if err.kind == crate::mailchimp::client::ErrorKind::Invalid => {
-                    found = gateway.webhooks(list).await?;
-                    if !found.iter().any(|w| w.url == url) {
-                        return Err(err.into());
-                    }
+    };
+    let secret = engine.key.open(&registration.secret_sealed)?;
+    let url = hooks.url(destination.id, &secret);
+    let prefix = hooks.prefix(destination.id);
+    let list = &destination.audience_id;
+    let mut found = gateway.webhooks(list).await?;
+    let checked = if found.iter().any(|w| w.url == url) {
+        Checked::Present
+    } else {
+        match gateway.add_webhook(list, &url).await {
+            Ok(added) => found.push(added),
+            // Added meanwhile by another console on the database: Mailchimp takes one
+            // webhook per URL.
+            Err(err) if err.kind == crate::mailchimp::client::ErrorKind::Invalid => {
+                found = gateway.webhooks(list).await?;
+                if !found.iter().any(|w| w.url == url) {
+                    return Err(err.into());
                 }
-                Err(err) => return Err(err.into()),
             }
-            Checked::Added
-        };
-        // Ours is the first with our URL; others of this destination's are left-overs.
-        let mut kept: Option<String> = None;
-        for webhook in found {
-            if webhook.url == url && kept.is_none() {
-                kept = Some(webhook.id);
-            } else if webhook.url.starts_with(&prefix) {
-                gateway.delete_webhook(list, &webhook.id).await?;
+            Err(err) => return Err(err.into()),
+        }
+        Checked::Added
+    };
+    // Ours is the first with our URL; others of this destination's are left-overs.
+    let mut kept: Option<String> = None;
+    for webhook in found {
+        if webhook.url == url && kept.is_none() {
+            kept = Some(webhook.id);
+        } else if webhook.url.starts_with(&prefix) {
+            gateway.delete_webhook(list, &webhook.id).await?;
+        }
+    }
+    if let Some(id) = kept {
+        if registration.webhook_id.as_deref() != Some(id.as_str()) {
+            webhooks::set_registered(pool, destination.id, &id).await?;
+        }
+    }
+    if checked == Checked::Added {
+        tracing::info!(
+            destination_id = destination.id,
+            "the audience's webhook was registered"
+        );
+    }
+    Ok(checked)
+}
+
+/// After a save: registers the destination's webhook, waiting [`WAIT`] at most. None
+/// when it is registered (or webhooks are off); otherwise why not, for the person who
+/// saved.
+pub async fn register_after_save(engine: &Engine, destination_id: i64) -> Option<String> {
+    engine.webhooks.as_ref()?;
+    let destination = match crate::store::destinations::find(engine.db.pool(), destination_id).await
+    {
+        Ok(Some(destination)) => destination,
+        Ok(None) => return None,
+        Err(err) => return Some(err.to_string()),
+    };
+    let gateway = match engine.gateway(&destination) {
+        Ok(gateway) => gateway,
+        Err(err) => return Some(err.to_string()),
+    };
+    let outcome = tokio::time::timeout(WAIT, ensure(engine, &gateway, &destination)).await;
+    let problem = match outcome {
+        Ok(Ok(_)) => return None,
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => "Mailchimp did not answer in time".to_owned(),
+    };
+    tracing::warn!(destination_id, error = %problem, "the audience's webhook could not be registered");
+    Some(problem)
+}
+
+/// Before a destination goes: deletes its webhooks from the audience (the one Mailchimp
+/// gave an ID for, and any other with its URL), waiting [`WAIT`] at most. A failure is
+/// logged: the endpoint refuses the calls of a removed destination anyway.
+pub async fn remove(engine: &Engine, destination: &Destination) {
+    let pool = engine.db.pool();
+    let registration = match webhooks::find(pool, destination.id).await {
+        Ok(Some(registration)) => registration,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(destination_id = destination.id, error = %err, "reading the destination's webhook");
+            return;
+        }
+    };
+    let removal = async {
+        let gateway = engine.gateway(destination).map_err(HookError::Internal)?;
+        let list = &destination.audience_id;
+        let prefix = engine.webhooks.as_ref().map(|h| h.prefix(destination.id));
+        let mut ids: Vec<String> = registration.webhook_id.iter().cloned().collect();
+        if let Some(prefix) = &prefix {
+            for webhook in gateway.webhooks(list).await? {
+                if webhook.url.starts_with(prefix.as_str()) && !ids.contains(&webhook.id) {
+                    ids.push(webhook.id);
+                }
             }
         }
-        if let Some(id) = kept {
-            if registration.webhook_id.as_deref() != Some(id.as_str()) {
-                webhooks::set_registered(pool, destination.id, &id).await?;
-            }
+        for id in &ids {
+            gateway.delete_webhook(list, id).await?;
         }
-        if checked == Checked::Added {
+        webhooks::clear_registered(pool, destination.id).await?;
+        Ok::<_, HookError>(ids.len())
+    };
+    match tokio::time::timeout(WAIT, removal).await {
+        Ok(Ok(removed)) => {
             tracing::info!(
                 destination_id = destination.id,
-                "the audience's webhook was registered"
+                removed,
+                "the audience's webhook was deleted"
             );
         }
-        Ok(checked)
-    }
-
-    /// After a save: registers the destination's webhook, waiting [`WAIT`] at most. None
-    /// when it is registered (or webhooks are off); otherwise why not, for the person who
-    /// saved.
-    pub async fn register_webhook_after_save(&self, destination_id: i64) -> Option<String> {
-        self.webhooks.as_ref()?;
-        let destination =
-            match crate::store::destinations::find(self.db.pool(), destination_id).await {
-                Ok(Some(destination)) => destination,
-                Ok(None) => return None,
-                Err(err) => return Some(err.to_string()),
-            };
-        let gateway = match self.gateway(&destination) {
-            Ok(gateway) => gateway,
-            Err(err) => return Some(err.to_string()),
-        };
-        let outcome = tokio::time::timeout(WAIT, self.ensure_webhook(&gateway, &destination)).await;
-        let problem = match outcome {
-            Ok(Ok(_)) => return None,
-            Ok(Err(err)) => err.to_string(),
-            Err(_) => "Mailchimp did not answer in time".to_owned(),
-        };
-        tracing::warn!(destination_id, error = %problem, "the audience's webhook could not be registered");
-        Some(problem)
-    }
-
-    /// Before a destination goes: deletes its webhooks from the audience (the one Mailchimp
-    /// gave an ID for, and any other with its URL), waiting [`WAIT`] at most. A failure is
-    /// logged: the endpoint refuses the calls of a removed destination anyway.
-    pub async fn remove_webhook(&self, destination: &Destination) {
-        let pool = self.db.pool();
-        let registration = match webhooks::find(pool, destination.id).await {
-            Ok(Some(registration)) => registration,
-            Ok(None) => return,
-            Err(err) => {
-                tracing::warn!(destination_id = destination.id, error = %err, "reading the destination's webhook");
-                return;
-            }
-        };
-        let removal = async {
-            let gateway = self.gateway(destination).map_err(HookError::Internal)?;
-            let list = &destination.audience_id;
-            let prefix = self.webhooks.as_ref().map(|h| h.prefix(destination.id));
-            let mut ids: Vec<String> = registration.webhook_id.iter().cloned().collect();
-            if let Some(prefix) = &prefix {
-                for webhook in gateway.webhooks(list).await? {
-                    if webhook.url.starts_with(prefix.as_str()) && !ids.contains(&webhook.id) {
-                        ids.push(webhook.id);
-                    }
-                }
-            }
-            for id in &ids {
-                gateway.delete_webhook(list, id).await?;
-            }
-            webhooks::clear_registered(pool, destination.id).await?;
-            Ok::<_, HookError>(ids.len())
-        };
-        match tokio::time::timeout(WAIT, removal).await {
-            Ok(Ok(removed)) => {
-                tracing::info!(
-                    destination_id = destination.id,
-                    removed,
-                    "the audience's webhook was deleted"
-                );
-            }
-            Ok(Err(err)) => {
-                tracing::warn!(destination_id = destination.id, error = %err, "the audience's webhook could not be deleted");
-            }
-            Err(_) => {
-                tracing::warn!(
-                    destination_id = destination.id,
-                    "the audience's webhook could not be deleted: Mailchimp did not answer in time"
-                );
-            }
+        Ok(Err(err)) => {
+            tracing::warn!(destination_id = destination.id, error = %err, "the audience's webhook could not be deleted");
+        }
+        Err(_) => {
+            tracing::warn!(
+                destination_id = destination.id,
+                "the audience's webhook could not be deleted: Mailchimp did not answer in time"
+            );
         }
     }
 }

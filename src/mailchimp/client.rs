@@ -285,6 +285,17 @@ impl Client {
         read(response).await
     }
 
+    /// Sends one Marketing API call and reads its JSON answer.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        connection: &Connection,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, ApiError> {
+        self.call_with(connection, method, path, body).await
+    }
+
     /// Sends one Marketing API call with a typed body and reads its JSON answer.
     pub async fn call_with<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,

@@ -331,9 +331,7 @@ async fn submit(
         "destination saved"
     );
     // Mailchimp's webhook brings opt-outs in as they happen (when webhooks are on).
-    let webhook = state
-        .engine
-        .register_webhook_after_save(id)
+    let webhook = crate::export::webhooks::register_after_save(&state.engine, id)
         .await
         .map(|problem| {
             format!(

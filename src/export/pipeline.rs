@@ -1,4 +1,4 @@
-//! One export run as a pipeline. The plan is read a chunk at a time; members whose content
+//! One export run's pipeline, after [`super::run`] has made its small reads. The plan is read a chunk at a time; members whose content
 //! changed, or who gain a tag, go out in batch upserts of 500 that carry the tags they
 //! should have (Mailchimp adds tags named in the batch to new and existing members, so a
 //! tag addition costs no call of its own). A member who leaves a segment loses its tag
@@ -12,7 +12,7 @@
 //! transaction, so a run resumed after a crash sends nothing Mailchimp already has.
 
 use crate::background::AbortOnDrop;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,23 +20,20 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::domain::MemberStatus;
-use crate::domain::destination::NewMemberStatus;
-use crate::export::changes;
 use crate::export::decide::{Decider, Fate, Presence, Tags};
-use crate::export::engine::{Engine, Outcome, failure, fatal_message, is_fatal, result_of};
+use crate::export::engine::{Engine, fatal_message, is_fatal};
 use crate::export::ledger_index::Index;
-use crate::export::plan::{Chunk, Hash, PlanError, PlanReader, Record, hash_of, hex_of};
-use crate::mailchimp::client::{ApiError, ErrorKind};
-use crate::mailchimp::gateway::{BATCH, BatchAnswer, Gateway, MemberOutcome, Untagged, Upsert};
+use crate::export::plan::{Chunk, Hash, PlanReader, Record, hash_of, hex_of};
+use crate::mailchimp::client::ApiError;
+use crate::mailchimp::gateway::{BATCH, BatchAnswer, Gateway, Untagged, Upsert};
 use crate::mailchimp::limiter::PER_ACCOUNT;
-use crate::mailchimp::merge_rules::{MergeRules, REFUSED_VALUE};
+use crate::mailchimp::merge_rules::REFUSED_VALUE;
 use crate::store::destinations::Destination;
-use crate::store::ledger::{self, Entry};
+use crate::store::ledger::{self};
 use crate::store::results::{self, MemberResult};
-use crate::store::runs::{self, Counters, Run, RunStatus};
+use crate::store::runs::{self, Counters, Run};
 
 mod answers;
-mod run;
 
 /// Calls handed to the account's limit at once: every slot busy, and the next call already
 /// waiting when one finishes.
@@ -89,7 +86,7 @@ enum Answer {
 type Done = (Job, Result<Answer, ApiError>, Option<OwnedSemaphorePermit>);
 
 /// Reads the plan in its own task, a chunk or two ahead of the run.
-fn read_ahead(
+pub(super) fn read_ahead(
     mut reader: PlanReader,
 ) -> (
     tokio::sync::mpsc::Receiver<anyhow::Result<Option<Chunk>>>,
@@ -122,10 +119,72 @@ struct Live {
     pending: u32,
 }
 
-enum Halt {
+/// Why the pipeline stopped before its end.
+pub(super) enum Halt {
+    /// The credential or the audience cannot be used: the run fails with these words.
     Fatal(String),
     Canceled,
     LeaseLost,
+}
+
+/// What the pipeline needs from the run that starts it.
+pub(super) struct Setup<'a> {
+    pub engine: &'a Engine,
+    pub run: &'a Run,
+    pub destination: &'a Destination,
+    pub gateway: Gateway,
+    pub index: Index,
+    pub decider: Decider,
+    /// The status a member Mailchimp does not have yet is sent with.
+    pub new_status: MemberStatus,
+    /// The audience's tags by name (a removal needs the tag's ID).
+    pub tag_ids: HashMap<String, u64>,
+    /// Addresses of the ledger entries loaded, when only changed profiles are read.
+    pub emails: Option<HashMap<Hash, String>>,
+}
+
+/// How the pipeline ended.
+pub(super) struct Finished {
+    /// Profiles the plan held.
+    pub planned: i64,
+    pub halt: Option<Halt>,
+    /// A tag removal failed: the next export must read the whole plan to make it again.
+    pub tag_failures: bool,
+}
+
+/// Sends the plan's members to Mailchimp, keeping the account's connections busy until the
+/// plan is done and every call answered, and records every answer as it comes.
+pub(super) async fn send(
+    setup: Setup<'_>,
+    chunks: tokio::sync::mpsc::Receiver<anyhow::Result<Option<Chunk>>>,
+    stop: &AtomicBool,
+) -> anyhow::Result<Finished> {
+    let mut exporter = Exporter {
+        engine: setup.engine,
+        run: setup.run,
+        destination: setup.destination,
+        gateway: setup.gateway,
+        recording: Arc::new(Semaphore::new(PER_ACCOUNT)),
+        index: setup.index,
+        decider: setup.decider,
+        new_status: setup.new_status,
+        statuses: None,
+        tag_ids: setup.tag_ids,
+        set_names: HashMap::new(),
+        removes: HashMap::new(),
+        live: HashMap::new(),
+        upserts: VecDeque::new(),
+        counters: Counters::default(),
+        halt: None,
+        tag_failures: false,
+        emails: setup.emails,
+    };
+    let planned = exporter.pump(chunks, stop).await?;
+    Ok(Finished {
+        planned,
+        halt: exporter.halt,
+        tag_failures: exporter.tag_failures,
+    })
 }
 
 struct Exporter<'a> {

@@ -1,7 +1,17 @@
 //! Recording what Mailchimp answered: each finished call's ledger rows, per-member results
 //! and counts, in one transaction with the other answers that arrived together.
 
-use super::*;
+use std::collections::{HashMap, HashSet};
+
+use crate::export::engine::{fatal_message, is_fatal, result_of};
+use crate::export::pipeline::{Answer, Exporter, Halt, Job, Outgoing};
+use crate::export::plan::{Hash, hex_of};
+use crate::mailchimp::client::{ApiError, ErrorKind};
+use crate::mailchimp::gateway::BatchAnswer;
+use crate::mailchimp::gateway::MemberOutcome;
+use crate::store::ledger::{self, Entry};
+use crate::store::results::{self, MemberResult};
+use crate::store::runs::{self, Counters};
 
 impl Exporter<'_> {
     /// Records a finished call: ledger rows, results and counts in one transaction.

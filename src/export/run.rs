@@ -1,0 +1,216 @@
+//! A run from start to end: the small reads before anything is sent (drift check, merge
+//! fields, tags), choosing between the whole plan and only what changed, handing the
+//! members to the pipeline, and the outcome, with the mark that lets the next run read
+//! only changes.
+
+use std::sync::atomic::AtomicBool;
+
+use crate::domain::MemberStatus;
+use crate::domain::destination::NewMemberStatus;
+use crate::export::changes;
+use crate::export::decide::Decider;
+use crate::export::engine::{Engine, Outcome, failure, fatal_message};
+use crate::export::ledger_index::Index;
+use crate::export::pipeline::{self, Finished, Halt, Setup, read_ahead};
+use crate::export::plan::{PlanError, PlanReader};
+use crate::mailchimp::merge_rules::MergeRules;
+use crate::store::runs::{self, Counters, Run, RunStatus};
+
+/// Runs an export: the small reads, then the pipeline, then the outcome.
+#[tracing::instrument(name = "export", skip_all, fields(run_id = run.id, destination_id = run.destination_id, full = run.full_resync))]
+pub(crate) async fn export(
+    engine: &Engine,
+    run: &Run,
+    stop: &AtomicBool,
+) -> anyhow::Result<Outcome> {
+    let pool = engine.db.pool();
+    let Some(destination) = crate::store::destinations::find(pool, run.destination_id).await?
+    else {
+        return Ok(failure("The destination was removed."));
+    };
+    if !destination.is_active() {
+        return Ok(failure("The destination's set-up is not finished."));
+    }
+    // The mark of the last complete export goes now: it comes back only if this run
+    // ends complete.
+    let mark = crate::store::marks::find(pool, destination.id).await?;
+    crate::store::marks::clear(pool, destination.id).await?;
+    let gateway = match engine.gateway(&destination) {
+        Ok(gateway) => gateway,
+        Err(err) => {
+            return Ok(failure(format!(
+                "The destination's credential cannot be used: {err}. Authenticate again."
+            )));
+        }
+    };
+    // Customers forgotten while Mailchimp could not take their deletion go first.
+    let left = crate::export::forget::erase_pending(engine, &destination).await?;
+    if left > 0 {
+        tracing::warn!(left, "deletions for good are still pending");
+    }
+    let list = destination.audience_id.clone();
+    // Three small reads side by side: did the audience change behind the console (and
+    // if so, the ledger's repair), its merge fields, and its tags by name (a removal
+    // needs the tag's ID); and, with webhooks on, is the audience's webhook still there.
+    let (repair, merge_fields, tag_ids, webhook) = tokio::join!(
+        crate::export::drift::check(&engine.db, &gateway, &destination, run.id),
+        gateway.merge_fields(&list),
+        gateway.tags(&list),
+        crate::export::webhooks::ensure(engine, &gateway, &destination),
+    );
+    if let Err(err) = webhook {
+        // Opt-outs still reach the ledger through the statuses the run reads.
+        tracing::warn!(error = %err, "the audience's webhook could not be checked; the next run tries again");
+    }
+    let repair = match repair {
+        Ok(repair) => repair,
+        Err(crate::export::drift::CheckError::Mailchimp(err)) => {
+            return Ok(failure(fatal_message(&err)));
+        }
+        Err(crate::export::drift::CheckError::Internal(err)) => return Err(err),
+    };
+    let merge_fields = match merge_fields {
+        Ok(fields) => fields,
+        Err(err) => return Ok(failure(fatal_message(&err))),
+    };
+    let tag_ids = match tag_ids {
+        Ok(tags) => tags,
+        Err(err) => return Ok(failure(fatal_message(&err))),
+    };
+    let number_tags: Vec<String> = merge_fields
+        .iter()
+        .filter(|f| f.kind == "number")
+        .map(|f| f.tag.clone())
+        .collect();
+    let started = std::time::Instant::now();
+    let segment_ids = crate::store::destinations::segment_ids(pool, destination.id).await?;
+    // What this run exports from, noted before any of the plan is read.
+    let basis = changes::basis(&engine.db, &destination, &number_tags, &segment_ids).await?;
+    let basis_ms = started.elapsed().as_millis() as u64;
+    let mut reader = match PlanReader::open(&engine.db, &destination, &number_tags).await {
+        Ok(reader) => reader,
+        Err(PlanError::TooMany(n)) => return Ok(failure(PlanError::TooMany(n).to_string())),
+        Err(PlanError::Other(err)) => return Err(err),
+    };
+    tracing::debug!(
+        basis_ms,
+        opened_ms = started.elapsed().as_millis() as u64,
+        "the plan is open"
+    );
+    // A repaired ledger is read whole: members to send again need not have changed.
+    let mark = mark.filter(|_| !run.full_resync && repair.is_none());
+    let changed = changes::changes(&engine.db, destination.id, mark, &basis, &mut reader).await?;
+
+    runs::reset_counters(pool, run.id).await?;
+    let expected = reader.total;
+    let mut counters = Counters {
+        total: reader.total,
+        calls: gateway.take_calls(),
+        ..Counters::default()
+    };
+    let (chunks, _reading, mut index, emails) = match changed {
+        Some(changed) => {
+            // The profiles not read are as the last complete export left them.
+            counters.unchanged = (reader.total - changed.planned).max(0);
+            runs::set_changes_since(pool, run.id, changed.since).await?;
+            let mut tx = crate::db::begin_write(pool).await?;
+            crate::store::marks::forget_repeats(&mut tx, destination.id, &changed.customers)
+                .await?;
+            tx.commit().await?;
+            tracing::debug!(
+                read = changed.read,
+                planned = changed.planned,
+                since_run = changed.since_run,
+                "only profiles changed since the last complete export are read"
+            );
+            let (sender, chunks) = tokio::sync::mpsc::channel(changed.chunks.len() + 1);
+            for chunk in changed.chunks {
+                let _ = sender.try_send(Ok(Some(chunk)));
+            }
+            let _ = sender.try_send(Ok(None));
+            (chunks, None, changed.index, Some(changed.emails))
+        }
+        None => {
+            crate::store::marks::clear_repeats(pool, destination.id).await?;
+            // The plan is read ahead while the ledger's index loads.
+            let (chunks, reading) = read_ahead(reader);
+            let started = std::time::Instant::now();
+            let index = Index::load(pool, engine.db.backend(), destination.id).await?;
+            tracing::debug!(
+                ms = started.elapsed().as_millis() as u64,
+                "the ledger's index was loaded"
+            );
+            (chunks, Some(reading), index, None)
+        }
+    };
+    let partial = emails.is_some();
+    runs::add(pool, run.id, &counters).await?;
+    let decider = Decider::new(&mut index, run.full_resync, MergeRules::new(&merge_fields));
+    let new_status = destination
+        .new_member_status
+        .parse::<NewMemberStatus>()
+        .unwrap_or(NewMemberStatus::Subscribed)
+        .as_str()
+        .parse::<MemberStatus>()
+        .unwrap_or(MemberStatus::Subscribed);
+    let setup = Setup {
+        engine,
+        run,
+        destination: &destination,
+        gateway,
+        index,
+        decider,
+        new_status,
+        tag_ids,
+        emails,
+    };
+    let started = std::time::Instant::now();
+    let Finished {
+        planned,
+        halt,
+        tag_failures,
+    } = pipeline::send(setup, chunks, stop).await?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "the run's calls are done"
+    );
+    if planned != expected && !partial {
+        // Segments were refreshed during the run: count what the plan really held.
+        let delta = Counters {
+            total: planned - expected,
+            ..Counters::default()
+        };
+        runs::add(pool, run.id, &delta).await?;
+    }
+    match halt {
+            Some(Halt::LeaseLost) => {
+                anyhow::bail!("the run's lease was lost; another worker will resume it")
+            }
+            Some(Halt::Fatal(message)) => Ok(failure(message)),
+            Some(Halt::Canceled) => Ok(Outcome {
+                status: RunStatus::Canceled,
+                message: Some(
+                    "Canceled: members already sent stay in Mailchimp; tag changes not yet made are made by the next export."
+                        .into(),
+                ),
+            }),
+            None => {
+                let run_now = runs::find(pool, run.id)
+                    .await?
+                    .map(|r| r.counters)
+                    .unwrap_or_default();
+                if run_now.failed == 0 && !tag_failures {
+                    let mut tx = crate::db::begin_write(pool).await?;
+                    crate::store::marks::put(&mut tx, destination.id, &basis.mark(run.id)).await?;
+                    tx.commit().await?;
+                }
+                let message = (run_now.failed > 0).then(|| {
+                    format!("{} members could not be sent; the per-member results say why. They are tried again next time.", run_now.failed)
+                });
+                Ok(Outcome {
+                    status: RunStatus::Successful,
+                    message,
+                })
+            }
+        }
+}
