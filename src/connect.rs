@@ -119,7 +119,7 @@ async fn verify(
     audience_id: &str,
 ) -> Result<Verified, ConnectError> {
     // Within the account's connection budget, like every other call to it.
-    let gateway = Gateway::new(
+    let gateway = Gateway::for_a_person(
         state.mailchimp_client.clone(),
         connection.clone(),
         &state.engine.limiters,

@@ -1,7 +1,7 @@
 //! Data matching, checked one way for the configure page and the API: the profile field
 //! that holds the email address, the merge fields filled from profile fields, the segments
 //! to export (at most [`MAX_SEGMENTS`], at most [`MAX_EXPORT_PROFILES`] distinct profiles)
-//! and the status of new members. Each layer words a [`Refusal`] once (a sentence under its
+//! and the status of new members. Each layer words a [`MatchingRefusal`] once (a sentence under its
 //! section on the page, a field error in the API).
 
 use std::collections::BTreeSet;
@@ -34,7 +34,7 @@ pub struct Checked {
 
 /// One thing to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub enum MatchingRefusal {
     /// The email field is not a profile field.
     EmailField,
     /// Row `index` names no profile field the console has.
@@ -60,94 +60,97 @@ pub enum Refusal {
     Status(String),
 }
 
-impl Refusal {
+impl MatchingRefusal {
     /// The request field it is about, as the API names it.
     pub fn field(&self) -> String {
         match self {
-            Refusal::EmailField => "email_field".into(),
-            Refusal::MappingField { index, .. } => format!("merge_fields[{index}].field"),
-            Refusal::MergeTag { index, .. } | Refusal::MergeTagTwice { index, .. } => {
+            MatchingRefusal::EmailField => "email_field".into(),
+            MatchingRefusal::MappingField { index, .. } => format!("merge_fields[{index}].field"),
+            MatchingRefusal::MergeTag { index, .. }
+            | MatchingRefusal::MergeTagTwice { index, .. } => {
                 format!("merge_fields[{index}].tag")
             }
-            Refusal::NoSegments
-            | Refusal::TooManySegments
-            | Refusal::SegmentsTwice(_)
-            | Refusal::NoSuchSegment(_)
-            | Refusal::TooManyProfiles(_) => "segment_ids".into(),
-            Refusal::Status(_) => "new_member_status".into(),
+            MatchingRefusal::NoSegments
+            | MatchingRefusal::TooManySegments
+            | MatchingRefusal::SegmentsTwice(_)
+            | MatchingRefusal::NoSuchSegment(_)
+            | MatchingRefusal::TooManyProfiles(_) => "segment_ids".into(),
+            MatchingRefusal::Status(_) => "new_member_status".into(),
         }
     }
 
     /// What to fix, as a sentence.
     pub fn message(&self) -> String {
         match self {
-            Refusal::EmailField => {
+            MatchingRefusal::EmailField => {
                 "Email: choose the profile field that holds the customer's email address.".into()
             }
-            Refusal::MappingField { tag, .. } => {
+            MatchingRefusal::MappingField { tag, .. } => {
                 format!("Attribute {tag}: choose both a Mailchimp field and a profile field.")
             }
-            Refusal::MergeTag { why, .. } => why.to_string(),
-            Refusal::MergeTagTwice { tag, .. } => format!(
+            MatchingRefusal::MergeTag { why, .. } => why.to_string(),
+            MatchingRefusal::MergeTagTwice { tag, .. } => format!(
                 "Attribute {tag}: each Mailchimp field can be filled from one profile field only."
             ),
-            Refusal::NoSegments => "Segments: choose at least one segment to export.".into(),
-            Refusal::TooManySegments => {
+            MatchingRefusal::NoSegments => {
+                "Segments: choose at least one segment to export.".into()
+            }
+            MatchingRefusal::TooManySegments => {
                 format!("Segments: at most {MAX_SEGMENTS} segments per destination.")
             }
-            Refusal::SegmentsTwice(ids) => format!(
+            MatchingRefusal::SegmentsTwice(ids) => format!(
                 "Segments: a segment is chosen more than once ({}); choose each once.",
                 ids.iter()
                     .map(i64::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Refusal::NoSuchSegment(id) => format!(
+            MatchingRefusal::NoSuchSegment(id) => format!(
                 "Segments: segment {id} does not exist (it may have just been deleted); choose the segments again."
             ),
-            Refusal::TooManyProfiles(total) => format!(
+            MatchingRefusal::TooManyProfiles(total) => format!(
                 "Segments: the selected segments hold {total} profiles; at most {MAX_EXPORT_PROFILES} can be \
                  exported to Mailchimp. Choose fewer segments."
             ),
-            Refusal::Status(why) => why.clone(),
+            MatchingRefusal::Status(why) => why.clone(),
         }
     }
 }
 
 /// Why data matching was not accepted.
 #[derive(Debug)]
-pub enum CheckError {
-    Refused(Vec<Refusal>),
+pub enum MatchingError {
+    Refused(Vec<MatchingRefusal>),
     Database(sqlx::Error),
 }
 
-impl From<sqlx::Error> for CheckError {
+impl From<sqlx::Error> for MatchingError {
     fn from(err: sqlx::Error) -> Self {
-        CheckError::Database(err)
+        MatchingError::Database(err)
     }
 }
 
 /// Checks everything before anything is written; every refusal is reported at once.
-pub async fn check(pool: &AnyPool, asked: &Asked<'_>) -> Result<Checked, CheckError> {
+pub async fn check(pool: &AnyPool, asked: &Asked<'_>) -> Result<Checked, MatchingError> {
     let mut refused = Vec::new();
     let catalogue = fields::as_catalogue(&fields::list(pool).await?);
     if !catalogue.contains_key(asked.email_field) {
-        refused.push(Refusal::EmailField);
+        refused.push(MatchingRefusal::EmailField);
     }
     let mut mappings: Vec<FieldMapping> = Vec::new();
     for (index, mapping) in asked.mappings.iter().enumerate() {
         let tag = mapping.tag.trim();
         if !catalogue.contains_key(&mapping.field) {
-            refused.push(Refusal::MappingField {
+            refused.push(MatchingRefusal::MappingField {
                 index,
                 tag: tag.to_owned(),
             });
             continue;
         }
         match MergeTag::parse(tag) {
-            Err(why) => refused.push(Refusal::MergeTag { index, why }),
+            Err(why) => refused.push(MatchingRefusal::MergeTag { index, why }),
             Ok(tag) if mappings.iter().any(|m| m.tag == tag.as_str()) => {
-                refused.push(Refusal::MergeTagTwice {
+                refused.push(MatchingRefusal::MergeTagTwice {
                     index,
                     tag: tag.as_str().to_owned(),
                 });
@@ -166,32 +169,32 @@ pub async fn check(pool: &AnyPool, asked: &Asked<'_>) -> Result<Checked, CheckEr
         .copied()
         .collect();
     if asked.segment_ids.is_empty() {
-        refused.push(Refusal::NoSegments);
+        refused.push(MatchingRefusal::NoSegments);
     } else if asked.segment_ids.len() > MAX_SEGMENTS {
-        refused.push(Refusal::TooManySegments);
+        refused.push(MatchingRefusal::TooManySegments);
     } else if !twice.is_empty() {
-        refused.push(Refusal::SegmentsTwice(twice.into_iter().collect()));
+        refused.push(MatchingRefusal::SegmentsTwice(twice.into_iter().collect()));
     } else {
         let known: BTreeSet<i64> = segments::list(pool).await?.iter().map(|s| s.id).collect();
         for id in asked.segment_ids.iter().filter(|id| !known.contains(id)) {
-            refused.push(Refusal::NoSuchSegment(*id));
+            refused.push(MatchingRefusal::NoSuchSegment(*id));
         }
         let total = destinations::distinct_profiles(pool, asked.segment_ids).await?;
         if total > MAX_EXPORT_PROFILES {
-            refused.push(Refusal::TooManyProfiles(total));
+            refused.push(MatchingRefusal::TooManyProfiles(total));
         }
     }
     let status = asked
         .new_member_status
         .parse::<NewMemberStatus>()
-        .map_err(|why| refused.push(Refusal::Status(why)))
+        .map_err(|why| refused.push(MatchingRefusal::Status(why)))
         .ok();
     match status {
         Some(new_member_status) if refused.is_empty() => Ok(Checked {
             mappings,
             new_member_status,
         }),
-        _ => Err(CheckError::Refused(refused)),
+        _ => Err(MatchingError::Refused(refused)),
     }
 }
 /// What the configure page offers before a person chooses: the email field when one field

@@ -73,37 +73,21 @@ pub async fn remove(
         crate::export::webhooks::remove(engine, destination).await;
     }
     let mut tx = crate::db::begin_write(pool).await?;
-    let removed = match how.cleanup() {
+    let (removed, details) = match how.cleanup() {
         None => {
             destinations::retire(&mut tx, id).await?;
             let details = "members left as they are in Mailchimp; credential deleted";
-            audit::record(
-                &mut *tx,
-                actor,
-                "remove",
-                Some(id),
-                &destination.display_name,
-                details,
-            )
-            .await?;
-            Removed::Now
+            (Removed::Now, details.to_owned())
         }
         Some(kind) => {
             destinations::mark_removing(&mut *tx, id).await?;
             let run_id = runs::enqueue_cleanup(&mut tx, id, kind, user_id).await?;
             let details = format!("clean-up queued: {}", cleanup_words(kind));
-            audit::record(
-                &mut *tx,
-                actor,
-                "remove",
-                Some(id),
-                &destination.display_name,
-                &details,
-            )
-            .await?;
-            Removed::AfterCleanup { run_id, kind }
+            (Removed::AfterCleanup { run_id, kind }, details)
         }
     };
+    let name = &destination.display_name;
+    audit::record(&mut *tx, actor, "remove", Some(id), name, &details).await?;
     tx.commit().await?;
     tracing::info!(
         user_id,

@@ -27,7 +27,7 @@ use crate::store::runs;
 
 /// Saved destinations.
 #[utoipa::path(get, path = "/api/v1/destinations", tag = "destinations",
-    responses((status = 200, body = DestinationList), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = DestinationList)))]
 pub async fn list(
     State(state): State<AppState>,
     _user: ApiUser,
@@ -54,10 +54,7 @@ async fn saved(state: &AppState, id: i64) -> Result<Destination, Problem> {
 
 /// One destination.
 #[utoipa::path(get, path = "/api/v1/destinations/{id}", tag = "destinations", params(("id" = i64, Path)),
-    responses((status = 200, body = DestinationOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = DestinationOut)))]
 pub async fn show(
     State(state): State<AppState>,
     _user: ApiUser,
@@ -132,13 +129,7 @@ fn field(name: &str, message: impl Into<String>) -> FieldError {
 /// Create a Mailchimp destination with an API key (Administrators). Every field is checked
 /// before anything is written or sent.
 #[utoipa::path(post, path = "/api/v1/destinations", tag = "destinations", request_body = NewDestination,
-    responses((status = 201, body = DestinationOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = DestinationOut)))]
 pub async fn create(
     State(state): State<AppState>,
     user: ApiUser,
@@ -179,11 +170,11 @@ pub async fn create(
     };
     let checked = match matching::check(pool, &asked).await {
         Ok(checked) => Some(checked),
-        Err(matching::CheckError::Refused(refused)) => {
+        Err(matching::MatchingError::Refused(refused)) => {
             errors.extend(refused.iter().map(|r| field(&r.field(), r.message())));
             None
         }
-        Err(matching::CheckError::Database(err)) => return Err(err.into()),
+        Err(matching::MatchingError::Database(err)) => return Err(err.into()),
     };
     let (Some(name), Some(audience), Some(key), Some(checked), Some(target), true) =
         (name, audience, key, checked, target, errors.is_empty())
@@ -268,14 +259,7 @@ impl ApiBody for RunRequest {
 #[utoipa::path(post, path = "/api/v1/destinations/{id}/runs", tag = "runs", params(("id" = i64, Path)),
     request_body(content = Option<RunRequest>, description = "Optional: no body queues an ordinary run"),
     responses((status = 202, body = RunOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn start_run(
     State(state): State<AppState>,
     user: ApiUser,
@@ -318,13 +302,6 @@ impl ApiBody for PreviewRequest {
 #[utoipa::path(post, path = "/api/v1/destinations/{id}/preview", tag = "destinations", params(("id" = i64, Path)),
     request_body(content = Option<PreviewRequest>, description = "Optional: no body previews an ordinary run"),
     responses((status = 200, body = Preview),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 502, body = Problem, content_type = "application/problem+json")))]
 pub async fn preview(
     State(state): State<AppState>,

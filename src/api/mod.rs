@@ -238,10 +238,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 
 /// A run and its counts.
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = i64, Path)),
-    responses((status = 200, body = RunOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = RunOut)))]
 async fn run(
     State(state): State<AppState>,
     _user: ApiUser,
@@ -255,10 +252,7 @@ async fn run(
 
 /// Per-member results as CSV (cells a spreadsheet would run as a formula start with ').
 #[utoipa::path(get, path = "/api/v1/runs/{id}/members.csv", tag = "runs", params(("id" = i64, Path)),
-    responses((status = 200, body = String, content_type = "text/csv", description = "customer_id,email,outcome,title,detail"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = String, content_type = "text/csv", description = "customer_id,email,outcome,title,detail")))]
 async fn members_csv(
     State(state): State<AppState>,
     _user: ApiUser,
@@ -273,7 +267,7 @@ async fn members_csv(
 
 /// Segments, with their rules and whether their members are being computed.
 #[utoipa::path(get, path = "/api/v1/segments", tag = "segments",
-    responses((status = 200, body = SegmentList), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SegmentList)))]
 async fn list_segments(
     State(state): State<AppState>,
     _user: ApiUser,
@@ -290,9 +284,7 @@ async fn list_segments(
 
 /// Refresh every segment (Contributors and Administrators).
 #[utoipa::path(post, path = "/api/v1/segments/refresh", tag = "segments",
-    responses((status = 200, body = RefreshOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = RefreshOut)))]
 async fn refresh_segments(
     State(state): State<AppState>,
     user: ApiUser,

@@ -96,7 +96,7 @@ use crate::api::{FieldError, Problem};
         RowResult,
         ProfilesPushed,
     )),
-    modifiers(&TokensAndFallbacks),
+    modifiers(&TokensAndFallbacks, &ProblemsByShape),
     security(("token" = []))
 )]
 struct ApiDoc;
@@ -110,11 +110,6 @@ impl Modify for TokensAndFallbacks {
         let mut bearer = Http::new(HttpAuthScheme::Bearer);
         bearer.description = Some("A personal API token (Admin > API tokens).".into());
         components.add_security_scheme("token", SecurityScheme::Http(bearer));
-        let problem = || {
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build()
-        };
         for (name, description) in [
             ("NotFound", "No such path under /api/v1"),
             (
@@ -132,6 +127,74 @@ impl Modify for TokensAndFallbacks {
             );
         }
     }
+}
+
+/// The problems an operation answers because of its shape, added to every operation here
+/// instead of being listed on each handler: 401 (every operation takes a token), 403 (every
+/// write needs a role), 400 and 404 (an ID in the path; a PUT makes what it does not find),
+/// and 400, 413, 415 and 422 (a JSON body). Handlers list their own answers and the problems
+/// only they give (409, 502).
+struct ProblemsByShape;
+
+impl Modify for ProblemsByShape {
+    fn modify(&self, openapi: &mut Document) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let has_id = path.contains('{');
+            let operations = [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else {
+                    continue;
+                };
+                let body = operation.request_body.is_some();
+                let problems = [
+                    (true, "401", "No valid API token was sent"),
+                    (
+                        method != "get",
+                        "403",
+                        "The token's user lacks the role this takes",
+                    ),
+                    (
+                        body || path.contains("{id}"),
+                        "400",
+                        "The ID in the path, or the body, cannot be read",
+                    ),
+                    (
+                        has_id && method != "put",
+                        "404",
+                        "There is no such resource",
+                    ),
+                    (body, "413", "The body is larger than this operation takes"),
+                    (body, "415", "The body is not sent as JSON"),
+                    (body, "422", "Some fields are not right; errors names each"),
+                ];
+                for (applies, status, description) in problems {
+                    if !applies || operation.responses.responses.contains_key(status) {
+                        continue;
+                    }
+                    operation.responses.responses.insert(
+                        status.to_owned(),
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content("application/problem+json", problem())
+                            .build()
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn problem() -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build()
 }
 
 pub async fn document() -> Json<Document> {

@@ -30,13 +30,7 @@ use crate::store::profiles::{self, Outcome};
     params(("customer_id" = String, Path, description = "The profile's customer ID (1 to 200 characters)")),
     request_body(content = ProfileFieldsIn, description = "The fields to set; a customer_id in it must be the path's"),
     responses((status = 200, body = ProfileWritten, description = "Updated, or unchanged (nothing was written)"),
-        (status = 201, body = ProfileWritten, description = "Created"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 201, body = ProfileWritten, description = "Created")))]
 pub async fn put_profile(
     State(state): State<AppState>,
     user: ApiUser,
@@ -122,13 +116,7 @@ fn refused_whole(err: PushError) -> Problem {
 #[utoipa::path(post, path = "/api/v1/profiles", tag = "profiles",
     request_body(description = "A JSON array of profiles, or NDJSON: one profile a line",
         content((Vec<ProfileIn> = "application/json"), (ProfileIn = "application/x-ndjson"))),
-    responses((status = 200, body = ProfilesPushed, description = "Each row's outcome, in the order sent"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ProfilesPushed, description = "Each row's outcome, in the order sent")))]
 pub async fn push_profiles(
     State(state): State<AppState>,
     user: ApiUser,
@@ -199,10 +187,7 @@ fn row_result(
 /// destination then treats its member as a leaver.
 #[utoipa::path(delete, path = "/api/v1/profiles/{customer_id}", tag = "profiles",
     params(("customer_id" = String, Path, description = "The profile's customer ID")),
-    responses((status = 204, description = "Deleted"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_profile(
     State(state): State<AppState>,
     user: ApiUser,
@@ -228,10 +213,7 @@ pub async fn delete_profile(
 /// The audit log records who and when, never the address.
 #[utoipa::path(post, path = "/api/v1/profiles/{customer_id}/forget", tag = "profiles",
     params(("customer_id" = String, Path, description = "The profile's customer ID")),
-    responses((status = 200, body = Forgotten),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Forgotten)))]
 pub async fn forget_customer(
     State(state): State<AppState>,
     user: ApiUser,

@@ -18,7 +18,7 @@ use crate::api::models::SegmentOut;
 use crate::api::{ApiUser, FieldError, Problem};
 use crate::domain::Role;
 use crate::domain::segment_rules::{Condition, Match, Operator, RulePart, SegmentRules};
-use crate::segments::define::{self, DeleteError, Refusal, SaveError};
+use crate::segments::define::{self, DeleteError, SaveError, SegmentRefusal};
 use crate::state::AppState;
 use crate::store::fields;
 use crate::store::segments::{self, Definition};
@@ -143,10 +143,10 @@ fn conditions(items: Vec<Value>) -> Result<Vec<Condition>, Problem> {
 }
 
 /// A refusal of the save, as the field at fault in the request.
-fn field_error(refusal: &Refusal) -> FieldError {
+fn field_error(refusal: &SegmentRefusal) -> FieldError {
     let field = match refusal {
-        Refusal::Name(_) => "name".to_owned(),
-        Refusal::Rules(error) => match (error.condition, error.part) {
+        SegmentRefusal::Name(_) => "name".to_owned(),
+        SegmentRefusal::Rules(error) => match (error.condition, error.part) {
             (Some(i), RulePart::Field) => format!("conditions[{i}].field"),
             (Some(i), RulePart::Operator) => format!("conditions[{i}].operator"),
             (Some(i), RulePart::Value) => format!("conditions[{i}].value"),
@@ -187,10 +187,7 @@ async fn current(state: &AppState, id: i64) -> Result<SegmentOut, Problem> {
 /// One segment: poll it until `refreshing` is false to read the members of its rules as
 /// saved.
 #[utoipa::path(get, path = "/api/v1/segments/{id}", tag = "segments", params(("id" = i64, Path)),
-    responses((status = 200, body = SegmentOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SegmentOut)))]
 pub async fn show(
     State(state): State<AppState>,
     _user: ApiUser,
@@ -204,11 +201,6 @@ pub async fn show(
 #[utoipa::path(post, path = "/api/v1/segments", tag = "segments", request_body = NewSegment,
     responses((status = 201, body = SegmentOut,
             headers(("Location" = String, description = "The new segment: /api/v1/segments/{id}"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json",
             description = "A field at fault, named in errors: an empty, taken or too long name, \
                 no conditions or more than 100, a field that is not a profile field, an operator \
@@ -243,14 +235,8 @@ pub async fn create(
 #[utoipa::path(patch, path = "/api/v1/segments/{id}", tag = "segments", params(("id" = i64, Path)),
     request_body = SegmentChange,
     responses((status = 200, body = SegmentOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json",
             description = "A static segment: it has no rules to change"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json",
             description = "A field at fault, named in errors, as for a create")))]
 pub async fn change(
@@ -284,10 +270,6 @@ pub async fn change(
 /// one that a destination exports is refused (409, naming the destinations).
 #[utoipa::path(delete, path = "/api/v1/segments/{id}", tag = "segments", params(("id" = i64, Path)),
     responses((status = 204, description = "Deleted"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json",
             description = "A destination exports the segment; the detail names it")))]
 pub async fn delete(

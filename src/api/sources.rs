@@ -120,7 +120,7 @@ async fn source_out(
 
 /// Sources.
 #[utoipa::path(get, path = "/api/v1/sources", tag = "sources",
-    responses((status = 200, body = SourceList), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SourceList)))]
 pub async fn list(
     State(state): State<AppState>,
     _user: ApiUser,
@@ -235,13 +235,7 @@ impl NewSource {
 /// the customer ID, and no field it provides may have another source.
 #[utoipa::path(post, path = "/api/v1/sources", tag = "sources", request_body = NewSource,
     responses((status = 201, body = SourceOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     user: ApiUser,
@@ -324,13 +318,7 @@ impl ApiBody for PullRequestIn {
 #[utoipa::path(post, path = "/api/v1/sources/{id}/pulls", tag = "sources", params(("id" = i64, Path)),
     request_body(content = Option<PullRequestIn>, description = "Optional: no body pulls as due"),
     responses((status = 202, body = PullOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn start_pull(
     State(state): State<AppState>,
     user: ApiUser,
@@ -370,10 +358,7 @@ pub async fn start_pull(
 
 /// A pull and its counts.
 #[utoipa::path(get, path = "/api/v1/pulls/{id}", tag = "sources", params(("id" = i64, Path)),
-    responses((status = 200, body = PullOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = PullOut)))]
 pub async fn show_pull(
     State(state): State<AppState>,
     _user: ApiUser,

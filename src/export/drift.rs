@@ -36,22 +36,22 @@ pub struct Repair {
 
 /// Why the check could not be made.
 #[derive(Debug)]
-pub enum CheckError {
+pub enum DriftError {
     /// Mailchimp could not be read (the run decides what that means).
     Mailchimp(ApiError),
     /// The console's own database failed.
     Internal(anyhow::Error),
 }
 
-impl From<sqlx::Error> for CheckError {
+impl From<sqlx::Error> for DriftError {
     fn from(err: sqlx::Error) -> Self {
-        CheckError::Internal(err.into())
+        DriftError::Internal(err.into())
     }
 }
 
-impl From<ApiError> for CheckError {
+impl From<ApiError> for DriftError {
     fn from(err: ApiError) -> Self {
-        CheckError::Mailchimp(err)
+        DriftError::Mailchimp(err)
     }
 }
 
@@ -62,7 +62,7 @@ pub async fn check(
     gateway: &Gateway,
     destination: &Destination,
     run_id: i64,
-) -> Result<Option<Repair>, CheckError> {
+) -> Result<Option<Repair>, DriftError> {
     let pool = db.pool();
     let list = &destination.audience_id;
     let found = gateway.audience_check(list).await?;

@@ -1,8 +1,7 @@
-//! One export run, start to finish. Every acknowledged Mailchimp call commits its ledger
-//! rows, per-member results and counts in one transaction, so a run resumed after a crash
-//! sends nothing Mailchimp already acknowledged: the ledger says it is unchanged.
-
-use std::sync::atomic::AtomicBool;
+//! What every export, clean-up and preview shares: the database, the secret key, the
+//! Mailchimp client and the accounts' connection budgets, and a destination's way into its
+//! Mailchimp account. How a run ends is said here too. The worker hands runs to
+//! [`super::run`] and [`super::cleanup`].
 
 use crate::crypto::SecretKey;
 use crate::db::Db;
@@ -13,7 +12,7 @@ use crate::mailchimp::gateway::Gateway;
 use crate::mailchimp::limiter::Limiters;
 use crate::store::destinations::Destination;
 use crate::store::results::MemberResult;
-use crate::store::runs::{Run, RunKind, RunStatus};
+use crate::store::runs::RunStatus;
 
 /// Every member this console manages carries this tag, so clean-ups touch only them.
 pub const OWNERSHIP_TAG: &str = "export-destinations";
@@ -94,6 +93,16 @@ impl Engine {
         })
     }
 
+    /// The way into the destination's account for a page a person waits on (see
+    /// [`Gateway::for_a_person`]).
+    pub fn gateway_for_a_person(&self, destination: &Destination) -> anyhow::Result<Gateway> {
+        Ok(Gateway::for_a_person(
+            self.client.clone(),
+            self.connection(destination)?,
+            &self.limiters,
+        ))
+    }
+
     /// The typed way into the destination's Mailchimp account, within its connection budget.
     pub fn gateway(&self, destination: &Destination) -> anyhow::Result<Gateway> {
         Ok(Gateway::new(
@@ -101,14 +110,6 @@ impl Engine {
             self.connection(destination)?,
             &self.limiters,
         ))
-    }
-
-    /// Runs an export or a removal clean-up; `stop` is raised when the run's lease is lost.
-    pub async fn execute(&self, run: &Run, stop: &AtomicBool) -> anyhow::Result<Outcome> {
-        match run.kind {
-            RunKind::Export => crate::export::run::export(self, run, stop).await,
-            kind => crate::export::cleanup::clean_up(self, run, kind, stop).await,
-        }
     }
 }
 

@@ -64,10 +64,10 @@ pub(crate) async fn export(
     }
     let repair = match repair {
         Ok(repair) => repair,
-        Err(crate::export::drift::CheckError::Mailchimp(err)) => {
+        Err(crate::export::drift::DriftError::Mailchimp(err)) => {
             return Ok(failure(fatal_message(&err)));
         }
-        Err(crate::export::drift::CheckError::Internal(err)) => return Err(err),
+        Err(crate::export::drift::DriftError::Internal(err)) => return Err(err),
     };
     let merge_fields = match merge_fields {
         Ok(fields) => fields,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crate::export::Engine;
-use crate::store::runs::{self, RunStatus};
+use crate::store::runs::{self, RunKind, RunStatus};
 
 /// How long a claim holds without a heartbeat, by default.
 pub const LEASE_MS: i64 = 60_000;
@@ -93,7 +93,11 @@ impl Worker {
                 }
             })
         };
-        let result = self.engine.execute(&run, &lost).await;
+        // An export, or a removal's clean-up; `lost` is raised when the lease is lost.
+        let result = match run.kind {
+            RunKind::Export => crate::export::run::export(&self.engine, &run, &lost).await,
+            kind => crate::export::cleanup::clean_up(&self.engine, &run, kind, &lost).await,
+        };
         heartbeat.abort();
         match result {
             Ok(outcome) => {

@@ -18,7 +18,7 @@ use crate::mailchimp::client::{
     ApiError, AudienceInfo, Client, Connection, ErrorKind, MERGE_FIELD_PARTS, MergeField,
     merge_field_page_fields,
 };
-use crate::mailchimp::limiter::{AccountLimit, Limiters, with_retries};
+use crate::mailchimp::limiter::{AccountLimit, Limiters, MAX_ATTEMPTS, with_attempts};
 
 /// Mailchimp's most members per batch subscribe, and per tag call.
 pub const BATCH: usize = 500;
@@ -43,6 +43,8 @@ struct Inner {
     calls: AtomicI64,
     /// Set when the run stops: calls not yet sent are not sent at all.
     stopped: AtomicBool,
+    /// How many times a call that can succeed later is tried.
+    attempts: u32,
 }
 
 /// What one small read of an audience says about it.
@@ -81,12 +83,12 @@ struct BatchBody<'a> {
 pub enum MemberOutcome {
     Created { status: Option<String> },
     Updated { status: Option<String> },
-    Refused(Refusal),
+    Refused(MemberRefusal),
 }
 
 /// Why Mailchimp refused a member, and whether it will refuse it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct MemberRefusal {
     pub title: &'static str,
     pub detail: String,
     /// Refused for good (compliance state, permanently deleted, fake address): never sent
@@ -94,7 +96,7 @@ pub struct Refusal {
     pub permanent: bool,
 }
 
-impl Refusal {
+impl MemberRefusal {
     pub fn of(detail: String) -> Self {
         let lower = detail.to_lowercase();
         let (title, permanent) = if lower.contains("compliance state") {
@@ -135,6 +137,16 @@ pub enum Archived {
 
 impl Gateway {
     pub fn new(client: Client, connection: Connection, limiters: &Limiters) -> Self {
+        Self::trying(client, connection, limiters, MAX_ATTEMPTS)
+    }
+
+    /// The way in for a page a person waits on: within the same connection budget, but a
+    /// call that fails is tried once more at most, and then its failure is said at once.
+    pub fn for_a_person(client: Client, connection: Connection, limiters: &Limiters) -> Self {
+        Self::trying(client, connection, limiters, 2)
+    }
+
+    fn trying(client: Client, connection: Connection, limiters: &Limiters, attempts: u32) -> Self {
         let limit = limiters.for_connection(&connection);
         Self {
             inner: Arc::new(Inner {
@@ -143,6 +155,7 @@ impl Gateway {
                 limit,
                 calls: AtomicI64::new(0),
                 stopped: AtomicBool::new(false),
+                attempts,
             }),
         }
     }
@@ -165,7 +178,7 @@ impl Gateway {
         body: Option<&B>,
     ) -> Result<T, ApiError> {
         let inner = &self.inner;
-        let (value, _) = with_retries(&inner.limit, || {
+        let (value, _) = with_attempts(&inner.limit, inner.attempts, || {
             let method = method.clone();
             async move {
                 if inner.stopped.load(Ordering::Relaxed) {
@@ -458,7 +471,7 @@ impl Gateway {
         for e in answer.errors {
             out.members.push((
                 e.email_address,
-                MemberOutcome::Refused(Refusal::of(e.error)),
+                MemberOutcome::Refused(MemberRefusal::of(e.error)),
             ));
         }
         Ok(out)
@@ -509,31 +522,20 @@ impl Gateway {
     /// Archives one member (Mailchimp archives one member per call).
     pub async fn archive(&self, list: &str, email: &str) -> Result<Archived, ApiError> {
         let hash = crate::domain::subscriber_hash(email);
-        match self
-            .send::<Value, ()>(
-                Method::DELETE,
-                &format!("/lists/{list}/members/{hash}"),
-                None,
-            )
+        self.remove(Method::DELETE, &format!("/lists/{list}/members/{hash}"))
             .await
-        {
-            Ok(_) => Ok(Archived::Done),
-            Err(err) if err.kind == ErrorKind::NotFound => Ok(Archived::AlreadyGone),
-            Err(err) => Err(err),
-        }
     }
 
     /// Deletes a member for good, by subscriber hash: Mailchimp's erasure, after which the
     /// address cannot be added again through the API.
     pub async fn delete_permanently(&self, list: &str, hash: &str) -> Result<Archived, ApiError> {
-        match self
-            .send::<Value, ()>(
-                Method::POST,
-                &format!("/lists/{list}/members/{hash}/actions/delete-permanent"),
-                None,
-            )
-            .await
-        {
+        let path = format!("/lists/{list}/members/{hash}/actions/delete-permanent");
+        self.remove(Method::POST, &path).await
+    }
+
+    /// A call that removes something: one already gone is no error.
+    async fn remove(&self, method: Method, path: &str) -> Result<Archived, ApiError> {
+        match self.send::<Value, ()>(method, path, None).await {
             Ok(_) => Ok(Archived::Done),
             Err(err) if err.kind == ErrorKind::NotFound => Ok(Archived::AlreadyGone),
             Err(err) => Err(err),
@@ -617,18 +619,8 @@ impl Gateway {
 
     /// Deletes a webhook of the audience; one already gone is no error.
     pub async fn delete_webhook(&self, list: &str, id: &str) -> Result<Archived, ApiError> {
-        match self
-            .send::<Value, ()>(
-                Method::DELETE,
-                &format!("/lists/{list}/webhooks/{id}"),
-                None,
-            )
+        self.remove(Method::DELETE, &format!("/lists/{list}/webhooks/{id}"))
             .await
-        {
-            Ok(_) => Ok(Archived::Done),
-            Err(err) if err.kind == ErrorKind::NotFound => Ok(Archived::AlreadyGone),
-            Err(err) => Err(err),
-        }
     }
 }
 
@@ -638,12 +630,17 @@ mod tests {
 
     #[test]
     fn refusals_are_sorted_into_permanent_and_worth_retrying() {
-        let compliance = Refusal::of("ada@northwind.io is in a compliance state".into());
+        let compliance = MemberRefusal::of("ada@northwind.io is in a compliance state".into());
         assert_eq!(compliance.title, "Member In Compliance State");
         assert!(compliance.permanent);
-        assert!(Refusal::of("was permanently deleted and cannot be re-imported".into()).permanent);
-        assert!(Refusal::of("x looks fake or invalid, please enter a real email".into()).permanent);
-        let other = Refusal::of("Your merge fields were invalid.".into());
+        assert!(
+            MemberRefusal::of("was permanently deleted and cannot be re-imported".into()).permanent
+        );
+        assert!(
+            MemberRefusal::of("x looks fake or invalid, please enter a real email".into())
+                .permanent
+        );
+        let other = MemberRefusal::of("Your merge fields were invalid.".into());
         assert_eq!(other.title, "Member not updated");
         assert!(!other.permanent);
     }

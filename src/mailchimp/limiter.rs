@@ -22,7 +22,7 @@ use crate::store::slots;
 
 /// Requests in flight per Mailchimp account.
 pub const PER_ACCOUNT: usize = 10;
-const MAX_ATTEMPTS: u32 = 8;
+pub const MAX_ATTEMPTS: u32 = 8;
 /// Successes in a row that earn a withheld slot back.
 const SUCCESSES_PER_SLOT: usize = 20;
 /// How often a console waiting for a shared slot looks again.
@@ -276,8 +276,19 @@ impl AccountLimit {
 }
 
 /// Runs `call` within the account's limit, retrying what can succeed later.
-pub async fn with_retries<T, F, Fut>(
+pub async fn with_retries<T, F, Fut>(limit: &AccountLimit, call: F) -> Result<(T, u32), ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    with_attempts(limit, MAX_ATTEMPTS, call).await
+}
+
+/// Runs `call` within the account's limit, trying it at most `attempts` times while it
+/// fails in a way that can succeed later.
+pub async fn with_attempts<T, F, Fut>(
     limit: &AccountLimit,
+    attempts: u32,
     mut call: F,
 ) -> Result<(T, u32), ApiError>
 where
@@ -310,7 +321,7 @@ where
             Ok(value) => return Ok((value, attempt)),
             Err(err)
                 if matches!(err.kind, ErrorKind::Throttled | ErrorKind::Transient)
-                    && attempt < MAX_ATTEMPTS =>
+                    && attempt < attempts =>
             {
                 let base = 200u64 * 2u64.pow(attempt.min(6));
                 let jitter = rand::thread_rng().gen_range(0..=base / 2);

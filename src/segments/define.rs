@@ -13,18 +13,18 @@ use crate::store::{self as db_store, destinations, fields};
 
 /// One thing wrong with a segment as asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub enum SegmentRefusal {
     /// Its name: empty, too long, with invisible characters, or taken.
     Name(Invalid),
     /// Its rules: the condition and the part of it at fault.
     Rules(RuleError),
 }
 
-impl fmt::Display for Refusal {
+impl fmt::Display for SegmentRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::Name(why) => why.fmt(f),
-            Refusal::Rules(why) => why.fmt(f),
+            SegmentRefusal::Name(why) => why.fmt(f),
+            SegmentRefusal::Rules(why) => why.fmt(f),
         }
     }
 }
@@ -33,7 +33,7 @@ impl fmt::Display for Refusal {
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))]
-    Refused(Vec<Refusal>),
+    Refused(Vec<SegmentRefusal>),
     #[error("There is no such segment.")]
     NotFound,
     #[error(
@@ -89,10 +89,10 @@ async fn checked(
     let catalogue = fields::as_catalogue(&fields::list(db.pool()).await?);
     let mut refusals = Vec::new();
     let name = SegmentName::parse(name)
-        .map_err(|why| refusals.push(Refusal::Name(why)))
+        .map_err(|why| refusals.push(SegmentRefusal::Name(why)))
         .ok();
     if let Err(errors) = rules.check(&catalogue) {
-        refusals.extend(errors.into_iter().map(Refusal::Rules));
+        refusals.extend(errors.into_iter().map(SegmentRefusal::Rules));
     }
     match name {
         Some(name) if refusals.is_empty() => Ok((name, Definition::Rules(rules))),
@@ -117,7 +117,7 @@ async fn write(
     saved.map_err(|err| {
         if db_store::is_unique_violation(&err) {
             let taken = format!("Name: a segment named “{name}” already exists.");
-            SaveError::Refused(vec![Refusal::Name(Invalid::new(taken))])
+            SaveError::Refused(vec![SegmentRefusal::Name(Invalid::new(taken))])
         } else {
             err.into()
         }

@@ -104,7 +104,7 @@ async fn page(
         .partition(|(_, t)| *t == FieldType::Email);
     // Through the gateway: within the account's connection budget, even while an export of
     // the same account keeps every connection busy.
-    let (merge_fields, merge_fields_error) = match state.engine.gateway(&destination) {
+    let (merge_fields, merge_fields_error) = match state.engine.gateway_for_a_person(&destination) {
         Ok(gateway) => match gateway.merge_fields(&destination.audience_id).await {
             Ok(fields) => (fields, None),
             Err(err) => (
@@ -385,11 +385,11 @@ async fn validate(state: &AppState, form: &ConfigForm) -> Result<Validation, App
     match matching::check(state.db.pool(), &asked).await {
         Ok(checked) if errors.is_empty() => Ok(Validation::Passed(checked)),
         Ok(_) => Ok(Validation::Fix(errors)),
-        Err(matching::CheckError::Refused(refused)) => {
-            errors.extend(refused.iter().map(matching::Refusal::message));
+        Err(matching::MatchingError::Refused(refused)) => {
+            errors.extend(refused.iter().map(matching::MatchingRefusal::message));
             Ok(Validation::Fix(errors))
         }
-        Err(matching::CheckError::Database(err)) => Err(err.into()),
+        Err(matching::MatchingError::Database(err)) => Err(err.into()),
     }
 }
 
@@ -425,7 +425,7 @@ async fn create_merge_field(
     };
     let created = state
         .engine
-        .gateway(&destination)?
+        .gateway_for_a_person(&destination)?
         .create_merge_field(&destination.audience_id, &name, &kind, &tag)
         .await;
     let field = match created {

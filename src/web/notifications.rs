@@ -556,42 +556,35 @@ async fn test_webhook(
     State(state): State<AppState>,
     ctx: PageContext,
 ) -> Result<Response, AppError> {
-    let report = match state.alerts.test_webhook().await? {
-        Ok(result) => TestReport {
-            channel: "webhook",
-            results: vec![result],
-            problem: None,
-        },
-        Err(problem) => TestReport {
-            channel: "webhook",
-            results: Vec::new(),
-            problem: Some(problem),
-        },
-    };
-    tested(&state, ctx, report).await
+    let outcome = state
+        .alerts
+        .test_webhook()
+        .await?
+        .map(|result| vec![result]);
+    tested(&state, ctx, "webhook", outcome).await
 }
 
 async fn test_email(State(state): State<AppState>, ctx: PageContext) -> Result<Response, AppError> {
-    let report = match state.alerts.test_email().await? {
-        Ok(results) => TestReport {
-            channel: "email",
-            results,
-            problem: None,
-        },
-        Err(problem) => TestReport {
-            channel: "email",
-            results: Vec::new(),
-            problem: Some(problem),
-        },
-    };
-    tested(&state, ctx, report).await
+    let outcome = state.alerts.test_email().await?;
+    tested(&state, ctx, "email", outcome).await
 }
 
+/// The page again, with what a test send came to: each delivery, or why none was tried.
 async fn tested(
     state: &AppState,
     ctx: PageContext,
-    report: TestReport,
+    channel: &'static str,
+    outcome: Result<Vec<TestResult>, String>,
 ) -> Result<Response, AppError> {
+    let (results, problem) = match outcome {
+        Ok(results) => (results, None),
+        Err(problem) => (Vec::new(), Some(problem)),
+    };
+    let report = TestReport {
+        channel,
+        results,
+        problem,
+    };
     let typed = Typed {
         test: Some(report),
         ..Typed::default()

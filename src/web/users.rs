@@ -164,9 +164,7 @@ async fn change_role(
     Form(input): Form<RoleForm>,
 ) -> Result<Response, AppError> {
     let role: Role = input.role.parse().map_err(|_| AppError::NotFound)?;
-    let target = users::find_by_id(state.db.pool(), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let target = target_user(&state, id).await?;
     let message = if target.id == me.id {
         "You cannot change your own role: ask another administrator.".to_owned()
     } else if !users::change_keeping_an_administrator(&state.db, id, Guarded::Role(role)).await? {
@@ -180,8 +178,7 @@ async fn change_role(
         );
         format!("{} is now {role}.", target.name)
     };
-    session::set_flash(&session, message).await?;
-    Ok(Redirect::to("/admin/users").into_response())
+    back_to_users(&session, message).await
 }
 
 async fn deactivate(
@@ -190,9 +187,7 @@ async fn deactivate(
     session: Session,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let target = users::find_by_id(state.db.pool(), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let target = target_user(&state, id).await?;
     let message = if target.id == me.id {
         "You cannot deactivate your own account.".to_owned()
     } else if !users::change_keeping_an_administrator(&state.db, id, Guarded::Deactivate).await? {
@@ -201,8 +196,7 @@ async fn deactivate(
         tracing::info!(by = me.id, user_id = id, "user deactivated");
         format!("{} is deactivated and signed out everywhere.", target.name)
     };
-    session::set_flash(&session, message).await?;
-    Ok(Redirect::to("/admin/users").into_response())
+    back_to_users(&session, message).await
 }
 
 async fn reactivate(
@@ -211,13 +205,23 @@ async fn reactivate(
     session: Session,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let target = users::find_by_id(state.db.pool(), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let target = target_user(&state, id).await?;
     users::set_deactivated(state.db.pool(), id, None).await?;
     tracing::info!(by = me.id, user_id = id, "user reactivated");
-    session::set_flash(&session, format!("{} can sign in again.", target.name)).await?;
-    Ok(Redirect::to("/admin/users").into_response())
+    back_to_users(&session, format!("{} can sign in again.", target.name)).await
 }
 
 const LAST_ADMINISTRATOR: &str = "The console needs at least one active administrator.";
+
+/// The account an administrator acts on.
+async fn target_user(state: &AppState, id: i64) -> Result<users::User, AppError> {
+    users::find_by_id(state.db.pool(), id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// Back to the list of users, saying what was done.
+async fn back_to_users(session: &Session, message: String) -> Result<Response, AppError> {
+    session::set_flash(session, message).await?;
+    Ok(Redirect::to("/admin/users").into_response())
+}
