@@ -11,12 +11,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::domain::subscriber_hash;
-use crate::sandbox::Sandbox;
-use crate::sandbox::audience::{ExistingPolicy, MemberWrite};
+use crate::sandbox::audience::{ExistingPolicy, MemberWrite, events_of_write};
+use crate::sandbox::clock;
 use crate::sandbox::json::{self, ApiJson, Caller, paging};
 use crate::sandbox::problem::Problem;
+use crate::sandbox::state::Sandbox;
 use crate::sandbox::status::MemberStatus;
-use crate::sandbox::webhooks::{Source, events_of_write};
+use crate::sandbox::webhooks::Source;
 
 pub fn router() -> Router<Sandbox> {
     Router::new()
@@ -149,7 +150,7 @@ async fn write(
 ) -> Result<Json<Value>, Problem> {
     sandbox.store().audience_mut(&caller.account_id, list_id)?;
     sandbox.work(1).await;
-    let now = json::now();
+    let now = clock::now();
     let mut store = sandbox.store();
     let mut web_id = store.next_web_id;
     let audience = store.audience_mut(&caller.account_id, list_id)?;
@@ -258,7 +259,7 @@ async fn archive_member(
     Path((list_id, hash)): Path<(String, String)>,
 ) -> Result<StatusCode, Problem> {
     sandbox.work(1).await;
-    let now = json::now();
+    let now = clock::now();
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
     audience.archive(&normalise_hash(&hash), &now)?;
@@ -325,7 +326,7 @@ async fn set_member_tags(
         }
     }
     sandbox.work(1).await;
-    let now = json::now();
+    let now = clock::now();
     let mut store = sandbox.store();
     let mut next_segment = store.next_segment_id;
     let audience = store.audience_mut(&caller.account_id, &list_id)?;

@@ -8,10 +8,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::sandbox::Sandbox;
 use crate::sandbox::audience::MergeField;
+use crate::sandbox::clock;
 use crate::sandbox::json::{self, ApiJson, Caller, paging};
 use crate::sandbox::problem::Problem;
+use crate::sandbox::state::Sandbox;
 
 /// Mailchimp's limit on members added or removed in one segment call.
 pub const MAX_SEGMENT_BATCH: usize = 500;
@@ -88,7 +89,7 @@ async fn create_segment(
         ));
     };
     sandbox.work(emails.len()).await;
-    let now = json::now();
+    let now = clock::now();
     let mut store = sandbox.store();
     store.next_segment_id += 1;
     let id = store.next_segment_id;
@@ -154,7 +155,7 @@ async fn batch_segment(
     sandbox
         .work(body.members_to_add.len() + body.members_to_remove.len())
         .await;
-    let now = json::now();
+    let now = clock::now();
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
     let (mut added, mut removed, mut not_found) = (Vec::new(), Vec::new(), Vec::new());

@@ -8,9 +8,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::sandbox::Sandbox;
 use crate::sandbox::json::{ApiJson, Caller};
 use crate::sandbox::problem::Problem;
+use crate::sandbox::state::Sandbox;
 use crate::sandbox::webhooks::{Events, Sources, Webhook, probe};
 
 pub fn router() -> Router<Sandbox> {

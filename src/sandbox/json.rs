@@ -7,24 +7,12 @@ use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-use crate::sandbox::Sandbox;
 use crate::sandbox::audience::{Audience, Member, MergeField, Segment};
 use crate::sandbox::problem::Problem;
+use crate::sandbox::state::Sandbox;
 use crate::sandbox::status::MemberStatus;
 use crate::sandbox::store::Credential;
-
-/// Now, in the ISO 8601 form Mailchimp uses ("2026-11-29T18:40:00+00:00").
-pub fn now() -> String {
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or(OffsetDateTime::now_utc());
-    now.format(&Rfc3339)
-        .map(|s| s.replace('Z', "+00:00"))
-        .unwrap_or_default()
-}
 
 /// A JSON request body; malformed bodies get Mailchimp's 400, unknown fields are ignored.
 pub struct ApiJson<T>(pub T);
