@@ -121,3 +121,16 @@ pub async fn recent<'e>(
     .fetch_all(db)
     .await
 }
+
+/// How long the latest `limit` imports took, in milliseconds, newest first.
+pub async fn recent_durations_ms<'e>(
+    db: impl Executor<'e, Database = Any>,
+    limit: i64,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT finished_at - started_at AS ms FROM profile_imports ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

@@ -1,5 +1,15 @@
-//! All SQL lives here, one module per aggregate. Functions take an executor so that
-//! handlers decide what runs in one transaction.
+//! All SQL the console runs on its own database lives here, one module per aggregate.
+//! Functions take an executor so that handlers decide what runs in one transaction.
+//!
+//! Three places outside this folder hold SQL, each for a reason of its own:
+//! - `src/db.rs` opens the pool: it runs the migrations, `ANALYZE` after them and the
+//!   health check's `SELECT 1`, before any of this module's functions can be called;
+//! - `src/sources/database.rs` reads the customers' own source databases (PostgreSQL,
+//!   MySQL), not the console's: their queries are the customers' and the dialect theirs;
+//! - `src/bench.rs` and `src/bench/` are benchmarks, not the console: they make their own
+//!   user and find it again, fill source databases, and alter data to measure (change one
+//!   profile in a hundred, forget the published digests), which nothing the console does
+//!   should ever call.
 
 pub mod alerts;
 pub mod api_tokens;

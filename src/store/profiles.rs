@@ -93,6 +93,13 @@ pub async fn count<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<i6
         .await
 }
 
+/// Every profile's id and attributes (its JSON text), in id order, read as a stream.
+pub fn attributes_in_order<'e>(
+    db: impl Executor<'e, Database = Any> + 'e,
+) -> impl futures::Stream<Item = sqlx::Result<(i64, String)>> + 'e {
+    sqlx::query_as("SELECT id, attributes FROM profiles ORDER BY id").fetch(db)
+}
+
 pub async fn find<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,

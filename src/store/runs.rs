@@ -531,3 +531,70 @@ pub async fn has_exported<'e>(
     .await?;
     Ok(n > 0)
 }
+
+/// How many runs have each status.
+pub async fn count_by_status<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as("SELECT status, COUNT(*) AS n FROM export_runs GROUP BY status")
+        .fetch_all(db)
+        .await
+}
+
+/// How many runs wait for a worker.
+pub async fn count_queued<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM export_runs WHERE status = 'queued'")
+        .fetch_one(db)
+        .await
+}
+
+/// The members of every export run, summed by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberTotals {
+    pub sent: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub skipped: i64,
+    pub failed: i64,
+}
+
+impl MemberTotals {
+    /// Each outcome with its total, by the outcome's name.
+    pub fn by_outcome(&self) -> [(&'static str, i64); 6] {
+        [
+            ("sent", self.sent),
+            ("created", self.created),
+            ("updated", self.updated),
+            ("unchanged", self.unchanged),
+            ("skipped", self.skipped),
+            ("failed", self.failed),
+        ]
+    }
+}
+
+/// The members of every export run so far, by outcome.
+pub async fn member_totals<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<MemberTotals> {
+    let row = sqlx::query(
+        // PostgreSQL sums BIGINTs as NUMERIC: cast back.
+        "SELECT CAST(COALESCE(SUM(sent), 0) AS BIGINT) AS sent, \
+         CAST(COALESCE(SUM(created), 0) AS BIGINT) AS created, \
+         CAST(COALESCE(SUM(updated), 0) AS BIGINT) AS updated, \
+         CAST(COALESCE(SUM(unchanged), 0) AS BIGINT) AS unchanged, \
+         CAST(COALESCE(SUM(skipped), 0) AS BIGINT) AS skipped, \
+         CAST(COALESCE(SUM(failed), 0) AS BIGINT) AS failed \
+         FROM export_runs WHERE kind = 'export'",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(MemberTotals {
+        sent: row.try_get("sent")?,
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+        unchanged: row.try_get("unchanged")?,
+        skipped: row.try_get("skipped")?,
+        failed: row.try_get("failed")?,
+    })
+}

@@ -406,3 +406,12 @@ pub async fn of_profile<'e>(
     .fetch_all(db)
     .await
 }
+
+/// Each refreshed segment's name with how long its last refresh took, in milliseconds.
+pub async fn last_refresh_times<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as("SELECT name, last_refresh_ms FROM segments WHERE last_refresh_ms IS NOT NULL")
+        .fetch_all(db)
+        .await
+}

@@ -8,7 +8,9 @@ use std::path::Path;
 /// The migrations in `folder`, by version: the digits before the first `_` of each `.sql`
 /// file's name.
 fn versions(folder: &str) -> BTreeMap<String, String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(folder);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(folder);
     let mut versions = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
@@ -36,7 +38,9 @@ fn sqlite_and_postgres_have_the_same_migration_versions() {
     let mut missing: Vec<String> = Vec::new();
     for (version, file) in &sqlite {
         if !postgres.contains_key(version) {
-            missing.push(format!("{file}: no PostgreSQL migration has version {version}"));
+            missing.push(format!(
+                "{file}: no PostgreSQL migration has version {version}"
+            ));
         }
     }
     for (version, file) in &postgres {
