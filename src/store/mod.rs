@@ -36,6 +36,73 @@ pub mod sources;
 pub mod users;
 pub mod webhooks;
 
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, Executor};
+
+/// A kind of row read whole from one table: the table, the columns a `SELECT` names, and
+/// how one such row becomes the type.
+pub(crate) trait Record: Sized + Send + Unpin + 'static {
+    const TABLE: &'static str;
+    const COLUMNS: &'static str;
+    fn from_row(row: AnyRow) -> sqlx::Result<Self>;
+}
+
+/// `SELECT` of `R`'s columns from its table, then `clause` (`WHERE …`, `ORDER BY …`).
+fn select_sql<R: Record>(clause: &str) -> String {
+    format!("SELECT {} FROM {} {clause}", R::COLUMNS, R::TABLE)
+}
+
+/// `sql` with its `$1, $2, …` bound to `keys` in order.
+fn bound<'q>(sql: &'q str, keys: &[i64]) -> Query<'q, Any, AnyArguments<'q>> {
+    keys.iter()
+        .fold(sqlx::query(sql), |query, key| query.bind(*key))
+}
+
+/// The records that `clause` picks, its `$1, $2, …` bound to `keys` in order.
+pub(crate) async fn select<'e, R: Record>(
+    db: impl Executor<'e, Database = Any>,
+    clause: &str,
+    keys: &[i64],
+) -> sqlx::Result<Vec<R>> {
+    let sql = select_sql::<R>(clause);
+    bound(&sql, keys).try_map(R::from_row).fetch_all(db).await
+}
+
+/// The record that `clause` picks, if any, its `$1, $2, …` bound to `keys` in order.
+pub(crate) async fn select_one<'e, R: Record>(
+    db: impl Executor<'e, Database = Any>,
+    clause: &str,
+    keys: &[i64],
+) -> sqlx::Result<Option<R>> {
+    let sql = select_sql::<R>(clause);
+    bound(&sql, keys)
+        .try_map(R::from_row)
+        .fetch_optional(db)
+        .await
+}
+
+/// Runs a statement whose parameters are all numbers, its `$1, $2, …` bound to `keys` in
+/// order.
+pub(crate) async fn execute<'e>(
+    db: impl Executor<'e, Database = Any>,
+    sql: &str,
+    keys: &[i64],
+) -> sqlx::Result<()> {
+    bound(sql, keys).execute(db).await.map(drop)
+}
+
+/// Deletes the rows of `table` whose `column` is `id`.
+pub(crate) async fn delete_where(
+    conn: &mut AnyConnection,
+    table: &str,
+    column: &str,
+    id: i64,
+) -> sqlx::Result<()> {
+    let sql = format!("DELETE FROM {table} WHERE {column} = $1");
+    execute(conn, &sql, &[id]).await
+}
+
 /// `$first, $first+1, …`: `n` numbered parameters for a statement's `IN (…)` or `VALUES (…)`.
 pub(crate) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
