@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::sandbox::audience::{ExistingPolicy, MemberWrite, Written, events_of_write};
 use crate::sandbox::clock;
-use crate::sandbox::json::{self, ApiJson, Caller, paging};
+use crate::sandbox::json::{self, ApiJson, Caller, Paging};
 use crate::sandbox::problem::{FieldError, Problem};
 use crate::sandbox::state::Sandbox;
 use crate::sandbox::webhooks::Source;
@@ -35,19 +35,14 @@ async fn lists(
     caller: Caller,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
-    let (count, offset) = paging(query.get("count"), query.get("offset"))?;
+    let paging = Paging::from_query(&query)?;
     let store = sandbox.store();
     let mine: Vec<_> = store
         .audiences
         .values()
         .filter(|a| a.account_id == caller.account_id)
         .collect();
-    let lists: Vec<Value> = mine
-        .iter()
-        .skip(offset)
-        .take(count)
-        .map(|a| json::audience(a))
-        .collect();
+    let lists: Vec<Value> = paging.page(&mine).map(|a| json::audience(a)).collect();
     Ok(Json(json!({
         "lists": lists,
         "total_items": mine.len(),

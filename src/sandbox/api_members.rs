@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::domain::subscriber_hash;
 use crate::sandbox::audience::{ExistingPolicy, MemberWrite, events_of_write};
 use crate::sandbox::clock;
-use crate::sandbox::json::{self, ApiJson, Caller, paging};
+use crate::sandbox::json::{self, ApiJson, Caller, Paging};
 use crate::sandbox::problem::Problem;
 use crate::sandbox::state::Sandbox;
 use crate::sandbox::status::MemberStatus;
@@ -48,7 +48,7 @@ async fn list_members(
     Path(list_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
-    let (count, offset) = paging(query.get("count"), query.get("offset"))?;
+    let paging = Paging::from_query(&query)?;
     let status = match query.get("status") {
         None => None,
         Some(raw) => Some(raw.parse::<MemberStatus>().map_err(|_| {
@@ -67,18 +67,16 @@ async fn list_members(
         })
         .collect();
     matching.sort_unstable_by_key(|(_, m)| m.web_id);
-    let members: Vec<Value> = matching
-        .iter()
-        .skip(offset)
-        .take(count)
+    let members: Vec<Value> = paging
+        .page(&matching)
         .map(|(hash, m)| json::member(audience, hash, m))
         .collect();
-    Ok(Json(json!({
-        "members": members,
-        "list_id": audience.id,
-        "total_items": matching.len(),
-        "_links": [],
-    })))
+    Ok(Json(json::collection(
+        audience,
+        "members",
+        members,
+        matching.len(),
+    )))
 }
 
 async fn get_member(
