@@ -72,7 +72,7 @@ impl Source {
         }
     }
 
-    pub fn heard_by(self, sources: &Sources) -> bool {
+    pub(super) fn heard_by(self, sources: &Sources) -> bool {
         match self {
             Source::User => sources.user,
             Source::Admin => sources.admin,
