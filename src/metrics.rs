@@ -12,9 +12,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use sqlx::Row;
 
 use crate::db::Db;
+use crate::store;
 
 /// An account as metrics name it: the first 12 hex digits of a digest of its API base and
 /// credential (the credential itself never appears).
@@ -117,46 +117,18 @@ pub async fn render(db: &Db) -> anyhow::Result<String> {
     );
 
     let runs = Family::<Status, Gauge>::default();
-    for row in sqlx::query("SELECT status, COUNT(*) AS n FROM export_runs GROUP BY status")
-        .fetch_all(pool)
-        .await?
-    {
-        let status: String = row.try_get("status")?;
-        runs.get_or_create(&Status { status })
-            .set(row.try_get("n")?);
+    for (status, n) in store::runs::count_by_status(pool).await? {
+        runs.get_or_create(&Status { status }).set(n);
     }
     registry.register("runs", "Export and clean-up runs by status", runs);
 
-    let queued: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM export_runs WHERE status = 'queued'")
-            .fetch_one(pool)
-            .await?;
+    let queued = store::runs::count_queued(pool).await?;
     let queue = Gauge::<i64>::default();
     queue.set(queued);
     registry.register("queue_length", "Runs waiting for a worker", queue);
 
     let members = Family::<Outcome, Counter>::default();
-    let totals = sqlx::query(
-        // PostgreSQL sums BIGINTs as NUMERIC: cast back.
-        "SELECT CAST(COALESCE(SUM(sent), 0) AS BIGINT) AS sent, \
-         CAST(COALESCE(SUM(created), 0) AS BIGINT) AS created, \
-         CAST(COALESCE(SUM(updated), 0) AS BIGINT) AS updated, \
-         CAST(COALESCE(SUM(unchanged), 0) AS BIGINT) AS unchanged, \
-         CAST(COALESCE(SUM(skipped), 0) AS BIGINT) AS skipped, \
-         CAST(COALESCE(SUM(failed), 0) AS BIGINT) AS failed \
-         FROM export_runs WHERE kind = 'export'",
-    )
-    .fetch_one(pool)
-    .await?;
-    for outcome in [
-        "sent",
-        "created",
-        "updated",
-        "unchanged",
-        "skipped",
-        "failed",
-    ] {
-        let n: i64 = totals.try_get(outcome)?;
+    for (outcome, n) in store::runs::member_totals(pool).await?.by_outcome() {
         members
             .get_or_create(&Outcome {
                 outcome: outcome.to_owned(),
@@ -170,13 +142,7 @@ pub async fn render(db: &Db) -> anyhow::Result<String> {
     );
 
     let imports = Histogram::new(exponential_buckets(0.1, 2.0, 12));
-    for row in sqlx::query(
-        "SELECT finished_at - started_at AS ms FROM profile_imports ORDER BY id DESC LIMIT 1000",
-    )
-    .fetch_all(pool)
-    .await?
-    {
-        let ms: i64 = row.try_get("ms")?;
+    for ms in store::imports::recent_durations_ms(pool, 1000).await? {
         imports.observe(ms as f64 / 1000.0);
     }
     registry.register(
@@ -186,13 +152,7 @@ pub async fn render(db: &Db) -> anyhow::Result<String> {
     );
 
     let refreshes = Family::<SegmentLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    for row in
-        sqlx::query("SELECT name, last_refresh_ms FROM segments WHERE last_refresh_ms IS NOT NULL")
-            .fetch_all(pool)
-            .await?
-    {
-        let name: String = row.try_get("name")?;
-        let ms: i64 = row.try_get("last_refresh_ms")?;
+    for (name, ms) in store::segments::last_refresh_times(pool).await? {
         refreshes
             .get_or_create(&SegmentLabel { segment: name })
             .set(ms as f64 / 1000.0);

@@ -8,11 +8,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::sandbox::Sandbox;
-use crate::sandbox::audience::{ExistingPolicy, MemberWrite, Written};
-use crate::sandbox::json::{self, ApiJson, Caller, paging};
+use crate::sandbox::audience::{ExistingPolicy, MemberWrite, Written, events_of_write};
+use crate::sandbox::clock;
+use crate::sandbox::json::{self, ApiJson, Caller, Paging};
 use crate::sandbox::problem::{FieldError, Problem};
-use crate::sandbox::webhooks::{Source, events_of_write};
+use crate::sandbox::state::Sandbox;
+use crate::sandbox::webhooks::Source;
 
 /// Mailchimp's limit on members in one batch-subscribe call.
 pub const MAX_BATCH: usize = 500;
@@ -34,19 +35,14 @@ async fn lists(
     caller: Caller,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
-    let (count, offset) = paging(query.get("count"), query.get("offset"))?;
+    let paging = Paging::from_query(&query)?;
     let store = sandbox.store();
     let mine: Vec<_> = store
         .audiences
         .values()
         .filter(|a| a.account_id == caller.account_id)
         .collect();
-    let lists: Vec<Value> = mine
-        .iter()
-        .skip(offset)
-        .take(count)
-        .map(|a| json::audience(a))
-        .collect();
+    let lists: Vec<Value> = paging.page(&mine).map(|a| json::audience(a)).collect();
     Ok(Json(json!({
         "lists": lists,
         "total_items": mine.len(),
@@ -104,7 +100,7 @@ async fn create_list(
         return Err(Problem::invalid_fields(errors));
     }
     sandbox.work(0).await;
-    let now = json::now();
+    let now = clock::now();
     let mut store = sandbox.store();
     let id = store.create_audience(&caller.account_id, name, &now);
     let audience = store.audiences.get_mut(&id).expect("just created");
@@ -199,7 +195,7 @@ async fn batch_subscribe(
     }
     sandbox.store().audience_mut(&caller.account_id, &list_id)?;
     sandbox.work(body.members.len()).await;
-    let now = json::now();
+    let now = clock::now();
     let mut store = sandbox.store();
     let mut web_id = store.next_web_id;
     let mut segment_id = store.next_segment_id;

@@ -11,12 +11,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::domain::subscriber_hash;
-use crate::sandbox::Sandbox;
-use crate::sandbox::audience::{ExistingPolicy, MemberWrite};
-use crate::sandbox::json::{self, ApiJson, Caller, paging};
+use crate::sandbox::audience::{ExistingPolicy, MemberWrite, events_of_write};
+use crate::sandbox::clock;
+use crate::sandbox::json::{self, ApiJson, Caller, Paging};
 use crate::sandbox::problem::Problem;
+use crate::sandbox::state::Sandbox;
 use crate::sandbox::status::MemberStatus;
-use crate::sandbox::webhooks::{Source, events_of_write};
+use crate::sandbox::webhooks::Source;
 
 pub fn router() -> Router<Sandbox> {
     Router::new()
@@ -47,7 +48,7 @@ async fn list_members(
     Path(list_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
-    let (count, offset) = paging(query.get("count"), query.get("offset"))?;
+    let paging = Paging::from_query(&query)?;
     let status = match query.get("status") {
         None => None,
         Some(raw) => Some(raw.parse::<MemberStatus>().map_err(|_| {
@@ -66,18 +67,16 @@ async fn list_members(
         })
         .collect();
     matching.sort_unstable_by_key(|(_, m)| m.web_id);
-    let members: Vec<Value> = matching
-        .iter()
-        .skip(offset)
-        .take(count)
+    let members: Vec<Value> = paging
+        .page(&matching)
         .map(|(hash, m)| json::member(audience, hash, m))
         .collect();
-    Ok(Json(json!({
-        "members": members,
-        "list_id": audience.id,
-        "total_items": matching.len(),
-        "_links": [],
-    })))
+    Ok(Json(json::collection(
+        audience,
+        "members",
+        members,
+        matching.len(),
+    )))
 }
 
 async fn get_member(
@@ -149,7 +148,7 @@ async fn write(
 ) -> Result<Json<Value>, Problem> {
     sandbox.store().audience_mut(&caller.account_id, list_id)?;
     sandbox.work(1).await;
-    let now = json::now();
+    let now = clock::now();
     let mut store = sandbox.store();
     let mut web_id = store.next_web_id;
     let audience = store.audience_mut(&caller.account_id, list_id)?;
@@ -258,7 +257,7 @@ async fn archive_member(
     Path((list_id, hash)): Path<(String, String)>,
 ) -> Result<StatusCode, Problem> {
     sandbox.work(1).await;
-    let now = json::now();
+    let now = clock::now();
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
     audience.archive(&normalise_hash(&hash), &now)?;
@@ -325,7 +324,7 @@ async fn set_member_tags(
         }
     }
     sandbox.work(1).await;
-    let now = json::now();
+    let now = clock::now();
     let mut store = sandbox.store();
     let mut next_segment = store.next_segment_id;
     let audience = store.audience_mut(&caller.account_id, &list_id)?;

@@ -8,10 +8,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::sandbox::Sandbox;
 use crate::sandbox::audience::MergeField;
-use crate::sandbox::json::{self, ApiJson, Caller, paging};
+use crate::sandbox::clock;
+use crate::sandbox::json::{self, ApiJson, Caller, Paging};
 use crate::sandbox::problem::Problem;
+use crate::sandbox::state::Sandbox;
 
 /// Mailchimp's limit on members added or removed in one segment call.
 pub const MAX_SEGMENT_BATCH: usize = 500;
@@ -38,7 +39,7 @@ async fn segments(
     Path(list_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
-    let (count, offset) = paging(query.get("count"), query.get("offset"))?;
+    let paging = Paging::from_query(&query)?;
     if let Some(kind) = query.get("type") {
         if !["saved", "static", "fuzzy"].contains(&kind.as_str()) {
             return Err(Problem::field(
@@ -60,12 +61,14 @@ async fn segments(
             .map(|s| json::segment(audience, s))
             .collect()
     };
-    Ok(Json(json!({
-        "segments": all.iter().skip(offset).take(count).collect::<Vec<_>>(),
-        "list_id": audience.id,
-        "total_items": all.len(),
-        "_links": [],
-    })))
+    let total_items = all.len();
+    let page = paging.page(all).collect();
+    Ok(Json(json::collection(
+        audience,
+        "segments",
+        page,
+        total_items,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -88,7 +91,7 @@ async fn create_segment(
         ));
     };
     sandbox.work(emails.len()).await;
-    let now = json::now();
+    let now = clock::now();
     let mut store = sandbox.store();
     store.next_segment_id += 1;
     let id = store.next_segment_id;
@@ -154,7 +157,7 @@ async fn batch_segment(
     sandbox
         .work(body.members_to_add.len() + body.members_to_remove.len())
         .await;
-    let now = json::now();
+    let now = clock::now();
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
     let (mut added, mut removed, mut not_found) = (Vec::new(), Vec::new(), Vec::new());
@@ -201,23 +204,20 @@ async fn merge_fields(
     Path(list_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
-    let (count, offset) = paging(query.get("count"), query.get("offset"))?;
+    let paging = Paging::from_query(&query)?;
     sandbox.work(0).await;
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    let fields: Vec<Value> = audience
-        .merge_fields
-        .iter()
-        .skip(offset)
-        .take(count)
+    let fields: Vec<Value> = paging
+        .page(&audience.merge_fields)
         .map(|f| json::merge_field(audience, f))
         .collect();
-    Ok(Json(json!({
-        "merge_fields": fields,
-        "list_id": audience.id,
-        "total_items": audience.merge_fields.len(),
-        "_links": [],
-    })))
+    Ok(Json(json::collection(
+        audience,
+        "merge_fields",
+        fields,
+        audience.merge_fields.len(),
+    )))
 }
 
 const MERGE_TYPES: [&str; 11] = [

@@ -8,9 +8,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::sandbox::Sandbox;
-use crate::sandbox::json::{ApiJson, Caller};
+use crate::sandbox::json::{self, ApiJson, Caller};
 use crate::sandbox::problem::Problem;
+use crate::sandbox::state::Sandbox;
 use crate::sandbox::webhooks::{Events, Sources, Webhook, probe};
 
 pub fn router() -> Router<Sandbox> {
@@ -51,12 +51,13 @@ async fn list_webhooks(
         .iter()
         .map(|w| webhook_json(&audience.id, w))
         .collect();
-    Ok(Json(json!({
-        "webhooks": webhooks,
-        "list_id": audience.id,
-        "total_items": webhooks.len(),
-        "_links": [],
-    })))
+    let total_items = webhooks.len();
+    Ok(Json(json::collection(
+        audience,
+        "webhooks",
+        webhooks,
+        total_items,
+    )))
 }
 
 #[derive(Deserialize)]

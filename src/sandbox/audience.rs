@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::domain::subscriber_hash;
 use crate::sandbox::problem::Problem;
 use crate::sandbox::status::{MemberStatus, plausible_address};
+use crate::sandbox::webhooks::{Event, MemberChange, Webhook};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MergeField {
@@ -81,7 +82,7 @@ pub struct Audience {
     pub forgotten: HashSet<String>,
     /// Where Mailchimp tells others of changes to the audience's contacts.
     #[serde(default)]
-    pub webhooks: Vec<crate::sandbox::webhooks::Webhook>,
+    pub webhooks: Vec<Webhook>,
 }
 
 /// Why one member write was refused: Mailchimp's title, its message, and the field.
@@ -483,6 +484,125 @@ impl Audience {
             .iter()
             .filter_map(|id| self.segments.get(id).map(|s| (*id, s.name.clone())))
             .collect()
+    }
+
+    /// Applies a change made outside the API to a present member; returns the event it
+    /// makes for the audience's webhooks.
+    pub fn change_member(
+        &mut self,
+        email: &str,
+        change: MemberChange,
+        now: &str,
+    ) -> Result<Event, Problem> {
+        let hash = subscriber_hash(email);
+        let member = self
+            .members
+            .get_mut(&hash)
+            .filter(|m| m.status != MemberStatus::Archived)
+            .ok_or_else(Problem::not_found)?;
+        member.last_changed = now.to_owned();
+        let email = member.email_address.clone();
+        Ok(match change {
+            MemberChange::Unsubscribe => {
+                member.status = MemberStatus::Unsubscribed;
+                Event::Unsubscribe {
+                    email,
+                    merges: merges_of(member),
+                }
+            }
+            MemberChange::Clean { abuse } => {
+                member.status = MemberStatus::Cleaned;
+                Event::Cleaned {
+                    email,
+                    reason: if abuse { "abuse" } else { "hard" },
+                }
+            }
+            MemberChange::Profile(fields) => {
+                for (tag, value) in fields {
+                    if !self.merge_fields.iter().any(|f| f.tag == tag) {
+                        return Err(Problem::field(
+                            &tag,
+                            format!("Merge field {tag} does not exist in this audience."),
+                        ));
+                    }
+                    member.merge_fields.insert(tag, value);
+                }
+                Event::Profile {
+                    email,
+                    merges: merges_of(member),
+                }
+            }
+            MemberChange::Email(new_email) => {
+                let new_email = check_email(&new_email).map_err(|e| e.into_problem())?;
+                let new_hash = subscriber_hash(&new_email);
+                if self.members.contains_key(&new_hash) {
+                    return Err(Problem::invalid(format!(
+                        "{new_email} is already a list member."
+                    )));
+                }
+                let mut moved = self.members.remove(&hash).expect("present");
+                moved.email_address = new_email.clone();
+                self.members.insert(new_hash.clone(), moved);
+                for segment in self.segments.values_mut() {
+                    if segment.members.remove(&hash) {
+                        segment.members.insert(new_hash.clone());
+                    }
+                }
+                Event::Upemail {
+                    old_email: email,
+                    new_email,
+                }
+            }
+        })
+    }
+}
+
+/// A member's merge fields as text, for an event's `data[merges]`.
+fn merges_of(member: &Member) -> Vec<(String, String)> {
+    member
+        .merge_fields
+        .iter()
+        .map(|(tag, value)| {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (tag.clone(), text)
+        })
+        .collect()
+}
+
+/// What an API write did to a member, as events: a new status of unsubscribed, cleaned or
+/// subscribed, or (a member already there keeping its status) changed merge fields.
+pub fn events_of_write(before: Option<&Member>, after: &Member) -> Vec<Event> {
+    let email = after.email_address.clone();
+    let was = before
+        .map(|m| m.status)
+        .filter(|s| *s != MemberStatus::Archived);
+    if was != Some(after.status) {
+        return match after.status {
+            MemberStatus::Unsubscribed => vec![Event::Unsubscribe {
+                email,
+                merges: merges_of(after),
+            }],
+            MemberStatus::Cleaned => vec![Event::Cleaned {
+                email,
+                reason: "hard",
+            }],
+            MemberStatus::Subscribed => vec![Event::Subscribe {
+                email,
+                merges: merges_of(after),
+            }],
+            _ => Vec::new(),
+        };
+    }
+    match before {
+        Some(before) if before.merge_fields != after.merge_fields => vec![Event::Profile {
+            email,
+            merges: merges_of(after),
+        }],
+        _ => Vec::new(),
     }
 }
 

@@ -1,30 +1,20 @@
 //! Mailchimp's response shapes for the sandbox's objects, the request-body extractor
 //! and the caller extractor, all answering errors as problem+json.
 
+use std::collections::HashMap;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-use crate::sandbox::Sandbox;
 use crate::sandbox::audience::{Audience, Member, MergeField, Segment};
 use crate::sandbox::problem::Problem;
+use crate::sandbox::state::Sandbox;
 use crate::sandbox::status::MemberStatus;
 use crate::sandbox::store::Credential;
-
-/// Now, in the ISO 8601 form Mailchimp uses ("2026-11-29T18:40:00+00:00").
-pub fn now() -> String {
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or(OffsetDateTime::now_utc());
-    now.format(&Rfc3339)
-        .map(|s| s.replace('Z', "+00:00"))
-        .unwrap_or_default()
-}
 
 /// A JSON request body; malformed bodies get Mailchimp's 400, unknown fields are ignored.
 pub struct ApiJson<T>(pub T);
@@ -215,8 +205,37 @@ pub fn merge_field(audience: &Audience, field: &MergeField) -> Value {
     })
 }
 
-/// `count` and `offset` query values with Mailchimp's bounds (count ≤ 1000).
-pub fn paging(count: Option<&String>, offset: Option<&String>) -> Result<(usize, usize), Problem> {
+/// One of an audience's collections as Mailchimp answers it: a page of items under `key`,
+/// the audience, and how many items there are in all.
+pub fn collection(audience: &Audience, key: &str, items: Vec<Value>, total_items: usize) -> Value {
+    let mut answer = serde_json::Map::new();
+    answer.insert(key.to_owned(), Value::Array(items));
+    answer.insert("list_id".into(), json!(audience.id));
+    answer.insert("total_items".into(), json!(total_items));
+    answer.insert("_links".into(), json!([]));
+    Value::Object(answer)
+}
+
+/// Which page of a collection a call asks for: its `count` and `offset` query values, with
+/// Mailchimp's bounds (count ≤ 1000).
+pub struct Paging {
+    count: usize,
+    offset: usize,
+}
+
+impl Paging {
+    pub fn from_query(query: &HashMap<String, String>) -> Result<Self, Problem> {
+        paging(query.get("count"), query.get("offset"))
+            .map(|(count, offset)| Self { count, offset })
+    }
+
+    /// The items of the page asked for.
+    pub fn page<I: IntoIterator>(&self, items: I) -> std::iter::Take<std::iter::Skip<I::IntoIter>> {
+        items.into_iter().skip(self.offset).take(self.count)
+    }
+}
+
+fn paging(count: Option<&String>, offset: Option<&String>) -> Result<(usize, usize), Problem> {
     let count = match count {
         None => 10,
         Some(raw) => raw

@@ -3,19 +3,19 @@
 //! and seeded random faults. The size of every answer is counted here too.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rand::Rng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::sandbox::Sandbox;
+use crate::sandbox::config::SandboxConfig;
 use crate::sandbox::problem::Problem;
 use crate::sandbox::store::Credential;
 
@@ -42,7 +42,14 @@ pub struct Stats {
     pub bytes_by_route: BTreeMap<String, u64>,
 }
 
+/// The limits of a sandbox, as configured, and what they have counted so far.
 pub struct Limits {
+    max_connections: usize,
+    throttle_as_bare_403: bool,
+    latency: Duration,
+    per_member: Duration,
+    fault_rate: f64,
+    hang: Duration,
     in_flight: Mutex<HashMap<String, usize>>,
     faults: Mutex<StdRng>,
     stats: Mutex<Stats>,
@@ -50,10 +57,17 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(faults: StdRng) -> Self {
+    /// The configured limits; the fault sequence is seeded by the configuration's seed.
+    pub fn new(config: &SandboxConfig) -> Self {
         Self {
+            max_connections: config.max_connections,
+            throttle_as_bare_403: config.throttle_as_bare_403,
+            latency: config.latency,
+            per_member: config.per_member,
+            fault_rate: config.fault_rate,
+            hang: config.hang,
             in_flight: Mutex::new(HashMap::new()),
-            faults: Mutex::new(faults),
+            faults: Mutex::new(StdRng::seed_from_u64(config.seed)),
             stats: Mutex::new(Stats::default()),
             writes: AtomicU64::new(0),
         }
@@ -71,6 +85,15 @@ impl Limits {
     /// Notes a change made outside the API (the sandbox's pages), so that it is saved.
     pub fn note_write(&self) {
         self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Spends the modelled time of a call that handles `members` members.
+    pub async fn work(&self, members: usize) {
+        let time = self.latency + self.per_member * members as u32;
+        self.with_stats(|s| s.modelled_busy_ms += time.as_secs_f64() * 1000.0);
+        if time > Duration::ZERO {
+            tokio::time::sleep(time).await;
+        }
     }
 
     fn with_stats<R>(&self, f: impl FnOnce(&mut Stats) -> R) -> R {
@@ -106,11 +129,10 @@ enum Fault {
 }
 
 pub async fn limit_and_fault(
-    State(sandbox): State<Sandbox>,
+    State(limits): State<Arc<Limits>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let limits = &sandbox.inner.limits;
     let route = format!(
         "{} {}",
         request.method(),
@@ -129,7 +151,7 @@ pub async fn limit_and_fault(
         s.calls += 1;
         *s.calls_by_route.entry(route.clone()).or_default() += 1;
     });
-    let response = answer(&sandbox, request, next).await;
+    let response = answer(&limits, request, next).await;
     // Answers are small and already whole: read to count, then sent as they were.
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
@@ -140,9 +162,7 @@ pub async fn limit_and_fault(
 }
 
 /// The call's answer within the credential's connection limit and the fault rate.
-async fn answer(sandbox: &Sandbox, request: Request, next: Next) -> Response {
-    let limits = &sandbox.inner.limits;
-    let config = sandbox.config();
+async fn answer(limits: &Limits, request: Request, next: Next) -> Response {
     let credential = Credential::from_header(
         request
             .headers()
@@ -153,9 +173,9 @@ async fn answer(sandbox: &Sandbox, request: Request, next: Next) -> Response {
         Some(key) => {
             let mut map = limits.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             let count = map.entry(key.to_owned()).or_default();
-            if *count >= config.max_connections {
+            if *count >= limits.max_connections {
                 drop(map);
-                if config.throttle_as_bare_403 {
+                if limits.throttle_as_bare_403 {
                     let n = limits.with_stats(|s| {
                         s.rejected_403 += 1;
                         s.rejected_403
@@ -163,7 +183,7 @@ async fn answer(sandbox: &Sandbox, request: Request, next: Next) -> Response {
                     return bare_403(n);
                 }
                 limits.with_stats(|s| s.rejected_429 += 1);
-                return too_many(config.max_connections);
+                return too_many(limits.max_connections);
             }
             *count += 1;
             let current = *count;
@@ -179,13 +199,13 @@ async fn answer(sandbox: &Sandbox, request: Request, next: Next) -> Response {
     if request.method() != Method::GET {
         limits.writes.fetch_add(1, Ordering::Relaxed);
     }
-    match roll_fault(limits, config.fault_rate) {
+    match roll_fault(limits) {
         Some(Fault::Status(status, title, detail)) => {
             let n = limits.with_stats(|s| {
                 s.faults_injected += 1;
                 s.faults_injected
             });
-            if status == StatusCode::TOO_MANY_REQUESTS && config.throttle_as_bare_403 {
+            if status == StatusCode::TOO_MANY_REQUESTS && limits.throttle_as_bare_403 {
                 return bare_403(n);
             }
             Problem::new(status, title, detail).into_response()
@@ -194,14 +214,15 @@ async fn answer(sandbox: &Sandbox, request: Request, next: Next) -> Response {
             limits.with_stats(|s| s.faults_injected += 1);
             // The work is done but the answer comes too late: the client has given up.
             let response = next.run(request).await;
-            tokio::time::sleep(config.hang).await;
+            tokio::time::sleep(limits.hang).await;
             response
         }
         None => next.run(request).await,
     }
 }
 
-fn roll_fault(limits: &Limits, rate: f64) -> Option<Fault> {
+fn roll_fault(limits: &Limits) -> Option<Fault> {
+    let rate = limits.fault_rate;
     if rate <= 0.0 {
         return None;
     }
@@ -251,18 +272,4 @@ fn bare_403(n: u64) -> Response {
          <body><h1>Forbidden</h1><p>Access denied.</p></body></html>",
     )
         .into_response()
-}
-
-impl Sandbox {
-    /// Spends the modelled time of a call that handles `members` members.
-    pub async fn work(&self, members: usize) {
-        let config = self.config();
-        let time = config.latency + config.per_member * members as u32;
-        self.inner
-            .limits
-            .with_stats(|s| s.modelled_busy_ms += time.as_secs_f64() * 1000.0);
-        if time > Duration::ZERO {
-            tokio::time::sleep(time).await;
-        }
-    }
 }

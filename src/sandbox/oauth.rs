@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
-use crate::sandbox::Sandbox;
 use crate::sandbox::pages::{PageError, check_page_token};
+use crate::sandbox::state::Sandbox;
 use crate::sandbox::store::{AuthCode, Credential, PendingConsent, Token};
 
 pub fn router() -> Router<Sandbox> {
@@ -237,7 +237,7 @@ async fn token(
         Token {
             account_id: code.account_id,
             client_id,
-            created_at: crate::sandbox::json::now(),
+            created_at: crate::sandbox::clock::now(),
         },
     );
     Json(json!({ "access_token": access_token, "expires_in": 0, "scope": null })).into_response()

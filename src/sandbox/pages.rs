@@ -13,7 +13,7 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::sandbox::Sandbox;
+use crate::sandbox::state::Sandbox;
 use crate::sandbox::status::MemberStatus;
 
 const PAGE_SIZE: usize = 100;
@@ -390,7 +390,7 @@ async fn disconnect(
     Ok(Redirect::to(&format!("{}/", sandbox.base_path())))
 }
 
-async fn stats(State(sandbox): State<Sandbox>) -> Json<crate::sandbox::Stats> {
+async fn stats(State(sandbox): State<Sandbox>) -> Json<crate::sandbox::limits::Stats> {
     Json(sandbox.stats())
 }
 

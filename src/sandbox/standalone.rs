@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 use url::Url;
 
+use crate::sandbox::config::SandboxConfig;
+use crate::sandbox::state::Sandbox;
 use crate::sandbox::store::{DEFAULT_ACCOUNT, OAuthClient};
-use crate::sandbox::{Sandbox, SandboxConfig};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SandboxArgs {
@@ -223,7 +224,7 @@ mod cli_tests {
 
     use crate::cli::{Cli, Command};
 
-    fn config(args: &[&str]) -> anyhow::Result<crate::sandbox::SandboxConfig> {
+    fn config(args: &[&str]) -> anyhow::Result<crate::sandbox::config::SandboxConfig> {
         let mut argv = vec!["export-destinations", "sandbox"];
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv)?.into_command() {

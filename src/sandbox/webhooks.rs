@@ -11,10 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::sandbox::Sandbox;
-use crate::sandbox::audience::{Audience, Member};
 use crate::sandbox::problem::Problem;
-use crate::sandbox::status::MemberStatus;
 
 /// How long a probe or a delivery may take before the sandbox gives up on it.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,7 +72,7 @@ impl Source {
         }
     }
 
-    fn heard_by(self, sources: &Sources) -> bool {
+    pub(super) fn heard_by(self, sources: &Sources) -> bool {
         match self {
             Source::User => sources.user,
             Source::Admin => sources.admin,
@@ -173,55 +170,6 @@ impl Event {
     }
 }
 
-/// A member's merge fields as text, for an event's `data[merges]`.
-pub fn merges_of(member: &Member) -> Vec<(String, String)> {
-    member
-        .merge_fields
-        .iter()
-        .map(|(tag, value)| {
-            let text = match value {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            (tag.clone(), text)
-        })
-        .collect()
-}
-
-/// What an API write did to a member, as events: a new status of unsubscribed, cleaned or
-/// subscribed, or (a member already there keeping its status) changed merge fields.
-pub fn events_of_write(before: Option<&Member>, after: &Member) -> Vec<Event> {
-    let email = after.email_address.clone();
-    let was = before
-        .map(|m| m.status)
-        .filter(|s| *s != MemberStatus::Archived);
-    if was != Some(after.status) {
-        return match after.status {
-            MemberStatus::Unsubscribed => vec![Event::Unsubscribe {
-                email,
-                merges: merges_of(after),
-            }],
-            MemberStatus::Cleaned => vec![Event::Cleaned {
-                email,
-                reason: "hard",
-            }],
-            MemberStatus::Subscribed => vec![Event::Subscribe {
-                email,
-                merges: merges_of(after),
-            }],
-            _ => Vec::new(),
-        };
-    }
-    match before {
-        Some(before) if before.merge_fields != after.merge_fields => vec![Event::Profile {
-            email,
-            merges: merges_of(after),
-        }],
-        _ => Vec::new(),
-    }
-}
-
 /// A change an account user or the contact makes outside the API (the sandbox's pages, or
 /// a test standing for the contact).
 #[derive(Debug, Clone)]
@@ -247,7 +195,7 @@ pub struct Delivery {
     pub status: Option<u16>,
 }
 
-struct Outgoing {
+pub(super) struct Outgoing {
     webhook_id: String,
     list_id: String,
     kind: &'static str,
@@ -280,8 +228,40 @@ fn host_of(url: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The calls that tell `events` to the webhooks (of the audience `list_id`) that want them
+/// from this source.
+pub(super) fn outgoing(
+    webhooks: &[Webhook],
+    list_id: &str,
+    source: Source,
+    events: &[Event],
+) -> Vec<Outgoing> {
+    let fired_at = fired_at_now();
+    webhooks
+        .iter()
+        .filter(|w| source.heard_by(&w.sources))
+        .flat_map(|w| {
+            events
+                .iter()
+                .filter(|e| e.wanted_by(&w.events))
+                .map(|e| Outgoing {
+                    webhook_id: w.id.clone(),
+                    list_id: list_id.to_owned(),
+                    kind: e.kind(),
+                    url: w.url.clone(),
+                    form: e.form(list_id, &fired_at),
+                })
+        })
+        .collect()
+}
+
 impl Outbox {
-    fn send(&self, outgoing: Vec<Outgoing>) {
+    /// Every delivery tried so far.
+    pub(super) fn deliveries(&self) -> Vec<Delivery> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(super) fn send(&self, outgoing: Vec<Outgoing>) {
         if outgoing.is_empty() {
             return;
         }
@@ -345,146 +325,6 @@ pub async fn probe(url: &str) -> Result<(), Problem> {
             "We couldn't verify the URL is working. Please double check and try again. HTTP Code: {status}"
         ),
     ))
-}
-
-impl Sandbox {
-    /// Calls every webhook of the audience that wants these events from this source.
-    pub fn fire(&self, list_id: &str, source: Source, events: Vec<Event>) {
-        if events.is_empty() {
-            return;
-        }
-        let fired_at = fired_at_now();
-        let outgoing: Vec<Outgoing> = {
-            let store = self.store();
-            let Some(audience) = store.audiences.get(list_id) else {
-                return;
-            };
-            audience
-                .webhooks
-                .iter()
-                .filter(|w| source.heard_by(&w.sources))
-                .flat_map(|w| {
-                    events
-                        .iter()
-                        .filter(|e| e.wanted_by(&w.events))
-                        .map(|e| Outgoing {
-                            webhook_id: w.id.clone(),
-                            list_id: list_id.to_owned(),
-                            kind: e.kind(),
-                            url: w.url.clone(),
-                            form: e.form(list_id, &fired_at),
-                        })
-                })
-                .collect()
-        };
-        self.inner.outbox.send(outgoing);
-    }
-
-    /// Whether some webhook of the audience hears this source (so that a write need not
-    /// work out its events when none would be sent).
-    pub fn heard(audience: &Audience, source: Source) -> bool {
-        audience
-            .webhooks
-            .iter()
-            .any(|w| source.heard_by(&w.sources))
-    }
-
-    /// Every delivery tried so far (for tests).
-    pub fn deliveries(&self) -> Vec<Delivery> {
-        self.inner
-            .outbox
-            .log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// A change made outside the API, by the contact (`Source::User`) or by a user of the
-    /// account (`Source::Admin`): applied, then told to the audience's webhooks.
-    pub fn change_member(
-        &self,
-        list_id: &str,
-        email: &str,
-        change: MemberChange,
-        source: Source,
-    ) -> Result<(), Problem> {
-        let now = crate::sandbox::json::now();
-        let event = {
-            let mut store = self.store();
-            let audience = store
-                .audiences
-                .get_mut(list_id)
-                .ok_or_else(Problem::not_found)?;
-            let hash = crate::domain::subscriber_hash(email);
-            let member = audience
-                .members
-                .get_mut(&hash)
-                .filter(|m| m.status != MemberStatus::Archived)
-                .ok_or_else(Problem::not_found)?;
-            member.last_changed = now.clone();
-            let email = member.email_address.clone();
-            match change {
-                MemberChange::Unsubscribe => {
-                    member.status = MemberStatus::Unsubscribed;
-                    Event::Unsubscribe {
-                        email,
-                        merges: merges_of(member),
-                    }
-                }
-                MemberChange::Clean { abuse } => {
-                    member.status = MemberStatus::Cleaned;
-                    Event::Cleaned {
-                        email,
-                        reason: if abuse { "abuse" } else { "hard" },
-                    }
-                }
-                MemberChange::Profile(fields) => {
-                    for (tag, value) in fields {
-                        if !audience_has_field(&audience.merge_fields, &tag) {
-                            return Err(Problem::field(
-                                &tag,
-                                format!("Merge field {tag} does not exist in this audience."),
-                            ));
-                        }
-                        member.merge_fields.insert(tag, value);
-                    }
-                    Event::Profile {
-                        email,
-                        merges: merges_of(member),
-                    }
-                }
-                MemberChange::Email(new_email) => {
-                    let new_email = crate::sandbox::audience::check_email(&new_email)
-                        .map_err(|e| e.into_problem())?;
-                    let new_hash = crate::domain::subscriber_hash(&new_email);
-                    if audience.members.contains_key(&new_hash) {
-                        return Err(Problem::invalid(format!(
-                            "{new_email} is already a list member."
-                        )));
-                    }
-                    let mut moved = audience.members.remove(&hash).expect("present");
-                    moved.email_address = new_email.clone();
-                    audience.members.insert(new_hash.clone(), moved);
-                    for segment in audience.segments.values_mut() {
-                        if segment.members.remove(&hash) {
-                            segment.members.insert(new_hash.clone());
-                        }
-                    }
-                    Event::Upemail {
-                        old_email: email,
-                        new_email,
-                    }
-                }
-            }
-        };
-        self.inner.limits.note_write();
-        self.fire(list_id, source, vec![event]);
-        Ok(())
-    }
-}
-
-fn audience_has_field(fields: &[crate::sandbox::audience::MergeField], tag: &str) -> bool {
-    fields.iter().any(|f| f.tag == tag)
 }
 
 /// Now, as webhooks carry it: "2026-12-03 12:11:04" (UTC).

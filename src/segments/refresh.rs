@@ -6,15 +6,14 @@ use std::time::Instant;
 
 use futures::TryStreamExt;
 use serde_json::{Map, Value};
-use sqlx::Row;
 use tokio::sync::Mutex;
 use tracing::Instrument;
 
 use crate::db::Db;
 use crate::domain::Invalid;
 use crate::domain::segment_rules::CompiledRules;
-use crate::store::fields;
 use crate::store::segments::{self, Definition, Published, Segment};
+use crate::store::{fields, profiles};
 
 use super::progress;
 
@@ -36,14 +35,12 @@ async fn scan_noting(
 ) -> anyhow::Result<(Vec<Vec<i64>>, u64)> {
     let mut matches = vec![Vec::new(); rules.len()];
     let mut scanned = 0u64;
-    let mut rows = sqlx::query("SELECT id, attributes FROM profiles ORDER BY id").fetch(db.pool());
-    while let Some(row) = rows.try_next().await? {
+    let mut rows = profiles::attributes_in_order(db.pool());
+    while let Some((id, text)) = rows.try_next().await? {
         scanned += 1;
         if scanned % 10_000 == 0 {
             noted(scanned);
         }
-        let id: i64 = row.try_get(0)?;
-        let text: String = row.try_get(1)?;
         let attributes: Map<String, Value> = serde_json::from_str(&text).unwrap_or_default();
         for (rule, found) in rules.iter().zip(matches.iter_mut()) {
             if rule.matches(&attributes) {
@@ -193,9 +190,7 @@ async fn refresh_locked(db: &Db, only: Option<&[i64]>) -> anyhow::Result<Refresh
     let (matches, scanned) = if compiled.is_empty() {
         (Vec::new(), 0)
     } else {
-        let profiles: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM profiles")
-            .fetch_one(db.pool())
-            .await?;
+        let profiles = profiles::count(db.pool()).await?;
         progress::update(db, |board| board.profiles = profiles as u64);
         let noted = |n: u64| progress::update(db, |board| board.scanned = n);
         let scanned = scan_noting(db, &compiled, &noted).await?;

@@ -5,6 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
 use crate::db::now_millis;
+use crate::store::Record;
 
 /// One merge field filled from one profile field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,57 +85,61 @@ const COLUMNS: &str = "id, display_name, status, owner_id, consent_version, cons
     authenticated_at, export_user_id, email_field, field_mappings, new_member_status, configured_at, \
     created_at, updated_at";
 
-fn from_row(row: AnyRow) -> sqlx::Result<Destination> {
-    let status: String = row.try_get("status")?;
-    let mappings: String = row.try_get("field_mappings")?;
-    Ok(Destination {
-        id: row.try_get("id")?,
-        display_name: row.try_get("display_name")?,
-        stage: match status.as_str() {
-            "active" => Stage::Active,
-            "removing" => Stage::Removing,
-            _ => Stage::Draft,
-        },
-        owner_id: row.try_get("owner_id")?,
-        consent_version: row.try_get("consent_version")?,
-        consent_at: row.try_get("consent_at")?,
-        audience_id: row.try_get("audience_id")?,
-        target: crate::domain::destination::Target::parse(&row.try_get::<String, _>("target")?)
-            .unwrap_or_default(),
-        audience_name: row.try_get("audience_name")?,
-        audience_members: row.try_get("audience_members")?,
-        credential: match (
-            row.try_get::<Option<String>, _>("credential_sealed")?,
-            row.try_get::<Option<String>, _>("api_base")?,
-        ) {
-            (Some(sealed), Some(api_base)) => Some(StoredCredential {
-                method: crate::domain::destination::AuthMethod::from_stored(
-                    &row.try_get::<Option<String>, _>("auth_method")?
-                        .unwrap_or_default(),
-                ),
-                sealed,
-                api_base,
-                account: row.try_get("mailchimp_account")?,
-                authenticated_at: row.try_get("authenticated_at")?,
-            }),
-            _ => None,
-        },
-        export_user_id: row.try_get("export_user_id")?,
-        email_field: row.try_get("email_field")?,
-        field_mappings: serde_json::from_str(&mappings).unwrap_or_default(),
-        new_member_status: row.try_get("new_member_status")?,
-        configured_at: row.try_get("configured_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+impl Record for Destination {
+    const TABLE: &'static str = "destinations";
+    const COLUMNS: &'static str = COLUMNS;
+    fn from_row(row: AnyRow) -> sqlx::Result<Self> {
+        let status: String = row.try_get("status")?;
+        let mappings: String = row.try_get("field_mappings")?;
+        Ok(Destination {
+            id: row.try_get("id")?,
+            display_name: row.try_get("display_name")?,
+            stage: match status.as_str() {
+                "active" => Stage::Active,
+                "removing" => Stage::Removing,
+                _ => Stage::Draft,
+            },
+            owner_id: row.try_get("owner_id")?,
+            consent_version: row.try_get("consent_version")?,
+            consent_at: row.try_get("consent_at")?,
+            audience_id: row.try_get("audience_id")?,
+            target: crate::domain::destination::Target::parse(&row.try_get::<String, _>("target")?)
+                .unwrap_or_default(),
+            audience_name: row.try_get("audience_name")?,
+            audience_members: row.try_get("audience_members")?,
+            credential: match (
+                row.try_get::<Option<String>, _>("credential_sealed")?,
+                row.try_get::<Option<String>, _>("api_base")?,
+            ) {
+                (Some(sealed), Some(api_base)) => Some(StoredCredential {
+                    method: crate::domain::destination::AuthMethod::from_stored(
+                        &row.try_get::<Option<String>, _>("auth_method")?
+                            .unwrap_or_default(),
+                    ),
+                    sealed,
+                    api_base,
+                    account: row.try_get("mailchimp_account")?,
+                    authenticated_at: row.try_get("authenticated_at")?,
+                }),
+                _ => None,
+            },
+            export_user_id: row.try_get("export_user_id")?,
+            email_field: row.try_get("email_field")?,
+            field_mappings: serde_json::from_str(&mappings).unwrap_or_default(),
+            new_member_status: row.try_get("new_member_status")?,
+            configured_at: row.try_get("configured_at")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<Destination>> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM destinations WHERE removed_at IS NULL ORDER BY lower(display_name), id"
-    ))
-    .try_map(from_row)
-    .fetch_all(db)
+    super::select(
+        db,
+        "WHERE removed_at IS NULL ORDER BY lower(display_name), id",
+        &[],
+    )
     .await
 }
 
@@ -142,13 +147,7 @@ pub async fn find<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<Destination>> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM destinations WHERE id = $1 AND removed_at IS NULL"
-    ))
-    .bind(id)
-    .try_map(from_row)
-    .fetch_optional(db)
-    .await
+    super::select_one(db, "WHERE id = $1 AND removed_at IS NULL", &[id]).await
 }
 
 /// Starts a draft with its name, consent and audience; a taken name is a unique violation.
@@ -396,10 +395,7 @@ pub async fn retire(conn: &mut AnyConnection, id: i64) -> sqlx::Result<()> {
         "mailchimp_webhooks",
         "webhook_events",
     ] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE destination_id = $1"))
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        super::delete_where(conn, table, "destination_id", id).await?;
     }
     sqlx::query(
         "UPDATE destinations SET removed_at = $1, updated_at = $1, credential_sealed = NULL, \
@@ -414,13 +410,6 @@ pub async fn retire(conn: &mut AnyConnection, id: i64) -> sqlx::Result<()> {
 
 /// Deletes a draft with its credential and segment choices (a draft has no runs).
 pub async fn delete(conn: &mut AnyConnection, id: i64) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM destination_segments WHERE destination_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM destinations WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map(drop)
+    super::delete_where(conn, "destination_segments", "destination_id", id).await?;
+    super::delete_where(conn, "destinations", "id", id).await
 }

@@ -5,6 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
 use crate::db::now_millis;
+use crate::store::Record;
 
 /// Where an import job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,21 +61,25 @@ pub struct ImportJob {
 const COLUMNS: &str = "id, file_name, bytes_total, bytes_read, rows_read, phase, refresh_segments, \
                        message, import_id, started_at, heartbeat_at";
 
-fn from_row(row: AnyRow) -> sqlx::Result<ImportJob> {
-    let phase: String = row.try_get("phase")?;
-    Ok(ImportJob {
-        id: row.try_get("id")?,
-        file_name: row.try_get("file_name")?,
-        bytes_total: row.try_get("bytes_total")?,
-        bytes_read: row.try_get("bytes_read")?,
-        rows_read: row.try_get("rows_read")?,
-        phase: Phase::parse(&phase),
-        refresh_segments: row.try_get::<i64, _>("refresh_segments")? != 0,
-        message: row.try_get("message")?,
-        import_id: row.try_get("import_id")?,
-        started_at: row.try_get("started_at")?,
-        heartbeat_at: row.try_get("heartbeat_at")?,
-    })
+impl Record for ImportJob {
+    const TABLE: &'static str = "import_jobs";
+    const COLUMNS: &'static str = COLUMNS;
+    fn from_row(row: AnyRow) -> sqlx::Result<Self> {
+        let phase: String = row.try_get("phase")?;
+        Ok(ImportJob {
+            id: row.try_get("id")?,
+            file_name: row.try_get("file_name")?,
+            bytes_total: row.try_get("bytes_total")?,
+            bytes_read: row.try_get("bytes_read")?,
+            rows_read: row.try_get("rows_read")?,
+            phase: Phase::parse(&phase),
+            refresh_segments: row.try_get::<i64, _>("refresh_segments")? != 0,
+            message: row.try_get("message")?,
+            import_id: row.try_get("import_id")?,
+            started_at: row.try_get("started_at")?,
+            heartbeat_at: row.try_get("heartbeat_at")?,
+        })
+    }
 }
 
 pub async fn create<'e>(
@@ -102,11 +107,7 @@ pub async fn find<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<ImportJob>> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM import_jobs WHERE id = $1"))
-        .bind(id)
-        .try_map(from_row)
-        .fetch_optional(db)
-        .await
+    super::select_one(db, "WHERE id = $1", &[id]).await
 }
 
 /// The job that made import `import_id`, if it ran in the background.
@@ -114,13 +115,7 @@ pub async fn of_import<'e>(
     db: impl Executor<'e, Database = Any>,
     import_id: i64,
 ) -> sqlx::Result<Option<ImportJob>> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM import_jobs WHERE import_id = $1"
-    ))
-    .bind(import_id)
-    .try_map(from_row)
-    .fetch_optional(db)
-    .await
+    super::select_one(db, "WHERE import_id = $1", &[import_id]).await
 }
 
 /// Notes how far the job got; also its heartbeat.

@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
+use crate::store::Record;
+
 /// One rejected row: where it was, whose it was, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {
@@ -73,24 +75,28 @@ pub async fn insert<'e>(
     .await
 }
 
-fn from_row(row: AnyRow) -> sqlx::Result<ImportRecord> {
-    let status: String = row.try_get("status")?;
-    let rejections: String = row.try_get("rejections")?;
-    Ok(ImportRecord {
-        id: row.try_get("id")?,
-        file_name: row.try_get("file_name")?,
-        succeeded: status == "succeeded",
-        error: row.try_get("error")?,
-        rows_read: row.try_get("rows_read")?,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
-        unchanged: row.try_get("unchanged")?,
-        rejected: row.try_get("rejected")?,
-        deleted: row.try_get("deleted")?,
-        rejections: serde_json::from_str(&rejections).unwrap_or_default(),
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
+impl Record for ImportRecord {
+    const TABLE: &'static str = "profile_imports";
+    const COLUMNS: &'static str = COLUMNS;
+    fn from_row(row: AnyRow) -> sqlx::Result<Self> {
+        let status: String = row.try_get("status")?;
+        let rejections: String = row.try_get("rejections")?;
+        Ok(ImportRecord {
+            id: row.try_get("id")?,
+            file_name: row.try_get("file_name")?,
+            succeeded: status == "succeeded",
+            error: row.try_get("error")?,
+            rows_read: row.try_get("rows_read")?,
+            created: row.try_get("created")?,
+            updated: row.try_get("updated")?,
+            unchanged: row.try_get("unchanged")?,
+            rejected: row.try_get("rejected")?,
+            deleted: row.try_get("deleted")?,
+            rejections: serde_json::from_str(&rejections).unwrap_or_default(),
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+        })
+    }
 }
 
 const COLUMNS: &str = "id, file_name, status, error, rows_read, created, updated, rejected, rejections, \
@@ -100,24 +106,25 @@ pub async fn find<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<ImportRecord>> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM profile_imports WHERE id = $1"
-    ))
-    .bind(id)
-    .try_map(from_row)
-    .fetch_optional(db)
-    .await
+    super::select_one(db, "WHERE id = $1", &[id]).await
 }
 
 pub async fn recent<'e>(
     db: impl Executor<'e, Database = Any>,
     limit: i64,
 ) -> sqlx::Result<Vec<ImportRecord>> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM profile_imports ORDER BY id DESC LIMIT $1"
-    ))
+    super::select(db, "ORDER BY id DESC LIMIT $1", &[limit]).await
+}
+
+/// How long the latest `limit` imports took, in milliseconds, newest first.
+pub async fn recent_durations_ms<'e>(
+    db: impl Executor<'e, Database = Any>,
+    limit: i64,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT finished_at - started_at AS ms FROM profile_imports ORDER BY id DESC LIMIT $1",
+    )
     .bind(limit)
-    .try_map(from_row)
     .fetch_all(db)
     .await
 }

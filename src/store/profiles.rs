@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
 use crate::db::Backend;
+use crate::store::Record;
 
 /// One profile as an import writes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,15 +25,19 @@ pub struct Profile {
     pub updated_at: i64,
 }
 
-fn from_row(row: AnyRow) -> sqlx::Result<Profile> {
-    Ok(Profile {
-        id: row.try_get("id")?,
-        customer_id: row.try_get("customer_id")?,
-        attributes: row.try_get("attributes")?,
-        email_key: row.try_get("email_key")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+impl Record for Profile {
+    const TABLE: &'static str = "profiles";
+    const COLUMNS: &'static str = COLUMNS;
+    fn from_row(row: AnyRow) -> sqlx::Result<Self> {
+        Ok(Profile {
+            id: row.try_get("id")?,
+            customer_id: row.try_get("customer_id")?,
+            attributes: row.try_get("attributes")?,
+            email_key: row.try_get("email_key")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 const COLUMNS: &str = "id, customer_id, attributes, email_key, created_at, updated_at";
@@ -93,15 +98,18 @@ pub async fn count<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<i6
         .await
 }
 
+/// Every profile's id and attributes (its JSON text), in id order, read as a stream.
+pub fn attributes_in_order<'e>(
+    db: impl Executor<'e, Database = Any> + 'e,
+) -> impl futures::Stream<Item = sqlx::Result<(i64, String)>> + 'e {
+    sqlx::query_as("SELECT id, attributes FROM profiles ORDER BY id").fetch(db)
+}
+
 pub async fn find<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<Profile>> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM profiles WHERE id = $1"))
-        .bind(id)
-        .try_map(from_row)
-        .fetch_optional(db)
-        .await
+    super::select_one(db, "WHERE id = $1", &[id]).await
 }
 
 /// Which way a page of profiles goes from a cursor.
@@ -175,7 +183,7 @@ pub async fn page_by_name<'e>(
     for pattern in &patterns {
         query = query.bind(pattern);
     }
-    let mut rows = query.try_map(from_row).fetch_all(db).await?;
+    let mut rows = query.try_map(Profile::from_row).fetch_all(db).await?;
     if matches!(cursor, Cursor::Before(_)) {
         rows.reverse();
     }
@@ -215,7 +223,7 @@ pub async fn page<'e>(
     if !matches!(cursor, Cursor::First) {
         query = query.bind(cursor_value);
     }
-    let mut rows = query.try_map(from_row).fetch_all(db).await?;
+    let mut rows = query.try_map(Profile::from_row).fetch_all(db).await?;
     if matches!(cursor, Cursor::Before(_)) {
         rows.reverse();
     }
@@ -231,7 +239,7 @@ pub async fn find_by_customer<'e>(
         "SELECT {COLUMNS} FROM profiles WHERE customer_id = $1"
     ))
     .bind(customer_id)
-    .try_map(from_row)
+    .try_map(Profile::from_row)
     .fetch_optional(db)
     .await
 }

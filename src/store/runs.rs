@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
 use crate::db::now_millis;
+use crate::store::Record;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
@@ -132,34 +133,38 @@ impl Run {
 const COLUMNS: &str = "id, destination_id, kind, status, full_resync, created_at, started_at, finished_at, cancel_requested, \
     total, sent, created, updated, unchanged, skipped, failed, tag_changes, calls, message, changes_since, repair_missing";
 
-fn from_row(row: AnyRow) -> sqlx::Result<Run> {
-    let status: String = row.try_get("status")?;
-    let kind: String = row.try_get("kind")?;
-    Ok(Run {
-        id: row.try_get("id")?,
-        destination_id: row.try_get("destination_id")?,
-        kind: RunKind::parse(&kind),
-        status: RunStatus::parse(&status),
-        full_resync: row.try_get::<i64, _>("full_resync")? != 0,
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
-        counters: Counters {
-            total: row.try_get("total")?,
-            sent: row.try_get("sent")?,
-            created: row.try_get("created")?,
-            updated: row.try_get("updated")?,
-            unchanged: row.try_get("unchanged")?,
-            skipped: row.try_get("skipped")?,
-            failed: row.try_get("failed")?,
-            tag_changes: row.try_get("tag_changes")?,
-            calls: row.try_get("calls")?,
-        },
-        message: row.try_get("message")?,
-        changes_since: row.try_get("changes_since")?,
-        repair_missing: row.try_get("repair_missing")?,
-    })
+impl Record for Run {
+    const TABLE: &'static str = "export_runs";
+    const COLUMNS: &'static str = COLUMNS;
+    fn from_row(row: AnyRow) -> sqlx::Result<Self> {
+        let status: String = row.try_get("status")?;
+        let kind: String = row.try_get("kind")?;
+        Ok(Run {
+            id: row.try_get("id")?,
+            destination_id: row.try_get("destination_id")?,
+            kind: RunKind::parse(&kind),
+            status: RunStatus::parse(&status),
+            full_resync: row.try_get::<i64, _>("full_resync")? != 0,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+            cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+            counters: Counters {
+                total: row.try_get("total")?,
+                sent: row.try_get("sent")?,
+                created: row.try_get("created")?,
+                updated: row.try_get("updated")?,
+                unchanged: row.try_get("unchanged")?,
+                skipped: row.try_get("skipped")?,
+                failed: row.try_get("failed")?,
+                tag_changes: row.try_get("tag_changes")?,
+                calls: row.try_get("calls")?,
+            },
+            message: row.try_get("message")?,
+            changes_since: row.try_get("changes_since")?,
+            repair_missing: row.try_get("repair_missing")?,
+        })
+    }
 }
 
 /// Queues a run, unless the destination already has one queued or in progress: then a
@@ -247,11 +252,7 @@ where
 }
 
 pub async fn find<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> sqlx::Result<Option<Run>> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM export_runs WHERE id = $1"))
-        .bind(id)
-        .try_map(from_row)
-        .fetch_optional(db)
-        .await
+    super::select_one(db, "WHERE id = $1", &[id]).await
 }
 
 /// The latest runs of every destination.
@@ -259,13 +260,7 @@ pub async fn recent<'e>(
     db: impl Executor<'e, Database = Any>,
     limit: i64,
 ) -> sqlx::Result<Vec<Run>> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM export_runs ORDER BY id DESC LIMIT $1"
-    ))
-    .bind(limit)
-    .try_map(from_row)
-    .fetch_all(db)
-    .await
+    super::select(db, "ORDER BY id DESC LIMIT $1", &[limit]).await
 }
 
 pub async fn for_destination<'e>(
@@ -273,13 +268,11 @@ pub async fn for_destination<'e>(
     destination_id: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<Run>> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM export_runs WHERE destination_id = $1 ORDER BY id DESC LIMIT $2"
-    ))
-    .bind(destination_id)
-    .bind(limit)
-    .try_map(from_row)
-    .fetch_all(db)
+    super::select(
+        db,
+        "WHERE destination_id = $1 ORDER BY id DESC LIMIT $2",
+        &[destination_id, limit],
+    )
     .await
 }
 
@@ -303,7 +296,7 @@ pub async fn claim_next<'e>(
     .bind(owner)
     .bind(now + lease_ms)
     .bind(now)
-    .try_map(from_row)
+    .try_map(Run::from_row)
     .fetch_optional(db)
     .await
 }
@@ -324,7 +317,7 @@ pub async fn claim<'e>(
     .bind(now + lease_ms)
     .bind(now)
     .bind(id)
-    .try_map(from_row)
+    .try_map(Run::from_row)
     .fetch_optional(db)
     .await
 }
@@ -388,12 +381,8 @@ pub async fn set_changes_since<'e>(
     id: i64,
     since: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE export_runs SET changes_since = $1 WHERE id = $2")
-        .bind(since)
-        .bind(id)
-        .execute(db)
-        .await
-        .map(drop)
+    let sql = "UPDATE export_runs SET changes_since = $1 WHERE id = $2";
+    super::execute(db, sql, &[since, id]).await
 }
 
 /// Notes that the run repaired the ledger: `missing` of its members were gone.
@@ -402,12 +391,8 @@ pub async fn set_repair_missing<'e>(
     id: i64,
     missing: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE export_runs SET repair_missing = $1 WHERE id = $2")
-        .bind(missing)
-        .bind(id)
-        .execute(db)
-        .await
-        .map(drop)
+    let sql = "UPDATE export_runs SET repair_missing = $1 WHERE id = $2";
+    super::execute(db, sql, &[missing, id]).await
 }
 
 /// Starts the counts afresh (a resumed run recounts from its plan).
@@ -483,7 +468,7 @@ pub async fn latest_finished<'e>(db: impl Executor<'e, Database = Any>) -> sqlx:
          WHERE r.id = (SELECT MAX(id) FROM export_runs x WHERE x.destination_id = r.destination_id \
            AND x.finished_at IS NOT NULL AND x.status <> 'skipped')"
     ))
-    .try_map(from_row)
+    .try_map(Run::from_row)
     .fetch_all(db)
     .await
 }
@@ -493,13 +478,11 @@ pub async fn latest_cleanup<'e>(
     db: impl Executor<'e, Database = Any>,
     destination_id: i64,
 ) -> sqlx::Result<Option<Run>> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM export_runs WHERE destination_id = $1 AND kind <> 'export' \
-         ORDER BY id DESC LIMIT 1"
-    ))
-    .bind(destination_id)
-    .try_map(from_row)
-    .fetch_optional(db)
+    super::select_one(
+        db,
+        "WHERE destination_id = $1 AND kind <> 'export' ORDER BY id DESC LIMIT 1",
+        &[destination_id],
+    )
     .await
 }
 
@@ -530,4 +513,71 @@ pub async fn has_exported<'e>(
     .fetch_one(db)
     .await?;
     Ok(n > 0)
+}
+
+/// How many runs have each status.
+pub async fn count_by_status<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as("SELECT status, COUNT(*) AS n FROM export_runs GROUP BY status")
+        .fetch_all(db)
+        .await
+}
+
+/// How many runs wait for a worker.
+pub async fn count_queued<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM export_runs WHERE status = 'queued'")
+        .fetch_one(db)
+        .await
+}
+
+/// The members of every export run, summed by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberTotals {
+    pub sent: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub skipped: i64,
+    pub failed: i64,
+}
+
+impl MemberTotals {
+    /// Each outcome with its total, by the outcome's name.
+    pub fn by_outcome(&self) -> [(&'static str, i64); 6] {
+        [
+            ("sent", self.sent),
+            ("created", self.created),
+            ("updated", self.updated),
+            ("unchanged", self.unchanged),
+            ("skipped", self.skipped),
+            ("failed", self.failed),
+        ]
+    }
+}
+
+/// The members of every export run so far, by outcome.
+pub async fn member_totals<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<MemberTotals> {
+    let row = sqlx::query(
+        // PostgreSQL sums BIGINTs as NUMERIC: cast back.
+        "SELECT CAST(COALESCE(SUM(sent), 0) AS BIGINT) AS sent, \
+         CAST(COALESCE(SUM(created), 0) AS BIGINT) AS created, \
+         CAST(COALESCE(SUM(updated), 0) AS BIGINT) AS updated, \
+         CAST(COALESCE(SUM(unchanged), 0) AS BIGINT) AS unchanged, \
+         CAST(COALESCE(SUM(skipped), 0) AS BIGINT) AS skipped, \
+         CAST(COALESCE(SUM(failed), 0) AS BIGINT) AS failed \
+         FROM export_runs WHERE kind = 'export'",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(MemberTotals {
+        sent: row.try_get("sent")?,
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+        unchanged: row.try_get("unchanged")?,
+        skipped: row.try_get("skipped")?,
+        failed: row.try_get("failed")?,
+    })
 }

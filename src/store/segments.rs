@@ -7,6 +7,7 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 
 use crate::db::now_millis;
 use crate::domain::segment_rules::SegmentRules;
+use crate::store::Record;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Definition {
@@ -39,32 +40,36 @@ const COLUMNS: &str = "id, name, kind, definition, generation, member_count, las
                        last_refresh_ms, unmatched_ids, created_at, updated_at, members_as_of, \
                        members_basis, members_digest";
 
-fn from_row(row: AnyRow) -> sqlx::Result<Segment> {
-    let kind: String = row.try_get("kind")?;
-    let definition = if kind == "static" {
-        Definition::Static
-    } else {
-        let text: Option<String> = row.try_get("definition")?;
-        Definition::Rules(
-            serde_json::from_str(text.as_deref().unwrap_or("{}"))
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        )
-    };
-    Ok(Segment {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        definition,
-        generation: row.try_get("generation")?,
-        member_count: row.try_get("member_count")?,
-        last_refreshed_at: row.try_get("last_refreshed_at")?,
-        last_refresh_ms: row.try_get("last_refresh_ms")?,
-        unmatched_ids: row.try_get("unmatched_ids")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        members_as_of: row.try_get("members_as_of")?,
-        members_basis: row.try_get("members_basis")?,
-        members_digest: row.try_get("members_digest")?,
-    })
+impl Record for Segment {
+    const TABLE: &'static str = "segments";
+    const COLUMNS: &'static str = COLUMNS;
+    fn from_row(row: AnyRow) -> sqlx::Result<Self> {
+        let kind: String = row.try_get("kind")?;
+        let definition = if kind == "static" {
+            Definition::Static
+        } else {
+            let text: Option<String> = row.try_get("definition")?;
+            Definition::Rules(
+                serde_json::from_str(text.as_deref().unwrap_or("{}"))
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            )
+        };
+        Ok(Segment {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            definition,
+            generation: row.try_get("generation")?,
+            member_count: row.try_get("member_count")?,
+            last_refreshed_at: row.try_get("last_refreshed_at")?,
+            last_refresh_ms: row.try_get("last_refresh_ms")?,
+            unmatched_ids: row.try_get("unmatched_ids")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            members_as_of: row.try_get("members_as_of")?,
+            members_basis: row.try_get("members_basis")?,
+            members_digest: row.try_get("members_digest")?,
+        })
+    }
 }
 
 fn columns(definition: &Definition) -> (&'static str, Option<String>) {
@@ -75,23 +80,14 @@ fn columns(definition: &Definition) -> (&'static str, Option<String>) {
 }
 
 pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<Segment>> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM segments ORDER BY lower(name), id"
-    ))
-    .try_map(from_row)
-    .fetch_all(db)
-    .await
+    super::select(db, "ORDER BY lower(name), id", &[]).await
 }
 
 pub async fn find<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<Segment>> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM segments WHERE id = $1"))
-        .bind(id)
-        .try_map(from_row)
-        .fetch_optional(db)
-        .await
+    super::select_one(db, "WHERE id = $1", &[id]).await
 }
 
 pub async fn find_by_name<'e>(
@@ -100,7 +96,7 @@ pub async fn find_by_name<'e>(
 ) -> sqlx::Result<Option<Segment>> {
     sqlx::query(&format!("SELECT {COLUMNS} FROM segments WHERE name = $1"))
         .bind(name)
-        .try_map(from_row)
+        .try_map(Segment::from_row)
         .fetch_optional(db)
         .await
 }
@@ -113,13 +109,7 @@ pub async fn find_for_update(conn: &mut AnyConnection, id: i64) -> sqlx::Result<
     } else {
         ""
     };
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM segments WHERE id = $1{hold}"
-    ))
-    .bind(id)
-    .try_map(from_row)
-    .fetch_optional(&mut *conn)
-    .await
+    super::select_one(conn, &format!("WHERE id = $1{hold}"), &[id]).await
 }
 
 /// Creates a segment; a taken name comes back as a unique violation.
@@ -164,19 +154,9 @@ pub async fn update<'e>(
 
 pub async fn delete(conn: &mut AnyConnection, id: i64) -> sqlx::Result<()> {
     // Both backends cascade, but SQLite only with foreign keys on: delete explicitly.
-    sqlx::query("DELETE FROM segment_members WHERE segment_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM segment_static_ids WHERE segment_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM segments WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map(drop)
+    super::delete_where(conn, "segment_members", "segment_id", id).await?;
+    super::delete_where(conn, "segment_static_ids", "segment_id", id).await?;
+    super::delete_where(conn, "segments", "id", id).await
 }
 
 /// Replaces a static segment's list of customer IDs.
@@ -405,4 +385,13 @@ pub async fn of_profile<'e>(
     .bind(profile_id)
     .fetch_all(db)
     .await
+}
+
+/// Each refreshed segment's name with how long its last refresh took, in milliseconds.
+pub async fn last_refresh_times<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as("SELECT name, last_refresh_ms FROM segments WHERE last_refresh_ms IS NOT NULL")
+        .fetch_all(db)
+        .await
 }

@@ -1,10 +1,12 @@
 //! Sources (databases and CSV files at a URL), their pulls, and which profiles each
 //! source provided.
 
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
 use crate::db::now_millis;
+use crate::store::Record;
 
 /// A source as stored; its URL and credentials stay sealed here.
 #[derive(Debug, Clone)]
@@ -53,30 +55,34 @@ const COLUMNS: &str = "id, name, kind, url_sealed, url_shown, credentials_sealed
     changed_at_column, field_types, fields, missing_profiles, full_every, every_minutes, watermark, \
     incrementals, etag, last_modified, created_at, updated_at";
 
-fn from_row(row: AnyRow) -> sqlx::Result<SourceRow> {
-    let fields: String = row.try_get("fields")?;
-    Ok(SourceRow {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        kind: row.try_get("kind")?,
-        url_sealed: row.try_get("url_sealed")?,
-        url_shown: row.try_get("url_shown")?,
-        credentials_sealed: row.try_get("credentials_sealed")?,
-        query: row.try_get("query")?,
-        id_column: row.try_get("id_column")?,
-        changed_at_column: row.try_get("changed_at_column")?,
-        field_types: row.try_get("field_types")?,
-        fields: serde_json::from_str(&fields).unwrap_or_default(),
-        missing_profiles: row.try_get("missing_profiles")?,
-        full_every: row.try_get("full_every")?,
-        every_minutes: row.try_get("every_minutes")?,
-        watermark: row.try_get("watermark")?,
-        incrementals: row.try_get("incrementals")?,
-        etag: row.try_get("etag")?,
-        last_modified: row.try_get("last_modified")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+impl Record for SourceRow {
+    const TABLE: &'static str = "sources";
+    const COLUMNS: &'static str = COLUMNS;
+    fn from_row(row: AnyRow) -> sqlx::Result<Self> {
+        let fields: String = row.try_get("fields")?;
+        Ok(SourceRow {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            kind: row.try_get("kind")?,
+            url_sealed: row.try_get("url_sealed")?,
+            url_shown: row.try_get("url_shown")?,
+            credentials_sealed: row.try_get("credentials_sealed")?,
+            query: row.try_get("query")?,
+            id_column: row.try_get("id_column")?,
+            changed_at_column: row.try_get("changed_at_column")?,
+            field_types: row.try_get("field_types")?,
+            fields: serde_json::from_str(&fields).unwrap_or_default(),
+            missing_profiles: row.try_get("missing_profiles")?,
+            full_every: row.try_get("full_every")?,
+            every_minutes: row.try_get("every_minutes")?,
+            watermark: row.try_get("watermark")?,
+            incrementals: row.try_get("incrementals")?,
+            etag: row.try_get("etag")?,
+            last_modified: row.try_get("last_modified")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 pub async fn insert<'e>(
@@ -85,29 +91,41 @@ pub async fn insert<'e>(
     by: Option<i64>,
 ) -> sqlx::Result<i64> {
     let now = now_millis();
-    sqlx::query_scalar(
-        "INSERT INTO sources (name, kind, url_sealed, url_shown, credentials_sealed, query, id_column, \
-         changed_at_column, field_types, fields, missing_profiles, full_every, every_minutes, created_by, \
+    let query = sqlx::query(
+        "INSERT INTO sources (name, url_sealed, url_shown, credentials_sealed, query, id_column, \
+         changed_at_column, field_types, fields, missing_profiles, full_every, every_minutes, kind, created_by, \
          created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
          RETURNING id",
-    )
-    .bind(source.name)
-    .bind(source.kind)
-    .bind(source.url_sealed)
-    .bind(source.url_shown)
-    .bind(source.credentials_sealed)
-    .bind(source.query)
-    .bind(source.id_column)
-    .bind(source.changed_at_column)
-    .bind(source.field_types)
-    .bind(serde_json::to_string(source.fields).unwrap_or_else(|_| "[]".into()))
-    .bind(source.missing_profiles)
-    .bind(source.full_every)
-    .bind(source.every_minutes)
-    .bind(by)
-    .bind(now)
-    .fetch_one(db)
-    .await
+    );
+    bind_settings(query, source)
+        .bind(source.kind)
+        .bind(by)
+        .bind(now)
+        .fetch_one(db)
+        .await?
+        .try_get("id")
+}
+
+/// Binds what a source's owner sets (all but its kind) to `$1` … `$12`: name, sealed and
+/// shown URL, sealed credentials, query, id column, changed-at column, field types,
+/// fields, missing profiles, full every, every minutes.
+fn bind_settings<'q>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    source: &SourceWrite<'q>,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    query
+        .bind(source.name)
+        .bind(source.url_sealed)
+        .bind(source.url_shown)
+        .bind(source.credentials_sealed)
+        .bind(source.query)
+        .bind(source.id_column)
+        .bind(source.changed_at_column)
+        .bind(source.field_types)
+        .bind(serde_json::to_string(source.fields).unwrap_or_else(|_| "[]".into()))
+        .bind(source.missing_profiles)
+        .bind(source.full_every)
+        .bind(source.every_minutes)
 }
 
 /// Saves an edited source; what it read changes, so the next pull is a full one.
@@ -116,28 +134,17 @@ pub async fn update<'e>(
     id: i64,
     source: &SourceWrite<'_>,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let query = sqlx::query(
         "UPDATE sources SET name = $1, url_sealed = $2, url_shown = $3, credentials_sealed = $4, query = $5, \
          id_column = $6, changed_at_column = $7, field_types = $8, fields = $9, missing_profiles = $10, \
          full_every = $11, every_minutes = $12, updated_at = $13, watermark = NULL, etag = NULL, \
          last_modified = NULL WHERE id = $14",
-    )
-    .bind(source.name)
-    .bind(source.url_sealed)
-    .bind(source.url_shown)
-    .bind(source.credentials_sealed)
-    .bind(source.query)
-    .bind(source.id_column)
-    .bind(source.changed_at_column)
-    .bind(source.field_types)
-    .bind(serde_json::to_string(source.fields).unwrap_or_else(|_| "[]".into()))
-    .bind(source.missing_profiles)
-    .bind(source.full_every)
-    .bind(source.every_minutes)
-    .bind(now_millis())
-    .bind(id)
-    .execute(db)
-    .await?;
+    );
+    let done = bind_settings(query, source)
+        .bind(now_millis())
+        .bind(id)
+        .execute(db)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -145,18 +152,11 @@ pub async fn find<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<SourceRow>> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM sources WHERE id = $1"))
-        .bind(id)
-        .try_map(from_row)
-        .fetch_optional(db)
-        .await
+    super::select_one(db, "WHERE id = $1", &[id]).await
 }
 
 pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<SourceRow>> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM sources ORDER BY name"))
-        .try_map(from_row)
-        .fetch_all(db)
-        .await
+    super::select(db, "ORDER BY name", &[]).await
 }
 
 /// Deletes a source with its pulls and its links to profiles (the profiles stay).
@@ -337,25 +337,29 @@ pub struct PullRow {
 const PULL_COLUMNS: &str = "id, source_id, mode, trigger_kind, status, rows_read, created, updated, \
     unchanged, rejected, deleted, error, import_id, started_at, heartbeat_at, finished_at";
 
-fn pull_from_row(row: AnyRow) -> sqlx::Result<PullRow> {
-    Ok(PullRow {
-        id: row.try_get("id")?,
-        source_id: row.try_get("source_id")?,
-        mode: row.try_get("mode")?,
-        trigger_kind: row.try_get("trigger_kind")?,
-        status: row.try_get("status")?,
-        rows_read: row.try_get("rows_read")?,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
-        unchanged: row.try_get("unchanged")?,
-        rejected: row.try_get("rejected")?,
-        deleted: row.try_get("deleted")?,
-        error: row.try_get("error")?,
-        import_id: row.try_get("import_id")?,
-        started_at: row.try_get("started_at")?,
-        heartbeat_at: row.try_get("heartbeat_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
+impl Record for PullRow {
+    const TABLE: &'static str = "source_pulls";
+    const COLUMNS: &'static str = PULL_COLUMNS;
+    fn from_row(row: AnyRow) -> sqlx::Result<Self> {
+        Ok(PullRow {
+            id: row.try_get("id")?,
+            source_id: row.try_get("source_id")?,
+            mode: row.try_get("mode")?,
+            trigger_kind: row.try_get("trigger_kind")?,
+            status: row.try_get("status")?,
+            rows_read: row.try_get("rows_read")?,
+            created: row.try_get("created")?,
+            updated: row.try_get("updated")?,
+            unchanged: row.try_get("unchanged")?,
+            rejected: row.try_get("rejected")?,
+            deleted: row.try_get("deleted")?,
+            error: row.try_get("error")?,
+            import_id: row.try_get("import_id")?,
+            started_at: row.try_get("started_at")?,
+            heartbeat_at: row.try_get("heartbeat_at")?,
+            finished_at: row.try_get("finished_at")?,
+        })
+    }
 }
 
 /// Claims a pull of the source: its new row's ID, or Err with the running pull's ID when
@@ -472,13 +476,7 @@ pub async fn find_pull<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<PullRow>> {
-    sqlx::query(&format!(
-        "SELECT {PULL_COLUMNS} FROM source_pulls WHERE id = $1"
-    ))
-    .bind(id)
-    .try_map(pull_from_row)
-    .fetch_optional(db)
-    .await
+    super::select_one(db, "WHERE id = $1", &[id]).await
 }
 
 /// The source's latest pulls, newest first.
@@ -487,24 +485,21 @@ pub async fn pulls_of<'e>(
     source_id: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<PullRow>> {
-    sqlx::query(&format!(
-        "SELECT {PULL_COLUMNS} FROM source_pulls WHERE source_id = $1 ORDER BY id DESC LIMIT $2"
-    ))
-    .bind(source_id)
-    .bind(limit)
-    .try_map(pull_from_row)
-    .fetch_all(db)
+    super::select(
+        db,
+        "WHERE source_id = $1 ORDER BY id DESC LIMIT $2",
+        &[source_id, limit],
+    )
     .await
 }
 
 /// Each source's latest pull.
 pub async fn latest_pulls<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<PullRow>> {
-    sqlx::query(&format!(
-        "SELECT {PULL_COLUMNS} FROM source_pulls WHERE id IN \
-         (SELECT MAX(id) FROM source_pulls GROUP BY source_id)"
-    ))
-    .try_map(pull_from_row)
-    .fetch_all(db)
+    super::select(
+        db,
+        "WHERE id IN (SELECT MAX(id) FROM source_pulls GROUP BY source_id)",
+        &[],
+    )
     .await
 }
 

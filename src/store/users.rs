@@ -5,6 +5,7 @@ use sqlx::{Any, Executor, Row};
 
 use crate::db::now_millis;
 use crate::domain::{EmailAddress, PersonName, Role};
+use crate::store::Record;
 
 /// One console account as stored.
 #[derive(Debug, Clone)]
@@ -37,21 +38,25 @@ pub struct NewUser<'a> {
 
 const COLUMNS: &str = "id, email, name, role, password_hash, created_at, last_sign_in_at, deactivated_at, password_changed_at";
 
-fn from_row(row: AnyRow) -> Result<User, sqlx::Error> {
-    let role: String = row.try_get("role")?;
-    Ok(User {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        name: row.try_get("name")?,
-        role: role
-            .parse()
-            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
-        password_hash: row.try_get("password_hash")?,
-        created_at: row.try_get("created_at")?,
-        last_sign_in_at: row.try_get("last_sign_in_at")?,
-        deactivated_at: row.try_get("deactivated_at")?,
-        password_changed_at: row.try_get("password_changed_at")?,
-    })
+impl Record for User {
+    const TABLE: &'static str = "users";
+    const COLUMNS: &'static str = COLUMNS;
+    fn from_row(row: AnyRow) -> sqlx::Result<Self> {
+        let role: String = row.try_get("role")?;
+        Ok(User {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            name: row.try_get("name")?,
+            role: role
+                .parse()
+                .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+            password_hash: row.try_get("password_hash")?,
+            created_at: row.try_get("created_at")?,
+            last_sign_in_at: row.try_get("last_sign_in_at")?,
+            deactivated_at: row.try_get("deactivated_at")?,
+            password_changed_at: row.try_get("password_changed_at")?,
+        })
+    }
 }
 
 pub async fn count<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<i64> {
@@ -66,7 +71,7 @@ pub async fn find_by_email<'e>(
 ) -> sqlx::Result<Option<User>> {
     sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE email = $1"))
         .bind(email.as_str())
-        .try_map(from_row)
+        .try_map(User::from_row)
         .fetch_optional(db)
         .await
 }
@@ -75,23 +80,18 @@ pub async fn find_by_id<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<User>> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
-        .bind(id)
-        .try_map(from_row)
-        .fetch_optional(db)
-        .await
+    super::select_one(db, "WHERE id = $1", &[id]).await
 }
 
 /// Every account, administrators first, then by name.
 pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<User>> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM users \
-         ORDER BY deactivated_at IS NOT NULL, \
+    super::select(
+        db,
+        "ORDER BY deactivated_at IS NOT NULL, \
          CASE role WHEN 'administrator' THEN 0 WHEN 'contributor' THEN 1 ELSE 2 END, \
-         lower(name), id"
-    ))
-    .try_map(from_row)
-    .fetch_all(db)
+         lower(name), id",
+        &[],
+    )
     .await
 }
 
