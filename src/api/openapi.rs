@@ -204,3 +204,57 @@ pub async fn document() -> Json<Document> {
 pub fn description() -> Document {
     ApiDoc::openapi()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statuses(doc: &serde_json::Value, path: &str, method: &str) -> Vec<String> {
+        doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} is described"))
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn every_operation_lists_the_problems_its_shape_can_answer() {
+        let doc = serde_json::to_value(description()).unwrap();
+        let cases: [(&str, &str, &[&str]); 6] = [
+            ("/api/v1/destinations", "get", &["200", "401"]),
+            (
+                "/api/v1/destinations/{id}",
+                "get",
+                &["200", "400", "401", "404"],
+            ),
+            (
+                "/api/v1/destinations/{id}/runs",
+                "post",
+                &[
+                    "202", "400", "401", "403", "404", "409", "413", "415", "422",
+                ],
+            ),
+            (
+                "/api/v1/profiles/{customer_id}",
+                "put",
+                &["200", "201", "400", "401", "403", "413", "415", "422"],
+            ),
+            (
+                "/api/v1/profiles/{customer_id}",
+                "delete",
+                &["204", "401", "403", "404"],
+            ),
+            ("/api/v1/segments/refresh", "post", &["200", "401", "403"]),
+        ];
+        for (path, method, expected) in cases {
+            assert_eq!(statuses(&doc, path, method), expected, "{method} {path}");
+        }
+        let problem = &doc["paths"]["/api/v1/destinations/{id}/runs"]["post"]["responses"]["413"];
+        assert_eq!(
+            problem["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/Problem"
+        );
+        assert!(problem["description"].as_str().unwrap().contains("larger"));
+    }
+}
