@@ -68,11 +68,17 @@ pub(crate) async fn clean_up(
     } else {
         HashMap::new()
     };
-    let mut by_tag: HashMap<String, Vec<String>> = HashMap::new();
+    let mut ledger_calls = LedgerCalls {
+        pool,
+        destination_id: destination.id,
+        kind,
+        tag_ids,
+        by_tag: HashMap::new(),
+        after: String::new(),
+        exhausted: false,
+    };
     let mut calls: Vec<Call> = Vec::new();
     let mut in_flight = futures::stream::FuturesUnordered::new();
-    let mut after = String::new();
-    let mut exhausted = false;
     let mut problems = 0usize;
     let (mut untagged, mut archived) = (0i64, 0i64);
     loop {
@@ -80,7 +86,10 @@ pub(crate) async fn clean_up(
             gateway.stop();
             anyhow::bail!("the run's lease was lost; another worker will resume it");
         }
-        if calls.is_empty() && !exhausted && runs::cancel_requested(pool, run.id).await? {
+        if calls.is_empty()
+            && !ledger_calls.exhausted
+            && runs::cancel_requested(pool, run.id).await?
+        {
             // Calls in flight are let finish; nothing new leaves. The destination stays,
             // marked as removal stopped, for an administrator to retry or remove.
             gateway.stop();
@@ -93,32 +102,8 @@ pub(crate) async fn clean_up(
                     ),
                 });
         }
-        while calls.is_empty() && !exhausted {
-            let page = ledger::managed_page(pool, destination.id, &after, PAGE).await?;
-            exhausted = (page.len() as i64) < PAGE;
-            if let Some(last) = page.last() {
-                after = last.email_hash.clone();
-            }
-            for Managed { email, tags, .. } in page {
-                if kind == RunKind::RemoveTags {
-                    let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
-                    for tag in tags {
-                        let waiting = by_tag.entry(tag.clone()).or_default();
-                        waiting.push(email.clone());
-                        if waiting.len() == BATCH {
-                            let emails = std::mem::take(waiting);
-                            calls.extend(untag(&tag_ids, &tag, emails));
-                        }
-                    }
-                } else {
-                    calls.push(Call::Archive { email });
-                }
-            }
-            if exhausted {
-                for (tag, emails) in by_tag.drain() {
-                    calls.extend(untag(&tag_ids, &tag, emails));
-                }
-            }
+        if calls.is_empty() {
+            calls = ledger_calls.next_page().await?;
         }
         while in_flight.len() < PER_ACCOUNT {
             let Some(call) = calls.pop() else {
@@ -139,7 +124,7 @@ pub(crate) async fn clean_up(
             });
         }
         let Some((result, members)) = in_flight.next().await else {
-            if calls.is_empty() && exhausted {
+            if calls.is_empty() && ledger_calls.exhausted {
                 break;
             }
             continue;
@@ -172,8 +157,74 @@ pub(crate) async fn clean_up(
     }
     let details =
         format!("{done} {what} in Mailchimp; {problems} could not be; credential deleted");
+    retire(engine, run, &destination, &details).await?;
+    tracing::info!(destination_id = destination.id, %details, "destination removed after its clean-up");
+    Ok(Outcome {
+        status: RunStatus::Successful,
+        message: Some(details),
+    })
+}
+
+/// The clean-up's calls, made from the ledger a page at a time: memory stays flat however
+/// many members the destination added.
+struct LedgerCalls<'a> {
+    pool: &'a sqlx::AnyPool,
+    destination_id: i64,
+    kind: RunKind,
+    tag_ids: HashMap<String, u64>,
+    /// Members waiting for a tag's call, until 500 of them (or the ledger's end).
+    by_tag: HashMap<String, Vec<String>>,
+    after: String,
+    exhausted: bool,
+}
+
+impl LedgerCalls<'_> {
+    /// The next calls: empty only when the ledger is read to its end.
+    async fn next_page(&mut self) -> anyhow::Result<Vec<Call>> {
+        let mut calls = Vec::new();
+        while calls.is_empty() && !self.exhausted {
+            let page =
+                ledger::managed_page(self.pool, self.destination_id, &self.after, PAGE).await?;
+            self.exhausted = (page.len() as i64) < PAGE;
+            if let Some(last) = page.last() {
+                self.after = last.email_hash.clone();
+            }
+            for Managed { email, tags, .. } in page {
+                if self.kind != RunKind::RemoveTags {
+                    calls.push(Call::Archive { email });
+                    continue;
+                }
+                let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
+                for tag in tags {
+                    let waiting = self.by_tag.entry(tag.clone()).or_default();
+                    waiting.push(email.clone());
+                    if waiting.len() == BATCH {
+                        let emails = std::mem::take(waiting);
+                        calls.extend(untag(&self.tag_ids, &tag, emails));
+                    }
+                }
+            }
+            if self.exhausted {
+                for (tag, emails) in self.by_tag.drain() {
+                    calls.extend(untag(&self.tag_ids, &tag, emails));
+                }
+            }
+        }
+        Ok(calls)
+    }
+}
+
+/// After a complete clean-up: the destination goes with its credential and webhook, noted
+/// in the audit log under the administrator who asked for the removal.
+async fn retire(
+    engine: &Engine,
+    run: &Run,
+    destination: &crate::store::destinations::Destination,
+    details: &str,
+) -> anyhow::Result<()> {
+    let pool = engine.db.pool();
     let by = runs::requester(pool, run.id).await?;
-    crate::export::webhooks::remove(engine, &destination).await;
+    crate::export::webhooks::remove(engine, destination).await;
     let mut tx = crate::db::begin_write(pool).await?;
     destinations::retire(&mut tx, destination.id).await?;
     if let Some((user_id, email)) = &by {
@@ -187,16 +238,12 @@ pub(crate) async fn clean_up(
             "removed",
             Some(destination.id),
             &destination.display_name,
-            &details,
+            details,
         )
         .await?;
     }
     tx.commit().await?;
-    tracing::info!(destination_id = destination.id, %details, "destination removed after its clean-up");
-    Ok(Outcome {
-        status: RunStatus::Successful,
-        message: Some(details),
-    })
+    Ok(())
 }
 
 /// The call that takes one tag off some members (none if the audience lacks the tag: nobody

@@ -3,20 +3,29 @@
 //! members to the pipeline, and the outcome, with the mark that lets the next run read
 //! only changes.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
+use tokio::sync::mpsc::Receiver;
+
+use crate::background::AbortOnDrop;
 use crate::domain::MemberStatus;
 use crate::domain::destination::NewMemberStatus;
-use crate::export::changes;
+use crate::export::changes::{self, Basis};
 use crate::export::decide::Decider;
 use crate::export::engine::{Engine, Outcome, failure, fatal_message};
 use crate::export::ledger_index::Index;
 use crate::export::pipeline::{self, Finished, Halt, Setup, read_ahead};
-use crate::export::plan::{PlanError, PlanReader};
+use crate::export::plan::{Chunk, Hash, PlanError, PlanReader};
+use crate::mailchimp::client::MergeField;
+use crate::mailchimp::gateway::Gateway;
 use crate::mailchimp::merge_rules::MergeRules;
+use crate::store::destinations::Destination;
+use crate::store::marks::Mark;
 use crate::store::runs::{self, Counters, Run, RunStatus};
 
-/// Runs an export: the small reads, then the pipeline, then the outcome.
+/// Runs an export: the small reads, the plan opened against the ledger, the pipeline, and
+/// the outcome. Each step is a function below, in that order.
 #[tracing::instrument(name = "export", skip_all, fields(run_id = run.id, destination_id = run.destination_id, full = run.full_resync))]
 pub(crate) async fn export(
     engine: &Engine,
@@ -48,35 +57,136 @@ pub(crate) async fn export(
     if left > 0 {
         tracing::warn!(left, "deletions for good are still pending");
     }
-    let list = destination.audience_id.clone();
-    // Three small reads side by side: did the audience change behind the console (and
-    // if so, the ledger's repair), its merge fields, and its tags by name (a removal
-    // needs the tag's ID); and, with webhooks on, is the audience's webhook still there.
+    let reads = match first_reads(engine, &gateway, &destination, run).await? {
+        Ok(reads) => reads,
+        Err(failed) => return Ok(failed),
+    };
+    // A repaired ledger is read whole: members to send again need not have changed.
+    let mark = mark.filter(|_| !run.full_resync && !reads.repaired);
+    let plan = match open_plan(
+        engine,
+        run,
+        &destination,
+        &gateway,
+        &reads.merge_fields,
+        mark,
+    )
+    .await?
+    {
+        Ok(plan) => plan,
+        Err(failed) => return Ok(failed),
+    };
+    let Plan {
+        chunks,
+        _reading,
+        mut index,
+        emails,
+        expected,
+        basis,
+    } = plan;
+    let partial = emails.is_some();
+    let rules = MergeRules::new(&reads.merge_fields);
+    let setup = Setup {
+        engine,
+        run,
+        destination: &destination,
+        gateway,
+        decider: Decider::new(&mut index, run.full_resync, rules),
+        index,
+        new_status: new_member_status(&destination),
+        tag_ids: reads.tag_ids,
+        emails,
+    };
+    let started = std::time::Instant::now();
+    let finished = pipeline::send(setup, chunks, stop).await?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "the run's calls are done"
+    );
+    if finished.planned != expected && !partial {
+        // Segments were refreshed during the run: count what the plan really held.
+        let delta = Counters {
+            total: finished.planned - expected,
+            ..Counters::default()
+        };
+        runs::add(pool, run.id, &delta).await?;
+    }
+    outcome(engine, run, &destination, finished, &basis).await
+}
+
+/// What the run reads of the audience before anything is sent.
+struct FirstReads {
+    /// The audience changed behind the console and the ledger was repaired.
+    repaired: bool,
+    merge_fields: Vec<MergeField>,
+    /// The audience's tags by name (a removal needs the tag's ID).
+    tag_ids: HashMap<String, u64>,
+}
+
+/// Three small reads side by side: did the audience change behind the console (and if so,
+/// the ledger's repair), its merge fields, and its tags by name; and, with webhooks on, is
+/// the audience's webhook still there. A read Mailchimp refuses ends the run.
+async fn first_reads(
+    engine: &Engine,
+    gateway: &Gateway,
+    destination: &Destination,
+    run: &Run,
+) -> anyhow::Result<Result<FirstReads, Outcome>> {
+    let list = &destination.audience_id;
     let (repair, merge_fields, tag_ids, webhook) = tokio::join!(
-        crate::export::drift::check(&engine.db, &gateway, &destination, run.id),
-        gateway.merge_fields(&list),
-        gateway.tags(&list),
-        crate::export::webhooks::ensure(engine, &gateway, &destination),
+        crate::export::drift::check(&engine.db, gateway, destination, run.id),
+        gateway.merge_fields(list),
+        gateway.tags(list),
+        crate::export::webhooks::ensure(engine, gateway, destination),
     );
     if let Err(err) = webhook {
         // Opt-outs still reach the ledger through the statuses the run reads.
         tracing::warn!(error = %err, "the audience's webhook could not be checked; the next run tries again");
     }
-    let repair = match repair {
-        Ok(repair) => repair,
+    let repaired = match repair {
+        Ok(repair) => repair.is_some(),
         Err(crate::export::drift::DriftError::Mailchimp(err)) => {
-            return Ok(failure(fatal_message(&err)));
+            return Ok(Err(failure(fatal_message(&err))));
         }
         Err(crate::export::drift::DriftError::Internal(err)) => return Err(err),
     };
-    let merge_fields = match merge_fields {
-        Ok(fields) => fields,
-        Err(err) => return Ok(failure(fatal_message(&err))),
+    let (merge_fields, tag_ids) = match (merge_fields, tag_ids) {
+        (Ok(fields), Ok(tags)) => (fields, tags),
+        (Err(err), _) | (_, Err(err)) => return Ok(Err(failure(fatal_message(&err)))),
     };
-    let tag_ids = match tag_ids {
-        Ok(tags) => tags,
-        Err(err) => return Ok(failure(fatal_message(&err))),
-    };
+    Ok(Ok(FirstReads {
+        repaired,
+        merge_fields,
+        tag_ids,
+    }))
+}
+
+/// The plan, open and ready to be sent, with the ledger's index.
+struct Plan {
+    chunks: Receiver<anyhow::Result<Option<Chunk>>>,
+    /// Reads the plan ahead while it is sent (the whole plan only).
+    _reading: Option<AbortOnDrop>,
+    index: Index,
+    /// Addresses of the ledger entries loaded, when only changed profiles are read.
+    emails: Option<HashMap<Hash, String>>,
+    /// Profiles the plan held when it was opened.
+    expected: i64,
+    /// What this run exports from: its mark, if it ends complete.
+    basis: Basis,
+}
+
+/// Opens the plan: only the profiles changed since the last complete export when `mark`
+/// allows it, otherwise the whole plan, read ahead while the ledger's index loads. The
+/// run's counts start here.
+async fn open_plan(
+    engine: &Engine,
+    run: &Run,
+    destination: &Destination,
+    gateway: &Gateway,
+    merge_fields: &[MergeField],
+    mark: Option<Mark>,
+) -> anyhow::Result<Result<Plan, Outcome>> {
+    let pool = engine.db.pool();
     let number_tags: Vec<String> = merge_fields
         .iter()
         .filter(|f| f.kind == "number")
@@ -85,11 +195,13 @@ pub(crate) async fn export(
     let started = std::time::Instant::now();
     let segment_ids = crate::store::destinations::segment_ids(pool, destination.id).await?;
     // What this run exports from, noted before any of the plan is read.
-    let basis = changes::basis(&engine.db, &destination, &number_tags, &segment_ids).await?;
+    let basis = changes::basis(&engine.db, destination, &number_tags, &segment_ids).await?;
     let basis_ms = started.elapsed().as_millis() as u64;
-    let mut reader = match PlanReader::open(&engine.db, &destination, &number_tags).await {
+    let mut reader = match PlanReader::open(&engine.db, destination, &number_tags).await {
         Ok(reader) => reader,
-        Err(PlanError::TooMany(n)) => return Ok(failure(PlanError::TooMany(n).to_string())),
+        Err(PlanError::TooMany(n)) => {
+            return Ok(Err(failure(PlanError::TooMany(n).to_string())));
+        }
         Err(PlanError::Other(err)) => return Err(err),
     };
     tracing::debug!(
@@ -97,8 +209,6 @@ pub(crate) async fn export(
         opened_ms = started.elapsed().as_millis() as u64,
         "the plan is open"
     );
-    // A repaired ledger is read whole: members to send again need not have changed.
-    let mark = mark.filter(|_| !run.full_resync && repair.is_none());
     let changed = changes::changes(&engine.db, destination.id, mark, &basis, &mut reader).await?;
 
     runs::reset_counters(pool, run.id).await?;
@@ -108,7 +218,7 @@ pub(crate) async fn export(
         calls: gateway.take_calls(),
         ..Counters::default()
     };
-    let (chunks, _reading, mut index, emails) = match changed {
+    let plan = match changed {
         Some(changed) => {
             // The profiles not read are as the last complete export left them.
             counters.unchanged = (reader.total - changed.planned).max(0);
@@ -128,7 +238,14 @@ pub(crate) async fn export(
                 let _ = sender.try_send(Ok(Some(chunk)));
             }
             let _ = sender.try_send(Ok(None));
-            (chunks, None, changed.index, Some(changed.emails))
+            Plan {
+                chunks,
+                _reading: None,
+                index: changed.index,
+                emails: Some(changed.emails),
+                expected,
+                basis,
+            }
         }
         None => {
             crate::store::marks::clear_repeats(pool, destination.id).await?;
@@ -140,77 +257,70 @@ pub(crate) async fn export(
                 ms = started.elapsed().as_millis() as u64,
                 "the ledger's index was loaded"
             );
-            (chunks, Some(reading), index, None)
+            Plan {
+                chunks,
+                _reading: Some(reading),
+                index,
+                emails: None,
+                expected,
+                basis,
+            }
         }
     };
-    let partial = emails.is_some();
     runs::add(pool, run.id, &counters).await?;
-    let decider = Decider::new(&mut index, run.full_resync, MergeRules::new(&merge_fields));
-    let new_status = destination
+    Ok(Ok(plan))
+}
+
+/// The status a member Mailchimp does not have yet is sent with.
+fn new_member_status(destination: &Destination) -> MemberStatus {
+    destination
         .new_member_status
         .parse::<NewMemberStatus>()
         .unwrap_or(NewMemberStatus::Subscribed)
         .as_str()
         .parse::<MemberStatus>()
-        .unwrap_or(MemberStatus::Subscribed);
-    let setup = Setup {
-        engine,
-        run,
-        destination: &destination,
-        gateway,
-        index,
-        decider,
-        new_status,
-        tag_ids,
-        emails,
-    };
-    let started = std::time::Instant::now();
-    let Finished {
-        planned,
-        halt,
-        tag_failures,
-    } = pipeline::send(setup, chunks, stop).await?;
-    tracing::debug!(
-        ms = started.elapsed().as_millis() as u64,
-        "the run's calls are done"
-    );
-    if planned != expected && !partial {
-        // Segments were refreshed during the run: count what the plan really held.
-        let delta = Counters {
-            total: planned - expected,
-            ..Counters::default()
-        };
-        runs::add(pool, run.id, &delta).await?;
-    }
-    match halt {
-            Some(Halt::LeaseLost) => {
-                anyhow::bail!("the run's lease was lost; another worker will resume it")
-            }
-            Some(Halt::Fatal(message)) => Ok(failure(message)),
-            Some(Halt::Canceled) => Ok(Outcome {
-                status: RunStatus::Canceled,
-                message: Some(
-                    "Canceled: members already sent stay in Mailchimp; tag changes not yet made are made by the next export."
-                        .into(),
-                ),
-            }),
-            None => {
-                let run_now = runs::find(pool, run.id)
-                    .await?
-                    .map(|r| r.counters)
-                    .unwrap_or_default();
-                if run_now.failed == 0 && !tag_failures {
-                    let mut tx = crate::db::begin_write(pool).await?;
-                    crate::store::marks::put(&mut tx, destination.id, &basis.mark(run.id)).await?;
-                    tx.commit().await?;
-                }
-                let message = (run_now.failed > 0).then(|| {
-                    format!("{} members could not be sent; the per-member results say why. They are tried again next time.", run_now.failed)
-                });
-                Ok(Outcome {
-                    status: RunStatus::Successful,
-                    message,
-                })
-            }
+        .unwrap_or(MemberStatus::Subscribed)
+}
+
+/// How the run ended. A complete run with nothing failed leaves the mark that lets the next
+/// one read only what changed.
+async fn outcome(
+    engine: &Engine,
+    run: &Run,
+    destination: &Destination,
+    finished: Finished,
+    basis: &Basis,
+) -> anyhow::Result<Outcome> {
+    let pool = engine.db.pool();
+    match finished.halt {
+        Some(Halt::LeaseLost) => {
+            anyhow::bail!("the run's lease was lost; another worker will resume it")
         }
+        Some(Halt::Fatal(message)) => Ok(failure(message)),
+        Some(Halt::Canceled) => Ok(Outcome {
+            status: RunStatus::Canceled,
+            message: Some(
+                "Canceled: members already sent stay in Mailchimp; tag changes not yet made are made by the next export."
+                    .into(),
+            ),
+        }),
+        None => {
+            let run_now = runs::find(pool, run.id)
+                .await?
+                .map(|r| r.counters)
+                .unwrap_or_default();
+            if run_now.failed == 0 && !finished.tag_failures {
+                let mut tx = crate::db::begin_write(pool).await?;
+                crate::store::marks::put(&mut tx, destination.id, &basis.mark(run.id)).await?;
+                tx.commit().await?;
+            }
+            let message = (run_now.failed > 0).then(|| {
+                format!("{} members could not be sent; the per-member results say why. They are tried again next time.", run_now.failed)
+            });
+            Ok(Outcome {
+                status: RunStatus::Successful,
+                message,
+            })
+        }
+    }
 }

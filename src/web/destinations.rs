@@ -1,4 +1,12 @@
-//! Admin > Export destinations: the list, the Add destination area, and Remove.
+//! Admin > Export destinations: the list, the Add destination area, and Remove; beside it,
+//! every page of one destination: its set-up (`setup`, `oauth`), Data matching
+//! (`configure`), Preview (`preview`), and its runs and Export button (`runs`).
+
+mod configure;
+mod oauth;
+pub(crate) mod preview;
+mod runs;
+mod setup;
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -12,7 +20,7 @@ use crate::actions::removal::{self, InMailchimp, Removed};
 use crate::auth::session;
 use crate::state::AppState;
 use crate::store::destinations::{self, Destination};
-use crate::store::runs;
+
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
 
@@ -40,16 +48,25 @@ pub async fn load(
 }
 
 /// What every signed-in person may see.
+/// The list, each destination's runs and its preview (Contributors export and preview;
+/// Viewers look).
 pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/export-destinations", get(list))
+    Router::new()
+        .route("/admin/export-destinations", get(list))
+        .merge(runs::router())
+        .merge(preview::router())
 }
 
-/// What only administrators may do.
+/// What only administrators may do: set up, authenticate, match data, remove.
 pub fn admin_router() -> Router<AppState> {
-    Router::new().route(
-        "/admin/export-destinations/{id}/remove",
-        get(confirm_remove).post(remove),
-    )
+    Router::new()
+        .route(
+            "/admin/export-destinations/{id}/remove",
+            get(confirm_remove).post(remove),
+        )
+        .merge(setup::router())
+        .merge(oauth::router())
+        .merge(configure::router())
 }
 
 struct Row {
@@ -102,7 +119,7 @@ pub(crate) struct Removal {
 impl Removal {
     pub(crate) async fn of(state: &AppState, destination_id: i64) -> Result<Self, AppError> {
         Ok(
-            match runs::latest_cleanup(state.db.pool(), destination_id).await? {
+            match crate::store::runs::latest_cleanup(state.db.pool(), destination_id).await? {
                 Some(run) => Removal {
                     run_id: Some(run.id),
                     status: run.status.label(),

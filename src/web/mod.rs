@@ -5,7 +5,6 @@ mod account;
 mod assets;
 mod audit;
 mod auth_pages;
-mod configure;
 pub mod csrf;
 pub mod current_user;
 mod destinations;
@@ -18,14 +17,10 @@ mod hooks;
 pub use health::metrics_router;
 mod limits;
 mod notifications;
-mod oauth;
 pub mod page;
 mod pairs;
-mod preview;
 mod profiles;
-mod runs;
 mod segments;
-mod setup;
 mod sources;
 mod system;
 mod tokens;
@@ -61,9 +56,6 @@ fn content_security_policy(oauth_origin: &str) -> String {
 
 pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Router {
     let administrators = users::router()
-        .merge(setup::router())
-        .merge(oauth::router())
-        .merge(configure::router())
         .merge(destinations::admin_router())
         .merge(audit::router())
         .merge(fields::admin_router())
@@ -75,9 +67,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(sources::router())
         .merge(segments::router())
         .merge(destinations::router())
-        .merge(runs::router())
         .merge(forget::router())
-        .merge(preview::router())
         .merge(system::router())
         .merge(notifications::router())
         .merge(tokens::router())

@@ -15,8 +15,8 @@ use crate::mailchimp::oauth;
 use crate::state::AppState;
 use crate::web::AppError;
 use crate::web::destinations::load;
+use crate::web::destinations::setup::{page, setup_or_edit, store_verified};
 use crate::web::page::{Nav, PageContext, render};
-use crate::web::setup::{page, setup_or_edit, store_verified};
 
 const OAUTH_SESSION_KEY: &str = "oauth.mailchimp";
 

@@ -63,7 +63,8 @@ async fn export(
             let destination = crate::actions::active_destination(&state.db, id)
                 .await?
                 .ok_or(AppError::NotFound)?;
-            let page = crate::web::preview::page(&state, ctx, destination, true).await?;
+            let page =
+                crate::web::destinations::preview::page(&state, ctx, destination, true).await?;
             return Ok((StatusCode::CONFLICT, render(&page)?).into_response());
         }
     };
