@@ -298,26 +298,7 @@ async fn save(
             .ok()
     };
 
-    let active: Vec<i64> = crate::store::users::list(pool)
-        .await?
-        .into_iter()
-        .filter(|u| u.is_active())
-        .map(|u| u.id)
-        .collect();
-    let mut recipient_ids = Vec::new();
-    for raw in pairs.all("recipient") {
-        match raw.parse::<i64>() {
-            Ok(id) if active.contains(&id) => {
-                if !recipient_ids.contains(&id) {
-                    recipient_ids.push(id);
-                }
-            }
-            _ => errors.push(Invalid::new(format!(
-                "Recipients: “{}” is not an active user of this console.",
-                excerpt(raw)
-            ))),
-        }
-    }
+    let recipient_ids = recipients(pool, &pairs, &mut errors).await?;
     let email = EmailForm {
         enabled: pairs.get("email_enabled") == "yes",
         host: pairs.get("smtp_host"),
@@ -359,30 +340,7 @@ async fn save(
         ));
     }
 
-    let destinations: Vec<_> = crate::store::destinations::list(pool)
-        .await?
-        .into_iter()
-        .filter(|d| d.is_active())
-        .collect();
-    let mut rows = Vec::new();
-    let mut thresholds = Vec::new();
-    for d in destinations {
-        let raw = pairs.get(&format!("threshold_{}", d.id));
-        match raw.trim().parse::<i64>() {
-            Ok(n) if (0..=MAX_THRESHOLD).contains(&n) => thresholds.push((d.id, n)),
-            _ => errors.push(Invalid::new(format!(
-                "Failed members for {}: “{}” is not a number from 0 (no alert for failed members) to {}.",
-                d.display_name,
-                excerpt(&raw),
-                format::count(MAX_THRESHOLD)
-            ))),
-        }
-        rows.push(ThresholdRow {
-            id: d.id,
-            name: d.display_name,
-            value: raw,
-        });
-    }
+    let (rows, thresholds) = thresholds_typed(pool, &pairs, &mut errors).await?;
 
     if !errors.is_empty() {
         // Everything typed comes back, but the password (never put in a page).
@@ -450,46 +408,23 @@ async fn save(
             changed.push(format!("{}: {was} → {n}", names[id]));
         }
     }
-    // What changed, in words; no secret, and of the webhook's URL only its origin (a path
-    // may carry a token).
-    let mut details = vec![
-        format!(
-            "Webhook alerts {}, to {}{}",
-            if webhook.enabled { "on" } else { "off" },
-            url.as_ref()
-                .map(WebhookUrl::origin)
-                .unwrap_or_else(|| "no URL".into()),
-            if secret.is_some() {
-                ", with a new signing secret"
-            } else {
-                ""
-            }
-        ),
-        format!(
-            "email alerts {}, {}, {} recipient(s), SMTP password {}",
-            if email.enabled { "on" } else { "off" },
-            server
-                .as_ref()
-                .map(|s| format!("through {} from {}", s.describe(), s.from.as_str()))
-                .unwrap_or_else(|| "no SMTP server".into()),
-            email.recipient_ids.len() + extra.len(),
-            match change {
-                PasswordChange::Keep => "unchanged",
-                PasswordChange::Set(_) => "changed",
-                PasswordChange::Remove => "removed",
-            }
-        ),
-    ];
-    if !changed.is_empty() {
-        details.push(format!("failed members: {}", changed.join(", ")));
-    }
+    let details = in_words(&Saved {
+        webhook: &webhook,
+        url: url.as_ref(),
+        new_secret: secret.is_some(),
+        email: &email,
+        server: server.as_ref(),
+        extra: extra.len(),
+        password: &change,
+        thresholds: &changed,
+    });
     audit::record(
         &mut *tx,
         &ctx.user.actor(),
         "notifications",
         None,
         "Failure alerts",
-        &details.join("; "),
+        &details,
     )
     .await?;
     tx.commit().await?;
@@ -510,6 +445,120 @@ async fn save(
             Ok(Redirect::to(PATH).into_response())
         }
     }
+}
+
+/// The users chosen as recipients: each an active user of the console.
+async fn recipients(
+    pool: &sqlx::AnyPool,
+    pairs: &Pairs,
+    errors: &mut Vec<Invalid>,
+) -> Result<Vec<i64>, AppError> {
+    let active: Vec<i64> = crate::store::users::list(pool)
+        .await?
+        .into_iter()
+        .filter(|u| u.is_active())
+        .map(|u| u.id)
+        .collect();
+    let mut recipient_ids = Vec::new();
+    for raw in pairs.all("recipient") {
+        match raw.parse::<i64>() {
+            Ok(id) if active.contains(&id) => {
+                if !recipient_ids.contains(&id) {
+                    recipient_ids.push(id);
+                }
+            }
+            _ => errors.push(Invalid::new(format!(
+                "Recipients: “{}” is not an active user of this console.",
+                excerpt(raw)
+            ))),
+        }
+    }
+    Ok(recipient_ids)
+}
+
+/// Each saved destination's failed-members threshold as typed, and those that are numbers
+/// in range.
+async fn thresholds_typed(
+    pool: &sqlx::AnyPool,
+    pairs: &Pairs,
+    errors: &mut Vec<Invalid>,
+) -> Result<(Vec<ThresholdRow>, Vec<(i64, i64)>), AppError> {
+    let destinations: Vec<_> = crate::store::destinations::list(pool)
+        .await?
+        .into_iter()
+        .filter(|d| d.is_active())
+        .collect();
+    let mut rows = Vec::new();
+    let mut thresholds = Vec::new();
+    for d in destinations {
+        let raw = pairs.get(&format!("threshold_{}", d.id));
+        match raw.trim().parse::<i64>() {
+            Ok(n) if (0..=MAX_THRESHOLD).contains(&n) => thresholds.push((d.id, n)),
+            _ => errors.push(Invalid::new(format!(
+                "Failed members for {}: “{}” is not a number from 0 (no alert for failed members) to {}.",
+                d.display_name,
+                excerpt(&raw),
+                format::count(MAX_THRESHOLD)
+            ))),
+        }
+        rows.push(ThresholdRow {
+            id: d.id,
+            name: d.display_name,
+            value: raw,
+        });
+    }
+    Ok((rows, thresholds))
+}
+
+/// What a save of the settings set, for the audit log.
+struct Saved<'a> {
+    webhook: &'a WebhookForm,
+    url: Option<&'a WebhookUrl>,
+    new_secret: bool,
+    email: &'a EmailForm,
+    server: Option<&'a SmtpServer>,
+    extra: usize,
+    password: &'a PasswordChange,
+    /// Thresholds changed: "name: before → after".
+    thresholds: &'a [String],
+}
+
+/// What changed, in words; no secret, and of the webhook's URL only its origin (a path may
+/// carry a token).
+fn in_words(saved: &Saved<'_>) -> String {
+    let mut details = vec![
+        format!(
+            "Webhook alerts {}, to {}{}",
+            if saved.webhook.enabled { "on" } else { "off" },
+            saved
+                .url
+                .map(WebhookUrl::origin)
+                .unwrap_or_else(|| "no URL".into()),
+            if saved.new_secret {
+                ", with a new signing secret"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "email alerts {}, {}, {} recipient(s), SMTP password {}",
+            if saved.email.enabled { "on" } else { "off" },
+            saved
+                .server
+                .map(|s| format!("through {} from {}", s.describe(), s.from.as_str()))
+                .unwrap_or_else(|| "no SMTP server".into()),
+            saved.email.recipient_ids.len() + saved.extra,
+            match saved.password {
+                PasswordChange::Keep => "unchanged",
+                PasswordChange::Set(_) => "changed",
+                PasswordChange::Remove => "removed",
+            }
+        ),
+    ];
+    if !saved.thresholds.is_empty() {
+        details.push(format!("failed members: {}", saved.thresholds.join(", ")));
+    }
+    details.join("; ")
 }
 
 async fn new_secret(
