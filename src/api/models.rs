@@ -136,7 +136,6 @@ pub struct RunOut {
 impl RunOut {
     pub fn of(run: &Run) -> Self {
         use crate::store::runs::RunStatus as S;
-        let c = run.counters;
         Self {
             id: run.id,
             destination_id: run.destination_id,
@@ -152,16 +151,7 @@ impl RunOut {
             created_at: run.created_at,
             started_at: run.started_at,
             finished_at: run.finished_at,
-            counts: Counts {
-                total: c.total,
-                sent: c.sent,
-                created: c.created,
-                updated: c.updated,
-                unchanged: c.unchanged,
-                skipped: c.skipped,
-                failed: c.failed,
-                tag_changes: c.tag_changes,
-            },
+            counts: run.counters,
             message: run.message.clone(),
             repair_missing: run.repair_missing,
         }
@@ -179,17 +169,7 @@ pub enum RunStatusOut {
     Canceled,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct Counts {
-    pub total: i64,
-    pub sent: i64,
-    pub created: i64,
-    pub updated: i64,
-    pub unchanged: i64,
-    pub skipped: i64,
-    pub failed: i64,
-    pub tag_changes: i64,
-}
+pub use crate::store::runs::Counters as Counts;
 
 /// A segment: its members as last computed, and its rules (none for a static list).
 #[derive(Serialize, ToSchema)]

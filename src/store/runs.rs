@@ -83,8 +83,10 @@ impl RunKind {
     }
 }
 
-/// Counts a run adds up as it goes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counts a run adds up as it goes (the run page and the API show them as they are, but
+/// the calls).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Counts)]
 pub struct Counters {
     pub total: i64,
     pub sent: i64,
@@ -94,6 +96,8 @@ pub struct Counters {
     pub skipped: i64,
     pub failed: i64,
     pub tag_changes: i64,
+    /// Mailchimp calls made (the command line says them).
+    #[serde(skip)]
     pub calls: i64,
 }
 

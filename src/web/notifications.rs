@@ -418,15 +418,7 @@ async fn save(
         password: &change,
         thresholds: &changed,
     });
-    audit::record(
-        &mut *tx,
-        &ctx.user.actor(),
-        "notifications",
-        None,
-        "Failure alerts",
-        &details,
-    )
-    .await?;
+    note(&mut tx, &ctx, &details).await?;
     tx.commit().await?;
     let saved_message = "Saved the notification settings.";
     match secret {
@@ -561,6 +553,25 @@ fn in_words(saved: &Saved<'_>) -> String {
     details.join("; ")
 }
 
+/// Notes a change of the failure alerts in the audit log.
+async fn note(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ctx: &PageContext,
+    details: &str,
+) -> Result<(), AppError> {
+    let actor = ctx.user.actor();
+    audit::record(
+        &mut **tx,
+        &actor,
+        "notifications",
+        None,
+        "Failure alerts",
+        details,
+    )
+    .await?;
+    Ok(())
+}
+
 async fn new_secret(
     State(state): State<AppState>,
     mut ctx: PageContext,
@@ -583,15 +594,8 @@ async fn new_secret(
         ctx.user.id,
     )
     .await?;
-    audit::record(
-        &mut *tx,
-        &ctx.user.actor(),
-        "notifications",
-        None,
-        "Failure alerts",
-        "A new webhook signing secret was made; the old one no longer signs",
-    )
-    .await?;
+    let details = "A new webhook signing secret was made; the old one no longer signs";
+    note(&mut tx, &ctx, details).await?;
     tx.commit().await?;
     ctx.flash = Some("Made a new secret: alerts are signed with it from now on.".into());
     let typed = Typed {

@@ -164,20 +164,12 @@ async fn change_role(
     Form(input): Form<RoleForm>,
 ) -> Result<Response, AppError> {
     let role: Role = input.role.parse().map_err(|_| AppError::NotFound)?;
-    let target = target_user(&state, id).await?;
-    let message = if target.id == me.id {
-        "You cannot change your own role: ask another administrator.".to_owned()
-    } else if !users::change_keeping_an_administrator(&state.db, id, Guarded::Role(role)).await? {
-        LAST_ADMINISTRATOR.to_owned()
-    } else {
-        tracing::info!(
-            by = me.id,
-            user_id = id,
-            role = role.as_str(),
-            "role changed"
-        );
-        format!("{} is now {role}.", target.name)
-    };
+    let change = Guarded::Role(role);
+    let own = "You cannot change your own role: ask another administrator.";
+    let message = guarded(&state, &me, id, change, own, |name| {
+        format!("{name} is now {role}.")
+    })
+    .await?;
     back_to_users(&session, message).await
 }
 
@@ -187,16 +179,43 @@ async fn deactivate(
     session: Session,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let target = target_user(&state, id).await?;
-    let message = if target.id == me.id {
-        "You cannot deactivate your own account.".to_owned()
-    } else if !users::change_keeping_an_administrator(&state.db, id, Guarded::Deactivate).await? {
-        LAST_ADMINISTRATOR.to_owned()
-    } else {
-        tracing::info!(by = me.id, user_id = id, "user deactivated");
-        format!("{} is deactivated and signed out everywhere.", target.name)
-    };
+    let own = "You cannot deactivate your own account.";
+    let message = guarded(&state, &me, id, Guarded::Deactivate, own, |name| {
+        format!("{name} is deactivated and signed out everywhere.")
+    })
+    .await?;
     back_to_users(&session, message).await
+}
+
+/// A change to another account that must leave the console an active administrator: refused
+/// for one's own account (`own` says so) and when it would leave none. What to say back.
+async fn guarded(
+    state: &AppState,
+    me: &CurrentUser,
+    id: i64,
+    change: Guarded,
+    own: &str,
+    done: impl FnOnce(&str) -> String,
+) -> Result<String, AppError> {
+    let target = target_user(state, id).await?;
+    if target.id == me.id {
+        return Ok(own.to_owned());
+    }
+    if !users::change_keeping_an_administrator(&state.db, id, change).await? {
+        return Ok(LAST_ADMINISTRATOR.to_owned());
+    }
+    match change {
+        Guarded::Role(role) => {
+            tracing::info!(
+                by = me.id,
+                user_id = id,
+                role = role.as_str(),
+                "role changed"
+            );
+        }
+        Guarded::Deactivate => tracing::info!(by = me.id, user_id = id, "user deactivated"),
+    }
+    Ok(done(&target.name))
 }
 
 async fn reactivate(

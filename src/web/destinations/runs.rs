@@ -15,7 +15,7 @@ use crate::auth::session;
 use crate::state::AppState;
 use crate::store::destinations::{self, Destination};
 use crate::store::results;
-use crate::store::runs::{self, Run, RunKind, RunStatus};
+use crate::store::runs::{self, Counters, Run, RunKind, RunStatus};
 use crate::web::current_user::{CurrentUser, require_contributor};
 use crate::web::destinations::active;
 use crate::web::page::{Nav, PageContext, render};
@@ -103,14 +103,8 @@ async fn export_all(
 struct Progress {
     status: &'static str,
     finished: bool,
-    total: i64,
-    sent: i64,
-    created: i64,
-    updated: i64,
-    unchanged: i64,
-    skipped: i64,
-    failed: i64,
-    tag_changes: i64,
+    #[serde(flatten)]
+    counts: Counters,
     done: i64,
     rate_per_second: f64,
     seconds_left: Option<i64>,
@@ -133,14 +127,7 @@ fn progress_of(run: &Run) -> Progress {
     Progress {
         status: run.status.label(),
         finished: run.status.is_finished(),
-        total: c.total,
-        sent: c.sent,
-        created: c.created,
-        updated: c.updated,
-        unchanged: c.unchanged,
-        skipped: c.skipped,
-        failed: c.failed,
-        tag_changes: c.tag_changes,
+        counts: c,
         done,
         rate_per_second: (rate * 10.0).round() / 10.0,
         seconds_left: (!run.status.is_finished() && rate > 0.0)
