@@ -135,18 +135,10 @@ pub struct RunOut {
 
 impl RunOut {
     pub fn of(run: &Run) -> Self {
-        use crate::store::runs::RunStatus as S;
         Self {
             id: run.id,
             destination_id: run.destination_id,
-            status: match run.status {
-                S::Queued => RunStatusOut::Queued,
-                S::Processing => RunStatusOut::Processing,
-                S::Successful => RunStatusOut::Successful,
-                S::Skipped => RunStatusOut::Skipped,
-                S::Failure => RunStatusOut::Failure,
-                S::Canceled => RunStatusOut::Canceled,
-            },
+            status: run.status,
             full: run.full_resync,
             created_at: run.created_at,
             started_at: run.started_at,
@@ -158,16 +150,7 @@ impl RunOut {
     }
 }
 
-/// The vendor console's run statuses.
-#[derive(Serialize, ToSchema)]
-pub enum RunStatusOut {
-    Queued,
-    Processing,
-    Successful,
-    Skipped,
-    Failure,
-    Canceled,
-}
+pub use crate::store::runs::RunStatus as RunStatusOut;
 
 pub use crate::store::runs::Counters as Counts;
 

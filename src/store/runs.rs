@@ -6,7 +6,9 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 use crate::db::now_millis;
 use crate::store::Record;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A run's status, as the vendor console names them (the API shows them so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = RunStatusOut)]
 pub enum RunStatus {
     Queued,
     Processing,
