@@ -17,8 +17,8 @@ use crate::alerts::TestResult;
 use crate::alerts::email::{self, SmtpInput, SmtpServer, TlsMode};
 use crate::alerts::webhook::WebhookUrl;
 use crate::auth::session;
-use crate::domain::Invalid;
 use crate::domain::text::excerpt;
+use crate::domain::{EmailAddress, Invalid};
 use crate::state::AppState;
 use crate::store::alerts::{self as store, PasswordChange};
 use crate::store::audit;
@@ -299,45 +299,11 @@ async fn save(
     };
 
     let recipient_ids = recipients(pool, &pairs, &mut errors).await?;
-    let email = EmailForm {
-        enabled: pairs.get("email_enabled") == "yes",
-        host: pairs.get("smtp_host"),
-        port: pairs.get("smtp_port"),
-        tls: pairs.get("smtp_tls"),
-        username: pairs.get("smtp_username"),
-        from: pairs.get("smtp_from"),
-        extra: pairs.get("extra_recipients"),
-        recipient_ids,
-    };
+    let (email, server, extra) = email_typed(&pairs, recipient_ids, &mut errors);
     let password = pairs.get("smtp_password");
     let remove_password = pairs.get("remove_password") == "yes";
-    let nothing_typed = [&email.host, &email.port, &email.username, &email.from]
-        .iter()
-        .all(|v| v.trim().is_empty());
-    // Nothing typed and email off: the SMTP settings are cleared.
-    let server = if nothing_typed && !email.enabled {
-        None
-    } else {
-        SmtpServer::parse(&SmtpInput {
-            host: &email.host,
-            port: &email.port,
-            tls: &email.tls,
-            username: &email.username,
-            from: &email.from,
-        })
-        .map_err(|problems| errors.extend(problems))
-        .ok()
-    };
-    let extra = email::parse_addresses(&email.extra)
-        .map_err(|problems| errors.extend(problems))
-        .unwrap_or_default();
     if password.chars().count() > 500 {
         errors.push(Invalid::new("SMTP password: at most 500 characters."));
-    }
-    if email.enabled && email.recipient_ids.is_empty() && extra.is_empty() {
-        errors.push(Invalid::new(
-            "Recipients: choose at least one user or type another address, or turn email alerts off.",
-        ));
     }
 
     let (rows, thresholds) = thresholds_typed(pool, &pairs, &mut errors).await?;
@@ -437,6 +403,51 @@ async fn save(
             Ok(Redirect::to(PATH).into_response())
         }
     }
+}
+
+/// The email settings as typed, with the SMTP server and the other addresses they name
+/// (none where they do not read; `errors` says why).
+fn email_typed(
+    pairs: &Pairs,
+    recipient_ids: Vec<i64>,
+    errors: &mut Vec<Invalid>,
+) -> (EmailForm, Option<SmtpServer>, Vec<EmailAddress>) {
+    let email = EmailForm {
+        enabled: pairs.get("email_enabled") == "yes",
+        host: pairs.get("smtp_host"),
+        port: pairs.get("smtp_port"),
+        tls: pairs.get("smtp_tls"),
+        username: pairs.get("smtp_username"),
+        from: pairs.get("smtp_from"),
+        extra: pairs.get("extra_recipients"),
+        recipient_ids,
+    };
+    let nothing_typed = [&email.host, &email.port, &email.username, &email.from]
+        .iter()
+        .all(|v| v.trim().is_empty());
+    // Nothing typed and email off: the SMTP settings are cleared.
+    let server = if nothing_typed && !email.enabled {
+        None
+    } else {
+        SmtpServer::parse(&SmtpInput {
+            host: &email.host,
+            port: &email.port,
+            tls: &email.tls,
+            username: &email.username,
+            from: &email.from,
+        })
+        .map_err(|problems| errors.extend(problems))
+        .ok()
+    };
+    let extra = email::parse_addresses(&email.extra)
+        .map_err(|problems| errors.extend(problems))
+        .unwrap_or_default();
+    if email.enabled && email.recipient_ids.is_empty() && extra.is_empty() {
+        errors.push(Invalid::new(
+            "Recipients: choose at least one user or type another address, or turn email alerts off.",
+        ));
+    }
+    (email, server, extra)
 }
 
 /// The users chosen as recipients: each an active user of the console.
