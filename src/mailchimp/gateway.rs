@@ -327,21 +327,14 @@ impl Gateway {
             email_address: String,
             status: String,
         }
-        #[derive(Deserialize)]
-        struct Page {
-            #[serde(default)]
-            members: Vec<Member>,
-            #[serde(default)]
-            total_items: usize,
-        }
         let page_at = |offset: usize| async move {
-            self.get::<Page>(&format!(
+            self.get::<MembersPage<Member>>(&format!(
                 "/lists/{list}/members?count={PAGE}&offset={offset}\
                  &fields=members.email_address,members.status,total_items"
             ))
             .await
         };
-        let mut take = |page: Page| {
+        let mut take = |page: MembersPage<Member>| {
             for member in page.members {
                 if let Ok(status) = member.status.parse::<MemberStatus>() {
                     each(&member.email_address, status);
@@ -376,13 +369,6 @@ impl Gateway {
         struct Member {
             email_address: String,
         }
-        #[derive(Deserialize)]
-        struct Page {
-            #[serde(default)]
-            members: Vec<Member>,
-            #[serde(default)]
-            total_items: usize,
-        }
         // The statuses are read side by side (each its own pages, one after another).
         let listed = MemberStatus::ALL
             .into_iter()
@@ -391,7 +377,7 @@ impl Gateway {
             let mut emails = Vec::new();
             let mut offset = 0;
             loop {
-                let page: Page = self
+                let page: MembersPage<Member> = self
                     .get(&format!(
                         "/lists/{list}/members?status={}&count={PAGE}&offset={offset}&fields=members.email_address,total_items",
                         status.as_str()
@@ -541,6 +527,15 @@ impl Gateway {
             Err(err) => Err(err),
         }
     }
+}
+
+/// A page of an audience's members, with only the parts asked for.
+#[derive(Deserialize)]
+struct MembersPage<M> {
+    #[serde(default = "Vec::new")]
+    members: Vec<M>,
+    #[serde(default)]
+    total_items: usize,
 }
 
 /// A webhook of an audience: Mailchimp's ID for it and the URL it calls.

@@ -187,32 +187,28 @@ async fn close(conn: Conn) {
 }
 
 /// The query's columns, checked: each named once, and the customer ID among them.
+/// The columns a described query returns: name and database type.
+fn query_columns<DB: sqlx::Database>(described: sqlx::Describe<DB>) -> Vec<QueryColumn> {
+    described
+        .columns()
+        .iter()
+        .map(|c| QueryColumn {
+            name: c.name().to_owned(),
+            type_name: c.type_info().name().to_owned(),
+        })
+        .collect()
+}
+
 async fn describe(conn: &mut Conn, spec: &SourceSpec) -> Result<Vec<QueryColumn>, SourceError> {
     let query = spec.query.as_deref().unwrap_or_default();
     let sql = format!("SELECT * FROM ({query}) AS q");
     let columns: Vec<QueryColumn> = match conn {
-        Conn::Postgres(conn) => conn
-            .describe(&sql)
-            .await
-            .map_err(|e| describe_error(&e))?
-            .columns()
-            .iter()
-            .map(|c| QueryColumn {
-                name: c.name().to_owned(),
-                type_name: c.type_info().name().to_owned(),
-            })
-            .collect(),
-        Conn::Mysql(conn) => conn
-            .describe(&sql)
-            .await
-            .map_err(|e| describe_error(&e))?
-            .columns()
-            .iter()
-            .map(|c| QueryColumn {
-                name: c.name().to_owned(),
-                type_name: c.type_info().name().to_owned(),
-            })
-            .collect(),
+        Conn::Postgres(conn) => {
+            query_columns(conn.describe(&sql).await.map_err(|e| describe_error(&e))?)
+        }
+        Conn::Mysql(conn) => {
+            query_columns(conn.describe(&sql).await.map_err(|e| describe_error(&e))?)
+        }
     };
     if columns.is_empty() {
         return Err(SourceError::new("The query returns no columns."));
