@@ -78,11 +78,11 @@ pub async fn data(args: BenchDataArgs) -> anyhow::Result<()> {
     }
     println!(
         "import: {} rows in {:.2} s = {:.0} rows/s ({} created, {} rejected)",
-        outcome.totals.rows_read,
+        outcome.totals.counts.rows_read,
         seconds,
-        outcome.totals.rows_read as f64 / seconds,
-        outcome.totals.created,
-        outcome.totals.rejected
+        outcome.totals.counts.rows_read as f64 / seconds,
+        outcome.totals.counts.created,
+        outcome.totals.counts.rejected
     );
     println!(
         "import memory: peak RSS {} before the import, {} after ({:.1} MiB file)",

@@ -55,15 +55,15 @@ pub async fn import_profiles(args: ImportProfilesArgs) -> anyhow::Result<()> {
     println!(
         "Imported {}: {} rows read, {} created, {} updated, {}{} rejected.",
         args.file.display(),
-        totals.rows_read,
-        totals.created,
-        totals.updated,
-        if totals.unchanged > 0 {
-            format!("{} unchanged, ", totals.unchanged)
+        totals.counts.rows_read,
+        totals.counts.created,
+        totals.counts.updated,
+        if totals.counts.unchanged > 0 {
+            format!("{} unchanged, ", totals.counts.unchanged)
         } else {
             String::new()
         },
-        totals.rejected
+        totals.counts.rejected
     );
     for (name, field_type) in &totals.new_fields {
         println!("New field {name} ({field_type}).");
@@ -74,10 +74,10 @@ pub async fn import_profiles(args: ImportProfilesArgs) -> anyhow::Result<()> {
             rejection.line, rejection.customer_id, rejection.reason
         );
     }
-    if totals.rejected as usize > totals.rejections.len() {
+    if totals.counts.rejected as usize > totals.rejections.len() {
         println!(
             "… and {} more rejected rows.",
-            totals.rejected as usize - totals.rejections.len()
+            totals.counts.rejected as usize - totals.rejections.len()
         );
     }
     Ok(())
@@ -98,7 +98,7 @@ pub async fn demo_data(args: DemoDataArgs) -> anyhow::Result<()> {
     progress.finish_and_clear();
     println!(
         "Demo data: {} profiles created, {} updated.",
-        totals.created, totals.updated
+        totals.counts.created, totals.counts.updated
     );
     print_refresh(&refresh(&db, None).await?);
     Ok(())

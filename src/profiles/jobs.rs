@@ -89,9 +89,9 @@ async fn run(db: &Db, id: i64, upload: Upload) -> anyhow::Result<()> {
     .await?;
     tracing::info!(
         import_id = outcome.id,
-        created = outcome.totals.created,
-        updated = outcome.totals.updated,
-        rejected = outcome.totals.rejected,
+        created = outcome.totals.counts.created,
+        updated = outcome.totals.counts.updated,
+        rejected = outcome.totals.counts.rejected,
         "profiles imported"
     );
     if !upload.refresh_segments || outcome.totals.error.is_some() {

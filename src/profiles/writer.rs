@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use crate::db::{Db, now_millis};
 use crate::domain::FieldType;
 use crate::store::imports::Rejection;
+use crate::store::imports::RowCounts;
 use crate::store::profiles::{self, Outcome, ProfileWrite};
 use crate::store::{fields, imports, sources};
 
@@ -38,12 +39,7 @@ pub struct Batch {
 
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
-    pub rows_read: u64,
-    pub created: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub rejected: u64,
-    pub deleted: u64,
+    pub counts: RowCounts,
     pub rejections: Vec<Rejection>,
     pub new_fields: Vec<(String, FieldType)>,
     pub error: Option<String>,
@@ -88,7 +84,7 @@ pub async fn write(
         source: None,
     };
     write_counting(db, messages, target, &|totals, bytes| {
-        progress(totals.rows_read, bytes)
+        progress(totals.counts.rows_read, bytes)
     })
     .await
 }
@@ -158,9 +154,9 @@ async fn write_all(
                 .await?;
                 for outcome in outcomes {
                     match outcome {
-                        Outcome::Created => totals.created += 1,
-                        Outcome::Updated => totals.updated += 1,
-                        Outcome::Unchanged => totals.unchanged += 1,
+                        Outcome::Created => totals.counts.created += 1,
+                        Outcome::Updated => totals.counts.updated += 1,
+                        Outcome::Unchanged => totals.counts.unchanged += 1,
                     }
                 }
                 if let Some(link) = &target.source {
@@ -170,8 +166,8 @@ async fn write_all(
                         seen.insert(id);
                     }
                 }
-                totals.rows_read += batch.rows_read;
-                totals.rejected += batch.rejections.len() as u64;
+                totals.counts.rows_read += batch.rows_read;
+                totals.counts.rejected += batch.rejections.len() as u64;
                 let room = MAX_REJECTIONS_KEPT.saturating_sub(totals.rejections.len());
                 totals
                     .rejections
@@ -181,7 +177,10 @@ async fn write_all(
             Message::Failed(reason) => {
                 tx.rollback().await?;
                 let failed = Totals {
-                    rows_read: totals.rows_read,
+                    counts: RowCounts {
+                        rows_read: totals.counts.rows_read,
+                        ..RowCounts::default()
+                    },
                     error: Some(reason.into()),
                     ..Totals::default()
                 };
@@ -191,7 +190,7 @@ async fn write_all(
         }
     }
     if let Some(link) = target.source.as_ref().filter(|l| l.delete_missing) {
-        if totals.rows_read == 0 && sources::has_profiles(&mut tx, link.source_id).await? {
+        if totals.counts.rows_read == 0 && sources::has_profiles(&mut tx, link.source_id).await? {
             // An empty answer is far more often a broken query or a truncated table than a
             // source whose every customer left: delete nothing, and say so.
             tx.rollback().await?;
@@ -206,7 +205,7 @@ async fn write_all(
             let id = record(db, file_name, &failed, started_at, imported_by).await?;
             return Ok((id, failed));
         }
-        totals.deleted = delete_missing(&mut tx, link, &seen).await?;
+        totals.counts.deleted = delete_missing(&mut tx, link, &seen).await?;
     }
     tx.commit().await?;
     db.analyze(&["profiles"]).await?;
@@ -226,12 +225,7 @@ async fn record(
         imports::NewImport {
             file_name,
             error: totals.error.as_deref(),
-            rows_read: totals.rows_read,
-            created: totals.created,
-            updated: totals.updated,
-            unchanged: totals.unchanged,
-            rejected: totals.rejected,
-            deleted: totals.deleted,
+            counts: totals.counts,
             rejections: &totals.rejections,
             started_at,
             finished_at: now_millis(),

@@ -159,14 +159,7 @@ pub fn changed_anything(pull: &PullRow) -> bool {
 }
 
 fn counts_of(totals: &Totals) -> PullCounts {
-    PullCounts {
-        rows_read: totals.rows_read,
-        created: totals.created,
-        updated: totals.updated,
-        unchanged: totals.unchanged,
-        rejected: totals.rejected,
-        deleted: totals.deleted,
-    }
+    totals.counts
 }
 
 /// Runs a claimed pull to its end and records how it ended.
@@ -273,7 +266,7 @@ async fn read_and_write(sources: &Sources, claimed: &Claimed) -> Result<Ended, S
         AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(PUBLISH_EVERY).await;
-                let now = counts.lock().expect("counts").clone();
+                let now = *counts.lock().expect("counts");
                 if let Err(err) = store::progress(db.pool(), id, &now).await {
                     tracing::warn!(error = %err, "publishing a pull's progress");
                 }

@@ -33,15 +33,21 @@ pub struct ImportRecord {
     pub finished_at: i64,
 }
 
-pub struct NewImport<'a> {
-    pub file_name: &'a str,
-    pub error: Option<&'a str>,
+/// What an import or a pull did with the rows it read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowCounts {
     pub rows_read: u64,
     pub created: u64,
     pub updated: u64,
     pub unchanged: u64,
     pub rejected: u64,
     pub deleted: u64,
+}
+
+pub struct NewImport<'a> {
+    pub file_name: &'a str,
+    pub error: Option<&'a str>,
+    pub counts: RowCounts,
     pub rejections: &'a [Rejection],
     pub started_at: i64,
     pub finished_at: i64,
@@ -61,16 +67,16 @@ pub async fn insert<'e>(
     .bind(import.file_name)
     .bind(if import.error.is_some() { "failed" } else { "succeeded" })
     .bind(import.error)
-    .bind(import.rows_read as i64)
-    .bind(import.created as i64)
-    .bind(import.updated as i64)
-    .bind(import.rejected as i64)
+    .bind(import.counts.rows_read as i64)
+    .bind(import.counts.created as i64)
+    .bind(import.counts.updated as i64)
+    .bind(import.counts.rejected as i64)
     .bind(rejections)
     .bind(import.started_at)
     .bind(import.finished_at)
     .bind(import.imported_by)
-    .bind(import.unchanged as i64)
-    .bind(import.deleted as i64)
+    .bind(import.counts.unchanged as i64)
+    .bind(import.counts.deleted as i64)
     .fetch_one(db)
     .await
 }

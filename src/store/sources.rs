@@ -410,15 +410,7 @@ pub async fn start_pull(
 }
 
 /// Counts so far, as a pull reads.
-#[derive(Debug, Clone, Default)]
-pub struct PullCounts {
-    pub rows_read: u64,
-    pub created: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub rejected: u64,
-    pub deleted: u64,
-}
+pub use super::imports::RowCounts as PullCounts;
 
 pub async fn progress<'e>(
     db: impl Executor<'e, Database = Any>,
