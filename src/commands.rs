@@ -161,14 +161,32 @@ fn print_refresh(report: &crate::segments::RefreshReport) {
     }
 }
 
+/// The export engine of a command run beside the console: the console's database and
+/// secret key (`--secret-key`, or the key file in the data directory), Mailchimp reached as
+/// stored at set-up.
+fn command_engine(
+    db: &crate::db::Db,
+    args: &crate::config::DbArgs,
+    secret_key: Option<&str>,
+) -> anyhow::Result<crate::export::Engine> {
+    let key = match secret_key {
+        Some(raw) => crate::crypto::SecretKey::parse(raw)?,
+        None => crate::crypto::SecretKey::load_or_generate(&args.data_dir.join("secret.key"))?,
+    };
+    Ok(crate::export::Engine {
+        db: db.clone(),
+        key,
+        client: crate::mailchimp::client::Client::new(),
+        limiters: crate::export::Limiters::default(),
+        sandbox: Default::default(),
+        webhooks: None,
+    })
+}
+
 /// `export run DESTINATION [--full]`: the same engine as the console, in this process.
 pub async fn export_run(args: ExportRunArgs) -> anyhow::Result<()> {
     use crate::store::{destinations, runs};
     let db = args.db.connect().await?;
-    let key = match &args.secret_key {
-        Some(raw) => crate::crypto::SecretKey::parse(raw)?,
-        None => crate::crypto::SecretKey::load_or_generate(&args.db.data_dir.join("secret.key"))?,
-    };
     let all = destinations::list(db.pool()).await?;
     let Some(destination) = all
         .iter()
@@ -177,14 +195,7 @@ pub async fn export_run(args: ExportRunArgs) -> anyhow::Result<()> {
     else {
         bail!("there is no saved destination named {:?}", args.destination);
     };
-    let engine = crate::export::Engine {
-        db: db.clone(),
-        key,
-        client: crate::mailchimp::client::Client::new(),
-        limiters: crate::export::Limiters::default(),
-        sandbox: Default::default(),
-        webhooks: None,
-    };
+    let engine = command_engine(&db, &args.db, args.secret_key.as_deref())?;
     let worker = crate::export::worker::Worker::new(engine);
     let Some(run) =
         crate::actions::exports::queue_and_claim(&db, destination, args.full, worker.owner())
@@ -287,18 +298,7 @@ pub async fn forget(args: ForgetArgs) -> anyhow::Result<()> {
     if customer_id.is_empty() {
         bail!("CUSTOMER_ID: give the customer ID of the profile to forget");
     }
-    let key = match &args.secret_key {
-        Some(raw) => crate::crypto::SecretKey::parse(raw)?,
-        None => crate::crypto::SecretKey::load_or_generate(&args.db.data_dir.join("secret.key"))?,
-    };
-    let engine = crate::export::Engine {
-        db: db.clone(),
-        key,
-        client: crate::mailchimp::client::Client::new(),
-        limiters: crate::export::Limiters::default(),
-        sandbox: Default::default(),
-        webhooks: None,
-    };
+    let engine = command_engine(&db, &args.db, args.secret_key.as_deref())?;
     let actor = crate::store::audit::Actor {
         user_id: user.id,
         email: &user.email,

@@ -127,12 +127,7 @@ impl<S: Send + Sync> FromRequest<S> for ProfileRows {
 
 /// `application/x-ndjson` or `application/ndjson`, with or without parameters.
 fn is_ndjson_content_type(value: &str) -> bool {
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = media_type(value);
     essence == "application/x-ndjson" || essence == "application/ndjson"
 }
 
@@ -318,14 +313,19 @@ fn not_json(err: &serde_json::Error) -> Problem {
 
 /// `application/json`, or any `application/…+json`, with or without parameters.
 fn is_json_content_type(value: &str) -> bool {
-    let essence = value
+    let essence = media_type(value);
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A Content-Type's media type, without its parameters, in lower case.
+fn media_type(value: &str) -> String {
+    value
         .split(';')
         .next()
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+        .to_ascii_lowercase()
 }
 
 fn kind_of(value: &Value) -> &'static str {
