@@ -3,15 +3,16 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::export::forget::{self, Erasure};
 use crate::state::AppState;
-use crate::store::profiles;
+use crate::store::profiles::Profile;
 use crate::web::AppError;
 use crate::web::current_user::require_administrator;
+use crate::web::found::Found;
 use crate::web::page::{Nav, PageContext, render};
 
 pub fn router() -> Router<AppState> {
@@ -41,10 +42,9 @@ struct ForgottenPage {
 async fn confirm(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Found(profile): Found<Profile>,
 ) -> Result<Response, AppError> {
-    let pool = state.db.pool();
-    let profile = profiles::find(pool, id).await?.ok_or(AppError::NotFound)?;
+    let (pool, id) = (state.db.pool(), profile.id);
     let mut conn = pool.acquire().await?;
     let exported =
         crate::store::forgetting::ledger_entries(&mut conn, &profile.customer_id).await?;
@@ -70,11 +70,8 @@ async fn confirm(
 async fn submit(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Found(profile): Found<Profile>,
 ) -> Result<Response, AppError> {
-    let profile = profiles::find(state.db.pool(), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
     let forgotten = forget::forget(&state.engine, &profile.customer_id, &ctx.user.actor())
         .await?
         .ok_or(AppError::NotFound)?;

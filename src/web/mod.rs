@@ -12,6 +12,7 @@ mod error;
 mod fields;
 mod forget;
 pub mod format;
+mod found;
 mod health;
 mod hooks;
 pub use health::metrics_router;

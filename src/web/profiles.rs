@@ -13,9 +13,10 @@ use crate::profiles::{ImportOptions, jobs};
 use crate::state::AppState;
 use crate::store::import_jobs::{self, ImportJob, Phase};
 use crate::store::imports::{self, ImportRecord};
-use crate::store::profiles::{self, Cursor};
+use crate::store::profiles::{self, Cursor, Profile};
 use crate::store::{fields, segments};
 use crate::web::current_user::{CurrentUser, require_contributor};
+use crate::web::found::Found;
 use crate::web::limits::{MAX_FIELD_CHARS, multipart_text};
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
@@ -211,10 +212,9 @@ struct ProfilePage {
 async fn show(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Found(profile): Found<Profile>,
 ) -> Result<Response, AppError> {
-    let pool = state.db.pool();
-    let profile = profiles::find(pool, id).await?.ok_or(AppError::NotFound)?;
+    let (pool, id) = (state.db.pool(), profile.id);
     let attributes: serde_json::Map<String, Value> =
         serde_json::from_str(&profile.attributes).unwrap_or_default();
     let values = fields::list(pool)

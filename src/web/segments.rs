@@ -21,6 +21,7 @@ use crate::state::AppState;
 use crate::store::segments::{self, Definition, MemberRow, Segment};
 use crate::store::{self as db_store, fields};
 use crate::web::current_user::{CurrentUser, require_contributor};
+use crate::web::found::Found;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::pairs::Pairs;
 use crate::web::{AppError, format};
@@ -130,11 +131,10 @@ struct AfterQuery {
 async fn show(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Found(segment): Found<Segment>,
     Query(query): Query<AfterQuery>,
 ) -> Result<Response, AppError> {
-    let pool = state.db.pool();
-    let segment = segments::find(pool, id).await?.ok_or(AppError::NotFound)?;
+    let (pool, id) = (state.db.pool(), segment.id);
     let (rules, match_all) = match &segment.definition {
         Definition::Rules(rules) => (
             rules
@@ -186,11 +186,8 @@ struct DeletePage {
 async fn confirm_delete(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Found(segment): Found<Segment>,
 ) -> Result<Response, AppError> {
-    let segment = segments::find(state.db.pool(), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
     define::check_unused(state.db.pool(), &segment)
         .await
         .map_err(refused_delete)?;
@@ -236,12 +233,9 @@ async fn refresh_all(State(state): State<AppState>, user: CurrentUser) -> Redire
 async fn refresh_one(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    Found(segment): Found<Segment>,
 ) -> Result<Redirect, AppError> {
-    segments::find(state.db.pool(), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    Ok(start_refresh(&state, &user, Some(vec![id])))
+    Ok(start_refresh(&state, &user, Some(vec![segment.id])))
 }
 
 #[derive(Template)]

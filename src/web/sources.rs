@@ -21,6 +21,7 @@ use crate::store::audit::Actor;
 use crate::store::sources::{self as store, PullRow, SourceRow};
 use crate::web::AppError;
 use crate::web::format;
+use crate::web::found::Found;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::pairs::Pairs;
 
@@ -143,10 +144,9 @@ struct SourcePage {
 async fn show(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Found(source): Found<SourceRow>,
 ) -> Result<Response, AppError> {
-    let pool = state.db.pool();
-    let source = store::find(pool, id).await?.ok_or(AppError::NotFound)?;
+    let (pool, id) = (state.db.pool(), source.id);
     let pulls: Vec<PullView> = store::pulls_of(pool, id, 20)
         .await?
         .into_iter()
@@ -268,7 +268,7 @@ struct Secrets {
 }
 
 /// What a test or a preview found.
-enum Found {
+enum Tried {
     Nothing,
     Connected(String),
     Problem(String),
@@ -283,7 +283,7 @@ struct FormPage {
     id: Option<i64>,
     typed: Typed,
     errors: Vec<(&'static str, String)>,
-    found: Found,
+    found: Tried,
     kinds: Vec<(&'static str, &'static str, &'static str)>,
 }
 
@@ -312,7 +312,7 @@ async fn new_form(ctx: PageContext) -> Result<Response, AppError> {
         auth: "none".into(),
         ..Typed::default()
     };
-    form_page(ctx, None, typed, Vec::new(), Found::Nothing, StatusCode::OK)
+    form_page(ctx, None, typed, Vec::new(), Tried::Nothing, StatusCode::OK)
 }
 
 async fn edit_form(
@@ -348,7 +348,7 @@ async fn edit_form(
         Some(id),
         typed,
         Vec::new(),
-        Found::Nothing,
+        Tried::Nothing,
         StatusCode::OK,
     )
 }
@@ -372,7 +372,7 @@ fn form_page(
     id: Option<i64>,
     typed: Typed,
     errors: Vec<(&'static str, String)>,
-    found: Found,
+    found: Tried,
     status: StatusCode,
 ) -> Result<Response, AppError> {
     let page = FormPage {
@@ -427,7 +427,7 @@ async fn submit(
                 id,
                 typed,
                 errors,
-                Found::Nothing,
+                Tried::Nothing,
                 StatusCode::UNPROCESSABLE_ENTITY,
             );
         }
@@ -435,12 +435,12 @@ async fn submit(
     let sources = &state.sources;
     let found = match pairs.get("action").as_str() {
         "test" => match crate::sources::test_connection(sources, &spec).await {
-            Ok(said) => Found::Connected(said),
-            Err(err) => Found::Problem(err.0),
+            Ok(said) => Tried::Connected(said),
+            Err(err) => Tried::Problem(err.0),
         },
         "preview" => match crate::sources::preview(sources, &spec, PREVIEW_ROWS).await {
-            Ok(sample) => Found::Sample(sample),
-            Err(err) => Found::Problem(err.0),
+            Ok(sample) => Tried::Sample(sample),
+            Err(err) => Tried::Problem(err.0),
         },
         _ => {
             let actor = Actor {
@@ -460,12 +460,12 @@ async fn submit(
                     return Ok(Redirect::to(&format!("/data/sources/{saved}")).into_response());
                 }
                 Err(SaveError::Internal(err)) => return Err(err.into()),
-                Err(refused) => Found::Problem(refused.to_string()),
+                Err(refused) => Tried::Problem(refused.to_string()),
             }
         }
     };
     let status = match found {
-        Found::Problem(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Tried::Problem(_) => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::OK,
     };
     form_page(ctx, id, typed, Vec::new(), found, status)
@@ -590,13 +590,12 @@ struct DeletePage {
 async fn confirm_delete(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Found(source): Found<SourceRow>,
 ) -> Result<Response, AppError> {
-    let pool = state.db.pool();
-    let source = store::find(pool, id).await?.ok_or(AppError::NotFound)?;
+    let profiles = store::profile_count(state.db.pool(), source.id).await?;
     Ok(render(&DeletePage {
         ctx: ctx.at(Nav::Sources),
-        profiles: format::count(store::profile_count(pool, id).await?),
+        profiles: format::count(profiles),
         source,
     })?
     .into_response())
@@ -606,17 +605,14 @@ async fn delete(
     State(state): State<AppState>,
     ctx: PageContext,
     session: Session,
-    Path(id): Path<i64>,
+    Found(source): Found<SourceRow>,
 ) -> Result<Response, AppError> {
     let actor = Actor {
         user_id: ctx.user.id,
         email: &ctx.user.email,
     };
-    let name = store::find(state.db.pool(), id)
-        .await?
-        .ok_or(AppError::NotFound)?
-        .name;
-    if !crate::sources::delete(&state.db, id, &actor).await? {
+    let name = source.name;
+    if !crate::sources::delete(&state.db, source.id, &actor).await? {
         return Err(AppError::NotFound);
     }
     session::set_flash(
