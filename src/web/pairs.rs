@@ -35,6 +35,22 @@ impl Pairs {
     }
 }
 
+/// A row's Remove button (its action `{prefix}N`): row N leaves `rows`, and everything else
+/// typed stays. True when the action was such a button (a number past the rows removes
+/// nothing).
+pub fn remove_row<T>(action: &str, prefix: &str, rows: &mut Vec<T>) -> bool {
+    let Some(index) = action
+        .strip_prefix(prefix)
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return false;
+    };
+    if index < rows.len() {
+        rows.remove(index);
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +73,20 @@ mod tests {
         assert_eq!(pairs.get("missing"), "");
         assert_eq!(pairs.all("x").collect::<Vec<_>>(), ["1", "2"]);
         assert_eq!(pairs.rows("tag_"), [0, 2]);
+    }
+
+    #[test]
+    fn a_remove_button_takes_its_row_and_nothing_else() {
+        let mut rows = vec!["FNAME", "LNAME", "CITY"];
+        assert!(remove_row("remove:1", "remove:", &mut rows));
+        assert_eq!(rows, ["FNAME", "CITY"]);
+        assert!(
+            remove_row("remove:9", "remove:", &mut rows),
+            "a stale row number"
+        );
+        assert_eq!(rows, ["FNAME", "CITY"]);
+        assert!(!remove_row("save", "remove:", &mut rows));
+        assert!(!remove_row("remove:x", "remove:", &mut rows));
+        assert_eq!(rows.len(), 2);
     }
 }

@@ -250,14 +250,7 @@ async fn submit(
     if form.action == "create_merge_field" {
         return create_merge_field(&state, ctx, destination, form).await;
     }
-    if let Some(i) = form
-        .action
-        .strip_prefix("remove_attribute:")
-        .and_then(|n| n.parse::<usize>().ok())
-    {
-        if i < form.mappings.len() {
-            form.mappings.remove(i);
-        }
+    if crate::web::pairs::remove_row(&form.action, "remove_attribute:", &mut form.mappings) {
         return Ok(
             render(&page(&state, ctx, destination, form, Vec::new()).await?)?.into_response(),
         );

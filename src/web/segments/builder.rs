@@ -213,14 +213,7 @@ async fn submit(
                 .into_response(),
         );
     }
-    if let Some(index) = form
-        .action
-        .strip_prefix("remove:")
-        .and_then(|n| n.parse::<usize>().ok())
-    {
-        if index < form.rows.len() {
-            form.rows.remove(index);
-        }
+    if crate::web::pairs::remove_row(&form.action, "remove:", &mut form.rows) {
         return Ok(
             render(&builder(&state, ctx, action_url, form, Vec::new(), None).await?)?
                 .into_response(),
