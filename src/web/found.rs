@@ -52,3 +52,21 @@ impl Findable for store::profiles::Profile {
         store::profiles::find(state.db.pool(), id).await
     }
 }
+
+impl Findable for store::sources::PullRow {
+    async fn find(state: &AppState, id: i64) -> sqlx::Result<Option<Self>> {
+        store::sources::find_pull(state.db.pool(), id).await
+    }
+}
+
+impl Findable for store::imports::ImportRecord {
+    async fn find(state: &AppState, id: i64) -> sqlx::Result<Option<Self>> {
+        store::imports::find(state.db.pool(), id).await
+    }
+}
+
+impl Findable for store::runs::Run {
+    async fn find(state: &AppState, id: i64) -> sqlx::Result<Option<Self>> {
+        store::runs::find(state.db.pool(), id).await
+    }
+}

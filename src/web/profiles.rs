@@ -395,11 +395,9 @@ struct ImportPage {
 async fn report(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Found(import): Found<ImportRecord>,
 ) -> Result<Response, AppError> {
-    let import = imports::find(state.db.pool(), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let id = import.id;
     let job = import_jobs::of_import(state.db.pool(), id).await?;
     let page = ImportPage {
         ctx: ctx.at(Nav::Profiles),

@@ -221,12 +221,9 @@ struct PullPage {
 async fn pull_page(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Found(pull): Found<PullRow>,
 ) -> Result<Response, AppError> {
     let pool = state.db.pool();
-    let pull = store::find_pull(pool, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
     let pull = state.sources.live.current(pull);
     let source = store::find(pool, pull.source_id)
         .await?

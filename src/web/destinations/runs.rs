@@ -18,6 +18,7 @@ use crate::store::results;
 use crate::store::runs::{self, Counters, Run, RunKind, RunStatus};
 use crate::web::current_user::{CurrentUser, require_contributor};
 use crate::web::destinations::active;
+use crate::web::found::Found;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
 
@@ -136,17 +137,8 @@ fn progress_of(run: &Run) -> Progress {
     }
 }
 
-async fn load_run(state: &AppState, id: i64) -> Result<Run, AppError> {
-    runs::find(state.db.pool(), id)
-        .await?
-        .ok_or(AppError::NotFound)
-}
-
-async fn progress(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<Progress>, AppError> {
-    Ok(Json(progress_of(&load_run(&state, id).await?)))
+async fn progress(Found(run): Found<Run>) -> Json<Progress> {
+    Json(progress_of(&run))
 }
 
 #[derive(Template)]
@@ -204,9 +196,9 @@ fn reason_label(title: &str) -> &'static str {
 async fn show(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Found(run): Found<Run>,
 ) -> Result<Response, AppError> {
-    let run = load_run(&state, id).await?;
+    let id = run.id;
     let destination = destinations::find(state.db.pool(), run.destination_id).await?;
     let exportable = destination.as_ref().is_some_and(|d| d.is_active());
     let destination_name = destinations::name_of(state.db.pool(), run.destination_id)
@@ -320,9 +312,9 @@ async fn cancel(
     State(state): State<AppState>,
     user: CurrentUser,
     session: Session,
-    Path(id): Path<i64>,
+    Found(run): Found<Run>,
 ) -> Result<Redirect, AppError> {
-    let run = load_run(&state, id).await?;
+    let id = run.id;
     match exports::cancel(&state.db, &run, user.id, user.is_administrator()).await? {
         Cancel::NotYours => return Err(AppError::Forbidden),
         Cancel::AlreadyEnded => {
@@ -347,10 +339,10 @@ struct CsvQuery {
 /// outcome, or one reason).
 async fn members_csv(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    Found(run): Found<Run>,
     Query(query): Query<CsvQuery>,
 ) -> Result<Response, AppError> {
-    load_run(&state, id).await?;
+    let id = run.id;
     let only = results::Only {
         outcome: query.outcome,
         title: query.title,
