@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::sandbox::audience::{ExistingPolicy, MemberWrite, Written, events_of_write};
 use crate::sandbox::clock;
 use crate::sandbox::json::{self, ApiJson, Caller, Paging};
-use crate::sandbox::problem::{FieldError, Problem};
+use crate::sandbox::problem::{FieldError, MailchimpProblem};
 use crate::sandbox::state::Sandbox;
 use crate::sandbox::webhooks::Source;
 
@@ -34,7 +34,7 @@ async fn lists(
     State(sandbox): State<Sandbox>,
     caller: Caller,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     let paging = Paging::from_query(&query)?;
     let store = sandbox.store();
     let mine: Vec<_> = store
@@ -72,7 +72,7 @@ async fn create_list(
     State(sandbox): State<Sandbox>,
     caller: Caller,
     ApiJson(body): ApiJson<NewList>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     let mut errors = Vec::new();
     let mut missing = |present: bool, field: &str| {
         if !present {
@@ -97,7 +97,7 @@ async fn create_list(
     missing(body.campaign_defaults.is_some(), "campaign_defaults");
     missing(body.email_type_option.is_some(), "email_type_option");
     if !errors.is_empty() {
-        return Err(Problem::invalid_fields(errors));
+        return Err(MailchimpProblem::invalid_fields(errors));
     }
     sandbox.work(0).await;
     let now = clock::now();
@@ -117,7 +117,7 @@ async fn list(
     State(sandbox): State<Sandbox>,
     caller: Caller,
     Path(list_id): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     sandbox.work(0).await;
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
@@ -177,9 +177,9 @@ async fn batch_subscribe(
     caller: Caller,
     Path(list_id): Path<String>,
     ApiJson(body): ApiJson<BatchBody>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     if body.members.len() > MAX_BATCH {
-        return Err(Problem::field(
+        return Err(MailchimpProblem::field(
             "members",
             format!(
                 "A batch can add or update at most {MAX_BATCH} members; this one has {}.",
@@ -188,7 +188,7 @@ async fn batch_subscribe(
         ));
     }
     if body.sync_tags && !body.update_existing {
-        return Err(Problem::field(
+        return Err(MailchimpProblem::field(
             "sync_tags",
             "sync_tags replaces existing members' tags, so it needs update_existing: true.",
         ));

@@ -14,7 +14,7 @@ use crate::domain::subscriber_hash;
 use crate::sandbox::audience::{ExistingPolicy, MemberWrite, events_of_write};
 use crate::sandbox::clock;
 use crate::sandbox::json::{self, ApiJson, Caller, Paging};
-use crate::sandbox::problem::Problem;
+use crate::sandbox::problem::MailchimpProblem;
 use crate::sandbox::state::Sandbox;
 use crate::sandbox::status::MemberStatus;
 use crate::sandbox::webhooks::Source;
@@ -47,12 +47,12 @@ async fn list_members(
     caller: Caller,
     Path(list_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     let paging = Paging::from_query(&query)?;
     let status = match query.get("status") {
         None => None,
         Some(raw) => Some(raw.parse::<MemberStatus>().map_err(|_| {
-            Problem::field("status", "status must be subscribed, unsubscribed, cleaned, pending, transactional or archived.")
+            MailchimpProblem::field("status", "status must be subscribed, unsubscribed, cleaned, pending, transactional or archived.")
         })?),
     };
     sandbox.work(0).await;
@@ -83,12 +83,15 @@ async fn get_member(
     State(sandbox): State<Sandbox>,
     caller: Caller,
     Path((list_id, hash)): Path<(String, String)>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     sandbox.work(0).await;
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
     let hash = normalise_hash(&hash);
-    let member = audience.members.get(&hash).ok_or_else(Problem::not_found)?;
+    let member = audience
+        .members
+        .get(&hash)
+        .ok_or_else(MailchimpProblem::not_found)?;
     Ok(Json(json::member(audience, &hash, member)))
 }
 
@@ -113,10 +116,10 @@ struct MemberBody {
     vip: Option<bool>,
 }
 
-fn parse_status(raw: Option<&str>, field: &str) -> Result<Option<MemberStatus>, Problem> {
+fn parse_status(raw: Option<&str>, field: &str) -> Result<Option<MemberStatus>, MailchimpProblem> {
     raw.map(|raw| {
         raw.parse::<MemberStatus>().map_err(|_| {
-            Problem::field(field, "The status must be one of subscribed, unsubscribed, cleaned, pending or transactional.")
+            MailchimpProblem::field(field, "The status must be one of subscribed, unsubscribed, cleaned, pending or transactional.")
         })
     })
     .transpose()
@@ -126,7 +129,7 @@ fn to_write(
     body: MemberBody,
     email: String,
     skip_merge_validation: bool,
-) -> Result<MemberWrite, Problem> {
+) -> Result<MemberWrite, MailchimpProblem> {
     Ok(MemberWrite {
         email_address: email,
         status: parse_status(body.status.as_deref(), "status")?,
@@ -145,7 +148,7 @@ async fn write(
     list_id: &str,
     write: MemberWrite,
     policy: ExistingPolicy,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     sandbox.store().audience_mut(&caller.account_id, list_id)?;
     sandbox.work(1).await;
     let now = clock::now();
@@ -169,7 +172,7 @@ async fn write(
             }
             Ok(Json(json::member(audience, &hash, member)))
         }
-        Err(error) if error.title == "Resource Not Found" => Err(Problem::not_found()),
+        Err(error) if error.title == "Resource Not Found" => Err(MailchimpProblem::not_found()),
         Err(error) => Err(error.into_problem()),
     };
     store.next_web_id = web_id;
@@ -190,10 +193,13 @@ async fn add_member(
     Path(list_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     ApiJson(body): ApiJson<MemberBody>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     let email = body.email_address.clone().unwrap_or_default();
     if body.status.is_none() {
-        return Err(Problem::field("status", "This value should not be blank."));
+        return Err(MailchimpProblem::field(
+            "status",
+            "This value should not be blank.",
+        ));
     }
     let member = to_write(body, email, skip_validation(&query))?;
     write(&sandbox, &caller, &list_id, member, ExistingPolicy::Refuse).await
@@ -205,16 +211,16 @@ async fn put_member(
     Path((list_id, hash)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     ApiJson(body): ApiJson<MemberBody>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     let email = body.email_address.clone().unwrap_or_default();
     if email.trim().is_empty() {
-        return Err(Problem::field(
+        return Err(MailchimpProblem::field(
             "email_address",
             "This value should not be blank.",
         ));
     }
     if subscriber_hash(&email) != normalise_hash(&hash) {
-        return Err(Problem::invalid(
+        return Err(MailchimpProblem::invalid(
             "The subscriber hash in the URL does not match the email address in the body.",
         ));
     }
@@ -228,7 +234,7 @@ async fn patch_member(
     Path((list_id, hash)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     ApiJson(body): ApiJson<MemberBody>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     let hash = normalise_hash(&hash);
     let email = {
         let mut store = sandbox.store();
@@ -238,7 +244,7 @@ async fn patch_member(
             .get(&hash)
             .filter(|m| m.status != MemberStatus::Archived)
             .map(|m| m.email_address.clone())
-            .ok_or_else(Problem::not_found)?
+            .ok_or_else(MailchimpProblem::not_found)?
     };
     let member = to_write(body, email, skip_validation(&query))?;
     write(
@@ -255,7 +261,7 @@ async fn archive_member(
     State(sandbox): State<Sandbox>,
     caller: Caller,
     Path((list_id, hash)): Path<(String, String)>,
-) -> Result<StatusCode, Problem> {
+) -> Result<StatusCode, MailchimpProblem> {
     sandbox.work(1).await;
     let now = clock::now();
     let mut store = sandbox.store();
@@ -268,7 +274,7 @@ async fn delete_permanent(
     State(sandbox): State<Sandbox>,
     caller: Caller,
     Path((list_id, hash)): Path<(String, String)>,
-) -> Result<StatusCode, Problem> {
+) -> Result<StatusCode, MailchimpProblem> {
     sandbox.work(1).await;
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
@@ -280,14 +286,14 @@ async fn member_tags(
     State(sandbox): State<Sandbox>,
     caller: Caller,
     Path((list_id, hash)): Path<(String, String)>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     sandbox.work(0).await;
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
     let member = audience
         .members
         .get(&normalise_hash(&hash))
-        .ok_or_else(Problem::not_found)?;
+        .ok_or_else(MailchimpProblem::not_found)?;
     let tags: Vec<Value> = audience
         .tag_names(member)
         .into_iter()
@@ -314,10 +320,10 @@ async fn set_member_tags(
     caller: Caller,
     Path((list_id, hash)): Path<(String, String)>,
     ApiJson(body): ApiJson<TagsBody>,
-) -> Result<StatusCode, Problem> {
+) -> Result<StatusCode, MailchimpProblem> {
     for change in &body.tags {
         if change.status != "active" && change.status != "inactive" {
-            return Err(Problem::field(
+            return Err(MailchimpProblem::field(
                 "tags.status",
                 "status must be active or inactive.",
             ));
@@ -334,7 +340,7 @@ async fn set_member_tags(
         .get(&hash)
         .filter(|m| m.status != MemberStatus::Archived)
         .map(|m| m.email_address.clone())
-        .ok_or_else(Problem::not_found)?;
+        .ok_or_else(MailchimpProblem::not_found)?;
     for change in body.tags {
         let active = change.status == "active";
         let id = match audience.segment_by_name(change.name.trim()) {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::sandbox::audience::MergeField;
 use crate::sandbox::clock;
 use crate::sandbox::json::{self, ApiJson, Caller, Paging};
-use crate::sandbox::problem::Problem;
+use crate::sandbox::problem::MailchimpProblem;
 use crate::sandbox::state::Sandbox;
 
 /// Mailchimp's limit on members added or removed in one segment call.
@@ -38,11 +38,11 @@ async fn segments(
     caller: Caller,
     Path(list_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     let paging = Paging::from_query(&query)?;
     if let Some(kind) = query.get("type") {
         if !["saved", "static", "fuzzy"].contains(&kind.as_str()) {
-            return Err(Problem::field(
+            return Err(MailchimpProblem::field(
                 "type",
                 "type must be saved, static or fuzzy.",
             ));
@@ -83,9 +83,9 @@ async fn create_segment(
     caller: Caller,
     Path(list_id): Path<String>,
     ApiJson(body): ApiJson<NewSegment>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     let Some(emails) = body.static_segment else {
-        return Err(Problem::field(
+        return Err(MailchimpProblem::field(
             "static_segment",
             "The sandbox creates static segments (tags) only: give static_segment, even empty.",
         ));
@@ -107,14 +107,14 @@ async fn segment(
     State(sandbox): State<Sandbox>,
     caller: Caller,
     Path((list_id, segment_id)): Path<(String, u64)>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     sandbox.work(0).await;
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
     let segment = audience
         .segments
         .get(&segment_id)
-        .ok_or_else(Problem::not_found)?;
+        .ok_or_else(MailchimpProblem::not_found)?;
     Ok(Json(json::segment(audience, segment)))
 }
 
@@ -131,13 +131,13 @@ async fn batch_segment(
     caller: Caller,
     Path((list_id, segment_id)): Path<(String, u64)>,
     ApiJson(body): ApiJson<SegmentBatch>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     for (field, list) in [
         ("members_to_add", &body.members_to_add),
         ("members_to_remove", &body.members_to_remove),
     ] {
         if list.len() > MAX_SEGMENT_BATCH {
-            return Err(Problem::field(
+            return Err(MailchimpProblem::field(
                 field,
                 format!(
                     "At most {MAX_SEGMENT_BATCH} members can be given; {} were.",
@@ -152,7 +152,7 @@ async fn batch_segment(
         audience
             .segments
             .get(&segment_id)
-            .ok_or_else(Problem::not_found)?;
+            .ok_or_else(MailchimpProblem::not_found)?;
     }
     sandbox
         .work(body.members_to_add.len() + body.members_to_remove.len())
@@ -203,7 +203,7 @@ async fn merge_fields(
     caller: Caller,
     Path(list_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     let paging = Paging::from_query(&query)?;
     sandbox.work(0).await;
     let mut store = sandbox.store();
@@ -246,7 +246,7 @@ async fn create_merge_field(
     caller: Caller,
     Path(list_id): Path<String>,
     ApiJson(body): ApiJson<NewMergeField>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     let name = body
         .name
         .as_deref()
@@ -254,11 +254,14 @@ async fn create_merge_field(
         .unwrap_or_default()
         .to_owned();
     if name.is_empty() {
-        return Err(Problem::field("name", "This value should not be blank."));
+        return Err(MailchimpProblem::field(
+            "name",
+            "This value should not be blank.",
+        ));
     }
     let kind = body.kind.unwrap_or_default();
     if !MERGE_TYPES.contains(&kind.as_str()) {
-        return Err(Problem::field(
+        return Err(MailchimpProblem::field(
             "type",
             format!("type must be one of {}.", MERGE_TYPES.join(", ")),
         ));
@@ -276,7 +279,7 @@ async fn create_merge_field(
         || tag.chars().count() > 10
         || !tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     {
-        return Err(Problem::field(
+        return Err(MailchimpProblem::field(
             "tag",
             "A merge tag has 1 to 10 letters, digits or underscores.",
         ));
@@ -285,7 +288,7 @@ async fn create_merge_field(
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
     if audience.merge_fields.iter().any(|f| f.tag == tag) {
-        return Err(Problem::invalid(format!(
+        return Err(MailchimpProblem::invalid(format!(
             "A merge field with the tag \"{tag}\" already exists."
         )));
     }

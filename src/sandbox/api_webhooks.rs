@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::sandbox::json::{self, ApiJson, Caller};
-use crate::sandbox::problem::Problem;
+use crate::sandbox::problem::MailchimpProblem;
 use crate::sandbox::state::Sandbox;
 use crate::sandbox::webhooks::{Events, Sources, Webhook, probe};
 
@@ -42,7 +42,7 @@ async fn list_webhooks(
     State(sandbox): State<Sandbox>,
     caller: Caller,
     Path(list_id): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     sandbox.work(0).await;
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
@@ -70,16 +70,19 @@ struct NewWebhook {
 }
 
 /// An http(s) URL with a host, as Mailchimp takes for a webhook.
-fn check_url(raw: Option<&str>) -> Result<String, Problem> {
+fn check_url(raw: Option<&str>) -> Result<String, MailchimpProblem> {
     let raw = raw.map(str::trim).unwrap_or_default();
     if raw.is_empty() {
-        return Err(Problem::field("url", "This value should not be blank."));
+        return Err(MailchimpProblem::field(
+            "url",
+            "This value should not be blank.",
+        ));
     }
     match url::Url::parse(raw) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
             Ok(raw.to_owned())
         }
-        _ => Err(Problem::field("url", "Please enter a valid URL.")),
+        _ => Err(MailchimpProblem::field("url", "Please enter a valid URL.")),
     }
 }
 
@@ -88,13 +91,13 @@ async fn add_webhook(
     caller: Caller,
     Path(list_id): Path<String>,
     ApiJson(body): ApiJson<NewWebhook>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     let url = check_url(body.url.as_deref())?;
-    let taken = |sandbox: &Sandbox| -> Result<(), Problem> {
+    let taken = |sandbox: &Sandbox| -> Result<(), MailchimpProblem> {
         let mut store = sandbox.store();
         let audience = store.audience_mut(&caller.account_id, &list_id)?;
         if audience.webhooks.iter().any(|w| w.url == url) {
-            return Err(Problem::field(
+            return Err(MailchimpProblem::field(
                 "url",
                 "A webhook with this URL already exists for this audience.",
             ));
@@ -124,7 +127,7 @@ async fn get_webhook(
     State(sandbox): State<Sandbox>,
     caller: Caller,
     Path((list_id, webhook_id)): Path<(String, String)>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     sandbox.work(0).await;
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
@@ -132,7 +135,7 @@ async fn get_webhook(
         .webhooks
         .iter()
         .find(|w| w.id == webhook_id)
-        .ok_or_else(Problem::not_found)?;
+        .ok_or_else(MailchimpProblem::not_found)?;
     Ok(Json(webhook_json(&audience.id, webhook)))
 }
 
@@ -148,7 +151,7 @@ async fn update_webhook(
     caller: Caller,
     Path((list_id, webhook_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<WebhookChange>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Value>, MailchimpProblem> {
     let url = body
         .url
         .as_deref()
@@ -165,7 +168,7 @@ async fn update_webhook(
         .webhooks
         .iter_mut()
         .find(|w| w.id == webhook_id)
-        .ok_or_else(Problem::not_found)?;
+        .ok_or_else(MailchimpProblem::not_found)?;
     if let Some(url) = url {
         webhook.url = url;
     }
@@ -182,14 +185,14 @@ async fn delete_webhook(
     State(sandbox): State<Sandbox>,
     caller: Caller,
     Path((list_id, webhook_id)): Path<(String, String)>,
-) -> Result<StatusCode, Problem> {
+) -> Result<StatusCode, MailchimpProblem> {
     sandbox.work(0).await;
     let mut store = sandbox.store();
     let audience = store.audience_mut(&caller.account_id, &list_id)?;
     let before = audience.webhooks.len();
     audience.webhooks.retain(|w| w.id != webhook_id);
     if audience.webhooks.len() == before {
-        return Err(Problem::not_found());
+        return Err(MailchimpProblem::not_found());
     }
     Ok(StatusCode::NO_CONTENT)
 }

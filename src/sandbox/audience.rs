@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::subscriber_hash;
-use crate::sandbox::problem::Problem;
+use crate::sandbox::problem::MailchimpProblem;
 use crate::sandbox::status::{MemberStatus, plausible_address};
 use crate::sandbox::webhooks::{Event, MemberChange, Webhook};
 
@@ -106,8 +106,8 @@ impl MemberError {
         }
     }
 
-    pub fn into_problem(self) -> Problem {
-        let mut problem = Problem::invalid(self.detail);
+    pub fn into_problem(self) -> MailchimpProblem {
+        let mut problem = MailchimpProblem::invalid(self.detail);
         problem.title = self.title;
         if !self.field.is_empty() {
             problem.errors.push(crate::sandbox::problem::FieldError {
@@ -395,12 +395,12 @@ impl Audience {
     }
 
     /// Archives a member (DELETE): they leave the audience's counts but keep their data.
-    pub fn archive(&mut self, hash: &str, now: &str) -> Result<(), Problem> {
+    pub fn archive(&mut self, hash: &str, now: &str) -> Result<(), MailchimpProblem> {
         let member = self
             .members
             .get_mut(hash)
             .filter(|m| m.status != MemberStatus::Archived)
-            .ok_or_else(Problem::not_found)?;
+            .ok_or_else(MailchimpProblem::not_found)?;
         member.status = MemberStatus::Archived;
         member.last_changed = now.to_owned();
         for segment in self.segments.values_mut() {
@@ -411,8 +411,10 @@ impl Audience {
     }
 
     /// Erases a member for good; the address can never be added again by the API.
-    pub fn delete_permanently(&mut self, hash: &str) -> Result<(), Problem> {
-        self.members.remove(hash).ok_or_else(Problem::not_found)?;
+    pub fn delete_permanently(&mut self, hash: &str) -> Result<(), MailchimpProblem> {
+        self.members
+            .remove(hash)
+            .ok_or_else(MailchimpProblem::not_found)?;
         for segment in self.segments.values_mut() {
             segment.members.remove(hash);
         }
@@ -428,16 +430,21 @@ impl Audience {
     }
 
     /// Creates a tag (static segment); names are unique within an audience.
-    pub fn create_segment(&mut self, id: u64, name: &str, now: &str) -> Result<u64, Problem> {
+    pub fn create_segment(
+        &mut self,
+        id: u64,
+        name: &str,
+        now: &str,
+    ) -> Result<u64, MailchimpProblem> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 {
-            return Err(Problem::field(
+            return Err(MailchimpProblem::field(
                 "name",
                 "A tag name needs 1 to 100 characters.",
             ));
         }
         if self.segment_by_name(name).is_some() {
-            return Err(Problem::invalid(format!(
+            return Err(MailchimpProblem::invalid(format!(
                 "A tag named \"{name}\" already exists."
             )));
         }
@@ -493,13 +500,13 @@ impl Audience {
         email: &str,
         change: MemberChange,
         now: &str,
-    ) -> Result<Event, Problem> {
+    ) -> Result<Event, MailchimpProblem> {
         let hash = subscriber_hash(email);
         let member = self
             .members
             .get_mut(&hash)
             .filter(|m| m.status != MemberStatus::Archived)
-            .ok_or_else(Problem::not_found)?;
+            .ok_or_else(MailchimpProblem::not_found)?;
         member.last_changed = now.to_owned();
         let email = member.email_address.clone();
         Ok(match change {
@@ -520,7 +527,7 @@ impl Audience {
             MemberChange::Profile(fields) => {
                 for (tag, value) in fields {
                     if !self.merge_fields.iter().any(|f| f.tag == tag) {
-                        return Err(Problem::field(
+                        return Err(MailchimpProblem::field(
                             &tag,
                             format!("Merge field {tag} does not exist in this audience."),
                         ));
@@ -536,7 +543,7 @@ impl Audience {
                 let new_email = check_email(&new_email).map_err(|e| e.into_problem())?;
                 let new_hash = subscriber_hash(&new_email);
                 if self.members.contains_key(&new_hash) {
-                    return Err(Problem::invalid(format!(
+                    return Err(MailchimpProblem::invalid(format!(
                         "{new_email} is already a list member."
                     )));
                 }

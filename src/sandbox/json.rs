@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::sandbox::audience::{Audience, Member, MergeField, Segment};
-use crate::sandbox::problem::Problem;
+use crate::sandbox::problem::MailchimpProblem;
 use crate::sandbox::state::Sandbox;
 use crate::sandbox::status::MemberStatus;
 use crate::sandbox::store::Credential;
@@ -20,14 +20,14 @@ use crate::sandbox::store::Credential;
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<Sandbox> for ApiJson<T> {
-    type Rejection = Problem;
+    type Rejection = MailchimpProblem;
 
-    async fn from_request(request: Request, state: &Sandbox) -> Result<Self, Problem> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|e| Problem::invalid(format!("The request body could not be read: {e}")))?;
+    async fn from_request(request: Request, state: &Sandbox) -> Result<Self, MailchimpProblem> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|e| {
+            MailchimpProblem::invalid(format!("The request body could not be read: {e}"))
+        })?;
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
-            Problem::invalid(format!(
+            MailchimpProblem::invalid(format!(
                 "The request body could not be parsed as the expected JSON: {e}"
             ))
         })
@@ -40,9 +40,12 @@ pub struct Caller {
 }
 
 impl FromRequestParts<Sandbox> for Caller {
-    type Rejection = Problem;
+    type Rejection = MailchimpProblem;
 
-    async fn from_request_parts(parts: &mut Parts, sandbox: &Sandbox) -> Result<Self, Problem> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        sandbox: &Sandbox,
+    ) -> Result<Self, MailchimpProblem> {
         let credential = Credential::from_header(
             parts
                 .headers
@@ -224,7 +227,7 @@ pub struct Paging {
 }
 
 impl Paging {
-    pub fn from_query(query: &HashMap<String, String>) -> Result<Self, Problem> {
+    pub fn from_query(query: &HashMap<String, String>) -> Result<Self, MailchimpProblem> {
         paging(query.get("count"), query.get("offset"))
             .map(|(count, offset)| Self { count, offset })
     }
@@ -235,7 +238,10 @@ impl Paging {
     }
 }
 
-fn paging(count: Option<&String>, offset: Option<&String>) -> Result<(usize, usize), Problem> {
+fn paging(
+    count: Option<&String>,
+    offset: Option<&String>,
+) -> Result<(usize, usize), MailchimpProblem> {
     let count = match count {
         None => 10,
         Some(raw) => raw
@@ -243,14 +249,14 @@ fn paging(count: Option<&String>, offset: Option<&String>) -> Result<(usize, usi
             .ok()
             .filter(|c| (1..=1000).contains(c))
             .ok_or_else(|| {
-                Problem::field("count", "count must be a whole number from 1 to 1000.")
+                MailchimpProblem::field("count", "count must be a whole number from 1 to 1000.")
             })?,
     };
     let offset = match offset {
         None => 0,
         Some(raw) => raw
             .parse::<usize>()
-            .map_err(|_| Problem::field("offset", "offset must be a whole number."))?,
+            .map_err(|_| MailchimpProblem::field("offset", "offset must be a whole number."))?,
     };
     Ok((count, offset))
 }

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::sandbox::config::SandboxConfig;
-use crate::sandbox::problem::Problem;
+use crate::sandbox::problem::MailchimpProblem;
 use crate::sandbox::store::Credential;
 
 /// Counters a benchmark or test reads back.
@@ -208,7 +208,7 @@ async fn answer(limits: &Limits, request: Request, next: Next) -> Response {
             if status == StatusCode::TOO_MANY_REQUESTS && limits.throttle_as_bare_403 {
                 return bare_403(n);
             }
-            Problem::new(status, title, detail).into_response()
+            MailchimpProblem::new(status, title, detail).into_response()
         }
         Some(Fault::Hang) => {
             limits.with_stats(|s| s.faults_injected += 1);
@@ -251,7 +251,7 @@ fn roll_fault(limits: &Limits) -> Option<Fault> {
 }
 
 fn too_many(max: usize) -> Response {
-    Problem::new(
+    MailchimpProblem::new(
         StatusCode::TOO_MANY_REQUESTS,
         "Too Many Requests",
         format!("You have exceeded the limit of {max} simultaneous connections."),

@@ -15,14 +15,14 @@ pub struct FieldError {
 
 /// An API error as Mailchimp reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub struct MailchimpProblem {
     pub status: StatusCode,
     pub title: &'static str,
     pub detail: String,
     pub errors: Vec<FieldError>,
 }
 
-impl Problem {
+impl MailchimpProblem {
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
         Self {
             status,
@@ -75,7 +75,7 @@ struct Body<'a> {
     errors: &'a [FieldError],
 }
 
-impl IntoResponse for Problem {
+impl IntoResponse for MailchimpProblem {
     fn into_response(self) -> Response {
         let body = Body {
             kind: ERROR_DOCS,

@@ -10,7 +10,7 @@ use crate::sandbox::audience::Audience;
 use crate::sandbox::clock;
 use crate::sandbox::config::SandboxConfig;
 use crate::sandbox::limits::{Limits, Stats};
-use crate::sandbox::problem::Problem;
+use crate::sandbox::problem::MailchimpProblem;
 use crate::sandbox::store::{self, Store};
 use crate::sandbox::webhooks::{self, Delivery, Event, MemberChange, Outbox, Source};
 
@@ -194,14 +194,14 @@ impl Sandbox {
         email: &str,
         change: MemberChange,
         source: Source,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), MailchimpProblem> {
         let now = clock::now();
         let event = {
             let mut store = self.store();
             let audience = store
                 .audiences
                 .get_mut(list_id)
-                .ok_or_else(Problem::not_found)?;
+                .ok_or_else(MailchimpProblem::not_found)?;
             audience.change_member(email, change, &now)?
         };
         self.inner.limits.note_write();

@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::sandbox::audience::Audience;
-use crate::sandbox::problem::Problem;
+use crate::sandbox::problem::MailchimpProblem;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Account {
@@ -161,12 +161,12 @@ impl Store {
     }
 
     /// Which account a credential belongs to: 401 when unknown, as Mailchimp answers.
-    pub fn authenticate(&self, credential: &Credential) -> Result<String, Problem> {
+    pub fn authenticate(&self, credential: &Credential) -> Result<String, MailchimpProblem> {
         let account = match credential {
             Credential::Bearer(token) => self.tokens.get(token).map(|t| t.account_id.clone()),
             Credential::ApiKey(key) => self.api_keys.get(key).cloned(),
             Credential::Missing => {
-                return Err(Problem::new(
+                return Err(MailchimpProblem::new(
                     axum::http::StatusCode::UNAUTHORIZED,
                     "API Key Missing",
                     "Your request did not include an API key.",
@@ -174,7 +174,7 @@ impl Store {
             }
         };
         account.ok_or_else(|| {
-            Problem::new(
+            MailchimpProblem::new(
                 axum::http::StatusCode::UNAUTHORIZED,
                 "API Key Invalid",
                 "Your API key may be invalid, or you've attempted to access the wrong datacenter.",
@@ -188,13 +188,13 @@ impl Store {
         &mut self,
         account_id: &str,
         list_id: &str,
-    ) -> Result<&mut Audience, Problem> {
+    ) -> Result<&mut Audience, MailchimpProblem> {
         let audience = self
             .audiences
             .get_mut(list_id)
-            .ok_or_else(Problem::not_found)?;
+            .ok_or_else(MailchimpProblem::not_found)?;
         if audience.account_id != account_id {
-            return Err(Problem::new(
+            return Err(MailchimpProblem::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "Forbidden",
                 "You don't have permission to access this resource.",

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::sandbox::problem::Problem;
+use crate::sandbox::problem::MailchimpProblem;
 
 /// How long a probe or a delivery may take before the sandbox gives up on it.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -310,7 +310,7 @@ async fn deliver(
 }
 
 /// Mailchimp's check of a new webhook's URL: a GET that must answer 200.
-pub async fn probe(url: &str) -> Result<(), Problem> {
+pub async fn probe(url: &str) -> Result<(), MailchimpProblem> {
     let status = match http().get(url).send().await {
         Ok(response) => response.status().as_u16().to_string(),
         Err(err) if err.is_timeout() => "timeout".to_owned(),
@@ -319,7 +319,7 @@ pub async fn probe(url: &str) -> Result<(), Problem> {
     if status == "200" {
         return Ok(());
     }
-    Err(Problem::field(
+    Err(MailchimpProblem::field(
         "url",
         format!(
             "We couldn't verify the URL is working. Please double check and try again. HTTP Code: {status}"
