@@ -8,8 +8,8 @@
 //! holds the types every layer parses into. Nothing calls back up.
 //!
 //! The path of one export, a file a step:
-//! 1. `web/runs.rs` (the Export button), `api/destinations.rs`, `commands.rs` or `schedule.rs`
-//!    ask `actions/exports.rs` to queue it (a first export with problems asks first).
+//! 1. `web/destinations/runs.rs` (the Export button), `api/destinations.rs`, `commands.rs` or
+//!    `schedule.rs` ask `actions/exports.rs` to queue it (a first export with problems asks first).
 //! 2. `store/runs.rs` records the run; `export/worker.rs` claims it under a lease and hands
 //!    it to `export/run.rs` (a removal's clean-up to `export/cleanup.rs`).
 //! 3. `export/run.rs` makes the small reads (`export/drift.rs`, merge fields, tags), opens the
