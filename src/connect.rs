@@ -14,7 +14,7 @@ use crate::mailchimp::gateway::Gateway;
 pub use crate::mailchimp::refusal::{Refusal, RefusalKind};
 use crate::state::AppState;
 use crate::store::audit::{self, Actor};
-use crate::store::destinations::{self, Authentication};
+use crate::store::destinations::{self, Authentication, Configuration};
 
 pub use crate::domain::destination::AuthMethod as Method;
 
@@ -251,4 +251,58 @@ pub async fn make_export_user(
         &details,
     )
     .await
+}
+
+/// Whether a save of the data matching finishes the set-up or edits a saved destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Save {
+    First,
+    Edit,
+}
+
+/// Saves a destination's data matching, whoever saves it: the settings, an audit record of
+/// what was chosen, and the end of the preview made before (it no longer says what an export
+/// does). A display name another destination has is refused.
+pub async fn save_matching(
+    conn: &mut AnyConnection,
+    actor: &Actor<'_>,
+    destination_id: i64,
+    config: &Configuration<'_>,
+    save: Save,
+) -> Result<(), DraftError> {
+    match destinations::save_configuration(&mut *conn, destination_id, config).await {
+        Ok(()) => {}
+        Err(err) if crate::store::is_unique_violation(&err) => {
+            return Err(DraftError::NameTaken(config.display_name.to_owned()));
+        }
+        Err(err) => return Err(err.into()),
+    }
+    let mappings: Vec<String> = config
+        .field_mappings
+        .iter()
+        .map(|m| format!("{}={}", m.tag, m.field))
+        .collect();
+    let details = format!(
+        "email field {}; merge fields {}; {} segment(s); new members {}",
+        config.email_field,
+        mappings.join(", "),
+        config.segment_ids.len(),
+        config.new_member_status
+    );
+    let action = match save {
+        Save::First => "save",
+        Save::Edit => "edit",
+    };
+    let name = config.display_name;
+    audit::record(
+        &mut *conn,
+        actor,
+        action,
+        Some(destination_id),
+        name,
+        &details,
+    )
+    .await?;
+    crate::store::previews::delete(&mut *conn, destination_id).await?;
+    Ok(())
 }

@@ -21,7 +21,7 @@ use crate::domain::destination::{ApiKey, AudienceId, DisplayName};
 use crate::export::preview::{Preview, PreviewError};
 use crate::matching;
 use crate::state::AppState;
-use crate::store::audit::{self, Actor};
+use crate::store::audit::Actor;
 use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
 use crate::store::runs;
 
@@ -218,13 +218,16 @@ pub async fn create(
         segment_ids: &input.segment_ids,
         new_member_status: checked.new_member_status.as_str(),
     };
-    destinations::save_configuration(&mut tx, id, &config).await?;
-    let saved = format!(
-        "created through the API with {} segment(s)",
-        input.segment_ids.len()
-    );
-    audit::record(&mut *tx, &actor, "save", Some(id), name.as_str(), &saved).await?;
-    tx.commit().await?;
+    match connect::save_matching(&mut tx, &actor, id, &config, connect::Save::First).await {
+        Ok(()) => tx.commit().await?,
+        Err(connect::DraftError::NameTaken(_)) => {
+            return Err(Problem::invalid(vec![field(
+                "display_name",
+                format!("A destination named “{name}” already exists."),
+            )]));
+        }
+        Err(connect::DraftError::Database(err)) => return Err(err.into()),
+    }
     // A failure is logged; the first export registers the webhook then.
     let _ = crate::export::webhooks::register_after_save(&state.engine, id).await;
     let d = destinations::find(pool, id)

@@ -11,6 +11,7 @@ use axum::{Form, Router};
 use tower_sessions::Session;
 
 use crate::auth::session;
+use crate::connect::{self, DraftError, Save};
 use crate::domain::FieldType;
 use crate::domain::destination::{DisplayName, MAX_EXPORT_PROFILES, MAX_MERGE_TAG_CHARS, MergeTag};
 use crate::mailchimp::client::MergeField;
@@ -18,7 +19,7 @@ use crate::matching;
 use crate::state::AppState;
 use crate::store::audit;
 use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
-use crate::store::{self as db_store, fields, segments};
+use crate::store::{fields, segments};
 use crate::web::AppError;
 use crate::web::destinations::load;
 use crate::web::page::{Nav, PageContext, render};
@@ -276,10 +277,15 @@ async fn submit(
         segment_ids: &form.segment_ids,
         new_member_status: status.as_str(),
     };
+    let (save, action) = if destination.is_active() {
+        (Save::Edit, "edit")
+    } else {
+        (Save::First, "save")
+    };
     let mut tx = crate::db::begin_write(state.db.pool()).await?;
-    match destinations::save_configuration(&mut tx, id, &config).await {
-        Ok(()) => {}
-        Err(err) if db_store::is_unique_violation(&err) => {
+    match connect::save_matching(&mut tx, &ctx.user.actor(), id, &config, save).await {
+        Ok(()) => tx.commit().await?,
+        Err(DraftError::NameTaken(_)) => {
             drop(tx);
             let errors = vec![format!(
                 "Display name: a destination named “{name}” already exists."
@@ -287,36 +293,8 @@ async fn submit(
             let page = page(&state, ctx, destination, form, errors).await?;
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
         }
-        Err(err) => return Err(err.into()),
+        Err(DraftError::Database(err)) => return Err(err.into()),
     }
-    let action = if destination.is_active() {
-        "edit"
-    } else {
-        "save"
-    };
-    let details = format!(
-        "email field {}; merge fields {}; {} segment(s); new members {}",
-        form.email_field,
-        mappings
-            .iter()
-            .map(|m| format!("{}={}", m.tag, m.field))
-            .collect::<Vec<_>>()
-            .join(", "),
-        form.segment_ids.len(),
-        status.as_str()
-    );
-    audit::record(
-        &mut *tx,
-        &ctx.user.actor(),
-        action,
-        Some(id),
-        name.as_str(),
-        &details,
-    )
-    .await?;
-    // A preview of the settings before this save no longer says what an export does.
-    crate::store::previews::delete(&mut *tx, id).await?;
-    tx.commit().await?;
     tracing::info!(
         user_id = ctx.user.id,
         destination_id = id,
