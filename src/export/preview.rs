@@ -163,7 +163,7 @@ pub async fn compute(
     };
     let mut index = Index::load(pool, engine.db.backend(), destination.id).await?;
     let decider = Decider::new(&mut index, full, MergeRules::new(&fields));
-    let mut counts = Counts {
+    let mut counts = Tally {
         index,
         decider,
         audience,
@@ -206,7 +206,7 @@ pub async fn compute(
 
 /// The preview being counted: each member's fate as a run would decide it, with what
 /// Mailchimp would answer (read from the audience beforehand).
-struct Counts {
+struct Tally {
     index: Index,
     decider: Decider,
     audience: HashMap<Hash, MemberStatus>,
@@ -219,7 +219,7 @@ struct Counts {
     upserts: i64,
 }
 
-impl Counts {
+impl Tally {
     fn member(&mut self, record: &Record) {
         let present = self.audience.contains_key(&record.hash);
         let presence = if present {

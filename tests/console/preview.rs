@@ -351,8 +351,9 @@ async fn the_preview_says_what_the_following_runs_do_and_writes_nothing() {
     assert_eq!(c.unchanged + c.skipped, n("unchanged") + n("skip"));
 }
 
-#[tokio::test]
-async fn the_set_up_ends_on_the_preview_and_a_first_export_with_problems_asks_first() {
+/// An audience that requires CITY, the people imported, a Germany segment, and a saved
+/// destination exporting it whose mapping does not fill CITY: (world, segment, destination).
+async fn city_required() -> (World, i64, i64) {
     let w = world(SandboxConfig::default()).await;
     merge_field(
         &w,
@@ -362,8 +363,14 @@ async fn the_set_up_ends_on_the_preview_and_a_first_export_with_problems_asks_fi
     import(&w.app, PEOPLE).await;
     let germany = segment(&w.app, "Germany", "Country", "Germany").await;
     refresh(&w.app).await;
-    // A draft through its connect steps, then the Data matching page's Save.
     let id = destination(&w, &[germany], "subscribed").await;
+    (w, germany, id)
+}
+
+#[tokio::test]
+async fn the_set_up_ends_on_the_preview_and_a_first_export_with_problems_asks_first() {
+    let (w, germany, id) = city_required().await;
+    // A draft through its connect steps, then the Data matching page's Save.
     sqlx::query("UPDATE destinations SET status = 'draft' WHERE id = $1")
         .bind(id)
         .execute(w.app.state.db.pool())
@@ -573,16 +580,7 @@ async fn previews_asked_for_at_once_are_computed_once() {
 
 #[tokio::test]
 async fn the_api_asks_for_the_same_confirmation_before_a_first_export_with_problems() {
-    let w = world(SandboxConfig::default()).await;
-    merge_field(
-        &w,
-        json!({"name": "City", "type": "text", "tag": "CITY", "required": true}),
-    )
-    .await;
-    import(&w.app, PEOPLE).await;
-    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
-    refresh(&w.app).await;
-    let id = destination(&w, &[germany], "subscribed").await;
+    let (w, _, id) = city_required().await;
     let token = token(&w.app, "scripts@example.com", Role::Contributor).await;
     let runs_path = format!("/api/v1/destinations/{id}/runs");
 
