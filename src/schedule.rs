@@ -13,7 +13,7 @@ use crate::domain::schedule::ScheduleSpec;
 use crate::sources::Sources;
 use crate::sources::pull::{self, PullRequest, Trigger};
 
-use crate::store::schedule;
+use crate::store::{Record, schedule};
 
 /// The schedule as stored, as a spec (None when it cannot be read as one).
 pub fn spec_of(row: &schedule::ScheduleRow) -> Option<ScheduleSpec> {
@@ -130,7 +130,9 @@ pub async fn pull_due_sources(sources: &Sources, now_ms: i64) -> anyhow::Result<
     let mut pulled = 0;
     let mut changed = false;
     for (source_id, last) in crate::store::sources::last_started(sources.db.pool()).await? {
-        let Some(source) = crate::store::sources::find(sources.db.pool(), source_id).await? else {
+        let Some(source) =
+            crate::store::sources::SourceRow::find(sources.db.pool(), source_id).await?
+        else {
             continue;
         };
         let every_ms = source.every_minutes.unwrap_or(i64::MAX / 120_000) * 60_000;

@@ -21,6 +21,7 @@ use url::Url;
 
 use crate::crypto::SecretKey;
 use crate::db::{Db, now_millis};
+use crate::store::Record;
 use crate::store::alerts::{self as store, Answer, Delivery, Outcome};
 use crate::store::runs::{self, Run, RunStatus};
 
@@ -549,7 +550,7 @@ impl Sender {
             let Some(pull) = crate::store::sources::find_pull(pool, pull_id).await? else {
                 return Ok(None);
             };
-            let name = crate::store::sources::find(pool, pull.source_id)
+            let name = crate::store::sources::SourceRow::find(pool, pull.source_id)
                 .await?
                 .map_or_else(|| "(deleted source)".to_owned(), |s| s.name);
             return Ok(Some(Payload::of_pull(&pull, &name, &self.public_url)));

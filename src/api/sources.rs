@@ -18,7 +18,9 @@ use crate::sources::pull::{self, NotStarted, PullRequest, Trigger};
 use crate::sources::spec::SourceInput;
 use crate::sources::{SaveError, SourceKind};
 use crate::state::AppState;
+use crate::store::Record;
 use crate::store::audit::Actor;
+use crate::store::imports::RowCounts;
 use crate::store::sources::{self as store, PullRow, SourceRow};
 
 /// A source as the API shows it (its URL without user name or password).
@@ -60,12 +62,8 @@ pub struct PullOut {
     pub trigger: String,
     /// `running`, `succeeded`, `unchanged` (a CSV file not modified), `failed` or `interrupted`.
     pub status: String,
-    pub rows_read: i64,
-    pub created: i64,
-    pub updated: i64,
-    pub unchanged: i64,
-    pub rejected: i64,
-    pub deleted: i64,
+    #[serde(flatten)]
+    pub counts: RowCounts,
     pub error: Option<String>,
     /// The report's page (its rejected rows), once written.
     pub report: Option<String>,
@@ -81,12 +79,7 @@ impl PullOut {
             mode: pull.mode.clone(),
             trigger: pull.trigger_kind.clone(),
             status: pull.status.clone(),
-            rows_read: pull.rows_read,
-            created: pull.created,
-            updated: pull.updated,
-            unchanged: pull.unchanged,
-            rejected: pull.rejected,
-            deleted: pull.deleted,
+            counts: pull.counts(),
             error: pull.error.clone(),
             report: pull.import_id.map(|id| format!("/data/imports/{id}")),
             started_at: pull.started_at,
@@ -288,7 +281,7 @@ pub async fn create(
         Err(SaveError::Internal(err)) => return Err(err.into()),
     };
     let pool = state.db.pool();
-    let source = store::find(pool, id)
+    let source = SourceRow::find(pool, id)
         .await?
         .ok_or_else(Problem::not_found)?;
     let out = source_out(pool, source, None).await?;

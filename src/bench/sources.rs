@@ -185,16 +185,11 @@ async fn timed_pull(sources: &Sources, source: i64, what: &str) -> anyhow::Resul
     .map_err(|e| anyhow::anyhow!("not started: {e:?}"))?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "  {what}: {} ({} pull) in {seconds:.2} s = {:.0} rows/s; read {}, created {}, updated {}, unchanged {}, rejected {}, deleted {}; peak RSS {}",
+        "  {what}: {} ({} pull) in {seconds:.2} s = {:.0} rows/s; {}; peak RSS {}",
         pull.status,
         pull.mode,
         pull.rows_read as f64 / seconds.max(0.001),
-        pull.rows_read,
-        pull.created,
-        pull.updated,
-        pull.unchanged,
-        pull.rejected,
-        pull.deleted,
+        pull.counts(),
         super::mib(super::peak_rss_mib()),
     );
     if pull.status == "failed" {

@@ -119,7 +119,7 @@ pub async fn check(
     drift::forget(&mut tx, destination.id, &gone).await?;
     drift::keep_out(&mut tx, destination.id, &opted_out, KEPT_OUT).await?;
     drift::set_statuses(&mut tx, destination.id, &changed).await?;
-    runs::set_repair_missing(&mut *tx, run_id, repair.missing).await?;
+    runs::note(&mut *tx, run_id, runs::Note::RepairMissing(repair.missing)).await?;
     tx.commit().await?;
     tracing::info!(
         destination_id = destination.id,

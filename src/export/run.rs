@@ -222,7 +222,7 @@ async fn open_plan(
         Some(changed) => {
             // The profiles not read are as the last complete export left them.
             counters.unchanged = (reader.total - changed.planned).max(0);
-            runs::set_changes_since(pool, run.id, changed.since).await?;
+            runs::note(pool, run.id, runs::Note::ChangesSince(changed.since)).await?;
             let mut tx = crate::db::begin_write(pool).await?;
             crate::store::marks::forget_repeats(&mut tx, destination.id, &changed.customers)
                 .await?;

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use crate::crypto::SecretKey;
 use crate::db::Db;
+use crate::store::Record;
+use crate::store::sources::SourceRow;
 
 pub use spec::{SourceKind, SourceSpec};
 
@@ -360,7 +362,7 @@ pub async fn delete(
     id: i64,
     actor: &crate::store::audit::Actor<'_>,
 ) -> anyhow::Result<bool> {
-    let Some(source) = crate::store::sources::find(db.pool(), id).await? else {
+    let Some(source) = SourceRow::find(db.pool(), id).await? else {
         return Ok(false);
     };
     let mut tx = crate::db::begin_write(db.pool()).await?;

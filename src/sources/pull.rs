@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::{SourceError, SourceKind, SourceSpec, Sources, spec::Missing};
 use crate::background::AbortOnDrop;
 use crate::profiles::writer::{self, SourceLink, Target, Totals};
+use crate::store::Record;
 use crate::store::sources::{self as store, AfterPull, PullCounts, PullRow, SourceRow};
 
 /// A running pull whose console has not beaten for this long is taken as stopped.
@@ -76,7 +77,7 @@ pub async fn claim(
     request: PullRequest,
 ) -> anyhow::Result<Result<Claimed, NotStarted>> {
     let pool = sources.db.pool();
-    let Some(row) = store::find(pool, request.source_id).await? else {
+    let Some(row) = SourceRow::find(pool, request.source_id).await? else {
         return Ok(Err(NotStarted::NoSuchSource));
     };
     if let Some(running) = sources.live.running(row.id) {

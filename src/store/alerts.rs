@@ -67,20 +67,21 @@ pub async fn save_webhook<'e>(
     by: i64,
 ) -> sqlx::Result<()> {
     let now = now_millis();
-    sqlx::query(
+    super::execute(
+        db,
         "UPDATE alert_settings SET webhook_enabled = $1, webhook_url = $2, \
          webhook_secret_sealed = COALESCE($3, webhook_secret_sealed), \
          webhook_secret_at = CASE WHEN $3 IS NULL THEN webhook_secret_at ELSE $4 END, \
          updated_at = $4, updated_by = $5 WHERE id = 1",
+        &[
+            i64::from(enabled).into(),
+            url.into(),
+            secret_sealed.into(),
+            now.into(),
+            by.into(),
+        ],
     )
-    .bind(i64::from(enabled))
-    .bind(url)
-    .bind(secret_sealed)
-    .bind(now)
-    .bind(by)
-    .execute(db)
     .await
-    .map(drop)
 }
 
 /// What becomes of the saved SMTP password.
@@ -200,12 +201,12 @@ pub async fn set_threshold(
         .bind(destination_id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("INSERT INTO alert_thresholds (destination_id, failed_members) VALUES ($1, $2)")
-        .bind(destination_id)
-        .bind(failed_members)
-        .execute(&mut *conn)
-        .await
-        .map(drop)
+    super::execute(
+        &mut *conn,
+        "INSERT INTO alert_thresholds (destination_id, failed_members) VALUES ($1, $2)",
+        &[destination_id.into(), failed_members.into()],
+    )
+    .await
 }
 
 /// One alert to send to one target.
@@ -331,14 +332,13 @@ pub async fn claim_due<'e>(
 
 /// Gives up a sender's leases at once (at shutdown), so the next start sends what it left.
 pub async fn release<'e>(db: impl Executor<'e, Database = Any>, owner: &str) -> sqlx::Result<()> {
-    sqlx::query(
+    super::execute(
+        db,
         "UPDATE alert_deliveries SET lease_owner = NULL, lease_expires_at = NULL \
          WHERE lease_owner = $1 AND status = 'pending'",
+        &[owner.into()],
     )
-    .bind(owner)
-    .execute(db)
     .await
-    .map(drop)
 }
 
 /// What one try was answered.
@@ -426,20 +426,8 @@ async fn insert_attempt(
     answer: &Answer,
     outcome: Outcome,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO alert_attempts (delivery_id, attempt, at, status_code, error, answer, outcome) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(delivery_id)
-    .bind(attempt)
-    .bind(now_millis())
-    .bind(answer.status_code)
-    .bind(answer.error.as_deref())
-    .bind(answer.excerpt.as_deref())
-    .bind(outcome.as_str())
-    .execute(&mut *conn)
-    .await
-    .map(drop)
+    super::execute(&mut *conn, "INSERT INTO alert_attempts (delivery_id, attempt, at, status_code, error, answer, outcome) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)", &[delivery_id.into(), attempt.into(), now_millis().into(), answer.status_code.into(), answer.error.as_deref().into(), answer.excerpt.as_deref().into(), outcome.as_str().into()]).await
 }
 
 /// One try, as the Notifications page lists it.

@@ -29,20 +29,21 @@ pub async fn record<'e>(
     subject: &str,
     details: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    super::execute(
+        db,
         "INSERT INTO audit_log (at, user_id, user_email, action, destination_id, subject, details) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            now_millis().into(),
+            actor.user_id.into(),
+            actor.email.into(),
+            action.into(),
+            destination_id.into(),
+            subject.into(),
+            details.into(),
+        ],
     )
-    .bind(now_millis())
-    .bind(actor.user_id)
-    .bind(actor.email)
-    .bind(action)
-    .bind(destination_id)
-    .bind(subject)
-    .bind(details)
-    .execute(db)
     .await
-    .map(drop)
 }
 
 pub async fn recent<'e>(

@@ -147,7 +147,7 @@ pub async fn find<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<Destination>> {
-    super::select_one(db, "WHERE id = $1 AND removed_at IS NULL", &[id]).await
+    super::select_one(db, "WHERE id = $1 AND removed_at IS NULL", &[id.into()]).await
 }
 
 /// Starts a draft with its name, consent and audience; a taken name is a unique violation.
@@ -187,22 +187,10 @@ pub async fn update_connect<'e>(
     consent_version: &str,
 ) -> sqlx::Result<()> {
     let now = now_millis();
-    sqlx::query(
-        "UPDATE destinations SET display_name = $1, consent_version = $2, consent_at = $3, consent_by = $4, \
+    super::execute(db, "UPDATE destinations SET display_name = $1, consent_version = $2, consent_at = $3, consent_by = $4, \
          credential_sealed = CASE WHEN audience_id = $5 AND target = $7 THEN credential_sealed ELSE NULL END, \
          api_base = CASE WHEN audience_id = $5 AND target = $7 THEN api_base ELSE NULL END, \
-         audience_id = $5, target = $7, updated_at = $3 WHERE id = $6",
-    )
-    .bind(display_name)
-    .bind(consent_version)
-    .bind(now)
-    .bind(user_id)
-    .bind(audience_id)
-    .bind(id)
-    .bind(target.as_str())
-    .execute(db)
-    .await
-    .map(drop)
+         audience_id = $5, target = $7, updated_at = $3 WHERE id = $6", &[display_name.into(), consent_version.into(), now.into(), user_id.into(), audience_id.into(), id.into(), target.as_str().into()]).await
 }
 
 /// What authenticating with Mailchimp found.
@@ -222,23 +210,9 @@ pub async fn set_authentication<'e>(
     auth: &Authentication<'_>,
 ) -> sqlx::Result<()> {
     let now = now_millis();
-    sqlx::query(
-        "UPDATE destinations SET auth_method = $1, credential_sealed = $2, api_base = $3, mailchimp_account = $4, \
+    super::execute(db, "UPDATE destinations SET auth_method = $1, credential_sealed = $2, api_base = $3, mailchimp_account = $4, \
          audience_name = $5, audience_members = $6, authenticated_at = $7, authenticated_by = $8, updated_at = $7 \
-         WHERE id = $9",
-    )
-    .bind(auth.method)
-    .bind(auth.credential_sealed)
-    .bind(auth.api_base)
-    .bind(auth.account)
-    .bind(auth.audience_name)
-    .bind(auth.audience_members)
-    .bind(now)
-    .bind(auth.by)
-    .bind(id)
-    .execute(db)
-    .await
-    .map(drop)
+         WHERE id = $9", &[auth.method.into(), auth.credential_sealed.into(), auth.api_base.into(), auth.account.into(), auth.audience_name.into(), auth.audience_members.into(), now.into(), auth.by.into(), id.into()]).await
 }
 
 pub async fn set_export_user<'e>(
@@ -247,13 +221,7 @@ pub async fn set_export_user<'e>(
     user_id: i64,
 ) -> sqlx::Result<()> {
     let now = now_millis();
-    sqlx::query("UPDATE destinations SET export_user_id = $1, export_user_at = $2, updated_at = $2 WHERE id = $3")
-        .bind(user_id)
-        .bind(now)
-        .bind(id)
-        .execute(db)
-        .await
-        .map(drop)
+    super::execute(db, "UPDATE destinations SET export_user_id = $1, export_user_at = $2, updated_at = $2 WHERE id = $3", &[user_id.into(), now.into(), id.into()]).await
 }
 
 /// The data matching and segments of a destination; saving makes a draft active.
@@ -351,12 +319,12 @@ pub async fn distinct_profiles<'e>(
 
 /// Hides a destination while its removal clean-up runs.
 pub async fn mark_removing<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE destinations SET status = 'removing', updated_at = $1 WHERE id = $2")
-        .bind(now_millis())
-        .bind(id)
-        .execute(db)
-        .await
-        .map(drop)
+    super::execute(
+        db,
+        "UPDATE destinations SET status = 'removing', updated_at = $1 WHERE id = $2",
+        &[now_millis().into(), id.into()],
+    )
+    .await
 }
 
 /// Every destination's name by id, removed ones included (a removed destination's name
@@ -397,15 +365,13 @@ pub async fn retire(conn: &mut AnyConnection, id: i64) -> sqlx::Result<()> {
     ] {
         super::delete_where(conn, table, "destination_id", id).await?;
     }
-    sqlx::query(
+    super::execute(
+        &mut *conn,
         "UPDATE destinations SET removed_at = $1, updated_at = $1, credential_sealed = NULL, \
          display_name = display_name || ' (removed #' || CAST(id AS TEXT) || ')' WHERE id = $2",
+        &[now_millis().into(), id.into()],
     )
-    .bind(now_millis())
-    .bind(id)
-    .execute(&mut *conn)
     .await
-    .map(drop)
 }
 
 /// Deletes a draft with its credential and segment choices (a draft has no runs).

@@ -41,19 +41,20 @@ pub async fn put(conn: &mut AnyConnection, destination_id: i64, check: &Check) -
         .bind(destination_id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query(
+    super::execute(
+        conn,
         "INSERT INTO audience_checks (destination_id, audience_id, date_created, contacts, run_id, \
          checked_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            destination_id.into(),
+            (&check.audience_id).into(),
+            (&check.date_created).into(),
+            check.contacts.into(),
+            check.run_id.into(),
+            now_millis().into(),
+        ],
     )
-    .bind(destination_id)
-    .bind(&check.audience_id)
-    .bind(&check.date_created)
-    .bind(check.contacts)
-    .bind(check.run_id)
-    .bind(now_millis())
-    .execute(conn)
     .await
-    .map(drop)
 }
 
 /// Members a run added to the audience (0 for a run that is gone).

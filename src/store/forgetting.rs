@@ -99,22 +99,23 @@ pub async fn tombstone(
     erase: bool,
 ) -> sqlx::Result<()> {
     let now = crate::db::now_millis();
-    sqlx::query(
+    super::execute(
+        &mut *conn,
         "INSERT INTO export_ledger (destination_id, email_hash, customer_id, email, content_hash, \
          status, tags, permanent_skip, updated_at, erase_pending) \
          VALUES ($1, $2, '', '', '', 'forgotten', '[]', $3, $4, $5) \
          ON CONFLICT (destination_id, email_hash) DO UPDATE SET customer_id = '', email = '', \
          content_hash = '', status = 'forgotten', tags = '[]', permanent_skip = $3, \
          updated_at = $4, erase_pending = $5",
+        &[
+            destination_id.into(),
+            hash.into(),
+            FORGOTTEN.into(),
+            now.into(),
+            i64::from(erase).into(),
+        ],
     )
-    .bind(destination_id)
-    .bind(hash)
-    .bind(FORGOTTEN)
-    .bind(now)
-    .bind(i64::from(erase))
-    .execute(&mut *conn)
     .await
-    .map(drop)
 }
 
 /// Forgotten members still to be deleted in this destination's audience.

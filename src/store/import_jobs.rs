@@ -103,19 +103,12 @@ pub async fn create<'e>(
     .await
 }
 
-pub async fn find<'e>(
-    db: impl Executor<'e, Database = Any>,
-    id: i64,
-) -> sqlx::Result<Option<ImportJob>> {
-    super::select_one(db, "WHERE id = $1", &[id]).await
-}
-
 /// The job that made import `import_id`, if it ran in the background.
 pub async fn of_import<'e>(
     db: impl Executor<'e, Database = Any>,
     import_id: i64,
 ) -> sqlx::Result<Option<ImportJob>> {
-    super::select_one(db, "WHERE import_id = $1", &[import_id]).await
+    super::select_one(db, "WHERE import_id = $1", &[import_id.into()]).await
 }
 
 /// Notes how far the job got; also its heartbeat.

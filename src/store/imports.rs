@@ -20,28 +20,50 @@ pub struct ImportRecord {
     pub file_name: String,
     pub succeeded: bool,
     pub error: Option<String>,
-    pub rows_read: i64,
-    pub created: i64,
-    pub updated: i64,
-    /// Rows that changed nothing (their profile already held every value).
-    pub unchanged: i64,
-    pub rejected: i64,
-    /// Profiles a source's full pull deleted (it no longer returned them).
-    pub deleted: i64,
+    pub counts: RowCounts,
     pub rejections: Vec<Rejection>,
     pub started_at: i64,
     pub finished_at: i64,
 }
 
 /// What an import or a pull did with the rows it read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RowCounts {
     pub rows_read: u64,
     pub created: u64,
     pub updated: u64,
+    /// Rows that changed nothing (their profile already held every value).
     pub unchanged: u64,
     pub rejected: u64,
+    /// Profiles a source's full pull deleted (it no longer returned them).
     pub deleted: u64,
+}
+
+impl RowCounts {
+    /// The counts as an import's or a pull's row holds them.
+    pub(crate) fn read(row: &AnyRow) -> sqlx::Result<Self> {
+        let count = |column: &str| -> sqlx::Result<u64> {
+            Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+        };
+        Ok(Self {
+            rows_read: count("rows_read")?,
+            created: count("created")?,
+            updated: count("updated")?,
+            unchanged: count("unchanged")?,
+            rejected: count("rejected")?,
+            deleted: count("deleted")?,
+        })
+    }
+}
+
+impl std::fmt::Display for RowCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "read {}, created {}, updated {}, unchanged {}, rejected {}, deleted {}",
+            self.rows_read, self.created, self.updated, self.unchanged, self.rejected, self.deleted
+        )
+    }
 }
 
 pub struct NewImport<'a> {
@@ -92,12 +114,7 @@ impl Record for ImportRecord {
             file_name: row.try_get("file_name")?,
             succeeded: status == "succeeded",
             error: row.try_get("error")?,
-            rows_read: row.try_get("rows_read")?,
-            created: row.try_get("created")?,
-            updated: row.try_get("updated")?,
-            unchanged: row.try_get("unchanged")?,
-            rejected: row.try_get("rejected")?,
-            deleted: row.try_get("deleted")?,
+            counts: RowCounts::read(&row)?,
             rejections: serde_json::from_str(&rejections).unwrap_or_default(),
             started_at: row.try_get("started_at")?,
             finished_at: row.try_get("finished_at")?,
@@ -108,18 +125,11 @@ impl Record for ImportRecord {
 const COLUMNS: &str = "id, file_name, status, error, rows_read, created, updated, rejected, rejections, \
                        started_at, finished_at, unchanged, deleted";
 
-pub async fn find<'e>(
-    db: impl Executor<'e, Database = Any>,
-    id: i64,
-) -> sqlx::Result<Option<ImportRecord>> {
-    super::select_one(db, "WHERE id = $1", &[id]).await
-}
-
 pub async fn recent<'e>(
     db: impl Executor<'e, Database = Any>,
     limit: i64,
 ) -> sqlx::Result<Vec<ImportRecord>> {
-    super::select(db, "ORDER BY id DESC LIMIT $1", &[limit]).await
+    super::select(db, "ORDER BY id DESC LIMIT $1", &[limit.into()]).await
 }
 
 /// How long the latest `limit` imports took, in milliseconds, newest first.

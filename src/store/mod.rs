@@ -36,6 +36,8 @@ pub mod sources;
 pub mod users;
 pub mod webhooks;
 
+use std::future::Future;
+
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Executor};
@@ -46,6 +48,14 @@ pub(crate) trait Record: Sized + Send + Unpin + 'static {
     const TABLE: &'static str;
     const COLUMNS: &'static str;
     fn from_row(row: AnyRow) -> sqlx::Result<Self>;
+
+    /// The record whose `id` is `id`, if any.
+    fn find<'e>(
+        db: impl Executor<'e, Database = Any>,
+        id: i64,
+    ) -> impl Future<Output = sqlx::Result<Option<Self>>> + Send {
+        async move { select_one(db, "WHERE id = $1", &[id.into()]).await }
+    }
 }
 
 /// `SELECT` of `R`'s columns from its table, then `clause` (`WHERE …`, `ORDER BY …`).
@@ -53,30 +63,79 @@ fn select_sql<R: Record>(clause: &str) -> String {
     format!("SELECT {} FROM {} {clause}", R::COLUMNS, R::TABLE)
 }
 
-/// `sql` with its `$1, $2, …` bound to `keys` in order.
-fn bound<'q>(sql: &'q str, keys: &[i64]) -> Query<'q, Any, AnyArguments<'q>> {
-    keys.iter()
-        .fold(sqlx::query(sql), |query, key| query.bind(*key))
+/// One value bound to a statement's `$n`: the kinds the console's own tables hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arg<'a> {
+    Int(i64),
+    Text(&'a str),
+    MaybeInt(Option<i64>),
+    MaybeText(Option<&'a str>),
 }
 
-/// The records that `clause` picks, its `$1, $2, …` bound to `keys` in order.
+impl From<i64> for Arg<'_> {
+    fn from(value: i64) -> Self {
+        Arg::Int(value)
+    }
+}
+
+impl From<i32> for Arg<'_> {
+    fn from(value: i32) -> Self {
+        Arg::Int(i64::from(value))
+    }
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(value: &'a str) -> Self {
+        Arg::Text(value)
+    }
+}
+
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(value: &'a String) -> Self {
+        Arg::Text(value)
+    }
+}
+
+impl From<Option<i64>> for Arg<'_> {
+    fn from(value: Option<i64>) -> Self {
+        Arg::MaybeInt(value)
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(value: Option<&'a str>) -> Self {
+        Arg::MaybeText(value)
+    }
+}
+
+/// `sql` with its `$1, $2, …` bound to `args` in order.
+fn bound<'q>(sql: &'q str, args: &[Arg<'q>]) -> Query<'q, Any, AnyArguments<'q>> {
+    args.iter().fold(sqlx::query(sql), |query, arg| match *arg {
+        Arg::Int(value) => query.bind(value),
+        Arg::Text(value) => query.bind(value),
+        Arg::MaybeInt(value) => query.bind(value),
+        Arg::MaybeText(value) => query.bind(value),
+    })
+}
+
+/// The records that `clause` picks, its `$1, $2, …` bound to `args` in order.
 pub(crate) async fn select<'e, R: Record>(
     db: impl Executor<'e, Database = Any>,
     clause: &str,
-    keys: &[i64],
+    args: &[Arg<'_>],
 ) -> sqlx::Result<Vec<R>> {
     let sql = select_sql::<R>(clause);
-    bound(&sql, keys).try_map(R::from_row).fetch_all(db).await
+    bound(&sql, args).try_map(R::from_row).fetch_all(db).await
 }
 
-/// The record that `clause` picks, if any, its `$1, $2, …` bound to `keys` in order.
+/// The record that `clause` picks, if any, its `$1, $2, …` bound to `args` in order.
 pub(crate) async fn select_one<'e, R: Record>(
     db: impl Executor<'e, Database = Any>,
     clause: &str,
-    keys: &[i64],
+    args: &[Arg<'_>],
 ) -> sqlx::Result<Option<R>> {
     let sql = select_sql::<R>(clause);
-    bound(&sql, keys)
+    bound(&sql, args)
         .try_map(R::from_row)
         .fetch_optional(db)
         .await
@@ -87,9 +146,9 @@ pub(crate) async fn select_one<'e, R: Record>(
 pub(crate) async fn execute<'e>(
     db: impl Executor<'e, Database = Any>,
     sql: &str,
-    keys: &[i64],
+    args: &[Arg<'_>],
 ) -> sqlx::Result<()> {
-    bound(sql, keys).execute(db).await.map(drop)
+    bound(sql, args).execute(db).await.map(drop)
 }
 
 /// Deletes the rows of `table` whose `column` is `id`.
@@ -100,7 +159,7 @@ pub(crate) async fn delete_where(
     id: i64,
 ) -> sqlx::Result<()> {
     let sql = format!("DELETE FROM {table} WHERE {column} = $1");
-    execute(conn, &sql, &[id]).await
+    execute(conn, &sql, &[id.into()]).await
 }
 
 /// `$first, $first+1, …`: `n` numbered parameters for a statement's `IN (…)` or `VALUES (…)`.

@@ -105,13 +105,6 @@ pub fn attributes_in_order<'e>(
     sqlx::query_as("SELECT id, attributes FROM profiles ORDER BY id").fetch(db)
 }
 
-pub async fn find<'e>(
-    db: impl Executor<'e, Database = Any>,
-    id: i64,
-) -> sqlx::Result<Option<Profile>> {
-    super::select_one(db, "WHERE id = $1", &[id]).await
-}
-
 /// Which way a page of profiles goes from a cursor.
 #[derive(Debug, Clone, Copy)]
 pub enum Cursor {

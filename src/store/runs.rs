@@ -258,7 +258,7 @@ where
 }
 
 pub async fn find<'e>(db: impl Executor<'e, Database = Any>, id: i64) -> sqlx::Result<Option<Run>> {
-    super::select_one(db, "WHERE id = $1", &[id]).await
+    Run::find(db, id).await
 }
 
 /// The latest runs of every destination.
@@ -266,7 +266,7 @@ pub async fn recent<'e>(
     db: impl Executor<'e, Database = Any>,
     limit: i64,
 ) -> sqlx::Result<Vec<Run>> {
-    super::select(db, "ORDER BY id DESC LIMIT $1", &[limit]).await
+    super::select(db, "ORDER BY id DESC LIMIT $1", &[limit.into()]).await
 }
 
 pub async fn for_destination<'e>(
@@ -277,7 +277,7 @@ pub async fn for_destination<'e>(
     super::select(
         db,
         "WHERE destination_id = $1 ORDER BY id DESC LIMIT $2",
-        &[destination_id, limit],
+        &[destination_id.into(), limit.into()],
     )
     .await
 }
@@ -331,11 +331,7 @@ pub async fn claim<'e>(
 /// Gives up a worker's leases at once (at shutdown), so the next worker resumes its runs
 /// without waiting for them to expire.
 pub async fn release<'e>(db: impl Executor<'e, Database = Any>, owner: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE export_runs SET lease_expires_at = 0 WHERE lease_owner = $1 AND status = 'processing'")
-        .bind(owner)
-        .execute(db)
-        .await
-        .map(drop)
+    super::execute(db, "UPDATE export_runs SET lease_expires_at = 0 WHERE lease_owner = $1 AND status = 'processing'", &[owner.into()]).await
 }
 
 /// Extends the lease; false when the run is no longer this worker's.
@@ -361,44 +357,32 @@ pub async fn add<'e>(
     id: i64,
     delta: &Counters,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE export_runs SET total = total + $1, sent = sent + $2, created = created + $3, updated = updated + $4, \
+    super::execute(db, "UPDATE export_runs SET total = total + $1, sent = sent + $2, created = created + $3, updated = updated + $4, \
          unchanged = unchanged + $5, skipped = skipped + $6, failed = failed + $7, tag_changes = tag_changes + $8, \
-         calls = calls + $9 WHERE id = $10",
-    )
-    .bind(delta.total)
-    .bind(delta.sent)
-    .bind(delta.created)
-    .bind(delta.updated)
-    .bind(delta.unchanged)
-    .bind(delta.skipped)
-    .bind(delta.failed)
-    .bind(delta.tag_changes)
-    .bind(delta.calls)
-    .bind(id)
-    .execute(db)
-    .await
-    .map(drop)
+         calls = calls + $9 WHERE id = $10", &[delta.total.into(), delta.sent.into(), delta.created.into(), delta.updated.into(), delta.unchanged.into(), delta.skipped.into(), delta.failed.into(), delta.tag_changes.into(), delta.calls.into(), id.into()]).await
 }
 
-/// Notes that the run reads only the profiles changed since `since`.
-pub async fn set_changes_since<'e>(
-    db: impl Executor<'e, Database = Any>,
-    id: i64,
-    since: i64,
-) -> sqlx::Result<()> {
-    let sql = "UPDATE export_runs SET changes_since = $1 WHERE id = $2";
-    super::execute(db, sql, &[since, id]).await
+/// A fact about a run noted while it runs, beside its counts.
+#[derive(Debug, Clone, Copy)]
+pub enum Note {
+    /// The run reads only the profiles changed since this time.
+    ChangesSince(i64),
+    /// The run repaired the ledger: this many of its members were gone.
+    RepairMissing(i64),
 }
 
-/// Notes that the run repaired the ledger: `missing` of its members were gone.
-pub async fn set_repair_missing<'e>(
+/// Notes `note` on run `id`.
+pub async fn note<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
-    missing: i64,
+    note: Note,
 ) -> sqlx::Result<()> {
-    let sql = "UPDATE export_runs SET repair_missing = $1 WHERE id = $2";
-    super::execute(db, sql, &[missing, id]).await
+    let (column, value) = match note {
+        Note::ChangesSince(since) => ("changes_since", since),
+        Note::RepairMissing(missing) => ("repair_missing", missing),
+    };
+    let sql = format!("UPDATE export_runs SET {column} = $1 WHERE id = $2");
+    super::execute(db, &sql, &[value.into(), id.into()]).await
 }
 
 /// Starts the counts afresh (a resumed run recounts from its plan).
@@ -406,14 +390,8 @@ pub async fn reset_counters<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE export_runs SET total = 0, sent = 0, created = 0, updated = 0, unchanged = 0, skipped = 0, failed = 0, \
-         tag_changes = 0, calls = 0, changes_since = NULL WHERE id = $1",
-    )
-    .bind(id)
-    .execute(db)
-    .await
-    .map(drop)
+    super::execute(db, "UPDATE export_runs SET total = 0, sent = 0, created = 0, updated = 0, unchanged = 0, skipped = 0, failed = 0, \
+         tag_changes = 0, calls = 0, changes_since = NULL WHERE id = $1", &[id.into()]).await
 }
 
 pub async fn finish<'e>(
@@ -422,17 +400,8 @@ pub async fn finish<'e>(
     status: RunStatus,
     message: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE export_runs SET status = $1, message = $2, finished_at = $3, lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id = $4",
-    )
-    .bind(status.as_str())
-    .bind(message)
-    .bind(now_millis())
-    .bind(id)
-    .execute(db)
-    .await
-    .map(drop)
+    super::execute(db, "UPDATE export_runs SET status = $1, message = $2, finished_at = $3, lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = $4", &[status.as_str().into(), message.into(), now_millis().into(), id.into()]).await
 }
 
 /// Asks a run to stop; a queued run stops at once.
@@ -444,15 +413,8 @@ where
         .bind(id)
         .execute(db)
         .await?;
-    sqlx::query(
-        "UPDATE export_runs SET status = 'canceled', finished_at = $1, message = 'Canceled before it started.' \
-         WHERE id = $2 AND status = 'queued'",
-    )
-    .bind(now_millis())
-    .bind(id)
-    .execute(db)
-    .await
-    .map(drop)
+    super::execute(db, "UPDATE export_runs SET status = 'canceled', finished_at = $1, message = 'Canceled before it started.' \
+         WHERE id = $2 AND status = 'queued'", &[now_millis().into(), id.into()]).await
 }
 
 pub async fn cancel_requested<'e>(
@@ -487,7 +449,7 @@ pub async fn latest_cleanup<'e>(
     super::select_one(
         db,
         "WHERE destination_id = $1 AND kind <> 'export' ORDER BY id DESC LIMIT 1",
-        &[destination_id],
+        &[destination_id.into()],
     )
     .await
 }

@@ -87,7 +87,7 @@ pub async fn find<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<Segment>> {
-    super::select_one(db, "WHERE id = $1", &[id]).await
+    Segment::find(db, id).await
 }
 
 pub async fn find_by_name<'e>(
@@ -109,7 +109,7 @@ pub async fn find_for_update(conn: &mut AnyConnection, id: i64) -> sqlx::Result<
     } else {
         ""
     };
-    super::select_one(conn, &format!("WHERE id = $1{hold}"), &[id]).await
+    super::select_one(conn, &format!("WHERE id = $1{hold}"), &[id.into()]).await
 }
 
 /// Creates a segment; a taken name comes back as a unique violation.

@@ -33,22 +33,22 @@ pub async fn count_attempt<'e>(
 
 /// Gives back one counted check (it was the right password).
 pub async fn refund<'e>(db: impl Executor<'e, Database = Any>, key: &str) -> sqlx::Result<()> {
-    sqlx::query(
+    super::execute(
+        db,
         "UPDATE sign_in_failures SET failures = failures - 1 \
          WHERE throttle_key = $1 AND failures > 0",
+        &[key.into()],
     )
-    .bind(key)
-    .execute(db)
     .await
-    .map(drop)
 }
 
 pub async fn clear<'e>(db: impl Executor<'e, Database = Any>, key: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM sign_in_failures WHERE throttle_key = $1")
-        .bind(key)
-        .execute(db)
-        .await
-        .map(drop)
+    super::execute(
+        db,
+        "DELETE FROM sign_in_failures WHERE throttle_key = $1",
+        &[key.into()],
+    )
+    .await
 }
 
 /// Forgets windows that ended before `cutoff`.
@@ -56,11 +56,12 @@ pub async fn purge_before<'e>(
     db: impl Executor<'e, Database = Any>,
     cutoff: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM sign_in_failures WHERE window_started_at < $1")
-        .bind(cutoff)
-        .execute(db)
-        .await
-        .map(drop)
+    super::execute(
+        db,
+        "DELETE FROM sign_in_failures WHERE window_started_at < $1",
+        &[cutoff.into()],
+    )
+    .await
 }
 
 /// Whether `account` signed in from `address` since `since`.
@@ -88,14 +89,11 @@ pub async fn remember_address<'e>(
     address: &str,
     now: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    super::execute(
+        db,
         "INSERT INTO sign_in_known_addresses (account, address, last_seen_at) VALUES ($1, $2, $3) \
          ON CONFLICT (account, address) DO UPDATE SET last_seen_at = $3",
+        &[account.into(), address.into(), now.into()],
     )
-    .bind(account)
-    .bind(address)
-    .bind(now)
-    .execute(db)
     .await
-    .map(drop)
 }

@@ -71,16 +71,13 @@ pub async fn release<'e>(
     slot: i32,
     holder: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    super::execute(
+        db,
         "UPDATE account_slots SET holder = NULL, expires_at = 0 \
          WHERE account_key = $1 AND slot = $2 AND holder = $3",
+        &[account.into(), slot.into(), holder.into()],
     )
-    .bind(account)
-    .bind(slot)
-    .bind(holder)
-    .execute(db)
     .await
-    .map(drop)
 }
 
 /// Notes that `holder` waits for one of the account's slots (since `since`).
@@ -91,17 +88,8 @@ pub async fn wait<'e>(
     since: i64,
     expires_at: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO account_slot_waiters (account_key, holder, since, expires_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (account_key, holder) DO UPDATE SET since = excluded.since, expires_at = excluded.expires_at",
-    )
-    .bind(account)
-    .bind(holder)
-    .bind(since)
-    .bind(expires_at)
-    .execute(db)
-    .await
-    .map(drop)
+    super::execute(db, "INSERT INTO account_slot_waiters (account_key, holder, since, expires_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (account_key, holder) DO UPDATE SET since = excluded.since, expires_at = excluded.expires_at", &[account.into(), holder.into(), since.into(), expires_at.into()]).await
 }
 
 /// `holder`'s wait that began at `since` is over.
@@ -111,15 +99,12 @@ pub async fn stop_waiting<'e>(
     holder: &str,
     since: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    super::execute(
+        db,
         "DELETE FROM account_slot_waiters WHERE account_key = $1 AND holder = $2 AND since = $3",
+        &[account.into(), holder.into(), since.into()],
     )
-    .bind(account)
-    .bind(holder)
-    .bind(since)
-    .execute(db)
     .await
-    .map(drop)
 }
 
 /// Extends the leases of every slot `holder` holds, and of its waits.
@@ -133,12 +118,12 @@ pub async fn renew<'e>(
         .bind(holder)
         .execute(db)
         .await?;
-    sqlx::query("UPDATE account_slot_waiters SET expires_at = $1 WHERE holder = $2")
-        .bind(expires_at)
-        .bind(holder)
-        .execute(db)
-        .await
-        .map(drop)
+    super::execute(
+        db,
+        "UPDATE account_slot_waiters SET expires_at = $1 WHERE holder = $2",
+        &[expires_at.into(), holder.into()],
+    )
+    .await
 }
 
 /// Gives back everything `holder` holds (at shutdown).
@@ -150,11 +135,12 @@ pub async fn release_all<'e>(
         .bind(holder)
         .execute(db)
         .await?;
-    sqlx::query("DELETE FROM account_slot_waiters WHERE holder = $1")
-        .bind(holder)
-        .execute(db)
-        .await
-        .map(drop)
+    super::execute(
+        db,
+        "DELETE FROM account_slot_waiters WHERE holder = $1",
+        &[holder.into()],
+    )
+    .await
 }
 
 /// Slots of an account held now (for tests and the status page).

@@ -7,6 +7,7 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 
 use crate::db::now_millis;
 use crate::store::Record;
+use crate::store::imports::RowCounts;
 
 /// A source as stored; its URL and credentials stay sealed here.
 #[derive(Debug, Clone)]
@@ -148,13 +149,6 @@ pub async fn update<'e>(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn find<'e>(
-    db: impl Executor<'e, Database = Any>,
-    id: i64,
-) -> sqlx::Result<Option<SourceRow>> {
-    super::select_one(db, "WHERE id = $1", &[id]).await
-}
-
 pub async fn list<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<SourceRow>> {
     super::select(db, "ORDER BY name", &[]).await
 }
@@ -188,18 +182,19 @@ pub async fn set_after_pull<'e>(
     id: i64,
     after: &AfterPull<'_>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    super::execute(
+        db,
         "UPDATE sources SET watermark = COALESCE($1, watermark), incrementals = $2, \
          etag = $3, last_modified = $4 WHERE id = $5",
+        &[
+            after.watermark.into(),
+            after.incrementals.into(),
+            after.etag.into(),
+            after.last_modified.into(),
+            id.into(),
+        ],
     )
-    .bind(after.watermark)
-    .bind(after.incrementals)
-    .bind(after.etag)
-    .bind(after.last_modified)
-    .bind(id)
-    .execute(db)
     .await
-    .map(drop)
 }
 
 /// Records that these customers' profiles come from the source; returns their row IDs.
@@ -337,6 +332,21 @@ pub struct PullRow {
 const PULL_COLUMNS: &str = "id, source_id, mode, trigger_kind, status, rows_read, created, updated, \
     unchanged, rejected, deleted, error, import_id, started_at, heartbeat_at, finished_at";
 
+impl PullRow {
+    /// What the pull did with the rows it read.
+    pub fn counts(&self) -> RowCounts {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        RowCounts {
+            rows_read: count(self.rows_read),
+            created: count(self.created),
+            updated: count(self.updated),
+            unchanged: count(self.unchanged),
+            rejected: count(self.rejected),
+            deleted: count(self.deleted),
+        }
+    }
+}
+
 impl Record for PullRow {
     const TABLE: &'static str = "source_pulls";
     const COLUMNS: &'static str = PULL_COLUMNS;
@@ -417,21 +427,22 @@ pub async fn progress<'e>(
     id: i64,
     counts: &PullCounts,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    super::execute(
+        db,
         "UPDATE source_pulls SET rows_read = $1, created = $2, updated = $3, unchanged = $4, \
          rejected = $5, deleted = $6, heartbeat_at = $7 WHERE id = $8 AND status = 'running'",
+        &[
+            (counts.rows_read as i64).into(),
+            (counts.created as i64).into(),
+            (counts.updated as i64).into(),
+            (counts.unchanged as i64).into(),
+            (counts.rejected as i64).into(),
+            (counts.deleted as i64).into(),
+            now_millis().into(),
+            id.into(),
+        ],
     )
-    .bind(counts.rows_read as i64)
-    .bind(counts.created as i64)
-    .bind(counts.updated as i64)
-    .bind(counts.unchanged as i64)
-    .bind(counts.rejected as i64)
-    .bind(counts.deleted as i64)
-    .bind(now_millis())
-    .bind(id)
-    .execute(db)
     .await
-    .map(drop)
 }
 
 pub async fn finish_pull<'e>(
@@ -443,32 +454,16 @@ pub async fn finish_pull<'e>(
     import_id: Option<i64>,
 ) -> sqlx::Result<()> {
     let now = now_millis();
-    sqlx::query(
-        "UPDATE source_pulls SET status = $1, rows_read = $2, created = $3, updated = $4, unchanged = $5, \
+    super::execute(db, "UPDATE source_pulls SET status = $1, rows_read = $2, created = $3, updated = $4, unchanged = $5, \
          rejected = $6, deleted = $7, error = $8, import_id = $9, heartbeat_at = $10, finished_at = $10 \
-         WHERE id = $11",
-    )
-    .bind(status)
-    .bind(counts.rows_read as i64)
-    .bind(counts.created as i64)
-    .bind(counts.updated as i64)
-    .bind(counts.unchanged as i64)
-    .bind(counts.rejected as i64)
-    .bind(counts.deleted as i64)
-    .bind(error)
-    .bind(import_id)
-    .bind(now)
-    .bind(id)
-    .execute(db)
-    .await
-    .map(drop)
+         WHERE id = $11", &[status.into(), (counts.rows_read as i64).into(), (counts.created as i64).into(), (counts.updated as i64).into(), (counts.unchanged as i64).into(), (counts.rejected as i64).into(), (counts.deleted as i64).into(), error.into(), import_id.into(), now.into(), id.into()]).await
 }
 
 pub async fn find_pull<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<PullRow>> {
-    super::select_one(db, "WHERE id = $1", &[id]).await
+    PullRow::find(db, id).await
 }
 
 /// The source's latest pulls, newest first.
@@ -480,7 +475,7 @@ pub async fn pulls_of<'e>(
     super::select(
         db,
         "WHERE source_id = $1 ORDER BY id DESC LIMIT $2",
-        &[source_id, limit],
+        &[source_id.into(), limit.into()],
     )
     .await
 }

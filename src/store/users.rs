@@ -80,7 +80,7 @@ pub async fn find_by_id<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<User>> {
-    super::select_one(db, "WHERE id = $1", &[id]).await
+    User::find(db, id).await
 }
 
 /// Every account, administrators first, then by name.
@@ -119,12 +119,12 @@ pub async fn claim_first_admin<'e>(
     db: impl Executor<'e, Database = Any>,
     user_id: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO first_admin_claim (id, user_id, claimed_at) VALUES (1, $1, $2)")
-        .bind(user_id)
-        .bind(now_millis())
-        .execute(db)
-        .await
-        .map(drop)
+    super::execute(
+        db,
+        "INSERT INTO first_admin_claim (id, user_id, claimed_at) VALUES (1, $1, $2)",
+        &[user_id.into(), now_millis().into()],
+    )
+    .await
 }
 
 pub async fn set_role<'e>(
@@ -132,13 +132,12 @@ pub async fn set_role<'e>(
     id: i64,
     role: Role,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE id = $3")
-        .bind(role.as_str())
-        .bind(now_millis())
-        .bind(id)
-        .execute(db)
-        .await
-        .map(drop)
+    super::execute(
+        db,
+        "UPDATE users SET role = $1, updated_at = $2 WHERE id = $3",
+        &[role.as_str().into(), now_millis().into(), id.into()],
+    )
+    .await
 }
 
 /// Deactivates (with the time) or reactivates (with None) an account.
@@ -147,25 +146,24 @@ pub async fn set_deactivated<'e>(
     id: i64,
     deactivated_at: Option<i64>,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE users SET deactivated_at = $1, updated_at = $2 WHERE id = $3")
-        .bind(deactivated_at)
-        .bind(now_millis())
-        .bind(id)
-        .execute(db)
-        .await
-        .map(drop)
+    super::execute(
+        db,
+        "UPDATE users SET deactivated_at = $1, updated_at = $2 WHERE id = $3",
+        &[deactivated_at.into(), now_millis().into(), id.into()],
+    )
+    .await
 }
 
 pub async fn record_sign_in<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE users SET last_sign_in_at = $1 WHERE id = $2")
-        .bind(now_millis())
-        .bind(id)
-        .execute(db)
-        .await
-        .map(drop)
+    super::execute(
+        db,
+        "UPDATE users SET last_sign_in_at = $1 WHERE id = $2",
+        &[now_millis().into(), id.into()],
+    )
+    .await
 }
 
 /// Active administrators other than `except`.

@@ -63,16 +63,17 @@ pub async fn put_secret<'e>(
     destination_id: i64,
     secret_sealed: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    super::execute(
+        db,
         "INSERT INTO mailchimp_webhooks (destination_id, secret_sealed, created_at) \
          VALUES ($1, $2, $3) ON CONFLICT (destination_id) DO NOTHING",
+        &[
+            destination_id.into(),
+            secret_sealed.into(),
+            now_millis().into(),
+        ],
     )
-    .bind(destination_id)
-    .bind(secret_sealed)
-    .bind(now_millis())
-    .execute(db)
     .await
-    .map(drop)
 }
 
 /// Notes Mailchimp's ID of the destination's webhook, as of now.
@@ -81,15 +82,7 @@ pub async fn set_registered<'e>(
     destination_id: i64,
     webhook_id: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE mailchimp_webhooks SET webhook_id = $1, registered_at = $2 WHERE destination_id = $3",
-    )
-    .bind(webhook_id)
-    .bind(now_millis())
-    .bind(destination_id)
-    .execute(db)
-    .await
-    .map(drop)
+    super::execute(db, "UPDATE mailchimp_webhooks SET webhook_id = $1, registered_at = $2 WHERE destination_id = $3", &[webhook_id.into(), now_millis().into(), destination_id.into()]).await
 }
 
 /// Mailchimp no longer has the destination's webhook.
@@ -97,13 +90,7 @@ pub async fn clear_registered<'e>(
     db: impl Executor<'e, Database = Any>,
     destination_id: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE mailchimp_webhooks SET webhook_id = NULL, registered_at = NULL WHERE destination_id = $1",
-    )
-    .bind(destination_id)
-    .execute(db)
-    .await
-    .map(drop)
+    super::execute(db, "UPDATE mailchimp_webhooks SET webhook_id = NULL, registered_at = NULL WHERE destination_id = $1", &[destination_id.into()]).await
 }
 
 /// One event a webhook delivered (the address only as its subscriber hash).
@@ -121,19 +108,8 @@ pub async fn record(
     destination_id: i64,
     event: &Event<'_>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO webhook_events (destination_id, kind, email_hash, fired_at, received_at, applied) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(destination_id)
-    .bind(event.kind)
-    .bind(event.email_hash)
-    .bind(event.fired_at)
-    .bind(now_millis())
-    .bind(i64::from(event.applied))
-    .execute(conn)
-    .await
-    .map(drop)
+    super::execute(conn, "INSERT INTO webhook_events (destination_id, kind, email_hash, fired_at, received_at, applied) \
+         VALUES ($1, $2, $3, $4, $5, $6)", &[destination_id.into(), event.kind.into(), event.email_hash.into(), event.fired_at.into(), now_millis().into(), i64::from(event.applied).into()]).await
 }
 
 /// The events one destination received, by kind: (kind, how many, the first one's arrival).

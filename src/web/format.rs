@@ -39,6 +39,29 @@ pub fn optional_timestamp(millis: Option<i64>) -> String {
     millis.map(timestamp).unwrap_or_else(|| "Never".to_owned())
 }
 
+/// What an import or a pull did with its rows, each count with thousands separators.
+pub struct RowCountsShown {
+    pub rows_read: String,
+    pub created: String,
+    pub updated: String,
+    pub unchanged: String,
+    pub rejected: String,
+    pub deleted: String,
+}
+
+impl From<crate::store::imports::RowCounts> for RowCountsShown {
+    fn from(counts: crate::store::imports::RowCounts) -> Self {
+        Self {
+            rows_read: num(counts.rows_read),
+            created: num(counts.created),
+            updated: num(counts.updated),
+            unchanged: num(counts.unchanged),
+            rejected: num(counts.rejected),
+            deleted: num(counts.deleted),
+        }
+    }
+}
+
 /// A count with thousands separators: "1,000,000".
 pub fn count(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();

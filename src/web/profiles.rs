@@ -14,7 +14,7 @@ use crate::state::AppState;
 use crate::store::import_jobs::{self, ImportJob, Phase};
 use crate::store::imports::{self, ImportRecord};
 use crate::store::profiles::{self, Cursor, Profile};
-use crate::store::{fields, segments};
+use crate::store::{Record, fields, segments};
 use crate::web::current_user::{CurrentUser, require_contributor};
 use crate::web::found::Found;
 use crate::web::limits::{MAX_FIELD_CHARS, multipart_text};
@@ -331,7 +331,7 @@ fn job_progress_of(job: &ImportJob) -> JobProgress {
 }
 
 async fn load_job(state: &AppState, id: i64) -> Result<ImportJob, AppError> {
-    import_jobs::find(state.db.pool(), id)
+    ImportJob::find(state.db.pool(), id)
         .await?
         .ok_or(AppError::NotFound)
 }
@@ -389,7 +389,7 @@ struct ImportPage {
     job: Option<ImportJob>,
     /// The segments were (or are being) refreshed after the import.
     refreshed: bool,
-    counts: [String; 6],
+    counts: format::RowCountsShown,
 }
 
 async fn report(
@@ -406,18 +406,10 @@ async fn report(
             "{:.1}",
             (import.finished_at - import.started_at) as f64 / 1000.0
         ),
-        more_rejected: import.rejected - import.rejections.len() as i64,
+        more_rejected: import.counts.rejected as i64 - import.rejections.len() as i64,
         refreshed: job.as_ref().is_some_and(|j| j.refresh_segments),
         job,
-        counts: [
-            import.rows_read,
-            import.created,
-            import.updated,
-            import.rejected,
-            import.unchanged,
-            import.deleted,
-        ]
-        .map(format::count),
+        counts: import.counts.into(),
         import,
     };
     Ok(render(&page)?.into_response())

@@ -17,6 +17,7 @@ use crate::sources::pull::{self, NotStarted, PullRequest, Trigger};
 use crate::sources::spec::{Credentials, SourceInput};
 use crate::sources::{Sample, SaveError, SourceKind, SourceSpec};
 use crate::state::AppState;
+use crate::store::Record;
 use crate::store::audit::Actor;
 use crate::store::sources::{self as store, PullRow, SourceRow};
 use crate::web::AppError;
@@ -94,7 +95,7 @@ pub struct PullView {
     pub pull: PullRow,
     pub started: String,
     pub took: String,
-    pub counts: [String; 6],
+    pub counts: format::RowCountsShown,
     pub status: &'static str,
 }
 
@@ -107,15 +108,7 @@ impl PullView {
         Self {
             started: format::timestamp(pull.started_at),
             took,
-            counts: [
-                pull.rows_read,
-                pull.created,
-                pull.updated,
-                pull.unchanged,
-                pull.rejected,
-                pull.deleted,
-            ]
-            .map(format::count),
+            counts: pull.counts().into(),
             status: match pull.status.as_str() {
                 "running" => "Pulling",
                 "succeeded" if pull.rejected > 0 => "Succeeded with rejected rows",
@@ -225,7 +218,7 @@ async fn pull_page(
 ) -> Result<Response, AppError> {
     let pool = state.db.pool();
     let pull = state.sources.live.current(pull);
-    let source = store::find(pool, pull.source_id)
+    let source = SourceRow::find(pool, pull.source_id)
         .await?
         .ok_or(AppError::NotFound)?;
     Ok(render(&PullPage {
@@ -351,7 +344,7 @@ async fn edit_form(
 }
 
 async fn stored(state: &AppState, id: i64) -> Result<(SourceRow, SourceSpec), AppError> {
-    let row = store::find(state.db.pool(), id)
+    let row = SourceRow::find(state.db.pool(), id)
         .await?
         .ok_or(AppError::NotFound)?;
     let spec = SourceSpec::from_row(&row, &state.secret_key)?;
