@@ -2,17 +2,19 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::sandbox::audience::Audience;
 use crate::sandbox::audience::{ExistingPolicy, MemberWrite, Written, events_of_write};
 use crate::sandbox::clock;
-use crate::sandbox::json::{self, ApiJson, Caller, Paging};
+use crate::sandbox::json::{self, ApiJson, Caller, OnList, Paging};
 use crate::sandbox::problem::{FieldError, MailchimpProblem};
 use crate::sandbox::state::Sandbox;
+use crate::sandbox::status::MemberStatus;
 use crate::sandbox::webhooks::Source;
 
 /// Mailchimp's limit on members in one batch-subscribe call.
@@ -113,15 +115,9 @@ async fn create_list(
     Ok(Json(json::audience(audience)))
 }
 
-async fn list(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path(list_id): Path<String>,
-) -> Result<Json<Value>, MailchimpProblem> {
-    sandbox.work(0).await;
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    Ok(Json(json::audience(audience)))
+async fn list(call: OnList) -> Result<Json<Value>, MailchimpProblem> {
+    call.audience(0, |audience| Ok(Json(json::audience(audience))))
+        .await
 }
 
 #[derive(Deserialize)]
@@ -172,12 +168,8 @@ fn tag_names(tags: &[String]) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-async fn batch_subscribe(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path(list_id): Path<String>,
-    ApiJson(body): ApiJson<BatchBody>,
-) -> Result<Json<Value>, MailchimpProblem> {
+/// Mailchimp's checks of a batch as a whole, before any member is written.
+fn check_batch(body: &BatchBody) -> Result<(), MailchimpProblem> {
     if body.members.len() > MAX_BATCH {
         return Err(MailchimpProblem::field(
             "members",
@@ -193,13 +185,97 @@ async fn batch_subscribe(
             "sync_tags replaces existing members' tags, so it needs update_existing: true.",
         ));
     }
-    sandbox.store().audience_mut(&caller.account_id, &list_id)?;
+    Ok(())
+}
+
+/// One member's entry in the batch's `errors`.
+fn item_error(email: &str, error: &str, code: &str, field: &str, field_message: &str) -> Value {
+    json!({
+        "email_address": email,
+        "error": error,
+        "error_code": code,
+        "field": field,
+        "field_message": field_message,
+    })
+}
+
+/// The item's status and tag names, or its entry in the batch's `errors`.
+fn read_item(item: &BatchMember) -> Result<(MemberStatus, Option<Vec<String>>), Value> {
+    let Some(Ok(status)) = item.status.as_deref().map(str::parse) else {
+        return Err(item_error(
+            &item.email_address,
+            "The status must be one of subscribed, unsubscribed, cleaned, pending or transactional.",
+            "ERROR_GENERIC",
+            "status",
+            "This value should not be blank.",
+        ));
+    };
+    let tags = item
+        .tags
+        .as_deref()
+        .map(tag_names)
+        .transpose()
+        .map_err(|message| {
+            item_error(
+                &item.email_address,
+                &message,
+                "ERROR_GENERIC",
+                "tags",
+                &message,
+            )
+        })?;
+    Ok((status, tags))
+}
+
+/// Puts the item's tags on the member (creating the tags the audience lacks); with
+/// `sync`, takes off the member's other tags.
+fn tag_member(
+    audience: &mut Audience,
+    hash: &str,
+    tags: &[String],
+    sync: bool,
+    segment_id: &mut u64,
+    now: &str,
+) -> Result<(), MailchimpProblem> {
+    let email = audience.members[hash].email_address.clone();
+    if sync {
+        let keep: Vec<u64> = tags
+            .iter()
+            .filter_map(|name| audience.segment_by_name(name))
+            .collect();
+        let current: Vec<u64> = audience.members[hash].tags.iter().copied().collect();
+        for id in current.into_iter().filter(|id| !keep.contains(id)) {
+            audience.set_tag(id, &email, false, now);
+        }
+    }
+    for name in tags {
+        let id = match audience.segment_by_name(name) {
+            Some(id) => id,
+            None => {
+                *segment_id += 1;
+                audience.create_segment(*segment_id, name, now)?
+            }
+        };
+        audience.set_tag(id, &email, true, now);
+    }
+    Ok(())
+}
+
+async fn batch_subscribe(
+    call: OnList,
+    ApiJson(body): ApiJson<BatchBody>,
+) -> Result<Json<Value>, MailchimpProblem> {
+    check_batch(&body)?;
+    let sandbox = &call.sandbox;
+    sandbox
+        .store()
+        .audience_mut(&call.account_id, &call.list_id)?;
     sandbox.work(body.members.len()).await;
     let now = clock::now();
     let mut store = sandbox.store();
     let mut web_id = store.next_web_id;
     let mut segment_id = store.next_segment_id;
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let audience = store.audience_mut(&call.account_id, &call.list_id)?;
     let policy = if body.update_existing {
         ExistingPolicy::Update
     } else {
@@ -210,32 +286,17 @@ async fn batch_subscribe(
     let heard = Sandbox::heard(audience, Source::Api);
     let mut events = Vec::new();
     for item in body.members {
-        let status = match item.status.as_deref().map(str::parse) {
-            Some(Ok(status)) => status,
-            Some(Err(_)) | None => {
-                errors.push(json!({
-                    "email_address": item.email_address,
-                    "error": "The status must be one of subscribed, unsubscribed, cleaned, pending or transactional.",
-                    "error_code": "ERROR_GENERIC",
-                    "field": "status",
-                    "field_message": "This value should not be blank.",
-                }));
+        let (status, tags) = match read_item(&item) {
+            Ok(read) => read,
+            Err(error) => {
+                errors.push(error);
                 continue;
             }
         };
-        let tags = match item.tags.as_deref().map(tag_names).transpose() {
-            Ok(tags) => tags,
-            Err(message) => {
-                errors.push(json!({
-                    "email_address": item.email_address,
-                    "error": message,
-                    "error_code": "ERROR_GENERIC",
-                    "field": "tags",
-                    "field_message": message,
-                }));
-                continue;
-            }
-        };
+        let before = heard.then(|| {
+            let hash = crate::domain::subscriber_hash(&item.email_address);
+            audience.members.get(&hash).cloned()
+        });
         let write = MemberWrite {
             email_address: item.email_address.clone(),
             status: Some(status),
@@ -245,56 +306,39 @@ async fn batch_subscribe(
             vip: item.vip,
             ..MemberWrite::default()
         };
-        let before = heard.then(|| {
-            let hash = crate::domain::subscriber_hash(&item.email_address);
-            audience.members.get(&hash).cloned()
-        });
         match audience.write_member(write, policy, &mut web_id, &now) {
             Ok((hash, written)) => {
                 if let Some(before) = &before {
                     events.extend(events_of_write(before.as_ref(), &audience.members[&hash]));
                 }
-                let email = audience.members[&hash].email_address.clone();
-                if body.sync_tags {
-                    let keep: Vec<u64> = tags
-                        .iter()
-                        .flatten()
-                        .filter_map(|name| audience.segment_by_name(name))
-                        .collect();
-                    let current: Vec<u64> = audience.members[&hash].tags.iter().copied().collect();
-                    for id in current.into_iter().filter(|id| !keep.contains(id)) {
-                        audience.set_tag(id, &email, false, &now);
-                    }
-                }
-                for name in tags.iter().flatten() {
-                    let id = match audience.segment_by_name(name) {
-                        Some(id) => id,
-                        None => {
-                            segment_id += 1;
-                            audience.create_segment(segment_id, name, &now)?
-                        }
-                    };
-                    audience.set_tag(id, &email, true, &now);
-                }
+                let tags = tags.unwrap_or_default();
+                tag_member(
+                    audience,
+                    &hash,
+                    &tags,
+                    body.sync_tags,
+                    &mut segment_id,
+                    &now,
+                )?;
                 let member = json::member_summary(audience, &hash, &audience.members[&hash]);
                 match written {
                     Written::Created => created.push(member),
                     Written::Updated => updated.push(member),
                 }
             }
-            Err(error) => errors.push(json!({
-                "email_address": item.email_address,
-                "error": error.detail,
-                "error_code": error.code,
-                "field": error.field,
-                "field_message": error.field_message,
-            })),
+            Err(error) => errors.push(item_error(
+                &item.email_address,
+                &error.detail,
+                &error.code,
+                &error.field,
+                &error.field_message,
+            )),
         }
     }
     store.next_web_id = web_id;
     store.next_segment_id = segment_id;
     drop(store);
-    sandbox.fire(&list_id, Source::Api, events);
+    sandbox.fire(&call.list_id, Source::Api, events);
     Ok(Json(json!({
         "total_created": created.len(),
         "total_updated": updated.len(),

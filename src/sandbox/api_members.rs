@@ -1,9 +1,6 @@
 //! Members of an audience: list, read, add, upsert, update, archive, delete for good,
 //! and a member's tags.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,7 +10,7 @@ use serde_json::{Value, json};
 use crate::domain::subscriber_hash;
 use crate::sandbox::audience::{ExistingPolicy, MemberWrite, events_of_write};
 use crate::sandbox::clock;
-use crate::sandbox::json::{self, ApiJson, Caller, Paging};
+use crate::sandbox::json::{self, ApiJson, OnList};
 use crate::sandbox::problem::MailchimpProblem;
 use crate::sandbox::state::Sandbox;
 use crate::sandbox::status::MemberStatus;
@@ -42,66 +39,47 @@ pub fn router() -> Router<Sandbox> {
         )
 }
 
-async fn list_members(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path(list_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, MailchimpProblem> {
-    let paging = Paging::from_query(&query)?;
-    let status = match query.get("status") {
+async fn list_members(call: OnList) -> Result<Json<Value>, MailchimpProblem> {
+    let paging = call.paging()?;
+    let status = match call.query.get("status") {
         None => None,
         Some(raw) => Some(raw.parse::<MemberStatus>().map_err(|_| {
             MailchimpProblem::field("status", "status must be subscribed, unsubscribed, cleaned, pending, transactional or archived.")
         })?),
     };
-    sandbox.work(0).await;
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    let mut matching: Vec<(&String, &crate::sandbox::audience::Member)> = audience
-        .members
-        .iter()
-        .filter(|(_, m)| match status {
-            Some(status) => m.status == status,
-            None => m.status != MemberStatus::Archived,
-        })
-        .collect();
-    matching.sort_unstable_by_key(|(_, m)| m.web_id);
-    let members: Vec<Value> = paging
-        .page(&matching)
-        .map(|(hash, m)| json::member(audience, hash, m))
-        .collect();
-    Ok(Json(json::collection(
-        audience,
-        "members",
-        members,
-        matching.len(),
-    )))
+    call.audience(0, |audience| {
+        let mut matching: Vec<(&String, &crate::sandbox::audience::Member)> = audience
+            .members
+            .iter()
+            .filter(|(_, m)| match status {
+                Some(status) => m.status == status,
+                None => m.status != MemberStatus::Archived,
+            })
+            .collect();
+        matching.sort_unstable_by_key(|(_, m)| m.web_id);
+        let members: Vec<Value> = paging
+            .page(&matching)
+            .map(|(hash, m)| json::member(audience, hash, m))
+            .collect();
+        Ok(Json(json::collection(
+            audience,
+            "members",
+            members,
+            matching.len(),
+        )))
+    })
+    .await
 }
 
-async fn get_member(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path((list_id, hash)): Path<(String, String)>,
-) -> Result<Json<Value>, MailchimpProblem> {
-    sandbox.work(0).await;
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    let hash = normalise_hash(&hash);
-    let member = audience
-        .members
-        .get(&hash)
-        .ok_or_else(MailchimpProblem::not_found)?;
-    Ok(Json(json::member(audience, &hash, member)))
-}
-
-/// Mailchimp also accepts the address itself where a subscriber hash is expected.
-fn normalise_hash(hash_or_email: &str) -> String {
-    if hash_or_email.contains('@') {
-        subscriber_hash(hash_or_email)
-    } else {
-        hash_or_email.to_lowercase()
-    }
+async fn get_member(call: OnList) -> Result<Json<Value>, MailchimpProblem> {
+    call.audience(0, |audience| {
+        let member = audience
+            .members
+            .get(&call.hash)
+            .ok_or_else(MailchimpProblem::not_found)?;
+        Ok(Json(json::member(audience, &call.hash, member)))
+    })
+    .await
 }
 
 #[derive(Deserialize, Default)]
@@ -143,18 +121,17 @@ fn to_write(
 }
 
 async fn write(
-    sandbox: &Sandbox,
-    caller: &Caller,
-    list_id: &str,
+    call: &OnList,
     write: MemberWrite,
     policy: ExistingPolicy,
 ) -> Result<Json<Value>, MailchimpProblem> {
-    sandbox.store().audience_mut(&caller.account_id, list_id)?;
+    let (sandbox, list_id) = (&call.sandbox, call.list_id.as_str());
+    sandbox.store().audience_mut(&call.account_id, list_id)?;
     sandbox.work(1).await;
     let now = clock::now();
     let mut store = sandbox.store();
     let mut web_id = store.next_web_id;
-    let audience = store.audience_mut(&caller.account_id, list_id)?;
+    let audience = store.audience_mut(&call.account_id, list_id)?;
     // What the webhooks that hear the API's changes are told.
     let before = Sandbox::heard(audience, Source::Api).then(|| {
         audience
@@ -181,17 +158,14 @@ async fn write(
     response
 }
 
-fn skip_validation(query: &HashMap<String, String>) -> bool {
-    query
+fn skip_validation(call: &OnList) -> bool {
+    call.query
         .get("skip_merge_validation")
         .is_some_and(|v| v == "true")
 }
 
 async fn add_member(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path(list_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    call: OnList,
     ApiJson(body): ApiJson<MemberBody>,
 ) -> Result<Json<Value>, MailchimpProblem> {
     let email = body.email_address.clone().unwrap_or_default();
@@ -201,15 +175,12 @@ async fn add_member(
             "This value should not be blank.",
         ));
     }
-    let member = to_write(body, email, skip_validation(&query))?;
-    write(&sandbox, &caller, &list_id, member, ExistingPolicy::Refuse).await
+    let member = to_write(body, email, skip_validation(&call))?;
+    write(&call, member, ExistingPolicy::Refuse).await
 }
 
 async fn put_member(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path((list_id, hash)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    call: OnList,
     ApiJson(body): ApiJson<MemberBody>,
 ) -> Result<Json<Value>, MailchimpProblem> {
     let email = body.email_address.clone().unwrap_or_default();
@@ -219,89 +190,57 @@ async fn put_member(
             "This value should not be blank.",
         ));
     }
-    if subscriber_hash(&email) != normalise_hash(&hash) {
+    if subscriber_hash(&email) != call.hash {
         return Err(MailchimpProblem::invalid(
             "The subscriber hash in the URL does not match the email address in the body.",
         ));
     }
-    let member = to_write(body, email, skip_validation(&query))?;
-    write(&sandbox, &caller, &list_id, member, ExistingPolicy::Update).await
+    let member = to_write(body, email, skip_validation(&call))?;
+    write(&call, member, ExistingPolicy::Update).await
 }
 
 async fn patch_member(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path((list_id, hash)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    call: OnList,
     ApiJson(body): ApiJson<MemberBody>,
 ) -> Result<Json<Value>, MailchimpProblem> {
-    let hash = normalise_hash(&hash);
     let email = {
-        let mut store = sandbox.store();
-        let audience = store.audience_mut(&caller.account_id, &list_id)?;
-        audience
-            .members
-            .get(&hash)
-            .filter(|m| m.status != MemberStatus::Archived)
-            .map(|m| m.email_address.clone())
-            .ok_or_else(MailchimpProblem::not_found)?
+        let mut store = call.sandbox.store();
+        let audience = store.audience_mut(&call.account_id, &call.list_id)?;
+        call.member(audience)?.email_address.clone()
     };
-    let member = to_write(body, email, skip_validation(&query))?;
-    write(
-        &sandbox,
-        &caller,
-        &list_id,
-        member,
-        ExistingPolicy::MustExist,
-    )
-    .await
+    let member = to_write(body, email, skip_validation(&call))?;
+    write(&call, member, ExistingPolicy::MustExist).await
 }
 
-async fn archive_member(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path((list_id, hash)): Path<(String, String)>,
-) -> Result<StatusCode, MailchimpProblem> {
-    sandbox.work(1).await;
+async fn archive_member(call: OnList) -> Result<StatusCode, MailchimpProblem> {
     let now = clock::now();
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    audience.archive(&normalise_hash(&hash), &now)?;
+    call.audience(1, |audience| audience.archive(&call.hash, &now))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete_permanent(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path((list_id, hash)): Path<(String, String)>,
-) -> Result<StatusCode, MailchimpProblem> {
-    sandbox.work(1).await;
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    audience.delete_permanently(&normalise_hash(&hash))?;
+async fn delete_permanent(call: OnList) -> Result<StatusCode, MailchimpProblem> {
+    call.audience(1, |audience| audience.delete_permanently(&call.hash))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn member_tags(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path((list_id, hash)): Path<(String, String)>,
-) -> Result<Json<Value>, MailchimpProblem> {
-    sandbox.work(0).await;
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    let member = audience
-        .members
-        .get(&normalise_hash(&hash))
-        .ok_or_else(MailchimpProblem::not_found)?;
-    let tags: Vec<Value> = audience
-        .tag_names(member)
-        .into_iter()
-        .map(|(id, name)| json!({ "id": id, "name": name, "date_added": member.last_changed }))
-        .collect();
-    Ok(Json(
-        json!({ "tags": tags, "total_items": tags.len(), "_links": [] }),
-    ))
+async fn member_tags(call: OnList) -> Result<Json<Value>, MailchimpProblem> {
+    call.audience(0, |audience| {
+        let member = audience
+            .members
+            .get(&call.hash)
+            .ok_or_else(MailchimpProblem::not_found)?;
+        let tags: Vec<Value> = audience
+            .tag_names(member)
+            .into_iter()
+            .map(|(id, name)| json!({ "id": id, "name": name, "date_added": member.last_changed }))
+            .collect();
+        Ok(Json(
+            json!({ "tags": tags, "total_items": tags.len(), "_links": [] }),
+        ))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -316,9 +255,7 @@ struct TagChange {
 }
 
 async fn set_member_tags(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path((list_id, hash)): Path<(String, String)>,
+    call: OnList,
     ApiJson(body): ApiJson<TagsBody>,
 ) -> Result<StatusCode, MailchimpProblem> {
     for change in &body.tags {
@@ -329,18 +266,12 @@ async fn set_member_tags(
             ));
         }
     }
-    sandbox.work(1).await;
+    call.sandbox.work(1).await;
     let now = clock::now();
-    let mut store = sandbox.store();
+    let mut store = call.sandbox.store();
     let mut next_segment = store.next_segment_id;
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    let hash = normalise_hash(&hash);
-    let email = audience
-        .members
-        .get(&hash)
-        .filter(|m| m.status != MemberStatus::Archived)
-        .map(|m| m.email_address.clone())
-        .ok_or_else(MailchimpProblem::not_found)?;
+    let audience = store.audience_mut(&call.account_id, &call.list_id)?;
+    let email = call.member(audience)?.email_address.clone();
     for change in body.tags {
         let active = change.status == "active";
         let id = match audience.segment_by_name(change.name.trim()) {

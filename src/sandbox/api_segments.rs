@@ -1,8 +1,5 @@
 //! Tags (static segments) and merge fields of an audience.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -10,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::sandbox::audience::MergeField;
 use crate::sandbox::clock;
-use crate::sandbox::json::{self, ApiJson, Caller, Paging};
+use crate::sandbox::json::{self, ApiJson, OnList};
 use crate::sandbox::problem::MailchimpProblem;
 use crate::sandbox::state::Sandbox;
 
@@ -33,14 +30,9 @@ pub fn router() -> Router<Sandbox> {
         )
 }
 
-async fn segments(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path(list_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, MailchimpProblem> {
-    let paging = Paging::from_query(&query)?;
-    if let Some(kind) = query.get("type") {
+async fn segments(call: OnList) -> Result<Json<Value>, MailchimpProblem> {
+    let paging = call.paging()?;
+    if let Some(kind) = call.query.get("type") {
         if !["saved", "static", "fuzzy"].contains(&kind.as_str()) {
             return Err(MailchimpProblem::field(
                 "type",
@@ -48,27 +40,27 @@ async fn segments(
             ));
         }
     }
-    let only_other_kinds = query.get("type").is_some_and(|t| t != "static");
-    sandbox.work(0).await;
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    let all: Vec<Value> = if only_other_kinds {
-        Vec::new()
-    } else {
-        audience
-            .segments
-            .values()
-            .map(|s| json::segment(audience, s))
-            .collect()
-    };
-    let total_items = all.len();
-    let page = paging.page(all).collect();
-    Ok(Json(json::collection(
-        audience,
-        "segments",
-        page,
-        total_items,
-    )))
+    let only_other_kinds = call.query.get("type").is_some_and(|t| t != "static");
+    call.audience(0, |audience| {
+        let all: Vec<Value> = if only_other_kinds {
+            Vec::new()
+        } else {
+            audience
+                .segments
+                .values()
+                .map(|s| json::segment(audience, s))
+                .collect()
+        };
+        let total_items = all.len();
+        let page = paging.page(all).collect();
+        Ok(Json(json::collection(
+            audience,
+            "segments",
+            page,
+            total_items,
+        )))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -79,9 +71,7 @@ struct NewSegment {
 }
 
 async fn create_segment(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path(list_id): Path<String>,
+    call: OnList,
     ApiJson(body): ApiJson<NewSegment>,
 ) -> Result<Json<Value>, MailchimpProblem> {
     let Some(emails) = body.static_segment else {
@@ -90,12 +80,12 @@ async fn create_segment(
             "The sandbox creates static segments (tags) only: give static_segment, even empty.",
         ));
     };
-    sandbox.work(emails.len()).await;
+    call.sandbox.work(emails.len()).await;
     let now = clock::now();
-    let mut store = sandbox.store();
+    let mut store = call.sandbox.store();
     store.next_segment_id += 1;
     let id = store.next_segment_id;
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let audience = store.audience_mut(&call.account_id, &call.list_id)?;
     audience.create_segment(id, &body.name, &now)?;
     for email in &emails {
         audience.set_tag(id, email, true, &now);
@@ -103,19 +93,16 @@ async fn create_segment(
     Ok(Json(json::segment(audience, &audience.segments[&id])))
 }
 
-async fn segment(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path((list_id, segment_id)): Path<(String, u64)>,
-) -> Result<Json<Value>, MailchimpProblem> {
-    sandbox.work(0).await;
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    let segment = audience
-        .segments
-        .get(&segment_id)
-        .ok_or_else(MailchimpProblem::not_found)?;
-    Ok(Json(json::segment(audience, segment)))
+async fn segment(call: OnList) -> Result<Json<Value>, MailchimpProblem> {
+    let segment_id = call.number("segment_id")?;
+    call.audience(0, |audience| {
+        let segment = audience
+            .segments
+            .get(&segment_id)
+            .ok_or_else(MailchimpProblem::not_found)?;
+        Ok(Json(json::segment(audience, segment)))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -127,11 +114,10 @@ struct SegmentBatch {
 }
 
 async fn batch_segment(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path((list_id, segment_id)): Path<(String, u64)>,
+    call: OnList,
     ApiJson(body): ApiJson<SegmentBatch>,
 ) -> Result<Json<Value>, MailchimpProblem> {
+    let segment_id = call.number("segment_id")?;
     for (field, list) in [
         ("members_to_add", &body.members_to_add),
         ("members_to_remove", &body.members_to_remove),
@@ -147,77 +133,72 @@ async fn batch_segment(
         }
     }
     {
-        let mut store = sandbox.store();
-        let audience = store.audience_mut(&caller.account_id, &list_id)?;
+        let mut store = call.sandbox.store();
+        let audience = store.audience_mut(&call.account_id, &call.list_id)?;
         audience
             .segments
             .get(&segment_id)
             .ok_or_else(MailchimpProblem::not_found)?;
     }
-    sandbox
-        .work(body.members_to_add.len() + body.members_to_remove.len())
-        .await;
     let now = clock::now();
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    let (mut added, mut removed, mut not_found) = (Vec::new(), Vec::new(), Vec::new());
-    for (emails, add) in [
-        (&body.members_to_add, true),
-        (&body.members_to_remove, false),
-    ] {
-        for email in emails {
-            if audience.set_tag(segment_id, email, add, &now) {
-                let hash = crate::domain::subscriber_hash(email);
-                let member = json::member_summary(audience, &hash, &audience.members[&hash]);
-                if add {
-                    added.push(member)
+    let work = body.members_to_add.len() + body.members_to_remove.len();
+    call.audience(work, |audience| {
+        let (mut added, mut removed, mut not_found) = (Vec::new(), Vec::new(), Vec::new());
+        for (emails, add) in [
+            (&body.members_to_add, true),
+            (&body.members_to_remove, false),
+        ] {
+            for email in emails {
+                if audience.set_tag(segment_id, email, add, &now) {
+                    let hash = crate::domain::subscriber_hash(email);
+                    let member = json::member_summary(audience, &hash, &audience.members[&hash]);
+                    if add {
+                        added.push(member)
+                    } else {
+                        removed.push(member)
+                    }
                 } else {
-                    removed.push(member)
+                    not_found.push(email.clone());
                 }
-            } else {
-                not_found.push(email.clone());
             }
         }
-    }
-    let errors: Vec<Value> = if not_found.is_empty() {
-        Vec::new()
-    } else {
-        vec![json!({
-            "email_addresses": not_found,
-            "error": "Email addresses do not belong to this audience, so they were ignored.",
-        })]
-    };
-    Ok(Json(json!({
-        "members_added": added,
-        "members_removed": removed,
-        "errors": errors,
-        "total_added": added.len(),
-        "total_removed": removed.len(),
-        "error_count": not_found.len(),
-        "_links": [],
-    })))
+        let errors: Vec<Value> = if not_found.is_empty() {
+            Vec::new()
+        } else {
+            vec![json!({
+                "email_addresses": not_found,
+                "error": "Email addresses do not belong to this audience, so they were ignored.",
+            })]
+        };
+        Ok(Json(json!({
+            "members_added": added,
+            "members_removed": removed,
+            "errors": errors,
+            "total_added": added.len(),
+            "total_removed": removed.len(),
+            "error_count": not_found.len(),
+            "_links": [],
+        })))
+    })
+    .await
 }
 
-async fn merge_fields(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path(list_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, MailchimpProblem> {
-    let paging = Paging::from_query(&query)?;
-    sandbox.work(0).await;
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    let fields: Vec<Value> = paging
-        .page(&audience.merge_fields)
-        .map(|f| json::merge_field(audience, f))
-        .collect();
-    Ok(Json(json::collection(
-        audience,
-        "merge_fields",
-        fields,
-        audience.merge_fields.len(),
-    )))
+async fn merge_fields(call: OnList) -> Result<Json<Value>, MailchimpProblem> {
+    let paging = call.paging()?;
+    call.audience(0, |audience| {
+        let fields: Vec<Value> = paging
+            .page(&audience.merge_fields)
+            .map(|f| json::merge_field(audience, f))
+            .collect();
+        let total = audience.merge_fields.len();
+        Ok(Json(json::collection(
+            audience,
+            "merge_fields",
+            fields,
+            total,
+        )))
+    })
+    .await
 }
 
 const MERGE_TYPES: [&str; 11] = [
@@ -242,9 +223,7 @@ struct NewMergeField {
 }
 
 async fn create_merge_field(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path(list_id): Path<String>,
+    call: OnList,
     ApiJson(body): ApiJson<NewMergeField>,
 ) -> Result<Json<Value>, MailchimpProblem> {
     let name = body
@@ -284,33 +263,33 @@ async fn create_merge_field(
             "A merge tag has 1 to 10 letters, digits or underscores.",
         ));
     }
-    sandbox.work(0).await;
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    if audience.merge_fields.iter().any(|f| f.tag == tag) {
-        return Err(MailchimpProblem::invalid(format!(
-            "A merge field with the tag \"{tag}\" already exists."
-        )));
-    }
-    let merge_id = audience
-        .merge_fields
-        .iter()
-        .map(|f| f.merge_id)
-        .max()
-        .unwrap_or(0)
-        + 1;
-    let field = MergeField {
-        merge_id,
-        tag,
-        name,
-        kind,
-        required: body.required,
-        default_value: body.default_value,
-        public: body.public,
-        display_order: merge_id + 1,
-        options: body.options,
-    };
-    let json = json::merge_field(audience, &field);
-    audience.merge_fields.push(field);
-    Ok(Json(json))
+    call.audience(0, |audience| {
+        if audience.merge_fields.iter().any(|f| f.tag == tag) {
+            return Err(MailchimpProblem::invalid(format!(
+                "A merge field with the tag \"{tag}\" already exists."
+            )));
+        }
+        let merge_id = audience
+            .merge_fields
+            .iter()
+            .map(|f| f.merge_id)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let field = MergeField {
+            merge_id,
+            tag,
+            name,
+            kind,
+            required: body.required,
+            default_value: body.default_value,
+            public: body.public,
+            display_order: merge_id + 1,
+            options: body.options,
+        };
+        let json = json::merge_field(audience, &field);
+        audience.merge_fields.push(field);
+        Ok(Json(json))
+    })
+    .await
 }

@@ -1,14 +1,13 @@
 //! An audience's webhooks: list, add (after checking that the URL answers), read, change
 //! and delete.
 
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::sandbox::json::{self, ApiJson, Caller};
+use crate::sandbox::json::{self, ApiJson, OnList};
 use crate::sandbox::problem::MailchimpProblem;
 use crate::sandbox::state::Sandbox;
 use crate::sandbox::webhooks::{Events, Sources, Webhook, probe};
@@ -38,26 +37,22 @@ fn webhook_json(list_id: &str, webhook: &Webhook) -> Value {
     })
 }
 
-async fn list_webhooks(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path(list_id): Path<String>,
-) -> Result<Json<Value>, MailchimpProblem> {
-    sandbox.work(0).await;
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    let webhooks: Vec<Value> = audience
-        .webhooks
-        .iter()
-        .map(|w| webhook_json(&audience.id, w))
-        .collect();
-    let total_items = webhooks.len();
-    Ok(Json(json::collection(
-        audience,
-        "webhooks",
-        webhooks,
-        total_items,
-    )))
+async fn list_webhooks(call: OnList) -> Result<Json<Value>, MailchimpProblem> {
+    call.audience(0, |audience| {
+        let webhooks: Vec<Value> = audience
+            .webhooks
+            .iter()
+            .map(|w| webhook_json(&audience.id, w))
+            .collect();
+        let total_items = webhooks.len();
+        Ok(Json(json::collection(
+            audience,
+            "webhooks",
+            webhooks,
+            total_items,
+        )))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -87,15 +82,14 @@ fn check_url(raw: Option<&str>) -> Result<String, MailchimpProblem> {
 }
 
 async fn add_webhook(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path(list_id): Path<String>,
+    call: OnList,
     ApiJson(body): ApiJson<NewWebhook>,
 ) -> Result<Json<Value>, MailchimpProblem> {
     let url = check_url(body.url.as_deref())?;
+    let (sandbox, caller, list_id) = (&call.sandbox, &call.account_id, &call.list_id);
     let taken = |sandbox: &Sandbox| -> Result<(), MailchimpProblem> {
         let mut store = sandbox.store();
-        let audience = store.audience_mut(&caller.account_id, &list_id)?;
+        let audience = store.audience_mut(caller, list_id)?;
         if audience.webhooks.iter().any(|w| w.url == url) {
             return Err(MailchimpProblem::field(
                 "url",
@@ -104,14 +98,14 @@ async fn add_webhook(
         }
         Ok(())
     };
-    taken(&sandbox)?;
+    taken(sandbox)?;
     sandbox.work(0).await;
     // Mailchimp checks that the URL answers before it keeps the webhook.
     probe(&url).await?;
-    taken(&sandbox)?;
+    taken(sandbox)?;
     let mut store = sandbox.store();
     let id = store.random_hex(5);
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let audience = store.audience_mut(caller, list_id)?;
     let webhook = Webhook {
         id,
         url,
@@ -123,20 +117,16 @@ async fn add_webhook(
     Ok(Json(answer))
 }
 
-async fn get_webhook(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path((list_id, webhook_id)): Path<(String, String)>,
-) -> Result<Json<Value>, MailchimpProblem> {
-    sandbox.work(0).await;
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    let webhook = audience
-        .webhooks
-        .iter()
-        .find(|w| w.id == webhook_id)
-        .ok_or_else(MailchimpProblem::not_found)?;
-    Ok(Json(webhook_json(&audience.id, webhook)))
+async fn get_webhook(call: OnList) -> Result<Json<Value>, MailchimpProblem> {
+    call.audience(0, |audience| {
+        let webhook = audience
+            .webhooks
+            .iter()
+            .find(|w| w.id == call.param("webhook_id"))
+            .ok_or_else(MailchimpProblem::not_found)?;
+        Ok(Json(webhook_json(&audience.id, webhook)))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -147,9 +137,7 @@ struct WebhookChange {
 }
 
 async fn update_webhook(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path((list_id, webhook_id)): Path<(String, String)>,
+    call: OnList,
     ApiJson(body): ApiJson<WebhookChange>,
 ) -> Result<Json<Value>, MailchimpProblem> {
     let url = body
@@ -157,17 +145,17 @@ async fn update_webhook(
         .as_deref()
         .map(|u| check_url(Some(u)))
         .transpose()?;
-    sandbox.work(0).await;
+    call.sandbox.work(0).await;
     if let Some(url) = &url {
         probe(url).await?;
     }
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
+    let mut store = call.sandbox.store();
+    let audience = store.audience_mut(&call.account_id, &call.list_id)?;
     let list = audience.id.clone();
     let webhook = audience
         .webhooks
         .iter_mut()
-        .find(|w| w.id == webhook_id)
+        .find(|w| w.id == call.param("webhook_id"))
         .ok_or_else(MailchimpProblem::not_found)?;
     if let Some(url) = url {
         webhook.url = url;
@@ -181,18 +169,16 @@ async fn update_webhook(
     Ok(Json(webhook_json(&list, webhook)))
 }
 
-async fn delete_webhook(
-    State(sandbox): State<Sandbox>,
-    caller: Caller,
-    Path((list_id, webhook_id)): Path<(String, String)>,
-) -> Result<StatusCode, MailchimpProblem> {
-    sandbox.work(0).await;
-    let mut store = sandbox.store();
-    let audience = store.audience_mut(&caller.account_id, &list_id)?;
-    let before = audience.webhooks.len();
-    audience.webhooks.retain(|w| w.id != webhook_id);
-    if audience.webhooks.len() == before {
-        return Err(MailchimpProblem::not_found());
-    }
-    Ok(StatusCode::NO_CONTENT)
+async fn delete_webhook(call: OnList) -> Result<StatusCode, MailchimpProblem> {
+    call.audience(0, |audience| {
+        let before = audience.webhooks.len();
+        audience
+            .webhooks
+            .retain(|w| w.id != call.param("webhook_id"));
+        if audience.webhooks.len() == before {
+            return Err(MailchimpProblem::not_found());
+        }
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -54,6 +54,100 @@ impl FromRequestParts<Sandbox> for Caller {
         );
         let account_id = sandbox.store().authenticate(&credential)?;
         Ok(Self { account_id })
+    }
+}
+
+/// A call about one audience (`/lists/{list_id}/…`): the caller's account, the audience and
+/// member the path names, and the query. Every audience route starts with it, so each one
+/// authenticates, waits its turn and finds the audience the same way.
+pub struct OnList {
+    pub sandbox: Sandbox,
+    pub account_id: String,
+    pub list_id: String,
+    /// The member the path names (`…/members/{hash}`), as a subscriber hash: Mailchimp also
+    /// accepts the address itself there.
+    pub hash: String,
+    /// The path's other parts (`segment_id`, `webhook_id`).
+    rest: HashMap<String, String>,
+    pub query: HashMap<String, String>,
+}
+
+impl FromRequestParts<Sandbox> for OnList {
+    type Rejection = MailchimpProblem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        sandbox: &Sandbox,
+    ) -> Result<Self, MailchimpProblem> {
+        let Caller { account_id } = Caller::from_request_parts(parts, sandbox).await?;
+        let Path(mut path) = Path::<HashMap<String, String>>::from_request_parts(parts, sandbox)
+            .await
+            .map_err(|_| MailchimpProblem::not_found())?;
+        let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, sandbox)
+            .await
+            .map_err(|e| MailchimpProblem::invalid(e.body_text()))?;
+        let hash = path
+            .remove("hash")
+            .map(|h| subscriber_hash_of(&h))
+            .unwrap_or_default();
+        Ok(Self {
+            sandbox: sandbox.clone(),
+            account_id,
+            list_id: path.remove("list_id").unwrap_or_default(),
+            hash,
+            rest: path,
+            query,
+        })
+    }
+}
+
+impl OnList {
+    /// The page of a collection the query asks for (`count`, `offset`).
+    pub fn paging(&self) -> Result<Paging, MailchimpProblem> {
+        Paging::from_query(&self.query)
+    }
+
+    /// Waits as the API would for a call that writes `members` members, then hands over
+    /// the audience (404 when the account has no such audience).
+    pub async fn audience<T>(
+        &self,
+        members: usize,
+        then: impl FnOnce(&mut Audience) -> Result<T, MailchimpProblem>,
+    ) -> Result<T, MailchimpProblem> {
+        self.sandbox.work(members).await;
+        let mut store = self.sandbox.store();
+        then(store.audience_mut(&self.account_id, &self.list_id)?)
+    }
+
+    /// The part of the path called `name` (empty when the route has none).
+    pub fn param(&self, name: &str) -> &str {
+        self.rest.get(name).map_or("", String::as_str)
+    }
+
+    /// The part of the path called `name`, as a number (404 when it is not one, as no
+    /// object has such an ID).
+    pub fn number(&self, name: &str) -> Result<u64, MailchimpProblem> {
+        self.param(name)
+            .parse()
+            .map_err(|_| MailchimpProblem::not_found())
+    }
+
+    /// The member the path names, unless it is archived (404).
+    pub fn member<'a>(&self, audience: &'a Audience) -> Result<&'a Member, MailchimpProblem> {
+        audience
+            .members
+            .get(&self.hash)
+            .filter(|m| m.status != MemberStatus::Archived)
+            .ok_or_else(MailchimpProblem::not_found)
+    }
+}
+
+/// Mailchimp also accepts the address itself where a subscriber hash is expected.
+pub fn subscriber_hash_of(hash_or_email: &str) -> String {
+    if hash_or_email.contains('@') {
+        crate::domain::subscriber_hash(hash_or_email)
+    } else {
+        hash_or_email.to_lowercase()
     }
 }
 

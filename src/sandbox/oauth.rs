@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
-use crate::sandbox::pages::{PageError, check_page_token};
+use crate::sandbox::pages::{PageError, PageForm};
 use crate::sandbox::state::Sandbox;
 use crate::sandbox::store::{AuthCode, Credential, PendingConsent, Token};
 
@@ -99,14 +99,12 @@ struct Decision {
     consent_id: String,
     account_id: Option<String>,
     decision: String,
-    page_token: String,
 }
 
 async fn decide(
     State(sandbox): State<Sandbox>,
-    Form(form): Form<Decision>,
+    PageForm(form): PageForm<Decision>,
 ) -> Result<Redirect, PageError> {
-    check_page_token(&sandbox, &form.page_token)?;
     let mut store = sandbox.store();
     let pending = store.pending.remove(&form.consent_id).ok_or_else(|| {
         PageError::bad_request("This authorization request was already answered or has expired.")

@@ -92,7 +92,7 @@ impl IntoResponse for PageError {
     }
 }
 
-pub fn check_page_token(sandbox: &Sandbox, token: &str) -> Result<(), PageError> {
+fn check_page_token(sandbox: &Sandbox, token: &str) -> Result<(), PageError> {
     if crate::crypto::constant_time_eq(sandbox.page_token(), token) {
         Ok(())
     } else {
@@ -101,6 +101,34 @@ pub fn check_page_token(sandbox: &Sandbox, token: &str) -> Result<(), PageError>
             message: "This form did not come from the sandbox's pages. Reload and try again."
                 .into(),
         })
+    }
+}
+
+/// A form sent from one of the sandbox's pages: refused unless it carries the pages'
+/// token, so that no other site can make a person's browser change the sandbox.
+pub struct PageForm<T>(pub T);
+
+#[derive(Deserialize)]
+struct WithToken<T> {
+    /// Missing is refused as forged is.
+    #[serde(default)]
+    page_token: String,
+    #[serde(flatten)]
+    form: T,
+}
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<Sandbox> for PageForm<T> {
+    type Rejection = PageError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        sandbox: &Sandbox,
+    ) -> Result<Self, PageError> {
+        let Form(sent) = Form::<WithToken<T>>::from_request(request, sandbox)
+            .await
+            .map_err(|e| PageError::bad_request(&e.body_text()))?;
+        check_page_token(sandbox, &sent.page_token)?;
+        Ok(PageForm(sent.form))
     }
 }
 
@@ -333,7 +361,6 @@ async fn audience(
 #[derive(Deserialize)]
 struct ChangeForm {
     action: String,
-    page_token: String,
 }
 
 /// A user of the account unsubscribes a contact or marks it as bounced, as in Mailchimp's
@@ -341,10 +368,9 @@ struct ChangeForm {
 async fn change_member(
     State(sandbox): State<Sandbox>,
     Path((list_id, hash)): Path<(String, String)>,
-    Form(form): Form<ChangeForm>,
+    PageForm(form): PageForm<ChangeForm>,
 ) -> Result<Redirect, PageError> {
     use crate::sandbox::webhooks::{MemberChange, Source};
-    check_page_token(&sandbox, &form.page_token)?;
     let change = match form.action.as_str() {
         "unsubscribe" => MemberChange::Unsubscribe,
         "clean" => MemberChange::Clean { abuse: false },
@@ -375,14 +401,12 @@ async fn change_member(
 struct DisconnectForm {
     account_id: String,
     client_id: String,
-    page_token: String,
 }
 
 async fn disconnect(
     State(sandbox): State<Sandbox>,
-    Form(form): Form<DisconnectForm>,
+    PageForm(form): PageForm<DisconnectForm>,
 ) -> Result<Redirect, PageError> {
-    check_page_token(&sandbox, &form.page_token)?;
     let revoked = sandbox
         .store()
         .disconnect(&form.account_id, &form.client_id);
