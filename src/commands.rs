@@ -229,20 +229,7 @@ pub async fn export_run(args: ExportRunArgs) -> anyhow::Result<()> {
     let run = runs::find(db.pool(), run_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the run vanished"))?;
-    let c = run.counters;
-    println!(
-        "{}: {} members; {} sent ({} created, {} updated), {} unchanged, {} skipped, {} failed; {} tag changes in {} calls.",
-        run.status.label(),
-        c.total,
-        c.sent,
-        c.created,
-        c.updated,
-        c.unchanged,
-        c.skipped,
-        c.failed,
-        c.tag_changes,
-        c.calls
-    );
+    println!("{}: {}.", run.status.label(), run.counters);
     if let Some(message) = &run.message {
         println!("{message}");
     }

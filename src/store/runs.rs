@@ -103,6 +103,27 @@ pub struct Counters {
     pub calls: i64,
 }
 
+/// "10 members; 8 sent (5 created, 3 updated), 2 unchanged, 0 skipped, 0 failed; 4 tag
+/// changes in 3 calls", as the command line reports a run.
+impl std::fmt::Display for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} members; {} sent ({} created, {} updated), {} unchanged, {} skipped, {} failed; \
+             {} tag changes in {} calls",
+            self.total,
+            self.sent,
+            self.created,
+            self.updated,
+            self.unchanged,
+            self.skipped,
+            self.failed,
+            self.tag_changes,
+            self.calls
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Run {
     pub id: i64,

@@ -9,7 +9,8 @@ mod runs;
 mod setup;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
@@ -29,6 +30,44 @@ pub(crate) async fn active(state: &AppState, id: i64) -> Result<Destination, App
     crate::actions::active_destination(&state.db, id)
         .await?
         .ok_or(AppError::NotFound)
+}
+
+/// The finished destination the path names (`…/{id}/…`), or Not found.
+pub struct Active(pub Destination);
+
+impl FromRequestParts<AppState> for Active {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Path(id) = Path::<i64>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        active(state, id)
+            .await
+            .map(Active)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// The destination the path names, if the person signed in may work on it (see `load`),
+/// or Not found.
+pub struct Editable(pub Destination);
+
+impl FromRequestParts<AppState> for Editable {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let user = crate::web::CurrentUser::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path(id) = Path::<i64>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        load(state, &user, id)
+            .await
+            .map(Editable)
+            .map_err(IntoResponse::into_response)
+    }
 }
 
 /// A destination this administrator may work on: any active one, or their own draft.

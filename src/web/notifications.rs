@@ -6,11 +6,11 @@
 //! is never shown again. Neither is written to the audit log or the server's log.
 
 use askama::Template;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
 use tower_sessions::Session;
 
 use crate::alerts::TestResult;
@@ -279,9 +279,8 @@ async fn save(
     State(state): State<AppState>,
     ctx: PageContext,
     session: Session,
-    Form(pairs): Form<Vec<(String, String)>>,
+    pairs: Pairs,
 ) -> Result<Response, AppError> {
-    let pairs = Pairs::new(pairs);
     let pool = state.db.pool();
     let mut errors: Vec<Invalid> = Vec::new();
 

@@ -3,11 +3,43 @@
 
 pub struct Pairs(Vec<(String, String)>);
 
-impl Pairs {
-    pub fn new(pairs: Vec<(String, String)>) -> Self {
-        Self(pairs)
+/// The form of the buttons that start work in the background (Export, Preview, Pull now):
+/// its boxes are ticked when the browser sends `yes`.
+#[derive(serde::Deserialize)]
+pub struct StartForm {
+    /// "Send everyone again" / a full pull, rather than only what changed.
+    #[serde(default)]
+    full: Option<String>,
+    /// Go ahead although the preview found problems.
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+impl StartForm {
+    pub fn full(&self) -> bool {
+        self.full.as_deref() == Some("yes")
     }
 
+    pub fn confirmed(&self) -> bool {
+        self.confirm.as_deref() == Some("yes")
+    }
+}
+
+/// A form's body, read as its pairs.
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Pairs {
+    type Rejection = axum::extract::rejection::FormRejection;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::Form(pairs) =
+            axum::Form::<Vec<(String, String)>>::from_request(request, state).await?;
+        Ok(Self(pairs))
+    }
+}
+
+impl Pairs {
     /// The first value sent for `key`, or an empty text.
     pub fn get(&self, key: &str) -> String {
         self.all(key).next().unwrap_or_default().to_owned()
@@ -57,7 +89,7 @@ mod tests {
 
     #[test]
     fn values_rows_and_repeats_are_read_in_order() {
-        let pairs = Pairs::new(
+        let pairs = Pairs(
             [
                 ("tag_2", "B"),
                 ("tag_0", "A"),

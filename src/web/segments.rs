@@ -3,11 +3,11 @@
 //! destination exports the segment).
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
 
@@ -29,7 +29,7 @@ use crate::web::{AppError, format};
 mod builder;
 mod uploaded;
 
-use builder::{edit_form, new_form, submit_edit, submit_new};
+use builder::{edit_form, new_form, submit};
 use uploaded::{create_static, static_form};
 
 pub fn router() -> Router<AppState> {
@@ -39,8 +39,8 @@ pub fn router() -> Router<AppState> {
         .route("/data/segments/refresh", get(refresh_page))
         .route("/data/segments/refresh.json", get(refresh_progress));
     let write = Router::new()
-        .route("/data/segments/new", get(new_form).post(submit_new))
-        .route("/data/segments/{id}/edit", get(edit_form).post(submit_edit))
+        .route("/data/segments/new", get(new_form).post(submit))
+        .route("/data/segments/{id}/edit", get(edit_form).post(submit))
         .route(
             "/data/segments/{id}/delete",
             get(confirm_delete).post(delete),

@@ -25,6 +25,7 @@ use crate::web::format;
 use crate::web::found::Found;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::pairs::Pairs;
+use crate::web::pairs::StartForm;
 
 /// Rows a preview shows.
 const PREVIEW_ROWS: u64 = 20;
@@ -41,8 +42,8 @@ pub fn router() -> Router<AppState> {
 /// What only administrators may do.
 pub fn admin_router() -> Router<AppState> {
     Router::new()
-        .route("/data/sources/new", get(new_form).post(submit_new))
-        .route("/data/sources/{id}/edit", get(edit_form).post(submit_edit))
+        .route("/data/sources/new", get(new_form).post(submit))
+        .route("/data/sources/{id}/edit", get(edit_form).post(submit))
         .route(
             "/data/sources/{id}/delete",
             get(confirm_delete).post(delete),
@@ -167,25 +168,19 @@ async fn show(
     .into_response())
 }
 
-#[derive(serde::Deserialize)]
-struct PullForm {
-    #[serde(default)]
-    full: Option<String>,
-}
-
 async fn pull_now(
     State(state): State<AppState>,
     ctx: PageContext,
     session: Session,
     Path(id): Path<i64>,
-    Form(form): Form<PullForm>,
+    Form(form): Form<StartForm>,
 ) -> Result<Response, AppError> {
     if !ctx.user.can_contribute() {
         return Err(AppError::Forbidden);
     }
     let request = PullRequest {
         source_id: id,
-        full: form.full.as_deref() == Some("yes"),
+        full: form.full(),
         trigger: Trigger::Manual,
         by: Some(ctx.user.id),
     };
@@ -376,34 +371,15 @@ fn form_page(
     Ok((status, render(&page)?).into_response())
 }
 
-async fn submit_new(
-    State(state): State<AppState>,
-    ctx: PageContext,
-    session: Session,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Result<Response, AppError> {
-    submit(state, ctx, session, None, Pairs::new(pairs)).await
-}
-
-async fn submit_edit(
-    State(state): State<AppState>,
-    ctx: PageContext,
-    session: Session,
-    Path(id): Path<i64>,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Result<Response, AppError> {
-    stored(&state, id).await?;
-    submit(state, ctx, session, Some(id), Pairs::new(pairs)).await
-}
-
 /// Test connection, Preview rows or Save: each reads the source; only Save stores it.
 async fn submit(
-    state: AppState,
+    State(state): State<AppState>,
     ctx: PageContext,
     session: Session,
-    id: Option<i64>,
+    id: Option<Path<i64>>,
     pairs: Pairs,
 ) -> Result<Response, AppError> {
+    let id = id.map(|Path(id)| id);
     let stored_spec = match id {
         Some(id) => Some(stored(&state, id).await?.1),
         None => None,

@@ -1,11 +1,11 @@
 //! System > Schedule (the scheduled refresh) and System > Status (recent refreshes and runs).
 
 use askama::Template;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
 use tower_sessions::Session;
 
 use crate::auth::session;
@@ -82,9 +82,8 @@ async fn save(
     State(state): State<AppState>,
     ctx: PageContext,
     session: Session,
-    Form(pairs): Form<Vec<(String, String)>>,
+    pairs: Pairs,
 ) -> Result<Response, AppError> {
-    let pairs = Pairs::new(pairs);
     let days: Vec<String> = pairs.all("day").map(str::to_owned).collect();
     let enabled = pairs.get("enabled") == "yes";
     let form = ScheduleForm {

@@ -3,11 +3,11 @@
 //! the status for new members, and Save. Saving never runs an export.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::Router;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
 use tower_sessions::Session;
 
 use crate::auth::session;
@@ -21,7 +21,7 @@ use crate::store::audit;
 use crate::store::destinations::{self, Configuration, Destination, FieldMapping};
 use crate::store::{fields, segments};
 use crate::web::AppError;
-use crate::web::destinations::load;
+use crate::web::destinations::Editable;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::pairs::Pairs;
 
@@ -144,10 +144,10 @@ async fn page(
 async fn show(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Editable(destination): Editable,
     session: Session,
 ) -> Result<Response, AppError> {
-    let destination = load(&state, &ctx.user, id).await?;
+    let id = destination.id;
     if !destination.is_connected() {
         session::set_flash(
             &session,
@@ -189,8 +189,7 @@ impl ConfigurePage {
     }
 }
 
-fn parse_form(pairs: Vec<(String, String)>) -> ConfigForm {
-    let pairs = Pairs::new(pairs);
+fn parse_form(pairs: Pairs) -> ConfigForm {
     ConfigForm {
         display_name: pairs.get("display_name"),
         email_field: pairs.get("email_field"),
@@ -224,10 +223,10 @@ async fn submit(
     State(state): State<AppState>,
     ctx: PageContext,
     session: Session,
-    Path(id): Path<i64>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    Editable(destination): Editable,
+    pairs: Pairs,
 ) -> Result<Response, AppError> {
-    let destination = load(&state, &ctx.user, id).await?;
+    let id = destination.id;
     if !destination.is_connected() {
         return Err(AppError::BadRequest(
             "Finish the connect steps before configuring the destination.".into(),

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -14,8 +14,8 @@ use crate::connect::{self, ConnectError, RefusalKind};
 use crate::mailchimp::oauth;
 use crate::state::AppState;
 use crate::web::AppError;
-use crate::web::destinations::load;
 use crate::web::destinations::setup::{page, setup_or_edit, store_verified};
+use crate::web::destinations::{Editable, load};
 use crate::web::page::{Nav, PageContext, render};
 
 const OAUTH_SESSION_KEY: &str = "oauth.mailchimp";
@@ -42,9 +42,9 @@ async fn authenticate(
     State(state): State<AppState>,
     ctx: PageContext,
     session: Session,
-    Path(id): Path<i64>,
+    Editable(destination): Editable,
 ) -> Result<Response, AppError> {
-    let destination = load(&state, &ctx.user, id).await?;
+    let id = destination.id;
     let started = match state.mailchimp.of(destination.target) {
         Ok(endpoints) => oauth::authorize_url(endpoints).map_err(|e| e.to_string()),
         Err(off) => Err(off.to_string()),

@@ -3,11 +3,10 @@
 //! export whose preview found problems asks for confirmation here.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use serde::Deserialize;
 
 use crate::actions::previews;
 use crate::export::preview::{self, Preview};
@@ -15,8 +14,9 @@ use crate::state::AppState;
 use crate::store::destinations::Destination;
 use crate::store::previews::{self as kept, State as PreviewState};
 use crate::web::current_user::{CurrentUser, require_contributor};
-use crate::web::destinations::active;
+use crate::web::destinations::Active;
 use crate::web::page::{PageContext, render};
+use crate::web::pairs::StartForm;
 use crate::web::{AppError, format};
 
 pub fn router() -> Router<AppState> {
@@ -27,19 +27,14 @@ pub fn router() -> Router<AppState> {
     read.merge(write)
 }
 
-#[derive(Deserialize)]
-struct StartForm {
-    full: Option<String>,
-}
-
 async fn start(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    Active(destination): Active,
     Form(form): Form<StartForm>,
 ) -> Result<Redirect, AppError> {
-    let destination = active(&state, id).await?;
-    let full = form.full.as_deref() == Some("yes");
+    let id = destination.id;
+    let full = form.full();
     previews::begin(&state.engine, destination, full, user.id).await?;
     Ok(Redirect::to(&format!(
         "/admin/export-destinations/{id}/preview"
@@ -119,8 +114,7 @@ pub(crate) async fn page(
 async fn show(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Active(destination): Active,
 ) -> Result<Response, AppError> {
-    let destination = active(&state, id).await?;
     Ok(render(&page(&state, ctx, destination, false).await?)?.into_response())
 }

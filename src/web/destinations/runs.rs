@@ -17,9 +17,10 @@ use crate::store::destinations::{self, Destination};
 use crate::store::results;
 use crate::store::runs::{self, Counters, Run, RunKind, RunStatus};
 use crate::web::current_user::{CurrentUser, require_contributor};
-use crate::web::destinations::active;
+use crate::web::destinations::Active;
 use crate::web::found::Found;
 use crate::web::page::{Nav, PageContext, render};
+use crate::web::pairs::StartForm;
 use crate::web::{AppError, format};
 
 pub fn router() -> Router<AppState> {
@@ -36,13 +37,6 @@ pub fn router() -> Router<AppState> {
     read.merge(write)
 }
 
-#[derive(Deserialize)]
-struct ExportForm {
-    full: Option<String>,
-    /// "yes": export although the preview found problems.
-    confirm: Option<String>,
-}
-
 /// Queues a run and goes to its page. A first export whose preview found members Mailchimp
 /// would refuse shows that preview and asks first.
 async fn export(
@@ -50,11 +44,11 @@ async fn export(
     ctx: PageContext,
     session: Session,
     Path(id): Path<i64>,
-    Form(form): Form<ExportForm>,
+    Form(form): Form<StartForm>,
 ) -> Result<Response, AppError> {
     let request = ExportRequest {
-        full: form.full.as_deref() == Some("yes"),
-        confirmed: form.confirm.as_deref() == Some("yes"),
+        full: form.full(),
+        confirmed: form.confirmed(),
         by: Some(ctx.user.id),
     };
     let queued = match exports::queue(&state.db, id, request).await? {
@@ -271,9 +265,9 @@ struct HistoryPage {
 async fn history(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Active(destination): Active,
 ) -> Result<Response, AppError> {
-    let destination = active(&state, id).await?;
+    let id = destination.id;
     let rows = runs::for_destination(state.db.pool(), id, 100)
         .await?
         .into_iter()

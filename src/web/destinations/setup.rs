@@ -22,7 +22,7 @@ use crate::store::audit;
 use crate::store::destinations::{self, Destination};
 use crate::store::{self as db_store, users};
 use crate::web::current_user::CurrentUser;
-use crate::web::destinations::load;
+use crate::web::destinations::{Editable, load};
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::{AppError, format};
 
@@ -163,9 +163,8 @@ async fn new_page(State(state): State<AppState>, ctx: PageContext) -> Result<Res
 async fn setup_page(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Editable(destination): Editable,
 ) -> Result<Response, AppError> {
-    let destination = load(&state, &ctx.user, id).await?;
     Ok(render(&page(&state, ctx, Some(destination)).await?)?.into_response())
 }
 
@@ -260,10 +259,10 @@ async fn create(
 async fn update_connect(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Editable(destination): Editable,
     Form(input): Form<ConnectInput>,
 ) -> Result<Response, AppError> {
-    let destination = load(&state, &ctx.user, id).await?;
+    let id = destination.id;
     if destination.is_active() {
         return Err(AppError::BadRequest(
             "Changing the audience means a new destination: set up another one.".into(),
@@ -347,10 +346,10 @@ struct ApiKeyInput {
 async fn use_api_key(
     State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Editable(destination): Editable,
     Form(input): Form<ApiKeyInput>,
 ) -> Result<Response, AppError> {
-    let destination = load(&state, &ctx.user, id).await?;
+    let id = destination.id;
     let key = match ApiKey::parse(&input.api_key) {
         Ok(key) => key,
         Err(message) => return refuse_key(&state, message.into(), ctx, destination).await,
@@ -388,10 +387,10 @@ async fn export_user(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Editable(destination): Editable,
     Form(input): Form<PasswordInput>,
 ) -> Result<Response, AppError> {
-    let destination = load(&state, &ctx.user, id).await?;
+    let id = destination.id;
     let me = users::find_by_id(state.db.pool(), ctx.user.id)
         .await?
         .ok_or(AppError::SignInRequired { next: None })?;
@@ -444,11 +443,9 @@ struct DiscardPage {
 
 /// Asks before a draft and what was entered for it are thrown away.
 async fn confirm_discard(
-    State(state): State<AppState>,
     ctx: PageContext,
-    Path(id): Path<i64>,
+    Editable(destination): Editable,
 ) -> Result<Response, AppError> {
-    let destination = load(&state, &ctx.user, id).await?;
     if destination.is_active() {
         return Err(AppError::BadRequest(
             "Only a draft can be discarded; remove a saved destination instead.".into(),

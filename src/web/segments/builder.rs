@@ -59,8 +59,7 @@ struct BuilderForm {
 }
 
 impl BuilderForm {
-    fn parse(pairs: Vec<(String, String)>) -> Self {
-        let pairs = Pairs::new(pairs);
+    fn parse(pairs: Pairs) -> Self {
         let rows = pairs
             .rows("field_")
             .into_iter()
@@ -175,36 +174,21 @@ pub(super) async fn edit_form(
     Ok(render(&page)?.into_response())
 }
 
-pub(super) async fn submit_new(
-    State(state): State<AppState>,
-    ctx: PageContext,
-    session: Session,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Result<Response, AppError> {
-    submit(state, ctx, session, None, BuilderForm::parse(pairs)).await
-}
-
-pub(super) async fn submit_edit(
-    State(state): State<AppState>,
-    ctx: PageContext,
-    session: Session,
-    Path(id): Path<i64>,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Result<Response, AppError> {
-    segments::find(state.db.pool(), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    submit(state, ctx, session, Some(id), BuilderForm::parse(pairs)).await
-}
-
 /// The rule builder's buttons: add or remove a row, preview the count, or save.
-async fn submit(
-    state: AppState,
+pub(super) async fn submit(
+    State(state): State<AppState>,
     ctx: PageContext,
     session: Session,
-    id: Option<i64>,
-    mut form: BuilderForm,
+    id: Option<Path<i64>>,
+    pairs: Pairs,
 ) -> Result<Response, AppError> {
+    let id = id.map(|Path(id)| id);
+    if let Some(id) = id {
+        segments::find(state.db.pool(), id)
+            .await?
+            .ok_or(AppError::NotFound)?;
+    }
+    let mut form = BuilderForm::parse(pairs);
     let action_url = action_url(id);
     if form.action == "add" {
         form.rows.push(blank_row());
