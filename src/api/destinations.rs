@@ -14,9 +14,8 @@ use crate::api::extract::{ApiBody, ApiJson, PathId};
 use crate::api::models::{
     DestinationList, DestinationOut, MailchimpTarget, NewMemberStatusOut, RunOut,
 };
-use crate::api::{ApiUser, FieldError, Problem};
+use crate::api::{Administrator, ApiUser, Contributor, FieldError, Problem};
 use crate::connect::{self, ConnectError};
-use crate::domain::Role;
 use crate::domain::destination::{ApiKey, AudienceId, DisplayName};
 use crate::export::preview::{Preview, PreviewError};
 use crate::matching;
@@ -132,10 +131,9 @@ fn field(name: &str, message: impl Into<String>) -> FieldError {
     responses((status = 201, body = DestinationOut)))]
 pub async fn create(
     State(state): State<AppState>,
-    user: ApiUser,
+    Administrator(user): Administrator,
     ApiJson(input): ApiJson<NewDestination>,
 ) -> Result<Response, Problem> {
-    user.require(Role::Administrator)?;
     let pool = state.db.pool();
     let mut errors = Vec::new();
     let name = DisplayName::parse(input.display_name.as_deref().unwrap_or_default())
@@ -265,11 +263,10 @@ impl ApiBody for RunRequest {
         (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn start_run(
     State(state): State<AppState>,
-    user: ApiUser,
+    Contributor(user): Contributor,
     PathId(id): PathId,
     ApiJson(request): ApiJson<RunRequest>,
 ) -> Result<Response, Problem> {
-    user.require(Role::Contributor)?;
     let request = ExportRequest {
         full: request.full,
         confirmed: request.confirm,
@@ -308,11 +305,10 @@ impl ApiBody for PreviewRequest {
         (status = 502, body = Problem, content_type = "application/problem+json")))]
 pub async fn preview(
     State(state): State<AppState>,
-    user: ApiUser,
+    Contributor(user): Contributor,
     PathId(id): PathId,
     ApiJson(request): ApiJson<PreviewRequest>,
 ) -> Result<Response, Problem> {
-    user.require(Role::Contributor)?;
     let destination = saved(&state, id).await?;
     match previews::compute(&state.engine, &destination, request.full, user.id).await {
         Ok(preview) => Ok(Json(preview).into_response()),

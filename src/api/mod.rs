@@ -229,6 +229,32 @@ impl FromRequestParts<AppState> for ApiUser {
     }
 }
 
+/// A caller whose token's user has at least the Contributor role (403 otherwise).
+pub struct Contributor(pub ApiUser);
+
+/// A caller whose token's user is an Administrator (403 otherwise).
+pub struct Administrator(pub ApiUser);
+
+impl FromRequestParts<AppState> for Contributor {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let user = ApiUser::from_request_parts(parts, state).await?;
+        user.require(Role::Contributor)?;
+        Ok(Self(user))
+    }
+}
+
+impl FromRequestParts<AppState> for Administrator {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let user = ApiUser::from_request_parts(parts, state).await?;
+        user.require(Role::Administrator)?;
+        Ok(Self(user))
+    }
+}
+
 /// The token of `Bearer <token>`; the scheme's name is case-insensitive (RFC 7235 §2.1).
 fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once([' ', '\t'])?;
@@ -287,9 +313,8 @@ async fn list_segments(
     responses((status = 200, body = RefreshOut)))]
 async fn refresh_segments(
     State(state): State<AppState>,
-    user: ApiUser,
+    _: Contributor,
 ) -> Result<Json<RefreshOut>, Problem> {
-    user.require(Role::Contributor)?;
     let report = crate::segments::refresh(&state.db, None).await?;
     let segments = report
         .segments

@@ -12,8 +12,7 @@ use crate::api::models::{
     ProfileFieldsIn, ProfileIn, ProfileOutcome, ProfileWritten, ProfilesPushed, RowOutcome,
     RowResult,
 };
-use crate::api::{ApiUser, FieldError, Problem};
-use crate::domain::Role;
+use crate::api::{Administrator, Contributor, FieldError, Problem};
 use crate::export::forget::{self, Forgotten};
 use crate::profiles::push::{self, PushError, Pushed, Refused};
 use crate::profiles::row::Fault;
@@ -33,11 +32,10 @@ use crate::store::profiles::{self, Outcome};
         (status = 201, body = ProfileWritten, description = "Created")))]
 pub async fn put_profile(
     State(state): State<AppState>,
-    user: ApiUser,
+    _: Contributor,
     Path(customer_id): Path<String>,
     JsonObject(body): JsonObject,
 ) -> Result<Response, Problem> {
-    user.require(Role::Contributor)?;
     let pushed = one_profile(customer_id, body)?;
     let outcome = push::push_one(&state.db, &pushed)
         .await
@@ -119,10 +117,9 @@ fn refused_whole(err: PushError) -> Problem {
     responses((status = 200, body = ProfilesPushed, description = "Each row's outcome, in the order sent")))]
 pub async fn push_profiles(
     State(state): State<AppState>,
-    user: ApiUser,
+    _: Contributor,
     ProfileRows(rows): ProfileRows,
 ) -> Result<Json<ProfilesPushed>, Problem> {
-    user.require(Role::Contributor)?;
     let mut read = Vec::with_capacity(rows.len());
     let mut pushed = Vec::new();
     for BulkRow { at, value } in rows {
@@ -190,10 +187,9 @@ fn row_result(
     responses((status = 204, description = "Deleted")))]
 pub async fn delete_profile(
     State(state): State<AppState>,
-    user: ApiUser,
+    _: Contributor,
     Path(customer_id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    user.require(Role::Contributor)?;
     if push::delete(&state.db, &customer_id).await? {
         return Ok(StatusCode::NO_CONTENT);
     }
@@ -216,10 +212,9 @@ pub async fn delete_profile(
     responses((status = 200, body = Forgotten)))]
 pub async fn forget_customer(
     State(state): State<AppState>,
-    user: ApiUser,
+    Administrator(user): Administrator,
     Path(customer_id): Path<String>,
 ) -> Result<Json<Forgotten>, Problem> {
-    user.require(Role::Administrator)?;
     let actor = Actor {
         user_id: user.id,
         email: &user.email,

@@ -15,8 +15,7 @@ use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 
 use crate::api::extract::{self, ApiBody, ApiJson, PathId};
 use crate::api::models::SegmentOut;
-use crate::api::{ApiUser, FieldError, Problem};
-use crate::domain::Role;
+use crate::api::{ApiUser, Contributor, FieldError, Problem};
 use crate::domain::segment_rules::{Condition, Match, Operator, RulePart, SegmentRules};
 use crate::segments::define::{self, DeleteError, SaveError, SegmentRefusal};
 use crate::state::AppState;
@@ -207,10 +206,9 @@ pub async fn show(
                 its type does not take, a value that does not read as its type")))]
 pub async fn create(
     State(state): State<AppState>,
-    user: ApiUser,
+    Contributor(user): Contributor,
     ApiJson(input): ApiJson<NewSegment>,
 ) -> Result<Response, Problem> {
-    user.require(Role::Contributor)?;
     let rules = SegmentRules {
         match_: input.match_.unwrap_or(Match::All),
         conditions: conditions(input.conditions.unwrap_or_default())?,
@@ -241,11 +239,10 @@ pub async fn create(
             description = "A field at fault, named in errors, as for a create")))]
 pub async fn change(
     State(state): State<AppState>,
-    user: ApiUser,
+    Contributor(user): Contributor,
     PathId(id): PathId,
     ApiJson(input): ApiJson<SegmentChange>,
 ) -> Result<Json<SegmentOut>, Problem> {
-    user.require(Role::Contributor)?;
     let segment = segments::find(state.db.pool(), id)
         .await?
         .ok_or_else(Problem::not_found)?;
@@ -274,10 +271,9 @@ pub async fn change(
             description = "A destination exports the segment; the detail names it")))]
 pub async fn delete(
     State(state): State<AppState>,
-    user: ApiUser,
+    Contributor(user): Contributor,
     PathId(id): PathId,
 ) -> Result<StatusCode, Problem> {
-    user.require(Role::Contributor)?;
     match define::delete(&state.db, user.id, id).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT),
         Err(DeleteError::NotFound) => Err(Problem::not_found()),

@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::{ApiBody, ApiJson, PathId};
-use crate::api::{ApiUser, FieldError, Problem};
-use crate::domain::Role;
+use crate::api::{Administrator, ApiUser, Contributor, FieldError, Problem};
 use crate::sources::pull::{self, NotStarted, PullRequest, Trigger};
 use crate::sources::spec::SourceInput;
 use crate::sources::{SaveError, SourceKind};
@@ -231,10 +230,9 @@ impl NewSource {
         (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
-    user: ApiUser,
+    Administrator(user): Administrator,
     ApiJson(body): ApiJson<NewSource>,
 ) -> Result<Response, Problem> {
-    user.require(Role::Administrator)?;
     let spec = body.input().parse(None).map_err(|errors| {
         Problem::invalid(
             errors
@@ -314,11 +312,10 @@ impl ApiBody for PullRequestIn {
         (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn start_pull(
     State(state): State<AppState>,
-    user: ApiUser,
+    Contributor(user): Contributor,
     PathId(id): PathId,
     ApiJson(request): ApiJson<PullRequestIn>,
 ) -> Result<Response, Problem> {
-    user.require(Role::Contributor)?;
     let request = PullRequest {
         source_id: id,
         full: request.full,

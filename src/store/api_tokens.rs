@@ -85,10 +85,10 @@ pub async fn revoke<'e>(
     user_id: i64,
     id: i64,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
-        .bind(id)
-        .bind(user_id)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    super::changed_any(
+        db,
+        "DELETE FROM api_tokens WHERE id = $1 AND user_id = $2",
+        &[id.into(), user_id.into()],
+    )
+    .await
 }

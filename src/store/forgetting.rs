@@ -30,11 +30,12 @@ pub async fn ledger_entries(
 /// Takes the profile row first, so that of two requests to forget one customer at once
 /// only one goes on: false when it is already gone.
 pub async fn take_profile(conn: &mut AnyConnection, profile_id: i64) -> sqlx::Result<bool> {
-    let deleted = sqlx::query("DELETE FROM profiles WHERE id = $1")
-        .bind(profile_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(deleted.rows_affected() > 0)
+    super::changed_any(
+        &mut *conn,
+        "DELETE FROM profiles WHERE id = $1",
+        &[profile_id.into()],
+    )
+    .await
 }
 
 /// Deletes the traces of a profile taken by [`take_profile`].

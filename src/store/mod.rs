@@ -151,6 +151,15 @@ pub(crate) async fn execute<'e>(
     bound(sql, args).execute(db).await.map(drop)
 }
 
+/// Runs a statement, its `$1, $2, …` bound to `args` in order; true when it changed a row.
+pub(crate) async fn changed_any<'e>(
+    db: impl Executor<'e, Database = Any>,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> sqlx::Result<bool> {
+    Ok(bound(sql, args).execute(db).await?.rows_affected() > 0)
+}
+
 /// Deletes the rows of `table` whose `column` is `id`.
 pub(crate) async fn delete_where(
     conn: &mut AnyConnection,

@@ -31,20 +31,21 @@ pub async fn start(
     user_id: Option<i64>,
 ) -> sqlx::Result<bool> {
     let now = now_millis();
-    let done = sqlx::query(
+    super::changed_any(
+        pool,
         "INSERT INTO export_previews (destination_id, state, requested_by, started_at) \
          VALUES ($1, 'computing', $2, $3) \
          ON CONFLICT (destination_id) DO UPDATE SET state = 'computing', body = NULL, \
          message = NULL, requested_by = $2, started_at = $3, finished_at = NULL \
          WHERE export_previews.state <> 'computing' OR export_previews.started_at < $4",
+        &[
+            destination_id.into(),
+            user_id.into(),
+            now.into(),
+            (now - STALE_MS).into(),
+        ],
     )
-    .bind(destination_id)
-    .bind(user_id)
-    .bind(now)
-    .bind(now - STALE_MS)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    .await
 }
 
 /// Records a computed preview.

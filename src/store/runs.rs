@@ -362,15 +362,7 @@ pub async fn heartbeat<'e>(
     owner: &str,
     lease_ms: i64,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE export_runs SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'processing'",
-    )
-    .bind(now_millis() + lease_ms)
-    .bind(id)
-    .bind(owner)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    super::changed_any(db, "UPDATE export_runs SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'processing'", &[(now_millis() + lease_ms).into(), id.into(), owner.into()]).await
 }
 
 pub async fn add<'e>(

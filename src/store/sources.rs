@@ -161,11 +161,12 @@ pub async fn delete(conn: &mut AnyConnection, id: i64) -> sqlx::Result<bool> {
     ] {
         sqlx::query(sql).bind(id).execute(&mut *conn).await?;
     }
-    let done = sqlx::query("DELETE FROM sources WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    super::changed_any(
+        &mut *conn,
+        "DELETE FROM sources WHERE id = $1",
+        &[id.into()],
+    )
+    .await
 }
 
 /// What a pull leaves for the next one: the watermark, the count of incremental pulls

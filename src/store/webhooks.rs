@@ -135,17 +135,18 @@ pub async fn set_status(
     email_hash: &str,
     status: &str,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    super::changed_any(
+        conn,
         "UPDATE export_ledger SET status = $1, updated_at = $2 \
          WHERE destination_id = $3 AND email_hash = $4",
+        &[
+            status.into(),
+            now_millis().into(),
+            destination_id.into(),
+            email_hash.into(),
+        ],
     )
-    .bind(status)
-    .bind(now_millis())
-    .bind(destination_id)
-    .bind(email_hash)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    .await
 }
 
 /// The contact moved to another address in Mailchimp: the old address is kept out for good
@@ -157,15 +158,16 @@ pub async fn keep_out_old_address(
     email_hash: &str,
     reason: &str,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    super::changed_any(
+        conn,
         "UPDATE export_ledger SET permanent_skip = $1, content_hash = '', updated_at = $2 \
          WHERE destination_id = $3 AND email_hash = $4 AND permanent_skip IS NULL",
+        &[
+            reason.into(),
+            now_millis().into(),
+            destination_id.into(),
+            email_hash.into(),
+        ],
     )
-    .bind(reason)
-    .bind(now_millis())
-    .bind(destination_id)
-    .bind(email_hash)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    .await
 }
