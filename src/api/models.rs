@@ -279,24 +279,7 @@ pub struct ProfileIn {
 }
 
 /// What a write did to a profile.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ProfileOutcome {
-    Created,
-    Updated,
-    /// It already held every value sent: nothing was written.
-    Unchanged,
-}
-
-impl From<Outcome> for ProfileOutcome {
-    fn from(outcome: Outcome) -> Self {
-        match outcome {
-            Outcome::Created => Self::Created,
-            Outcome::Updated => Self::Updated,
-            Outcome::Unchanged => Self::Unchanged,
-        }
-    }
-}
+pub use crate::store::profiles::Outcome as ProfileOutcome;
 
 /// A profile after a write: its customer ID, what the write did, and its fields now.
 #[derive(Serialize, ToSchema)]

@@ -118,14 +118,34 @@ fn bound<'q>(sql: &'q str, args: &[Arg<'q>]) -> Query<'q, Any, AnyArguments<'q>>
     })
 }
 
+/// The records a statement returns (`SELECT …`, `… RETURNING`), read as `R`.
+pub(crate) async fn records<'e, R: Record>(
+    db: impl Executor<'e, Database = Any>,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> sqlx::Result<Vec<R>> {
+    bound(sql, args).try_map(R::from_row).fetch_all(db).await
+}
+
+/// The record a statement returns, if any, read as `R`.
+pub(crate) async fn record<'e, R: Record>(
+    db: impl Executor<'e, Database = Any>,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> sqlx::Result<Option<R>> {
+    bound(sql, args)
+        .try_map(R::from_row)
+        .fetch_optional(db)
+        .await
+}
+
 /// The records that `clause` picks, its `$1, $2, …` bound to `args` in order.
 pub(crate) async fn select<'e, R: Record>(
     db: impl Executor<'e, Database = Any>,
     clause: &str,
     args: &[Arg<'_>],
 ) -> sqlx::Result<Vec<R>> {
-    let sql = select_sql::<R>(clause);
-    bound(&sql, args).try_map(R::from_row).fetch_all(db).await
+    records(db, &select_sql::<R>(clause), args).await
 }
 
 /// The record that `clause` picks, if any, its `$1, $2, …` bound to `args` in order.
@@ -134,11 +154,7 @@ pub(crate) async fn select_one<'e, R: Record>(
     clause: &str,
     args: &[Arg<'_>],
 ) -> sqlx::Result<Option<R>> {
-    let sql = select_sql::<R>(clause);
-    bound(&sql, args)
-        .try_map(R::from_row)
-        .fetch_optional(db)
-        .await
+    record(db, &select_sql::<R>(clause), args).await
 }
 
 /// Runs a statement whose parameters are all numbers, its `$1, $2, …` bound to `keys` in

@@ -228,17 +228,13 @@ pub async fn find_by_customer<'e>(
     db: impl Executor<'e, Database = Any>,
     customer_id: &str,
 ) -> sqlx::Result<Option<Profile>> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM profiles WHERE customer_id = $1"
-    ))
-    .bind(customer_id)
-    .try_map(Profile::from_row)
-    .fetch_optional(db)
-    .await
+    super::select_one(db, "WHERE customer_id = $1", &[customer_id.into()]).await
 }
 
-/// What a write did to one profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a write did to one profile (the API says it as `ProfileOutcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = ProfileOutcome)]
 pub enum Outcome {
     Created,
     Updated,

@@ -312,19 +312,19 @@ pub async fn claim_next<'e>(
     let now = now_millis();
     // The outer condition repeats the inner one: of two workers racing for a run, the
     // second re-checks it after the first's update and claims nothing.
-    sqlx::query(&format!(
+    let sql = format!(
         "UPDATE export_runs SET status = 'processing', lease_owner = $1, lease_expires_at = $2, \
          started_at = COALESCE(started_at, $3) \
          WHERE id = (SELECT id FROM export_runs WHERE status = 'queued' \
                      OR (status = 'processing' AND lease_expires_at < $3) ORDER BY id LIMIT 1) \
            AND (status = 'queued' OR (status = 'processing' AND lease_expires_at < $3)) \
          RETURNING {COLUMNS}"
-    ))
-    .bind(owner)
-    .bind(now + lease_ms)
-    .bind(now)
-    .try_map(Run::from_row)
-    .fetch_optional(db)
+    );
+    super::record(
+        db,
+        &sql,
+        &[owner.into(), (now + lease_ms).into(), now.into()],
+    )
     .await
 }
 
@@ -336,16 +336,15 @@ pub async fn claim<'e>(
     lease_ms: i64,
 ) -> sqlx::Result<Option<Run>> {
     let now = now_millis();
-    sqlx::query(&format!(
+    let sql = format!(
         "UPDATE export_runs SET status = 'processing', lease_owner = $1, lease_expires_at = $2, \
          started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued' RETURNING {COLUMNS}"
-    ))
-    .bind(owner)
-    .bind(now + lease_ms)
-    .bind(now)
-    .bind(id)
-    .try_map(Run::from_row)
-    .fetch_optional(db)
+    );
+    super::record(
+        db,
+        &sql,
+        &[owner.into(), (now + lease_ms).into(), now.into(), id.into()],
+    )
     .await
 }
 
@@ -444,14 +443,12 @@ pub async fn cancel_requested<'e>(
 /// The latest finished run of each destination (a Skipped request does not count):
 /// (destination id, status, finished at).
 pub async fn latest_finished<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<Run>> {
-    sqlx::query(&format!(
+    let sql = format!(
         "SELECT {COLUMNS} FROM export_runs r \
          WHERE r.id = (SELECT MAX(id) FROM export_runs x WHERE x.destination_id = r.destination_id \
            AND x.finished_at IS NOT NULL AND x.status <> 'skipped')"
-    ))
-    .try_map(Run::from_row)
-    .fetch_all(db)
-    .await
+    );
+    super::records(db, &sql, &[]).await
 }
 
 /// The latest removal clean-up of a destination, if one was ever queued.

@@ -94,11 +94,7 @@ pub async fn find_by_name<'e>(
     db: impl Executor<'e, Database = Any>,
     name: &str,
 ) -> sqlx::Result<Option<Segment>> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM segments WHERE name = $1"))
-        .bind(name)
-        .try_map(Segment::from_row)
-        .fetch_optional(db)
-        .await
+    super::select_one(db, "WHERE name = $1", &[name.into()]).await
 }
 
 /// The segment, held until the transaction ends on PostgreSQL, so that no destination can

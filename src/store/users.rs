@@ -69,11 +69,7 @@ pub async fn find_by_email<'e>(
     db: impl Executor<'e, Database = Any>,
     email: &EmailAddress,
 ) -> sqlx::Result<Option<User>> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE email = $1"))
-        .bind(email.as_str())
-        .try_map(User::from_row)
-        .fetch_optional(db)
-        .await
+    super::select_one(db, "WHERE email = $1", &[email.as_str().into()]).await
 }
 
 pub async fn find_by_id<'e>(
