@@ -309,23 +309,13 @@ pub async fn claim_next<'e>(
     owner: &str,
     lease_ms: i64,
 ) -> sqlx::Result<Option<Run>> {
-    let now = now_millis();
     // The outer condition repeats the inner one: of two workers racing for a run, the
     // second re-checks it after the first's update and claims nothing.
-    let sql = format!(
-        "UPDATE export_runs SET status = 'processing', lease_owner = $1, lease_expires_at = $2, \
-         started_at = COALESCE(started_at, $3) \
-         WHERE id = (SELECT id FROM export_runs WHERE status = 'queued' \
-                     OR (status = 'processing' AND lease_expires_at < $3) ORDER BY id LIMIT 1) \
-           AND (status = 'queued' OR (status = 'processing' AND lease_expires_at < $3)) \
-         RETURNING {COLUMNS}"
+    let claimable = "(status = 'queued' OR (status = 'processing' AND lease_expires_at < $3))";
+    let which = format!(
+        "id = (SELECT id FROM export_runs WHERE {claimable} ORDER BY id LIMIT 1) AND {claimable}"
     );
-    super::record(
-        db,
-        &sql,
-        &[owner.into(), (now + lease_ms).into(), now.into()],
-    )
-    .await
+    claim_where(db, &which, owner, lease_ms, None).await
 }
 
 /// Claims one queued run by id (the command line runs the run it queued).
@@ -335,17 +325,26 @@ pub async fn claim<'e>(
     owner: &str,
     lease_ms: i64,
 ) -> sqlx::Result<Option<Run>> {
+    let which = "id = $4 AND status = 'queued'";
+    claim_where(db, which, owner, lease_ms, Some(id)).await
+}
+
+/// Marks the run that `which` picks as processing by `owner` until the lease ends.
+async fn claim_where<'e>(
+    db: impl Executor<'e, Database = Any>,
+    which: &str,
+    owner: &str,
+    lease_ms: i64,
+    id: Option<i64>,
+) -> sqlx::Result<Option<Run>> {
     let now = now_millis();
     let sql = format!(
         "UPDATE export_runs SET status = 'processing', lease_owner = $1, lease_expires_at = $2, \
-         started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued' RETURNING {COLUMNS}"
+         started_at = COALESCE(started_at, $3) WHERE {which} RETURNING {COLUMNS}"
     );
-    super::record(
-        db,
-        &sql,
-        &[owner.into(), (now + lease_ms).into(), now.into(), id.into()],
-    )
-    .await
+    let mut args = vec![owner.into(), (now + lease_ms).into(), now.into()];
+    args.extend(id.map(super::Arg::from));
+    super::record(db, &sql, &args).await
 }
 
 /// Gives up a worker's leases at once (at shutdown), so the next worker resumes its runs
