@@ -10,8 +10,9 @@ use futures::StreamExt;
 
 use crate::export::engine::{Engine, Outcome, failure, fatal_message};
 use crate::mailchimp::gateway::BATCH;
+use crate::mailchimp::gateway::Gateway;
 use crate::mailchimp::limiter::PER_ACCOUNT;
-use crate::store::destinations;
+use crate::store::destinations::{self, Destination};
 use crate::store::ledger::{self, Managed};
 use crate::store::runs::{self, Counters, Run, RunKind, RunStatus};
 
@@ -55,20 +56,15 @@ pub(crate) async fn clean_up(
             )));
         }
     };
-    let list = destination.audience_id.as_str();
-    let mut delta = Counters {
-        total: ledger::count_managed(pool, destination.id).await?,
-        ..Counters::default()
-    };
     let tag_ids: HashMap<String, u64> = if kind == RunKind::RemoveTags {
-        match gateway.tags(list).await {
+        match gateway.tags(&destination.audience_id).await {
             Ok(tags) => tags,
             Err(err) => return Ok(failure(fatal_message(&err))),
         }
     } else {
         HashMap::new()
     };
-    let mut ledger_calls = LedgerCalls {
+    let ledger_calls = LedgerCalls {
         pool,
         destination_id: destination.id,
         kind,
@@ -77,10 +73,53 @@ pub(crate) async fn clean_up(
         after: String::new(),
         exhausted: false,
     };
+    let total = ledger::count_managed(pool, destination.id).await?;
+    let tally = match make_calls(engine, run, &gateway, &destination, ledger_calls, stop).await? {
+        Ok(tally) => tally,
+        Err(canceled) => return Ok(canceled),
+    };
+    let delta = Counters {
+        total,
+        calls: gateway.take_calls(),
+        tag_changes: tally.untagged,
+        sent: tally.archived,
+        ..Counters::default()
+    };
+    runs::add(pool, run.id, &delta).await?;
+    conclude(engine, run, &destination, kind, tally).await
+}
+
+/// What a clean-up's calls did.
+struct Tally {
+    untagged: i64,
+    archived: i64,
+    /// Members whose call failed.
+    problems: usize,
+}
+
+/// Makes the clean-up's calls, up to the account's connections at once, until the ledger
+/// is read to its end; or stops when the run is canceled (the outcome to report) or its
+/// lease is lost (an error: another worker resumes it).
+async fn make_calls(
+    engine: &Engine,
+    run: &Run,
+    gateway: &Gateway,
+    destination: &Destination,
+    mut ledger_calls: LedgerCalls<'_>,
+    stop: &AtomicBool,
+) -> anyhow::Result<Result<Tally, Outcome>> {
+    let (pool, list, kind) = (
+        engine.db.pool(),
+        destination.audience_id.as_str(),
+        ledger_calls.kind,
+    );
     let mut calls: Vec<Call> = Vec::new();
     let mut in_flight = futures::stream::FuturesUnordered::new();
-    let mut problems = 0usize;
-    let (mut untagged, mut archived) = (0i64, 0i64);
+    let mut tally = Tally {
+        untagged: 0,
+        archived: 0,
+        problems: 0,
+    };
     loop {
         if stop.load(Ordering::Relaxed) {
             gateway.stop();
@@ -94,13 +133,13 @@ pub(crate) async fn clean_up(
             // marked as removal stopped, for an administrator to retry or remove.
             gateway.stop();
             while in_flight.next().await.is_some() {}
-            return Ok(Outcome {
-                    status: RunStatus::Canceled,
-                    message: Some(
-                        "Clean-up canceled: the destination is kept; retry the clean-up or remove it without one."
-                            .into(),
-                    ),
-                });
+            return Ok(Err(Outcome {
+                status: RunStatus::Canceled,
+                message: Some(
+                    "Clean-up canceled: the destination is kept; retry the clean-up or remove it without one."
+                        .into(),
+                ),
+            }));
         }
         if calls.is_empty() {
             calls = ledger_calls.next_page().await?;
@@ -109,7 +148,6 @@ pub(crate) async fn clean_up(
             let Some(call) = calls.pop() else {
                 break;
             };
-            let gateway = &gateway;
             in_flight.push(async move {
                 let members = call.members();
                 let result = match &call {
@@ -125,29 +163,36 @@ pub(crate) async fn clean_up(
         }
         let Some((result, members)) = in_flight.next().await else {
             if calls.is_empty() && ledger_calls.exhausted {
-                break;
+                return Ok(Ok(tally));
             }
             continue;
         };
         match result {
-            Ok(_) if kind == RunKind::RemoveTags => untagged += members as i64,
-            Ok(_) => archived += 1,
+            Ok(_) if kind == RunKind::RemoveTags => tally.untagged += members as i64,
+            Ok(_) => tally.archived += 1,
             Err(err) => {
                 tracing::warn!(error = %err, "a clean-up call failed");
-                problems += members;
+                tally.problems += members;
             }
         }
     }
-    drop(in_flight);
-    delta.calls = gateway.take_calls();
-    delta.tag_changes = untagged;
-    delta.sent = archived;
-    runs::add(pool, run.id, &delta).await?;
+}
+
+/// The clean-up's end: the destination is retired when every call succeeded, and kept
+/// (to retry) when one did not.
+async fn conclude(
+    engine: &Engine,
+    run: &Run,
+    destination: &Destination,
+    kind: RunKind,
+    tally: Tally,
+) -> anyhow::Result<Outcome> {
     let (what, done) = if kind == RunKind::RemoveTags {
-        ("tags taken off", untagged)
+        ("tags taken off", tally.untagged)
     } else {
-        ("members archived", archived)
+        ("members archived", tally.archived)
     };
+    let problems = tally.problems;
     if problems > 0 {
         // A clean-up that did not finish keeps the destination (and its credential) so
         // it can be retried; nothing is deleted behind the administrator's back.
@@ -157,7 +202,7 @@ pub(crate) async fn clean_up(
     }
     let details =
         format!("{done} {what} in Mailchimp; {problems} could not be; credential deleted");
-    retire(engine, run, &destination, &details).await?;
+    retire(engine, run, destination, &details).await?;
     tracing::info!(destination_id = destination.id, %details, "destination removed after its clean-up");
     Ok(Outcome {
         status: RunStatus::Successful,

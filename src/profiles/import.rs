@@ -182,25 +182,7 @@ fn parse<T: Records>(
     options: &ImportOptions,
     out: &mpsc::Sender<Message>,
 ) -> Result<(), Invalid> {
-    let raw_headers = records.header()?;
-    // Counted before any name is read: a header of 100,000 columns is refused at once.
-    if raw_headers.len() > catalogue::MAX_FIELDS + 1 {
-        return Err(too_many_fields(raw_headers.len() - 1, known.len()));
-    }
-    let mut names = Vec::new();
-    for text in &raw_headers {
-        let name = FieldName::parse(text).map_err(|e| format!("Line 1: {e}."))?;
-        names.push(name.as_str().to_owned());
-    }
-    let mut seen = HashSet::new();
-    for name in &names {
-        if !seen.insert(name.to_lowercase()) {
-            return Err(Invalid::new(format!(
-                "Line 1: the column {:?} appears twice.",
-                crate::domain::text::excerpt(name)
-            )));
-        }
-    }
+    let names = column_names(records.header()?, known.len())?;
     let id_index = id_column(&names, options.id_column.as_deref())?;
 
     // Read a sample to infer the types of new fields.
@@ -212,50 +194,8 @@ fn parse<T: Records>(
             None => break,
         }
     }
-    let known_types: HashMap<&str, FieldType> = known
-        .iter()
-        .map(|f| (f.name.as_str(), f.field_type))
-        .collect();
-    let mut columns = Vec::new();
-    let mut new_fields = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        if i == id_index {
-            columns.push(None);
-            continue;
-        }
-        let field_type = match (known_types.get(name.as_str()), options.types.get(name)) {
-            (Some(t), _) => *t,
-            (None, Some(t)) => *t,
-            (None, None) => infer(
-                name,
-                // Rows of the wrong shape are rejected: their values say nothing of a column.
-                sample
-                    .iter()
-                    .filter(|(_, cells, _)| cells.len() == names.len())
-                    .map(|(_, cells, _)| cells[i].as_str()),
-            ),
-        };
-        if !known_types.contains_key(name.as_str()) {
-            new_fields.push((name.clone(), field_type));
-        }
-        columns.push(Some(Column {
-            name: name.clone(),
-            field_type,
-        }));
-    }
-    if known.len() + new_fields.len() > catalogue::MAX_FIELDS {
-        return Err(too_many_fields(new_fields.len(), known.len()));
-    }
-    let primary_email = known
-        .iter()
-        .find(|f| f.field_type == FieldType::Email)
-        .map(|f| f.name.clone())
-        .or_else(|| {
-            new_fields
-                .iter()
-                .find(|(_, t)| *t == FieldType::Email)
-                .map(|(n, _)| n.clone())
-        });
+    let (columns, new_fields) = typed_columns(&names, id_index, known, options, &sample)?;
+    let primary_email = primary_email(known, &new_fields);
     let sets_email_key = primary_email
         .as_ref()
         .is_some_and(|email| names.contains(email));
@@ -317,6 +257,92 @@ fn parse<T: Records>(
         send(out, Message::Batch(batch))?;
     }
     Ok(())
+}
+
+/// The header's column names, checked: each a field name, none twice, not too many.
+fn column_names(raw_headers: Vec<String>, known: usize) -> Result<Vec<String>, Invalid> {
+    // Counted before any name is read: a header of 100,000 columns is refused at once.
+    if raw_headers.len() > catalogue::MAX_FIELDS + 1 {
+        return Err(too_many_fields(raw_headers.len() - 1, known));
+    }
+    let mut names = Vec::new();
+    for text in &raw_headers {
+        let name = FieldName::parse(text).map_err(|e| format!("Line 1: {e}."))?;
+        names.push(name.as_str().to_owned());
+    }
+    let mut seen = HashSet::new();
+    for name in &names {
+        if !seen.insert(name.to_lowercase()) {
+            return Err(Invalid::new(format!(
+                "Line 1: the column {:?} appears twice.",
+                crate::domain::text::excerpt(name)
+            )));
+        }
+    }
+    Ok(names)
+}
+
+/// Each column's field and type (`None` for the ID column): a known field keeps its type,
+/// a new one takes the type given for it or the one its sample's values suggest. Also the
+/// new fields, which must fit in the catalogue.
+#[allow(clippy::type_complexity)]
+fn typed_columns(
+    names: &[String],
+    id_index: usize,
+    known: &[Field],
+    options: &ImportOptions,
+    sample: &[(u64, Vec<String>, u64)],
+) -> Result<(Vec<Option<Column>>, Vec<(String, FieldType)>), Invalid> {
+    let known_types: HashMap<&str, FieldType> = known
+        .iter()
+        .map(|f| (f.name.as_str(), f.field_type))
+        .collect();
+    let mut columns = Vec::new();
+    let mut new_fields = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if i == id_index {
+            columns.push(None);
+            continue;
+        }
+        let field_type = match (known_types.get(name.as_str()), options.types.get(name)) {
+            (Some(t), _) => *t,
+            (None, Some(t)) => *t,
+            (None, None) => infer(
+                name,
+                // Rows of the wrong shape are rejected: their values say nothing of a column.
+                sample
+                    .iter()
+                    .filter(|(_, cells, _)| cells.len() == names.len())
+                    .map(|(_, cells, _)| cells[i].as_str()),
+            ),
+        };
+        if !known_types.contains_key(name.as_str()) {
+            new_fields.push((name.clone(), field_type));
+        }
+        columns.push(Some(Column {
+            name: name.clone(),
+            field_type,
+        }));
+    }
+    if known.len() + new_fields.len() > catalogue::MAX_FIELDS {
+        return Err(too_many_fields(new_fields.len(), known.len()));
+    }
+    Ok((columns, new_fields))
+}
+
+/// The field a profile's email address is read from: the catalogue's email field, else
+/// the first new one of type email.
+fn primary_email(known: &[Field], new_fields: &[(String, FieldType)]) -> Option<String> {
+    known
+        .iter()
+        .find(|f| f.field_type == FieldType::Email)
+        .map(|f| f.name.clone())
+        .or_else(|| {
+            new_fields
+                .iter()
+                .find(|(_, t)| *t == FieldType::Email)
+                .map(|(n, _)| n.clone())
+        })
 }
 
 fn too_many_fields(new: usize, existing: usize) -> Invalid {

@@ -2,6 +2,7 @@
 //! membership is written under a new generation and then published in one short
 //! transaction. Readers never see a half-written membership.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use futures::TryStreamExt;
@@ -10,8 +11,8 @@ use tokio::sync::Mutex;
 use tracing::Instrument;
 
 use crate::db::Db;
-use crate::domain::Invalid;
 use crate::domain::segment_rules::CompiledRules;
+use crate::domain::{FieldType, Invalid};
 use crate::store::segments::{self, Definition, Published, Segment};
 use crate::store::{fields, profiles};
 
@@ -160,29 +161,7 @@ async fn refresh_locked(db: &Db, only: Option<&[i64]>) -> anyhow::Result<Refresh
     );
     let catalogue = fields::as_catalogue(&fields::list(db.pool()).await?);
     let mut outcomes = Vec::new();
-    let mut rule_segments = Vec::new();
-    let mut compiled = Vec::new();
-    for segment in &chosen {
-        if let Definition::Rules(rules) = &segment.definition {
-            match rules.compile(&catalogue) {
-                Ok(c) => {
-                    rule_segments.push(segment);
-                    compiled.push(c);
-                    progress::segment(db, segment.id, "scanning", None);
-                }
-                Err(errors) => {
-                    let why = Invalid::join(&errors);
-                    progress::update(db, |board| {
-                        if let Some(s) = board.segments.iter_mut().find(|s| s.id == segment.id) {
-                            s.state = "not refreshed";
-                            s.note = Some(why);
-                        }
-                    });
-                    outcomes.push((segment.name.clone(), RefreshOutcome::Invalid(errors)))
-                }
-            }
-        }
-    }
+    let (rule_segments, compiled) = compile_rules(db, &chosen, &catalogue, &mut outcomes);
     let mut changed = false;
     // Every profile write committed before this is in the scan.
     let as_of = crate::store::profile_writers::horizon(db.pool()).await?;
@@ -234,22 +213,9 @@ async fn refresh_locked(db: &Db, only: Option<&[i64]>) -> anyhow::Result<Refresh
         ));
     }
     for segment in chosen.iter().filter(|s| s.definition == Definition::Static) {
-        progress::segment(db, segment.id, "writing", None);
-        let written = Instant::now();
-        let as_of = crate::store::profile_writers::horizon(db.pool()).await?;
-        let (members, unmatched) = segments::static_members(db.pool(), segment.id).await?;
-        let basis = static_basis(segment);
-        changed |= publish(db, segment, &members, unmatched, 0, as_of, basis).await?;
-        let duration_ms = written.elapsed().as_millis() as i64;
-        progress::segment(db, segment.id, "done", Some(members.len() as i64));
-        outcomes.push((
-            segment.name.clone(),
-            RefreshOutcome::Refreshed {
-                members: members.len() as i64,
-                unmatched_ids: unmatched,
-                duration_ms,
-            },
-        ));
+        let (segment_changed, outcome) = refresh_static(db, segment).await?;
+        changed |= segment_changed;
+        outcomes.push((segment.name.clone(), outcome));
     }
     if changed {
         let analyzed = Instant::now();
@@ -264,6 +230,60 @@ async fn refresh_locked(db: &Db, only: Option<&[i64]>) -> anyhow::Result<Refresh
         segments: outcomes,
         duration_ms: started.elapsed().as_millis() as i64,
     })
+}
+
+/// The rules of the chosen rules segments, compiled against the catalogue; a segment whose
+/// rules no longer compile (a field was deleted or retyped) is not refreshed, and says why.
+fn compile_rules<'a>(
+    db: &Db,
+    chosen: &'a [Segment],
+    catalogue: &HashMap<String, FieldType>,
+    outcomes: &mut Vec<(String, RefreshOutcome)>,
+) -> (Vec<&'a Segment>, Vec<CompiledRules>) {
+    let mut rule_segments = Vec::new();
+    let mut compiled = Vec::new();
+    for segment in chosen {
+        let Definition::Rules(rules) = &segment.definition else {
+            continue;
+        };
+        match rules.compile(catalogue) {
+            Ok(c) => {
+                rule_segments.push(segment);
+                compiled.push(c);
+                progress::segment(db, segment.id, "scanning", None);
+            }
+            Err(errors) => {
+                let why = Invalid::join(&errors);
+                progress::update(db, |board| {
+                    if let Some(s) = board.segments.iter_mut().find(|s| s.id == segment.id) {
+                        s.state = "not refreshed";
+                        s.note = Some(why);
+                    }
+                });
+                outcomes.push((segment.name.clone(), RefreshOutcome::Invalid(errors)))
+            }
+        }
+    }
+    (rule_segments, compiled)
+}
+
+/// Publishes a static segment's members (its customer IDs that have a profile); true when
+/// they changed.
+async fn refresh_static(db: &Db, segment: &Segment) -> anyhow::Result<(bool, RefreshOutcome)> {
+    progress::segment(db, segment.id, "writing", None);
+    let written = Instant::now();
+    let as_of = crate::store::profile_writers::horizon(db.pool()).await?;
+    let (members, unmatched) = segments::static_members(db.pool(), segment.id).await?;
+    let basis = static_basis(segment);
+    let changed = publish(db, segment, &members, unmatched, 0, as_of, basis).await?;
+    let duration_ms = written.elapsed().as_millis() as i64;
+    progress::segment(db, segment.id, "done", Some(members.len() as i64));
+    let outcome = RefreshOutcome::Refreshed {
+        members: members.len() as i64,
+        unmatched_ids: unmatched,
+        duration_ms,
+    };
+    Ok((changed, outcome))
 }
 
 /// MD5 of some byte strings, as hex.

@@ -336,21 +336,7 @@ async fn save(
         .map(|a| a.as_str())
         .collect::<Vec<_>>()
         .join("\n");
-    let smtp = store::Smtp {
-        enabled: email.enabled,
-        host: server.as_ref().map(|s| s.host.as_str()),
-        port: server.as_ref().map(|s| i64::from(s.port)),
-        tls: server
-            .as_ref()
-            .map_or(TlsMode::StartTls, |s| s.tls)
-            .as_str(),
-        username: server.as_ref().and_then(|s| s.username.as_deref()),
-        from: server.as_ref().map(|s| s.from.as_str()),
-        extra_recipients: &extra_text,
-    };
-    let before = store::thresholds(pool).await?;
-    let names: std::collections::HashMap<i64, &str> =
-        rows.iter().map(|r| (r.id, r.name.as_str())).collect();
+    let smtp = smtp_row(&email, server.as_ref(), &extra_text);
 
     let mut tx = crate::db::begin_write(pool).await?;
     store::save_webhook(
@@ -362,17 +348,7 @@ async fn save(
     )
     .await?;
     store::save_email(&mut tx, &smtp, &change, &email.recipient_ids, ctx.user.id).await?;
-    let mut changed = Vec::new();
-    for (id, n) in &thresholds {
-        let was = before
-            .get(id)
-            .copied()
-            .unwrap_or(store::DEFAULT_FAILED_MEMBERS);
-        if was != *n {
-            store::set_threshold(&mut tx, *id, *n).await?;
-            changed.push(format!("{}: {was} → {n}", names[id]));
-        }
-    }
+    let changed = save_thresholds(&mut tx, &thresholds, &rows).await?;
     let details = in_words(&Saved {
         webhook: &webhook,
         url: url.as_ref(),
@@ -402,6 +378,48 @@ async fn save(
             Ok(Redirect::to(PATH).into_response())
         }
     }
+}
+
+/// The email settings as the store keeps them.
+fn smtp_row<'a>(
+    email: &'a EmailForm,
+    server: Option<&'a SmtpServer>,
+    extra_recipients: &'a str,
+) -> store::Smtp<'a> {
+    store::Smtp {
+        enabled: email.enabled,
+        host: server.map(|s| s.host.as_str()),
+        port: server.map(|s| i64::from(s.port)),
+        tls: server.map_or(TlsMode::StartTls, |s| s.tls).as_str(),
+        username: server.and_then(|s| s.username.as_deref()),
+        from: server.map(|s| s.from.as_str()),
+        extra_recipients,
+    }
+}
+
+/// Saves the thresholds that changed; says each change ("Weekly: 10 → 25") for the audit.
+async fn save_thresholds(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    thresholds: &[(i64, i64)],
+    rows: &[ThresholdRow],
+) -> Result<Vec<String>, AppError> {
+    let before = store::thresholds(&mut **tx).await?;
+    let mut changed = Vec::new();
+    for (id, n) in thresholds {
+        let was = before
+            .get(id)
+            .copied()
+            .unwrap_or(store::DEFAULT_FAILED_MEMBERS);
+        if was != *n {
+            store::set_threshold(tx, *id, *n).await?;
+            let name = rows
+                .iter()
+                .find(|r| r.id == *id)
+                .map_or("", |r| r.name.as_str());
+            changed.push(format!("{name}: {was} → {n}"));
+        }
+    }
+    Ok(changed)
 }
 
 /// The email settings as typed, with the SMTP server and the other addresses they name
