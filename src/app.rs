@@ -49,18 +49,8 @@ impl App {
             load_demo_data(&db).await?;
         }
         let sessions = DbSessionStore::connect(&settings.database_url).await?;
-        let listener = TcpListener::bind(settings.bind_addr)
-            .await
-            .with_context(|| format!("listening on {}", settings.bind_addr))?;
+        let (listener, metrics_listener) = bind(&settings).await?;
         let local = listener.local_addr()?;
-        let metrics_listener = match settings.metrics_bind_addr {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("listening for metrics on {addr}"))?,
-            ),
-            None => None,
-        };
         let metrics_addr = match &metrics_listener {
             Some(l) => Some(l.local_addr()?),
             None => None,
@@ -69,14 +59,7 @@ impl App {
             Some(url) => url.clone(),
             None => default_public_url(local)?,
         };
-        let session_layer = SessionManagerLayer::new(sessions.clone())
-            .with_name("export_destinations_session")
-            .with_http_only(true)
-            .with_same_site(SameSite::Lax)
-            .with_secure(public_url.scheme() == "https")
-            .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
-                settings.session_idle.as_secs() as i64,
-            )));
+        let session_layer = session_layer(&sessions, &public_url, settings.session_idle);
         let (mailchimp, sandbox) = mailchimp_endpoints(&settings, &public_url)?;
         let limiters =
             crate::export::Limiters::for_database(&db, settings.export_lease.as_millis() as i64);
@@ -112,30 +95,19 @@ impl App {
                 key: secret_key.clone(),
                 client: mailchimp::client::Client::new(),
                 limiters,
-                sandbox: match &mailchimp.sandbox {
-                    Some(endpoints) => {
-                        crate::export::SandboxApi::At(endpoints.api_base_template.clone())
-                    }
-                    None => crate::export::SandboxApi::Off,
-                },
+                sandbox: mailchimp
+                    .sandbox
+                    .as_ref()
+                    .map_or(crate::export::SandboxApi::Off, |s| {
+                        crate::export::SandboxApi::At(s.api_base_template.clone())
+                    }),
                 webhooks,
             },
             mailchimp,
             mailchimp_client: mailchimp::client::Client::new(),
             sandbox,
         };
-        // Imports whose console stopped mid-way say so instead of running forever.
-        let interrupted = crate::store::import_jobs::interrupt_stale(
-            state.db.pool(),
-            crate::profiles::jobs::STALE_MS,
-        )
-        .await?;
-        if interrupted > 0 {
-            tracing::warn!(
-                interrupted,
-                "imports cut short by a stop were marked as interrupted"
-            );
-        }
+        interrupt_stale_imports(&state.db).await?;
         let router = crate::web::router(state.clone(), session_layer);
         Ok(Self {
             listener,
@@ -233,6 +205,53 @@ impl App {
         tracing::info!("console stopped");
         served.context("serving HTTP")
     }
+}
+
+/// The console's listener, and the metrics' own when they have an address.
+async fn bind(settings: &Settings) -> anyhow::Result<(TcpListener, Option<TcpListener>)> {
+    let listener = TcpListener::bind(settings.bind_addr)
+        .await
+        .with_context(|| format!("listening on {}", settings.bind_addr))?;
+    let metrics_listener = match settings.metrics_bind_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    Ok((listener, metrics_listener))
+}
+
+/// Sessions in a cookie only the console reads (HTTP-only, same-site, secure behind
+/// HTTPS), ended after `idle` without a request.
+fn session_layer(
+    sessions: &DbSessionStore,
+    public_url: &url::Url,
+    idle: std::time::Duration,
+) -> SessionManagerLayer<DbSessionStore> {
+    SessionManagerLayer::new(sessions.clone())
+        .with_name("export_destinations_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(public_url.scheme() == "https")
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
+            idle.as_secs() as i64,
+        )))
+}
+
+/// Imports whose console stopped mid-way say so instead of running forever.
+async fn interrupt_stale_imports(db: &Db) -> anyhow::Result<()> {
+    let interrupted =
+        crate::store::import_jobs::interrupt_stale(db.pool(), crate::profiles::jobs::STALE_MS)
+            .await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "imports cut short by a stop were marked as interrupted"
+        );
+    }
+    Ok(())
 }
 
 /// Demo profiles: enough for the demo to have something to export.

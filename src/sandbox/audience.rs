@@ -234,50 +234,7 @@ impl Audience {
     ) -> Result<(String, Written), MemberError> {
         let email = check_email(&write.email_address)?;
         let hash = subscriber_hash(&email);
-        if self.forgotten.contains(&hash) {
-            return Err(MemberError::new(
-                "Forgotten Email Not Subscribed",
-                format!(
-                    "{} was permanently deleted and cannot be re-imported. The contact must \
-                     re-subscribe to get back on the list.",
-                    write.email_address
-                ),
-            ));
-        }
-        let present = self
-            .members
-            .get(&hash)
-            .is_some_and(|m| m.status != MemberStatus::Archived);
-        if present {
-            match existing {
-                ExistingPolicy::Report => {
-                    let mut error = MemberError::new(
-                        "Member Exists",
-                        format!(
-                            "{} is already a list member. Use PUT to insert or update list members.",
-                            write.email_address
-                        ),
-                    );
-                    error.code = "ERROR_CONTACT_EXISTS";
-                    return Err(error);
-                }
-                ExistingPolicy::Refuse => {
-                    return Err(MemberError::new(
-                        "Member Exists",
-                        format!(
-                            "{} is already a list member. Use PUT to insert or update list members.",
-                            write.email_address
-                        ),
-                    ));
-                }
-                ExistingPolicy::Update | ExistingPolicy::MustExist => {}
-            }
-        } else if existing == ExistingPolicy::MustExist {
-            return Err(MemberError::new(
-                "Resource Not Found",
-                "The requested resource could not be found.".into(),
-            ));
-        }
+        let present = self.may_write(&hash, &write.email_address, existing)?;
         let merge_fields =
             self.check_merge_fields(&write.merge_fields, !present, write.skip_merge_validation)?;
         if present {
@@ -333,6 +290,61 @@ impl Audience {
         apply_details(&mut member, &write);
         self.members.insert(hash.clone(), member);
         Ok((hash, Written::Created))
+    }
+
+    /// Whether the member is in the audience (not archived), or why the write is refused:
+    /// the address was deleted for good, or `existing` does not allow the write.
+    fn may_write(
+        &self,
+        hash: &str,
+        email_address: &str,
+        existing: ExistingPolicy,
+    ) -> Result<bool, MemberError> {
+        if self.forgotten.contains(hash) {
+            return Err(MemberError::new(
+                "Forgotten Email Not Subscribed",
+                format!(
+                    "{} was permanently deleted and cannot be re-imported. The contact must \
+                     re-subscribe to get back on the list.",
+                    email_address
+                ),
+            ));
+        }
+        let present = self
+            .members
+            .get(hash)
+            .is_some_and(|m| m.status != MemberStatus::Archived);
+        if present {
+            match existing {
+                ExistingPolicy::Report => {
+                    let mut error = MemberError::new(
+                        "Member Exists",
+                        format!(
+                            "{} is already a list member. Use PUT to insert or update list members.",
+                            email_address
+                        ),
+                    );
+                    error.code = "ERROR_CONTACT_EXISTS";
+                    return Err(error);
+                }
+                ExistingPolicy::Refuse => {
+                    return Err(MemberError::new(
+                        "Member Exists",
+                        format!(
+                            "{} is already a list member. Use PUT to insert or update list members.",
+                            email_address
+                        ),
+                    ));
+                }
+                ExistingPolicy::Update | ExistingPolicy::MustExist => {}
+            }
+        } else if existing == ExistingPolicy::MustExist {
+            return Err(MemberError::new(
+                "Resource Not Found",
+                "The requested resource could not be found.".into(),
+            ));
+        }
+        Ok(present)
     }
 
     fn check_merge_fields(

@@ -234,18 +234,7 @@ async fn submit(
     }
     let mut form = parse_form(pairs);
     if form.action == "add_attribute" {
-        let mut page = page(&state, ctx, destination, form, Vec::new()).await?;
-        let used: Vec<&str> = page.form.mappings.iter().map(|m| m.tag.as_str()).collect();
-        let next = ["FNAME", "LNAME"]
-            .into_iter()
-            .find(|t| !used.contains(t))
-            .unwrap_or("");
-        let field = matching::field_for(next, &page.all_fields()).unwrap_or_default();
-        page.form.mappings.push(FieldMapping {
-            tag: next.into(),
-            field,
-        });
-        return Ok(render(&page)?.into_response());
+        return add_attribute(&state, ctx, destination, form).await;
     }
     if form.action == "create_merge_field" {
         return create_merge_field(&state, ctx, destination, form).await;
@@ -300,6 +289,41 @@ async fn submit(
         action,
         "destination saved"
     );
+    saved(&state, &ctx, &session, id, name, save).await
+}
+
+/// Adds an attribute row, filled with First name, then Last name, and the profile field
+/// that matches it.
+async fn add_attribute(
+    state: &AppState,
+    ctx: PageContext,
+    destination: Destination,
+    form: ConfigForm,
+) -> Result<Response, AppError> {
+    let mut page = page(state, ctx, destination, form, Vec::new()).await?;
+    let used: Vec<&str> = page.form.mappings.iter().map(|m| m.tag.as_str()).collect();
+    let next = ["FNAME", "LNAME"]
+        .into_iter()
+        .find(|t| !used.contains(t))
+        .unwrap_or("");
+    let field = matching::field_for(next, &page.all_fields()).unwrap_or_default();
+    page.form.mappings.push(FieldMapping {
+        tag: next.into(),
+        field,
+    });
+    Ok(render(&page)?.into_response())
+}
+
+/// After a save: Mailchimp's webhook is registered, and the person goes to the first
+/// export's preview (a first save) or back to the list.
+async fn saved(
+    state: &AppState,
+    ctx: &PageContext,
+    session: &Session,
+    id: i64,
+    name: &DisplayName,
+    save: Save,
+) -> Result<Response, AppError> {
     // Mailchimp's webhook brings opt-outs in as they happen (when webhooks are on).
     let webhook = crate::export::webhooks::register_after_save(&state.engine, id)
         .await
@@ -309,13 +333,13 @@ async fn submit(
             )
         })
         .unwrap_or_default();
-    if action == "save" {
+    if matches!(save, Save::First) {
         // The set-up ends on the preview of the first export.
         if let Some(saved) = destinations::find(state.db.pool(), id).await? {
             crate::actions::previews::begin(&state.engine, saved, false, ctx.user.id).await?;
         }
         session::set_flash(
-            &session,
+            session,
             format!(
                 "Saved “{name}”. Nothing is exported yet: here is what the first export would do.{webhook}"
             ),
@@ -326,7 +350,7 @@ async fn submit(
         );
     }
     session::set_flash(
-        &session,
+        session,
         format!("Saved “{name}”. Saving does not run an export: choose Export on its row when you are ready.{webhook}"),
     )
     .await?;
