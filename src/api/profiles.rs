@@ -9,8 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::api::extract::{BulkRow, JsonObject, ProfileRows, RowAt};
 use crate::api::models::{
-    ProfileFieldsIn, ProfileIn, ProfileOutcome, ProfileWritten, ProfilesPushed, RowOutcome,
-    RowResult,
+    ProfileFieldsIn, ProfileIn, ProfileWritten, ProfilesPushed, RowOutcome, RowResult,
 };
 use crate::api::{Administrator, Contributor, FieldError, Problem};
 use crate::export::forget::{self, Forgotten};
@@ -54,7 +53,7 @@ pub async fn put_profile(
     };
     let written = ProfileWritten {
         customer_id,
-        outcome: ProfileOutcome::from(outcome),
+        outcome,
         fields,
     };
     Ok((status, Json(written)).into_response())

@@ -329,7 +329,7 @@ async fn batch_subscribe(
             Err(error) => errors.push(item_error(
                 &item.email_address,
                 &error.detail,
-                &error.code,
+                error.code,
                 &error.field,
                 &error.field_message,
             )),
