@@ -103,6 +103,20 @@ pub struct Counters {
     pub calls: i64,
 }
 
+impl Counters {
+    /// Each outcome a member can have with its count, by the outcome's name.
+    pub fn by_outcome(&self) -> [(&'static str, i64); 6] {
+        [
+            ("sent", self.sent),
+            ("created", self.created),
+            ("updated", self.updated),
+            ("unchanged", self.unchanged),
+            ("skipped", self.skipped),
+            ("failed", self.failed),
+        ]
+    }
+}
+
 /// "10 members; 8 sent (5 created, 3 updated), 2 unchanged, 0 skipped, 0 failed; 4 tag
 /// changes in 3 calls", as the command line reports a run.
 impl std::fmt::Display for Counters {
@@ -508,35 +522,9 @@ pub async fn count_queued<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Re
         .await
 }
 
-/// The members of every export run, summed by outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MemberTotals {
-    pub sent: i64,
-    pub created: i64,
-    pub updated: i64,
-    pub unchanged: i64,
-    pub skipped: i64,
-    pub failed: i64,
-}
-
-impl MemberTotals {
-    /// Each outcome with its total, by the outcome's name.
-    pub fn by_outcome(&self) -> [(&'static str, i64); 6] {
-        [
-            ("sent", self.sent),
-            ("created", self.created),
-            ("updated", self.updated),
-            ("unchanged", self.unchanged),
-            ("skipped", self.skipped),
-            ("failed", self.failed),
-        ]
-    }
-}
-
-/// The members of every export run so far, by outcome.
-pub async fn member_totals<'e>(
-    db: impl Executor<'e, Database = Any>,
-) -> sqlx::Result<MemberTotals> {
+/// The members of every export run so far, by outcome (total, tag changes and calls are
+/// left at 0).
+pub async fn member_totals<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Counters> {
     let row = sqlx::query(
         // PostgreSQL sums BIGINTs as NUMERIC: cast back.
         "SELECT CAST(COALESCE(SUM(sent), 0) AS BIGINT) AS sent, \
@@ -549,12 +537,13 @@ pub async fn member_totals<'e>(
     )
     .fetch_one(db)
     .await?;
-    Ok(MemberTotals {
+    Ok(Counters {
         sent: row.try_get("sent")?,
         created: row.try_get("created")?,
         updated: row.try_get("updated")?,
         unchanged: row.try_get("unchanged")?,
         skipped: row.try_get("skipped")?,
         failed: row.try_get("failed")?,
+        ..Counters::default()
     })
 }

@@ -104,25 +104,12 @@ pub async fn signed_in_user(
     }
 }
 
-pub async fn require_administrator(
+/// The gate in front of routes that need `role` or a higher one:
+/// `.route_layer(from_fn_with_state(Role::Contributor, require))`. Anyone else is
+/// answered Forbidden.
+pub async fn require(
+    State(role): State<Role>,
     user: CurrentUser,
-    request: Request,
-    next: Next,
-) -> Result<Response, AppError> {
-    require(user, Role::Administrator, request, next).await
-}
-
-pub async fn require_contributor(
-    user: CurrentUser,
-    request: Request,
-    next: Next,
-) -> Result<Response, AppError> {
-    require(user, Role::Contributor, request, next).await
-}
-
-async fn require(
-    user: CurrentUser,
-    role: Role,
     request: Request,
     next: Next,
 ) -> Result<Response, AppError> {

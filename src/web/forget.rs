@@ -7,18 +7,22 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::domain::Role;
 use crate::export::forget::{self, Erasure};
 use crate::state::AppState;
 use crate::store::profiles::Profile;
 use crate::web::AppError;
-use crate::web::current_user::require_administrator;
+use crate::web::current_user::require;
 use crate::web::found::Found;
 use crate::web::page::{Nav, PageContext, render};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/data/profiles/{id}/forget", get(confirm).post(submit))
-        .route_layer(axum::middleware::from_fn(require_administrator))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Role::Administrator,
+            require,
+        ))
 }
 
 #[derive(Template)]

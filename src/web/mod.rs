@@ -40,9 +40,10 @@ pub use current_user::CurrentUser;
 pub use error::AppError;
 
 use crate::auth::session_store::DbSessionStore;
+use crate::domain::Role;
 use crate::state::AppState;
 use crate::web::csrf::verify_csrf;
-use crate::web::current_user::{require_administrator, require_sign_in};
+use crate::web::current_user::{require, require_sign_in};
 
 /// The CSP; forms may also be sent on to Mailchimp's OAuth site (the "Authenticate with
 /// Mailchimp" form redirects there).
@@ -61,7 +62,10 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) ->
         .merge(audit::router())
         .merge(fields::admin_router())
         .merge(sources::admin_router())
-        .route_layer(from_fn(require_administrator));
+        .route_layer(axum::middleware::from_fn_with_state(
+            Role::Administrator,
+            require,
+        ));
     let signed_in = Router::new()
         .merge(profiles::router())
         .merge(fields::router())

@@ -17,12 +17,13 @@ use crate::alerts::TestResult;
 use crate::alerts::email::{self, SmtpInput, SmtpServer, TlsMode};
 use crate::alerts::webhook::WebhookUrl;
 use crate::auth::session;
+use crate::domain::Role;
 use crate::domain::text::excerpt;
 use crate::domain::{EmailAddress, Invalid};
 use crate::state::AppState;
 use crate::store::alerts::{self as store, PasswordChange};
 use crate::store::audit;
-use crate::web::current_user::require_administrator;
+use crate::web::current_user::require;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::pairs::Pairs;
 use crate::web::{AppError, format};
@@ -38,7 +39,10 @@ pub fn router() -> Router<AppState> {
         .route("/system/notifications/webhook/secret", post(new_secret))
         .route("/system/notifications/webhook/test", post(test_webhook))
         .route("/system/notifications/email/test", post(test_email))
-        .route_layer(axum::middleware::from_fn(require_administrator))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Role::Administrator,
+            require,
+        ))
 }
 
 /// The webhook form as typed (or as saved).

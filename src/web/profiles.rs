@@ -9,13 +9,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::io::Write;
 
+use crate::domain::Role;
 use crate::profiles::{ImportOptions, jobs};
 use crate::state::AppState;
 use crate::store::import_jobs::{self, ImportJob, Phase};
 use crate::store::imports::{self, ImportRecord};
 use crate::store::profiles::{self, Cursor, Profile};
 use crate::store::{Record, fields, segments};
-use crate::web::current_user::{CurrentUser, require_contributor};
+use crate::web::current_user::{CurrentUser, require};
 use crate::web::found::Found;
 use crate::web::limits::{MAX_FIELD_CHARS, multipart_text};
 use crate::web::page::{Nav, PageContext, render};
@@ -37,7 +38,10 @@ pub fn router() -> Router<AppState> {
             "/data/profiles/import",
             post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
         )
-        .route_layer(axum::middleware::from_fn(require_contributor));
+        .route_layer(axum::middleware::from_fn_with_state(
+            Role::Contributor,
+            require,
+        ));
     read.merge(write)
 }
 

@@ -13,6 +13,7 @@ use tower_sessions::Session;
 
 use crate::auth::session;
 use crate::domain::FieldType;
+use crate::domain::Role;
 use crate::domain::segment_rules::{Condition, Match, Operator, SegmentName, SegmentRules};
 use crate::segments::{
     RefreshOutcome, define, preview_count, progress, refresh, refresh_in_background,
@@ -20,7 +21,7 @@ use crate::segments::{
 use crate::state::AppState;
 use crate::store::segments::{self, Definition, MemberRow, Segment};
 use crate::store::{self as db_store, fields};
-use crate::web::current_user::{CurrentUser, require_contributor};
+use crate::web::current_user::{CurrentUser, require};
 use crate::web::found::Found;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::pairs::Pairs;
@@ -52,7 +53,10 @@ pub fn router() -> Router<AppState> {
             "/data/segments/static",
             post(create_static).layer(DefaultBodyLimit::max(super::profiles::MAX_UPLOAD_BYTES)),
         )
-        .route_layer(axum::middleware::from_fn(require_contributor));
+        .route_layer(axum::middleware::from_fn_with_state(
+            Role::Contributor,
+            require,
+        ));
     read.merge(write)
 }
 

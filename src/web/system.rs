@@ -9,11 +9,12 @@ use axum::routing::get;
 use tower_sessions::Session;
 
 use crate::auth::session;
+use crate::domain::Role;
 use crate::domain::schedule::{DAYS, ScheduleSpec};
 use crate::state::AppState;
 use crate::store::audit;
 use crate::store::schedule::{self, RefreshRun};
-use crate::web::current_user::require_administrator;
+use crate::web::current_user::require;
 use crate::web::page::{Nav, PageContext, render};
 use crate::web::pairs::Pairs;
 use crate::web::{AppError, format};
@@ -22,7 +23,10 @@ pub fn router() -> Router<AppState> {
     let read = Router::new().route("/system/status", get(status));
     let admin = Router::new()
         .route("/system/schedule", get(schedule_page).post(save))
-        .route_layer(axum::middleware::from_fn(require_administrator));
+        .route_layer(axum::middleware::from_fn_with_state(
+            Role::Administrator,
+            require,
+        ));
     read.merge(admin)
 }
 

@@ -9,11 +9,12 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 
 use crate::actions::previews;
+use crate::domain::Role;
 use crate::export::preview::{self, Preview};
 use crate::state::AppState;
 use crate::store::destinations::Destination;
 use crate::store::previews::{self as kept, State as PreviewState};
-use crate::web::current_user::{CurrentUser, require_contributor};
+use crate::web::current_user::{CurrentUser, require};
 use crate::web::destinations::Active;
 use crate::web::page::{PageContext, render};
 use crate::web::pairs::StartForm;
@@ -23,7 +24,10 @@ pub fn router() -> Router<AppState> {
     let read = Router::new().route("/admin/export-destinations/{id}/preview", get(show));
     let write = Router::new()
         .route("/admin/export-destinations/{id}/preview", post(start))
-        .route_layer(axum::middleware::from_fn(require_contributor));
+        .route_layer(axum::middleware::from_fn_with_state(
+            Role::Contributor,
+            require,
+        ));
     read.merge(write)
 }
 

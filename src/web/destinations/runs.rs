@@ -12,11 +12,12 @@ use tower_sessions::Session;
 
 use crate::actions::exports::{self, Cancel, ExportRequest, NotQueued};
 use crate::auth::session;
+use crate::domain::Role;
 use crate::state::AppState;
 use crate::store::destinations::{self, Destination};
 use crate::store::results;
 use crate::store::runs::{self, Counters, Run, RunKind, RunStatus};
-use crate::web::current_user::{CurrentUser, require_contributor};
+use crate::web::current_user::{CurrentUser, require};
 use crate::web::destinations::Active;
 use crate::web::found::Found;
 use crate::web::page::{Nav, PageContext, render};
@@ -33,7 +34,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/export-destinations/{id}/export", post(export))
         .route("/admin/export-destinations/export-all", post(export_all))
         .route("/admin/export-runs/{id}/cancel", post(cancel))
-        .route_layer(axum::middleware::from_fn(require_contributor));
+        .route_layer(axum::middleware::from_fn_with_state(
+            Role::Contributor,
+            require,
+        ));
     read.merge(write)
 }
 
