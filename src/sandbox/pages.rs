@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -26,6 +26,23 @@ pub enum PageAccess {
     Everything,
     /// Audiences and members, but no API keys, connected apps or forms.
     WithoutCredentials,
+}
+
+/// What the person looking may do: as the server hosting the pages says (an `Extension`),
+/// or everything on the sandbox's own server.
+impl axum::extract::FromRequestParts<Sandbox> for PageAccess {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &Sandbox,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<PageAccess>()
+            .copied()
+            .unwrap_or(PageAccess::Everything))
+    }
 }
 
 pub fn router() -> Router<Sandbox> {
@@ -168,9 +185,9 @@ struct AccountPage {
 
 async fn account(
     State(sandbox): State<Sandbox>,
-    access: Option<Extension<PageAccess>>,
+    access: PageAccess,
 ) -> Result<Html<String>, PageError> {
-    let show_credentials = access.is_none_or(|Extension(a)| a == PageAccess::Everything);
+    let show_credentials = access == PageAccess::Everything;
     let store = sandbox.store();
     let accounts = store
         .accounts
@@ -272,11 +289,11 @@ struct AudiencePage {
 
 async fn audience(
     State(sandbox): State<Sandbox>,
-    access: Option<Extension<PageAccess>>,
+    access: PageAccess,
     Path(list_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Html<String>, PageError> {
-    let may_change = access.is_none_or(|Extension(a)| a == PageAccess::Everything);
+    let may_change = access == PageAccess::Everything;
     let page: usize = query
         .get("page")
         .and_then(|p| p.parse().ok())

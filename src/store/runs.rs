@@ -104,6 +104,21 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The counts as a run's row (or a sum of runs) holds them, under their own names.
+    fn read(row: &AnyRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            total: row.try_get("total")?,
+            sent: row.try_get("sent")?,
+            created: row.try_get("created")?,
+            updated: row.try_get("updated")?,
+            unchanged: row.try_get("unchanged")?,
+            skipped: row.try_get("skipped")?,
+            failed: row.try_get("failed")?,
+            tag_changes: row.try_get("tag_changes")?,
+            calls: row.try_get("calls")?,
+        })
+    }
+
     /// Each outcome a member can have with its count, by the outcome's name.
     pub fn by_outcome(&self) -> [(&'static str, i64); 6] {
         [
@@ -190,17 +205,7 @@ impl Record for Run {
             started_at: row.try_get("started_at")?,
             finished_at: row.try_get("finished_at")?,
             cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
-            counters: Counters {
-                total: row.try_get("total")?,
-                sent: row.try_get("sent")?,
-                created: row.try_get("created")?,
-                updated: row.try_get("updated")?,
-                unchanged: row.try_get("unchanged")?,
-                skipped: row.try_get("skipped")?,
-                failed: row.try_get("failed")?,
-                tag_changes: row.try_get("tag_changes")?,
-                calls: row.try_get("calls")?,
-            },
+            counters: Counters::read(&row)?,
             message: row.try_get("message")?,
             changes_since: row.try_get("changes_since")?,
             repair_missing: row.try_get("repair_missing")?,
@@ -522,28 +527,27 @@ pub async fn count_queued<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Re
         .await
 }
 
-/// The members of every export run so far, by outcome (total, tag changes and calls are
-/// left at 0).
+/// Every export run's counts so far, summed.
 pub async fn member_totals<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Counters> {
-    let row = sqlx::query(
-        // PostgreSQL sums BIGINTs as NUMERIC: cast back.
-        "SELECT CAST(COALESCE(SUM(sent), 0) AS BIGINT) AS sent, \
-         CAST(COALESCE(SUM(created), 0) AS BIGINT) AS created, \
-         CAST(COALESCE(SUM(updated), 0) AS BIGINT) AS updated, \
-         CAST(COALESCE(SUM(unchanged), 0) AS BIGINT) AS unchanged, \
-         CAST(COALESCE(SUM(skipped), 0) AS BIGINT) AS skipped, \
-         CAST(COALESCE(SUM(failed), 0) AS BIGINT) AS failed \
-         FROM export_runs WHERE kind = 'export'",
-    )
-    .fetch_one(db)
-    .await?;
-    Ok(Counters {
-        sent: row.try_get("sent")?,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
-        unchanged: row.try_get("unchanged")?,
-        skipped: row.try_get("skipped")?,
-        failed: row.try_get("failed")?,
-        ..Counters::default()
-    })
+    // PostgreSQL sums BIGINTs as NUMERIC: cast back.
+    let sums: Vec<String> = [
+        "total",
+        "sent",
+        "created",
+        "updated",
+        "unchanged",
+        "skipped",
+        "failed",
+        "tag_changes",
+        "calls",
+    ]
+    .iter()
+    .map(|c| format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT) AS {c}"))
+    .collect();
+    let sql = format!(
+        "SELECT {} FROM export_runs WHERE kind = 'export'",
+        sums.join(", ")
+    );
+    let row = sqlx::query(&sql).fetch_one(db).await?;
+    Counters::read(&row)
 }
