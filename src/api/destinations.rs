@@ -125,6 +125,48 @@ fn field(name: &str, message: impl Into<String>) -> FieldError {
     }
 }
 
+/// The data matching asked for, checked as the configure page checks it; what is refused
+/// goes to `errors`.
+async fn check_matching(
+    pool: &sqlx::AnyPool,
+    input: &NewDestination,
+    email_field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Result<Option<matching::Checked>, Problem> {
+    let asked_mappings: Vec<FieldMapping> = input
+        .merge_fields
+        .iter()
+        .map(|m| FieldMapping {
+            tag: m.tag.clone(),
+            field: m.field.clone(),
+        })
+        .collect();
+    let asked = matching::Asked {
+        email_field,
+        mappings: &asked_mappings,
+        segment_ids: &input.segment_ids,
+        new_member_status: input.new_member_status.as_deref().unwrap_or("subscribed"),
+    };
+    match matching::check(pool, &asked).await {
+        Ok(checked) => Ok(Some(checked)),
+        Err(matching::MatchingError::Refused(refused)) => {
+            errors.extend(refused.iter().map(|r| field(&r.field(), r.message())));
+            Ok(None)
+        }
+        Err(matching::MatchingError::Database(err)) => Err(err.into()),
+    }
+}
+
+/// The request's field that a failed connection is about.
+fn field_at_fault(err: &ConnectError) -> &'static str {
+    match err {
+        ConnectError::SandboxOff(_) | ConnectError::UnknownMailchimp => "mailchimp",
+        ConnectError::NoDataCentre => "api_key",
+        ConnectError::Refused(refusal) if refusal.is_about_the_credential() => "api_key",
+        ConnectError::Refused(_) => "audience_id",
+    }
+}
+
 /// Create a Mailchimp destination with an API key (Administrators). Every field is checked
 /// before anything is written or sent.
 #[utoipa::path(post, path = "/api/v1/destinations", tag = "destinations", request_body = NewDestination,
@@ -152,45 +194,15 @@ pub async fn create(
         .map_err(|e| errors.push(field("mailchimp", e.to_string())))
         .ok();
     let email_field = input.email_field.clone().unwrap_or_default();
-    let asked_mappings: Vec<FieldMapping> = input
-        .merge_fields
-        .iter()
-        .map(|m| FieldMapping {
-            tag: m.tag.clone(),
-            field: m.field.clone(),
-        })
-        .collect();
-    let asked = matching::Asked {
-        email_field: &email_field,
-        mappings: &asked_mappings,
-        segment_ids: &input.segment_ids,
-        new_member_status: input.new_member_status.as_deref().unwrap_or("subscribed"),
-    };
-    let checked = match matching::check(pool, &asked).await {
-        Ok(checked) => Some(checked),
-        Err(matching::MatchingError::Refused(refused)) => {
-            errors.extend(refused.iter().map(|r| field(&r.field(), r.message())));
-            None
-        }
-        Err(matching::MatchingError::Database(err)) => return Err(err.into()),
-    };
+    let checked = check_matching(pool, &input, &email_field, &mut errors).await?;
     let (Some(name), Some(audience), Some(key), Some(checked), Some(target), true) =
         (name, audience, key, checked, target, errors.is_empty())
     else {
         return Err(Problem::invalid(errors));
     };
-    let verified = match connect::verify_api_key(&state, target, audience.as_str(), &key).await {
-        Ok(verified) => verified,
-        Err(err) => {
-            let about = match &err {
-                ConnectError::SandboxOff(_) | ConnectError::UnknownMailchimp => "mailchimp",
-                ConnectError::NoDataCentre => "api_key",
-                ConnectError::Refused(refusal) if refusal.is_about_the_credential() => "api_key",
-                ConnectError::Refused(_) => "audience_id",
-            };
-            return Err(Problem::invalid(vec![field(about, err.to_string())]));
-        }
-    };
+    let verified = connect::verify_api_key(&state, target, audience.as_str(), &key)
+        .await
+        .map_err(|err| Problem::invalid(vec![field(field_at_fault(&err), err.to_string())]))?;
     let actor = Actor {
         user_id: user.id,
         email: &user.email,

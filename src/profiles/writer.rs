@@ -104,6 +104,54 @@ pub async fn write_counting(
     written
 }
 
+/// How one import's batches are written.
+struct BatchWrite<'a> {
+    db: &'a Db,
+    target: &'a Target<'a>,
+    /// The file sets the profiles' email key (it has the email field's column).
+    sets_email_key: bool,
+}
+
+impl BatchWrite<'_> {
+    /// Writes a batch's profiles, links them to their source, and counts what it did.
+    async fn write(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        batch: Batch,
+        seen: &mut Seen,
+        totals: &mut Totals,
+    ) -> anyhow::Result<()> {
+        let outcomes = profiles::write(
+            tx,
+            self.db.backend(),
+            &batch.rows,
+            self.sets_email_key,
+            now_millis(),
+        )
+        .await?;
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Created => totals.counts.created += 1,
+                Outcome::Updated => totals.counts.updated += 1,
+                Outcome::Unchanged => totals.counts.unchanged += 1,
+            }
+        }
+        if let Some(link) = &self.target.source {
+            let ids: Vec<&str> = batch.rows.iter().map(|r| r.customer_id.as_str()).collect();
+            for id in sources::link(tx, link.source_id, &ids).await? {
+                seen.insert(id);
+            }
+        }
+        totals.counts.rows_read += batch.rows_read;
+        totals.counts.rejected += batch.rejections.len() as u64;
+        let room = MAX_REJECTIONS_KEPT.saturating_sub(totals.rejections.len());
+        totals
+            .rejections
+            .extend(batch.rejections.into_iter().take(room));
+        Ok(())
+    }
+}
+
 async fn write_all(
     db: &Db,
     mut messages: mpsc::Receiver<Message>,
@@ -144,35 +192,14 @@ async fn write_all(
                 sets_email_key = sets;
             }
             Message::Batch(batch) => {
-                let outcomes = profiles::write(
-                    &mut tx,
-                    db.backend(),
-                    &batch.rows,
+                let bytes_read = batch.bytes_read;
+                let write = BatchWrite {
+                    db,
+                    target,
                     sets_email_key,
-                    now_millis(),
-                )
-                .await?;
-                for outcome in outcomes {
-                    match outcome {
-                        Outcome::Created => totals.counts.created += 1,
-                        Outcome::Updated => totals.counts.updated += 1,
-                        Outcome::Unchanged => totals.counts.unchanged += 1,
-                    }
-                }
-                if let Some(link) = &target.source {
-                    let ids: Vec<&str> =
-                        batch.rows.iter().map(|r| r.customer_id.as_str()).collect();
-                    for id in sources::link(&mut tx, link.source_id, &ids).await? {
-                        seen.insert(id);
-                    }
-                }
-                totals.counts.rows_read += batch.rows_read;
-                totals.counts.rejected += batch.rejections.len() as u64;
-                let room = MAX_REJECTIONS_KEPT.saturating_sub(totals.rejections.len());
-                totals
-                    .rejections
-                    .extend(batch.rejections.into_iter().take(room));
-                progress(&totals, batch.bytes_read);
+                };
+                write.write(&mut tx, batch, &mut seen, &mut totals).await?;
+                progress(&totals, bytes_read);
             }
             Message::Failed(reason) => {
                 tx.rollback().await?;
