@@ -67,6 +67,13 @@ pub async fn forget(
         // Forgotten by a request that came at the same moment.
         return Ok(None);
     }
+    // The profile leaves its segments (and their counts) at once.
+    crate::segments::follow::follow(
+        &mut tx,
+        engine.db.backend(),
+        crate::store::profiles::Which::Profiles(&[profile.id]),
+    )
+    .await?;
     let exported = forgetting::ledger_entries(&mut tx, customer_id).await?;
     // Every destination keeps the forgotten address out from now on: the address it would
     // read from the profile, and any address it exported for the customer.

@@ -16,8 +16,9 @@ use crate::db::{Backend, Db, now_millis};
 use crate::domain::{FieldName, FieldType};
 use crate::profiles::import::infer;
 use crate::profiles::row::{self, Column, Fault};
+use crate::segments::follow::follow;
 use crate::store::fields::{self, Field};
-use crate::store::profiles::{self, Outcome, ProfileWrite};
+use crate::store::profiles::{self, Outcome, ProfileWrite, Which};
 
 /// The most profiles one request may push.
 pub const MAX_ROWS: usize = 10_000;
@@ -368,6 +369,14 @@ impl Run {
     ) -> sqlx::Result<()> {
         let run = std::mem::take(self);
         let written = profiles::write(conn, backend, &run.rows, run.sets_email_key, now).await?;
+        let changed: Vec<&str> = run
+            .rows
+            .iter()
+            .zip(&written)
+            .filter(|(_, outcome)| **outcome != Outcome::Unchanged)
+            .map(|(row, _)| row.customer_id.as_str())
+            .collect();
+        follow(conn, backend, Which::Customers(&changed)).await?;
         for (at, outcome) in run.at.into_iter().zip(written) {
             outcomes[at] = Ok(outcome);
         }
@@ -376,8 +385,8 @@ impl Run {
 }
 
 /// Deletes a customer's profile; false when there is none. Deletion is not erasure (see
-/// [`profiles::delete`]): the profile leaves its segments at the next refresh, and each
-/// destination then treats its member as a leaver.
+/// [`profiles::delete`]): the profile leaves its segments at once, and each destination
+/// then treats its member as a leaver.
 pub async fn delete(db: &Db, customer_id: &str) -> sqlx::Result<bool> {
     let writing = crate::store::profile_writers::begin(db.pool()).await?;
     let deleted = delete_one(db, customer_id.trim()).await;
@@ -392,6 +401,7 @@ async fn delete_one(db: &Db, customer_id: &str) -> sqlx::Result<bool> {
         return Ok(false);
     };
     let deleted = profiles::delete(&mut tx, &[profile.id]).await?;
+    follow(&mut tx, db.backend(), Which::Profiles(&[profile.id])).await?;
     tx.commit().await?;
     Ok(deleted > 0)
 }

@@ -7,9 +7,10 @@ use tokio::sync::mpsc;
 
 use crate::db::{Db, now_millis};
 use crate::domain::FieldType;
+use crate::segments::follow::follow;
 use crate::store::imports::Rejection;
 use crate::store::imports::RowCounts;
-use crate::store::profiles::{self, Outcome, ProfileWrite};
+use crate::store::profiles::{self, Outcome, ProfileWrite, Which};
 use crate::store::{fields, imports, sources};
 
 /// How many rejected rows a report keeps (the count is always complete).
@@ -129,6 +130,14 @@ impl BatchWrite<'_> {
             now_millis(),
         )
         .await?;
+        let changed: Vec<&str> = batch
+            .rows
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| **outcome != Outcome::Unchanged)
+            .map(|(row, _)| row.customer_id.as_str())
+            .collect();
+        follow(tx, self.db.backend(), Which::Customers(&changed)).await?;
         for outcome in outcomes {
             match outcome {
                 Outcome::Created => totals.counts.created += 1,
@@ -232,7 +241,7 @@ async fn write_all(
             let id = record(db, file_name, &failed, started_at, imported_by).await?;
             return Ok((id, failed));
         }
-        totals.counts.deleted = delete_missing(&mut tx, link, &seen).await?;
+        totals.counts.deleted = delete_missing(&mut tx, db.backend(), link, &seen).await?;
     }
     tx.commit().await?;
     db.analyze(&["profiles"]).await?;
@@ -287,6 +296,7 @@ impl Seen {
 /// provides loses only this source's fields); returns how many were deleted.
 async fn delete_missing(
     tx: &mut sqlx::AnyConnection,
+    backend: crate::db::Backend,
     link: &SourceLink,
     seen: &Seen,
 ) -> anyhow::Result<u64> {
@@ -302,9 +312,12 @@ async fn delete_missing(
             .partition(|(_, others)| *others > 0);
         let alone: Vec<i64> = alone.into_iter().map(|(id, _)| id).collect();
         deleted += profiles::delete(&mut *tx, &alone).await?;
-        for (id, _) in shared {
-            sources::unlink(&mut *tx, link.source_id, id, &link.fields).await?;
+        let shared: Vec<i64> = shared.into_iter().map(|(id, _)| id).collect();
+        for id in &shared {
+            sources::unlink(&mut *tx, link.source_id, *id, &link.fields).await?;
         }
+        follow(&mut *tx, backend, Which::Profiles(&alone)).await?;
+        follow(&mut *tx, backend, Which::Profiles(&shared)).await?;
     }
     Ok(deleted)
 }

@@ -1,7 +1,8 @@
 //! Segments: evaluating rules over every profile, previews, refreshes that publish new
-//! membership atomically, and saving or deleting a segment as the pages and the API do.
+//! membership atomically, membership that follows each profile change (`follow`), and saving or deleting a segment as the pages and the API do.
 
 pub mod define;
+pub mod follow;
 pub mod progress;
 mod refresh;
 

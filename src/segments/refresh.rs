@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::db::Db;
 use crate::domain::segment_rules::CompiledRules;
 use crate::domain::{FieldType, Invalid};
+use crate::store::profiles::Which;
 use crate::store::segments::{self, Definition, Published, Segment};
 use crate::store::{fields, profiles};
 
@@ -217,6 +218,7 @@ async fn refresh_locked(db: &Db, only: Option<&[i64]>) -> anyhow::Result<Refresh
         changed |= segment_changed;
         outcomes.push((segment.name.clone(), outcome));
     }
+    catch_up(db, as_of).await?;
     if changed {
         let analyzed = Instant::now();
         db.analyze(&["segment_members"]).await?;
@@ -230,6 +232,17 @@ async fn refresh_locked(db: &Db, only: Option<&[i64]>) -> anyhow::Result<Refresh
         segments: outcomes,
         duration_ms: started.elapsed().as_millis() as i64,
     })
+}
+
+/// Profile writes that committed while the profiles were read followed into the membership
+/// published then, not into the one this refresh computed: they follow again now.
+async fn catch_up(db: &Db, as_of: i64) -> anyhow::Result<()> {
+    let mut tx = crate::db::begin_write(db.pool()).await?;
+    segments::lock_membership(&mut tx, db.backend()).await?;
+    let written = profiles::ids_written_since(&mut tx, as_of).await?;
+    crate::segments::follow::follow(&mut tx, db.backend(), Which::Profiles(&written)).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The rules of the chosen rules segments, compiled against the catalogue; a segment whose
@@ -393,6 +406,7 @@ async fn publish(
         generation
     };
     let mut tx = crate::db::begin_write(db.pool()).await?;
+    segments::lock_membership(&mut tx, db.backend()).await?;
     let published = Published {
         generation,
         member_count: members.len() as i64,

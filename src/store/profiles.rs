@@ -105,6 +105,56 @@ pub fn attributes_in_order<'e>(
     sqlx::query_as("SELECT id, attributes FROM profiles ORDER BY id").fetch(db)
 }
 
+/// The profiles (ID, customer ID, attributes) of these customer IDs, or of these profile
+/// IDs; the ones that do not exist are absent.
+pub async fn attributes_of(
+    conn: &mut AnyConnection,
+    which: Which<'_>,
+) -> sqlx::Result<Vec<(i64, String, String)>> {
+    let mut found = Vec::new();
+    let (column, count) = match which {
+        Which::Customers(ids) => ("customer_id", ids.len()),
+        Which::Profiles(ids) => ("id", ids.len()),
+    };
+    for start in (0..count).step_by(500) {
+        let end = (start + 500).min(count);
+        let sql = format!(
+            "SELECT id, customer_id, attributes FROM profiles WHERE {column} IN ({})",
+            super::placeholders(1, end - start)
+        );
+        let mut query = sqlx::query_as::<_, (i64, String, String)>(&sql);
+        match which {
+            Which::Customers(ids) => {
+                for id in &ids[start..end] {
+                    query = query.bind(*id);
+                }
+            }
+            Which::Profiles(ids) => {
+                for id in &ids[start..end] {
+                    query = query.bind(*id);
+                }
+            }
+        }
+        found.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
+}
+
+/// The profiles written at or after `since`.
+pub async fn ids_written_since(conn: &mut AnyConnection, since: i64) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT id FROM profiles WHERE updated_at >= $1 ORDER BY id")
+        .bind(since)
+        .fetch_all(&mut *conn)
+        .await
+}
+
+/// Profiles named by their customer IDs or by their row IDs.
+#[derive(Debug, Clone, Copy)]
+pub enum Which<'a> {
+    Customers(&'a [&'a str]),
+    Profiles(&'a [i64]),
+}
+
 /// Which way a page of profiles goes from a cursor.
 #[derive(Debug, Clone, Copy)]
 pub enum Cursor {

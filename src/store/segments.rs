@@ -5,7 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
-use crate::db::now_millis;
+use crate::db::{Backend, now_millis};
 use crate::domain::segment_rules::SegmentRules;
 use crate::store::Record;
 
@@ -329,6 +329,144 @@ pub async fn publish(
         .execute(&mut *conn)
         .await
         .map(drop)
+}
+
+/// The first key of [`lock_membership`]'s lock among PostgreSQL's advisory locks ("segm").
+const MEMBERSHIP_LOCK: i32 = 0x7365_676d;
+
+/// Holds, until the transaction ends, the lock that puts changes of published membership
+/// in one order: a profile write that follows its changes into the segments, and a refresh
+/// that publishes a new generation, never interleave (PostgreSQL; SQLite writers are
+/// serialised by `BEGIN IMMEDIATE` already).
+pub async fn lock_membership(conn: &mut AnyConnection, backend: Backend) -> sqlx::Result<()> {
+    if backend != Backend::Postgres {
+        return Ok(());
+    }
+    // The lock's value is void, which the Any driver cannot read: it is read as text.
+    sqlx::query("SELECT CAST(pg_advisory_xact_lock($1, 0) AS TEXT)")
+        .bind(MEMBERSHIP_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+}
+
+/// Which of `profile_ids` are members of the segment's `generation`.
+pub async fn members_among(
+    conn: &mut AnyConnection,
+    segment_id: i64,
+    generation: i64,
+    profile_ids: &[i64],
+) -> sqlx::Result<std::collections::HashSet<i64>> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in profile_ids.chunks(500) {
+        let sql = format!(
+            "SELECT profile_id FROM segment_members WHERE segment_id = $1 AND generation = $2 \
+             AND profile_id IN ({})",
+            super::placeholders(3, chunk.len())
+        );
+        let mut query = sqlx::query_scalar::<_, i64>(&sql)
+            .bind(segment_id)
+            .bind(generation);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        found.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
+}
+
+/// Takes `profile_ids` out of the segment's `generation`.
+pub async fn remove_members(
+    conn: &mut AnyConnection,
+    segment_id: i64,
+    generation: i64,
+    profile_ids: &[i64],
+) -> sqlx::Result<()> {
+    for chunk in profile_ids.chunks(500) {
+        let sql = format!(
+            "DELETE FROM segment_members WHERE segment_id = $1 AND generation = $2 \
+             AND profile_id IN ({})",
+            super::placeholders(3, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(segment_id).bind(generation);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Puts `profile_ids` (none of them a member yet) in the segment's `generation`.
+pub async fn add_members(
+    conn: &mut AnyConnection,
+    segment_id: i64,
+    generation: i64,
+    profile_ids: &[i64],
+) -> sqlx::Result<()> {
+    for chunk in profile_ids.chunks(300) {
+        let values = (0..chunk.len())
+            .map(|i| format!("($1, $2, ${})", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO segment_members (segment_id, generation, profile_id) VALUES {values}"
+        );
+        let mut query = sqlx::query(&sql).bind(segment_id).bind(generation);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Notes that the segment's published membership followed the profile writes up to
+/// `as_of`: `joined` more members (fewer when negative), and for a static segment as many
+/// fewer listed IDs without a profile. A membership that changed no longer has a known
+/// digest, so the next refresh writes its generation afresh.
+pub async fn followed(
+    conn: &mut AnyConnection,
+    segment_id: i64,
+    joined: i64,
+    as_of: i64,
+) -> sqlx::Result<()> {
+    let later = "members_as_of = CASE WHEN members_as_of < $1 THEN $1 ELSE members_as_of END";
+    if joined == 0 {
+        let sql = format!("UPDATE segments SET {later} WHERE id = $2");
+        return super::execute(conn, &sql, &[as_of.into(), segment_id.into()]).await;
+    }
+    let sql = format!(
+        "UPDATE segments SET {later}, member_count = member_count + $3, members_digest = '', \
+         unmatched_ids = CASE WHEN kind = 'static' THEN unmatched_ids - $3 ELSE unmatched_ids END \
+         WHERE id = $2"
+    );
+    super::execute(
+        conn,
+        &sql,
+        &[as_of.into(), segment_id.into(), joined.into()],
+    )
+    .await
+}
+
+/// The static segments that list any of `customer_ids`: (segment, customer ID) pairs.
+pub async fn listed_among(
+    conn: &mut AnyConnection,
+    customer_ids: &[&str],
+) -> sqlx::Result<Vec<(i64, String)>> {
+    let mut listed = Vec::new();
+    for chunk in customer_ids.chunks(500) {
+        let sql = format!(
+            "SELECT segment_id, customer_id FROM segment_static_ids WHERE customer_id IN ({})",
+            super::placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        listed.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(listed)
 }
 
 /// One member as a segment page lists it.

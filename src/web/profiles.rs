@@ -15,6 +15,7 @@ use crate::state::AppState;
 use crate::store::import_jobs::{self, ImportJob, Phase};
 use crate::store::imports::{self, ImportRecord};
 use crate::store::profiles::{self, Cursor, Profile};
+use crate::store::segments::Definition;
 use crate::store::{Record, fields, segments};
 use crate::web::current_user::{CurrentUser, require};
 use crate::web::found::Found;
@@ -391,7 +392,8 @@ struct ImportPage {
     more_rejected: i64,
     /// The background job that made it, when it ran as one.
     job: Option<ImportJob>,
-    /// The segments were (or are being) refreshed after the import.
+    /// The segments include the import: they follow each write, or were (or are being)
+    /// refreshed after it.
     refreshed: bool,
     counts: format::RowCountsShown,
 }
@@ -403,6 +405,13 @@ async fn report(
 ) -> Result<Response, AppError> {
     let id = import.id;
     let job = import_jobs::of_import(state.db.pool(), id).await?;
+    // Segments follow each import as it is written; only one whose definition changed
+    // since its last refresh waits for the next.
+    let catalogue = fields::as_catalogue(&fields::list(state.db.pool()).await?);
+    let lagging = segments::list(state.db.pool()).await?.iter().any(|s| {
+        crate::segments::is_refreshing(s, &catalogue)
+            || (s.definition == Definition::Static && !crate::segments::is_current(s, &catalogue))
+    });
     let page = ImportPage {
         ctx: ctx.at(Nav::Profiles),
         started: format::timestamp(import.started_at),
@@ -411,7 +420,7 @@ async fn report(
             (import.finished_at - import.started_at) as f64 / 1000.0
         ),
         more_rejected: import.counts.rejected as i64 - import.rejections.len() as i64,
-        refreshed: job.as_ref().is_some_and(|j| j.refresh_segments),
+        refreshed: job.as_ref().is_some_and(|j| j.refresh_segments) || !lagging,
         job,
         counts: import.counts.into(),
         import,

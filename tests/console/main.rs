@@ -41,6 +41,7 @@ mod schedule;
 mod security;
 mod segments;
 mod segments_api;
+mod segments_follow;
 mod sign_in;
 mod source_dbs;
 mod sources;
