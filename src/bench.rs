@@ -129,8 +129,68 @@ pub async fn data(args: BenchDataArgs) -> anyhow::Result<()> {
     );
 
     page_timings(&db).await?;
+    follow_timings(&db, args.profiles).await?;
     drop(db);
     cleanup(dir.path());
+    Ok(())
+}
+
+/// Segments following writes, through the profile API's write path: one changed profile
+/// at a time (the median of 21), then 10,000 changed profiles in one write; then whether
+/// the counts the segments followed to are a refresh's.
+async fn follow_timings(db: &crate::db::Db, count: u64) -> anyhow::Result<()> {
+    use crate::profiles::push::{Pushed, push};
+    let changed = |i: u64, step: u64| Pushed {
+        customer_id: format!("C{:07}", (i * step) % count.max(1)),
+        values: vec![
+            (
+                "NewsletterOptIn".into(),
+                if i % 2 == 0 { "true" } else { "false" }.into(),
+            ),
+            ("Age".into(), (18 + i % 60).to_string()),
+        ],
+    };
+    let mut times = Vec::new();
+    for i in 0..21 {
+        let row = changed(i, 7_919);
+        let started = Instant::now();
+        push(db, std::slice::from_ref(&row)).await?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "one changed profile written, its segments followed: median {:.2} ms (of 21; slowest {:.2} ms)",
+        times[10], times[20]
+    );
+    let many = 10_000.min(count);
+    let rows: Vec<Pushed> = (0..many)
+        .map(|i| changed(i + 1, (count / many.max(1)).max(1)))
+        .collect();
+    let started = Instant::now();
+    push(db, &rows).await?;
+    println!(
+        "{many} changed profiles in one write, their segments followed: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let followed: Vec<(String, i64)> = segments::list(db.pool())
+        .await?
+        .into_iter()
+        .map(|s| (s.name, s.member_count))
+        .collect();
+    refresh(db, None).await?;
+    let refreshed: Vec<(String, i64)> = segments::list(db.pool())
+        .await?
+        .into_iter()
+        .map(|s| (s.name, s.member_count))
+        .collect();
+    println!(
+        "member counts followed = a refresh's: {}",
+        if followed == refreshed {
+            "yes".to_string()
+        } else {
+            format!("NO: {followed:?} / {refreshed:?}")
+        }
+    );
     Ok(())
 }
 
