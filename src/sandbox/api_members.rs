@@ -6,6 +6,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::domain::subscriber_hash;
 use crate::sandbox::audience::{ExistingPolicy, MemberWrite, events_of_write};
@@ -47,6 +49,7 @@ async fn list_members(call: OnList) -> Result<Json<Value>, MailchimpProblem> {
             MailchimpProblem::field("status", "status must be subscribed, unsubscribed, cleaned, pending, transactional or archived.")
         })?),
     };
+    let changed = Changed::from_query(&call.query, status)?;
     call.audience(0, |audience| {
         let mut matching: Vec<(&String, &crate::sandbox::audience::Member)> = audience
             .members
@@ -55,6 +58,7 @@ async fn list_members(call: OnList) -> Result<Json<Value>, MailchimpProblem> {
                 Some(status) => m.status == status,
                 None => m.status != MemberStatus::Archived,
             })
+            .filter(|(_, m)| changed.admits(m))
             .collect();
         matching.sort_unstable_by_key(|(_, m)| m.web_id);
         let members: Vec<Value> = paging
@@ -80,6 +84,74 @@ async fn get_member(call: OnList) -> Result<Json<Value>, MailchimpProblem> {
         Ok(Json(json::member(audience, &call.hash, member)))
     })
     .await
+}
+
+/// The members list's filters on when a member changed: `since_last_changed` (changed
+/// after), `before_last_changed` (changed before) and `unsubscribed_since` (unsubscribed at
+/// or after; with any status but unsubscribed it is refused), each an ISO 8601 time.
+#[derive(Default)]
+struct Changed {
+    after: Option<OffsetDateTime>,
+    before: Option<OffsetDateTime>,
+    unsubscribed_since: Option<OffsetDateTime>,
+}
+
+impl Changed {
+    fn from_query(
+        query: &std::collections::HashMap<String, String>,
+        status: Option<MemberStatus>,
+    ) -> Result<Self, MailchimpProblem> {
+        let time = |name: &str| -> Result<Option<OffsetDateTime>, MailchimpProblem> {
+            query
+                .get(name)
+                .map(|raw| {
+                    OffsetDateTime::parse(raw.trim(), &Rfc3339).map_err(|_| {
+                        MailchimpProblem::field(
+                            name,
+                            "Use ISO 8601 time format: 2015-10-21T15:41:36+00:00.",
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let changed = Self {
+            after: time("since_last_changed")?,
+            before: time("before_last_changed")?,
+            unsubscribed_since: time("unsubscribed_since")?,
+        };
+        if changed.unsubscribed_since.is_some()
+            && status.is_some_and(|s| s != MemberStatus::Unsubscribed)
+        {
+            return Err(MailchimpProblem::field(
+                "unsubscribed_since",
+                "unsubscribed_since filters unsubscribed members: use it with status=unsubscribed or no status.",
+            ));
+        }
+        Ok(changed)
+    }
+
+    fn admits(&self, member: &crate::sandbox::audience::Member) -> bool {
+        let at = |text: &str| OffsetDateTime::parse(text, &Rfc3339).ok();
+        let changed = at(&member.last_changed);
+        if self
+            .after
+            .is_some_and(|after| changed.is_none_or(|c| c <= after))
+        {
+            return false;
+        }
+        if self
+            .before
+            .is_some_and(|before| changed.is_none_or(|c| c >= before))
+        {
+            return false;
+        }
+        if let Some(since) = self.unsubscribed_since {
+            let unsubscribed = member.unsubscribed_at.as_deref().and_then(at);
+            return member.status == MemberStatus::Unsubscribed
+                && unsubscribed.is_some_and(|u| u >= since);
+        }
+        true
+    }
 }
 
 #[derive(Deserialize, Default)]

@@ -50,6 +50,9 @@ pub struct Member {
     pub web_id: u64,
     pub timestamp_signup: String,
     pub last_changed: String,
+    /// When the member last became unsubscribed (what `unsubscribed_since` filters on).
+    #[serde(default)]
+    pub unsubscribed_at: Option<String>,
     /// How many write requests have touched this member: lets tests prove that an
     /// acknowledged batch was not sent twice.
     pub writes: u64,
@@ -251,6 +254,9 @@ impl Audience {
                         ),
                     ));
                 }
+                if status == MemberStatus::Unsubscribed && member.status != status {
+                    member.unsubscribed_at = Some(now.to_owned());
+                }
                 member.status = status;
             }
             member.merge_fields.extend(merge_fields);
@@ -284,6 +290,7 @@ impl Audience {
             web_id: *web_id,
             timestamp_signup: now.to_owned(),
             last_changed: now.to_owned(),
+            unsubscribed_at: (status == MemberStatus::Unsubscribed).then(|| now.to_owned()),
             writes: 1,
         };
         member.merge_fields.extend(merge_fields);
@@ -523,6 +530,9 @@ impl Audience {
         let email = member.email_address.clone();
         Ok(match change {
             MemberChange::Unsubscribe => {
+                if member.status != MemberStatus::Unsubscribed {
+                    member.unsubscribed_at = Some(now.to_owned());
+                }
                 member.status = MemberStatus::Unsubscribed;
                 Event::Unsubscribe {
                     email,

@@ -366,3 +366,97 @@ async fn text_sizes_dates_and_birthdays_are_checked_as_mailchimp_does() {
     assert_eq!(fields, ["NICK", "JOINED", "JOINED", "BDAY"]);
     assert_eq!(body["total_created"], 2, "the rest of the batch goes on");
 }
+
+/// Now, as Mailchimp writes times (whole seconds).
+fn now_iso() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .replace('Z', "+00:00")
+}
+
+#[tokio::test]
+async fn the_members_list_filters_on_when_members_changed_and_unsubscribed() {
+    let sb = spawn_sandbox().await;
+    let list = sb.newsletter.clone();
+    sb.batch(
+        json!([
+            { "email_address": "kept@northwind.io", "status": "subscribed" },
+            { "email_address": "edited@northwind.io", "status": "subscribed" },
+            { "email_address": "leaving@northwind.io", "status": "subscribed" },
+        ]),
+        true,
+    )
+    .await;
+    // Times have whole seconds: the mark falls after the first writes, the changes after it.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let mark = now_iso();
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let member = |email: &str| format!("/lists/{list}/members/{}", subscriber_hash(email));
+    let (status, _) = sb
+        .patch(
+            &member("edited@northwind.io"),
+            json!({ "merge_fields": { "FNAME": "Ed" } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = sb
+        .patch(
+            &member("leaving@northwind.io"),
+            json!({ "status": "unsubscribed" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let emails = |body: &serde_json::Value| -> Vec<String> {
+        let mut emails: Vec<String> = body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["email_address"].as_str().unwrap().to_owned())
+            .collect();
+        emails.sort();
+        emails
+    };
+    let mark = url::form_urlencoded::byte_serialize(mark.as_bytes()).collect::<String>();
+    let (status, since) = sb
+        .get(&format!(
+            "/lists/{list}/members?since_last_changed={mark}&count=1000"
+        ))
+        .await;
+    assert_eq!(status, 200, "{since}");
+    assert_eq!(
+        emails(&since),
+        ["edited@northwind.io", "leaving@northwind.io"]
+    );
+    let (_, before) = sb
+        .get(&format!(
+            "/lists/{list}/members?before_last_changed={mark}&count=1000"
+        ))
+        .await;
+    assert!(
+        emails(&before).contains(&"kept@northwind.io".to_string()),
+        "{before}"
+    );
+    assert!(!emails(&before).contains(&"edited@northwind.io".to_string()));
+    let (_, unsubscribed) = sb
+        .get(&format!(
+            "/lists/{list}/members?unsubscribed_since={mark}&count=1000"
+        ))
+        .await;
+    assert_eq!(emails(&unsubscribed), ["leaving@northwind.io"]);
+
+    let (status, body) = sb
+        .get(&format!(
+            "/lists/{list}/members?status=subscribed&unsubscribed_since={mark}"
+        ))
+        .await;
+    assert_eq!(problem_title(status, &body, 400), "Invalid Resource");
+    let (status, body) = sb
+        .get(&format!(
+            "/lists/{list}/members?since_last_changed=yesterday"
+        ))
+        .await;
+    assert_eq!(problem_title(status, &body, 400), "Invalid Resource");
+}
