@@ -118,6 +118,16 @@ pub struct MergeFieldInput {
     field: String,
 }
 
+fn mappings_of(merge_fields: &[MergeFieldInput]) -> Vec<FieldMapping> {
+    merge_fields
+        .iter()
+        .map(|m| FieldMapping {
+            tag: m.tag.clone(),
+            field: m.field.clone(),
+        })
+        .collect()
+}
+
 fn field(name: &str, message: impl Into<String>) -> FieldError {
     FieldError {
         field: name.into(),
@@ -129,25 +139,10 @@ fn field(name: &str, message: impl Into<String>) -> FieldError {
 /// goes to `errors`.
 async fn check_matching(
     pool: &sqlx::AnyPool,
-    input: &NewDestination,
-    email_field: &str,
+    asked: &matching::Asked<'_>,
     errors: &mut Vec<FieldError>,
 ) -> Result<Option<matching::Checked>, Problem> {
-    let asked_mappings: Vec<FieldMapping> = input
-        .merge_fields
-        .iter()
-        .map(|m| FieldMapping {
-            tag: m.tag.clone(),
-            field: m.field.clone(),
-        })
-        .collect();
-    let asked = matching::Asked {
-        email_field,
-        mappings: &asked_mappings,
-        segment_ids: &input.segment_ids,
-        new_member_status: input.new_member_status.as_deref().unwrap_or("subscribed"),
-    };
-    match matching::check(pool, &asked).await {
+    match matching::check(pool, asked).await {
         Ok(checked) => Ok(Some(checked)),
         Err(matching::MatchingError::Refused(refused)) => {
             errors.extend(refused.iter().map(|r| field(&r.field(), r.message())));
@@ -155,6 +150,106 @@ async fn check_matching(
         }
         Err(matching::MatchingError::Database(err)) => Err(err.into()),
     }
+}
+
+/// What `PATCH /api/v1/destinations/{id}` may change: what the destination's configure page
+/// changes. A field left out keeps its value; fields other than these are refused.
+#[derive(Deserialize, ToSchema)]
+pub struct DestinationChange {
+    #[schema(value_type = Option<String>, max_length = 100)]
+    display_name: Option<String>,
+    email_field: Option<String>,
+    /// The whole list of merge fields (replacing the one saved).
+    merge_fields: Option<Vec<MergeFieldInput>>,
+    #[schema(min_items = 1, max_items = 1000)]
+    segment_ids: Option<Vec<i64>>,
+    #[schema(value_type = Option<NewMemberStatusOut>)]
+    new_member_status: Option<String>,
+}
+
+impl ApiBody for DestinationChange {
+    const FIELDS: &'static [&'static str] = &[
+        "display_name",
+        "email_field",
+        "merge_fields",
+        "segment_ids",
+        "new_member_status",
+    ];
+}
+
+/// Change a saved destination's settings as its configure page does (Administrators): its
+/// name, email field, merge fields, segments or new members' status. Each is checked as for
+/// a create, with the rest as saved; the change is audited, and the next export sends what
+/// it changed.
+#[utoipa::path(patch, path = "/api/v1/destinations/{id}", tag = "destinations", params(("id" = i64, Path)),
+    request_body = DestinationChange,
+    responses((status = 200, body = DestinationOut)))]
+pub async fn change(
+    State(state): State<AppState>,
+    Administrator(user): Administrator,
+    PathId(id): PathId,
+    ApiJson(input): ApiJson<DestinationChange>,
+) -> Result<Json<DestinationOut>, Problem> {
+    let pool = state.db.pool();
+    let destination = saved(&state, id).await?;
+    let mut errors = Vec::new();
+    let name_text = input
+        .display_name
+        .unwrap_or_else(|| destination.display_name.clone());
+    let name = DisplayName::parse(&name_text)
+        .map_err(|e| errors.push(field("display_name", e)))
+        .ok();
+    let email_field = input
+        .email_field
+        .or_else(|| destination.email_field.clone())
+        .unwrap_or_default();
+    let mappings = match &input.merge_fields {
+        Some(asked) => mappings_of(asked),
+        None => destination.field_mappings.clone(),
+    };
+    let segment_ids = match input.segment_ids {
+        Some(ids) => ids,
+        None => destinations::segment_ids(pool, id).await?,
+    };
+    let status = input
+        .new_member_status
+        .unwrap_or_else(|| destination.new_member_status.as_str().to_owned());
+    let asked = matching::Asked {
+        email_field: &email_field,
+        mappings: &mappings,
+        segment_ids: &segment_ids,
+        new_member_status: &status,
+    };
+    let checked = check_matching(pool, &asked, &mut errors).await?;
+    let (Some(name), Some(checked), true) = (name, checked, errors.is_empty()) else {
+        return Err(Problem::invalid(errors));
+    };
+    let config = Configuration {
+        display_name: name.as_str(),
+        email_field: &email_field,
+        field_mappings: &checked.mappings,
+        segment_ids: &segment_ids,
+        new_member_status: checked.new_member_status.as_str(),
+    };
+    let actor = Actor {
+        user_id: user.id,
+        email: &user.email,
+    };
+    let mut tx = crate::db::begin_write(pool).await?;
+    match connect::save_matching(&mut tx, &actor, id, &config, connect::Save::Edit).await {
+        Ok(()) => tx.commit().await?,
+        Err(connect::DraftError::NameTaken(_)) => {
+            return Err(Problem::invalid(vec![field(
+                "display_name",
+                format!("A destination named “{name}” already exists."),
+            )]));
+        }
+        Err(connect::DraftError::Database(err)) => return Err(err.into()),
+    }
+    // A failure is logged; the next export registers the webhook then.
+    let _ = crate::export::webhooks::register_after_save(&state.engine, id).await;
+    let d = saved(&state, id).await?;
+    Ok(Json(DestinationOut::of(&d, &segment_ids)))
 }
 
 /// The request's field that a failed connection is about.
@@ -194,7 +289,14 @@ pub async fn create(
         .map_err(|e| errors.push(field("mailchimp", e.to_string())))
         .ok();
     let email_field = input.email_field.clone().unwrap_or_default();
-    let checked = check_matching(pool, &input, &email_field, &mut errors).await?;
+    let asked_mappings = mappings_of(&input.merge_fields);
+    let asked = matching::Asked {
+        email_field: &email_field,
+        mappings: &asked_mappings,
+        segment_ids: &input.segment_ids,
+        new_member_status: input.new_member_status.as_deref().unwrap_or("subscribed"),
+    };
+    let checked = check_matching(pool, &asked, &mut errors).await?;
     let (Some(name), Some(audience), Some(key), Some(checked), Some(target), true) =
         (name, audience, key, checked, target, errors.is_empty())
     else {

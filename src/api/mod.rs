@@ -35,7 +35,10 @@ pub fn router(state: AppState) -> Router {
             "/destinations",
             get(destinations::list).post(destinations::create),
         )
-        .route("/destinations/{id}", get(destinations::show))
+        .route(
+            "/destinations/{id}",
+            get(destinations::show).patch(destinations::change),
+        )
         .route("/destinations/{id}/runs", post(destinations::start_run))
         .route("/destinations/{id}/preview", post(destinations::preview))
         .route("/runs/{id}", get(run))

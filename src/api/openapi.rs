@@ -31,6 +31,7 @@ use crate::api::{FieldError, Problem};
         super::destinations::list,
         super::destinations::create,
         super::destinations::show,
+        super::destinations::change,
         super::destinations::start_run,
         super::destinations::preview,
         super::run,

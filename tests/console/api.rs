@@ -335,3 +335,97 @@ async fn the_mailchimp_field_chooses_the_built_in_sandbox_or_mailchimp() {
     };
     assert!(html_row.contains(r#"<td class="target">Built-in sandbox</td>"#));
 }
+
+#[tokio::test]
+async fn patch_changes_what_the_configure_page_changes_and_checks_it_the_same_way() {
+    use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
+    use export_destinations::store::segments::{self, Definition};
+    let app = spawn_app().await;
+    let segment = seed(&app).await;
+    let rules = SegmentRules {
+        match_: Match::All,
+        conditions: vec![Condition {
+            field: "Country".into(),
+            op: Operator::Equals,
+            value: "France".into(),
+        }],
+    };
+    let france = segments::create(app.state.db.pool(), "France", &Definition::Rules(rules))
+        .await
+        .unwrap();
+    let admin = token(&app, "ci@example.com", Role::Administrator).await;
+    let (status, created) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/destinations",
+        Some(&admin),
+        Some(a_valid_destination(&app, segment)),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/api/v1/destinations/{}", created["id"]);
+
+    let change = json!({
+        "display_name": "Renamed", "segment_ids": [segment, france], "new_member_status": "pending"
+    });
+    let (status, changed) = call(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        Some(&admin),
+        Some(change),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    let (_, shown) = call(&app, reqwest::Method::GET, &path, Some(&admin), None).await;
+    for body in [&changed, &shown] {
+        assert_eq!(body["display_name"], "Renamed", "{body}");
+        assert_eq!(body["segment_ids"], json!([segment, france]), "{body}");
+        assert_eq!(body["new_member_status"], "pending", "{body}");
+        assert_eq!(
+            body["email_field"], "EmailAddress",
+            "left out, kept: {body}"
+        );
+        assert_eq!(
+            body["merge_fields"][0]["tag"], "FNAME",
+            "left out, kept: {body}"
+        );
+    }
+
+    // Refused as the configure page refuses it, naming the field; nothing changes.
+    let bad = json!({ "email_field": "NoSuchField", "display_name": "Not kept" });
+    let refused = raw(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        Some(&admin),
+        Some("application/json"),
+        bad.to_string().into_bytes(),
+    )
+    .await;
+    assert_problem("an unknown email field", &refused, 422);
+    assert_eq!(fields_of(&refused.2), ["email_field"]);
+    let unknown = raw(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        Some(&admin),
+        Some("application/json"),
+        json!({ "audience_id": "other" }).to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(fields_of(&unknown.2), ["audience_id"], "{:?}", unknown.2);
+    let contributor = token(&app, "cy@example.com", Role::Contributor).await;
+    let forbidden = raw(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        Some(&contributor),
+        Some("application/json"),
+        json!({ "display_name": "Mine" }).to_string().into_bytes(),
+    )
+    .await;
+    assert_problem("a Contributor", &forbidden, 403);
+    let (_, shown) = call(&app, reqwest::Method::GET, &path, Some(&admin), None).await;
+    assert_eq!(shown["display_name"], "Renamed", "{shown}");
+}
