@@ -183,3 +183,62 @@ async fn segments_follow_random_changes_as_a_refresh_of_every_profile_finds_them
         assert_eq!(followed, refreshed, "{name}: followed, then refreshed");
     }
 }
+
+#[tokio::test]
+async fn writes_racing_a_refresh_leave_the_members_a_refresh_finds() {
+    let app = spawn_app().await;
+    let db = &app.state.db;
+    let mut csv = String::from("CustomerId,Country,Age\n");
+    for n in 0..200 {
+        csv.push_str(&format!(
+            "C{n},{},{}\n",
+            ["France", "Spain"][n % 2],
+            20 + n % 40
+        ));
+    }
+    import_csv(db, &csv).await;
+    let france = segments::create(
+        db.pool(),
+        "France",
+        &rules(Match::All, &[("Country", Operator::Equals, "France")]),
+    )
+    .await
+    .unwrap();
+    export_destinations::segments::refresh(db, None)
+        .await
+        .unwrap();
+    let ci = token(&app, "ci@example.com", Role::Contributor).await;
+
+    // Writers move profiles in and out of France while refreshes read every profile.
+    let writers = (0..4).map(|w| {
+        let (app, ci) = (&app, ci.clone());
+        async move {
+            for i in 0..15 {
+                let customer = format!("C{}", (w * 50 + i * 3) % 200);
+                let country = if (w + i) % 2 == 0 {
+                    "France"
+                } else {
+                    "Germany"
+                };
+                let path = format!("/api/v1/profiles/{customer}");
+                let body = json!({ "Country": country });
+                let (status, answer) = call(app, Method::PUT, &path, Some(&ci), Some(body)).await;
+                assert!(status == 200 || status == 201, "{status} {answer}");
+            }
+        }
+    });
+    let refreshes = async {
+        for _ in 0..3 {
+            export_destinations::segments::refresh(db, None)
+                .await
+                .unwrap();
+        }
+    };
+    tokio::join!(futures::future::join_all(writers), refreshes);
+
+    let followed = memberships(db, &[france]).await;
+    export_destinations::segments::refresh(db, None)
+        .await
+        .unwrap();
+    assert_eq!(followed, memberships(db, &[france]).await);
+}
