@@ -161,6 +161,10 @@ impl App {
             .settings
             .scheduler
             .then(|| tokio::spawn(crate::schedule::run(self.state.sources.clone())));
+        let live = tokio::spawn(crate::live::run(
+            self.state.db.clone(),
+            self.state.settings.sync_window,
+        ));
         // The built-in sandbox keeps its state in data/sandbox.json as it changes.
         let sandbox = self.state.sandbox.clone();
         let autosave = sandbox.clone().map(|s| tokio::spawn(s.autosave()));
@@ -193,6 +197,7 @@ impl App {
         // A run cut short here is resumed by the next worker, at once; an alert being sent,
         // by the next sender.
         worker.abort();
+        live.abort();
         alerts.abort();
         self.state.alerts.release().await;
         if let Some(scheduler) = scheduler {

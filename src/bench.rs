@@ -348,6 +348,7 @@ pub(crate) fn console_settings(
         scheduler: false,
         export_lease: std::time::Duration::from_secs(60),
         export_workers,
+        sync_window: std::time::Duration::from_secs(2),
         bind_addr: "127.0.0.1:0".parse()?,
         public_url: None,
         secret_key: Some(key.clone()),
@@ -427,6 +428,7 @@ pub(crate) async fn api_key_destination(
         field_mappings: mappings,
         segment_ids,
         new_member_status: "subscribed",
+        keep_in_sync: false,
     };
     let mut conn = db.pool().acquire().await?;
     destinations::save_configuration(&mut conn, id, &config).await?;

@@ -99,6 +99,10 @@ pub struct ServeArgs {
     /// proceed side by side; runs on one account share its 10 connections.
     #[arg(long, env = "EXPORT_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub export_workers: u32,
+    /// Milliseconds a change waits before destinations kept in sync export it: what
+    /// arrives within the window goes in one run.
+    #[arg(long, env = "SYNC_WINDOW_MS", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(100..=600_000))]
+    pub sync_window_ms: u32,
     /// Offer the built-in Mailchimp sandbox (mounted at /sandbox/) as a destination's
     /// Mailchimp: on or off.
     #[arg(long, env = "MAILCHIMP_SANDBOX", default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
@@ -267,6 +271,8 @@ pub struct Settings {
     pub export_lease: Duration,
     /// Export runs executed at once.
     pub export_workers: usize,
+    /// How long a change waits before destinations kept in sync export it.
+    pub sync_window: Duration,
     pub bind_addr: SocketAddr,
     /// None: derived from the address actually bound.
     pub public_url: Option<Url>,
@@ -362,6 +368,7 @@ impl Settings {
             scheduler: true,
             export_lease: Duration::from_secs(u64::from(args.export_lease_seconds)),
             export_workers: args.export_workers as usize,
+            sync_window: Duration::from_millis(u64::from(args.sync_window_ms)),
             bind_addr: args.bind_addr,
             public_url,
             secret_key,

@@ -283,11 +283,12 @@ pub async fn save_matching(
         .map(|m| format!("{}={}", m.tag, m.field))
         .collect();
     let details = format!(
-        "email field {}; merge fields {}; {} segment(s); new members {}",
+        "email field {}; merge fields {}; {} segment(s); new members {}; keep in sync {}",
         config.email_field,
         mappings.join(", "),
         config.segment_ids.len(),
-        config.new_member_status
+        config.new_member_status,
+        if config.keep_in_sync { "on" } else { "off" }
     );
     let action = match save {
         Save::First => "save",

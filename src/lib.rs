@@ -35,6 +35,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod export;
+pub mod live;
 pub mod mailchimp;
 pub mod matching;
 pub mod memory;

@@ -91,6 +91,9 @@ pub struct NewDestination {
     segment_ids: Vec<i64>,
     #[schema(value_type = Option<NewMemberStatusOut>)]
     new_member_status: Option<String>,
+    /// Export each change within seconds, without a person or the schedule (default false).
+    #[serde(default)]
+    keep_in_sync: bool,
 }
 
 impl ApiBody for NewDestination {
@@ -104,6 +107,7 @@ impl ApiBody for NewDestination {
         "merge_fields",
         "segment_ids",
         "new_member_status",
+        "keep_in_sync",
     ];
 }
 
@@ -165,6 +169,7 @@ pub struct DestinationChange {
     segment_ids: Option<Vec<i64>>,
     #[schema(value_type = Option<NewMemberStatusOut>)]
     new_member_status: Option<String>,
+    keep_in_sync: Option<bool>,
 }
 
 impl ApiBody for DestinationChange {
@@ -174,6 +179,7 @@ impl ApiBody for DestinationChange {
         "merge_fields",
         "segment_ids",
         "new_member_status",
+        "keep_in_sync",
     ];
 }
 
@@ -230,6 +236,7 @@ pub async fn change(
         field_mappings: &checked.mappings,
         segment_ids: &segment_ids,
         new_member_status: checked.new_member_status.as_str(),
+        keep_in_sync: input.keep_in_sync.unwrap_or(destination.keep_in_sync),
     };
     let actor = Actor {
         user_id: user.id,
@@ -329,6 +336,7 @@ pub async fn create(
         field_mappings: &checked.mappings,
         segment_ids: &input.segment_ids,
         new_member_status: checked.new_member_status.as_str(),
+        keep_in_sync: input.keep_in_sync,
     };
     match connect::save_matching(&mut tx, &actor, id, &config, connect::Save::First).await {
         Ok(()) => tx.commit().await?,

@@ -31,6 +31,8 @@ pub struct DestinationOut {
     pub merge_fields: Vec<MergeFieldOut>,
     pub segment_ids: Vec<i64>,
     pub new_member_status: NewMemberStatusOut,
+    /// Changed members are exported within seconds, without a person or the schedule.
+    pub keep_in_sync: bool,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
 }
@@ -67,6 +69,7 @@ impl DestinationOut {
             } else {
                 NewMemberStatusOut::Subscribed
             },
+            keep_in_sync: d.keep_in_sync,
             created_at: d.created_at,
         }
     }

@@ -33,6 +33,8 @@ pub struct Destination {
     pub email_field: Option<String>,
     pub field_mappings: Vec<FieldMapping>,
     pub new_member_status: String,
+    /// Changed members are exported continuously, without a person or the schedule.
+    pub keep_in_sync: bool,
     pub configured_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -83,7 +85,7 @@ impl Destination {
 const COLUMNS: &str = "id, display_name, status, owner_id, consent_version, consent_at, audience_id, \
     target, audience_name, audience_members, auth_method, credential_sealed, api_base, mailchimp_account, \
     authenticated_at, export_user_id, email_field, field_mappings, new_member_status, configured_at, \
-    created_at, updated_at";
+    created_at, updated_at, keep_in_sync";
 
 impl Record for Destination {
     const TABLE: &'static str = "destinations";
@@ -127,6 +129,7 @@ impl Record for Destination {
             email_field: row.try_get("email_field")?,
             field_mappings: serde_json::from_str(&mappings).unwrap_or_default(),
             new_member_status: row.try_get("new_member_status")?,
+            keep_in_sync: row.try_get::<i64, _>("keep_in_sync")? != 0,
             configured_at: row.try_get("configured_at")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -231,6 +234,7 @@ pub struct Configuration<'a> {
     pub field_mappings: &'a [FieldMapping],
     pub segment_ids: &'a [i64],
     pub new_member_status: &'a str,
+    pub keep_in_sync: bool,
 }
 
 pub async fn save_configuration(
@@ -241,7 +245,8 @@ pub async fn save_configuration(
     let now = now_millis();
     sqlx::query(
         "UPDATE destinations SET display_name = $1, email_field = $2, field_mappings = $3, new_member_status = $4, \
-         status = 'active', configured_at = COALESCE(configured_at, $5), updated_at = $5 WHERE id = $6",
+         status = 'active', configured_at = COALESCE(configured_at, $5), updated_at = $5, keep_in_sync = $7 \
+         WHERE id = $6",
     )
     .bind(config.display_name)
     .bind(config.email_field)
@@ -249,6 +254,7 @@ pub async fn save_configuration(
     .bind(config.new_member_status)
     .bind(now)
     .bind(id)
+    .bind(i64::from(config.keep_in_sync))
     .execute(&mut *conn)
     .await?;
     sqlx::query("DELETE FROM destination_segments WHERE destination_id = $1")
@@ -336,6 +342,30 @@ pub async fn names<'e>(
         .fetch_all(db)
         .await?;
     Ok(rows.into_iter().collect())
+}
+
+/// The saved destinations kept in sync.
+pub async fn kept_in_sync<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT id FROM destinations WHERE keep_in_sync = 1 AND status = 'active' ORDER BY id",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// When the members of the destination's segments last took in a profile write (each
+/// write, deletion or refresh moves it on).
+pub async fn segments_changed_at<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT MAX(s.members_as_of) FROM segments s \
+         JOIN destination_segments ds ON ds.segment_id = s.id WHERE ds.destination_id = $1",
+    )
+    .bind(id)
+    .fetch_one(db)
+    .await
 }
 
 /// A destination's name, removed or not.

@@ -472,3 +472,58 @@ async fn the_configure_page_refuses_a_merge_tag_mailchimp_would_not_take() {
         [segment.parse::<i64>().unwrap()]
     );
 }
+
+#[tokio::test]
+async fn keep_in_sync_is_off_by_default_and_turned_on_from_the_configure_page() {
+    let app = spawn_app().await;
+    let segment = seed(&app).await;
+    app.signed_in_as("ada@example.com", Role::Administrator)
+        .await;
+    let id = wizard::complete(&app, segment).await;
+    let stored = destinations::find(app.state.db.pool(), id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!stored.keep_in_sync, "off by default");
+    let page = format!("/admin/export-destinations/{id}/edit");
+    let html = app.get_html(&page).await;
+    assert!(
+        html.contains(r#"name="keep_in_sync" value="yes">"#),
+        "{html}"
+    );
+    let token = crate::helpers::csrf_token(&html);
+    let segment = segment.to_string();
+    let response = app
+        .post_raw(
+            &page,
+            &[
+                ("csrf_token", token.as_str()),
+                ("display_name", stored.display_name.as_str()),
+                ("email_field", "EmailAddress"),
+                ("map_tag_0", "FNAME"),
+                ("map_field_0", "FirstName"),
+                ("segment", segment.as_str()),
+                ("new_member_status", "subscribed"),
+                ("keep_in_sync", "yes"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let stored = destinations::find(app.state.db.pool(), id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.keep_in_sync);
+    let html = app.get_html(&page).await;
+    assert!(
+        html.contains(r#"name="keep_in_sync" value="yes" checked>"#),
+        "{html}"
+    );
+    let audit = audit::recent(app.state.db.pool(), 1).await.unwrap();
+    assert!(
+        audit[0].details.contains("keep in sync on"),
+        "{:?}",
+        audit[0].details
+    );
+}

@@ -67,6 +67,8 @@ pub fn test_settings(dir: &std::path::Path, database_url: DatabaseUrl) -> Settin
         scheduler: false,
         export_lease: Duration::from_secs(60),
         export_workers: 4,
+        // Destinations kept in sync export a change quickly, so that their tests take little time.
+        sync_window: Duration::from_millis(200),
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         secret_key: Some(SecretKey::generate()),
@@ -423,6 +425,7 @@ pub async fn saved_destination(
         field_mappings: &mappings,
         segment_ids,
         new_member_status: status,
+        keep_in_sync: false,
     };
     let mut conn = pool.acquire().await.unwrap();
     destinations::save_configuration(&mut conn, id, &config)

@@ -23,6 +23,7 @@ mod forget;
 mod hardening;
 mod health;
 mod helpers;
+mod live;
 mod migrations;
 mod notifications;
 mod oauth_fake_mailchimp;

@@ -58,6 +58,7 @@ async fn map_all(w: &World, id: i64, segments: &[i64]) {
         field_mappings: &mappings,
         segment_ids: segments,
         new_member_status: "subscribed",
+        keep_in_sync: false,
     };
     let mut conn = w.app.state.db.pool().acquire().await.unwrap();
     destinations::save_configuration(&mut conn, id, &config)

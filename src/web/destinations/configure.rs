@@ -46,6 +46,7 @@ struct ConfigForm {
     /// Chosen segment values that are not segment IDs (never silently dropped).
     unreadable_segments: usize,
     new_member_status: String,
+    keep_in_sync: bool,
     /// A merge field to create in the audience, as typed (kept until it is created).
     new_field: NewMergeField,
     action: String,
@@ -164,6 +165,7 @@ async fn show(
         segment_ids: destinations::segment_ids(state.db.pool(), id).await?,
         unreadable_segments: 0,
         new_member_status: destination.new_member_status.clone(),
+        keep_in_sync: destination.keep_in_sync,
         new_field: NewMergeField::default(),
         action: String::new(),
     };
@@ -210,6 +212,7 @@ fn parse_form(pairs: Pairs) -> ConfigForm {
             .filter(|v| v.parse::<i64>().is_err())
             .count(),
         new_member_status: pairs.get("new_member_status"),
+        keep_in_sync: pairs.get("keep_in_sync") == "yes",
         new_field: NewMergeField {
             name: pairs.get("new_field_name"),
             kind: pairs.get("new_field_kind"),
@@ -264,6 +267,7 @@ async fn submit(
         field_mappings: mappings,
         segment_ids: &form.segment_ids,
         new_member_status: status.as_str(),
+        keep_in_sync: form.keep_in_sync,
     };
     let (save, action) = if destination.is_active() {
         (Save::Edit, "edit")

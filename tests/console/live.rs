@@ -1,0 +1,102 @@
+//! Keep in sync: a profile written through the API reaches the audience, changed, within
+//! seconds, with no person and no schedule; a profile that leaves a segment loses its tag.
+
+use std::time::Duration;
+
+use export_destinations::domain::Role;
+use export_destinations::sandbox::SandboxConfig;
+use export_destinations::store::runs::{self, RunStatus};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::api::{call, token};
+use crate::helpers::wait_until;
+use crate::world::{self, destination, export, refresh, segment, world};
+
+#[tokio::test]
+async fn a_destination_kept_in_sync_exports_each_change_with_no_one_acting() {
+    let w = world(SandboxConfig::default()).await;
+    world::import(&w.app, world::PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    assert_eq!(export(&w, id, false).await.status, RunStatus::Successful);
+    let member = |email: &str| {
+        world::audience(&w)
+            .into_iter()
+            .find(|m| m.0 == email)
+            .map(|m| (m.2, m.3))
+    };
+    assert_eq!(member("ada@northwind.io").unwrap().0, "Ada");
+
+    // Off (the default): a change waits for a person or the schedule.
+    let admin = token(&w.app, "admin@example.com", Role::Administrator).await;
+    let ci = token(&w.app, "ci@example.com", Role::Contributor).await;
+    let put = |customer: &'static str, body: serde_json::Value| {
+        let (app, ci) = (&w.app, ci.clone());
+        async move {
+            let path = format!("/api/v1/profiles/{customer}");
+            let (status, answer) = call(app, Method::PUT, &path, Some(&ci), Some(body)).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    };
+    put("P1", json!({ "FirstName": "Adele" })).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        member("ada@northwind.io").unwrap().0,
+        "Ada",
+        "not kept in sync yet"
+    );
+
+    let path = format!("/api/v1/destinations/{id}");
+    let (status, body) = call(
+        &w.app,
+        Method::PATCH,
+        &path,
+        Some(&admin),
+        Some(json!({ "keep_in_sync": true })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["keep_in_sync"], true);
+    wait_until(
+        "the waiting change to reach Mailchimp",
+        Duration::from_secs(20),
+        || async {
+            member("ada@northwind.io")
+                .is_some_and(|m| m.0 == "Adele")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // A change made now arrives within seconds; one that leaves the segment takes its tag off.
+    put("P1", json!({ "FirstName": "Ada Lovelace" })).await;
+    put("P3", json!({ "Country": "France" })).await;
+    wait_until(
+        "both changes to reach Mailchimp",
+        Duration::from_secs(20),
+        || async {
+            (member("ada@northwind.io").is_some_and(|m| m.0 == "Ada Lovelace")
+                && member("zoe@northwind.io")
+                    .is_some_and(|m| !m.1.contains(&"Germany".to_string())))
+            .then_some(())
+        },
+    )
+    .await;
+
+    // Nothing changed: nothing more is queued.
+    let pool = w.app.state.db.pool();
+    wait_until("the last run to end", Duration::from_secs(20), || async {
+        (!runs::sync_state(pool, id).await.unwrap().0).then_some(())
+    })
+    .await;
+    let before = runs::for_destination(pool, id, 100).await.unwrap().len();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let after = runs::for_destination(pool, id, 100).await.unwrap();
+    assert_eq!(after.len(), before, "no run without a change");
+    assert!(
+        after.iter().all(|r| r.status != RunStatus::Skipped),
+        "no skipped runs pile up"
+    );
+}
