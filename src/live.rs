@@ -14,8 +14,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::actions::exports::{self, ExportRequest, NotQueued};
-use crate::db::Db;
+use crate::db::{Db, now_millis};
 use crate::store::{destinations, runs};
+
+/// How long keeping a destination in sync waits after one of its runs failed.
+pub const AFTER_A_FAILURE: Duration = Duration::from_secs(60);
 
 /// Looks every `window` for destinations kept in sync whose segments took in a change.
 pub async fn run(db: Db, window: Duration) {
@@ -36,8 +39,13 @@ async fn look(db: &Db, waiting: &mut HashSet<i64>) -> anyhow::Result<()> {
         let Some(changed_at) = destinations::segments_changed_at(pool, id).await? else {
             continue;
         };
-        let (in_flight, latest) = runs::sync_state(pool, id).await?;
+        let (in_flight, latest, failed) = runs::sync_state(pool, id).await?;
         if in_flight || latest.is_some_and(|queued| queued > changed_at) {
+            continue;
+        }
+        // After a failed run (a refused credential, Mailchimp down) the next one waits a
+        // while, so that a stream of changes does not become a stream of failures and alerts.
+        if failed.is_some_and(|ended| now_millis() - ended < AFTER_A_FAILURE.as_millis() as i64) {
             continue;
         }
         let request = ExportRequest {

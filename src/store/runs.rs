@@ -415,21 +415,22 @@ pub async fn note<'e>(
     super::execute(db, &sql, &[value.into(), id.into()]).await
 }
 
-/// Whether the destination has an export queued or running, and when its latest export
-/// (not a skipped one) was queued.
+/// Whether the destination has an export queued or running, when its latest export (not
+/// a skipped one) was queued, and when its latest failed export ended.
 pub async fn sync_state<'e>(
     db: impl Executor<'e, Database = Any>,
     destination_id: i64,
-) -> sqlx::Result<(bool, Option<i64>)> {
-    let (in_flight, latest): (i64, Option<i64>) = sqlx::query_as(
+) -> sqlx::Result<(bool, Option<i64>, Option<i64>)> {
+    let (in_flight, latest, failed): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
         "SELECT COUNT(CASE WHEN status IN ('queued', 'processing') THEN 1 END), \
-         MAX(CASE WHEN status <> 'skipped' THEN created_at END) \
+         MAX(CASE WHEN status <> 'skipped' THEN created_at END), \
+         MAX(CASE WHEN status = 'failed' THEN finished_at END) \
          FROM export_runs WHERE destination_id = $1 AND kind = 'export'",
     )
     .bind(destination_id)
     .fetch_one(db)
     .await?;
-    Ok((in_flight > 0, latest))
+    Ok((in_flight > 0, latest, failed))
 }
 
 /// Starts the counts afresh (a resumed run recounts from its plan).
