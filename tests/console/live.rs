@@ -100,3 +100,82 @@ async fn a_destination_kept_in_sync_exports_each_change_with_no_one_acting() {
         "no skipped runs pile up"
     );
 }
+
+#[tokio::test]
+async fn a_contact_who_unsubscribes_between_two_syncs_stays_unsubscribed_and_off_stops_it() {
+    let w = world(SandboxConfig::default()).await;
+    world::import(&w.app, world::PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    assert_eq!(export(&w, id, false).await.status, RunStatus::Successful);
+    let admin = token(&w.app, "admin@example.com", Role::Administrator).await;
+    let ci = token(&w.app, "ci@example.com", Role::Contributor).await;
+    let path = format!("/api/v1/destinations/{id}");
+    let set = |on: bool| {
+        let (app, admin, path) = (&w.app, admin.clone(), path.clone());
+        async move {
+            let body = json!({ "keep_in_sync": on });
+            let (status, answer) = call(app, Method::PATCH, &path, Some(&admin), Some(body)).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    };
+    let put = |customer: &'static str, body: serde_json::Value| {
+        let (app, ci) = (&w.app, ci.clone());
+        async move {
+            let path = format!("/api/v1/profiles/{customer}");
+            let (status, answer) = call(app, Method::PUT, &path, Some(&ci), Some(body)).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    };
+    let member = |email: &str| {
+        world::audience(&w)
+            .into_iter()
+            .find(|m| m.0 == email)
+            .map(|m| (m.1, m.2))
+    };
+    set(true).await;
+
+    // Ada unsubscribes in Mailchimp (no webhook tells the console); then her profile changes.
+    {
+        let mut store = w.sandbox.store();
+        let list = store.audiences.get_mut(&w.audience).unwrap();
+        let ada = list
+            .members
+            .get_mut(&export_destinations::domain::subscriber_hash(
+                "ada@northwind.io",
+            ))
+            .unwrap();
+        ada.status = export_destinations::sandbox::status::MemberStatus::Unsubscribed;
+    }
+    put("P1", json!({ "FirstName": "Augusta" })).await;
+    put("P3", json!({ "FirstName": "Zoe" })).await;
+    wait_until(
+        "the changes to be kept in sync",
+        Duration::from_secs(20),
+        || async {
+            member("zoe@northwind.io")
+                .is_some_and(|m| m.1 == "Zoe")
+                .then_some(())
+        },
+    )
+    .await;
+    let pool = w.app.state.db.pool();
+    wait_until("the sync run to end", Duration::from_secs(20), || async {
+        (!runs::sync_state(pool, id).await.unwrap().0).then_some(())
+    })
+    .await;
+    let ada = member("ada@northwind.io").unwrap();
+    assert_eq!(ada.0, "unsubscribed", "never subscribed again: {ada:?}");
+
+    // Off: a change waits again.
+    set(false).await;
+    let before = runs::for_destination(pool, id, 100).await.unwrap().len();
+    put("P3", json!({ "FirstName": "Zoë" })).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        runs::for_destination(pool, id, 100).await.unwrap().len(),
+        before
+    );
+    assert_eq!(member("zoe@northwind.io").unwrap().1, "Zoe", "not sent");
+}
