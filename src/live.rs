@@ -56,6 +56,7 @@ async fn look(db: &Db, waiting: &mut HashSet<i64>) -> anyhow::Result<()> {
         match exports::queue(db, id, request).await? {
             Ok(queued) => {
                 waiting.remove(&id);
+                runs::mark_kept_in_sync(pool, queued.run_id).await?;
                 tracing::debug!(
                     destination_id = id,
                     run_id = queued.run_id,

@@ -748,6 +748,7 @@ mod tests {
             message: Some("Mailchimp refused the credential".into()),
             changes_since: None,
             repair_missing: None,
+            kept_in_sync: false,
         }
     }
 

@@ -172,6 +172,9 @@ pub struct Run {
     /// The run found its audience changed behind the console: how many of the ledger's
     /// members were missing from it.
     pub repair_missing: Option<i64>,
+    /// Queued by the console to keep the destination in sync (not by a person or the
+    /// schedule): the history groups these runs by the hour.
+    pub kept_in_sync: bool,
 }
 
 impl Run {
@@ -187,7 +190,8 @@ impl Run {
 }
 
 const COLUMNS: &str = "id, destination_id, kind, status, full_resync, created_at, started_at, finished_at, cancel_requested, \
-    total, sent, created, updated, unchanged, skipped, failed, tag_changes, calls, message, changes_since, repair_missing";
+    total, sent, created, updated, unchanged, skipped, failed, tag_changes, calls, message, changes_since, repair_missing, \
+    kept_in_sync";
 
 impl Record for Run {
     const TABLE: &'static str = "export_runs";
@@ -209,6 +213,7 @@ impl Record for Run {
             message: row.try_get("message")?,
             changes_since: row.try_get("changes_since")?,
             repair_missing: row.try_get("repair_missing")?,
+            kept_in_sync: row.try_get::<i64, _>("kept_in_sync")? != 0,
         })
     }
 }
@@ -322,6 +327,35 @@ pub async fn for_destination<'e>(
     .await
 }
 
+/// The destination's latest runs queued by a person, the schedule or the command line,
+/// newest first (not those that kept it in sync).
+pub async fn requested_for<'e>(
+    db: impl Executor<'e, Database = Any>,
+    destination_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Run>> {
+    super::select(
+        db,
+        "WHERE destination_id = $1 AND kept_in_sync = 0 ORDER BY id DESC LIMIT $2",
+        &[destination_id.into(), limit.into()],
+    )
+    .await
+}
+
+/// The runs that kept the destination in sync, queued at or after `since`, newest first.
+pub async fn kept_in_sync_since<'e>(
+    db: impl Executor<'e, Database = Any>,
+    destination_id: i64,
+    since: i64,
+) -> sqlx::Result<Vec<Run>> {
+    super::select(
+        db,
+        "WHERE destination_id = $1 AND kept_in_sync = 1 AND created_at >= $2 ORDER BY id DESC",
+        &[destination_id.into(), since.into()],
+    )
+    .await
+}
+
 /// Claims the oldest queued run, or one whose holder's lease ran out (a crashed worker).
 pub async fn claim_next<'e>(
     db: impl Executor<'e, Database = Any>,
@@ -424,13 +458,22 @@ pub async fn sync_state<'e>(
     let (in_flight, latest, failed): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
         "SELECT COUNT(CASE WHEN status IN ('queued', 'processing') THEN 1 END), \
          MAX(CASE WHEN status <> 'skipped' THEN created_at END), \
-         MAX(CASE WHEN status = 'failed' THEN finished_at END) \
+         MAX(CASE WHEN status = 'failure' THEN finished_at END) \
          FROM export_runs WHERE destination_id = $1 AND kind = 'export'",
     )
     .bind(destination_id)
     .fetch_one(db)
     .await?;
     Ok((in_flight > 0, latest, failed))
+}
+
+/// Notes that the console queued run `id` to keep its destination in sync.
+pub async fn mark_kept_in_sync<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> sqlx::Result<()> {
+    let sql = "UPDATE export_runs SET kept_in_sync = 1 WHERE id = $1";
+    super::execute(db, sql, &[id.into()]).await
 }
 
 /// Starts the counts afresh (a resumed run recounts from its plan).

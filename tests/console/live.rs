@@ -99,6 +99,33 @@ async fn a_destination_kept_in_sync_exports_each_change_with_no_one_acting() {
         after.iter().all(|r| r.status != RunStatus::Skipped),
         "no skipped runs pile up"
     );
+
+    // The history lists what people asked for; the syncs are one entry, an hour a row.
+    let synced: Vec<i64> = after
+        .iter()
+        .filter(|r| r.kept_in_sync)
+        .map(|r| r.id)
+        .collect();
+    assert!(!synced.is_empty(), "the console queued the syncs itself");
+    w.app.signed_in_as("viewer@example.com", Role::Viewer).await;
+    let html = w
+        .app
+        .get_html(&format!("/admin/export-destinations/{id}/runs"))
+        .await;
+    assert!(html.contains(r#"id="kept-in-sync""#), "{html}");
+    assert!(
+        html.contains("Each change is exported within seconds"),
+        "{html}"
+    );
+    for run in &after {
+        let row = format!(r#"<a href="/admin/export-runs/{0}">#{0}</a>"#, run.id);
+        assert_eq!(
+            html.contains(&row),
+            !run.kept_in_sync,
+            "run {}: {html}",
+            run.id
+        );
+    }
 }
 
 #[tokio::test]
@@ -178,4 +205,56 @@ async fn a_contact_who_unsubscribes_between_two_syncs_stays_unsubscribed_and_off
         before
     );
     assert_eq!(member("zoe@northwind.io").unwrap().1, "Zoe", "not sent");
+}
+
+#[tokio::test]
+async fn after_a_failed_sync_the_next_waits_instead_of_failing_on_every_change() {
+    let w = world(SandboxConfig::default()).await;
+    world::import(&w.app, world::PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    assert_eq!(export(&w, id, false).await.status, RunStatus::Successful);
+    let admin = token(&w.app, "admin@example.com", Role::Administrator).await;
+    let ci = token(&w.app, "ci@example.com", Role::Contributor).await;
+    let path = format!("/api/v1/destinations/{id}");
+    let body = json!({ "keep_in_sync": true });
+    let (status, answer) = call(&w.app, Method::PATCH, &path, Some(&admin), Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+
+    // Mailchimp no longer takes the destination's credential.
+    {
+        let mut store = w.sandbox.store();
+        store.tokens.clear();
+        store.api_keys.clear();
+    }
+    let put = |name: &'static str| {
+        let (app, ci) = (&w.app, ci.clone());
+        async move {
+            let body = json!({ "FirstName": name });
+            let path = "/api/v1/profiles/P1";
+            let (status, answer) = call(app, Method::PUT, path, Some(&ci), Some(body)).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    };
+    put("Augusta").await;
+    let pool = w.app.state.db.pool();
+    let failed = wait_until("a sync run to fail", Duration::from_secs(20), || async {
+        runs::for_destination(pool, id, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.kept_in_sync && r.status == RunStatus::Failure)
+    })
+    .await;
+    assert!(failed.message.is_some(), "it says why");
+    let before = runs::for_destination(pool, id, 100).await.unwrap().len();
+    put("Ada").await;
+    put("Augusta Ada").await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        runs::for_destination(pool, id, 100).await.unwrap().len(),
+        before,
+        "no run for a minute after a failure"
+    );
 }

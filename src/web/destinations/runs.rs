@@ -258,12 +258,59 @@ struct HistoryRow {
     counts: [String; 7],
 }
 
+/// An hour of keeping the destination in sync: its runs summed, and its failures.
+struct SyncHour {
+    hour: String,
+    runs: String,
+    /// Sent, created, updated, failed members.
+    counts: [String; 4],
+    /// Each failed run and why.
+    failures: Vec<(i64, String)>,
+}
+
+/// The last day of keeping the destination in sync, an hour a row, newest first.
+fn sync_hours(runs: Vec<Run>) -> Vec<SyncHour> {
+    const HOUR: i64 = 3_600_000;
+    let mut hours: Vec<(i64, Vec<Run>)> = Vec::new();
+    for run in runs {
+        let hour = run.created_at.div_euclid(HOUR) * HOUR;
+        match hours.last_mut() {
+            Some((h, runs)) if *h == hour => runs.push(run),
+            _ => hours.push((hour, vec![run])),
+        }
+    }
+    hours
+        .into_iter()
+        .map(|(hour, runs)| {
+            let sum = |f: fn(&Run) -> i64| runs.iter().map(f).sum::<i64>();
+            SyncHour {
+                hour: format::timestamp(hour),
+                runs: format::count(runs.len() as i64),
+                counts: [
+                    sum(|r| r.counters.sent),
+                    sum(|r| r.counters.created),
+                    sum(|r| r.counters.updated),
+                    sum(|r| r.counters.failed),
+                ]
+                .map(format::count),
+                failures: runs
+                    .iter()
+                    .filter(|r| r.status == runs::RunStatus::Failure)
+                    .map(|r| (r.id, r.message.clone().unwrap_or_default()))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "destinations/history.html")]
 struct HistoryPage {
     ctx: PageContext,
     destination: Destination,
     rows: Vec<HistoryRow>,
+    /// The last day of keeping the destination in sync, an hour a row.
+    synced: Vec<SyncHour>,
 }
 
 async fn history(
@@ -272,7 +319,9 @@ async fn history(
     Active(destination): Active,
 ) -> Result<Response, AppError> {
     let id = destination.id;
-    let rows = runs::for_destination(state.db.pool(), id, 100)
+    let day_ago = crate::db::now_millis() - 24 * 3_600_000;
+    let synced = sync_hours(runs::kept_in_sync_since(state.db.pool(), id, day_ago).await?);
+    let rows = runs::requested_for(state.db.pool(), id, 100)
         .await?
         .into_iter()
         .map(|run| {
@@ -302,6 +351,7 @@ async fn history(
         ctx: ctx.at(Nav::ExportDestinations),
         destination,
         rows,
+        synced,
     })?
     .into_response())
 }
