@@ -327,33 +327,30 @@ pub async fn for_destination<'e>(
     .await
 }
 
-/// The destination's latest runs queued by a person, the schedule or the command line,
-/// newest first (not those that kept it in sync).
-pub async fn requested_for<'e>(
-    db: impl Executor<'e, Database = Any>,
-    destination_id: i64,
-    limit: i64,
-) -> sqlx::Result<Vec<Run>> {
-    super::select(
-        db,
-        "WHERE destination_id = $1 AND kept_in_sync = 0 ORDER BY id DESC LIMIT $2",
-        &[destination_id.into(), limit.into()],
-    )
-    .await
+/// Which of a destination's runs a page lists.
+#[derive(Debug, Clone, Copy)]
+pub enum Listed {
+    /// The latest this many that a person, the schedule or the command line asked for.
+    Requested(i64),
+    /// Those that kept the destination in sync, queued at or after this time.
+    KeptInSyncSince(i64),
 }
 
-/// The runs that kept the destination in sync, queued at or after `since`, newest first.
-pub async fn kept_in_sync_since<'e>(
+/// The destination's runs that `listed` names, newest first.
+pub async fn listed<'e>(
     db: impl Executor<'e, Database = Any>,
     destination_id: i64,
-    since: i64,
+    listed: Listed,
 ) -> sqlx::Result<Vec<Run>> {
-    super::select(
-        db,
-        "WHERE destination_id = $1 AND kept_in_sync = 1 AND created_at >= $2 ORDER BY id DESC",
-        &[destination_id.into(), since.into()],
-    )
-    .await
+    let (clause, value) = match listed {
+        Listed::Requested(limit) => ("kept_in_sync = 0 ORDER BY id DESC LIMIT $2", limit),
+        Listed::KeptInSyncSince(since) => (
+            "kept_in_sync = 1 AND created_at >= $2 ORDER BY id DESC",
+            since,
+        ),
+    };
+    let clause = format!("WHERE destination_id = $1 AND {clause}");
+    super::select(db, &clause, &[destination_id.into(), value.into()]).await
 }
 
 /// Claims the oldest queued run, or one whose holder's lease ran out (a crashed worker).

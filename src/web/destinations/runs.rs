@@ -320,8 +320,9 @@ async fn history(
 ) -> Result<Response, AppError> {
     let id = destination.id;
     let day_ago = crate::db::now_millis() - 24 * 3_600_000;
-    let synced = sync_hours(runs::kept_in_sync_since(state.db.pool(), id, day_ago).await?);
-    let rows = runs::requested_for(state.db.pool(), id, 100)
+    let pool = state.db.pool();
+    let synced = sync_hours(runs::listed(pool, id, runs::Listed::KeptInSyncSince(day_ago)).await?);
+    let rows = runs::listed(pool, id, runs::Listed::Requested(100))
         .await?
         .into_iter()
         .map(|run| {
