@@ -478,3 +478,41 @@ async fn counts_read_with_thousands_separators() {
     assert!(list.contains("1,234 in all"), "{list}");
     assert!(list.contains(r#"<td class="num">1,234</td>"#), "{list}");
 }
+
+#[tokio::test]
+async fn segments_include_an_import_at_once_without_a_refresh() {
+    use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
+    use export_destinations::store::segments::{self, Definition};
+    let app = spawn_app().await;
+    app.signed_in_as("carol@example.com", Role::Contributor)
+        .await;
+    app.import_report("first.csv", "CustomerId,Email\nP0,zero@northwind.io\n")
+        .await;
+    let rules = SegmentRules {
+        match_: Match::All,
+        conditions: vec![Condition {
+            field: "Email".into(),
+            op: Operator::IsNotEmpty,
+            value: String::new(),
+        }],
+    };
+    let segment = segments::create(app.state.db.pool(), "Reachable", &Definition::Rules(rules))
+        .await
+        .unwrap();
+    export_destinations::segments::refresh(&app.state.db, None)
+        .await
+        .unwrap();
+
+    // "Refresh every segment" unticked: the segment follows the import all the same.
+    let upload = upload_with(&app, "CustomerId,Email\nP1,one@northwind.io\nP2,\n", false).await;
+    let report = app.finished_import(upload).await;
+    assert!(
+        !report.contains("Segments do not include these changes yet"),
+        "{report}"
+    );
+    let followed = segments::find(app.state.db.pool(), segment)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(followed.member_count, 2, "P0 and P1, not P2 (no email)");
+}
