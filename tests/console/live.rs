@@ -85,11 +85,22 @@ async fn a_destination_kept_in_sync_exports_each_change_with_no_one_acting() {
     )
     .await;
 
-    // Nothing changed: nothing more is queued.
+    // Nothing changed: nothing more is queued. (A change that came while a run was queued
+    // gets a run of its own, even when the first already sent it: wait until the latest run
+    // came after the latest change, and ended.)
     let pool = w.app.state.db.pool();
-    wait_until("the last run to end", Duration::from_secs(20), || async {
-        (!runs::sync_state(pool, id).await.unwrap().0).then_some(())
-    })
+    wait_until(
+        "the last change's run to end",
+        Duration::from_secs(20),
+        || async {
+            let (in_flight, latest, _) = runs::sync_state(pool, id).await.unwrap();
+            let changed = export_destinations::store::destinations::segments_changed_at(pool, id)
+                .await
+                .unwrap()
+                .unwrap_or(0);
+            (!in_flight && latest.is_some_and(|queued| queued > changed)).then_some(())
+        },
+    )
     .await;
     let before = runs::for_destination(pool, id, 100).await.unwrap().len();
     tokio::time::sleep(Duration::from_millis(1_000)).await;
@@ -188,9 +199,18 @@ async fn a_contact_who_unsubscribes_between_two_syncs_stays_unsubscribed_and_off
     )
     .await;
     let pool = w.app.state.db.pool();
-    wait_until("the sync run to end", Duration::from_secs(20), || async {
-        (!runs::sync_state(pool, id).await.unwrap().0).then_some(())
-    })
+    wait_until(
+        "the last change's run to end",
+        Duration::from_secs(20),
+        || async {
+            let (in_flight, latest, _) = runs::sync_state(pool, id).await.unwrap();
+            let changed = export_destinations::store::destinations::segments_changed_at(pool, id)
+                .await
+                .unwrap()
+                .unwrap_or(0);
+            (!in_flight && latest.is_some_and(|queued| queued > changed)).then_some(())
+        },
+    )
     .await;
     let ada = member("ada@northwind.io").unwrap();
     assert_eq!(ada.0, "unsubscribed", "never subscribed again: {ada:?}");
