@@ -242,10 +242,26 @@ pub async fn change(
         user_id: user.id,
         email: &user.email,
     };
-    let mut tx = crate::db::begin_write(pool).await?;
-    match connect::save_matching(&mut tx, &actor, id, &config, connect::Save::Edit).await {
+    let tx = crate::db::begin_write(pool).await?;
+    save_matching(&state, tx, &actor, id, &config, connect::Save::Edit).await?;
+    let d = saved(&state, id).await?;
+    Ok(Json(DestinationOut::of(&d, &segment_ids)))
+}
+
+/// Saves the data matching in `tx` and commits it (a name another destination has is a 422
+/// naming `display_name`), then registers Mailchimp's webhook; a failure to register is
+/// logged, and the next export tries again.
+async fn save_matching(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    actor: &Actor<'_>,
+    id: i64,
+    config: &Configuration<'_>,
+    save: connect::Save,
+) -> Result<(), Problem> {
+    match connect::save_matching(&mut tx, actor, id, config, save).await {
         Ok(()) => tx.commit().await?,
-        Err(connect::DraftError::NameTaken(_)) => {
+        Err(connect::DraftError::NameTaken(name)) => {
             return Err(Problem::invalid(vec![field(
                 "display_name",
                 format!("A destination named “{name}” already exists."),
@@ -253,10 +269,8 @@ pub async fn change(
         }
         Err(connect::DraftError::Database(err)) => return Err(err.into()),
     }
-    // A failure is logged; the next export registers the webhook then.
     let _ = crate::export::webhooks::register_after_save(&state.engine, id).await;
-    let d = saved(&state, id).await?;
-    Ok(Json(DestinationOut::of(&d, &segment_ids)))
+    Ok(())
 }
 
 /// The request's field that a failed connection is about.
@@ -338,18 +352,7 @@ pub async fn create(
         new_member_status: checked.new_member_status.as_str(),
         keep_in_sync: input.keep_in_sync,
     };
-    match connect::save_matching(&mut tx, &actor, id, &config, connect::Save::First).await {
-        Ok(()) => tx.commit().await?,
-        Err(connect::DraftError::NameTaken(_)) => {
-            return Err(Problem::invalid(vec![field(
-                "display_name",
-                format!("A destination named “{name}” already exists."),
-            )]));
-        }
-        Err(connect::DraftError::Database(err)) => return Err(err.into()),
-    }
-    // A failure is logged; the first export registers the webhook then.
-    let _ = crate::export::webhooks::register_after_save(&state.engine, id).await;
+    save_matching(&state, tx, &actor, id, &config, connect::Save::First).await?;
     let d = destinations::find(pool, id)
         .await?
         .ok_or_else(Problem::not_found)?;
