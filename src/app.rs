@@ -101,6 +101,7 @@ impl App {
                     .map_or(crate::export::SandboxApi::Off, |s| {
                         crate::export::SandboxApi::At(s.api_base_template.clone())
                     }),
+                fresh: Default::default(),
                 webhooks,
             },
             mailchimp,

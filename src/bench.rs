@@ -17,6 +17,57 @@ pub use export::export;
 pub use scale::scale;
 pub use sources::sources;
 
+/// The modelled sandbox's API key.
+pub(crate) const KEY: &str = "0123456789abcdef0123456789abcdef-us1";
+
+/// A sandbox process with Mailchimp's limits (10 connections) and a modelled time per call
+/// and per member; it stops with this value.
+pub(crate) struct ModelledSandbox {
+    _process: tokio::process::Child,
+    pub base: String,
+    pub audience: String,
+}
+
+impl ModelledSandbox {
+    pub(crate) async fn start(latency_ms: u64, per_member_us: u64) -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut process = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["sandbox", "--bind", &format!("127.0.0.1:{port}")])
+            .args(["--api-key", KEY, "--max-connections", "10"])
+            .args(["--latency-ms", &latency_ms.to_string()])
+            .args(["--per-member-us", &per_member_us.to_string()])
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = process.stdout.take().expect("piped");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut audience = String::new();
+        while let Some(line) = lines.next_line().await? {
+            if let Some(id) = line.strip_prefix("Audience \"Newsletter subscribers\": ") {
+                audience = id.trim().to_owned();
+                break;
+            }
+        }
+        anyhow::ensure!(!audience.is_empty(), "the sandbox did not start");
+        Ok(Self {
+            _process: process,
+            base,
+            audience,
+        })
+    }
+
+    /// The sandbox's counters: calls, calls by route, modelled busy time, 429s.
+    pub(crate) async fn stats(&self, http: &reqwest::Client) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}/inspect/stats.json", self.base);
+        Ok(http.get(url).send().await?.json().await?)
+    }
+}
+
 /// Peak resident memory of this process so far, in MiB (Linux; None elsewhere).
 pub fn peak_rss_mib() -> Option<f64> {
     rss_mib("VmHWM:")

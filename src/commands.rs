@@ -179,6 +179,7 @@ fn command_engine(
         client: crate::mailchimp::client::Client::new(),
         limiters: crate::export::Limiters::default(),
         sandbox: Default::default(),
+        fresh: Default::default(),
         webhooks: None,
     })
 }

@@ -52,11 +52,11 @@ async fn look(db: &Db, waiting: &mut HashSet<i64>) -> anyhow::Result<()> {
             full: false,
             confirmed: false,
             by: None,
+            kept_in_sync: true,
         };
         match exports::queue(db, id, request).await? {
             Ok(queued) => {
                 waiting.remove(&id);
-                runs::mark_kept_in_sync(pool, queued.run_id).await?;
                 tracing::debug!(
                     destination_id = id,
                     run_id = queued.run_id,

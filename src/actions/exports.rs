@@ -22,6 +22,8 @@ pub struct ExportRequest {
     pub confirmed: bool,
     /// The person asking; `None` for the schedule and the command line.
     pub by: Option<i64>,
+    /// Queued by the console to keep the destination in sync (its history groups them).
+    pub kept_in_sync: bool,
 }
 
 /// A request that was recorded as a run.
@@ -57,9 +59,13 @@ pub async fn queue(
             return Ok(Err(NotQueued::Unconfirmed(Box::new(preview))));
         }
     }
-    let mut conn = db.pool().acquire().await?;
-    let (run_id, status) =
-        runs::enqueue(&mut conn, destination_id, request.full, request.by).await?;
+    let mut tx = crate::db::begin_write(db.pool()).await?;
+    let (run_id, status) = runs::enqueue(&mut tx, destination_id, request.full, request.by).await?;
+    if request.kept_in_sync {
+        // Marked before any worker can claim it: a run kept in sync reuses fresh reads.
+        runs::mark_kept_in_sync(&mut *tx, run_id).await?;
+    }
+    tx.commit().await?;
     tracing::info!(
         user_id = request.by,
         destination_id,

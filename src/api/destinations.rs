@@ -396,6 +396,7 @@ pub async fn start_run(
         full: request.full,
         confirmed: request.confirm,
         by: Some(user.id),
+        kept_in_sync: false,
     };
     let run_id = match exports::queue(&state.db, id, request).await? {
         Ok(queued) => queued.run_id,

@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use super::{
-    api_key_destination, console_settings, mib, peak_rss_mib, prepare_demo_profiles, rss_mib,
-    sign_in,
+    KEY, ModelledSandbox, api_key_destination, console_settings, mib, peak_rss_mib,
+    prepare_demo_profiles, rss_mib, sign_in,
 };
 
 /// `bench export`: a sandbox process with Mailchimp's limits (10 connections, latency per
@@ -16,43 +16,10 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
     use crate::export::{Engine, Limiters};
     use crate::store::destinations::FieldMapping;
     use crate::store::runs;
-    use tokio::io::AsyncBufReadExt;
 
-    const KEY: &str = "0123456789abcdef0123456789abcdef-us1";
     let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut sandbox = tokio::process::Command::new(std::env::current_exe()?)
-        .args([
-            "sandbox",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--api-key",
-            KEY,
-            "--max-connections",
-            "10",
-        ])
-        .args([
-            "--latency-ms",
-            &args.latency_ms.to_string(),
-            "--per-member-us",
-            &args.per_member_us.to_string(),
-        ])
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut lines = tokio::io::BufReader::new(sandbox.stdout.take().expect("piped")).lines();
-    let mut audience = String::new();
-    while let Some(line) = lines.next_line().await? {
-        if let Some(id) = line.strip_prefix("Audience \"Newsletter subscribers\": ") {
-            audience = id.trim().to_owned();
-            break;
-        }
-    }
-    anyhow::ensure!(!audience.is_empty(), "the sandbox did not start");
+    let sandbox = ModelledSandbox::start(args.latency_ms, args.per_member_us).await?;
+    let (base, audience) = (sandbox.base.clone(), sandbox.audience.clone());
     println!(
         "bench export: {} profiles, {} segments on {}; sandbox: 10 connections, {} ms per call + {} µs per member",
         args.profiles,
@@ -122,6 +89,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         client: crate::mailchimp::client::Client::new(),
         limiters: Limiters::default(),
         sandbox: Default::default(),
+        fresh: Default::default(),
         webhooks: None,
     };
     let worker = Worker::new(engine.clone());
@@ -136,15 +104,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         Ok::<_, anyhow::Error>((p, started.elapsed().as_secs_f64()))
     };
     let http = reqwest::Client::new();
-    let stats = || async {
-        let stats: serde_json::Value = http
-            .get(format!("{base}/inspect/stats.json"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok::<_, anyhow::Error>(stats)
-    };
+    let stats = || sandbox.stats(&http);
     let current_run = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
     let run_once = |full: bool| {
         let worker = worker.clone();
@@ -377,7 +337,7 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
         "speed-up of the exporter over the serial batch one: {:.1} x",
         first_rate / serial_rate
     );
-    sandbox.start_kill()?;
+    drop(sandbox);
     Ok(())
 }
 

@@ -2,8 +2,9 @@
 //! or deleted in Mailchimp, an audience emptied, a credential pointed at another account,
 //! and a ledger trusted blindly would report them "unchanged" for ever.
 //!
-//! The check is one small read of the audience (its identity and its number of contacts).
-//! Since the last run's check the audience can only have grown by what that run created,
+//! The check is one small read of the audience (its identity and its number of contacts),
+//! made at most once a minute ([`CHECK_EVERY`]) for runs that follow each other closely.
+//! Since the last check the audience can only have grown by what the runs since created,
 //! unless someone removed members: fewer contacts than that, or another audience under the
 //! same ID, and the run reads the audience's members (1,000 a page, two fields each) and
 //! repairs the ledger. Members that are gone are forgotten, so the run sends them again;
@@ -13,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use crate::db::Db;
+use crate::db::{Db, now_millis};
 use crate::domain::MemberStatus;
 use crate::export::plan::{Hash, hash_of};
 use crate::mailchimp::client::ApiError;
@@ -55,6 +56,10 @@ impl From<ApiError> for DriftError {
     }
 }
 
+/// How often a destination's audience is checked: runs less than this apart (a destination
+/// kept in sync) share a check, unless `whole` (a full resync) asks for one.
+pub const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Checks the audience against the ledger and repairs the ledger if members went missing.
 #[tracing::instrument(name = "audience check", skip_all, fields(destination_id = destination.id, run_id = run_id))]
 pub async fn check(
@@ -62,13 +67,23 @@ pub async fn check(
     gateway: &Gateway,
     destination: &Destination,
     run_id: i64,
+    whole: bool,
 ) -> Result<Option<Repair>, DriftError> {
     let pool = db.pool();
     let list = &destination.audience_id;
+    let before = drift::find(pool, destination.id).await?;
+    let recent = before.as_ref().is_some_and(|(check, checked_at)| {
+        check.audience_id == *list && now_millis() - checked_at < CHECK_EVERY.as_millis() as i64
+    });
+    if recent && !whole {
+        return Ok(None);
+    }
     let found = gateway.audience_check(list).await?;
-    let drifted = match drift::find(pool, destination.id).await? {
+    let drifted = match before.map(|(check, _)| check) {
         Some(before) if before.audience_id == *list => {
-            let expected = before.contacts + drift::created_by(pool, before.run_id).await?;
+            // Since that check the audience grew by what the runs since created.
+            let expected =
+                before.contacts + drift::created_since(pool, destination.id, before.run_id).await?;
             before.date_created != found.date_created || found.contacts < expected
         }
         // No check yet (or another audience before): the ledger's size is the floor.

@@ -27,6 +27,8 @@ pub struct Engine {
     pub sandbox: SandboxApi,
     /// Destinations keep a webhook on their audience (MAILCHIMP_WEBHOOKS): where it calls.
     pub webhooks: Option<crate::export::webhooks::Hooks>,
+    /// What runs read of their audiences, kept while fresh.
+    pub fresh: crate::export::fresh::Fresh,
 }
 
 /// Where destinations on the built-in sandbox are reached from this process.

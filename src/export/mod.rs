@@ -9,6 +9,7 @@ mod decide;
 pub mod drift;
 mod engine;
 pub mod forget;
+pub mod fresh;
 mod ledger_index;
 mod pipeline;
 mod plan;

@@ -398,7 +398,7 @@ impl Exporter<'_> {
     /// new-member status for members it does not have.
     async fn status_of(&mut self, hash: Hash) -> anyhow::Result<String> {
         if self.statuses.is_none() {
-            let statuses = match self.read_statuses().await {
+            let statuses = match self.read_statuses().await? {
                 Ok(statuses) => statuses,
                 Err(err) => {
                     if is_fatal(&err) {
@@ -419,21 +419,48 @@ impl Exporter<'_> {
         })
     }
 
-    /// Every audience member whose status is not the new-member status, by address.
-    async fn read_statuses(&mut self) -> Result<HashMap<Hash, u16>, ApiError> {
-        let mut statuses = HashMap::new();
-        let names = &mut self.index.statuses;
-        self.gateway
+    /// Every audience member whose status is not the new-member status, by address: read
+    /// whole, or only the changes since the last run's read (`export::fresh`). Changes read
+    /// go into the ledger too.
+    async fn read_statuses(&mut self) -> anyhow::Result<Result<HashMap<Hash, u16>, ApiError>> {
+        let read = match self
+            .engine
+            .fresh
             .statuses(
-                &self.destination.audience_id,
+                &self.gateway,
+                self.destination,
                 self.new_status,
-                |email, status| {
-                    let code = names.intern(status.as_str());
-                    statuses.insert(crate::domain::subscriber_digest(email), code);
-                },
+                self.run.full_resync || !self.run.kept_in_sync,
             )
-            .await?;
-        Ok(statuses)
+            .await
+        {
+            Ok(read) => read,
+            Err(err) => return Ok(Err(err)),
+        };
+        // Statuses that changed in Mailchimp since the ledger noted them.
+        let mut changed: Vec<(String, &'static str)> = Vec::new();
+        if read.changes_only {
+            for (email, status) in &read.read {
+                let hash = crate::domain::subscriber_digest(email);
+                let Some(code) = self.index.get_mut(hash).map(|slot| slot.status) else {
+                    continue;
+                };
+                if self.index.statuses.name(code) != status.as_str() {
+                    changed.push((hex_of(hash), status.as_str()));
+                }
+            }
+        }
+        if !changed.is_empty() {
+            let mut tx = crate::db::begin_write(self.engine.db.pool()).await?;
+            crate::store::drift::set_statuses(&mut tx, self.destination.id, &changed).await?;
+            tx.commit().await?;
+        }
+        let names = &mut self.index.statuses;
+        Ok(Ok(read
+            .members
+            .into_iter()
+            .map(|(hash, status)| (hash, names.intern(status.as_str())))
+            .collect()))
     }
 
     /// Queues the removal of every tag the member has and should not (a tag call of up to

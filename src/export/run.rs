@@ -111,7 +111,15 @@ pub(crate) async fn export(
         };
         runs::add(pool, run.id, &delta).await?;
     }
-    outcome(engine, run, &destination, finished, &basis).await
+    let ended = outcome(engine, run, &destination, finished, &basis).await;
+    let clean = ended
+        .as_ref()
+        .is_ok_and(|o| o.status == RunStatus::Successful && o.message.is_none());
+    if !clean {
+        // A refusal may say the audience's fields or tags changed: the next run reads them.
+        engine.fresh.forget_reads(destination.id);
+    }
+    ended
 }
 
 /// What the run reads of the audience before anything is sent.
@@ -125,7 +133,9 @@ struct FirstReads {
 
 /// Three small reads side by side: did the audience change behind the console (and if so,
 /// the ledger's repair), its merge fields, and its tags by name; and, with webhooks on, is
-/// the audience's webhook still there. A read Mailchimp refuses ends the run.
+/// the audience's webhook still there. Runs that follow each other closely share them
+/// (`export::fresh`, `drift::CHECK_EVERY`); a full resync reads them all. A read Mailchimp
+/// refuses ends the run.
 async fn first_reads(
     engine: &Engine,
     gateway: &Gateway,
@@ -133,16 +143,30 @@ async fn first_reads(
     run: &Run,
 ) -> anyhow::Result<Result<FirstReads, Outcome>> {
     let list = &destination.audience_id;
-    let (repair, merge_fields, tag_ids, webhook) = tokio::join!(
-        crate::export::drift::check(&engine.db, gateway, destination, run.id),
-        gateway.merge_fields(list),
-        gateway.tags(list),
-        crate::export::webhooks::ensure(engine, gateway, destination),
-    );
-    if let Err(err) = webhook {
-        // Opt-outs still reach the ledger through the statuses the run reads.
-        tracing::warn!(error = %err, "the audience's webhook could not be checked; the next run tries again");
-    }
+    // A person, the schedule or a full resync sees the audience as it is now.
+    let whole = run.full_resync || !run.kept_in_sync;
+    let drift = crate::export::drift::check(&engine.db, gateway, destination, run.id, whole);
+    let tags = tags_sent(engine, destination).await?;
+    let kept = (!whole)
+        .then(|| engine.fresh.reads(destination, &tags))
+        .flatten();
+    let reused = kept.is_some();
+    let (repair, merge_fields, tag_ids) = match kept {
+        Some(kept) => (drift.await, Ok(kept.merge_fields), Ok(kept.tag_ids)),
+        None => {
+            let (repair, merge_fields, tag_ids, webhook) = tokio::join!(
+                drift,
+                gateway.merge_fields(list),
+                gateway.tags(list),
+                crate::export::webhooks::ensure(engine, gateway, destination),
+            );
+            if let Err(err) = webhook {
+                // Opt-outs still reach the ledger through the statuses the run reads.
+                tracing::warn!(error = %err, "the audience's webhook could not be checked; the next run tries again");
+            }
+            (repair, merge_fields, tag_ids)
+        }
+    };
     let repaired = match repair {
         Ok(repair) => repair.is_some(),
         Err(crate::export::drift::DriftError::Mailchimp(err)) => {
@@ -154,11 +178,28 @@ async fn first_reads(
         (Ok(fields), Ok(tags)) => (fields, tags),
         (Err(err), _) | (_, Err(err)) => return Ok(Err(failure(fatal_message(&err)))),
     };
+    if !reused {
+        engine
+            .fresh
+            .keep_reads(destination, merge_fields.clone(), tag_ids.clone());
+    }
     Ok(Ok(FirstReads {
         repaired,
         merge_fields,
         tag_ids,
     }))
+}
+
+/// The tags the destination's members can carry: the ownership tag and its segments' names.
+async fn tags_sent(engine: &Engine, destination: &Destination) -> anyhow::Result<Vec<String>> {
+    let pool = engine.db.pool();
+    let mut tags = vec![crate::export::OWNERSHIP_TAG.to_owned()];
+    for id in crate::store::destinations::segment_ids(pool, destination.id).await? {
+        if let Some(segment) = crate::store::segments::find(pool, id).await? {
+            tags.push(segment.name);
+        }
+    }
+    Ok(tags)
 }
 
 /// The plan, open and ready to be sent, with the ledger's index.

@@ -400,6 +400,45 @@ impl Gateway {
         Ok(())
     }
 
+    /// The members that changed after `since` (an ISO 8601 time), whatever their status but
+    /// archived, handed to `each` as (address, status, when it last changed): one small page
+    /// when few changed.
+    pub async fn changed_members(
+        &self,
+        list: &str,
+        since: &str,
+        mut each: impl FnMut(&str, MemberStatus, &str),
+    ) -> Result<(), ApiError> {
+        #[derive(Deserialize)]
+        struct Member {
+            email_address: String,
+            status: String,
+            #[serde(default)]
+            last_changed: String,
+        }
+        // An offset such as +00:00 must reach Mailchimp as written, not as a space.
+        let since = since.replace('+', "%2B");
+        let mut offset = 0;
+        loop {
+            let page: MembersPage<Member> = self
+                .get(&format!(
+                    "/lists/{list}/members?since_last_changed={since}&count={PAGE}&offset={offset}\
+                     &fields=members.email_address,members.status,members.last_changed,total_items"
+                ))
+                .await?;
+            let found = page.members.len();
+            offset += found;
+            for member in &page.members {
+                if let Ok(status) = member.status.parse::<MemberStatus>() {
+                    each(&member.email_address, status, &member.last_changed);
+                }
+            }
+            if found == 0 || offset >= page.total_items {
+                return Ok(());
+            }
+        }
+    }
+
     /// Batch subscribe with `update_existing`: at most [`BATCH`] members, each with the
     /// tags to add. The answer says, per member, created, updated or refused.
     pub async fn batch_upsert(

@@ -15,25 +15,29 @@ pub struct Check {
     pub run_id: i64,
 }
 
+/// The last check of a destination's audience, and when it was made.
 pub async fn find<'e>(
     db: impl Executor<'e, Database = Any>,
     destination_id: i64,
-) -> sqlx::Result<Option<Check>> {
-    let row: Option<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT audience_id, date_created, contacts, run_id FROM audience_checks \
+) -> sqlx::Result<Option<(Check, i64)>> {
+    let row: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT audience_id, date_created, contacts, run_id, checked_at FROM audience_checks \
          WHERE destination_id = $1",
     )
     .bind(destination_id)
     .fetch_optional(db)
     .await?;
-    Ok(
-        row.map(|(audience_id, date_created, contacts, run_id)| Check {
-            audience_id,
-            date_created,
-            contacts,
-            run_id,
-        }),
-    )
+    Ok(row.map(
+        |(audience_id, date_created, contacts, run_id, checked_at)| {
+            let check = Check {
+                audience_id,
+                date_created,
+                contacts,
+                run_id,
+            };
+            (check, checked_at)
+        },
+    ))
 }
 
 pub async fn put(conn: &mut AnyConnection, destination_id: i64, check: &Check) -> sqlx::Result<()> {
@@ -57,15 +61,19 @@ pub async fn put(conn: &mut AnyConnection, destination_id: i64, check: &Check) -
     .await
 }
 
-/// Members a run added to the audience (0 for a run that is gone).
-pub async fn created_by<'e>(
+/// Members the destination's runs added to the audience, from `run_id` on.
+pub async fn created_since<'e>(
     db: impl Executor<'e, Database = Any>,
+    destination_id: i64,
     run_id: i64,
 ) -> sqlx::Result<i64> {
-    let created: Option<i64> = sqlx::query_scalar("SELECT created FROM export_runs WHERE id = $1")
-        .bind(run_id)
-        .fetch_optional(db)
-        .await?;
+    let created: Option<i64> = sqlx::query_scalar(
+        "SELECT SUM(created) FROM export_runs WHERE destination_id = $1 AND id >= $2",
+    )
+    .bind(destination_id)
+    .bind(run_id)
+    .fetch_one(db)
+    .await?;
     Ok(created.unwrap_or(0))
 }
 

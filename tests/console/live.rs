@@ -9,6 +9,8 @@ use export_destinations::store::runs::{self, RunStatus};
 use reqwest::Method;
 use serde_json::json;
 
+use export_destinations::sandbox::webhooks::{MemberChange, Source};
+
 use crate::api::{call, token};
 use crate::helpers::wait_until;
 use crate::world::{self, destination, export, refresh, segment, world};
@@ -172,48 +174,54 @@ async fn a_contact_who_unsubscribes_between_two_syncs_stays_unsubscribed_and_off
             .find(|m| m.0 == email)
             .map(|m| (m.1, m.2))
     };
-    set(true).await;
-
-    // Ada unsubscribes in Mailchimp (no webhook tells the console); then her profile changes.
-    {
-        let mut store = w.sandbox.store();
-        let list = store.audiences.get_mut(&w.audience).unwrap();
-        let ada = list
-            .members
-            .get_mut(&export_destinations::domain::subscriber_hash(
-                "ada@northwind.io",
-            ))
-            .unwrap();
-        ada.status = export_destinations::sandbox::status::MemberStatus::Unsubscribed;
-    }
-    put("P1", json!({ "FirstName": "Augusta" })).await;
-    put("P3", json!({ "FirstName": "Zoe" })).await;
-    wait_until(
-        "the changes to be kept in sync",
-        Duration::from_secs(20),
-        || async {
-            member("zoe@northwind.io")
-                .is_some_and(|m| m.1 == "Zoe")
-                .then_some(())
-        },
-    )
-    .await;
     let pool = w.app.state.db.pool();
-    wait_until(
-        "the last change's run to end",
-        Duration::from_secs(20),
-        || async {
-            let (in_flight, latest, _) = runs::sync_state(pool, id).await.unwrap();
-            let changed = export_destinations::store::destinations::segments_changed_at(pool, id)
-                .await
-                .unwrap()
-                .unwrap_or(0);
-            (!in_flight && latest.is_some_and(|queued| queued > changed)).then_some(())
-        },
-    )
-    .await;
+    let synced = || async {
+        wait_until(
+            "the last change's run to end",
+            Duration::from_secs(20),
+            || async {
+                let (in_flight, latest, _) = runs::sync_state(pool, id).await.unwrap();
+                let changed =
+                    export_destinations::store::destinations::segments_changed_at(pool, id)
+                        .await
+                        .unwrap()
+                        .unwrap_or(0);
+                (!in_flight && latest.is_some_and(|queued| queued > changed)).then_some(())
+            },
+        )
+        .await;
+        runs::for_destination(pool, id, 1).await.unwrap().remove(0)
+    };
+    set(true).await;
+    put("P3", json!({ "FirstName": "Zoe" })).await;
+    let first = synced().await;
+    assert!(first.kept_in_sync);
+    assert_eq!(member("zoe@northwind.io").unwrap().1, "Zoe");
+
+    // Between two syncs Ada unsubscribes in Mailchimp (no webhook tells the console); then
+    // her profile changes.
+    w.sandbox
+        .change_member(
+            &w.audience,
+            "ada@northwind.io",
+            MemberChange::Unsubscribe,
+            Source::User,
+        )
+        .unwrap();
+    put("P1", json!({ "FirstName": "Augusta" })).await;
+    let second = synced().await;
+    assert!(second.kept_in_sync);
+    assert_eq!(second.status, RunStatus::Successful, "{:?}", second.message);
     let ada = member("ada@northwind.io").unwrap();
-    assert_eq!(ada.0, "unsubscribed", "never subscribed again: {ada:?}");
+    assert_eq!(
+        ada,
+        ("unsubscribed".to_string(), "Augusta".to_string()),
+        "her new name arrives and she stays unsubscribed (not refused, not subscribed again)"
+    );
+    assert_eq!(second.counters.failed, 0);
+    // The second sync paid for what changed: one read of the members changed since the
+    // first (no audience check, merge fields, tags or whole status lists), one batch.
+    assert_eq!(second.counters.calls, 2, "{:?}", second.counters);
 
     // Off: a change waits again.
     set(false).await;

@@ -1161,7 +1161,9 @@ async fn two_consoles_on_one_database_never_pull_one_source_twice() {
             "INSERT INTO customers SELECT 'T' || i, 't' || i || '@northwind.io' FROM generate_series(1, 5000) i",
         ],
         "Shop",
-        "SELECT id, email AS \"Email\" FROM customers",
+        // The read takes a second or more, so the second console's claim surely comes while
+        // the first pull is under way (one after the other, two pulls would be right).
+        "SELECT id, email AS \"Email\" FROM customers CROSS JOIN (SELECT pg_sleep(1.5)) AS slow",
     )
     .await;
     // A second console on the same database (its own process state, its own pulls).
