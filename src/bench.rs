@@ -11,9 +11,11 @@ use crate::store::profiles::{self, Cursor};
 use crate::store::segments::{self, Definition};
 
 mod export;
+mod live;
 mod scale;
 mod sources;
 pub use export::export;
+pub use live::live;
 pub use scale::scale;
 pub use sources::sources;
 

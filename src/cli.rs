@@ -111,6 +111,9 @@ pub enum BenchCommand {
     Export(BenchExportArgs),
     /// Export all over several destinations on several accounts, pages timed under load.
     Scale(BenchScaleArgs),
+    /// Keep a destination in sync while profiles change through the API at a steady rate:
+    /// each change's latency to the audience, calls against the least needed, CPU, memory.
+    Live(BenchLiveArgs),
     /// Pull a million-row table from PostgreSQL and MariaDB, and a CSV file over HTTP:
     /// full, incremental (1 % changed) and unchanged pulls into a fresh console database.
     Sources(BenchSourcesArgs),
@@ -168,6 +171,35 @@ pub struct BenchScaleArgs {
     #[arg(long, default_value_t = 1000)]
     pub per_member_us: u64,
     /// An empty database to use instead of a fresh SQLite file (e.g. PostgreSQL).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchLiveArgs {
+    /// How many profiles.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub profiles: u64,
+    /// How many demo segments (1 to 6).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(1..=6))]
+    pub segments: u8,
+    /// Profile changes a second, each through the profile API (0: none, to see what an idle
+    /// destination kept in sync costs).
+    #[arg(long, default_value_t = 100)]
+    pub rate: u64,
+    /// For how many seconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub seconds: u64,
+    /// The console's sync window (SYNC_WINDOW_MS): how long a change waits to be taken in.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub window_ms: u64,
+    /// Modelled milliseconds per call (Mailchimp's realistic profile: 150).
+    #[arg(long, default_value_t = 150)]
+    pub latency_ms: u64,
+    /// Modelled microseconds per member in a call (realistic: 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub per_member_us: u64,
+    /// The console's database (default: a fresh SQLite file).
     #[arg(long, env = "BENCH_DATABASE_URL")]
     pub database_url: Option<String>,
 }

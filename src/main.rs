@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
             export_destinations::bench::export(args).await
         }
         Command::Bench(BenchCommand::Scale(args)) => export_destinations::bench::scale(args).await,
+        Command::Bench(BenchCommand::Live(args)) => export_destinations::bench::live(args).await,
         Command::Bench(BenchCommand::Data(args)) => export_destinations::bench::data(args).await,
         Command::Bench(BenchCommand::Sources(args)) => {
             export_destinations::bench::sources(args).await

@@ -344,6 +344,22 @@ pub async fn names<'e>(
     Ok(rows.into_iter().collect())
 }
 
+/// Turns keeping the destination in sync on or off (the bench; people use the configure
+/// page and the API, which save every setting at once).
+pub async fn set_keep_in_sync<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: i64,
+    on: bool,
+) -> sqlx::Result<()> {
+    let sql = "UPDATE destinations SET keep_in_sync = $1, updated_at = $2 WHERE id = $3";
+    super::execute(
+        db,
+        sql,
+        &[i64::from(on).into(), now_millis().into(), id.into()],
+    )
+    .await
+}
+
 /// The saved destinations kept in sync.
 pub async fn kept_in_sync<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar(

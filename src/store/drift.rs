@@ -67,8 +67,10 @@ pub async fn created_since<'e>(
     destination_id: i64,
     run_id: i64,
 ) -> sqlx::Result<i64> {
+    // PostgreSQL sums BIGINTs as NUMERIC: cast back.
     let created: Option<i64> = sqlx::query_scalar(
-        "SELECT SUM(created) FROM export_runs WHERE destination_id = $1 AND id >= $2",
+        "SELECT CAST(COALESCE(SUM(created), 0) AS BIGINT) FROM export_runs \
+         WHERE destination_id = $1 AND id >= $2",
     )
     .bind(destination_id)
     .bind(run_id)

@@ -1,7 +1,7 @@
 //! What each destination last put into Mailchimp, per address: the delta's memory, and
 //! the record of contacts Mailchimp refused for good.
 
-use sqlx::AnyConnection;
+use sqlx::{Any, AnyConnection, Executor};
 
 use crate::db::now_millis;
 
@@ -255,4 +255,37 @@ pub async fn rows_of(
         ));
     }
     Ok(found)
+}
+
+/// Up to `limit` customers the destination's ledger holds (not refused for good), in the
+/// ledger's order: what the live bench changes.
+pub async fn customers<'e>(
+    db: impl Executor<'e, Database = Any>,
+    destination_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT customer_id FROM export_ledger \
+         WHERE destination_id = $1 AND permanent_skip IS NULL ORDER BY email_hash LIMIT $2",
+    )
+    .bind(destination_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// The customers whose ledger entry was written after `since` (epoch ms), with when.
+pub async fn written_since<'e>(
+    db: impl Executor<'e, Database = Any>,
+    destination_id: i64,
+    since: i64,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT customer_id, updated_at FROM export_ledger \
+         WHERE destination_id = $1 AND updated_at > $2",
+    )
+    .bind(destination_id)
+    .bind(since)
+    .fetch_all(db)
+    .await
 }
