@@ -6,14 +6,17 @@
 //! (`segments::follow`); when that time is later than the destination's latest export, and
 //! no export of it is queued or running, one is queued. That run reads only what changed
 //! (`export::changes`); what arrives while it runs waits for the next, so one run is in
-//! flight per destination and each takes in everything that came meanwhile. The run is an
-//! ordinary one: the worker's lease, the account's shared connections and the history are
-//! those of every export, and a console that restarts picks up where the last run ended.
+//! flight per destination (on every console sharing the database: a run is queued only
+//! when none is queued or running, under a lock on the destination's row) and each takes in
+//! everything that came meanwhile. The worker's lease, the account's shared connections and
+//! the history are those of every export, and a console that restarts picks up where the
+//! last run ended; what differs is that a run kept in sync reuses its audience's fresh reads
+//! (`export::fresh`) and pays for what changed.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::actions::exports::{self, ExportRequest, NotQueued};
+use crate::actions::exports::{self, NotQueued};
 use crate::db::{Db, now_millis};
 use crate::store::{destinations, runs};
 
@@ -48,21 +51,17 @@ async fn look(db: &Db, waiting: &mut HashSet<i64>) -> anyhow::Result<()> {
         if failed.is_some_and(|ended| now_millis() - ended < AFTER_A_FAILURE.as_millis() as i64) {
             continue;
         }
-        let request = ExportRequest {
-            full: false,
-            confirmed: false,
-            by: None,
-            kept_in_sync: true,
-        };
-        match exports::queue(db, id, request).await? {
-            Ok(queued) => {
+        match exports::queue_kept_in_sync(db, id).await? {
+            Ok(Some(run_id)) => {
                 waiting.remove(&id);
                 tracing::debug!(
                     destination_id = id,
-                    run_id = queued.run_id,
+                    run_id,
                     "a change is being kept in sync"
                 );
             }
+            // Another console queued one meanwhile: it takes the change in.
+            Ok(None) => {}
             Err(NotQueued::Unconfirmed(_)) => {
                 if waiting.insert(id) {
                     tracing::info!(

@@ -22,8 +22,6 @@ pub struct ExportRequest {
     pub confirmed: bool,
     /// The person asking; `None` for the schedule and the command line.
     pub by: Option<i64>,
-    /// Queued by the console to keep the destination in sync (its history groups them).
-    pub kept_in_sync: bool,
 }
 
 /// A request that was recorded as a run.
@@ -51,21 +49,13 @@ pub async fn queue(
     destination_id: i64,
     request: ExportRequest,
 ) -> anyhow::Result<Result<Queued, NotQueued>> {
-    let Some(destination) = super::active_destination(db, destination_id).await? else {
-        return Ok(Err(NotQueued::NoSuchDestination));
+    let destination = match may_queue(db, destination_id, request.confirmed).await? {
+        Ok(destination) => destination,
+        Err(not) => return Ok(Err(not)),
     };
-    if !request.confirmed {
-        if let Some(preview) = unconfirmed_problems(db, destination_id).await? {
-            return Ok(Err(NotQueued::Unconfirmed(Box::new(preview))));
-        }
-    }
-    let mut tx = crate::db::begin_write(db.pool()).await?;
-    let (run_id, status) = runs::enqueue(&mut tx, destination_id, request.full, request.by).await?;
-    if request.kept_in_sync {
-        // Marked before any worker can claim it: a run kept in sync reuses fresh reads.
-        runs::mark_kept_in_sync(&mut *tx, run_id).await?;
-    }
-    tx.commit().await?;
+    let mut conn = db.pool().acquire().await?;
+    let (run_id, status) =
+        runs::enqueue(&mut conn, destination_id, request.full, request.by).await?;
     tracing::info!(
         user_id = request.by,
         destination_id,
@@ -79,6 +69,40 @@ pub async fn queue(
         run_id,
         status,
     }))
+}
+
+/// The destination, if it may be exported now: saved, and its first export's problems
+/// confirmed (or `confirmed`).
+async fn may_queue(
+    db: &Db,
+    destination_id: i64,
+    confirmed: bool,
+) -> anyhow::Result<Result<Destination, NotQueued>> {
+    let Some(destination) = super::active_destination(db, destination_id).await? else {
+        return Ok(Err(NotQueued::NoSuchDestination));
+    };
+    if !confirmed {
+        if let Some(preview) = unconfirmed_problems(db, destination_id).await? {
+            return Ok(Err(NotQueued::Unconfirmed(Box::new(preview))));
+        }
+    }
+    Ok(Ok(destination))
+}
+
+/// Queues an export that keeps the destination in sync (the console's own request), unless
+/// one of its exports is queued or running on any console: then nothing is recorded and
+/// `None` comes back.
+pub async fn queue_kept_in_sync(
+    db: &Db,
+    destination_id: i64,
+) -> anyhow::Result<Result<Option<i64>, NotQueued>> {
+    if let Err(not) = may_queue(db, destination_id, false).await? {
+        return Ok(Err(not));
+    }
+    let mut conn = db.pool().acquire().await?;
+    Ok(Ok(
+        runs::enqueue_kept_in_sync(&mut conn, destination_id).await?
+    ))
 }
 
 /// Queues an export and claims it for `owner` in one transaction, so that no console's

@@ -396,7 +396,6 @@ pub async fn start_run(
         full: request.full,
         confirmed: request.confirm,
         by: Some(user.id),
-        kept_in_sync: false,
     };
     let run_id = match exports::queue(&state.db, id, request).await? {
         Ok(queued) => queued.run_id,

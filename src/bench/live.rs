@@ -78,7 +78,6 @@ pub async fn live(args: crate::cli::BenchLiveArgs) -> anyhow::Result<()> {
         full: false,
         confirmed: true,
         by: None,
-        kept_in_sync: false,
     };
     let queued = exports::queue(&db, id, request)
         .await?

@@ -227,21 +227,10 @@ pub async fn enqueue(
     by: Option<i64>,
 ) -> sqlx::Result<(i64, RunStatus)> {
     use sqlx::Connection;
-    // Locks the destination's row first (a write on either database), so two requests at
-    // once cannot both find nothing running and both queue a run.
     let mut tx = conn.begin().await?;
-    sqlx::query("UPDATE destinations SET updated_at = updated_at WHERE id = $1")
-        .bind(destination_id)
-        .execute(&mut *tx)
-        .await?;
-    let busy: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM export_runs WHERE destination_id = $1 AND status IN ('queued', 'processing')",
-    )
-    .bind(destination_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let busy = lock_busy(&mut tx, destination_id).await?;
     let now = now_millis();
-    let (status, message, finished) = if busy > 0 {
+    let (status, message, finished) = if busy {
         (
             RunStatus::Skipped,
             Some("Another export of this destination was still queued or running."),
@@ -265,6 +254,46 @@ pub async fn enqueue(
     .await?;
     tx.commit().await?;
     Ok((id, status))
+}
+
+/// Locks the destination's row (a write on either database), so that two requests at once
+/// cannot both find nothing running and both queue a run; true when one is queued or running.
+async fn lock_busy(conn: &mut AnyConnection, destination_id: i64) -> sqlx::Result<bool> {
+    sqlx::query("UPDATE destinations SET updated_at = updated_at WHERE id = $1")
+        .bind(destination_id)
+        .execute(&mut *conn)
+        .await?;
+    let busy: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM export_runs WHERE destination_id = $1 AND status IN ('queued', 'processing')",
+    )
+    .bind(destination_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(busy > 0)
+}
+
+/// Queues a run to keep the destination in sync, unless one is queued or in progress (on
+/// any console sharing the database): then nothing is recorded.
+pub async fn enqueue_kept_in_sync(
+    conn: &mut AnyConnection,
+    destination_id: i64,
+) -> sqlx::Result<Option<i64>> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    if lock_busy(&mut tx, destination_id).await? {
+        tx.commit().await?;
+        return Ok(None);
+    }
+    let id = sqlx::query_scalar(
+        "INSERT INTO export_runs (destination_id, status, full_resync, created_at, kept_in_sync) \
+         VALUES ($1, 'queued', 0, $2, 1) RETURNING id",
+    )
+    .bind(destination_id)
+    .bind(now_millis())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(id))
 }
 
 /// Queues a removal clean-up (it runs whatever else is queued for the destination).
@@ -462,15 +491,6 @@ pub async fn sync_state<'e>(
     .fetch_one(db)
     .await?;
     Ok((in_flight > 0, latest, failed))
-}
-
-/// Notes that the console queued run `id` to keep its destination in sync.
-pub async fn mark_kept_in_sync<'e>(
-    db: impl Executor<'e, Database = Any>,
-    id: i64,
-) -> sqlx::Result<()> {
-    let sql = "UPDATE export_runs SET kept_in_sync = 1 WHERE id = $1";
-    super::execute(db, sql, &[id.into()]).await
 }
 
 /// Starts the counts afresh (a resumed run recounts from its plan).

@@ -286,3 +286,88 @@ async fn after_a_failed_sync_the_next_waits_instead_of_failing_on_every_change()
         "no run for a minute after a failure"
     );
 }
+
+#[tokio::test]
+async fn two_consoles_on_one_database_never_sync_one_destination_at_once() {
+    let w = world(SandboxConfig::default()).await;
+    world::import(&w.app, world::PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    assert_eq!(export(&w, id, false).await.status, RunStatus::Successful);
+    let admin = token(&w.app, "admin@example.com", Role::Administrator).await;
+    let ci = token(&w.app, "ci@example.com", Role::Contributor).await;
+    let path = format!("/api/v1/destinations/{id}");
+    let body = json!({ "keep_in_sync": true });
+    let (status, answer) = call(&w.app, Method::PATCH, &path, Some(&admin), Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+
+    // A second console on the same database, with its own worker and its own sync loop.
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = (*w.app.state.settings).clone();
+    settings.data_dir = dir.path().to_path_buf();
+    settings.admin = None;
+    let (other, stop, stopped) = crate::helpers::spawn_stoppable(dir, settings).await;
+
+    // Changes arrive through both consoles, a few at a time, for two seconds.
+    for round in 0..10 {
+        tokio::join!(
+            put_name(&w.app, &ci, "P1", format!("Ada {round}")),
+            put_name(&other, &ci, "P3", format!("Zoë {round}")),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let member = |email: &str| {
+        world::audience(&w)
+            .into_iter()
+            .find(|m| m.0 == email)
+            .map(|m| m.2)
+    };
+    wait_until(
+        "the last changes to reach Mailchimp",
+        Duration::from_secs(20),
+        || async {
+            (member("ada@northwind.io").as_deref() == Some("Ada 9")
+                && member("zoe@northwind.io").as_deref() == Some("Zoë 9"))
+            .then_some(())
+        },
+    )
+    .await;
+    let pool = w.app.state.db.pool();
+    wait_until("the runs to end", Duration::from_secs(20), || async {
+        let (in_flight, _, _) = runs::sync_state(pool, id).await.unwrap();
+        (!in_flight).then_some(())
+    })
+    .await;
+
+    let mut synced: Vec<_> = runs::for_destination(pool, id, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kept_in_sync)
+        .collect();
+    assert!(synced.len() >= 2, "{synced:?}");
+    assert!(
+        synced.iter().all(|r| r.status == RunStatus::Successful),
+        "no skipped or failed runs: {synced:?}"
+    );
+    // One at a time: each run started after the one before it ended.
+    synced.sort_by_key(|r| r.started_at);
+    for pair in synced.windows(2) {
+        assert!(
+            pair[1].started_at >= pair[0].finished_at,
+            "runs {} and {} overlap: {pair:?}",
+            pair[0].id,
+            pair[1].id
+        );
+    }
+    let _ = stop.send(());
+    let _ = stopped.await;
+}
+
+async fn put_name(app: &crate::helpers::TestApp, token: &str, customer: &str, name: String) {
+    let path = format!("/api/v1/profiles/{customer}");
+    let body = json!({ "FirstName": name });
+    let (status, answer) = call(app, Method::PUT, &path, Some(token), Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+}

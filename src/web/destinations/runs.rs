@@ -54,7 +54,6 @@ async fn export(
         full: form.full(),
         confirmed: form.confirmed(),
         by: Some(ctx.user.id),
-        kept_in_sync: false,
     };
     let queued = match exports::queue(&state.db, id, request).await? {
         Ok(queued) => queued,
