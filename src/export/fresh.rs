@@ -24,6 +24,9 @@ use crate::mailchimp::client::{ApiError, MergeField};
 use crate::mailchimp::gateway::Gateway;
 use crate::store::destinations::Destination;
 
+/// Members a page of Mailchimp's members list holds.
+const PAGE: usize = 1000;
+
 /// How long the merge fields, the tags and the webhook's check are reused.
 pub const FRESH_FOR: Duration = Duration::from_secs(60);
 
@@ -130,7 +133,8 @@ impl Fresh {
     /// The statuses a run sends with: read whole when none are kept for this audience and
     /// new-member status, when the last whole read is older than [`WHOLE_EVERY`], or when
     /// `whole`; otherwise only the members that changed since the last read (one page when
-    /// few did: the members the last run sent, and those whose status changed in Mailchimp).
+    /// few did: the members the last run sent, and those whose status changed in Mailchimp),
+    /// unless they are more than a whole read would read.
     pub async fn statuses(
         &self,
         gateway: &Gateway,
@@ -146,18 +150,22 @@ impl Fresh {
                 && s.whole_at.elapsed() < WHOLE_EVERY
         });
         let mut read = Vec::new();
-        let changes_only = kept.is_some();
-        let statuses = match kept {
-            Some(mut kept) => {
-                let mut latest: Option<DateTime<Utc>> = None;
-                gateway
-                    .changed_members(list, &kept.since, |email, status, changed| {
-                        read.push((email.to_owned(), status));
-                        if let Some(at) = parse(changed) {
-                            latest = Some(latest.map_or(at, |l| l.max(at)));
-                        }
-                    })
-                    .await?;
+        let mut changes_only = false;
+        let mut statuses = None;
+        if let Some(mut kept) = kept {
+            // Reading the changes must cost no more than reading the statuses whole (after a
+            // big run, the changes are mostly the members it sent).
+            let at_most = (kept.members.len() / PAGE + MemberStatus::ALL.len()) * PAGE;
+            let mut latest: Option<DateTime<Utc>> = None;
+            changes_only = gateway
+                .changed_members(list, &kept.since, at_most, |email, status, changed| {
+                    read.push((email.to_owned(), status));
+                    if let Some(at) = parse(changed) {
+                        latest = Some(latest.map_or(at, |l| l.max(at)));
+                    }
+                })
+                .await?;
+            if changes_only {
                 for (email, status) in &read {
                     let hash = crate::domain::subscriber_digest(email);
                     if *status == except {
@@ -171,8 +179,11 @@ impl Fresh {
                         kept.since = iso(next);
                     }
                 }
-                kept
+                statuses = Some(kept);
             }
+        }
+        let statuses = match statuses {
+            Some(statuses) => statuses,
             None => {
                 let started = Utc::now();
                 gateway

@@ -402,13 +402,15 @@ impl Gateway {
 
     /// The members that changed after `since` (an ISO 8601 time), whatever their status but
     /// archived, handed to `each` as (address, status, when it last changed): one small page
-    /// when few changed.
+    /// when few changed. When more than `at_most` did, none is handed over and the answer is
+    /// false (after one call).
     pub async fn changed_members(
         &self,
         list: &str,
         since: &str,
+        at_most: usize,
         mut each: impl FnMut(&str, MemberStatus, &str),
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         #[derive(Deserialize)]
         struct Member {
             email_address: String,
@@ -426,6 +428,9 @@ impl Gateway {
                      &fields=members.email_address,members.status,members.last_changed,total_items"
                 ))
                 .await?;
+            if page.total_items > at_most {
+                return Ok(false);
+            }
             let found = page.members.len();
             offset += found;
             for member in &page.members {
@@ -434,7 +439,7 @@ impl Gateway {
                 }
             }
             if found == 0 || offset >= page.total_items {
-                return Ok(());
+                return Ok(true);
             }
         }
     }
