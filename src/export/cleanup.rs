@@ -270,6 +270,7 @@ async fn retire(
     let pool = engine.db.pool();
     let by = runs::requester(pool, run.id).await?;
     crate::export::webhooks::remove(engine, destination).await;
+    engine.fresh.forget(destination.id);
     let mut tx = crate::db::begin_write(pool).await?;
     destinations::retire(&mut tx, destination.id).await?;
     if let Some((user_id, email)) = &by {

@@ -18,7 +18,7 @@ use crate::db::{Db, now_millis};
 use crate::domain::MemberStatus;
 use crate::export::plan::{Hash, hash_of};
 use crate::mailchimp::client::ApiError;
-use crate::mailchimp::gateway::Gateway;
+use crate::mailchimp::gateway::{AudienceCheck, Gateway};
 use crate::store::destinations::Destination;
 use crate::store::drift::{self, Check};
 use crate::store::runs;
@@ -60,6 +60,27 @@ impl From<ApiError> for DriftError {
 /// kept in sync) share a check, unless `whole` (a full resync) asks for one.
 pub const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Whether the audience `found` now changed behind the console since the check `before`
+/// (the last one kept): another audience under the same ID, or fewer contacts than that
+/// check saw plus what the runs since created. With no check, the ledger's size is the floor.
+/// A run's check and a preview both decide by it.
+pub async fn drifted(
+    db: &Db,
+    destination: &Destination,
+    before: Option<Check>,
+    found: &AudienceCheck,
+) -> sqlx::Result<bool> {
+    let pool = db.pool();
+    Ok(match before {
+        Some(before) if before.audience_id == destination.audience_id => {
+            let expected =
+                before.contacts + drift::created_since(pool, destination.id, before.run_id).await?;
+            before.date_created != found.date_created || found.contacts < expected
+        }
+        _ => found.contacts < drift::ledger_members(pool, destination.id).await?,
+    })
+}
+
 /// Checks the audience against the ledger and repairs the ledger if members went missing.
 #[tracing::instrument(name = "audience check", skip_all, fields(destination_id = destination.id, run_id = run_id))]
 pub async fn check(
@@ -79,16 +100,7 @@ pub async fn check(
         return Ok(None);
     }
     let found = gateway.audience_check(list).await?;
-    let drifted = match before.map(|(check, _)| check) {
-        Some(before) if before.audience_id == *list => {
-            // Since that check the audience grew by what the runs since created.
-            let expected =
-                before.contacts + drift::created_since(pool, destination.id, before.run_id).await?;
-            before.date_created != found.date_created || found.contacts < expected
-        }
-        // No check yet (or another audience before): the ledger's size is the floor.
-        _ => found.contacts < drift::ledger_members(pool, destination.id).await?,
-    };
+    let drifted = drifted(db, destination, before.map(|(check, _)| check), &found).await?;
     let mut conn = crate::db::begin_write(pool).await?;
     let check = Check {
         audience_id: list.clone(),

@@ -39,8 +39,9 @@ pub const WHOLE_EVERY: Duration = Duration::from_secs(3600);
 const CHANGE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
 /// After a whole read, the first read of changes starts this much before it, in case
-/// Mailchimp's clock is behind the console's.
-const CLOCK_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// Mailchimp's clock is behind the console's. Not more: every member sent since is read
+/// again, and at a hundred changes a second a minute of them is more than a whole read.
+const CLOCK_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
 /// The reads kept, by destination.
 #[derive(Clone, Default)]

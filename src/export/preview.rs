@@ -3,20 +3,24 @@
 //! audience grows, and the merge-field values Mailchimp would refuse.
 //!
 //! It reads the same plan against the same ledger as a run ([`super::run`]), and each
-//! member's fate comes from the one decision a run acts on ([`super::decide`]). What a run
-//! learns from Mailchimp's answers is read beforehand: the audience's members and their
-//! statuses (one read of 1,000 members a page), its merge fields and its size. A run that
-//! follows with nothing changed in between does what the preview says.
+//! member's fate comes from the one decision a run acts on ([`super::decide`]). A re-export's
+//! preview reads what its run reads: the audience's merge fields and size, the ledger for who
+//! is in the audience, and only the profiles changed since the last complete export when the
+//! run would read only those ([`super::changes`]). The audience's members are read whole (1,000
+//! a page) only for a first export, a full resync, or when the audience check says the
+//! audience changed behind the console ([`super::drift::drifted`]). A run that follows with
+//! nothing changed in between does what the preview says.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::MemberStatus;
+use crate::export::changes;
 use crate::export::decide::{Decider, Fate, Presence, Tags};
 use crate::export::engine::{Engine, fatal_message};
 use crate::export::ledger_index::Index;
-use crate::export::plan::{Hash, PlanError, PlanReader, Record};
+use crate::export::plan::{Chunk, Hash, PlanError, PlanReader, Record};
 use crate::mailchimp::gateway::BATCH;
 use crate::mailchimp::merge_rules::MergeRules;
 use crate::store::destinations::Destination;
@@ -97,6 +101,12 @@ pub enum PreviewError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<sqlx::Error> for PreviewError {
+    fn from(err: sqlx::Error) -> Self {
+        PreviewError::Internal(err.into())
+    }
+}
+
 /// Counts by reason, keeping a few examples of each.
 #[derive(Default)]
 struct Reasons(BTreeMap<String, Reason>);
@@ -135,20 +145,33 @@ pub async fn compute(
         ))
     })?;
     let list = destination.audience_id.clone();
-    let mut audience: HashMap<Hash, MemberStatus> = HashMap::new();
-    let (fields, size, members) = tokio::join!(
-        gateway.merge_fields(&list),
-        gateway.audience_check(&list),
-        gateway.members(&list, |email, status| {
-            audience.insert(crate::domain::subscriber_digest(email), status);
-        }),
-    );
+    let pool = engine.db.pool();
+    let (fields, found) = tokio::join!(gateway.merge_fields(&list), gateway.audience_check(&list));
     let refused = |err| PreviewError::Mailchimp(fatal_message(&err));
     let fields = fields.map_err(refused)?;
-    let contacts = size.map_err(refused)?.contacts;
-    members.map_err(refused)?;
+    let found = found.map_err(refused)?;
+    let contacts = found.contacts;
+    // A re-export's preview reads what its run would: the ledger says who is in the audience,
+    // unless the audience check says the audience changed behind the console. A first export
+    // and a full resync read the audience whole.
+    let first = crate::store::drift::ledger_members(pool, destination.id).await? == 0;
+    let before = crate::store::drift::find(pool, destination.id)
+        .await?
+        .map(|(check, _)| check);
+    let drifted = crate::export::drift::drifted(&engine.db, destination, before, &found).await?;
+    let audience = if full || first || drifted {
+        let mut audience: HashMap<Hash, MemberStatus> = HashMap::new();
+        gateway
+            .members(&list, |email, status| {
+                audience.insert(crate::domain::subscriber_digest(email), status);
+            })
+            .await
+            .map_err(refused)?;
+        Some(audience)
+    } else {
+        None
+    };
 
-    let pool = engine.db.pool();
     let number_tags: Vec<String> = fields
         .iter()
         .filter(|f| f.kind == "number")
@@ -161,7 +184,24 @@ pub async fn compute(
         }
         Err(PlanError::Other(err)) => return Err(err.into()),
     };
-    let mut index = Index::load(pool, engine.db.backend(), destination.id).await?;
+    // Only what changed since the last complete export, when the run would read only that.
+    let changed = match &audience {
+        Some(_) => None,
+        None => {
+            let mark = crate::store::marks::find(pool, destination.id).await?;
+            let segment_ids = crate::store::destinations::segment_ids(pool, destination.id).await?;
+            let basis = changes::basis(&engine.db, destination, &number_tags, &segment_ids).await?;
+            changes::changes(&engine.db, destination.id, mark, &basis, &mut reader).await?
+        }
+    };
+    let (index, chunks) = match changed {
+        Some(changed) => (changed.index, Some(changed.chunks)),
+        None => (
+            Index::load(pool, engine.db.backend(), destination.id).await?,
+            None,
+        ),
+    };
+    let mut index = index;
     let decider = Decider::new(&mut index, full, MergeRules::new(&fields));
     let mut counts = Tally {
         index,
@@ -188,15 +228,20 @@ pub async fn compute(
         tags: BTreeMap::new(),
         upserts: 0,
     };
+    if let Some(chunks) = chunks {
+        // The profiles not read are as the last complete export left them.
+        let mut planned = 0i64;
+        for chunk in &chunks {
+            planned += counts.chunk(chunk);
+        }
+        counts.leavers();
+        counts.preview.unchanged += (reader.total - planned).max(0);
+        counts.preview.profiles = reader.total;
+        return Ok(counts.finish());
+    }
     let mut planned = 0i64;
     while let Some(chunk) = reader.next_chunk().await? {
-        planned += (chunk.records.len() + chunk.rejected.len()) as i64;
-        for rejected in &chunk.rejected {
-            counts.skip(&rejected.title, &rejected.customer_id);
-        }
-        for record in &chunk.records {
-            counts.member(record);
-        }
+        planned += counts.chunk(&chunk);
     }
     counts.leavers();
     // What the plan really held (segments may be refreshed while it is read).
@@ -209,7 +254,8 @@ pub async fn compute(
 struct Tally {
     index: Index,
     decider: Decider,
-    audience: HashMap<Hash, MemberStatus>,
+    /// The audience's members, when it was read whole (otherwise the ledger says).
+    audience: Option<HashMap<Hash, MemberStatus>>,
     preview: Preview,
     skipped: Reasons,
     problems: Reasons,
@@ -220,8 +266,27 @@ struct Tally {
 }
 
 impl Tally {
+    /// Counts a chunk of the plan; returns how many profiles it held.
+    fn chunk(&mut self, chunk: &Chunk) -> i64 {
+        for rejected in &chunk.rejected {
+            self.skip(&rejected.title, &rejected.customer_id);
+        }
+        for record in &chunk.records {
+            self.member(record);
+        }
+        (chunk.records.len() + chunk.rejected.len()) as i64
+    }
+
+    /// Whether the audience holds the member: as read, or as the ledger knows.
+    fn present(&mut self, hash: Hash) -> bool {
+        match &self.audience {
+            Some(audience) => audience.contains_key(&hash),
+            None => self.index.get_mut(hash).is_some(),
+        }
+    }
+
     fn member(&mut self, record: &Record) {
-        let present = self.audience.contains_key(&record.hash);
+        let present = self.present(record.hash);
         let presence = if present {
             Presence::Present
         } else {
@@ -276,7 +341,7 @@ impl Tally {
 
     fn leavers(&mut self) {
         for (hash, tags) in self.decider.leavers(&mut self.index) {
-            let present = self.audience.contains_key(&hash);
+            let present = self.present(hash);
             self.removals(tags, present);
         }
     }
