@@ -190,6 +190,10 @@ pub struct BenchLiveArgs {
     /// For how many seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub seconds: u64,
+    /// Profiles a request changes: 1 is a PUT of one profile; more is a POST to the bulk
+    /// endpoint (for rates one request at a time cannot reach).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub per_request: u64,
     /// The console's sync window (SYNC_WINDOW_MS): how long a change waits to be taken in.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub window_ms: u64,

@@ -243,13 +243,13 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
     .bind(crate::db::now_millis())
     .execute(db.pool())
     .await?;
-    // The preview reads the whole audience (1,000 members a page) and the whole plan.
+    // The preview reads what the run reads: the ledger and the changed profiles.
     let (p, preview_seconds) = preview().await?;
     let before = stats().await?;
     let (run, seconds) = run_once(false).await?;
     let after = stats().await?;
     println!(
-        "preview before the 1 % re-export: {preview_seconds:.1} s (the audience read whole); it said update {}, unchanged {}; \
+        "preview before the 1 % re-export: {preview_seconds:.1} s (what the run reads: the ledger and the changed profiles); it said update {}, unchanged {}; \
          the re-export updated {}, unchanged {}",
         p.update, p.unchanged, run.counters.updated, run.counters.unchanged
     );

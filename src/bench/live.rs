@@ -123,21 +123,38 @@ pub async fn live(args: crate::cli::BenchLiveArgs) -> anyhow::Result<()> {
     let mut refused = 0usize;
     let mut writes = tokio::task::JoinSet::new();
     if args.rate > 0 {
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
+        // One request every `per_request / rate` seconds: a PUT of one profile, or a POST of
+        // several (the bulk endpoint), each profile changed once.
+        let per_request = args.per_request.max(1) as usize;
+        let every = Duration::from_secs_f64(per_request as f64 / args.rate as f64);
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        for (n, customer) in customers.iter().enumerate() {
+        for (n, group) in customers.chunks(per_request).enumerate() {
             tick.tick().await;
             let permit = permits.clone().acquire_owned().await?;
             let (http, acked, token) = (http.clone(), acked.clone(), token.clone());
-            let url = format!("{console_base}/api/v1/profiles/{customer}");
-            let customer = customer.clone();
+            let group: Vec<String> = group.to_vec();
+            let request = if per_request == 1 {
+                let body = serde_json::json!({ "FirstName": format!("Live {n}") });
+                let url = format!("{console_base}/api/v1/profiles/{}", group[0]);
+                http.put(url).bearer_auth(token).json(&body)
+            } else {
+                let body: Vec<serde_json::Value> = group
+                    .iter()
+                    .map(|c| serde_json::json!({ "customer_id": c, "FirstName": format!("Live {n}") }))
+                    .collect();
+                let url = format!("{console_base}/api/v1/profiles");
+                http.post(url).bearer_auth(token).json(&body)
+            };
             writes.spawn(async move {
                 let _permit = permit;
-                let body = serde_json::json!({ "FirstName": format!("Live {n}") });
-                let answer = http.put(url).bearer_auth(token).json(&body).send().await;
-                match answer {
+                match request.send().await {
                     Ok(answer) if answer.status().is_success() => {
-                        acked.lock().expect("acked").insert(customer, now_millis());
+                        let at = now_millis();
+                        let mut acked = acked.lock().expect("acked");
+                        for customer in group {
+                            acked.insert(customer, at);
+                        }
                         true
                     }
                     _ => false,
@@ -191,8 +208,9 @@ pub async fn live(args: crate::cli::BenchLiveArgs) -> anyhow::Result<()> {
     };
     let changes = latencies.len() + missing;
     println!(
-        "{changes} changes written in {:.1} s ({refused} refused by the API); {} reached the audience, {missing} did not within {} s",
+        "{changes} changes written in {:.1} s, {} a request ({refused} requests refused by the API); {} reached the audience, {missing} did not within {} s",
         writing.as_secs_f64(),
+        args.per_request.max(1),
         latencies.len(),
         DRAIN.as_secs()
     );

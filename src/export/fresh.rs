@@ -36,7 +36,7 @@ pub const WHOLE_EVERY: Duration = Duration::from_secs(3600);
 
 /// A change Mailchimp noted may show in its lists a little after one it noted later: each
 /// read of changes starts this much before the latest change the last one saw.
-const CHANGE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+const CHANGE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 
 /// After a whole read, the first read of changes starts this much before it, in case
 /// Mailchimp's clock is behind the console's. Not more: every member sent since is read
@@ -241,7 +241,7 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(iso(at), "2026-12-07T21:30:05+00:00");
-        assert_eq!(iso(at - CHANGE_MARGIN), "2026-12-07T21:30:00+00:00");
+        assert_eq!(iso(at - CHANGE_MARGIN), "2026-12-07T21:30:03+00:00");
         assert_eq!(parse("2026-12-07T21:30:05+00:00"), Some(at));
     }
 }

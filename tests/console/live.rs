@@ -5,105 +5,59 @@ use std::time::Duration;
 
 use export_destinations::domain::Role;
 use export_destinations::sandbox::SandboxConfig;
-use export_destinations::store::runs::{self, RunStatus};
-use reqwest::Method;
-use serde_json::json;
-
 use export_destinations::sandbox::webhooks::{MemberChange, Source};
+use export_destinations::store::runs::{self, Run, RunStatus};
+use reqwest::Method;
+use serde_json::{Value, json};
 
 use crate::api::{call, token};
-use crate::helpers::wait_until;
-use crate::world::{self, destination, export, refresh, segment, world};
+use crate::helpers::{TestApp, wait_until};
+use crate::world::{self, World, destination, export, refresh, segment, world};
 
 #[tokio::test]
 async fn a_destination_kept_in_sync_exports_each_change_with_no_one_acting() {
-    let w = world(SandboxConfig::default()).await;
-    world::import(&w.app, world::PEOPLE).await;
-    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
-    refresh(&w.app).await;
-    let id = destination(&w, &[germany], "subscribed").await;
-    assert_eq!(export(&w, id, false).await.status, RunStatus::Successful);
-    let member = |email: &str| {
-        world::audience(&w)
-            .into_iter()
-            .find(|m| m.0 == email)
-            .map(|m| (m.2, m.3))
-    };
-    assert_eq!(member("ada@northwind.io").unwrap().0, "Ada");
+    let s = exported().await;
+    let (w, id) = (&s.w, s.id);
+    assert_eq!(s.first_name("ada@northwind.io"), "Ada");
 
     // Off (the default): a change waits for a person or the schedule.
-    let admin = token(&w.app, "admin@example.com", Role::Administrator).await;
-    let ci = token(&w.app, "ci@example.com", Role::Contributor).await;
-    let put = |customer: &'static str, body: serde_json::Value| {
-        let (app, ci) = (&w.app, ci.clone());
-        async move {
-            let path = format!("/api/v1/profiles/{customer}");
-            let (status, answer) = call(app, Method::PUT, &path, Some(&ci), Some(body)).await;
-            assert_eq!(status, 200, "{answer}");
-        }
-    };
-    put("P1", json!({ "FirstName": "Adele" })).await;
+    s.put(&w.app, "P1", json!({ "FirstName": "Adele" })).await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(
-        member("ada@northwind.io").unwrap().0,
+        s.first_name("ada@northwind.io"),
         "Ada",
         "not kept in sync yet"
     );
 
-    let path = format!("/api/v1/destinations/{id}");
-    let (status, body) = call(
-        &w.app,
-        Method::PATCH,
-        &path,
-        Some(&admin),
-        Some(json!({ "keep_in_sync": true })),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let body = s.keep_in_sync(true).await;
     assert_eq!(body["keep_in_sync"], true);
     wait_until(
         "the waiting change to reach Mailchimp",
         Duration::from_secs(20),
-        || async {
-            member("ada@northwind.io")
-                .is_some_and(|m| m.0 == "Adele")
-                .then_some(())
-        },
+        || async { (s.first_name("ada@northwind.io") == "Adele").then_some(()) },
     )
     .await;
 
     // A change made now arrives within seconds; one that leaves the segment takes its tag off.
-    put("P1", json!({ "FirstName": "Ada Lovelace" })).await;
-    put("P3", json!({ "Country": "France" })).await;
+    s.put(&w.app, "P1", json!({ "FirstName": "Ada Lovelace" }))
+        .await;
+    s.put(&w.app, "P3", json!({ "Country": "France" })).await;
     wait_until(
         "both changes to reach Mailchimp",
         Duration::from_secs(20),
         || async {
-            (member("ada@northwind.io").is_some_and(|m| m.0 == "Ada Lovelace")
-                && member("zoe@northwind.io")
-                    .is_some_and(|m| !m.1.contains(&"Germany".to_string())))
+            (s.first_name("ada@northwind.io") == "Ada Lovelace"
+                && s.member("zoe@northwind.io")
+                    .is_some_and(|m| !m.3.contains(&"Germany".to_string())))
             .then_some(())
         },
     )
     .await;
 
     // Nothing changed: nothing more is queued. (A change that came while a run was queued
-    // gets a run of its own, even when the first already sent it: wait until the latest run
-    // came after the latest change, and ended.)
+    // gets a run of its own, even when the first already sent it.)
+    s.synced().await;
     let pool = w.app.state.db.pool();
-    wait_until(
-        "the last change's run to end",
-        Duration::from_secs(20),
-        || async {
-            let (in_flight, latest, _) = runs::sync_state(pool, id).await.unwrap();
-            let changed = export_destinations::store::destinations::segments_changed_at(pool, id)
-                .await
-                .unwrap()
-                .unwrap_or(0);
-            (!in_flight && latest.is_some_and(|queued| queued > changed)).then_some(())
-        },
-    )
-    .await;
     let before = runs::for_destination(pool, id, 100).await.unwrap().len();
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let after = runs::for_destination(pool, id, 100).await.unwrap();
@@ -114,12 +68,10 @@ async fn a_destination_kept_in_sync_exports_each_change_with_no_one_acting() {
     );
 
     // The history lists what people asked for; the syncs are one entry, an hour a row.
-    let synced: Vec<i64> = after
-        .iter()
-        .filter(|r| r.kept_in_sync)
-        .map(|r| r.id)
-        .collect();
-    assert!(!synced.is_empty(), "the console queued the syncs itself");
+    assert!(
+        after.iter().any(|r| r.kept_in_sync),
+        "the console queued the syncs itself"
+    );
     w.app.signed_in_as("viewer@example.com", Role::Viewer).await;
     let html = w
         .app
@@ -143,60 +95,13 @@ async fn a_destination_kept_in_sync_exports_each_change_with_no_one_acting() {
 
 #[tokio::test]
 async fn a_contact_who_unsubscribes_between_two_syncs_stays_unsubscribed_and_off_stops_it() {
-    let w = world(SandboxConfig::default()).await;
-    world::import(&w.app, world::PEOPLE).await;
-    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
-    refresh(&w.app).await;
-    let id = destination(&w, &[germany], "subscribed").await;
-    assert_eq!(export(&w, id, false).await.status, RunStatus::Successful);
-    let admin = token(&w.app, "admin@example.com", Role::Administrator).await;
-    let ci = token(&w.app, "ci@example.com", Role::Contributor).await;
-    let path = format!("/api/v1/destinations/{id}");
-    let set = |on: bool| {
-        let (app, admin, path) = (&w.app, admin.clone(), path.clone());
-        async move {
-            let body = json!({ "keep_in_sync": on });
-            let (status, answer) = call(app, Method::PATCH, &path, Some(&admin), Some(body)).await;
-            assert_eq!(status, 200, "{answer}");
-        }
-    };
-    let put = |customer: &'static str, body: serde_json::Value| {
-        let (app, ci) = (&w.app, ci.clone());
-        async move {
-            let path = format!("/api/v1/profiles/{customer}");
-            let (status, answer) = call(app, Method::PUT, &path, Some(&ci), Some(body)).await;
-            assert_eq!(status, 200, "{answer}");
-        }
-    };
-    let member = |email: &str| {
-        world::audience(&w)
-            .into_iter()
-            .find(|m| m.0 == email)
-            .map(|m| (m.1, m.2))
-    };
-    let pool = w.app.state.db.pool();
-    let synced = || async {
-        wait_until(
-            "the last change's run to end",
-            Duration::from_secs(20),
-            || async {
-                let (in_flight, latest, _) = runs::sync_state(pool, id).await.unwrap();
-                let changed =
-                    export_destinations::store::destinations::segments_changed_at(pool, id)
-                        .await
-                        .unwrap()
-                        .unwrap_or(0);
-                (!in_flight && latest.is_some_and(|queued| queued > changed)).then_some(())
-            },
-        )
-        .await;
-        runs::for_destination(pool, id, 1).await.unwrap().remove(0)
-    };
-    set(true).await;
-    put("P3", json!({ "FirstName": "Zoe" })).await;
-    let first = synced().await;
+    let s = exported().await;
+    let (w, id) = (&s.w, s.id);
+    s.keep_in_sync(true).await;
+    s.put(&w.app, "P3", json!({ "FirstName": "Zoe" })).await;
+    let first = s.synced().await;
     assert!(first.kept_in_sync);
-    assert_eq!(member("zoe@northwind.io").unwrap().1, "Zoe");
+    assert_eq!(s.first_name("zoe@northwind.io"), "Zoe");
 
     // Between two syncs Ada unsubscribes in Mailchimp (no webhook tells the console); then
     // her profile changes.
@@ -208,14 +113,14 @@ async fn a_contact_who_unsubscribes_between_two_syncs_stays_unsubscribed_and_off
             Source::User,
         )
         .unwrap();
-    put("P1", json!({ "FirstName": "Augusta" })).await;
-    let second = synced().await;
+    s.put(&w.app, "P1", json!({ "FirstName": "Augusta" })).await;
+    let second = s.synced().await;
     assert!(second.kept_in_sync);
     assert_eq!(second.status, RunStatus::Successful, "{:?}", second.message);
-    let ada = member("ada@northwind.io").unwrap();
+    let ada = s.member("ada@northwind.io").unwrap();
     assert_eq!(
-        ada,
-        ("unsubscribed".to_string(), "Augusta".to_string()),
+        (ada.1.as_str(), ada.2.as_str()),
+        ("unsubscribed", "Augusta"),
         "her new name arrives and she stays unsubscribed (not refused, not subscribed again)"
     );
     assert_eq!(second.counters.failed, 0);
@@ -224,31 +129,23 @@ async fn a_contact_who_unsubscribes_between_two_syncs_stays_unsubscribed_and_off
     assert_eq!(second.counters.calls, 2, "{:?}", second.counters);
 
     // Off: a change waits again.
-    set(false).await;
+    s.keep_in_sync(false).await;
+    let pool = w.app.state.db.pool();
     let before = runs::for_destination(pool, id, 100).await.unwrap().len();
-    put("P3", json!({ "FirstName": "Zoë" })).await;
+    s.put(&w.app, "P3", json!({ "FirstName": "Zoë" })).await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(
         runs::for_destination(pool, id, 100).await.unwrap().len(),
         before
     );
-    assert_eq!(member("zoe@northwind.io").unwrap().1, "Zoe", "not sent");
+    assert_eq!(s.first_name("zoe@northwind.io"), "Zoe", "not sent");
 }
 
 #[tokio::test]
 async fn after_a_failed_sync_the_next_waits_instead_of_failing_on_every_change() {
-    let w = world(SandboxConfig::default()).await;
-    world::import(&w.app, world::PEOPLE).await;
-    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
-    refresh(&w.app).await;
-    let id = destination(&w, &[germany], "subscribed").await;
-    assert_eq!(export(&w, id, false).await.status, RunStatus::Successful);
-    let admin = token(&w.app, "admin@example.com", Role::Administrator).await;
-    let ci = token(&w.app, "ci@example.com", Role::Contributor).await;
-    let path = format!("/api/v1/destinations/{id}");
-    let body = json!({ "keep_in_sync": true });
-    let (status, answer) = call(&w.app, Method::PATCH, &path, Some(&admin), Some(body)).await;
-    assert_eq!(status, 200, "{answer}");
+    let s = exported().await;
+    let (w, id) = (&s.w, s.id);
+    s.keep_in_sync(true).await;
 
     // Mailchimp no longer takes the destination's credential.
     {
@@ -256,16 +153,7 @@ async fn after_a_failed_sync_the_next_waits_instead_of_failing_on_every_change()
         store.tokens.clear();
         store.api_keys.clear();
     }
-    let put = |name: &'static str| {
-        let (app, ci) = (&w.app, ci.clone());
-        async move {
-            let body = json!({ "FirstName": name });
-            let path = "/api/v1/profiles/P1";
-            let (status, answer) = call(app, Method::PUT, path, Some(&ci), Some(body)).await;
-            assert_eq!(status, 200, "{answer}");
-        }
-    };
-    put("Augusta").await;
+    s.put(&w.app, "P1", json!({ "FirstName": "Augusta" })).await;
     let pool = w.app.state.db.pool();
     let failed = wait_until("a sync run to fail", Duration::from_secs(20), || async {
         runs::for_destination(pool, id, 100)
@@ -277,8 +165,9 @@ async fn after_a_failed_sync_the_next_waits_instead_of_failing_on_every_change()
     .await;
     assert!(failed.message.is_some(), "it says why");
     let before = runs::for_destination(pool, id, 100).await.unwrap().len();
-    put("Ada").await;
-    put("Augusta Ada").await;
+    s.put(&w.app, "P1", json!({ "FirstName": "Ada" })).await;
+    s.put(&w.app, "P1", json!({ "FirstName": "Augusta Ada" }))
+        .await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(
         runs::for_destination(pool, id, 100).await.unwrap().len(),
@@ -289,18 +178,9 @@ async fn after_a_failed_sync_the_next_waits_instead_of_failing_on_every_change()
 
 #[tokio::test]
 async fn two_consoles_on_one_database_never_sync_one_destination_at_once() {
-    let w = world(SandboxConfig::default()).await;
-    world::import(&w.app, world::PEOPLE).await;
-    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
-    refresh(&w.app).await;
-    let id = destination(&w, &[germany], "subscribed").await;
-    assert_eq!(export(&w, id, false).await.status, RunStatus::Successful);
-    let admin = token(&w.app, "admin@example.com", Role::Administrator).await;
-    let ci = token(&w.app, "ci@example.com", Role::Contributor).await;
-    let path = format!("/api/v1/destinations/{id}");
-    let body = json!({ "keep_in_sync": true });
-    let (status, answer) = call(&w.app, Method::PATCH, &path, Some(&admin), Some(body)).await;
-    assert_eq!(status, 200, "{answer}");
+    let s = exported().await;
+    let (w, id) = (&s.w, s.id);
+    s.keep_in_sync(true).await;
 
     // A second console on the same database, with its own worker and its own sync loop.
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
@@ -312,35 +192,25 @@ async fn two_consoles_on_one_database_never_sync_one_destination_at_once() {
     // Changes arrive through both consoles, a few at a time, for two seconds.
     for round in 0..10 {
         tokio::join!(
-            put_name(&w.app, &ci, "P1", format!("Ada {round}")),
-            put_name(&other, &ci, "P3", format!("Zoë {round}")),
+            s.put(&w.app, "P1", json!({ "FirstName": format!("Ada {round}") })),
+            s.put(&other, "P3", json!({ "FirstName": format!("Zoë {round}") })),
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let member = |email: &str| {
-        world::audience(&w)
-            .into_iter()
-            .find(|m| m.0 == email)
-            .map(|m| m.2)
-    };
     wait_until(
         "the last changes to reach Mailchimp",
         Duration::from_secs(20),
         || async {
-            (member("ada@northwind.io").as_deref() == Some("Ada 9")
-                && member("zoe@northwind.io").as_deref() == Some("Zoë 9"))
-            .then_some(())
+            (s.first_name("ada@northwind.io") == "Ada 9"
+                && s.first_name("zoe@northwind.io") == "Zoë 9")
+                .then_some(())
         },
     )
     .await;
-    let pool = w.app.state.db.pool();
-    wait_until("the runs to end", Duration::from_secs(20), || async {
-        let (in_flight, _, _) = runs::sync_state(pool, id).await.unwrap();
-        (!in_flight).then_some(())
-    })
-    .await;
+    s.synced().await;
 
-    let mut synced: Vec<_> = runs::for_destination(pool, id, 1000)
+    let pool = w.app.state.db.pool();
+    let mut synced: Vec<Run> = runs::for_destination(pool, id, 1000)
         .await
         .unwrap()
         .into_iter()
@@ -365,9 +235,78 @@ async fn two_consoles_on_one_database_never_sync_one_destination_at_once() {
     let _ = stopped.await;
 }
 
-async fn put_name(app: &crate::helpers::TestApp, token: &str, customer: &str, name: String) {
-    let path = format!("/api/v1/profiles/{customer}");
-    let body = json!({ "FirstName": name });
-    let (status, answer) = call(app, Method::PUT, &path, Some(token), Some(body)).await;
-    assert_eq!(status, 200, "{answer}");
+/// A console exporting the Germany segment of the demo people, after its first export, with
+/// an administrator's and a contributor's API tokens.
+struct Exported {
+    w: World,
+    id: i64,
+    admin: String,
+    ci: String,
+}
+
+async fn exported() -> Exported {
+    let w = world(SandboxConfig::default()).await;
+    world::import(&w.app, world::PEOPLE).await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    assert_eq!(export(&w, id, false).await.status, RunStatus::Successful);
+    let admin = token(&w.app, "admin@example.com", Role::Administrator).await;
+    let ci = token(&w.app, "ci@example.com", Role::Contributor).await;
+    Exported { w, id, admin, ci }
+}
+
+impl Exported {
+    /// Turns keep in sync on or off through the API; the destination as it answers.
+    async fn keep_in_sync(&self, on: bool) -> Value {
+        let path = format!("/api/v1/destinations/{}", self.id);
+        let body = json!({ "keep_in_sync": on });
+        let (status, answer) = call(
+            &self.w.app,
+            Method::PATCH,
+            &path,
+            Some(&self.admin),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
+    /// Writes a profile through `app`'s profile API, as the contributor.
+    async fn put(&self, app: &TestApp, customer: &str, body: Value) {
+        let path = format!("/api/v1/profiles/{customer}");
+        let (status, answer) = call(app, Method::PUT, &path, Some(&self.ci), Some(body)).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    /// Waits until the latest run came after the latest change, and ended; returns it.
+    async fn synced(&self) -> Run {
+        let pool = self.w.app.state.db.pool();
+        let id = self.id;
+        wait_until(
+            "the last change's run to end",
+            Duration::from_secs(20),
+            || async {
+                let (in_flight, latest, _) = runs::sync_state(pool, id).await.unwrap();
+                let changed =
+                    export_destinations::store::destinations::segments_changed_at(pool, id)
+                        .await
+                        .unwrap()
+                        .unwrap_or(0);
+                (!in_flight && latest.is_some_and(|queued| queued > changed)).then_some(())
+            },
+        )
+        .await;
+        runs::for_destination(pool, id, 1).await.unwrap().remove(0)
+    }
+
+    /// The audience's member: (address, status, first name, tags).
+    fn member(&self, email: &str) -> Option<(String, String, String, Vec<String>)> {
+        world::audience(&self.w).into_iter().find(|m| m.0 == email)
+    }
+
+    fn first_name(&self, email: &str) -> String {
+        self.member(email).map(|m| m.2).unwrap_or_default()
+    }
 }
