@@ -70,6 +70,19 @@ impl ModelledSandbox {
     }
 }
 
+impl crate::cli::ModelledBench {
+    /// Its sandbox process.
+    pub(crate) async fn sandbox(&self) -> anyhow::Result<ModelledSandbox> {
+        ModelledSandbox::start(self.mailchimp.latency_ms, self.mailchimp.per_member_us).await
+    }
+
+    /// Its demo profiles, prepared by another process (so that this one's memory is the
+    /// console's).
+    pub(crate) async fn prepare(&self, dir: &Path) -> anyhow::Result<()> {
+        prepare_demo_profiles(dir, self.profiles, self.segments, &self.database_url).await
+    }
+}
+
 /// Peak resident memory of this process so far, in MiB (Linux; None elsewhere).
 pub fn peak_rss_mib() -> Option<f64> {
     rss_mib("VmHWM:")

@@ -164,12 +164,8 @@ pub struct BenchScaleArgs {
     /// Seconds pages are timed with nothing running, after each Export all.
     #[arg(long, default_value_t = 10)]
     pub idle_seconds: u64,
-    /// Modelled milliseconds per call.
-    #[arg(long, default_value_t = 150)]
-    pub latency_ms: u64,
-    /// Modelled microseconds per member in a call.
-    #[arg(long, default_value_t = 1000)]
-    pub per_member_us: u64,
+    #[command(flatten)]
+    pub mailchimp: ModelledMailchimp,
     /// An empty database to use instead of a fresh SQLite file (e.g. PostgreSQL).
     #[arg(long, env = "BENCH_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -177,12 +173,8 @@ pub struct BenchScaleArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct BenchLiveArgs {
-    /// How many profiles.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub profiles: u64,
-    /// How many demo segments (1 to 6).
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(1..=6))]
-    pub segments: u8,
+    #[command(flatten)]
+    pub modelled: ModelledBench,
     /// Profile changes a second, each through the profile API (0: none, to see what an idle
     /// destination kept in sync costs).
     #[arg(long, default_value_t = 100)]
@@ -197,31 +189,40 @@ pub struct BenchLiveArgs {
     /// The console's sync window (SYNC_WINDOW_MS): how long a change waits to be taken in.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub window_ms: u64,
-    /// Modelled milliseconds per call (Mailchimp's realistic profile: 150).
-    #[arg(long, default_value_t = 150)]
-    pub latency_ms: u64,
-    /// Modelled microseconds per member in a call (realistic: 1000).
-    #[arg(long, default_value_t = 1000)]
-    pub per_member_us: u64,
-    /// The console's database (default: a fresh SQLite file).
-    #[arg(long, env = "BENCH_DATABASE_URL")]
-    pub database_url: Option<String>,
 }
 
+/// What `bench export` and `bench live` run on: demo profiles in a console database, and a
+/// sandbox process modelling Mailchimp's time per call and per member.
 #[derive(Debug, clap::Args)]
-pub struct BenchExportArgs {
+pub struct ModelledBench {
     /// How many profiles.
     #[arg(long, default_value_t = 1_000_000)]
     pub profiles: u64,
     /// How many demo segments (1 to 6).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(1..=6))]
     pub segments: u8,
+    #[command(flatten)]
+    pub mailchimp: ModelledMailchimp,
+    /// An empty database to use instead of a fresh SQLite file (e.g. PostgreSQL).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// The time the benches' sandbox takes, as Mailchimp would.
+#[derive(Debug, clap::Args)]
+pub struct ModelledMailchimp {
     /// Modelled milliseconds per call (Mailchimp's realistic profile: 150).
     #[arg(long, default_value_t = 150)]
     pub latency_ms: u64,
     /// Modelled microseconds per member in a call (realistic: 1000).
     #[arg(long, default_value_t = 1000)]
     pub per_member_us: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchExportArgs {
+    #[command(flatten)]
+    pub modelled: ModelledBench,
     /// Members the naive one-call-per-member exporter is timed on.
     #[arg(long, default_value_t = 2000)]
     pub naive_sample: u64,
@@ -231,9 +232,6 @@ pub struct BenchExportArgs {
     /// Requests per second to each of the two pages timed during the full export.
     #[arg(long, default_value_t = 10)]
     pub page_rps: u32,
-    /// An empty database to use instead of a fresh SQLite file (e.g. PostgreSQL).
-    #[arg(long, env = "BENCH_DATABASE_URL")]
-    pub database_url: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,10 +3,7 @@
 
 use std::time::Instant;
 
-use super::{
-    KEY, ModelledSandbox, api_key_destination, console_settings, mib, peak_rss_mib,
-    prepare_demo_profiles, rss_mib, sign_in,
-};
+use super::{KEY, api_key_destination, console_settings, mib, peak_rss_mib, rss_mib, sign_in};
 
 /// `bench export`: a sandbox process with Mailchimp's limits (10 connections, latency per
 /// call and per member), a fresh database of demo profiles, then a full first export, a
@@ -18,34 +15,34 @@ pub async fn export(args: crate::cli::BenchExportArgs) -> anyhow::Result<()> {
     use crate::store::runs;
 
     let dir = tempfile::tempdir()?;
-    let sandbox = ModelledSandbox::start(args.latency_ms, args.per_member_us).await?;
+    let sandbox = args.modelled.sandbox().await?;
     let (base, audience) = (sandbox.base.clone(), sandbox.audience.clone());
     println!(
         "bench export: {} profiles, {} segments on {}; sandbox: 10 connections, {} ms per call + {} µs per member",
-        args.profiles,
-        args.segments,
-        if args.database_url.is_some() {
+        args.modelled.profiles,
+        args.modelled.segments,
+        if args.modelled.database_url.is_some() {
             "the given database"
         } else {
             "a fresh SQLite file"
         },
-        args.latency_ms,
-        args.per_member_us
+        args.modelled.mailchimp.latency_ms,
+        args.modelled.mailchimp.per_member_us
     );
 
     // The profiles are prepared by another process, so this one's memory is the console's.
     let started = Instant::now();
-    prepare_demo_profiles(dir.path(), args.profiles, args.segments, &args.database_url).await?;
+    args.modelled.prepare(dir.path()).await?;
     println!(
         "prepared {} profiles in {:.1} s (in another process)",
-        args.profiles,
+        args.modelled.profiles,
         started.elapsed().as_secs_f64()
     );
 
     // The console itself, on that database: pages, worker, everything.
     let key = crate::crypto::SecretKey::generate();
     let password = "bench-password-1234";
-    let settings = console_settings(dir.path(), &args.database_url, &key, password, 4)?;
+    let settings = console_settings(dir.path(), &args.modelled.database_url, &key, password, 4)?;
     let console = crate::app::App::build(settings).await?;
     let console_base = format!("http://{}", console.local_addr());
     let db = console.state().db.clone();

@@ -7,10 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{
-    KEY, ModelledSandbox, api_key_destination, console_settings, mib, owner_and_segments,
-    prepare_demo_profiles, rss_mib,
-};
+use super::{KEY, api_key_destination, console_settings, mib, owner_and_segments, rss_mib};
 use crate::actions::exports::{self, ExportRequest};
 use crate::db::now_millis;
 use crate::store::destinations::FieldMapping;
@@ -24,22 +21,22 @@ const DRAIN: Duration = Duration::from_secs(120);
 
 pub async fn live(args: crate::cli::BenchLiveArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let sandbox = ModelledSandbox::start(args.latency_ms, args.per_member_us).await?;
+    let sandbox = args.modelled.sandbox().await?;
     println!(
         "bench live: {} profiles, {} segments, {} changes a second for {} s, sync window {} ms; sandbox: 10 connections, {} ms per call + {} µs per member",
-        args.profiles,
-        args.segments,
+        args.modelled.profiles,
+        args.modelled.segments,
         args.rate,
         args.seconds,
         args.window_ms,
-        args.latency_ms,
-        args.per_member_us
+        args.modelled.mailchimp.latency_ms,
+        args.modelled.mailchimp.per_member_us
     );
-    prepare_demo_profiles(dir.path(), args.profiles, args.segments, &args.database_url).await?;
+    args.modelled.prepare(dir.path()).await?;
     let key = crate::crypto::SecretKey::generate();
     let mut settings = console_settings(
         dir.path(),
-        &args.database_url,
+        &args.modelled.database_url,
         &key,
         "bench-password-1234",
         4,

@@ -27,8 +27,8 @@ pub async fn scale(args: BenchScaleArgs) -> anyhow::Result<()> {
                 .is_some_and(|url| url.starts_with("postgres")),
         "--consoles above 1 needs a PostgreSQL --database-url (consoles share a database)"
     );
-    let latency = Duration::from_millis(args.latency_ms);
-    let per_member = Duration::from_micros(args.per_member_us);
+    let latency = Duration::from_millis(args.mailchimp.latency_ms);
+    let per_member = Duration::from_micros(args.mailchimp.per_member_us);
     let config = SandboxConfig {
         max_connections: 10,
         latency,
@@ -71,8 +71,8 @@ pub async fn scale(args: BenchScaleArgs) -> anyhow::Result<()> {
         args.accounts,
         args.profiles,
         args.segments,
-        args.latency_ms,
-        args.per_member_us,
+        args.mailchimp.latency_ms,
+        args.mailchimp.per_member_us,
         args.consoles,
         args.workers
     );
