@@ -235,6 +235,28 @@ async fn two_consoles_on_one_database_never_sync_one_destination_at_once() {
     let _ = stopped.await;
 }
 
+#[tokio::test]
+async fn a_removed_destination_is_no_longer_kept_in_sync() {
+    let s = exported().await;
+    let (w, id) = (&s.w, s.id);
+    s.keep_in_sync(true).await;
+    s.put(&w.app, "P1", json!({ "FirstName": "Augusta" })).await;
+    s.synced().await;
+    assert_eq!(s.first_name("ada@northwind.io"), "Augusta");
+
+    crate::removal::remove_with(w, id, "remove_tags").await;
+    let pool = w.app.state.db.pool();
+    let before = runs::for_destination(pool, id, 100).await.unwrap().len();
+    s.put(&w.app, "P1", json!({ "FirstName": "Ada" })).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        runs::for_destination(pool, id, 100).await.unwrap().len(),
+        before,
+        "no run for a removed destination"
+    );
+    assert_eq!(s.first_name("ada@northwind.io"), "Augusta", "not sent");
+}
+
 /// A console exporting the Germany segment of the demo people, after its first export, with
 /// an administrator's and a contributor's API tokens.
 struct Exported {

@@ -13,7 +13,7 @@ use crate::world::{
     PEOPLE, World, audience, destination, export, import, refresh, segment, wait, world,
 };
 
-async fn remove_with(w: &World, id: i64, choice: &str) {
+pub(crate) async fn remove_with(w: &World, id: i64, choice: &str) {
     w.app
         .signed_in_as("remover@example.com", Role::Administrator)
         .await;
