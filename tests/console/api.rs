@@ -243,15 +243,7 @@ async fn member_csvs_neutralise_cells_a_spreadsheet_would_run() {
         .await
         .unwrap();
     let admin = token(&app, "ci@example.com", Role::Administrator).await;
-    let (status, created) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/destinations",
-        Some(&admin),
-        Some(a_valid_destination(&app, segment)),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
+    let created = created_destination(&app, &admin, segment).await;
     let (_, run) = call(
         &app,
         reqwest::Method::POST,
@@ -319,15 +311,7 @@ async fn the_mailchimp_field_chooses_the_built_in_sandbox_or_mailchimp() {
     assert_problem("unknown mailchimp", &got, 422);
     assert_eq!(fields_of(&got.2), ["mailchimp"]);
 
-    let (status, made) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/destinations",
-        Some(&admin),
-        Some(a_valid_destination(&app, segment)),
-    )
-    .await;
-    assert_eq!(status, 201, "{made}");
+    let made = created_destination(&app, &admin, segment).await;
     assert_eq!(made["mailchimp"], "sandbox");
     let html_row = {
         app.signed_in_as("viewer@example.com", Role::Viewer).await;
@@ -338,31 +322,11 @@ async fn the_mailchimp_field_chooses_the_built_in_sandbox_or_mailchimp() {
 
 #[tokio::test]
 async fn patch_changes_what_the_configure_page_changes_and_checks_it_the_same_way() {
-    use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
-    use export_destinations::store::segments::{self, Definition};
     let app = spawn_app().await;
     let segment = seed(&app).await;
-    let rules = SegmentRules {
-        match_: Match::All,
-        conditions: vec![Condition {
-            field: "Country".into(),
-            op: Operator::Equals,
-            value: "France".into(),
-        }],
-    };
-    let france = segments::create(app.state.db.pool(), "France", &Definition::Rules(rules))
-        .await
-        .unwrap();
+    let france = crate::helpers::equals_segment(&app.state.db, "France", "Country", "France").await;
     let admin = token(&app, "ci@example.com", Role::Administrator).await;
-    let (status, created) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/destinations",
-        Some(&admin),
-        Some(a_valid_destination(&app, segment)),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
+    let created = created_destination(&app, &admin, segment).await;
     let path = format!("/api/v1/destinations/{}", created["id"]);
 
     let change = json!({
@@ -428,4 +392,18 @@ async fn patch_changes_what_the_configure_page_changes_and_checks_it_the_same_wa
     assert_problem("a Contributor", &forbidden, 403);
     let (_, shown) = call(&app, reqwest::Method::GET, &path, Some(&admin), None).await;
     assert_eq!(shown["display_name"], "Renamed", "{shown}");
+}
+
+/// A destination created through the API (201), as it answers.
+async fn created_destination(app: &TestApp, token: &str, segment: i64) -> Value {
+    let (status, created) = call(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/destinations",
+        Some(token),
+        Some(a_valid_destination(app, segment)),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    created
 }

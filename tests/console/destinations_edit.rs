@@ -149,22 +149,17 @@ async fn editing_changes_name_matching_segments_and_status() {
     let html = app.get_html(&page).await;
     assert!(html.contains("Changing the audience means a new destination"));
     let token = crate::helpers::csrf_token(&html);
-    let segment = segment.to_string();
-    let response = app
-        .post_raw(
-            &page,
-            &[
-                ("csrf_token", &token),
-                ("display_name", "Renamed"),
-                ("email_field", "EmailAddress"),
-                ("map_tag_0", "FNAME"),
-                ("map_field_0", "FirstName"),
-                ("segment", &segment),
-                ("new_member_status", "pending"),
-                ("action", "save"),
-            ],
-        )
-        .await;
+    let response = save_edit(
+        &app,
+        &page,
+        &token,
+        segment,
+        &[
+            ("display_name", "Renamed"),
+            ("new_member_status", "pending"),
+        ],
+    )
+    .await;
     assert_eq!(response.status(), 303);
     let stored = destinations::find(app.state.db.pool(), id)
         .await
@@ -492,23 +487,12 @@ async fn keep_in_sync_is_off_by_default_and_turned_on_from_the_configure_page() 
         "{html}"
     );
     let token = crate::helpers::csrf_token(&html);
-    let segment = segment.to_string();
-    let response = app
-        .post_raw(
-            &page,
-            &[
-                ("csrf_token", token.as_str()),
-                ("display_name", stored.display_name.as_str()),
-                ("email_field", "EmailAddress"),
-                ("map_tag_0", "FNAME"),
-                ("map_field_0", "FirstName"),
-                ("segment", segment.as_str()),
-                ("new_member_status", "subscribed"),
-                ("keep_in_sync", "yes"),
-                ("action", "save"),
-            ],
-        )
-        .await;
+    let fields = [
+        ("display_name", stored.display_name.as_str()),
+        ("new_member_status", "subscribed"),
+        ("keep_in_sync", "yes"),
+    ];
+    let response = save_edit(&app, &page, &token, segment, &fields).await;
     assert_eq!(response.status(), 303);
     let stored = destinations::find(app.state.db.pool(), id)
         .await
@@ -526,4 +510,26 @@ async fn keep_in_sync_is_off_by_default_and_turned_on_from_the_configure_page() 
         "{:?}",
         audit[0].details
     );
+}
+
+/// Saves the edit page with the email field, FNAME from FirstName, the one segment, and
+/// `fields` (name, status, keep in sync).
+async fn save_edit(
+    app: &crate::helpers::TestApp,
+    page: &str,
+    token: &str,
+    segment: i64,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let segment = segment.to_string();
+    let mut form = vec![
+        ("csrf_token", token),
+        ("email_field", "EmailAddress"),
+        ("map_tag_0", "FNAME"),
+        ("map_field_0", "FirstName"),
+        ("segment", segment.as_str()),
+        ("action", "save"),
+    ];
+    form.extend_from_slice(fields);
+    app.post_raw(page, &form).await
 }

@@ -365,24 +365,12 @@ async fn upload_with(app: &crate::helpers::TestApp, csv: &str, refresh: bool) ->
 
 #[tokio::test]
 async fn an_upload_returns_at_once_and_its_page_follows_the_import_to_its_report() {
-    use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
-    use export_destinations::store::segments::{self, Definition};
     let app = spawn_app().await;
     app.signed_in_as("carol@example.com", Role::Contributor)
         .await;
-    let rules = SegmentRules {
-        match_: Match::All,
-        conditions: vec![Condition {
-            field: "Email".into(),
-            op: Operator::IsNotEmpty,
-            value: String::new(),
-        }],
-    };
     app.import_report("first.csv", "CustomerId,Email\nP0,zero@northwind.io\n")
         .await;
-    let segment = segments::create(app.state.db.pool(), "Reachable", &Definition::Rules(rules))
-        .await
-        .unwrap();
+    let segment = reachable(&app).await;
 
     // Without "refresh": the report says the segments lag behind, with the button.
     let csv = "CustomerId,Email\nP1,ada@northwind.io\n,nobody@northwind.io\n";
@@ -403,7 +391,7 @@ async fn an_upload_returns_at_once_and_its_page_follows_the_import_to_its_report
     );
     assert!(report.contains("Segments do not include these changes yet"));
     assert!(report.contains(r#"action="/data/segments/refresh""#));
-    let stale = segments::find(app.state.db.pool(), segment)
+    let stale = export_destinations::store::segments::find(app.state.db.pool(), segment)
         .await
         .unwrap()
         .unwrap();
@@ -421,7 +409,7 @@ async fn an_upload_returns_at_once_and_its_page_follows_the_import_to_its_report
         "{report}"
     );
     assert!(!report.contains("Segments do not include these changes yet"));
-    let fresh = segments::find(app.state.db.pool(), segment)
+    let fresh = export_destinations::store::segments::find(app.state.db.pool(), segment)
         .await
         .unwrap()
         .unwrap();
@@ -481,24 +469,12 @@ async fn counts_read_with_thousands_separators() {
 
 #[tokio::test]
 async fn segments_include_an_import_at_once_without_a_refresh() {
-    use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
-    use export_destinations::store::segments::{self, Definition};
     let app = spawn_app().await;
     app.signed_in_as("carol@example.com", Role::Contributor)
         .await;
     app.import_report("first.csv", "CustomerId,Email\nP0,zero@northwind.io\n")
         .await;
-    let rules = SegmentRules {
-        match_: Match::All,
-        conditions: vec![Condition {
-            field: "Email".into(),
-            op: Operator::IsNotEmpty,
-            value: String::new(),
-        }],
-    };
-    let segment = segments::create(app.state.db.pool(), "Reachable", &Definition::Rules(rules))
-        .await
-        .unwrap();
+    let segment = reachable(&app).await;
     export_destinations::segments::refresh(&app.state.db, None)
         .await
         .unwrap();
@@ -510,9 +486,26 @@ async fn segments_include_an_import_at_once_without_a_refresh() {
         !report.contains("Segments do not include these changes yet"),
         "{report}"
     );
-    let followed = segments::find(app.state.db.pool(), segment)
+    let followed = export_destinations::store::segments::find(app.state.db.pool(), segment)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(followed.member_count, 2, "P0 and P1, not P2 (no email)");
+}
+
+/// A segment of the profiles with an email address.
+async fn reachable(app: &crate::helpers::TestApp) -> i64 {
+    use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
+    use export_destinations::store::segments::{self, Definition};
+    let rules = SegmentRules {
+        match_: Match::All,
+        conditions: vec![Condition {
+            field: "Email".into(),
+            op: Operator::IsNotEmpty,
+            value: String::new(),
+        }],
+    };
+    segments::create(app.state.db.pool(), "Reachable", &Definition::Rules(rules))
+        .await
+        .unwrap()
 }
