@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use export_destinations::domain::Role;
 use export_destinations::sandbox::SandboxConfig;
-use export_destinations::sandbox::webhooks::{MemberChange, Source};
 use export_destinations::store::runs::{self, Run, RunStatus};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -105,14 +104,7 @@ async fn a_contact_who_unsubscribes_between_two_syncs_stays_unsubscribed_and_off
 
     // Between two syncs Ada unsubscribes in Mailchimp (no webhook tells the console); then
     // her profile changes.
-    w.sandbox
-        .change_member(
-            &w.audience,
-            "ada@northwind.io",
-            MemberChange::Unsubscribe,
-            Source::User,
-        )
-        .unwrap();
+    w.unsubscribes("ada@northwind.io");
     s.put(&w.app, "P1", json!({ "FirstName": "Augusta" })).await;
     let second = s.synced().await;
     assert!(second.kept_in_sync);

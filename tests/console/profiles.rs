@@ -366,10 +366,6 @@ async fn upload_with(app: &crate::helpers::TestApp, csv: &str, refresh: bool) ->
 #[tokio::test]
 async fn an_upload_returns_at_once_and_its_page_follows_the_import_to_its_report() {
     let app = spawn_app().await;
-    app.signed_in_as("carol@example.com", Role::Contributor)
-        .await;
-    app.import_report("first.csv", "CustomerId,Email\nP0,zero@northwind.io\n")
-        .await;
     let segment = reachable(&app).await;
 
     // Without "refresh": the report says the segments lag behind, with the button.
@@ -470,10 +466,6 @@ async fn counts_read_with_thousands_separators() {
 #[tokio::test]
 async fn segments_include_an_import_at_once_without_a_refresh() {
     let app = spawn_app().await;
-    app.signed_in_as("carol@example.com", Role::Contributor)
-        .await;
-    app.import_report("first.csv", "CustomerId,Email\nP0,zero@northwind.io\n")
-        .await;
     let segment = reachable(&app).await;
     export_destinations::segments::refresh(&app.state.db, None)
         .await
@@ -493,8 +485,13 @@ async fn segments_include_an_import_at_once_without_a_refresh() {
     assert_eq!(followed.member_count, 2, "P0 and P1, not P2 (no email)");
 }
 
-/// A segment of the profiles with an email address.
+/// Carol, a contributor, signed in after a first import of one profile, and a segment of
+/// the profiles with an email address.
 async fn reachable(app: &crate::helpers::TestApp) -> i64 {
+    app.signed_in_as("carol@example.com", Role::Contributor)
+        .await;
+    app.import_report("first.csv", "CustomerId,Email\nP0,zero@northwind.io\n")
+        .await;
     use export_destinations::domain::segment_rules::{Condition, Match, Operator, SegmentRules};
     use export_destinations::store::segments::{self, Definition};
     let rules = SegmentRules {

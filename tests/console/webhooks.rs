@@ -143,14 +143,7 @@ async fn an_unsubscribe_in_mailchimp_reaches_the_ledger_and_the_next_run_keeps_i
     );
 
     // Ada follows the unsubscribe link of a campaign.
-    w.sandbox
-        .change_member(
-            &w.audience,
-            "ada@northwind.io",
-            MemberChange::Unsubscribe,
-            Source::User,
-        )
-        .unwrap();
+    w.unsubscribes("ada@northwind.io");
     ledger_becomes(&w, id, "ada@northwind.io", "unsubscribed", None).await;
     let recorded = events(&w.app, id).await;
     assert_eq!(
@@ -233,14 +226,7 @@ async fn an_unsubscribe_in_mailchimp_reaches_the_ledger_and_the_next_run_keeps_i
 async fn a_contact_who_unsubscribed_then_was_deleted_in_mailchimp_is_never_subscribed_again() {
     let w = hooked_world().await;
     let id = exported(&w).await;
-    w.sandbox
-        .change_member(
-            &w.audience,
-            "ada@northwind.io",
-            MemberChange::Unsubscribe,
-            Source::User,
-        )
-        .unwrap();
+    w.unsubscribes("ada@northwind.io");
     ledger_becomes(&w, id, "ada@northwind.io", "unsubscribed", None).await;
     // Someone then archives her in Mailchimp: she leaves the audience before any run saw
     // her unsubscribe. Only the webhook told the console she had opted out.
@@ -592,14 +578,7 @@ async fn changes_made_through_the_api_are_not_sent_to_the_console() {
     );
 
     // Zoë unsubscribes herself: the console hears it, the API's receiver does not.
-    w.sandbox
-        .change_member(
-            &w.audience,
-            "zoe@northwind.io",
-            MemberChange::Unsubscribe,
-            Source::User,
-        )
-        .unwrap();
+    w.unsubscribes("zoe@northwind.io");
     ledger_becomes(&w, id, "zoe@northwind.io", "unsubscribed", None).await;
     wait_until(
         "the console's delivery to be logged",

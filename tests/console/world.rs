@@ -21,6 +21,22 @@ pub(crate) struct World {
     pub(crate) key: String,
 }
 
+impl World {
+    /// The contact unsubscribes in Mailchimp (a campaign's link): as Mailchimp does, the
+    /// change is dated and told to the audience's webhooks.
+    pub(crate) fn unsubscribes(&self, email: &str) {
+        use export_destinations::sandbox::webhooks::{MemberChange, Source};
+        self.sandbox
+            .change_member(
+                &self.audience,
+                email,
+                MemberChange::Unsubscribe,
+                Source::User,
+            )
+            .unwrap();
+    }
+}
+
 pub(crate) async fn world(config: SandboxConfig) -> World {
     world_with(config, |_| {}).await
 }
