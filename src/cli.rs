@@ -177,7 +177,7 @@ pub struct BenchLiveArgs {
     pub modelled: ModelledBench,
     /// Profile changes a second, each through the profile API (0: none, to see what an idle
     /// destination kept in sync costs).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub rate: u64,
     /// For how many seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
