@@ -35,6 +35,14 @@ pub struct Repair {
     pub resent: i64,
 }
 
+/// What a run's check found: the audience as read (when it was read, at most once a
+/// minute) and the ledger's repair (when the audience drifted).
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub found: Option<AudienceCheck>,
+    pub repair: Option<Repair>,
+}
+
 /// Why the check could not be made.
 #[derive(Debug)]
 pub enum DriftError {
@@ -89,7 +97,7 @@ pub async fn check(
     destination: &Destination,
     run_id: i64,
     whole: bool,
-) -> Result<Option<Repair>, DriftError> {
+) -> Result<Checked, DriftError> {
     let pool = db.pool();
     let list = &destination.audience_id;
     let before = drift::find(pool, destination.id).await?;
@@ -97,7 +105,7 @@ pub async fn check(
         check.audience_id == *list && now_millis() - checked_at < CHECK_EVERY.as_millis() as i64
     });
     if recent && !whole {
-        return Ok(None);
+        return Ok(Checked::default());
     }
     let found = gateway.audience_check(list).await?;
     let drifted = drifted(db, destination, before.map(|(check, _)| check), &found).await?;
@@ -111,7 +119,10 @@ pub async fn check(
     drift::put(&mut conn, destination.id, &check).await?;
     conn.commit().await?;
     if !drifted {
-        return Ok(None);
+        return Ok(Checked {
+            found: Some(found),
+            repair: None,
+        });
     }
     tracing::info!(
         destination_id = destination.id,
@@ -155,5 +166,8 @@ pub async fn check(
         status_changes = changed.len(),
         "the ledger was repaired"
     );
-    Ok(Some(repair))
+    Ok(Checked {
+        found: Some(found),
+        repair: Some(repair),
+    })
 }

@@ -2,12 +2,21 @@
 //! that a destination kept in sync pays for what changed rather than for every run:
 //!
 //! - the merge fields and the tags by name (and the webhook's check) are read again after
-//!   [`FRESH_FOR`], when the destination's settings changed, when a tag its segments send is
-//!   not among them, and after a run that did not end clean;
+//!   [`FRESH_FOR`], when the destination's settings changed, when the audience check (at
+//!   most once a minute, `drift::CHECK_EVERY`) counts other merge fields, when a tag its
+//!   segments send is not among them, and after a run that did not end clean;
 //! - the statuses of the members whose status is not the new-member status are read whole
-//!   once (and every [`WHOLE_EVERY`]); after that a run reads only the members that changed
-//!   since the last read (`since_last_changed`: those the last run sent, and those whose
-//!   status changed in Mailchimp), and the ledger notes the statuses that changed.
+//!   once (and every [`WHOLE_EVERY`]). After that a run kept in sync sends with them as
+//!   kept, with no read, unless something says a status changed in Mailchimp: the audience
+//!   check counts other numbers of members by status than the runs since explain, or
+//!   Mailchimp refuses to subscribe a member ("Member In Compliance State"). Then, and
+//!   before a member whose kept status is not the new-member status is sent (sending it
+//!   back could undo a re-subscription), the run reads only the members changed since the
+//!   last read (`since_last_changed`), and the ledger notes the statuses that changed.
+//!
+//! So no member is sent an older status than Mailchimp's: a member kept as opted out is
+//! sent only after a read of what changed, and one who opted out since is refused by
+//! Mailchimp rather than subscribed, read, and sent again with the status read.
 //!
 //! They live in this console's memory: after a restart, or on another console, the first run
 //! reads them again.
@@ -18,17 +27,19 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::db::Db;
 use crate::domain::MemberStatus;
 use crate::export::plan::Hash;
 use crate::mailchimp::client::{ApiError, MergeField};
-use crate::mailchimp::gateway::Gateway;
+use crate::mailchimp::gateway::{AudienceCheck, Gateway};
 use crate::store::destinations::Destination;
 
 /// Members a page of Mailchimp's members list holds.
 const PAGE: usize = 1000;
 
-/// How long the merge fields, the tags and the webhook's check are reused.
-pub const FRESH_FOR: Duration = Duration::from_secs(60);
+/// How long the merge fields, the tags and the webhook's check are reused (the audience
+/// check, once a minute, says sooner when the merge fields changed).
+pub const FRESH_FOR: Duration = Duration::from_secs(15 * 60);
 
 /// How often the statuses are read whole even when only changes were read in between (a
 /// member archived in Mailchimp is not among the changes, for one).
@@ -53,6 +64,15 @@ pub struct Fresh {
 struct Kept {
     reads: HashMap<i64, Reads>,
     statuses: HashMap<i64, Statuses>,
+    counted: HashMap<i64, Counted>,
+}
+
+/// What the last audience check of a destination counted, and the run that made it.
+#[derive(Clone, Copy)]
+struct Counted {
+    by_status: [i64; 4],
+    merge_field_count: Option<i64>,
+    run_id: i64,
 }
 
 /// The merge fields and tags of a destination's audience.
@@ -63,6 +83,8 @@ pub struct Reads {
     pub tag_ids: HashMap<String, u64>,
     /// The destination's audience and the time its settings were saved when read.
     settings: (String, i64),
+    /// The audience's number of merge fields the last check counted when read.
+    merge_field_count: Option<i64>,
     at: Instant,
 }
 
@@ -73,7 +95,20 @@ struct Statuses {
     whole_at: Instant,
     /// The next read of changes reads the members that changed after this (ISO 8601).
     since: String,
+    /// Something says a status changed in Mailchimp since the last read.
+    stale: bool,
     members: HashMap<Hash, MemberStatus>,
+}
+
+/// How current the statuses a run sends with must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Read whole (a person, the schedule or a full resync sees the audience as it is).
+    Whole,
+    /// As kept, unless something says a status changed since (a run kept in sync).
+    Kept,
+    /// The changes since the last read, read now.
+    Current,
 }
 
 /// What a status read found.
@@ -82,8 +117,10 @@ pub struct StatusRead {
     pub members: HashMap<Hash, MemberStatus>,
     /// The members read (all of them after a whole read), as (address, status).
     pub read: Vec<(String, MemberStatus)>,
-    /// Only the members changed since the last read were read.
+    /// Only the members changed since the last read were read (or none: kept as they were).
     pub changes_only: bool,
+    /// They were read now, whole or the changes since the last read.
+    pub current: bool,
 }
 
 impl Fresh {
@@ -93,15 +130,74 @@ impl Fresh {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The merge fields and tags read less than a minute ago for the destination as it is
-    /// now, holding every tag in `tags`.
+    /// The merge fields and tags read less than [`FRESH_FOR`] ago for the destination as it
+    /// is now, holding every tag in `tags`, while the audience checks count as many merge
+    /// fields as when they were read.
     pub fn reads(&self, destination: &Destination, tags: &[String]) -> Option<Reads> {
         let kept = self.kept();
         let reads = kept.reads.get(&destination.id)?;
+        let counted = kept
+            .counted
+            .get(&destination.id)
+            .map(|c| c.merge_field_count);
         let fresh = reads.at.elapsed() < FRESH_FOR
             && reads.settings == settings_of(destination)
+            && counted.is_none_or(|count| count == reads.merge_field_count)
             && tags.iter().all(|t| reads.tag_ids.contains_key(t));
         fresh.then(|| reads.clone())
+    }
+
+    /// Notes what an audience check found (made by the run `run_id`): the statuses kept
+    /// become stale when the numbers of members by status moved other than the runs since
+    /// explain (they only add members with the new-member status), and the merge fields
+    /// when their number moved.
+    pub async fn counted(
+        &self,
+        db: &Db,
+        destination: &Destination,
+        new_status: MemberStatus,
+        found: &AudienceCheck,
+        run_id: i64,
+    ) -> sqlx::Result<()> {
+        let before = self.kept().counted.get(&destination.id).copied();
+        let moved = match before {
+            Some(before) => {
+                let created =
+                    crate::store::drift::created_since(db.pool(), destination.id, before.run_id)
+                        .await?;
+                let mut expected = before.by_status;
+                expected[AudienceCheck::bucket(new_status)] += created;
+                expected != found.by_status
+            }
+            None => false,
+        };
+        let mut kept = self.kept();
+        if moved {
+            if let Some(statuses) = kept.statuses.get_mut(&destination.id) {
+                tracing::debug!(
+                    destination_id = destination.id,
+                    "member statuses changed in Mailchimp: the next run reads the changes"
+                );
+                statuses.stale = true;
+            }
+        }
+        kept.counted.insert(
+            destination.id,
+            Counted {
+                by_status: found.by_status,
+                merge_field_count: found.merge_field_count,
+                run_id,
+            },
+        );
+        Ok(())
+    }
+
+    /// A status changed in Mailchimp (a refusal said so): the next read of statuses reads
+    /// the changes.
+    pub fn statuses_changed(&self, destination_id: i64) {
+        if let Some(statuses) = self.kept().statuses.get_mut(&destination_id) {
+            statuses.stale = true;
+        }
     }
 
     pub fn keep_reads(
@@ -110,13 +206,19 @@ impl Fresh {
         merge_fields: Vec<MergeField>,
         tag_ids: HashMap<String, u64>,
     ) {
+        let mut kept = self.kept();
+        let merge_field_count = kept
+            .counted
+            .get(&destination.id)
+            .and_then(|c| c.merge_field_count);
         let reads = Reads {
             merge_fields,
             tag_ids,
             settings: settings_of(destination),
+            merge_field_count,
             at: Instant::now(),
         };
-        self.kept().reads.insert(destination.id, reads);
+        kept.reads.insert(destination.id, reads);
     }
 
     /// The next run reads the merge fields and tags again.
@@ -129,27 +231,46 @@ impl Fresh {
         let mut kept = self.kept();
         kept.reads.remove(&destination_id);
         kept.statuses.remove(&destination_id);
+        kept.counted.remove(&destination_id);
     }
 
     /// The statuses a run sends with: read whole when none are kept for this audience and
     /// new-member status, when the last whole read is older than [`WHOLE_EVERY`], or when
-    /// `whole`; otherwise only the members that changed since the last read (one page when
-    /// few did: the members the last run sent, and those whose status changed in Mailchimp),
-    /// unless they are more than a whole read would read.
+    /// the run needs them whole; as kept when it needs them [`Need::Kept`] and nothing says
+    /// one changed; otherwise only the members that changed since the last read (the
+    /// members the runs since sent, and those whose status changed in Mailchimp), unless
+    /// they are more than a whole read would read.
     pub async fn statuses(
         &self,
         gateway: &Gateway,
         destination: &Destination,
         except: MemberStatus,
-        whole: bool,
+        need: Need,
     ) -> Result<StatusRead, ApiError> {
         let list = &destination.audience_id;
-        let kept = self.kept().statuses.remove(&destination.id).filter(|s| {
-            !whole
+        let usable = |s: &Statuses| {
+            need != Need::Whole
                 && s.audience_id == *list
                 && s.except == except
                 && s.whole_at.elapsed() < WHOLE_EVERY
-        });
+        };
+        if need == Need::Kept {
+            let kept = self.kept();
+            let as_kept = kept.statuses.get(&destination.id);
+            if let Some(statuses) = as_kept.filter(|s| usable(s) && !s.stale) {
+                return Ok(StatusRead {
+                    members: statuses.members.clone(),
+                    read: Vec::new(),
+                    changes_only: true,
+                    current: false,
+                });
+            }
+        }
+        let kept = self
+            .kept()
+            .statuses
+            .remove(&destination.id)
+            .filter(|s| usable(s));
         let mut read = Vec::new();
         let mut changes_only = false;
         let mut statuses = None;
@@ -180,6 +301,7 @@ impl Fresh {
                         kept.since = iso(next);
                     }
                 }
+                kept.stale = false;
                 statuses = Some(kept);
             }
         }
@@ -201,6 +323,7 @@ impl Fresh {
                     except,
                     whole_at: Instant::now(),
                     since: iso(started - CLOCK_MARGIN),
+                    stale: false,
                     members,
                 }
             }
@@ -211,6 +334,7 @@ impl Fresh {
             members,
             read,
             changes_only,
+            current: true,
         })
     }
 }

@@ -22,10 +22,11 @@ use tokio::task::JoinSet;
 use crate::domain::MemberStatus;
 use crate::export::decide::{Decider, Fate, Presence, Tags};
 use crate::export::engine::{Engine, fatal_message, is_fatal};
+use crate::export::fresh::Need;
 use crate::export::ledger_index::Index;
 use crate::export::plan::{Chunk, Hash, PlanReader, Record, hash_of, hex_of};
 use crate::mailchimp::client::ApiError;
-use crate::mailchimp::gateway::{BATCH, BatchAnswer, Gateway, Untagged, Upsert};
+use crate::mailchimp::gateway::{BATCH, BatchAnswer, Gateway, MemberRefusal, Untagged, Upsert};
 use crate::mailchimp::limiter::PER_ACCOUNT;
 use crate::mailchimp::merge_rules::REFUSED_VALUE;
 use crate::store::destinations::Destination;
@@ -169,6 +170,9 @@ pub(super) async fn send(
         decider: setup.decider,
         new_status: setup.new_status,
         statuses: None,
+        statuses_current: false,
+        recheck: Vec::new(),
+        rechecked: std::collections::HashSet::new(),
         tag_ids: setup.tag_ids,
         set_names: HashMap::new(),
         removes: HashMap::new(),
@@ -198,8 +202,15 @@ struct Exporter<'a> {
     index: Index,
     new_status: MemberStatus,
     /// Statuses of audience members that differ from the new-member status, as Mailchimp
-    /// has them (read once, when the first member is about to be sent).
+    /// has them (read or taken as kept when the first member is about to be sent).
     statuses: Option<HashMap<Hash, u16>>,
+    /// They were read during this run (not taken as kept).
+    statuses_current: bool,
+    /// Members Mailchimp refused to subscribe because they opted out since the statuses
+    /// were read: their statuses are read again and they are sent with them.
+    recheck: Vec<(Outgoing, MemberRefusal)>,
+    /// Members sent again after such a refusal (never twice).
+    rechecked: std::collections::HashSet<Hash>,
     tag_ids: HashMap<String, u64>,
     /// Tag names of each tag set, made once.
     set_names: HashMap<u32, Arc<Vec<String>>>,
@@ -237,7 +248,9 @@ impl Exporter<'_> {
                 self.halt_with(Halt::LeaseLost);
             }
             while self.halt.is_none() && tasks.len() < QUEUED_CALLS {
-                if let Some(job) = self.untag_job(true) {
+                if !self.recheck.is_empty() {
+                    self.recheck_refused().await?;
+                } else if let Some(job) = self.untag_job(true) {
                     self.launch(&mut tasks, job);
                 } else if self.upserts.len() >= BATCH || (plan_done && !self.upserts.is_empty()) {
                     let take = self.upserts.len().min(BATCH);
@@ -395,48 +408,63 @@ impl Exporter<'_> {
 
     /// The status to send: the one Mailchimp has for the member (batch subscribe would
     /// overwrite it, so an unsubscribed or pending member is sent as such), or the
-    /// new-member status for members it does not have.
+    /// new-member status for members it does not have. A member kept as not having the
+    /// new-member status is sent only with a status read during this run (`export::fresh`).
     async fn status_of(&mut self, hash: Hash) -> anyhow::Result<String> {
         if self.statuses.is_none() {
-            let statuses = match self.read_statuses().await? {
-                Ok(statuses) => statuses,
-                Err(err) => {
-                    if is_fatal(&err) {
-                        self.halt_with(Halt::Fatal(fatal_message(&err)));
-                    } else {
-                        self.halt_with(Halt::Fatal(format!(
-                            "The audience's member statuses could not be read ({err}); nothing was sent without them."
-                        )));
-                    }
-                    HashMap::new()
-                }
+            let need = if self.run.full_resync || !self.run.kept_in_sync {
+                Need::Whole
+            } else {
+                Need::Kept
             };
-            self.statuses = Some(statuses);
+            self.load_statuses(need).await?;
         }
-        Ok(match self.statuses.as_ref().and_then(|s| s.get(&hash)) {
-            Some(status) => self.index.statuses.name(*status).to_owned(),
+        let kept = |this: &Self| this.statuses.as_ref().and_then(|s| s.get(&hash)).copied();
+        if kept(self).is_some() && !self.statuses_current {
+            self.load_statuses(Need::Current).await?;
+        }
+        Ok(match kept(self) {
+            Some(status) => self.index.statuses.name(status).to_owned(),
             None => self.new_status.as_str().to_owned(),
         })
     }
 
+    /// Reads the statuses (or takes them as kept); a read Mailchimp refuses halts the run.
+    async fn load_statuses(&mut self, need: Need) -> anyhow::Result<()> {
+        let statuses = match self.read_statuses(need).await? {
+            Ok(statuses) => statuses,
+            Err(err) => {
+                if is_fatal(&err) {
+                    self.halt_with(Halt::Fatal(fatal_message(&err)));
+                } else {
+                    self.halt_with(Halt::Fatal(format!(
+                        "The audience's member statuses could not be read ({err}); nothing was sent without them."
+                    )));
+                }
+                HashMap::new()
+            }
+        };
+        self.statuses = Some(statuses);
+        Ok(())
+    }
+
     /// Every audience member whose status is not the new-member status, by address: read
-    /// whole, or only the changes since the last run's read (`export::fresh`). Changes read
-    /// go into the ledger too.
-    async fn read_statuses(&mut self) -> anyhow::Result<Result<HashMap<Hash, u16>, ApiError>> {
+    /// whole, only the changes since the last run's read, or as kept (`export::fresh`).
+    /// Changes read go into the ledger too.
+    async fn read_statuses(
+        &mut self,
+        need: Need,
+    ) -> anyhow::Result<Result<HashMap<Hash, u16>, ApiError>> {
         let read = match self
             .engine
             .fresh
-            .statuses(
-                &self.gateway,
-                self.destination,
-                self.new_status,
-                self.run.full_resync || !self.run.kept_in_sync,
-            )
+            .statuses(&self.gateway, self.destination, self.new_status, need)
             .await
         {
             Ok(read) => read,
             Err(err) => return Ok(Err(err)),
         };
+        self.statuses_current |= read.current;
         // Statuses that changed in Mailchimp since the ledger noted them.
         let mut changed: Vec<(String, &'static str)> = Vec::new();
         if read.changes_only {

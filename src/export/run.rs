@@ -131,11 +131,12 @@ struct FirstReads {
     tag_ids: HashMap<String, u64>,
 }
 
-/// Three small reads side by side: did the audience change behind the console (and if so,
-/// the ledger's repair), its merge fields, and its tags by name; and, with webhooks on, is
-/// the audience's webhook still there. Runs that follow each other closely share them
-/// (`export::fresh`, `drift::CHECK_EVERY`); a full resync reads them all. A read Mailchimp
-/// refuses ends the run.
+/// Small reads: did the audience change behind the console (and if so, the ledger's
+/// repair); then, side by side, its merge fields, its tags by name and, with webhooks on,
+/// is the audience's webhook still there. Runs kept in sync share them while they are
+/// fresh (`export::fresh`, `drift::CHECK_EVERY`: the check says when they are not); a
+/// person's run, the schedule's or a full resync reads them all. A read Mailchimp refuses
+/// ends the run.
 async fn first_reads(
     engine: &Engine,
     gateway: &Gateway,
@@ -145,17 +146,31 @@ async fn first_reads(
     let list = &destination.audience_id;
     // A person, the schedule or a full resync sees the audience as it is now.
     let whole = run.full_resync || !run.kept_in_sync;
-    let drift = crate::export::drift::check(&engine.db, gateway, destination, run.id, whole);
+    let checked =
+        match crate::export::drift::check(&engine.db, gateway, destination, run.id, whole).await {
+            Ok(checked) => checked,
+            Err(crate::export::drift::DriftError::Mailchimp(err)) => {
+                return Ok(Err(failure(fatal_message(&err))));
+            }
+            Err(crate::export::drift::DriftError::Internal(err)) => return Err(err),
+        };
+    if let Some(found) = &checked.found {
+        let new_status = new_member_status(destination);
+        engine
+            .fresh
+            .counted(&engine.db, destination, new_status, found, run.id)
+            .await?;
+    }
+    let repaired = checked.repair.is_some();
     let tags = tags_sent(engine, destination).await?;
     let kept = (!whole)
         .then(|| engine.fresh.reads(destination, &tags))
         .flatten();
     let reused = kept.is_some();
-    let (repair, merge_fields, tag_ids) = match kept {
-        Some(kept) => (drift.await, Ok(kept.merge_fields), Ok(kept.tag_ids)),
+    let (merge_fields, tag_ids) = match kept {
+        Some(kept) => (Ok(kept.merge_fields), Ok(kept.tag_ids)),
         None => {
-            let (repair, merge_fields, tag_ids, webhook) = tokio::join!(
-                drift,
+            let (merge_fields, tag_ids, webhook) = tokio::join!(
                 gateway.merge_fields(list),
                 gateway.tags(list),
                 crate::export::webhooks::ensure(engine, gateway, destination),
@@ -164,15 +179,8 @@ async fn first_reads(
                 // Opt-outs still reach the ledger through the statuses the run reads.
                 tracing::warn!(error = %err, "the audience's webhook could not be checked; the next run tries again");
             }
-            (repair, merge_fields, tag_ids)
+            (merge_fields, tag_ids)
         }
-    };
-    let repaired = match repair {
-        Ok(repair) => repair.is_some(),
-        Err(crate::export::drift::DriftError::Mailchimp(err)) => {
-            return Ok(Err(failure(fatal_message(&err))));
-        }
-        Err(crate::export::drift::DriftError::Internal(err)) => return Err(err),
     };
     let (merge_fields, tag_ids) = match (merge_fields, tag_ids) {
         (Ok(fields), Ok(tags)) => (fields, tags),

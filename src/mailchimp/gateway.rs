@@ -55,6 +55,23 @@ pub struct AudienceCheck {
     pub date_created: String,
     /// Its contacts but the archived ones (subscribed, unsubscribed, cleaned, pending, …).
     pub contacts: i64,
+    /// Its contacts by status: subscribed, unsubscribed, cleaned, and the others (pending,
+    /// transactional). A status changed in Mailchimp moves them.
+    pub by_status: [i64; 4],
+    /// How many merge fields it has (a field added or deleted in Mailchimp moves it).
+    pub merge_field_count: Option<i64>,
+}
+
+impl AudienceCheck {
+    /// Which of [`AudienceCheck::by_status`] counts a member of this status.
+    pub fn bucket(status: MemberStatus) -> usize {
+        match status {
+            MemberStatus::Subscribed => 0,
+            MemberStatus::Unsubscribed => 1,
+            MemberStatus::Cleaned => 2,
+            _ => 3,
+        }
+    }
 }
 
 /// One member of a batch upsert.
@@ -289,6 +306,7 @@ impl Gateway {
             unsubscribe_count: i64,
             #[serde(default)]
             cleaned_count: i64,
+            merge_field_count: Option<i64>,
         }
         #[derive(Deserialize)]
         struct List {
@@ -301,16 +319,23 @@ impl Gateway {
         let found: List = self
             .get(&format!(
                 "/lists/{list}?fields=id,date_created,stats.total_contacts,stats.member_count,\
-                 stats.unsubscribe_count,stats.cleaned_count"
+                 stats.unsubscribe_count,stats.cleaned_count,stats.merge_field_count"
             ))
             .await?;
         let stats = found.stats;
+        let known = stats.member_count + stats.unsubscribe_count + stats.cleaned_count;
+        let contacts = stats.total_contacts.unwrap_or(known);
         Ok(AudienceCheck {
             id: found.id,
             date_created: found.date_created,
-            contacts: stats
-                .total_contacts
-                .unwrap_or(stats.member_count + stats.unsubscribe_count + stats.cleaned_count),
+            contacts,
+            by_status: [
+                stats.member_count,
+                stats.unsubscribe_count,
+                stats.cleaned_count,
+                (contacts - known).max(0),
+            ],
+            merge_field_count: stats.merge_field_count,
         })
     }
 

@@ -539,6 +539,13 @@ impl Audience {
                     merges: merges_of(member),
                 }
             }
+            MemberChange::Subscribe => {
+                member.status = MemberStatus::Subscribed;
+                Event::Subscribe {
+                    email,
+                    merges: merges_of(member),
+                }
+            }
             MemberChange::Clean { abuse } => {
                 member.status = MemberStatus::Cleaned;
                 Event::Cleaned {

@@ -175,6 +175,9 @@ impl Event {
 #[derive(Debug, Clone)]
 pub enum MemberChange {
     Unsubscribe,
+    /// The person subscribed again through a signup form (opting in themselves, which an
+    /// API call may not do for them).
+    Subscribe,
     /// Bounced (`abuse: false`) or reported as spam (`abuse: true`).
     Clean {
         abuse: bool,

@@ -93,7 +93,7 @@ async fn a_destination_kept_in_sync_exports_each_change_with_no_one_acting() {
 }
 
 #[tokio::test]
-async fn a_contact_who_unsubscribes_between_two_syncs_stays_unsubscribed_and_off_stops_it() {
+async fn a_status_changed_in_mailchimp_between_syncs_is_never_sent_back_older_and_off_stops_it() {
     let s = exported().await;
     let (w, id) = (&s.w, s.id);
     s.keep_in_sync(true).await;
@@ -101,6 +101,14 @@ async fn a_contact_who_unsubscribes_between_two_syncs_stays_unsubscribed_and_off
     let first = s.synced().await;
     assert!(first.kept_in_sync);
     assert_eq!(s.first_name("zoe@northwind.io"), "Zoe");
+    // The settings were just saved (keep in sync on): merge fields and tags, and a batch.
+    assert_eq!(first.counters.calls, 3, "{:?}", first.counters);
+    // The next pays for what changed: one batch (the audience check, merge fields, tags and
+    // statuses read before are fresh).
+    s.put(&w.app, "P3", json!({ "FirstName": "Zoé" })).await;
+    let next = s.synced().await;
+    assert_eq!(next.counters.calls, 1, "{:?}", next.counters);
+    assert_eq!(s.first_name("zoe@northwind.io"), "Zoé");
 
     // Between two syncs Ada unsubscribes in Mailchimp (no webhook tells the console); then
     // her profile changes.
@@ -116,13 +124,53 @@ async fn a_contact_who_unsubscribes_between_two_syncs_stays_unsubscribed_and_off
         "her new name arrives and she stays unsubscribed (not refused, not subscribed again)"
     );
     assert_eq!(second.counters.failed, 0);
-    // The second sync paid for what changed: one read of the members changed since the
-    // first (no audience check, merge fields, tags or whole status lists), one batch.
-    assert_eq!(second.counters.calls, 2, "{:?}", second.counters);
+    assert_eq!(second.counters.updated, 1, "{:?}", second.counters);
+    // Mailchimp refused to subscribe her; the sync read the members changed since the
+    // statuses were read, and sent her again as unsubscribed: three calls.
+    assert_eq!(second.counters.calls, 3, "{:?}", second.counters);
+    let pool = w.app.state.db.pool();
+    assert_eq!(
+        ledger_status(&s, "P1").await,
+        "unsubscribed",
+        "the ledger knows"
+    );
+
+    // Her next change goes out as unsubscribed after a read of what changed since (she is
+    // kept as opted out, and may have subscribed again meanwhile): two calls.
+    s.put(&w.app, "P1", json!({ "FirstName": "Ada" })).await;
+    let third = s.synced().await;
+    assert_eq!(third.counters.calls, 2, "{:?}", third.counters);
+    let ada = s.member("ada@northwind.io").unwrap();
+    assert_eq!((ada.1.as_str(), ada.2.as_str()), ("unsubscribed", "Ada"));
+
+    // She subscribes again through a Mailchimp form; her next change keeps her subscribed.
+    w.subscribes_again("ada@northwind.io");
+    s.put(&w.app, "P1", json!({ "FirstName": "Ada L." })).await;
+    let fourth = s.synced().await;
+    assert_eq!(fourth.counters.calls, 2, "{:?}", fourth.counters);
+    let ada = s.member("ada@northwind.io").unwrap();
+    assert_eq!((ada.1.as_str(), ada.2.as_str()), ("subscribed", "Ada L."));
+    assert_eq!(ledger_status(&s, "P1").await, "subscribed");
+
+    // Zoe unsubscribes in Mailchimp and her profile does not change. The audience check
+    // (at most once a minute; the last one is made older here) counts one more unsubscribed
+    // member than the runs explain, so the next sync reads what changed and the ledger
+    // learns it: the check, the read of changes, Ada's batch.
+    w.unsubscribes("zoe@northwind.io");
+    sqlx::query(
+        "UPDATE audience_checks SET checked_at = checked_at - 120000 WHERE destination_id = $1",
+    )
+    .bind(id)
+    .execute(pool)
+    .await
+    .unwrap();
+    s.put(&w.app, "P1", json!({ "FirstName": "Ada" })).await;
+    let fifth = s.synced().await;
+    assert_eq!(fifth.counters.calls, 3, "{:?}", fifth.counters);
+    assert_eq!(ledger_status(&s, "P3").await, "unsubscribed");
 
     // Off: a change waits again.
     s.keep_in_sync(false).await;
-    let pool = w.app.state.db.pool();
     let before = runs::for_destination(pool, id, 100).await.unwrap().len();
     s.put(&w.app, "P3", json!({ "FirstName": "Zoë" })).await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
@@ -130,7 +178,7 @@ async fn a_contact_who_unsubscribes_between_two_syncs_stays_unsubscribed_and_off
         runs::for_destination(pool, id, 100).await.unwrap().len(),
         before
     );
-    assert_eq!(s.first_name("zoe@northwind.io"), "Zoe", "not sent");
+    assert_eq!(s.first_name("zoe@northwind.io"), "Zoé", "not sent");
 }
 
 #[tokio::test]
@@ -247,6 +295,22 @@ async fn a_removed_destination_is_no_longer_kept_in_sync() {
         "no run for a removed destination"
     );
     assert_eq!(s.first_name("ada@northwind.io"), "Augusta", "not sent");
+}
+
+/// The status the ledger notes for a customer's member (who is not refused for good).
+async fn ledger_status(s: &Exported, customer: &str) -> String {
+    let pool = s.w.app.state.db.pool();
+    let rows = export_destinations::store::ledger::rows_of(
+        pool,
+        s.id,
+        export_destinations::store::ledger::Key::Customer,
+        &[customer.to_owned()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].permanent_skip, None, "not refused for good");
+    rows[0].status.clone()
 }
 
 /// A console exporting the Germany segment of the demo people, after its first export, with

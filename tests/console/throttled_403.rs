@@ -142,13 +142,13 @@ async fn a_403_that_mailchimp_explains_still_fails_the_run_as_no_access() {
         "{message}"
     );
     let stats = w.sandbox.stats();
+    // The run's first call (the audience check) is refused: not retried, and nothing after it.
     assert_eq!(
-        stats
-            .calls_by_route
-            .get("GET /lists/{list_id}/merge-fields"),
+        stats.calls_by_route.get("GET /lists/{list_id}"),
         Some(&1),
         "a refusal is not retried: {stats:?}"
     );
+    assert_eq!(stats.calls, 1, "{stats:?}");
     assert_eq!(stats.rejected_403, 0, "{stats:?}");
     assert!(
         !stats.calls_by_route.contains_key("POST /lists/{list_id}"),

@@ -4,6 +4,7 @@
 use export_destinations::domain::Role;
 use export_destinations::sandbox::SandboxConfig;
 use export_destinations::sandbox::standalone::RunningSandbox;
+use export_destinations::sandbox::webhooks::{MemberChange, Source};
 use export_destinations::store::runs::{self, Run};
 use serde_json::Value;
 
@@ -25,14 +26,17 @@ impl World {
     /// The contact unsubscribes in Mailchimp (a campaign's link): as Mailchimp does, the
     /// change is dated and told to the audience's webhooks.
     pub(crate) fn unsubscribes(&self, email: &str) {
-        use export_destinations::sandbox::webhooks::{MemberChange, Source};
+        self.changes(email, MemberChange::Unsubscribe);
+    }
+
+    /// The contact subscribes again in Mailchimp, through a signup form.
+    pub(crate) fn subscribes_again(&self, email: &str) {
+        self.changes(email, MemberChange::Subscribe);
+    }
+
+    fn changes(&self, email: &str, change: MemberChange) {
         self.sandbox
-            .change_member(
-                &self.audience,
-                email,
-                MemberChange::Unsubscribe,
-                Source::User,
-            )
+            .change_member(&self.audience, email, change, Source::User)
             .unwrap();
     }
 }

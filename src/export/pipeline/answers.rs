@@ -4,14 +4,23 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::export::engine::{fatal_message, is_fatal, result_of};
+use crate::export::fresh::Need;
 use crate::export::pipeline::{Answer, Exporter, Halt, Job, Outgoing};
 use crate::export::plan::{Hash, hex_of};
 use crate::mailchimp::client::{ApiError, ErrorKind};
 use crate::mailchimp::gateway::BatchAnswer;
-use crate::mailchimp::gateway::MemberOutcome;
+use crate::mailchimp::gateway::{MemberOutcome, MemberRefusal};
 use crate::store::ledger::{self, Entry};
 use crate::store::results::{self, MemberResult};
 use crate::store::runs::{self, Counters};
+
+/// Mailchimp's refusal to subscribe a member who opted out.
+const COMPLIANCE: &str = "Member In Compliance State";
+
+/// A status that subscribes, or asks to (what Mailchimp refuses for a member who opted out).
+fn is_opt_in(status: &str) -> bool {
+    matches!(status, "subscribed" | "pending")
+}
 
 impl Exporter<'_> {
     /// Records a finished call: ledger rows, results and counts in one transaction.
@@ -159,34 +168,15 @@ impl Exporter<'_> {
                     }
                 }
                 MemberOutcome::Refused(refusal) => {
-                    self.settle(hash, None);
-                    if refusal.permanent {
-                        let status = if self.index.contains(hash) {
-                            o.status.clone()
-                        } else {
-                            "unsubscribed".to_owned()
-                        };
-                        let now = o.tags_now;
-                        entries.push((
-                            hex_of(hash),
-                            self.entry(&o, &status, now, Some(refusal.title.to_owned())),
-                        ));
-                        member_results.push(result_of(
-                            &o.record,
-                            "skipped",
-                            refusal.title,
-                            &refusal.detail,
-                        ));
-                        delta.skipped += 1;
-                    } else {
-                        member_results.push(result_of(
-                            &o.record,
-                            "failed",
-                            refusal.title,
-                            &refusal.detail,
-                        ));
-                        delta.failed += 1;
+                    if refusal.title == COMPLIANCE
+                        && is_opt_in(&o.status)
+                        && !self.rechecked.contains(&hash)
+                    {
+                        // It opted out since its status was read: read it, send it again.
+                        self.recheck.push((o, refusal));
+                        continue;
                     }
+                    self.refused(&o, &refusal, delta, entries, member_results);
                 }
             }
         }
@@ -200,6 +190,79 @@ impl Exporter<'_> {
             ));
             delta.failed += 1;
         }
+    }
+
+    /// Records a member Mailchimp refused: for good (never sent again), or for this time.
+    fn refused(
+        &mut self,
+        o: &Outgoing,
+        refusal: &MemberRefusal,
+        delta: &mut Counters,
+        entries: &mut Vec<(String, Entry)>,
+        member_results: &mut Vec<MemberResult>,
+    ) {
+        let hash = o.record.hash;
+        self.settle(hash, None);
+        if refusal.permanent {
+            let status = if self.index.contains(hash) {
+                o.status.clone()
+            } else {
+                "unsubscribed".to_owned()
+            };
+            let now = o.tags_now;
+            entries.push((
+                hex_of(hash),
+                self.entry(o, &status, now, Some(refusal.title.to_owned())),
+            ));
+            member_results.push(result_of(
+                &o.record,
+                "skipped",
+                refusal.title,
+                &refusal.detail,
+            ));
+            delta.skipped += 1;
+        } else {
+            member_results.push(result_of(
+                &o.record,
+                "failed",
+                refusal.title,
+                &refusal.detail,
+            ));
+            delta.failed += 1;
+        }
+    }
+
+    /// Members Mailchimp refused to subscribe because they opted out since their statuses
+    /// were read: the changes since are read now, and each is sent again with the status
+    /// read (its data still changed); one that still reads as opted in (a compliance
+    /// review) is refused for good.
+    pub(super) async fn recheck_refused(&mut self) -> anyhow::Result<()> {
+        let refused = std::mem::take(&mut self.recheck);
+        self.engine.fresh.statuses_changed(self.destination.id);
+        self.load_statuses(Need::Current).await?;
+        let (mut delta, mut entries, mut member_results) =
+            (Counters::default(), Vec::new(), Vec::new());
+        for (mut o, refusal) in refused {
+            let hash = o.record.hash;
+            self.rechecked.insert(hash);
+            let read = self.statuses.as_ref().and_then(|s| s.get(&hash)).copied();
+            match read.map(|code| self.index.statuses.name(code).to_owned()) {
+                Some(status) if !is_opt_in(&status) && self.halt.is_none() => {
+                    tracing::debug!(status = %status, "a member who opted out in Mailchimp is sent again with its status");
+                    o.status = status;
+                    self.upserts.push_back(o);
+                }
+                _ => self.refused(&o, &refusal, &mut delta, &mut entries, &mut member_results),
+            }
+        }
+        if !member_results.is_empty() {
+            let mut tx = crate::db::begin_write(self.engine.db.pool()).await?;
+            ledger::upsert(&mut tx, self.destination.id, &entries).await?;
+            results::insert(&mut tx, self.run.id, &member_results).await?;
+            runs::add(&mut *tx, self.run.id, &delta).await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 
     /// The ledger row for a member Mailchimp answered for.
