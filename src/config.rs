@@ -99,8 +99,8 @@ pub struct ServeArgs {
     /// proceed side by side; runs on one account share its 10 connections.
     #[arg(long, env = "EXPORT_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub export_workers: u32,
-    /// Milliseconds a change waits before destinations kept in sync export it: what
-    /// arrives within the window goes in one run.
+    /// Keep in sync's window, in milliseconds: a change waits half of it before its export
+    /// is queued, and while changes stream in, up to three of it for a batch to fill.
     #[arg(long, env = "SYNC_WINDOW_MS", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(100..=600_000))]
     pub sync_window_ms: u32,
     /// Offer the built-in Mailchimp sandbox (mounted at /sandbox/) as a destination's

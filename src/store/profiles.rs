@@ -148,6 +148,20 @@ pub async fn ids_written_since(conn: &mut AnyConnection, since: i64) -> sqlx::Re
         .await
 }
 
+/// How many profiles were written after `since`, and when the first of them was.
+pub async fn written_after<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    since: i64,
+) -> sqlx::Result<(i64, Option<i64>)> {
+    // PostgreSQL counts as BIGINT; the cast keeps both databases alike.
+    sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT), MIN(updated_at) FROM profiles WHERE updated_at > $1",
+    )
+    .bind(since)
+    .fetch_one(db)
+    .await
+}
+
 /// Profiles named by their customer IDs or by their row IDs.
 #[derive(Debug, Clone, Copy)]
 pub enum Which<'a> {

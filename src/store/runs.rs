@@ -476,7 +476,7 @@ pub async fn note<'e>(
 }
 
 /// Whether the destination has an export queued or running, when its latest export (not
-/// a skipped one) was queued, and when its latest failed export ended.
+/// a skipped one) was queued, and when its latest failed or canceled export ended.
 pub async fn sync_state<'e>(
     db: impl Executor<'e, Database = Any>,
     destination_id: i64,
@@ -484,7 +484,7 @@ pub async fn sync_state<'e>(
     let (in_flight, latest, failed): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
         "SELECT COUNT(CASE WHEN status IN ('queued', 'processing') THEN 1 END), \
          MAX(CASE WHEN status <> 'skipped' THEN created_at END), \
-         MAX(CASE WHEN status = 'failure' THEN finished_at END) \
+         MAX(CASE WHEN status IN ('failure', 'canceled') THEN finished_at END) \
          FROM export_runs WHERE destination_id = $1 AND kind = 'export'",
     )
     .bind(destination_id)

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::api::{call, token};
 use crate::helpers::{TestApp, wait_until};
-use crate::world::{self, World, destination, export, refresh, segment, world};
+use crate::world::{self, World, destination, export, refresh, segment};
 
 #[tokio::test]
 async fn a_destination_kept_in_sync_exports_each_change_with_no_one_acting() {
@@ -297,6 +297,119 @@ async fn a_removed_destination_is_no_longer_kept_in_sync() {
     assert_eq!(s.first_name("ada@northwind.io"), "Augusta", "not sent");
 }
 
+#[tokio::test]
+async fn a_person_who_cancels_a_sync_stops_it_and_is_not_overruled_by_the_next_change() {
+    // Every call takes a second, so that a sync is still running when the person looks.
+    let s = exported_with(
+        SandboxConfig {
+            latency: Duration::from_millis(1_000),
+            ..SandboxConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let (w, id) = (&s.w, s.id);
+    s.keep_in_sync(true).await;
+    s.put(&w.app, "P1", json!({ "FirstName": "Augusta" })).await;
+    let pool = w.app.state.db.pool();
+    let running = wait_until("a sync to run", Duration::from_secs(20), || async {
+        runs::for_destination(pool, id, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.kept_in_sync && r.status == RunStatus::Processing)
+    })
+    .await;
+
+    // The history links the sync running now; its page cancels it.
+    w.app
+        .signed_in_as("carol@example.com", Role::Contributor)
+        .await;
+    let history = format!("/admin/export-destinations/{id}/runs");
+    let html = w.app.get_html(&history).await;
+    let link = format!(
+        r#"Syncing now: <a href="/admin/export-runs/{0}">run #{0}</a>"#,
+        running.id
+    );
+    assert!(html.contains(&link), "{html}");
+    let page = format!("/admin/export-runs/{}", running.id);
+    let answer = w.app.post_form(&page, &format!("{page}/cancel"), &[]).await;
+    assert!(answer.status().is_success() || answer.status().is_redirection());
+    let canceled = wait_until("the sync to stop", Duration::from_secs(20), || async {
+        runs::find(pool, running.id)
+            .await
+            .unwrap()
+            .filter(|r| r.status.is_finished())
+    })
+    .await;
+    assert_eq!(canceled.status, RunStatus::Canceled);
+
+    // The next change does not start another sync at once.
+    let before = runs::for_destination(pool, id, 100).await.unwrap().len();
+    s.put(&w.app, "P1", json!({ "FirstName": "Ada" })).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        runs::for_destination(pool, id, 100).await.unwrap().len(),
+        before,
+        "no sync for a minute after a person canceled one"
+    );
+    let html = w.app.get_html(&history).await;
+    let row = format!(
+        r#"<a href="/admin/export-runs/{0}">#{0}</a> Canceled"#,
+        running.id
+    );
+    assert!(html.contains(&row), "{html}");
+    assert!(!html.contains("Syncing now"), "{html}");
+}
+
+#[tokio::test]
+async fn a_console_that_restarts_picks_up_the_changes_made_while_it_was_down() {
+    // The test's own console looks for changes once an hour, so a second console on the
+    // same database keeps the destination in sync: it is stopped, and started again.
+    let s = exported_with(SandboxConfig::default(), |settings| {
+        settings.sync_window = Duration::from_secs(3_600);
+    })
+    .await;
+    let w = &s.w;
+    s.keep_in_sync(true).await;
+    let start = || async {
+        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        let mut settings = (*w.app.state.settings).clone();
+        settings.data_dir = dir.path().to_path_buf();
+        settings.admin = None;
+        settings.sync_window = Duration::from_millis(200);
+        crate::helpers::spawn_stoppable(dir, settings).await
+    };
+    let (_syncing, stop, stopped) = start().await;
+    s.put(&w.app, "P1", json!({ "FirstName": "Augusta" })).await;
+    wait_until(
+        "the change to be synced",
+        Duration::from_secs(20),
+        || async { (s.first_name("ada@northwind.io") == "Augusta").then_some(()) },
+    )
+    .await;
+    s.synced().await;
+
+    // Down: a change waits.
+    let _ = stop.send(());
+    stopped.await.unwrap().unwrap();
+    s.put(&w.app, "P1", json!({ "FirstName": "Ada King" }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(s.first_name("ada@northwind.io"), "Augusta");
+
+    // Started again: it picks the change up.
+    let (_again, stop, stopped) = start().await;
+    wait_until(
+        "the change made while down to be synced",
+        Duration::from_secs(20),
+        || async { (s.first_name("ada@northwind.io") == "Ada King").then_some(()) },
+    )
+    .await;
+    let _ = stop.send(());
+    let _ = stopped.await;
+}
+
 /// The status the ledger notes for a customer's member (who is not refused for good).
 async fn ledger_status(s: &Exported, customer: &str) -> String {
     let pool = s.w.app.state.db.pool();
@@ -323,7 +436,14 @@ struct Exported {
 }
 
 async fn exported() -> Exported {
-    let w = world(SandboxConfig::default()).await;
+    exported_with(SandboxConfig::default(), |_| {}).await
+}
+
+async fn exported_with(
+    config: SandboxConfig,
+    configure: impl FnOnce(&mut export_destinations::Settings) + Send + 'static,
+) -> Exported {
+    let w = world::world_with(config, configure).await;
     world::import(&w.app, world::PEOPLE).await;
     let germany = segment(&w.app, "Germany", "Country", "Germany").await;
     refresh(&w.app).await;

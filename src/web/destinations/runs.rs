@@ -295,8 +295,13 @@ fn sync_hours(runs: Vec<Run>) -> Vec<SyncHour> {
                 .map(format::count),
                 failures: runs
                     .iter()
-                    .filter(|r| r.status == runs::RunStatus::Failure)
-                    .map(|r| (r.id, r.message.clone().unwrap_or_default()))
+                    .filter_map(|r| match r.status {
+                        runs::RunStatus::Failure => {
+                            Some((r.id, r.message.clone().unwrap_or_default()))
+                        }
+                        runs::RunStatus::Canceled => Some((r.id, "Canceled".to_owned())),
+                        _ => None,
+                    })
                     .collect(),
             }
         })
@@ -311,6 +316,8 @@ struct HistoryPage {
     rows: Vec<HistoryRow>,
     /// The last day of keeping the destination in sync, an hour a row.
     synced: Vec<SyncHour>,
+    /// The run keeping it in sync now, queued or running.
+    syncing: Option<i64>,
 }
 
 async fn history(
@@ -321,7 +328,12 @@ async fn history(
     let id = destination.id;
     let day_ago = crate::db::now_millis() - 24 * 3_600_000;
     let pool = state.db.pool();
-    let synced = sync_hours(runs::listed(pool, id, runs::Listed::KeptInSyncSince(day_ago)).await?);
+    let kept_in_sync = runs::listed(pool, id, runs::Listed::KeptInSyncSince(day_ago)).await?;
+    let syncing = kept_in_sync
+        .iter()
+        .find(|r| !r.status.is_finished())
+        .map(|r| r.id);
+    let synced = sync_hours(kept_in_sync);
     let rows = runs::listed(pool, id, runs::Listed::Requested(100))
         .await?
         .into_iter()
@@ -353,6 +365,7 @@ async fn history(
         destination,
         rows,
         synced,
+        syncing,
     })?
     .into_response())
 }

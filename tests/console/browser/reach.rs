@@ -195,3 +195,142 @@ async fn pulled_source(app: &crate::helpers::TestApp) -> (i64, i64) {
         .unwrap();
     (source, pull.id)
 }
+
+/// Presses one key in the focused element.
+async fn press(browser: &fantoccini::Client, key: &str) {
+    browser
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(key)
+        .await
+        .unwrap();
+}
+
+/// What has the keyboard's focus: its name, type and text.
+async fn focused(browser: &fantoccini::Client) -> String {
+    browser
+        .execute(
+            "const e = document.activeElement; \
+             return [e.name || '', e.type || '', (e.textContent || '').trim()].join('|');",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Presses Tab until the focus is on what `wanted` says (at most 80 times).
+async fn tab_to(browser: &fantoccini::Client, wanted: &str) {
+    use fantoccini::key::Key;
+    for _ in 0..80 {
+        if focused(browser).await.starts_with(wanted) {
+            return;
+        }
+        press(browser, &Key::Tab.to_string()).await;
+    }
+    panic!(
+        "Tab never reached {wanted}; the focus is on {}",
+        focused(browser).await
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and chromedriver; run with --ignored"]
+async fn keep_in_sync_is_turned_on_by_keyboard_and_its_history_reads_at_both_widths() {
+    let app = spawn_app().await;
+    let segment = crate::wizard::seed(&app).await;
+    app.signed_in_as(
+        "ada@example.com",
+        export_destinations::domain::Role::Administrator,
+    )
+    .await;
+    let id = crate::wizard::complete(&app, segment).await;
+    let (_driver, browser) = start_browser().await;
+    sign_in(
+        &app,
+        &browser,
+        "grace@example.com",
+        export_destinations::domain::Role::Administrator,
+    )
+    .await;
+
+    // By keyboard alone: Tab to Keep in sync, Space ticks it, Tab to Save, Enter saves.
+    let edit = format!("/admin/export-destinations/{id}/edit");
+    browser.goto(&app.url(&edit)).await.unwrap();
+    click(&browser, "form input[type=text]").await;
+    tab_to(&browser, "keep_in_sync|checkbox").await;
+    browser
+        .execute(
+            "document.querySelector('[name=keep_in_sync]').scrollIntoView({block: 'center'});",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&browser, "38-keep-in-sync-focused").await;
+    press(&browser, " ").await;
+    tab_to(&browser, "action|submit|Save").await;
+    press(&browser, &fantoccini::key::Key::Enter.to_string()).await;
+    let pool = app.state.db.pool();
+    crate::helpers::wait_until(
+        "the setting to be saved",
+        std::time::Duration::from_secs(20),
+        || async {
+            let on: i64 = sqlx::query_scalar("SELECT keep_in_sync FROM destinations WHERE id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            (on == 1).then_some(())
+        },
+    )
+    .await;
+
+    // With no one acting, the destination is exported; the history's Kept in sync entry says so.
+    crate::helpers::wait_until(
+        "a sync to end",
+        std::time::Duration::from_secs(30),
+        || async {
+            export_destinations::store::runs::for_destination(pool, id, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|r| r.kept_in_sync && r.status.is_finished())
+        },
+    )
+    .await;
+    let history = format!("/admin/export-destinations/{id}/runs");
+    browser.goto(&app.url(&history)).await.unwrap();
+    wait_for_text(
+        &browser,
+        "#kept-in-sync",
+        "Each change is exported within seconds",
+    )
+    .await;
+    let low = low_contrast_texts(&browser).await;
+    assert!(low.is_empty(), "{low:#?}");
+    screenshot(&browser, "39-kept-in-sync").await;
+
+    // At 390 pixels: the entry and the setting fit, and the words stay whole.
+    browser.set_window_size(390, 844).await.unwrap();
+    for page in [&history, &edit] {
+        browser.goto(&app.url(page)).await.unwrap();
+        assert!(!scrolls_sideways(&browser).await, "{page} scrolls sideways");
+        let low = low_contrast_texts(&browser).await;
+        assert!(low.is_empty(), "{page} at 390 px: {low:#?}");
+    }
+    browser.goto(&app.url(&history)).await.unwrap();
+    screenshot(&browser, "40-phone-kept-in-sync").await;
+    browser.goto(&app.url(&edit)).await.unwrap();
+    browser
+        .execute(
+            "document.querySelector('[name=keep_in_sync]').scrollIntoView({block: 'center'});",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&browser, "41-phone-keep-in-sync").await;
+    browser.close().await.unwrap();
+}
