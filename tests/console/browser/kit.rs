@@ -263,3 +263,37 @@ pub async fn scrolls_sideways(browser: &Client) -> bool {
         .unwrap();
     wider.as_bool().unwrap_or(true)
 }
+
+/// Table headings and cells whose words the page breaks in the middle: the text takes more
+/// lines than it has words (a heading "Runs" on two lines, "Ru" and "ns").
+pub async fn words_broken(browser: &Client) -> Vec<String> {
+    let found = browser
+        .execute(
+            r#"
+            const broken = [];
+            for (const cell of document.querySelectorAll('table th, table td')) {
+                const text = cell.innerText.trim();
+                if (!text || cell.querySelector('input, select, button, textarea')) continue;
+                const range = document.createRange();
+                range.selectNodeContents(cell);
+                // Boxes that overlap vertically sit on one line (a badge's padding moves
+                // its top a little, not to another line).
+                const rects = [...range.getClientRects()]
+                    .filter(r => r.width > 0)
+                    .sort((a, b) => a.top - b.top);
+                let lines = 0, bottom = -Infinity;
+                for (const r of rects) {
+                    if (r.top >= bottom - 1) { lines += 1; bottom = r.bottom; }
+                    else bottom = Math.max(bottom, r.bottom);
+                }
+                const words = text.split(/\s+/).length;
+                if (lines > words) broken.push(text + ' (' + lines + ' lines)');
+            }
+            return broken;
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}

@@ -71,12 +71,20 @@ async fn every_page_is_readable_and_fits_a_phone() {
         pages.push(page);
     }
 
-    // At desktop width: readable.
+    // At desktop width: readable, and no word broken in the middle.
+    let mut broken = Vec::new();
     for page in &pages {
         browser.goto(&app.url(page)).await.unwrap();
         let low = low_contrast_texts(&browser).await;
         assert!(low.is_empty(), "{page}: {low:#?}");
+        broken.extend(
+            words_broken(&browser)
+                .await
+                .into_iter()
+                .map(|w| format!("{page}: {w}")),
+        );
     }
+    assert!(broken.is_empty(), "words broken: {broken:#?}");
     browser.goto(&app.url(&draft)).await.unwrap();
     screenshot(&browser, "30-draft-steps").await;
     browser
@@ -108,7 +116,14 @@ async fn every_page_is_readable_and_fits_a_phone() {
         );
         let low = low_contrast_texts(&browser).await;
         assert!(low.is_empty(), "{page} at 390 px: {low:#?}");
+        broken.extend(
+            words_broken(&browser)
+                .await
+                .into_iter()
+                .map(|w| format!("{page}: {w}")),
+        );
     }
+    assert!(broken.is_empty(), "words broken at 390 px: {broken:#?}");
     browser
         .goto(&app.url("/admin/export-destinations"))
         .await
@@ -260,7 +275,7 @@ async fn keep_in_sync_is_turned_on_by_keyboard_and_its_history_reads_at_both_wid
     // By keyboard alone: Tab to Keep in sync, Space ticks it, Tab to Save, Enter saves.
     let edit = format!("/admin/export-destinations/{id}/edit");
     browser.goto(&app.url(&edit)).await.unwrap();
-    click(&browser, "form input[type=text]").await;
+    click(&browser, "input[name=display_name]").await;
     tab_to(&browser, "keep_in_sync|checkbox").await;
     browser
         .execute(
@@ -320,6 +335,11 @@ async fn keep_in_sync_is_turned_on_by_keyboard_and_its_history_reads_at_both_wid
         assert!(!scrolls_sideways(&browser).await, "{page} scrolls sideways");
         let low = low_contrast_texts(&browser).await;
         assert!(low.is_empty(), "{page} at 390 px: {low:#?}");
+        let broken = words_broken(&browser).await;
+        assert!(
+            broken.is_empty(),
+            "{page} at 390 px: words broken: {broken:#?}"
+        );
     }
     browser.goto(&app.url(&history)).await.unwrap();
     screenshot(&browser, "40-phone-kept-in-sync").await;
