@@ -1,9 +1,10 @@
 //! Keep in sync: destinations that ask for it export each change within seconds, with no
 //! person and no schedule.
 //!
-//! Every profile write and deletion moves its segments' membership time on
-//! (`segments::follow`); when that time is later than a destination's latest export, and no
-//! export of it is queued or running, one is queued: within half a window
+//! Every profile write and deletion that touches a segment's members (one joins, leaves, or
+//! is written) moves the segment's time on (`segments::follow`); when that time is later
+//! than a destination's latest export, and no export of it is queued or running, one is
+//! queued: within half a window
 //! (`SYNC_WINDOW_MS`, 2 s by default) of the first change not yet exported, or, when changes
 //! stream in fast enough to fill a batch of Mailchimp's 500 within [`FILL_WINDOWS`] windows,
 //! once they nearly fill one ([`FILL_AT`]). So a lone change goes out in about a second, and

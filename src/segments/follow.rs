@@ -88,7 +88,9 @@ pub async fn follow(
         segments::remove_members(conn, segment.id, segment.generation, &leaving).await?;
         segments::add_members(conn, segment.id, segment.generation, &joining).await?;
         let joined = joining.len() as i64 - leaving.len() as i64;
-        segments::followed(conn, segment.id, joined, as_of).await?;
+        // A member was written, joined or left (not only profiles outside the segment).
+        let touched = !wanted.is_empty() || !have.is_empty();
+        segments::followed(conn, segment.id, joined, touched, as_of).await?;
     }
     Ok(())
 }

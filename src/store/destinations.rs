@@ -369,14 +369,15 @@ pub async fn kept_in_sync<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Re
     .await
 }
 
-/// When the members of the destination's segments last took in a profile write (each
-/// write, deletion or refresh moves it on).
+/// When the members of the destination's segments last changed: a member joined or left
+/// (a write, a deletion, a refresh that published other members), or a member's profile
+/// was written. Writes to profiles outside its segments leave it.
 pub async fn segments_changed_at<'e>(
     db: impl Executor<'e, Database = Any>,
     id: i64,
 ) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(
-        "SELECT MAX(s.members_as_of) FROM segments s \
+        "SELECT MAX(s.members_touched_at) FROM segments s \
          JOIN destination_segments ds ON ds.segment_id = s.id WHERE ds.destination_id = $1",
     )
     .bind(id)

@@ -294,7 +294,7 @@ pub async fn publish(
     let changed = sqlx::query(
         "UPDATE segments SET generation = $1, member_count = $2, unmatched_ids = $3, \
          last_refreshed_at = $4, last_refresh_ms = $5, members_as_of = $6, members_basis = $7, \
-         members_digest = $8 WHERE id = $9 AND generation <> $1",
+         members_digest = $8, members_touched_at = $6 WHERE id = $9 AND generation <> $1",
     )
     .bind(published.generation)
     .bind(published.member_count)
@@ -423,15 +423,20 @@ pub async fn add_members(
 
 /// Notes that the segment's published membership followed the profile writes up to
 /// `as_of`: `joined` more members (fewer when negative), and for a static segment as many
-/// fewer listed IDs without a profile. A membership that changed no longer has a known
-/// digest, so the next refresh writes its generation afresh.
+/// fewer listed IDs without a profile; `touched` when a member joined, left, or was
+/// written. A membership that changed no longer has a known digest, so the next refresh
+/// writes its generation afresh.
 pub async fn followed(
     conn: &mut AnyConnection,
     segment_id: i64,
     joined: i64,
+    touched: bool,
     as_of: i64,
 ) -> sqlx::Result<()> {
-    let later = "members_as_of = CASE WHEN members_as_of < $1 THEN $1 ELSE members_as_of END";
+    let as_of_later = "members_as_of = CASE WHEN members_as_of < $1 THEN $1 ELSE members_as_of END";
+    let touched_later = ", members_touched_at = \
+         CASE WHEN members_touched_at < $1 THEN $1 ELSE members_touched_at END";
+    let later = format!("{as_of_later}{}", if touched { touched_later } else { "" });
     if joined == 0 {
         let sql = format!("UPDATE segments SET {later} WHERE id = $2");
         return super::execute(conn, &sql, &[as_of.into(), segment_id.into()]).await;

@@ -53,11 +53,13 @@ async fn a_destination_kept_in_sync_exports_each_change_with_no_one_acting() {
     )
     .await;
 
-    // Nothing changed: nothing more is queued. (A change that came while a run was queued
-    // gets a run of its own, even when the first already sent it.)
+    // Nothing changed: nothing more is queued, and neither for a write to a profile in
+    // none of its segments. (A change that came while a run was queued gets a run of its
+    // own, even when the first already sent it.)
     s.synced().await;
     let pool = w.app.state.db.pool();
     let before = runs::for_destination(pool, id, 100).await.unwrap().len();
+    s.put(&w.app, "P2", json!({ "FirstName": "Bob B." })).await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let after = runs::for_destination(pool, id, 100).await.unwrap();
     assert_eq!(after.len(), before, "no run without a change");
@@ -186,6 +188,14 @@ async fn after_a_failed_sync_the_next_waits_instead_of_failing_on_every_change()
     let s = exported().await;
     let (w, id) = (&s.w, s.id);
     s.keep_in_sync(true).await;
+    // Failure alerts go to a webhook.
+    let receiver = crate::receivers::WebhookReceiver::start(&[]).await;
+    let admin = w.app.another_client();
+    admin
+        .signed_in_as("dana@example.com", Role::Administrator)
+        .await;
+    let threshold = format!("threshold_{id}");
+    crate::notifications::webhook_on(&admin, &receiver.url, &[(&threshold, "1")]).await;
 
     // Mailchimp no longer takes the destination's credential.
     {
@@ -204,6 +214,11 @@ async fn after_a_failed_sync_the_next_waits_instead_of_failing_on_every_change()
     })
     .await;
     assert!(failed.message.is_some(), "it says why");
+    // Its failure alert goes out as any run's.
+    let got = crate::notifications::wait_for_requests(&receiver, 1).await;
+    let body = got[0].json();
+    assert_eq!(body["event"], "run.failed", "{body}");
+    assert_eq!(body["run"]["id"], failed.id, "{body}");
     let before = runs::for_destination(pool, id, 100).await.unwrap().len();
     s.put(&w.app, "P1", json!({ "FirstName": "Ada" })).await;
     s.put(&w.app, "P1", json!({ "FirstName": "Augusta Ada" }))
@@ -214,6 +229,7 @@ async fn after_a_failed_sync_the_next_waits_instead_of_failing_on_every_change()
         before,
         "no run for a minute after a failure"
     );
+    assert_eq!(receiver.received().len(), 1, "one alert, not one a change");
 }
 
 #[tokio::test]
