@@ -67,6 +67,36 @@ pub enum PlanError {
     Other(#[from] anyhow::Error),
 }
 
+/// What the plan needs to know of the audience's merge fields, read from them in one place
+/// for a run and its preview.
+#[derive(Debug, Clone, Default)]
+pub struct FieldFacts {
+    /// Merge fields whose values are sent as numbers.
+    pub numbers: Vec<String>,
+    /// Required merge fields with no default: a value emptied in a profile is not sent to
+    /// them (Mailchimp would refuse the whole member), so they keep the value they have.
+    pub required: Vec<String>,
+}
+
+impl FieldFacts {
+    pub fn of(fields: &[crate::mailchimp::client::MergeField]) -> Self {
+        let tags = |keep: fn(&crate::mailchimp::client::MergeField) -> bool| {
+            fields
+                .iter()
+                .filter(|f| keep(f))
+                .map(|f| f.tag.clone())
+                .collect()
+        };
+        Self {
+            numbers: tags(|f| f.kind == "number"),
+            required: tags(crate::mailchimp::merge_rules::needs_value),
+        }
+    }
+}
+
+/// The value that empties a merge field.
+const EMPTIED: Value = Value::String(String::new());
+
 /// Reads a destination's plan chunk by chunk, in profile order.
 pub struct PlanReader {
     db: Db,
@@ -75,7 +105,7 @@ pub struct PlanReader {
     segment_list: String,
     email_field: String,
     mappings: Vec<FieldMapping>,
-    number_tags: Vec<String>,
+    facts: FieldFacts,
     /// Profiles in the segments, counted before the first chunk.
     pub total: i64,
     after: i64,
@@ -100,12 +130,12 @@ async fn fetch(db: Db, segment_list: String, after: i64, upto: i64) -> anyhow::R
 }
 
 impl PlanReader {
-    /// Prepares the plan; `number_tags` are merge fields whose values are sent as numbers.
+    /// Prepares the plan, with what it needs to know of the audience's merge fields.
     #[tracing::instrument(name = "plan", skip_all, fields(destination_id = destination.id))]
     pub async fn open(
         db: &Db,
         destination: &Destination,
-        number_tags: &[String],
+        facts: &FieldFacts,
     ) -> Result<Self, PlanError> {
         let pool = db.pool();
         let segment_ids = destinations::segment_ids(pool, destination.id)
@@ -144,7 +174,7 @@ impl PlanReader {
             segment_list,
             email_field: destination.email_field.clone().unwrap_or_default(),
             mappings: destination.field_mappings.clone(),
-            number_tags: number_tags.to_vec(),
+            facts: facts.clone(),
             total,
             after: 0,
             last,
@@ -339,21 +369,33 @@ impl PlanReader {
         let mut merge_fields = Map::new();
         for (mapping, value) in self.mappings.iter().zip(values.into_iter().skip(1)) {
             let value = match value {
-                None | Some(Value::Null) => continue,
-                Some(Value::String(s)) if s.is_empty() => continue,
-                Some(Value::Number(n)) if self.number_tags.contains(&mapping.tag) => {
+                // An empty value empties the merge field (Mailchimp keeps the last value
+                // sent otherwise), unless the field is required.
+                None | Some(Value::Null) => EMPTIED,
+                Some(Value::String(s)) if s.is_empty() => EMPTIED,
+                Some(Value::Number(n)) if self.facts.numbers.contains(&mapping.tag) => {
                     Value::Number(n)
                 }
                 Some(Value::String(s)) => Value::String(s),
                 Some(other) => Value::String(other.to_string()),
             };
+            if value == EMPTIED && self.facts.required.contains(&mapping.tag) {
+                continue;
+            }
             merge_fields.insert(mapping.tag.clone(), value);
         }
-        // Exactly what the upsert sends (the address as typed, every merge value as is).
+        // What the upsert sends (the address as typed, every merge value as is), less the
+        // emptied values: a value emptied since the last export changes it, and one that
+        // was always empty does not.
         let mut digest = Md5::new();
         digest.update(raw.as_bytes());
         digest.update(b"\0");
-        digest.update(Value::Object(merge_fields.clone()).to_string().as_bytes());
+        let filled: Map<String, Value> = merge_fields
+            .iter()
+            .filter(|(_, v)| **v != EMPTIED)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        digest.update(Value::Object(filled).to_string().as_bytes());
         let content_hash = Hash::from_be_bytes(digest.finalize().into());
         chunk.records.push(Record {
             customer_id,

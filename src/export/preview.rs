@@ -172,12 +172,8 @@ pub async fn compute(
         None
     };
 
-    let number_tags: Vec<String> = fields
-        .iter()
-        .filter(|f| f.kind == "number")
-        .map(|f| f.tag.clone())
-        .collect();
-    let mut reader = match PlanReader::open(&engine.db, destination, &number_tags).await {
+    let facts = crate::export::plan::FieldFacts::of(&fields);
+    let mut reader = match PlanReader::open(&engine.db, destination, &facts).await {
         Ok(reader) => reader,
         Err(PlanError::TooMany(n)) => {
             return Err(PreviewError::TooMany(PlanError::TooMany(n).to_string()));
@@ -190,7 +186,8 @@ pub async fn compute(
         None => {
             let mark = crate::store::marks::find(pool, destination.id).await?;
             let segment_ids = crate::store::destinations::segment_ids(pool, destination.id).await?;
-            let basis = changes::basis(&engine.db, destination, &number_tags, &segment_ids).await?;
+            let basis =
+                changes::basis(&engine.db, destination, &facts.numbers, &segment_ids).await?;
             changes::changes(&engine.db, destination.id, mark, &basis, &mut reader).await?
         }
     };

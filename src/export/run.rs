@@ -236,17 +236,13 @@ async fn open_plan(
     mark: Option<Mark>,
 ) -> anyhow::Result<Result<Plan, Outcome>> {
     let pool = engine.db.pool();
-    let number_tags: Vec<String> = merge_fields
-        .iter()
-        .filter(|f| f.kind == "number")
-        .map(|f| f.tag.clone())
-        .collect();
+    let facts = crate::export::plan::FieldFacts::of(merge_fields);
     let started = std::time::Instant::now();
     let segment_ids = crate::store::destinations::segment_ids(pool, destination.id).await?;
     // What this run exports from, noted before any of the plan is read.
-    let basis = changes::basis(&engine.db, destination, &number_tags, &segment_ids).await?;
+    let basis = changes::basis(&engine.db, destination, &facts.numbers, &segment_ids).await?;
     let basis_ms = started.elapsed().as_millis() as u64;
-    let mut reader = match PlanReader::open(&engine.db, destination, &number_tags).await {
+    let mut reader = match PlanReader::open(&engine.db, destination, &facts).await {
         Ok(reader) => reader,
         Err(PlanError::TooMany(n)) => {
             return Ok(Err(failure(PlanError::TooMany(n).to_string())));

@@ -93,6 +93,8 @@ pub fn refusal(field: &MergeField, value: &Value) -> Option<String> {
     let tag = &field.tag;
     match (field.kind.as_str(), value) {
         (_, Value::Null) => None,
+        // An empty value empties the field, whatever its kind.
+        (_, Value::String(s)) if s.is_empty() => None,
         ("address", Value::Object(_) | Value::String(_)) => None,
         ("number", Value::Number(_)) => None,
         ("number", Value::String(s)) if s.is_empty() || s.trim().parse::<f64>().is_ok() => None,
@@ -125,8 +127,9 @@ pub fn refusal(field: &MergeField, value: &Value) -> Option<String> {
     }
 }
 
-/// Whether a new member lacking this field would be refused.
-fn needs_value(field: &MergeField) -> bool {
+/// Whether a new member lacking this field would be refused (a required field with no
+/// default value).
+pub fn needs_value(field: &MergeField) -> bool {
     field.required && field.default_value.trim().is_empty()
 }
 
@@ -210,6 +213,23 @@ mod tests {
         let birthday = field("birthday");
         assert_eq!(refusal(&birthday, &Value::from("02/29")), None);
         assert!(refusal(&birthday, &Value::from("13/01")).is_some());
+    }
+
+    #[test]
+    fn an_empty_value_empties_a_field_of_any_kind() {
+        for kind in [
+            "text", "number", "date", "birthday", "phone", "url", "address",
+        ] {
+            assert_eq!(
+                refusal(&field(kind), &Value::String(String::new())),
+                None,
+                "{kind}"
+            );
+        }
+        assert!(
+            refusal(&field("date"), &Value::String(" ".into())).is_some(),
+            "a blank is not empty"
+        );
     }
 
     #[test]

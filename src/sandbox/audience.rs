@@ -376,7 +376,9 @@ impl Audience {
                 ));
             };
             let ok = match (field.kind.as_str(), value) {
+                // An empty value empties the field, whatever its kind.
                 (_, Value::Null) => true,
+                (_, Value::String(s)) if s.is_empty() => true,
                 ("number", Value::Number(_)) => true,
                 ("number", Value::String(s)) => s.is_empty() || s.trim().parse::<f64>().is_ok(),
                 ("address", Value::Object(_) | Value::String(_)) => true,

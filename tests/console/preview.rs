@@ -665,3 +665,81 @@ async fn the_api_asks_for_the_same_confirmation_before_a_first_export_with_probl
     .await;
     assert_eq!(status, 202, "{body}");
 }
+
+#[tokio::test]
+async fn a_value_emptied_in_a_profile_is_emptied_in_mailchimp_unless_the_field_is_required() {
+    let w = world(SandboxConfig::default()).await;
+    merge_field(
+        &w,
+        json!({"name": "Score", "type": "number", "tag": "SCORE"}),
+    )
+    .await;
+    merge_field(
+        &w,
+        json!({"name": "Joined", "type": "date", "tag": "JOINED"}),
+    )
+    .await;
+    merge_field(
+        &w,
+        json!({"name": "City", "type": "text", "tag": "CITY", "required": true}),
+    )
+    .await;
+    import(
+        &w.app,
+        "CustomerId,FirstName,Email,Country,Score,Joined,City\n\
+         P1,Ada,ada@northwind.io,Germany,10,2026-01-05,Berlin\n\
+         P3,Zoë,zoe@northwind.io,Germany,3,2026-02-01,Hamburg\n",
+    )
+    .await;
+    let germany = segment(&w.app, "Germany", "Country", "Germany").await;
+    refresh(&w.app).await;
+    let id = destination(&w, &[germany], "subscribed").await;
+    map_all(&w, id, &[germany]).await;
+    assert_eq!(export(&w, id, false).await.counters.created, 2);
+    let merge = |email: &str, tag: &str| {
+        let store = w.sandbox.store();
+        let list = &store.audiences[&w.audience];
+        let member = list
+            .members
+            .values()
+            .find(|m| m.email_address == email)
+            .unwrap();
+        member.merge_fields.get(tag).cloned().unwrap_or(Value::Null)
+    };
+    assert_eq!(merge("ada@northwind.io", "JOINED"), json!("2026-01-05"));
+
+    // Ada's first name, score, date and city are emptied in her profile.
+    let token = token(&w.app, "scripts@example.com", Role::Contributor).await;
+    let (status, body) = call(
+        &w.app,
+        reqwest::Method::PUT,
+        "/api/v1/profiles/P1",
+        Some(&token),
+        Some(json!({ "FirstName": "", "Score": null, "Joined": null, "City": "" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let p = preview(&w, &token, id).await;
+    assert_eq!(
+        (&p["update"], &p["unchanged"]),
+        (&json!(1), &json!(1)),
+        "{p:#}"
+    );
+    let run = export(&w, id, false).await;
+    assert_run_as_previewed(&p, &run);
+    assert_eq!(run.counters.failed, 0, "{run:?}");
+    for tag in ["FNAME", "SCORE", "JOINED"] {
+        assert_eq!(merge("ada@northwind.io", tag), json!(""), "{tag} emptied");
+    }
+    // CITY is required: Mailchimp would refuse her with it empty, so it keeps its value.
+    assert_eq!(merge("ada@northwind.io", "CITY"), json!("Berlin"));
+    assert_eq!(merge("zoe@northwind.io", "JOINED"), json!("2026-02-01"));
+
+    // Nothing changed since: nothing is sent again.
+    let again = export(&w, id, false).await;
+    assert_eq!(
+        (again.counters.updated, again.counters.unchanged),
+        (0, 2),
+        "{again:?}"
+    );
+}
