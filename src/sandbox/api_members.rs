@@ -16,7 +16,7 @@ use crate::sandbox::json::{self, ApiJson, OnList};
 use crate::sandbox::problem::MailchimpProblem;
 use crate::sandbox::state::Sandbox;
 use crate::sandbox::status::MemberStatus;
-use crate::sandbox::webhooks::Source;
+use crate::sandbox::webhooks::{Event, Source};
 
 pub fn router() -> Router<Sandbox> {
     Router::new()
@@ -271,15 +271,32 @@ async fn put_member(
     write(&call, member, ExistingPolicy::Update).await
 }
 
+/// Updates a member; a new `email_address` gives the contact that address first (it keeps
+/// its status, tags and history under the new subscriber hash).
 async fn patch_member(
     call: OnList,
     ApiJson(body): ApiJson<MemberBody>,
 ) -> Result<Json<Value>, MailchimpProblem> {
-    let email = {
+    let (renamed, email) = {
         let mut store = call.sandbox.store();
         let audience = store.audience_mut(&call.account_id, &call.list_id)?;
-        call.member(audience)?.email_address.clone()
+        let current = call.member(audience)?.email_address.clone();
+        match body.email_address.as_deref().map(str::trim) {
+            Some(new) if !new.is_empty() && new != current => {
+                let event = audience.rename(&call.hash, new)?;
+                let heard = Sandbox::heard(audience, Source::Api);
+                let Event::Upemail { new_email, .. } = &event else {
+                    unreachable!("a rename is an address change")
+                };
+                let email = new_email.clone();
+                (heard.then_some(event), email)
+            }
+            _ => (None, current),
+        }
     };
+    if let Some(event) = renamed {
+        call.sandbox.fire(&call.list_id, Source::Api, vec![event]);
+    }
     let member = to_write(body, email, skip_validation(&call))?;
     write(&call, member, ExistingPolicy::MustExist).await
 }

@@ -570,27 +570,47 @@ impl Audience {
                     merges: merges_of(member),
                 }
             }
-            MemberChange::Email(new_email) => {
-                let new_email = check_email(&new_email).map_err(|e| e.into_problem())?;
-                let new_hash = subscriber_hash(&new_email);
-                if self.members.contains_key(&new_hash) {
-                    return Err(MailchimpProblem::invalid(format!(
-                        "{new_email} is already a list member."
-                    )));
-                }
-                let mut moved = self.members.remove(&hash).expect("present");
-                moved.email_address = new_email.clone();
-                self.members.insert(new_hash.clone(), moved);
-                for segment in self.segments.values_mut() {
-                    if segment.members.remove(&hash) {
-                        segment.members.insert(new_hash.clone());
-                    }
-                }
-                Event::Upemail {
-                    old_email: email,
-                    new_email,
+            MemberChange::Email(new_email) => self.rename(&hash, &new_email)?,
+        })
+    }
+
+    /// Gives a present member another address (`PATCH` with a new `email_address`, or the
+    /// contact changing it): the contact keeps its status, merge fields, tags and history,
+    /// under the new address's subscriber hash. An address another contact has (archived
+    /// or not) is refused: two people are never merged.
+    pub fn rename(&mut self, hash: &str, new_email: &str) -> Result<Event, MailchimpProblem> {
+        let old_email = self
+            .members
+            .get(hash)
+            .filter(|m| m.status != MemberStatus::Archived)
+            .ok_or_else(MailchimpProblem::not_found)?
+            .email_address
+            .clone();
+        let new_email = check_email(new_email).map_err(|e| e.into_problem())?;
+        let new_hash = subscriber_hash(&new_email);
+        if new_hash == hash {
+            // The same address, written otherwise: only its spelling changes.
+            self.members.get_mut(hash).expect("present").email_address = new_email.clone();
+        } else {
+            if self.members.contains_key(&new_hash) || self.forgotten.contains(&new_hash) {
+                return Err(MailchimpProblem::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "Member Exists",
+                    format!("{new_email} is already a list member."),
+                ));
+            }
+            let mut moved = self.members.remove(hash).expect("present");
+            moved.email_address = new_email.clone();
+            self.members.insert(new_hash.clone(), moved);
+            for segment in self.segments.values_mut() {
+                if segment.members.remove(hash) {
+                    segment.members.insert(new_hash.clone());
                 }
             }
+        }
+        Ok(Event::Upemail {
+            old_email,
+            new_email,
         })
     }
 }

@@ -460,3 +460,61 @@ async fn the_members_list_filters_on_when_members_changed_and_unsubscribed() {
         .await;
     assert_eq!(problem_title(status, &body, 400), "Invalid Resource");
 }
+
+#[tokio::test]
+async fn patch_with_a_new_address_renames_the_contact_and_never_merges_two() {
+    let sb = spawn_sandbox().await;
+    sb.batch(
+        json!([
+            { "email_address": "old@northwind.io", "status": "unsubscribed",
+              "merge_fields": { "FNAME": "Ada" }, "tags": ["Germany"] },
+            { "email_address": "taken@northwind.io", "status": "subscribed" }
+        ]),
+        false,
+    )
+    .await;
+    let path = |email: &str| {
+        format!(
+            "/lists/{}/members/{}",
+            sb.newsletter,
+            subscriber_hash(email)
+        )
+    };
+
+    let (status, renamed) = sb
+        .patch(
+            &path("old@northwind.io"),
+            json!({ "email_address": "New@Northwind.io", "merge_fields": { "FNAME": "Ada L." } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{renamed}");
+    assert_eq!(renamed["email_address"], "new@northwind.io");
+    assert_eq!(renamed["id"], subscriber_hash("new@northwind.io"));
+    assert_eq!(renamed["status"], "unsubscribed", "it keeps its status");
+    assert_eq!(renamed["merge_fields"]["FNAME"], "Ada L.");
+    let tags: Vec<&str> = renamed["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["Germany"], "it keeps its tags");
+    let (status, _) = sb.get(&path("old@northwind.io")).await;
+    assert_eq!(status, 404, "the old address is gone");
+
+    // The address of another contact: refused, both left as they were.
+    let (status, body) = sb
+        .patch(
+            &path("new@northwind.io"),
+            json!({ "email_address": "taken@northwind.io" }),
+        )
+        .await;
+    assert_eq!(problem_title(status, &body, 400), "Member Exists", "{body}");
+    let (status, still) = sb.get(&path("new@northwind.io")).await;
+    assert_eq!(
+        (status.as_u16(), &still["status"]),
+        (200, &json!("unsubscribed"))
+    );
+    let (_, other) = sb.get(&path("taken@northwind.io")).await;
+    assert_eq!(other["status"], "subscribed");
+}
