@@ -28,6 +28,25 @@ async fn merge_field(w: &World, body: Value) {
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 }
 
+/// SCORE (a number), JOINED (a date) and CITY (required text), besides FNAME.
+async fn typed_fields(w: &World) {
+    merge_field(
+        w,
+        json!({"name": "Score", "type": "number", "tag": "SCORE"}),
+    )
+    .await;
+    merge_field(
+        w,
+        json!({"name": "Joined", "type": "date", "tag": "JOINED"}),
+    )
+    .await;
+    merge_field(
+        w,
+        json!({"name": "City", "type": "text", "tag": "CITY", "required": true}),
+    )
+    .await;
+}
+
 /// Members already in the audience before the console's first export.
 async fn subscribe(w: &World, members: Value) {
     let response = reqwest::Client::new()
@@ -151,21 +170,7 @@ fn reasons(p: &Value, key: &str) -> Vec<(String, i64)> {
 #[tokio::test]
 async fn the_preview_says_what_the_following_runs_do_and_writes_nothing() {
     let w = world(SandboxConfig::default()).await;
-    merge_field(
-        &w,
-        json!({"name": "Score", "type": "number", "tag": "SCORE"}),
-    )
-    .await;
-    merge_field(
-        &w,
-        json!({"name": "Joined", "type": "date", "tag": "JOINED"}),
-    )
-    .await;
-    merge_field(
-        &w,
-        json!({"name": "City", "type": "text", "tag": "CITY", "required": true}),
-    )
-    .await;
+    typed_fields(&w).await;
     subscribe(
         &w,
         json!([
@@ -669,21 +674,7 @@ async fn the_api_asks_for_the_same_confirmation_before_a_first_export_with_probl
 #[tokio::test]
 async fn a_value_emptied_in_a_profile_is_emptied_in_mailchimp_unless_the_field_is_required() {
     let w = world(SandboxConfig::default()).await;
-    merge_field(
-        &w,
-        json!({"name": "Score", "type": "number", "tag": "SCORE"}),
-    )
-    .await;
-    merge_field(
-        &w,
-        json!({"name": "Joined", "type": "date", "tag": "JOINED"}),
-    )
-    .await;
-    merge_field(
-        &w,
-        json!({"name": "City", "type": "text", "tag": "CITY", "required": true}),
-    )
-    .await;
+    typed_fields(&w).await;
     import(
         &w.app,
         "CustomerId,FirstName,Email,Country,Score,Joined,City\n\

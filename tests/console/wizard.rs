@@ -164,6 +164,20 @@ pub async fn save_named(app: &TestApp, id: i64, name: &str, segments: &[i64]) ->
 }
 
 /// Every step of the brief, done right; returns the destination id.
+/// A console with the seeded people and segment, an administrator signed in, and a
+/// destination set up through the pages: (console, segment, destination).
+pub async fn set_up() -> (TestApp, i64, i64) {
+    let app = crate::helpers::spawn_app().await;
+    let segment = seed(&app).await;
+    app.signed_in_as(
+        "ada@example.com",
+        export_destinations::domain::Role::Administrator,
+    )
+    .await;
+    let id = complete(&app, segment).await;
+    (app, segment, id)
+}
+
 pub async fn complete(app: &TestApp, segment: i64) -> i64 {
     let setup = connect(
         app,

@@ -117,6 +117,15 @@ impl TestSandbox {
         (status, json)
     }
 
+    /// The path of a member of the newsletter audience.
+    pub fn member_path(&self, email: &str) -> String {
+        format!(
+            "/lists/{}/members/{}",
+            self.newsletter,
+            export_destinations::domain::subscriber_hash(email)
+        )
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.call_as(&self.auth(), Method::GET, path, None).await
     }

@@ -6,13 +6,7 @@ use crate::helpers::{problem_title, spawn_sandbox};
 #[tokio::test]
 async fn put_applies_status_if_new_only_to_new_members() {
     let sb = spawn_sandbox().await;
-    let path = |email: &str| {
-        format!(
-            "/lists/{}/members/{}",
-            sb.newsletter,
-            subscriber_hash(email)
-        )
-    };
+    let path = |email: &str| sb.member_path(email);
     let (status, created) = sb
         .put(
             &path("new@northwind.io"),
@@ -125,13 +119,7 @@ async fn patch_changes_an_existing_member_and_404s_otherwise() {
         false,
     )
     .await;
-    let path = |email: &str| {
-        format!(
-            "/lists/{}/members/{}",
-            sb.newsletter,
-            subscriber_hash(email)
-        )
-    };
+    let path = |email: &str| sb.member_path(email);
     let (status, body) = sb
         .patch(
             &path("a@northwind.io"),
@@ -473,13 +461,7 @@ async fn patch_with_a_new_address_renames_the_contact_and_never_merges_two() {
         false,
     )
     .await;
-    let path = |email: &str| {
-        format!(
-            "/lists/{}/members/{}",
-            sb.newsletter,
-            subscriber_hash(email)
-        )
-    };
+    let path = |email: &str| sb.member_path(email);
 
     let (status, renamed) = sb
         .patch(

@@ -302,14 +302,7 @@ async fn assert_choices_kept(browser: &fantoccini::Client) {
 #[tokio::test]
 #[ignore = "needs Chromium and chromedriver; run with --ignored"]
 async fn a_removal_clean_up_has_a_run_page_kept_after_the_destination_is_gone() {
-    let app = spawn_app().await;
-    let segment = crate::wizard::seed(&app).await;
-    app.signed_in_as(
-        "ada@example.com",
-        export_destinations::domain::Role::Administrator,
-    )
-    .await;
-    let id = crate::wizard::complete(&app, segment).await;
+    let (app, _, id) = crate::wizard::set_up().await;
     // A draft beside it, to be discarded: Discard asks first.
     let draft = crate::wizard::connect(
         &app,

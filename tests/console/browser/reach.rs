@@ -5,7 +5,6 @@
 use fantoccini::Locator;
 
 use super::kit::*;
-use crate::helpers::spawn_app;
 
 /// The pages a person visits most, after a set-up and an export.
 const PAGES: &[&str] = &[
@@ -25,14 +24,7 @@ const PAGES: &[&str] = &[
 #[tokio::test]
 #[ignore = "needs Chromium and chromedriver; run with --ignored"]
 async fn every_page_is_readable_and_fits_a_phone() {
-    let app = spawn_app().await;
-    let segment = crate::wizard::seed(&app).await;
-    app.signed_in_as(
-        "ada@example.com",
-        export_destinations::domain::Role::Administrator,
-    )
-    .await;
-    let id = crate::wizard::complete(&app, segment).await;
+    let (app, segment, id) = crate::wizard::set_up().await;
     // A draft too: its set-up page has steps not yet available, greyed out.
     let draft = crate::wizard::connect(
         &app,
@@ -255,14 +247,7 @@ async fn tab_to(browser: &fantoccini::Client, wanted: &str) {
 #[tokio::test]
 #[ignore = "needs Chromium and chromedriver; run with --ignored"]
 async fn keep_in_sync_is_turned_on_by_keyboard_and_its_history_reads_at_both_widths() {
-    let app = spawn_app().await;
-    let segment = crate::wizard::seed(&app).await;
-    app.signed_in_as(
-        "ada@example.com",
-        export_destinations::domain::Role::Administrator,
-    )
-    .await;
-    let id = crate::wizard::complete(&app, segment).await;
+    let (app, _, id) = crate::wizard::set_up().await;
     let (_driver, browser) = start_browser().await;
     sign_in(
         &app,
