@@ -297,3 +297,29 @@ pub async fn words_broken(browser: &Client) -> Vec<String> {
         .unwrap();
     serde_json::from_value(found).unwrap()
 }
+
+/// What makes each page hard to read at the window's width, one line a problem naming its
+/// page: texts below 4.5:1, words broken in the middle, and (when `narrow`) a page wider
+/// than the window.
+pub async fn reading_problems(
+    browser: &Client,
+    app: &crate::helpers::TestApp,
+    pages: &[String],
+    narrow: bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for page in pages {
+        browser.goto(&app.url(page)).await.unwrap();
+        if narrow && scrolls_sideways(browser).await {
+            problems.push(format!("{page}: scrolls sideways"));
+        }
+        let low = low_contrast_texts(browser).await;
+        problems.extend(
+            low.into_iter()
+                .map(|t| format!("{page}: low contrast: {t}")),
+        );
+        let broken = words_broken(browser).await;
+        problems.extend(broken.into_iter().map(|w| format!("{page}: broken: {w}")));
+    }
+    problems
+}

@@ -64,19 +64,8 @@ async fn every_page_is_readable_and_fits_a_phone() {
     }
 
     // At desktop width: readable, and no word broken in the middle.
-    let mut broken = Vec::new();
-    for page in &pages {
-        browser.goto(&app.url(page)).await.unwrap();
-        let low = low_contrast_texts(&browser).await;
-        assert!(low.is_empty(), "{page}: {low:#?}");
-        broken.extend(
-            words_broken(&browser)
-                .await
-                .into_iter()
-                .map(|w| format!("{page}: {w}")),
-        );
-    }
-    assert!(broken.is_empty(), "words broken: {broken:#?}");
+    let problems = reading_problems(&browser, &app, &pages, false).await;
+    assert!(problems.is_empty(), "at 1280 px: {problems:#?}");
     browser.goto(&app.url(&draft)).await.unwrap();
     screenshot(&browser, "30-draft-steps").await;
     browser
@@ -100,22 +89,8 @@ async fn every_page_is_readable_and_fits_a_phone() {
 
     // At 390 pixels: the menu folds away, and nothing scrolls sideways.
     browser.set_window_size(390, 844).await.unwrap();
-    for page in &pages {
-        browser.goto(&app.url(page)).await.unwrap();
-        assert!(
-            !scrolls_sideways(&browser).await,
-            "{page} scrolls sideways at 390 px"
-        );
-        let low = low_contrast_texts(&browser).await;
-        assert!(low.is_empty(), "{page} at 390 px: {low:#?}");
-        broken.extend(
-            words_broken(&browser)
-                .await
-                .into_iter()
-                .map(|w| format!("{page}: {w}")),
-        );
-    }
-    assert!(broken.is_empty(), "words broken at 390 px: {broken:#?}");
+    let problems = reading_problems(&browser, &app, &pages, true).await;
+    assert!(problems.is_empty(), "at 390 px: {problems:#?}");
     browser
         .goto(&app.url("/admin/export-destinations"))
         .await
@@ -309,23 +284,15 @@ async fn keep_in_sync_is_turned_on_by_keyboard_and_its_history_reads_at_both_wid
         "Each change is exported within seconds",
     )
     .await;
-    let low = low_contrast_texts(&browser).await;
-    assert!(low.is_empty(), "{low:#?}");
     screenshot(&browser, "39-kept-in-sync").await;
+    let pages = [history.clone(), edit.clone()];
+    let problems = reading_problems(&browser, &app, &pages, false).await;
+    assert!(problems.is_empty(), "at 1280 px: {problems:#?}");
 
     // At 390 pixels: the entry and the setting fit, and the words stay whole.
     browser.set_window_size(390, 844).await.unwrap();
-    for page in [&history, &edit] {
-        browser.goto(&app.url(page)).await.unwrap();
-        assert!(!scrolls_sideways(&browser).await, "{page} scrolls sideways");
-        let low = low_contrast_texts(&browser).await;
-        assert!(low.is_empty(), "{page} at 390 px: {low:#?}");
-        let broken = words_broken(&browser).await;
-        assert!(
-            broken.is_empty(),
-            "{page} at 390 px: words broken: {broken:#?}"
-        );
-    }
+    let problems = reading_problems(&browser, &app, &pages, true).await;
+    assert!(problems.is_empty(), "at 390 px: {problems:#?}");
     browser.goto(&app.url(&history)).await.unwrap();
     screenshot(&browser, "40-phone-kept-in-sync").await;
     browser.goto(&app.url(&edit)).await.unwrap();
