@@ -136,6 +136,19 @@ pub async fn sign_in(
     sign_in_existing(app, browser, email).await;
 }
 
+/// A browser with a new administrator `email` signed in through the sign-in form.
+pub async fn administrator_browser(app: &crate::helpers::TestApp, email: &str) -> (Driver, Client) {
+    let (driver, browser) = start_browser().await;
+    sign_in(
+        app,
+        &browser,
+        email,
+        export_destinations::domain::Role::Administrator,
+    )
+    .await;
+    (driver, browser)
+}
+
 /// Signs an account that already exists in through the sign-in form.
 pub async fn sign_in_existing(app: &crate::helpers::TestApp, browser: &Client, email: &str) {
     browser.goto(&app.url("/sign-in")).await.unwrap();

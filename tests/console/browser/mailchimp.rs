@@ -11,14 +11,7 @@ async fn an_administrator_clicks_through_the_whole_mailchimp_set_up() {
     let app = spawn_app().await;
     crate::wizard::seed(&app).await;
     let audience = crate::wizard::audience(&app, "Newsletter subscribers");
-    let (_driver, browser) = start_browser().await;
-    sign_in(
-        &app,
-        &browser,
-        "ada@example.com",
-        export_destinations::domain::Role::Administrator,
-    )
-    .await;
+    let (_driver, browser) = administrator_browser(&app, "ada@example.com").await;
 
     // Admin > Export destinations > Mailchimp > Set up.
     browser

@@ -32,14 +32,7 @@ async fn every_page_is_readable_and_fits_a_phone() {
         &crate::wizard::audience(&app, "Customers"),
     )
     .await;
-    let (_driver, browser) = start_browser().await;
-    sign_in(
-        &app,
-        &browser,
-        "grace@example.com",
-        export_destinations::domain::Role::Administrator,
-    )
-    .await;
+    let (_driver, browser) = administrator_browser(&app, "grace@example.com").await;
     let mut pages: Vec<String> = PAGES.iter().map(|p| (*p).to_owned()).collect();
     pages.push(format!("/admin/export-destinations/{id}/edit"));
     pages.push(format!("/admin/export-destinations/{id}/runs"));
@@ -223,14 +216,7 @@ async fn tab_to(browser: &fantoccini::Client, wanted: &str) {
 #[ignore = "needs Chromium and chromedriver; run with --ignored"]
 async fn keep_in_sync_is_turned_on_by_keyboard_and_its_history_reads_at_both_widths() {
     let (app, _, id) = crate::wizard::set_up().await;
-    let (_driver, browser) = start_browser().await;
-    sign_in(
-        &app,
-        &browser,
-        "grace@example.com",
-        export_destinations::domain::Role::Administrator,
-    )
-    .await;
+    let (_driver, browser) = administrator_browser(&app, "grace@example.com").await;
 
     // By keyboard alone: Tab to Keep in sync, Space ticks it, Tab to Save, Enter saves.
     let edit = format!("/admin/export-destinations/{id}/edit");
