@@ -171,6 +171,31 @@ async fn a_status_changed_in_mailchimp_between_syncs_is_never_sent_back_older_an
     assert_eq!(fifth.counters.calls, 3, "{:?}", fifth.counters);
     assert_eq!(ledger_status(&s, "P3").await, "unsubscribed");
 
+    // A merge field is added in Mailchimp: the next check counts one more, so the sync reads
+    // the merge fields and tags again (the check, both reads, the batch).
+    crate::preview::merge_field(
+        w,
+        json!({"name": "Shoe size", "type": "number", "tag": "SHOE"}),
+    )
+    .await;
+    sqlx::query(
+        "UPDATE audience_checks SET checked_at = checked_at - 120000 WHERE destination_id = $1",
+    )
+    .bind(id)
+    .execute(pool)
+    .await
+    .unwrap();
+    let before = world::routes(w);
+    s.put(&w.app, "P1", json!({ "FirstName": "Ada B." })).await;
+    let sixth = s.synced().await;
+    assert_eq!(sixth.counters.calls, 4, "{:?}", sixth.counters);
+    let read = world::calls_since(w, &before);
+    assert_eq!(
+        read.get("GET /lists/{list_id}/merge-fields"),
+        Some(&1),
+        "{read:?}"
+    );
+
     // Off: a change waits again.
     s.keep_in_sync(false).await;
     let before = runs::for_destination(pool, id, 100).await.unwrap().len();

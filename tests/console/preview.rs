@@ -14,7 +14,7 @@ use crate::helpers::{PASSWORD, location, wait_until};
 use crate::world::*;
 
 /// Adds merge fields to the sandbox audience, as its owner would in Mailchimp.
-async fn merge_field(w: &World, body: Value) {
+pub(crate) async fn merge_field(w: &World, body: Value) {
     let response = reqwest::Client::new()
         .post(format!(
             "{}/3.0/lists/{}/merge-fields",
