@@ -230,14 +230,7 @@ async fn after_a_failed_sync_the_next_waits_instead_of_failing_on_every_change()
     }
     s.put(&w.app, "P1", json!({ "FirstName": "Augusta" })).await;
     let pool = w.app.state.db.pool();
-    let failed = wait_until("a sync run to fail", Duration::from_secs(20), || async {
-        runs::for_destination(pool, id, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|r| r.kept_in_sync && r.status == RunStatus::Failure)
-    })
-    .await;
+    let failed = s.sync_in(RunStatus::Failure).await;
     assert!(failed.message.is_some(), "it says why");
     // Its failure alert goes out as any run's.
     let got = crate::notifications::wait_for_requests(&receiver, 1).await;
@@ -353,14 +346,7 @@ async fn a_person_who_cancels_a_sync_stops_it_and_is_not_overruled_by_the_next_c
     s.keep_in_sync(true).await;
     s.put(&w.app, "P1", json!({ "FirstName": "Augusta" })).await;
     let pool = w.app.state.db.pool();
-    let running = wait_until("a sync to run", Duration::from_secs(20), || async {
-        runs::for_destination(pool, id, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|r| r.kept_in_sync && r.status == RunStatus::Processing)
-    })
-    .await;
+    let running = s.sync_in(RunStatus::Processing).await;
 
     // The history links the sync running now; its page cancels it.
     w.app
@@ -517,6 +503,20 @@ impl Exported {
         let path = format!("/api/v1/profiles/{customer}");
         let (status, answer) = call(app, Method::PUT, &path, Some(&self.ci), Some(body)).await;
         assert_eq!(status, 200, "{answer}");
+    }
+
+    /// Waits for a run that keeps the destination in sync to be in `status`; returns it.
+    async fn sync_in(&self, status: RunStatus) -> Run {
+        let pool = self.w.app.state.db.pool();
+        let what = format!("a sync run to be {}", status.as_str());
+        wait_until(&what, Duration::from_secs(20), || async {
+            runs::for_destination(pool, self.id, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|r| r.kept_in_sync && r.status == status)
+        })
+        .await
     }
 
     /// Waits until the latest run came after the latest change, and ended; returns it.

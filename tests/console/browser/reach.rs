@@ -171,6 +171,17 @@ async fn pulled_source(app: &crate::helpers::TestApp) -> (i64, i64) {
     (source, pull.id)
 }
 
+/// Scrolls the element `css` finds to the middle of the window.
+async fn scroll_to(browser: &fantoccini::Client, css: &str) {
+    browser
+        .execute(
+            "document.querySelector(arguments[0]).scrollIntoView({block: 'center'});",
+            vec![serde_json::json!(css)],
+        )
+        .await
+        .unwrap();
+}
+
 /// Presses one key in the focused element.
 async fn press(browser: &fantoccini::Client, key: &str) {
     browser
@@ -223,13 +234,7 @@ async fn keep_in_sync_is_turned_on_by_keyboard_and_its_history_reads_at_both_wid
     browser.goto(&app.url(&edit)).await.unwrap();
     click(&browser, "input[name=display_name]").await;
     tab_to(&browser, "keep_in_sync|checkbox").await;
-    browser
-        .execute(
-            "document.querySelector('[name=keep_in_sync]').scrollIntoView({block: 'center'});",
-            vec![],
-        )
-        .await
-        .unwrap();
+    scroll_to(&browser, "[name=keep_in_sync]").await;
     screenshot(&browser, "38-keep-in-sync-focused").await;
     press(&browser, " ").await;
     tab_to(&browser, "action|submit|Save").await;
@@ -282,13 +287,7 @@ async fn keep_in_sync_is_turned_on_by_keyboard_and_its_history_reads_at_both_wid
     browser.goto(&app.url(&history)).await.unwrap();
     screenshot(&browser, "40-phone-kept-in-sync").await;
     browser.goto(&app.url(&edit)).await.unwrap();
-    browser
-        .execute(
-            "document.querySelector('[name=keep_in_sync]').scrollIntoView({block: 'center'});",
-            vec![],
-        )
-        .await
-        .unwrap();
+    scroll_to(&browser, "[name=keep_in_sync]").await;
     screenshot(&browser, "41-phone-keep-in-sync").await;
     browser.close().await.unwrap();
 }
